@@ -1,0 +1,71 @@
+# Shared by every host of the example fleet. `environment` ("staging" or
+# "production") comes from specialArgs in flake.nix.
+{
+  lib,
+  pkgs,
+  environment,
+  ...
+}:
+
+let
+  hello = pkgs.callPackage ./hello-service/package.nix { };
+  helloPort = 8080;
+
+  # Where the Ferry controller runs. Agents dial out to it; nothing connects
+  # to the hosts. Put a TLS proxy in front and use wss:// / https:// on any
+  # network you do not trust.
+  controller = "ferry-controller.example.internal:7070";
+in
+{
+  # --- Placeholder hardware: replace with your nixos-generate-config output.
+  boot.loader.grub.device = "nodev";
+  fileSystems."/" = {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+  };
+  system.stateVersion = "25.05";
+
+  # --- The application.
+  systemd.services.hello = {
+    description = "Example hello service (${environment})";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "network.target" ];
+    environment = {
+      PORT = toString helloPort;
+      FLEET_ENVIRONMENT = environment;
+    };
+    serviceConfig = {
+      ExecStart = lib.getExe hello;
+      DynamicUser = true;
+      Restart = "on-failure";
+    };
+  };
+  networking.firewall.allowedTCPPorts = [ helloPort ];
+
+  # --- The Ferry agent.
+  services.ferry-agent = {
+    enable = true;
+    controllerUrl = "ws://${controller}/agent";
+    substituters = [ "http://${controller}/cache" ];
+    # The public half of the key CI signs with (deploy.sh's FERRY_SIGNING_KEY_FILE):
+    #   nix-store --generate-binary-cache-key ferry-fleet-1 cache.sec cache.pub
+    # REPLACE this example value with the contents of cache.pub.
+    trustedPublicKeys = [ "ferry-fleet-1:ZXhhbXBsZS1vbmx5LXJlcGxhY2Utd2l0aC15b3VyLWtleQ==" ];
+    # Provisioned once per host, outside the store (root-only, mode 0400).
+    tokenFile = "/var/lib/ferry-secrets/agent-token";
+
+    strategy = "trial";
+    # Production gets longer to settle before the agent gives up and rolls back.
+    confirmTimeout = if environment == "production" then 300 else 120;
+
+    healthChecks = {
+      systemd.units = [ "hello.service" ];
+      http = [
+        {
+          url = "http://127.0.0.1:${toString helloPort}/healthz";
+          bodyContains = "ok";
+        }
+      ];
+    };
+  };
+}

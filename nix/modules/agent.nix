@@ -1,0 +1,391 @@
+# NixOS module for the Ferry agent: `services.ferry-agent`.
+#
+# The agent connects out to the controller, fetches the closure it is told to
+# run from the substituters configured *here* (checked against the keys
+# configured *here*), switches the system, runs the health checks below and
+# rolls back on its own when they fail.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib) mkOption types;
+
+  cfg = config.services.ferry-agent;
+  json = pkgs.formats.json { };
+
+  # systemd puts the credential passed with LoadCredential=token:… here; it is
+  # $CREDENTIALS_DIRECTORY/token for this unit, readable by the unit only.
+  tokenCredential = "/run/credentials/ferry-agent.service/token";
+
+  strictOption = mkOption {
+    type = types.bool;
+    default = false;
+    description = "Value of this check's `strict` flag in the agent configuration.";
+  };
+
+  httpCheck = types.submodule {
+    options = {
+      url = mkOption {
+        type = types.str;
+        example = "http://127.0.0.1:8080/healthz";
+        description = "URL the agent requests (from the host itself).";
+      };
+      expectStatus = mkOption {
+        type = types.ints.between 100 599;
+        default = 200;
+        description = "HTTP status the response must have.";
+      };
+      bodyContains = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Text the response body must contain; `null` does not look at the body.";
+      };
+      timeout = mkOption {
+        type = types.ints.positive;
+        default = 5;
+        description = "Seconds one request may take.";
+      };
+      strict = strictOption;
+    };
+  };
+
+  commandCheck = types.submodule {
+    options = {
+      argv = mkOption {
+        type = types.nonEmptyListOf types.str;
+        example = lib.literalExpression ''[ "''${pkgs.curl}/bin/curl" "-fsS" "http://127.0.0.1:8080/" ]'';
+        description = ''
+          Program and arguments, run as root without a shell. The check passes
+          when it exits 0. Use absolute store paths: the unit's PATH only holds
+          Nix and systemd.
+        '';
+      };
+      timeout = mkOption {
+        type = types.ints.positive;
+        default = 30;
+        description = "Seconds the command may run before it counts as failed.";
+      };
+      strict = strictOption;
+    };
+  };
+
+  renderedHealthChecks =
+    lib.optional (cfg.healthChecks.systemd.units != [ ]) {
+      type = "systemd";
+      inherit (cfg.healthChecks.systemd) units strict;
+    }
+    ++ map (
+      check:
+      {
+        type = "http";
+        inherit (check)
+          url
+          expectStatus
+          timeout
+          strict
+          ;
+      }
+      // lib.optionalAttrs (check.bodyContains != null) { inherit (check) bodyContains; }
+    ) cfg.healthChecks.http
+    ++ map (check: {
+      type = "command";
+      inherit (check) argv timeout strict;
+    }) cfg.healthChecks.command;
+
+  configFile = json.generate "ferry-agent.json" cfg.settings;
+
+  tokenPath = toString cfg.tokenFile;
+  isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p || p == builtins.storeDir;
+in
+{
+  options.services.ferry-agent = {
+    enable = lib.mkEnableOption "the Ferry deployment agent, which lets a Ferry controller switch this machine";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.ferry or (pkgs.callPackage ../package.nix { });
+      defaultText = lib.literalExpression "pkgs.ferry or (pkgs.callPackage ./nix/package.nix { })";
+      description = "The Ferry package whose `ferry agent` command runs the agent.";
+    };
+
+    controllerUrl = mkOption {
+      type = types.str;
+      example = "wss://ferry.example.net/agent";
+      description = ''
+        WebSocket URL of the controller's agent endpoint (`ws://` or `wss://`,
+        path `/agent`). The agent token travels over this link: use `wss://`
+        (for example behind a TLS proxy) on any network you do not trust.
+      '';
+    };
+
+    hostName = mkOption {
+      type = types.str;
+      default = config.networking.hostName;
+      defaultText = lib.literalExpression "config.networking.hostName";
+      description = "Name this machine has in the controller; deployments address it by this name.";
+    };
+
+    tokenFile = mkOption {
+      type = types.path;
+      example = "/var/lib/ferry-secrets/agent-token";
+      description = ''
+        File holding this host's agent token. It must live outside the Nix store
+        (which is world-readable); provision it out of band or with a secrets
+        manager. systemd hands it to the unit with `LoadCredential=`, so the
+        file may be readable by root only.
+      '';
+    };
+
+    substituters = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "https://ferry.example.net/cache" ];
+      description = ''
+        Binary caches the agent fetches closures from, usually the controller's
+        cache at `http(s)://HOST:PORT/cache`. Only these are used; the
+        controller cannot add one.
+      '';
+    };
+
+    trustedPublicKeys = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "ferry-cache-1:Y2hhbmdlLW1lLXRvLXlvdXItb3duLXB1YmxpYy1rZXk=" ];
+      description = ''
+        Public keys (`name:base64`) a closure must be signed with before the
+        agent accepts it. The controller cannot add one.
+      '';
+    };
+
+    strategy = mkOption {
+      type = types.enum [
+        "trial"
+        "switch"
+        "boot"
+      ];
+      default = "trial";
+      description = ''
+        How a new system is activated: `trial` switches the running system and
+        keeps it only once it is confirmed healthy (rolling back otherwise);
+        `switch` and `boot` map to `switch-to-configuration switch` / `boot`.
+      '';
+    };
+
+    confirmTimeout = mkOption {
+      type = types.ints.positive;
+      default = 120;
+      description = ''
+        Seconds after activation within which the health checks and a
+        heartbeat with the controller must succeed; otherwise the agent rolls back.
+      '';
+    };
+
+    activationTimeout = mkOption {
+      type = types.ints.positive;
+      default = 600;
+      description = "Seconds `switch-to-configuration` may run before the activation counts as failed.";
+    };
+
+    keepGenerations = mkOption {
+      type = types.ints.positive;
+      default = 5;
+      description = "System profile generations the agent keeps (older ones are deleted).";
+    };
+
+    healthChecks = {
+      systemd = {
+        units = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [
+            "nginx.service"
+            "postgresql.service"
+          ];
+          description = "systemd units that must be active after activation.";
+        };
+        strict = strictOption;
+      };
+
+      http = mkOption {
+        type = types.listOf httpCheck;
+        default = [ ];
+        example = lib.literalExpression ''
+          [ { url = "http://127.0.0.1:8080/healthz"; bodyContains = "ok"; } ]
+        '';
+        description = "HTTP endpoints that must answer as expected after activation.";
+      };
+
+      command = mkOption {
+        type = types.listOf commandCheck;
+        default = [ ];
+        description = "Commands that must exit 0 after activation.";
+      };
+    };
+
+    settings = mkOption {
+      type = types.submodule {
+        freeformType = json.type;
+        options = {
+          stateDir = mkOption {
+            type = types.str;
+            default = "/var/lib/ferry-agent";
+            description = "Where the agent keeps its state file (the unit's `StateDirectory`).";
+          };
+          profile = mkOption {
+            type = types.str;
+            default = "/nix/var/nix/profiles/system";
+            description = "System profile the agent sets and rolls back.";
+          };
+          logLevel = mkOption {
+            type = types.enum [
+              "debug"
+              "info"
+              "warn"
+              "error"
+            ];
+            default = "info";
+            description = "Agent log level.";
+          };
+          healthChecks = mkOption {
+            type = types.listOf json.type;
+            default = [ ];
+            description = ''
+              Health checks in the agent's JSON form. The typed
+              `healthChecks.*` options are appended here; add raw entries only
+              for check kinds those options do not cover.
+            '';
+          };
+        };
+      };
+      default = { };
+      description = ''
+        The agent's JSON configuration file (`ferry agent --config FILE`). The
+        typed options above are written into it; other keys given here are
+        passed through as they are (the agent rejects keys it does not know).
+        `tokenFile` always points at the systemd credential.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = cfg.trustedPublicKeys != [ ];
+        message = ''
+          services.ferry-agent.trustedPublicKeys is empty, so the agent could not accept any closure.
+          Add the public key that signs your Ferry cache, e.g.
+            services.ferry-agent.trustedPublicKeys = [ "ferry-cache-1:BASE64…" ];
+          (a key pair is made with `nix-store --generate-binary-cache-key ferry-cache-1 cache.sec cache.pub`).
+        '';
+      }
+      {
+        assertion = lib.all (key: builtins.match "[^:[:space:]]+:[A-Za-z0-9+/]+=*" key != null) cfg.trustedPublicKeys;
+        message = ''
+          services.ferry-agent.trustedPublicKeys must be `name:base64` keys (the contents of a
+          public key file from `nix-store --generate-binary-cache-key`); got: ${lib.concatStringsSep ", " cfg.trustedPublicKeys}
+        '';
+      }
+      {
+        assertion = cfg.substituters != [ ];
+        message = ''
+          services.ferry-agent.substituters is empty, so the agent has nowhere to fetch closures from.
+          Point it at the controller's binary cache, e.g.
+            services.ferry-agent.substituters = [ "https://ferry.example.net/cache" ];
+        '';
+      }
+      {
+        assertion = builtins.match "wss?://[^/]+(/.*)?/agent" cfg.controllerUrl != null;
+        message = ''
+          services.ferry-agent.controllerUrl must be a ws:// or wss:// URL whose path ends in /agent,
+          e.g. "wss://ferry.example.net/agent"; got "${cfg.controllerUrl}".
+        '';
+      }
+      {
+        assertion = cfg.hostName != "";
+        message = ''
+          services.ferry-agent.hostName is empty. Set networking.hostName, or set
+          services.ferry-agent.hostName to the name this machine has in the controller.
+        '';
+      }
+      {
+        assertion = !isStorePath tokenPath;
+        message = ''
+          services.ferry-agent.tokenFile is in the Nix store (${tokenPath}), where every local user
+          can read it. Put the token in a root-only file outside the store and give its path as a
+          string, e.g. services.ferry-agent.tokenFile = "/var/lib/ferry-secrets/agent-token";
+          (a Nix path literal such as ./token is copied into the store).
+        '';
+      }
+      {
+        assertion = lib.hasPrefix "/" tokenPath;
+        message = ''
+          services.ferry-agent.tokenFile must be an absolute path; got "${tokenPath}".
+        '';
+      }
+    ];
+
+    services.ferry-agent.settings = {
+      inherit (cfg)
+        controllerUrl
+        hostName
+        substituters
+        trustedPublicKeys
+        strategy
+        confirmTimeout
+        activationTimeout
+        keepGenerations
+        ;
+      tokenFile = tokenCredential;
+      healthChecks = renderedHealthChecks;
+    };
+
+    # The CLI on the host, e.g. for `ferry agent apply-bundle` on air-gapped sites.
+    environment.systemPackages = [ cfg.package ];
+
+    systemd.services.ferry-agent = {
+      description = "Ferry deployment agent";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+
+      # The agent runs switch-to-configuration itself. If switching restarted
+      # (or stopped and started) this unit, it would kill the transaction it is
+      # in the middle of. A new agent package takes effect on the next restart
+      # of the unit (or reboot); the agent resumes from its state file.
+      restartIfChanged = false;
+      stopIfChanged = false;
+
+      # The system's own Nix (nix-store, nix-env) and systemctl.
+      path = [
+        config.nix.package
+        pkgs.systemd
+      ];
+
+      unitConfig = {
+        # A configuration that drops the agent must not stop it while it is
+        # still activating that very configuration.
+        X-StopOnRemoval = false;
+        # Keep retrying forever: a host must never give up on its controller.
+        StartLimitIntervalSec = 0;
+      };
+
+      # Runs as root and without sandboxing: it has to switch the whole system.
+      serviceConfig = {
+        ExecStart = "${lib.getExe cfg.package} agent --config ${configFile}";
+        Restart = "always";
+        RestartSec = 5;
+        # Only the agent's main process is killed when the unit stops or
+        # restarts: a switch-to-configuration (or rollback) child must outlive
+        # an agent restart, or the system is left half-switched.
+        KillMode = "process";
+        StateDirectory = "ferry-agent";
+        StateDirectoryMode = "0700";
+        LoadCredential = "token:${tokenPath}";
+      };
+    };
+  };
+}

@@ -1,0 +1,223 @@
+# NixOS module for the Ferry controller: `services.ferry-controller`.
+#
+# One port (listenAddress) serves agents (WebSocket, /agent) and the binary
+# cache (HTTP, /cache); a second one (grpcListenAddress) serves the operator
+# gRPC API used by the `ferry` CLI and CI.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib) mkOption types;
+
+  cfg = config.services.ferry-controller;
+  dataDir = "/var/lib/ferry-controller";
+
+  # "0.0.0.0:7070", "[::]:7070", ":7070" -> 7070 (null when there is no port).
+  portOf =
+    address:
+    let
+      m = builtins.match ".*:([0-9]+)" address;
+    in
+    if m == null then null else lib.toInt (builtins.head m);
+  listenPort = portOf cfg.listenAddress;
+  privilegedPorts = lib.filter (p: p != null && p < 1024) [
+    listenPort
+    (portOf cfg.grpcListenAddress)
+  ];
+
+  # Flags owned by the dedicated options; settings must not repeat them.
+  reservedSettings = [
+    "dataDir"
+    "listen"
+    "grpcListen"
+  ];
+
+  # settings.fooBar = "x" -> --foo-bar x; true -> --foo-bar; false/null -> nothing;
+  # a list repeats the flag.
+  kebab = name: lib.concatMapStrings (c: if c != lib.toLower c then "-" + lib.toLower c else c) (lib.stringToCharacters name);
+  settingFlags =
+    name: value:
+    let
+      flag = "--" + kebab name;
+    in
+    if value == true then
+      [ flag ]
+    else if value == false || value == null then
+      [ ]
+    else if builtins.isList value then
+      lib.concatMap (v: [
+        flag
+        (toString v)
+      ]) value
+    else
+      [
+        flag
+        (toString value)
+      ];
+
+  args = [
+    "controller"
+    "--data-dir"
+    dataDir
+    "--listen"
+    cfg.listenAddress
+    "--grpc-listen"
+    cfg.grpcListenAddress
+  ]
+  ++ lib.concatLists (lib.mapAttrsToList settingFlags cfg.settings);
+
+  # Shell-style quoting is understood by systemd's ExecStart; "%" is systemd's
+  # specifier character and must be doubled.
+  execArgs = lib.replaceStrings [ "%" ] [ "%%" ] (lib.escapeShellArgs args);
+
+  scalar = types.oneOf [
+    types.bool
+    types.int
+    types.str
+  ];
+in
+{
+  options.services.ferry-controller = {
+    enable = lib.mkEnableOption "the Ferry controller (agent hub, binary cache and operator API)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.ferry or (pkgs.callPackage ../package.nix { });
+      defaultText = lib.literalExpression "pkgs.ferry or (pkgs.callPackage ./nix/package.nix { })";
+      description = "The Ferry package whose `ferry controller` command runs the controller.";
+    };
+
+    listenAddress = mkOption {
+      type = types.str;
+      default = "0.0.0.0:7070";
+      example = "[::]:7070";
+      description = ''
+        HOST:PORT for agents and the binary cache: agents connect to
+        `ws://HOST:PORT/agent`, hosts and CI use `http://HOST:PORT/cache`.
+      '';
+    };
+
+    grpcListenAddress = mkOption {
+      type = types.str;
+      default = "127.0.0.1:7071";
+      example = "0.0.0.0:7071";
+      description = ''
+        HOST:PORT of the operator gRPC API (`ferry deploy`, `ferry cache push`
+        … with `--controller`/`FERRY_CONTROLLER`). Loopback by default; it is
+        never opened by `openFirewall`.
+      '';
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Whether to open the port of `listenAddress` (only that one) in the firewall.";
+    };
+
+    settings = mkOption {
+      type = types.attrsOf (types.nullOr (types.either scalar (types.listOf scalar)));
+      default = { };
+      example = {
+        logLevel = "debug";
+      };
+      description = ''
+        Further `ferry controller` command-line flags, camelCase: `fooBar = "x"`
+        becomes `--foo-bar x`, `true` a bare `--foo-bar`, `false`/`null` nothing,
+        and a list repeats the flag. The data directory and both listen
+        addresses have their own options.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = listenPort != null;
+        message = ''
+          services.ferry-controller.listenAddress must be HOST:PORT, e.g. "0.0.0.0:7070"; got "${cfg.listenAddress}".
+        '';
+      }
+      {
+        assertion = portOf cfg.grpcListenAddress != null;
+        message = ''
+          services.ferry-controller.grpcListenAddress must be HOST:PORT, e.g. "127.0.0.1:7071"; got "${cfg.grpcListenAddress}".
+        '';
+      }
+      {
+        assertion = lib.all (name: !(cfg.settings ? ${name})) reservedSettings;
+        message = ''
+          services.ferry-controller.settings must not set ${lib.concatStringsSep ", " reservedSettings}:
+          use services.ferry-controller.listenAddress / grpcListenAddress (the data directory is fixed at ${dataDir}).
+        '';
+      }
+    ];
+
+    networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && listenPort != null) [ listenPort ];
+
+    environment.systemPackages = [ cfg.package ];
+
+    systemd.services.ferry-controller = {
+      description = "Ferry controller";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+
+      # Harmless if unused: lets the controller call the system's Nix tools.
+      path = [ config.nix.package ];
+
+      serviceConfig = {
+        ExecStart = "${lib.getExe cfg.package} ${execArgs}";
+        Restart = "on-failure";
+        RestartSec = 5;
+
+        DynamicUser = true;
+        # The SQLite database and the cache's NARs live here.
+        StateDirectory = "ferry-controller";
+        StateDirectoryMode = "0700";
+        WorkingDirectory = dataDir;
+        UMask = "0077";
+        # Every agent holds one WebSocket open.
+        LimitNOFILE = 65536;
+
+        AmbientCapabilities = lib.optional (privilegedPorts != [ ]) "CAP_NET_BIND_SERVICE";
+        CapabilityBoundingSet = if privilegedPorts != [ ] then [ "CAP_NET_BIND_SERVICE" ] else "";
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        PrivateUsers = privilegedPorts == [ ];
+        ProtectKernelTunables = true;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectProc = "invisible";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        RemoveIPC = true;
+        LockPersonality = true;
+        # MemoryDenyWriteExecute is left off on purpose: V8's JIT needs
+        # writable+executable memory and Node would not start.
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+        # Refuse rather than kill on a filtered call.
+        SystemCallErrorNumber = "EPERM";
+      };
+    };
+  };
+}

@@ -1,0 +1,153 @@
+import { readFileSync } from "node:fs";
+import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
+import { FerryError, assertHostName } from "@ferry/core";
+
+export type Strategy = "switch" | "trial" | "boot";
+
+export interface SystemdCheck {
+  type: "systemd";
+  units: string[];
+  strict: boolean;
+}
+export interface HttpCheck {
+  type: "http";
+  url: string;
+  expectStatus: number;
+  bodyContains?: string;
+  timeout: number;
+  strict: boolean;
+}
+export interface CommandCheck {
+  type: "command";
+  argv: string[];
+  timeout: number;
+  strict: boolean;
+}
+export type HealthCheck = SystemdCheck | HttpCheck | CommandCheck;
+
+export interface AgentConfig {
+  controllerUrl: string;
+  hostName: string;
+  tokenFile: string;
+  substituters: string[];
+  trustedPublicKeys: string[];
+  stateDir: string;
+  profile: string;
+  /** Where the running system is linked; NixOS: /run/current-system. */
+  currentSystemLink: string;
+  strategy: Strategy;
+  confirmTimeout: number;
+  activationTimeout: number;
+  fetchTimeout: number;
+  keepGenerations: number;
+  healthChecks: HealthCheck[];
+  heartbeatInterval: number;
+  reconnectMaxDelay: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
+
+/**
+ * The one schema of the agent's configuration: the agent validates against it
+ * at start-up and `ferry agent schema` prints it for the NixOS module's tests.
+ */
+export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
+  $id: "https://ferry.invalid/schemas/agent-config.json",
+  title: "Ferry agent configuration",
+  type: "object",
+  additionalProperties: false,
+  required: ["controllerUrl", "hostName", "tokenFile", "substituters", "trustedPublicKeys"],
+  properties: {
+    controllerUrl: { type: "string", pattern: "^wss?://[^\\s]+$", description: "WebSocket URL of the controller's agent endpoint, e.g. ws://controller:7070/agent." },
+    hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
+    tokenFile: { type: "string", minLength: 1, description: "File holding this host's agent token; read at every connection." },
+    substituters: { type: "array", minItems: 1, items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" }, description: "Binary caches to fetch closures from." },
+    trustedPublicKeys: { type: "array", minItems: 1, items: { type: "string", pattern: "^[^\\s:]+:[A-Za-z0-9+/=]+$" }, description: "Only paths signed by one of these keys are accepted." },
+    stateDir: { type: "string", default: "/var/lib/ferry-agent", description: "Where the agent keeps its transaction state and GC roots." },
+    profile: { type: "string", default: "/nix/var/nix/profiles/system", description: "System profile to switch." },
+    currentSystemLink: { type: "string", default: "/run/current-system", description: "Symlink to the running system." },
+    strategy: { type: "string", enum: ["switch", "trial", "boot"], default: "switch", description: "How a new system is activated." },
+    confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
+    activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },
+    fetchTimeout: { type: "number", minimum: 1, default: 3600, description: "Seconds allowed for realising a closure." },
+    keepGenerations: { type: "integer", minimum: 1, default: 5, description: "System generations kept when collecting garbage." },
+    healthChecks: {
+      type: "array",
+      default: [],
+      items: {
+        type: "object",
+        required: ["type"],
+        oneOf: [
+          {
+            type: "object",
+            additionalProperties: false,
+            required: ["type", "units"],
+            properties: { type: { type: "string", const: "systemd" }, units: { type: "array", minItems: 1, items: { type: "string" } }, ...CHECK_COMMON },
+          },
+          {
+            type: "object",
+            additionalProperties: false,
+            required: ["type", "url"],
+            properties: {
+              type: { type: "string", const: "http" },
+              url: { type: "string", pattern: "^https?://" },
+              expectStatus: { type: "integer", default: 200 },
+              bodyContains: { type: "string", nullable: true },
+              timeout: { type: "number", minimum: 0.1, default: 5 },
+              ...CHECK_COMMON,
+            },
+          },
+          {
+            type: "object",
+            additionalProperties: false,
+            required: ["type", "argv"],
+            properties: {
+              type: { type: "string", const: "command" },
+              argv: { type: "array", minItems: 1, items: { type: "string" } },
+              timeout: { type: "number", minimum: 0.1, default: 30 },
+              ...CHECK_COMMON,
+            },
+          },
+        ],
+      } as unknown as JSONSchemaType<HealthCheck>,
+    },
+    heartbeatInterval: { type: "number", minimum: 0.1, default: 10, description: "Seconds between heartbeats to the controller." },
+    reconnectMaxDelay: { type: "number", minimum: 0.1, default: 60, description: "Upper bound, in seconds, of the reconnect backoff." },
+    logLevel: { type: "string", enum: ["debug", "info", "warn", "error"], default: "info" },
+  },
+};
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const validate = ajv.compile(AGENT_CONFIG_SCHEMA);
+
+function describe(error: ErrorObject): string {
+  const where = error.instancePath ? error.instancePath.slice(1).replaceAll("/", ".") : "(top level)";
+  if (error.keyword === "additionalProperties") {
+    return `unknown key ${JSON.stringify((error.params as { additionalProperty: string }).additionalProperty)} in ${where}`;
+  }
+  if (error.keyword === "required") return `missing key ${JSON.stringify((error.params as { missingProperty: string }).missingProperty)} in ${where}`;
+  return `${where}: ${error.message ?? error.keyword}`;
+}
+
+/** Validates a parsed config (defaults filled in), or throws E_BAD_CONFIG naming each bad key. */
+export function parseAgentConfig(raw: unknown): AgentConfig {
+  const copy = structuredClone(raw);
+  if (!validate(copy)) {
+    const errors = (validate.errors ?? []).filter((error) => error.keyword !== "oneOf" && error.keyword !== "const" || (validate.errors ?? []).length === 1);
+    throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
+  }
+  assertHostName(copy.hostName);
+  return copy;
+}
+
+export function loadAgentConfig(file: string, overrides: Partial<AgentConfig> = {}): AgentConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new FerryError("E_BAD_CONFIG", `cannot read ${file}: ${(error as Error).message}`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FerryError("E_BAD_CONFIG", `${file} must hold a JSON object`);
+  return parseAgentConfig({ ...raw, ...overrides });
+}

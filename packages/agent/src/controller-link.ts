@@ -1,0 +1,162 @@
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import WebSocket from "ws";
+import { FERRY_VERSION, type Logger } from "@ferry/core";
+import { MAX_FRAME_BYTES, decodeControllerFrame, encodeAgentFrame, type AgentBody, type DesiredSystem, type Hello, type Refusal } from "@ferry/protocol";
+
+export interface LinkOptions {
+  url: string;
+  hostName: string;
+  tokenFile: string;
+  heartbeatIntervalMs: number;
+  reconnectMaxDelayMs: number;
+  log: Logger;
+  /** What to say in Hello: read fresh at every connection. */
+  hello: () => Omit<Hello, "hostName" | "token" | "agentVersion">;
+}
+
+export interface LinkEvents {
+  desired: [DesiredSystem];
+  connected: [];
+  disconnected: [];
+  refused: [Refusal];
+}
+
+const RECONNECT_MIN_DELAY_MS = 500;
+
+/**
+ * The agent's outbound connection. It reconnects forever with capped,
+ * jittered exponential backoff, so a fleet does not stampede a controller that
+ * comes back.
+ */
+export class ControllerLink extends EventEmitter<LinkEvents> {
+  private socket: WebSocket | undefined;
+  private welcomed = false;
+  private stopped = false;
+  private attempt = 0;
+  private sequence = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly pendingAcks = new Map<number, (answered: boolean) => void>();
+
+  constructor(private readonly options: LinkOptions) {
+    super();
+  }
+
+  get connected(): boolean {
+    return this.welcomed;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeatTimer);
+    this.socket?.terminate();
+  }
+
+  /** Sends when connected; returns false otherwise (callers keep what must survive). */
+  send(body: AgentBody): boolean {
+    if (!this.welcomed || this.socket?.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(encodeAgentFrame(body), { binary: true });
+    return true;
+  }
+
+  /** Resolves true when the controller answers a heartbeat within `timeoutMs`. */
+  roundTrip(timeoutMs: number, currentSystem = ""): Promise<boolean> {
+    const sequence = ++this.sequence;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingAcks.delete(sequence);
+        resolve(false);
+      }, timeoutMs);
+      this.pendingAcks.set(sequence, (answered) => {
+        clearTimeout(timer);
+        resolve(answered);
+      });
+      if (!this.send({ $case: "heartbeat", value: { sequence, sentAtMs: Date.now(), currentSystem, phase: 0 } })) {
+        clearTimeout(timer);
+        this.pendingAcks.delete(sequence);
+        resolve(false);
+      }
+    });
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { log } = this.options;
+    let token: string;
+    try {
+      token = readFileSync(this.options.tokenFile, "utf8").trim();
+    } catch (error) {
+      log.error({ code: "E_AUTH", tokenFile: this.options.tokenFile, err: (error as Error).message }, "cannot read the agent token");
+      return this.scheduleReconnect();
+    }
+    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000 });
+    this.socket = socket;
+    socket.on("open", () => {
+      socket.send(encodeAgentFrame({ $case: "hello", value: { hostName: this.options.hostName, token, agentVersion: FERRY_VERSION, ...this.options.hello() } }), {
+        binary: true,
+      });
+    });
+    socket.on("message", (data, isBinary) => {
+      if (!isBinary) return;
+      let frame;
+      try {
+        frame = decodeControllerFrame(Buffer.from(data as Buffer));
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, "undecodable frame from controller; reconnecting");
+        socket.terminate();
+        return;
+      }
+      const body = frame.body;
+      switch (body.$case) {
+        case "welcome":
+          this.welcomed = true;
+          this.attempt = 0;
+          log.info({ url: this.options.url }, "connected to controller");
+          this.heartbeatTimer = setInterval(() => void this.roundTrip(this.options.heartbeatIntervalMs), this.options.heartbeatIntervalMs);
+          this.emit("connected");
+          return;
+        case "heartbeatAck":
+          this.pendingAcks.get(body.value.sequence)?.(true);
+          this.pendingAcks.delete(body.value.sequence);
+          return;
+        case "desired":
+          this.emit("desired", body.value);
+          return;
+        case "refusal":
+          log.error({ code: body.value.code, fatal: body.value.fatal }, `controller refused: ${body.value.message}`);
+          this.emit("refused", body.value);
+          return;
+      }
+    });
+    socket.on("error", (error) => log.debug({ err: error.message }, "controller link error"));
+    socket.on("close", (code, reason) => {
+      const wasWelcomed = this.welcomed;
+      this.welcomed = false;
+      clearInterval(this.heartbeatTimer);
+      for (const settle of this.pendingAcks.values()) settle(false);
+      this.pendingAcks.clear();
+      if (wasWelcomed) {
+        log.warn({ closeCode: code, reason: reason.toString() }, "lost the controller link");
+        this.emit("disconnected");
+      }
+      this.scheduleReconnect();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    this.attempt += 1;
+    const ceiling = Math.min(this.options.reconnectMaxDelayMs, RECONNECT_MIN_DELAY_MS * 2 ** Math.min(this.attempt, 16));
+    // "Full jitter": uniformly random below the ceiling.
+    const delay = Math.max(RECONNECT_MIN_DELAY_MS / 2, Math.random() * ceiling);
+    this.options.log.debug({ attempt: this.attempt, delayMs: Math.round(delay) }, "reconnecting");
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+}

@@ -1,0 +1,3 @@
+export { startAgent, type RunningAgent } from "./agent.js";
+export { loadAgentConfig, parseAgentConfig, AGENT_CONFIG_SCHEMA, type AgentConfig, type HealthCheck, type Strategy } from "./config.js";
+export { StateFile, type AgentState, type Transaction } from "./state-file.js";

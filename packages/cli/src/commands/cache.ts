@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FerryError, Nix, ProcessRunner, assertStorePath } from "@ferry/core";
+import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { connect } from "../client.js";
+import { createOutput } from "../output.js";
+
+export async function cacheCommand(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb !== "push") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push`);
+  const { values, positionals } = parse(rest, { ...CONNECTION_OPTIONS, "signing-key-file": { type: "string" }, "cache-url": { type: "string" } });
+  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache push STOREPATH... [--signing-key-file KEY]");
+  const roots = positionals.map(assertStorePath);
+  const out = createOutput(values.json);
+  const nix = new Nix(new ProcessRunner());
+  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  try {
+    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    const closure = await nix.closure(roots);
+    const signingKey = values["signing-key-file"];
+    if (signingKey) {
+      out.note(`signing ${closure.length} paths with ${signingKey}`);
+      await nix.sign(signingKey, closure);
+    }
+    out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths) to ${cacheUrl}`);
+    await uploadWithToken(nix, cacheUrl, closure, connection.token);
+    out.result({ cacheUrl, roots, paths: closure.length, signed: Boolean(signingKey) }, () => `pushed ${closure.length} paths to ${cacheUrl}\n`);
+    return 0;
+  } finally {
+    connection.close();
+  }
+}
+
+async function discoverCacheUrl(connection: ReturnType<typeof connect>): Promise<string> {
+  const info = await connection.call(connection.client.getInfo, {});
+  if (info.publicUrl) return `${info.publicUrl.replace(/\/$/, "")}${info.cachePath}`;
+  const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
+  return `http://${host}:${info.httpPort}${info.cachePath}`;
+}
+
+/** `nix copy` authenticates from a netrc file; it lives only for this upload. */
+async function uploadWithToken(nix: Nix, cacheUrl: string, paths: string[], token: string): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-netrc-"));
+  try {
+    const netrc = join(dir, "netrc");
+    writeFileSync(netrc, `machine ${new URL(cacheUrl).hostname} login ferry password ${token}\n`, { mode: 0o600 });
+    await nix.copyTo(cacheUrl, paths, netrc);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

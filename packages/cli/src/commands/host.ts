@@ -1,0 +1,74 @@
+import { FerryError, assertHostName, writeFileAtomic } from "@ferry/core";
+import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { connect } from "../client.js";
+import { ago, createOutput, hostStatusJson, phaseName, shortPath, table } from "../output.js";
+
+export async function hostCommand(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  switch (verb) {
+    case "add":
+      return hostAdd(rest);
+    case "list":
+      return hostList(rest);
+    case "remove":
+      return hostRemove(rest);
+    default:
+      throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'host ${verb ?? ""}': use add, list or remove`);
+  }
+}
+
+async function hostAdd(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, tag: { type: "string", multiple: true, default: [] }, "token-out": { type: "string" } });
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host add NAME [--tag TAG]... [--token-out FILE]");
+  const name = assertHostName(positionals[0]);
+  const out = createOutput(values.json);
+  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  try {
+    const response = await connection.call(connection.client.addHost, { name, tags: values.tag });
+    const tokenOut = values["token-out"];
+    if (tokenOut) writeFileAtomic(tokenOut, `${response.agentToken}\n`, 0o600);
+    out.result(
+      { host: response.host && hostStatusJson(response.host), ...(tokenOut ? { tokenFile: tokenOut } : { agentToken: response.agentToken }) },
+      () =>
+        tokenOut
+          ? `added host ${name}; its agent token is in ${tokenOut}\n`
+          : `added host ${name}\nagent token (shown once; put it in the agent's tokenFile):\n${response.agentToken}\n`,
+    );
+    return 0;
+  } finally {
+    connection.close();
+  }
+}
+
+async function hostList(args: string[]): Promise<number> {
+  const { values } = parse(args, CONNECTION_OPTIONS, false);
+  const out = createOutput(values.json);
+  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  try {
+    const { hosts } = await connection.call(connection.client.listHosts, { names: [] });
+    out.result({ hosts: hosts.map(hostStatusJson) }, () =>
+      table(
+        ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],
+        hosts.map((h) => [h.name, h.tags.join(",") || "-", h.online ? "yes" : "no", phaseName(h.phase), shortPath(h.currentSystem), ago(h.lastSeenMs)]),
+      ),
+    );
+    return 0;
+  } finally {
+    connection.close();
+  }
+}
+
+async function hostRemove(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host remove NAME");
+  const name = assertHostName(positionals[0]);
+  const out = createOutput(values.json);
+  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  try {
+    await connection.call(connection.client.removeHost, { name });
+    out.result({ removed: name }, () => `removed host ${name}\n`);
+    return 0;
+  } finally {
+    connection.close();
+  }
+}

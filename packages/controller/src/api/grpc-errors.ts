@@ -1,0 +1,23 @@
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { FerryError, toFerryError, type ErrorCode } from "@ferry/core";
+
+const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
+  E_AUTH: status.UNAUTHENTICATED,
+  E_UNKNOWN_HOST: status.NOT_FOUND,
+  E_HOST_EXISTS: status.ALREADY_EXISTS,
+  E_BAD_STORE_PATH: status.INVALID_ARGUMENT,
+  E_BAD_HOST_NAME: status.INVALID_ARGUMENT,
+  E_BAD_TAG: status.INVALID_ARGUMENT,
+  E_BAD_ARGUMENT: status.INVALID_ARGUMENT,
+  E_PATH_NOT_IN_CACHE: status.FAILED_PRECONDITION,
+};
+
+/** The stable Ferry code travels in a trailer so clients need not parse messages. */
+export const ERROR_CODE_TRAILER = "ferry-error-code";
+
+export function toServiceError(error: unknown): Partial<ServiceError> {
+  const ferry: FerryError = toFerryError(error);
+  const metadata = new Metadata();
+  metadata.set(ERROR_CODE_TRAILER, ferry.code);
+  return { code: STATUS_BY_CODE[ferry.code] ?? status.INTERNAL, details: ferry.message, metadata };
+}

@@ -1,0 +1,156 @@
+import { createReadStream, createWriteStream, mkdirSync } from "node:fs";
+import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { FerryError, assertStoreHash, parseNarInfo, parseStorePath, fsyncDirectory, type Logger, type NarInfo } from "@ferry/core";
+
+const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
+const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
+const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
+const MAX_NARINFO_BYTES = 64 * 1024;
+
+export type UploadAuthorizer = (request: IncomingMessage) => boolean;
+
+/**
+ * A standard Nix HTTP binary cache over a directory: what `nix copy --to`
+ * uploads with PUT, agents substitute from with GET. Files appear atomically
+ * (temp file + rename), and a narinfo is only accepted once its NAR is there,
+ * so a reader never sees a narinfo that points at a missing or partial NAR.
+ */
+export class BinaryCache {
+  constructor(
+    readonly dir: string,
+    private readonly authorizeUpload: UploadAuthorizer,
+    private readonly log: Logger,
+  ) {
+    mkdirSync(join(dir, "nar"), { recursive: true });
+  }
+
+  /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
+  async handle(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+    try {
+      if (request.method === "GET" || request.method === "HEAD") return await this.serve(request, response, relative);
+      if (request.method === "PUT") return await this.upload(request, response, relative);
+      response.writeHead(405, { allow: "GET, HEAD, PUT" }).end();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.log.warn({ err: message, path: relative, method: request.method }, "cache request failed");
+      if (!response.headersSent) response.writeHead(error instanceof FerryError ? 400 : 500, { "content-type": "text/plain" });
+      response.end(`${message}\n`);
+    }
+  }
+
+  private async serve(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+    if (relative === "nix-cache-info") {
+      response.writeHead(200, { "content-type": "text/x-nix-cache-info", "content-length": NIX_CACHE_INFO.length });
+      response.end(request.method === "HEAD" ? undefined : NIX_CACHE_INFO);
+      return;
+    }
+    if (!NARINFO_FILE.test(relative) && !NAR_FILE.test(relative)) {
+      response.writeHead(404).end();
+      return;
+    }
+    const file = join(this.dir, relative);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) {
+      response.writeHead(404).end();
+      return;
+    }
+    const type = relative.endsWith(".narinfo") ? "text/x-nix-narinfo" : "application/x-nix-nar";
+    response.writeHead(200, { "content-type": type, "content-length": info.size });
+    if (request.method === "HEAD") {
+      response.end();
+      return;
+    }
+    await pipeline(createReadStream(file), response);
+  }
+
+  private async upload(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+    if (!this.authorizeUpload(request)) {
+      request.resume();
+      response.writeHead(401, { "www-authenticate": 'Basic realm="ferry-cache"' }).end("E_AUTH: uploads need the operator token\n");
+      return;
+    }
+    const narinfo = NARINFO_FILE.exec(relative);
+    if (!narinfo && !NAR_FILE.test(relative)) {
+      request.resume();
+      response.writeHead(403).end(`refusing upload to ${JSON.stringify(relative.slice(0, 200))}\n`);
+      return;
+    }
+    const target = join(this.dir, relative);
+    const temp = join(this.dir, `.upload-${randomBytes(8).toString("hex")}`);
+    try {
+      if (narinfo) {
+        const text = await readBounded(request, MAX_NARINFO_BYTES);
+        const info = parseNarInfo(text);
+        if (parseStorePath(info.storePath).hash !== narinfo[1]) {
+          throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} uploaded as ${relative}`);
+        }
+        if (!NAR_FILE.test(info.url) || !(await stat(join(this.dir, info.url)).catch(() => undefined))) {
+          throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} names NAR ${info.url}, which was not uploaded`);
+        }
+        await writeStreamToFile(Buffer.from(text), temp);
+      } else {
+        await writeStreamToFile(request, temp);
+      }
+      await rename(temp, target);
+      fsyncDirectory(join(target, ".."));
+    } catch (error) {
+      await unlink(temp).catch(() => undefined);
+      throw error;
+    }
+    this.log.debug({ path: relative }, "cache upload stored");
+    response.writeHead(201).end();
+  }
+
+  async narInfo(hash: string): Promise<NarInfo | undefined> {
+    assertStoreHash(hash);
+    const text = await readFile(join(this.dir, `${hash}.narinfo`), "utf8").catch(() => undefined);
+    return text === undefined ? undefined : parseNarInfo(text);
+  }
+
+  /** Paths of the closure of `storePath` the cache cannot serve; empty when complete. */
+  async missingFromClosure(storePath: string): Promise<string[]> {
+    const missing: string[] = [];
+    const seen = new Set<string>([storePath]);
+    const queue = [storePath];
+    while (queue.length > 0) {
+      const path = queue.pop() as string;
+      const info = await this.narInfo(parseStorePath(path).hash);
+      const narPresent = info !== undefined && NAR_FILE.test(info.url) && (await stat(join(this.dir, info.url)).catch(() => undefined)) !== undefined;
+      if (!info || !narPresent) {
+        missing.push(path);
+        continue;
+      }
+      for (const reference of info.references) {
+        if (!seen.has(reference)) {
+          seen.add(reference);
+          queue.push(reference);
+        }
+      }
+    }
+    return missing.sort();
+  }
+}
+
+async function readBounded(stream: IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new FerryError("E_BAD_ARGUMENT", `upload larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+async function writeStreamToFile(source: NodeJS.ReadableStream | Buffer, file: string): Promise<void> {
+  const out = createWriteStream(file, { mode: 0o644, flush: true });
+  if (Buffer.isBuffer(source)) {
+    await new Promise<void>((resolve, reject) => out.end(source, () => resolve()).on("error", reject));
+    return;
+  }
+  await pipeline(source, out);
+}

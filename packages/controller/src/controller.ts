@@ -1,0 +1,117 @@
+import { EventEmitter } from "node:events";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
+import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
+import { OperatorServiceService, PROTOCOL_VERSION } from "@ferry/protocol";
+import { createOperatorService } from "./api/operator-service.js";
+import { BinaryCache } from "./cache/binary-cache.js";
+import { openDataDir, type DataDir } from "./data-dir.js";
+import { AgentHub } from "./hub/agent-hub.js";
+import { SqliteStateStore } from "./store/sqlite-store.js";
+import type { StateStore } from "./store/state-store.js";
+
+export interface ControllerOptions {
+  dataDir: string;
+  listen: { host: string; port: number };
+  grpcListen: { host: string; port: number };
+  /** URL agents and uploaders use to reach the listener, when it differs from --listen. */
+  publicUrl?: string;
+  heartbeatIntervalMs?: number;
+  log: Logger;
+}
+
+export interface RunningController {
+  dataDir: DataDir;
+  httpPort: number;
+  grpcPort: number;
+  store: StateStore;
+  stop(): Promise<void>;
+}
+
+const AGENT_PATH = "/agent";
+const CACHE_PREFIX = "/cache/";
+
+/** Reads the operator token from HTTP Basic (what `nix copy` sends from a netrc) or Bearer. */
+function requestCarriesToken(request: IncomingMessage, tokenHash: string): boolean {
+  const header = request.headers.authorization ?? "";
+  if (header.startsWith("Bearer ")) return tokenMatchesHash(header.slice(7).trim(), tokenHash);
+  if (header.startsWith("Basic ")) {
+    const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
+    const password = decoded.slice(decoded.indexOf(":") + 1);
+    return decoded.includes(":") && tokenMatchesHash(password, tokenHash);
+  }
+  return false;
+}
+
+export async function startController(options: ControllerOptions): Promise<RunningController> {
+  const { log } = options;
+  const dataDir = openDataDir(options.dataDir);
+  const store = new SqliteStateStore(dataDir.databaseFile);
+  const hostEvents = new EventEmitter();
+  hostEvents.setMaxListeners(0);
+  const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
+  const hub = new AgentHub({
+    store,
+    log: log.child({ part: "hub" }),
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+    onHostChanged: (name) => hostEvents.emit("changed", name),
+  });
+
+  const http = createServer((request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? "/").split("?")[0] as string;
+    if (path.startsWith(CACHE_PREFIX)) {
+      void cache.handle(request, response, decodeURIComponent(path.slice(CACHE_PREFIX.length)));
+    } else if (path === "/healthz") {
+      response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  http.on("upgrade", (request, socket, head) => {
+    if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head);
+    else socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(options.listen.port, options.listen.host, () => resolve());
+  });
+  const httpPort = (http.address() as AddressInfo).port;
+
+  const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  grpc.addService(
+    OperatorServiceService,
+    createOperatorService({
+      store,
+      hub,
+      cache,
+      log: log.child({ part: "api" }),
+      adminTokenHash: dataDir.adminTokenHash,
+      hostEvents,
+      info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
+    }),
+  );
+  const grpcPort = await new Promise<number>((resolve, reject) => {
+    const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
+    grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
+  });
+
+  log.info({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, httpPort, grpcPort, dataDir: dataDir.root }, "controller started");
+
+  return {
+    dataDir,
+    httpPort,
+    grpcPort,
+    store,
+    async stop() {
+      hub.close();
+      await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      await store.close();
+      log.info("controller stopped");
+    },
+  };
+}

@@ -1,0 +1,227 @@
+import type { WebSocket } from "ws";
+import { FerryError, assertHostName, assertStorePath, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
+import {
+  FrameError,
+  HostPhase,
+  decodeAgentFrame,
+  encodeControllerFrame,
+  type ActivationResult,
+  type AgentBody,
+  type ControllerBody,
+  type Hello,
+  type Progress,
+} from "@ferry/protocol";
+import type { HostRecord, StateStore } from "../store/state-store.js";
+
+/** WebSocket close codes in the private range, one per refusal family. */
+const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
+  E_AUTH: 4001,
+  E_UNKNOWN_HOST: 4001,
+  E_BAD_HOST_NAME: 4001,
+  E_PROTOCOL_VERSION: 4002,
+  E_MALFORMED_FRAME: 4003,
+  E_BAD_STORE_PATH: 4003,
+  E_FORBIDDEN_HOST: 4004,
+  E_SUPERSEDED: 4005,
+  E_HELLO_TIMEOUT: 4006,
+};
+
+export interface SessionHooks {
+  store: StateStore;
+  log: Logger;
+  heartbeatIntervalMs: number;
+  now: () => number;
+  /** Called once the agent proved who it is; returns false to refuse. */
+  onAuthenticated: (session: AgentSession) => void;
+  onClosed: (session: AgentSession) => void;
+  onHostChanged: (hostName: string) => void;
+}
+
+/**
+ * One agent connection. Frames are handled strictly in order, one at a time,
+ * so that a result can never overtake the progress report sent before it.
+ */
+export class AgentSession {
+  hostName: string | undefined;
+  private queue: Promise<void> = Promise.resolve();
+  private closed = false;
+  private lastFrameAt: number;
+  private readonly helloTimer: NodeJS.Timeout;
+  private readonly livenessTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly remote: string,
+    private readonly hooks: SessionHooks,
+  ) {
+    this.lastFrameAt = hooks.now();
+    this.helloTimer = setTimeout(() => this.refuse("E_HELLO_TIMEOUT", "no hello within 10 s"), 10_000);
+    // An agent that stops talking is gone even if TCP has not noticed.
+    this.livenessTimer = setInterval(() => {
+      if (this.hooks.now() - this.lastFrameAt > 3 * this.hooks.heartbeatIntervalMs) {
+        this.hooks.log.info({ host: this.hostName, remote }, "agent silent for three heartbeats; dropping");
+        this.socket.terminate();
+      }
+    }, hooks.heartbeatIntervalMs);
+    socket.on("message", (data, isBinary) => {
+      this.lastFrameAt = this.hooks.now();
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      this.queue = this.queue.then(() => this.onFrame(bytes, isBinary)).catch((error: unknown) => this.fail(error));
+    });
+    socket.on("close", () => this.onClose());
+    socket.on("error", (error) => hooks.log.warn({ host: this.hostName, remote, err: error.message }, "agent socket error"));
+  }
+
+  send(body: ControllerBody): void {
+    if (!this.closed) this.socket.send(encodeControllerFrame(body), { binary: true });
+  }
+
+  sendDesired(host: HostRecord): void {
+    this.send({
+      $case: "desired",
+      value: {
+        hostName: host.name,
+        storePath: host.desiredSystem,
+        serial: host.desiredSerial,
+        deploymentId: host.deploymentId,
+        rolloutId: "",
+        mode: host.activationMode,
+        activate: true,
+      },
+    });
+  }
+
+  /** Tells the agent why, then closes; `fatal` says whether retrying can help. */
+  refuse(code: ErrorCode, message: string, fatal = true): void {
+    if (this.closed) return;
+    this.hooks.log.warn({ host: this.hostName, remote: this.remote, code, reason: message }, "agent refused");
+    this.send({ $case: "refusal", value: { code, message, fatal } });
+    this.socket.close(CLOSE_CODES[code] ?? 4000, code);
+    this.closed = true;
+  }
+
+  private fail(error: unknown): void {
+    if (error instanceof FrameError) return this.refuse(error.code, error.message);
+    if (error instanceof FerryError) return this.refuse(error.code, error.message);
+    this.hooks.log.error({ host: this.hostName, err: error instanceof Error ? error.stack : String(error) }, "agent frame handling failed");
+    this.refuse("E_INTERNAL", "internal error", false);
+  }
+
+  private async onFrame(bytes: Buffer, isBinary: boolean): Promise<void> {
+    if (this.closed) return;
+    if (!isBinary) throw new FrameError("E_MALFORMED_FRAME", "text frames are not part of the protocol");
+    const { body } = decodeAgentFrame(bytes);
+    if (this.hostName === undefined) {
+      if (body.$case !== "hello") throw new FerryError("E_AUTH", `expected hello, got ${body.$case}`);
+      return this.onHello(body.value);
+    }
+    await this.onAuthenticatedFrame(this.hostName, body);
+  }
+
+  private async onHello(hello: Hello): Promise<void> {
+    const name = assertHostName(hello.hostName);
+    const host = await this.hooks.store.getHost(name);
+    if (!host) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+    if (!tokenMatchesHash(hello.token, host.tokenHash)) throw new FerryError("E_AUTH", `wrong token for host ${name}`);
+    if (hello.currentSystem !== "") assertStorePath(hello.currentSystem);
+    clearTimeout(this.helloTimer);
+    this.hostName = name;
+    const caughtUp = hello.appliedSerial === host.desiredSerial && host.desiredSerial > 0;
+    const updated = await this.hooks.store.recordReport(name, {
+      currentSystem: hello.currentSystem,
+      agentVersion: hello.agentVersion.slice(0, 64),
+      lastSeenMs: this.hooks.now(),
+      ...(caughtUp && hello.phase !== HostPhase.HOST_PHASE_UNSPECIFIED ? { phase: hello.phase } : {}),
+    });
+    this.hooks.log.info({ host: name, remote: this.remote, currentSystem: hello.currentSystem, appliedSerial: hello.appliedSerial }, "agent connected");
+    this.hooks.onAuthenticated(this);
+    this.send({ $case: "welcome", value: { hostName: name, heartbeatIntervalMs: this.hooks.heartbeatIntervalMs, serverTimeMs: this.hooks.now() } });
+    if (updated.desiredSerial > 0) this.sendDesired(updated);
+    this.hooks.onHostChanged(name);
+  }
+
+  private async onAuthenticatedFrame(hostName: string, body: AgentBody): Promise<void> {
+    switch (body.$case) {
+      case "hello":
+        throw new FrameError("E_MALFORMED_FRAME", "hello sent twice");
+      case "heartbeat": {
+        if (body.value.currentSystem !== "") assertStorePath(body.value.currentSystem);
+        this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: this.hooks.now() } });
+        await this.hooks.store.recordReport(hostName, { lastSeenMs: this.hooks.now(), ...(body.value.currentSystem ? { currentSystem: body.value.currentSystem } : {}) });
+        return;
+      }
+      case "desiredRequest": {
+        this.requireOwnHost(hostName, body.value.hostName);
+        const host = await this.hooks.store.getHost(hostName);
+        if (host && host.desiredSerial > 0) this.sendDesired(host);
+        return;
+      }
+      case "progress":
+        this.requireOwnHost(hostName, body.value.hostName);
+        return this.onProgress(hostName, body.value);
+      case "result":
+        this.requireOwnHost(hostName, body.value.hostName);
+        return this.onResult(hostName, body.value);
+      case "log":
+        this.requireOwnHost(hostName, body.value.hostName);
+        this.hooks.log.info({ host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level }, body.value.message.slice(0, 4096));
+        return;
+    }
+  }
+
+  private requireOwnHost(authenticated: string, claimed: string): void {
+    if (claimed !== authenticated) {
+      throw new FerryError("E_FORBIDDEN_HOST", `host ${authenticated} may not speak for ${JSON.stringify(claimed.slice(0, 253))}`);
+    }
+  }
+
+  private async onProgress(hostName: string, progress: Progress): Promise<void> {
+    const host = await this.hooks.store.getHost(hostName);
+    if (!host || progress.serial !== host.desiredSerial) return;
+    await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
+    this.hooks.log.info({ host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] }, progress.message || "progress");
+    this.hooks.onHostChanged(hostName);
+  }
+
+  private async onResult(hostName: string, result: ActivationResult): Promise<void> {
+    if (result.currentSystem !== "") assertStorePath(result.currentSystem);
+    const host = await this.hooks.store.getHost(hostName);
+    if (!host) return;
+    const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
+    await this.hooks.store.appendEvent({
+      atMs: this.hooks.now(),
+      hostName,
+      kind: result.success ? "activation-succeeded" : "activation-failed",
+      data: { serial: result.serial, storePath: result.storePath, errorCode: result.errorCode, errorMessage: result.errorMessage },
+    });
+    if (result.serial !== host.desiredSerial) {
+      // A late answer to an older deployment: it tells us what runs, nothing more.
+      await this.hooks.store.recordReport(hostName, fields);
+    } else {
+      await this.hooks.store.recordReport(hostName, {
+        ...fields,
+        phase: result.phase,
+        appliedSerial: result.serial,
+        lastErrorCode: result.errorCode,
+        lastErrorMessage: result.errorMessage.slice(0, 4096),
+        lastErrorOutput: result.output.slice(-16384),
+      });
+    }
+    this.hooks.log.info(
+      { host: hostName, serial: result.serial, deploymentId: host.deploymentId, success: result.success, code: result.errorCode || undefined },
+      result.success ? "host activated its desired system" : `host failed: ${result.errorMessage}`,
+    );
+    this.hooks.onHostChanged(hostName);
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    clearTimeout(this.helloTimer);
+    clearInterval(this.livenessTimer);
+    this.hooks.onClosed(this);
+  }
+
+  close(code: ErrorCode, message: string): void {
+    this.refuse(code, message, false);
+  }
+}

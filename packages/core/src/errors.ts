@@ -1,0 +1,63 @@
+/**
+ * Every failure an operator can see carries a stable code. Scripts match on the
+ * code, people read the message and the hint; neither may change silently.
+ */
+export const ERROR_HINTS = {
+  E_BAD_STORE_PATH: "A store path looks like /nix/store/<32 base32 chars>-<name>.",
+  E_BAD_HOST_NAME: "Host names are DNS labels: letters, digits and '-', dot-separated, at most 253 chars.",
+  E_BAD_TAG: "Tags use letters, digits, '-', '_' and '.', at most 63 chars.",
+  E_BAD_ARGUMENT: "Run the command with --help to see its arguments.",
+  E_BAD_CONFIG: "Fix the named key in the configuration file.",
+  E_UNKNOWN_HOST: "Add the host first: ferry host add NAME.",
+  E_HOST_EXISTS: "Pick another name, or remove the host first: ferry host remove NAME.",
+  E_AUTH: "Check the token file (operator: DATA_DIR/admin.token; agent: the token printed by ferry host add).",
+  E_FORBIDDEN_HOST: "An agent may only speak for the host its token belongs to.",
+  E_PROTOCOL_VERSION: "Upgrade the older side: agent and controller must speak the same protocol version.",
+  E_MALFORMED_FRAME: "The peer sent bytes that are not a valid Ferry message; check versions and proxies.",
+  E_SUPERSEDED: "Two agents use the same host name and token; each host needs its own.",
+  E_HELLO_TIMEOUT: "The agent did not introduce itself in time; check it speaks the Ferry protocol.",
+  E_FRAME_TOO_LARGE: "A frame exceeded the size limit; this is a bug or an attack.",
+  E_PATH_NOT_IN_CACHE: "Push the closure first: ferry cache push STOREPATH.",
+  E_UNSIGNED_PATH: "Sign the closure with a key the host trusts (ferry cache push --signing-key-file), or add the key to the agent's trustedPublicKeys.",
+  E_FETCH_FAILED: "Check that the host reaches its substituters and that the path is in the cache.",
+  E_ACTIVATION_FAILED: "See the captured output of switch-to-configuration for the failing unit.",
+  E_ACTIVATION_TIMEOUT: "switch-to-configuration did not finish in time; raise activationTimeout or find the hung unit.",
+  E_PROFILE_FAILED: "nix-env could not set the system profile; check free space and permissions on /nix/var/nix/profiles.",
+  E_COMMAND_FAILED: "An external command failed; its output is attached.",
+  E_COMMAND_TIMEOUT: "An external command did not finish in time.",
+  E_CONTROLLER_UNREACHABLE: "Check --controller / FERRY_CONTROLLER and that the controller runs.",
+  E_DEPLOY_TIMEOUT: "The hosts did not report in time; ferry status shows where each one stands.",
+  E_DEPLOY_FAILED: "A host reported a failure; ferry status HOST shows its error.",
+  E_CACHE_UPLOAD: "The upload to the controller's cache failed; check the operator token and the cache URL.",
+  E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_HINTS;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_HINTS, value);
+}
+
+export class FerryError extends Error {
+  readonly code: ErrorCode;
+  /** Output of the failing command, bounded, when there was one. */
+  readonly output: string;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; output?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "FerryError";
+    this.code = code;
+    this.output = options.output ?? "";
+  }
+
+  get hint(): string {
+    return ERROR_HINTS[this.code];
+  }
+}
+
+/** Wraps anything thrown into a FerryError without losing the original. */
+export function toFerryError(error: unknown, fallback: ErrorCode = "E_INTERNAL"): FerryError {
+  if (error instanceof FerryError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new FerryError(fallback, message, { cause: error });
+}

@@ -1,0 +1,108 @@
+import { FerryError, type ErrorCode } from "./errors.js";
+import { describeExit, outputTail, type CommandResult, type CommandRunner } from "./runner.js";
+import { assertStorePath } from "./validate.js";
+
+const EXPERIMENTAL = ["--extra-experimental-features", "nix-command"];
+
+export interface SubstituteOptions {
+  substituters: readonly string[];
+  trustedPublicKeys: readonly string[];
+  /** Indirect GC root that keeps the realised closure alive. */
+  gcRoot?: string;
+  timeoutMs?: number;
+}
+
+export type SwitchAction = "switch" | "boot" | "test" | "dry-activate";
+
+/**
+ * Nix operations Ferry needs, each one argv array through the runner. Store
+ * paths are validated here, at the last moment before they reach a command.
+ */
+export class Nix {
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly env: Readonly<Record<string, string>> = {},
+  ) {}
+
+  private async run(argv: string[], code: ErrorCode, what: string, timeoutMs?: number, input?: string): Promise<CommandResult> {
+    const result = await this.runner.run({ argv, env: this.env, ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(input === undefined ? {} : { input }) });
+    if (result.timedOut) {
+      throw new FerryError(code === "E_ACTIVATION_FAILED" ? "E_ACTIVATION_TIMEOUT" : "E_COMMAND_TIMEOUT", `${what} timed out`, { output: outputTail(result) });
+    }
+    if (result.exitCode !== 0) {
+      throw new FerryError(code, `${what} ${describeExit(result)}`, { output: outputTail(result) });
+    }
+    return result;
+  }
+
+  /**
+   * Substitutes a closure from the given caches only, requiring signatures by
+   * the given keys only: whatever a controller says, the host's own
+   * configuration decides what it trusts.
+   */
+  async realise(path: string, options: SubstituteOptions): Promise<void> {
+    assertStorePath(path);
+    const argv = [
+      "nix-store",
+      "--realise",
+      path,
+      "--option", "substituters", options.substituters.join(" "),
+      "--option", "trusted-public-keys", options.trustedPublicKeys.join(" "),
+      "--option", "require-sigs", "true",
+      // A path asked for before its upload finished must not stay "missing" for an hour.
+      "--option", "narinfo-cache-negative-ttl", "0",
+      "--option", "builders", "",
+      "--option", "max-jobs", "0",
+    ];
+    if (options.gcRoot) argv.push("--add-root", options.gcRoot);
+    const result = await this.runner.run({ argv, env: this.env, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    if (result.exitCode === 0 && !result.timedOut) return;
+    const output = outputTail(result);
+    if (/is not signed by any of the keys|lacks a signature by a trusted key/.test(output)) {
+      throw new FerryError("E_UNSIGNED_PATH", `${path} (or part of its closure) is not signed by a trusted key`, { output });
+    }
+    if (/don't know how to build|cannot build|required to build .* but|does not exist|is not valid|max-jobs = 0/.test(output)) {
+      throw new FerryError("E_PATH_NOT_IN_CACHE", `${path} (or part of its closure) is not in any substituter`, { output });
+    }
+    throw new FerryError(result.timedOut ? "E_COMMAND_TIMEOUT" : "E_FETCH_FAILED", `fetching ${path} ${describeExit(result)}`, { output });
+  }
+
+  async isValid(path: string): Promise<boolean> {
+    assertStorePath(path);
+    const result = await this.runner.run({ argv: ["nix-store", "--check-validity", path], env: this.env });
+    return result.exitCode === 0;
+  }
+
+  async setProfile(profile: string, path: string): Promise<void> {
+    assertStorePath(path);
+    await this.run(["nix-env", "-p", profile, "--set", path], "E_PROFILE_FAILED", `nix-env --set ${path}`);
+  }
+
+  async switchToConfiguration(path: string, action: SwitchAction, timeoutMs: number): Promise<string> {
+    assertStorePath(path);
+    const result = await this.run([`${path}/bin/switch-to-configuration`, action], "E_ACTIVATION_FAILED", `switch-to-configuration ${action}`, timeoutMs);
+    return outputTail(result);
+  }
+
+  async closure(paths: readonly string[]): Promise<string[]> {
+    paths.forEach(assertStorePath);
+    const result = await this.run(["nix-store", "--query", "--requisites", ...paths], "E_COMMAND_FAILED", "nix-store --query --requisites");
+    return result.stdout.split("\n").filter(Boolean).map(assertStorePath);
+  }
+
+  async sign(keyFile: string, paths: readonly string[]): Promise<void> {
+    paths.forEach(assertStorePath);
+    await this.run(["nix", ...EXPERIMENTAL, "store", "sign", "--key-file", keyFile, ...paths], "E_COMMAND_FAILED", "nix store sign");
+  }
+
+  async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
+    paths.forEach(assertStorePath);
+    const argv = ["nix", ...EXPERIMENTAL, "copy", "--to", url, ...paths];
+    if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
+    await this.run(argv, "E_CACHE_UPLOAD", `nix copy --to ${url}`);
+  }
+
+  async generateKey(name: string, secretFile: string, publicFile: string): Promise<void> {
+    await this.run(["nix-store", "--generate-binary-cache-key", name, secretFile, publicFile], "E_COMMAND_FAILED", "nix-store --generate-binary-cache-key");
+  }
+}

@@ -1,0 +1,126 @@
+import { spawn } from "node:child_process";
+import { FerryError } from "./errors.js";
+import { isStorePath } from "./validate.js";
+
+export interface CommandSpec {
+  /** argv[0] is the program; never a shell string. */
+  argv: readonly string[];
+  env?: Readonly<Record<string, string>>;
+  timeoutMs?: number;
+  /** Bytes written to the command's stdin, then closed. */
+  input?: string | Uint8Array;
+  cwd?: string;
+}
+
+export interface CommandResult {
+  argv: readonly string[];
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * The only way Ferry starts another program. Unit tests swap in a fake; the
+ * real one is used everywhere else.
+ */
+export interface CommandRunner {
+  run(spec: CommandSpec): Promise<CommandResult>;
+}
+
+const NIX_PROGRAMS = new Set(["nix", "nix-store", "nix-env", "nix-build", "nix-instantiate", "nix-collect-garbage"]);
+const SWITCH_SUFFIX = "/bin/switch-to-configuration";
+
+/** Programs Ferry may start: Nix's tools and a system's own switch script. */
+export function assertAllowedProgram(program: string | undefined): string {
+  if (program !== undefined && NIX_PROGRAMS.has(program)) return program;
+  if (program?.endsWith(SWITCH_SUFFIX) && isStorePath(program.slice(0, -SWITCH_SUFFIX.length))) return program;
+  throw new FerryError("E_INTERNAL", `refusing to run unexpected program ${JSON.stringify(program)}`);
+}
+
+/** How much of each stream is kept: the tail, where errors are. */
+const OUTPUT_LIMIT = 256 * 1024;
+
+class TailBuffer {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private dropped = false;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size > OUTPUT_LIMIT && this.chunks.length > 1) {
+      this.size -= (this.chunks.shift() as Buffer).length;
+      this.dropped = true;
+    }
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    const kept = all.length > OUTPUT_LIMIT ? all.subarray(all.length - OUTPUT_LIMIT) : all;
+    return (this.dropped || kept.length < all.length ? "[…]\n" : "") + kept.toString("utf8");
+  }
+}
+
+export class ProcessRunner implements CommandRunner {
+  constructor(private readonly baseEnv: Readonly<Record<string, string | undefined>> = process.env) {}
+
+  run(spec: CommandSpec): Promise<CommandResult> {
+    const program = assertAllowedProgram(spec.argv[0]);
+    return new Promise((resolve, reject) => {
+      // A process group of its own, so a timeout kills the whole tree the
+      // command started (switch-to-configuration forks systemctl and more).
+      const child = spawn(program, spec.argv.slice(1), {
+        env: { ...this.baseEnv, ...spec.env },
+        cwd: spec.cwd,
+        stdio: ["pipe", "pipe", "pipe"],
+        detached: true,
+      });
+      const stdout = new TailBuffer();
+      const stderr = new TailBuffer();
+      let timedOut = false;
+      const timer =
+        spec.timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true;
+              killGroup(child.pid, "SIGTERM");
+              setTimeout(() => killGroup(child.pid, "SIGKILL"), 5000).unref();
+            }, spec.timeoutMs);
+      child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+      child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+      child.on("error", (error) => {
+        if (timer) clearTimeout(timer);
+        reject(new FerryError("E_COMMAND_FAILED", `cannot start ${program}: ${error.message}`, { cause: error }));
+      });
+      child.on("close", (exitCode, signal) => {
+        if (timer) clearTimeout(timer);
+        resolve({ argv: spec.argv, exitCode, signal, stdout: stdout.text(), stderr: stderr.text(), timedOut });
+      });
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(spec.input ?? "");
+    });
+  }
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+/** The last lines of a command's output, for error reports. */
+export function outputTail(result: CommandResult, maxChars = 8192): string {
+  const text = [result.stdout.trimEnd(), result.stderr.trimEnd()].filter(Boolean).join("\n");
+  return text.length > maxChars ? "[…]" + text.slice(text.length - maxChars) : text;
+}
+
+export function describeExit(result: CommandResult): string {
+  if (result.timedOut) return "timed out";
+  if (result.signal) return `killed by ${result.signal}`;
+  return `exited with ${result.exitCode}`;
+}

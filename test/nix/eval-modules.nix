@@ -1,0 +1,287 @@
+# Evaluates nix/modules/{agent,controller}.nix with nixpkgs' module system but
+# without NixOS or nixpkgs: the few NixOS options and packages the modules use
+# are stubbed below. Every attribute is one scenario and evaluates to plain
+# data (no throw), so a test can read it with
+#   nix-instantiate --eval --strict --json test/nix/eval-modules.nix \
+#     --arg libPath /path/to/nixpkgs/lib -A SCENARIO
+{ libPath }:
+
+let
+  lib = import libPath;
+  inherit (lib) mkOption types;
+
+  fakeDrv =
+    name: extra:
+    {
+      type = "derivation";
+      inherit name;
+      outPath = "${builtins.storeDir}/00000000000000000000000000000000-${name}";
+    }
+    // extra;
+
+  # The parts of nixpkgs the modules (and the example fleet) touch.
+  pkgs = {
+    inherit lib;
+    systemd = fakeDrv "systemd" { meta.mainProgram = "systemctl"; };
+    nodejs_20 = fakeDrv "nodejs-20" { meta.mainProgram = "node"; };
+    python3 = fakeDrv "python3" { };
+    makeWrapper = fakeDrv "make-wrapper" { };
+    callPackage = lib.callPackageWith pkgs;
+    writeText = name: text: builtins.toFile name text;
+    writeShellApplication =
+      { name, text, ... }:
+      fakeDrv name {
+        meta.mainProgram = name;
+        inherit text;
+      };
+    # Keeps its arguments so that the package scenario can inspect them.
+    buildNpmPackage =
+      args:
+      fakeDrv "${args.pname}-${args.version}" {
+        inherit (args) meta;
+        buildNpmPackageArgs = args;
+      };
+    formats.json =
+      { }:
+      {
+        type =
+          let
+            value =
+              types.nullOr (
+                types.oneOf [
+                  types.bool
+                  types.int
+                  types.float
+                  types.str
+                  types.path
+                  (types.attrsOf value)
+                  (types.listOf value)
+                ]
+              )
+              // {
+                description = "JSON value";
+              };
+          in
+          value;
+        generate = name: value: builtins.toFile name (builtins.toJSON value);
+      };
+  };
+
+  # The NixOS options the modules read or write. Anything else a configuration
+  # sets (boot.*, fileSystems, …) lands in the freeform part and is ignored.
+  nixosStub = {
+    freeformType = types.attrsOf types.anything;
+    options = {
+      assertions = mkOption {
+        type = types.listOf types.unspecified;
+        default = [ ];
+      };
+      warnings = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      networking.hostName = mkOption {
+        type = types.str;
+        default = "stub-host";
+      };
+      networking.firewall.allowedTCPPorts = mkOption {
+        type = types.listOf types.port;
+        default = [ ];
+      };
+      nix.package = mkOption {
+        type = types.package;
+        default = fakeDrv "nix" { };
+      };
+      environment.systemPackages = mkOption {
+        type = types.listOf types.package;
+        default = [ ];
+      };
+      systemd.services = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
+        default = { };
+      };
+    };
+  };
+
+  evalWith =
+    {
+      modules,
+      specialArgs ? { },
+    }:
+    let
+      evaluated = lib.evalModules {
+        modules = [
+          nixosStub
+          { _module.args.pkgs = pkgs; }
+          ../../nix/modules/agent.nix
+          ../../nix/modules/controller.nix
+        ]
+        ++ modules;
+        inherit specialArgs;
+      };
+      inherit (evaluated) config;
+    in
+    {
+      failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      services = config.systemd.services;
+      firewallPorts = config.networking.firewall.allowedTCPPorts;
+      systemPackages = map (p: p.name) config.environment.systemPackages;
+      agent = {
+        inherit (config.services.ferry-agent)
+          enable
+          hostName
+          strategy
+          confirmTimeout
+          activationTimeout
+          keepGenerations
+          settings
+          ;
+        packageName = config.services.ferry-agent.package.name;
+      };
+      controller = {
+        inherit (config.services.ferry-controller)
+          enable
+          listenAddress
+          grpcListenAddress
+          openFirewall
+          settings
+          ;
+      };
+    };
+
+  eval = module: evalWith { modules = [ module ]; };
+
+  validAgent = {
+    networking.hostName = "web-1";
+    services.ferry-agent = {
+      enable = true;
+      controllerUrl = "ws://controller:7070/agent";
+      tokenFile = "/var/lib/ferry-secrets/agent-token";
+      substituters = [ "http://controller:7070/cache" ];
+      trustedPublicKeys = [ "ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg==" ];
+    };
+  };
+in
+{
+  agentDefault = eval validAgent;
+
+  agentFull = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      hostName = "edge-7";
+      strategy = "switch";
+      confirmTimeout = 60;
+      healthChecks = {
+        systemd = {
+          units = [ "nginx.service" ];
+          strict = true;
+        };
+        http = [
+          { url = "http://127.0.0.1:8080/healthz"; }
+          {
+            url = "http://127.0.0.1:8081/";
+            expectStatus = 204;
+            bodyContains = "ok";
+            timeout = 2;
+            strict = true;
+          }
+        ];
+        command = [ { argv = [ "/run/current-system/sw/bin/true" ]; } ];
+      };
+      settings.logLevel = "debug";
+    };
+  };
+
+  agentDisabled = eval { services.ferry-agent.enable = false; };
+
+  agentNoTrustedKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.trustedPublicKeys = lib.mkForce [ ];
+  };
+
+  agentBadKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.trustedPublicKeys = lib.mkForce [ "not a key" ];
+  };
+
+  agentNoSubstituter = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.substituters = lib.mkForce [ ];
+  };
+
+  agentTokenInStore = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.tokenFile = lib.mkForce "${builtins.storeDir}/11111111111111111111111111111111-token";
+  };
+
+  agentBadUrl = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";
+  };
+
+  controllerDefault = eval { services.ferry-controller.enable = true; };
+
+  controllerOpen = eval {
+    services.ferry-controller = {
+      enable = true;
+      listenAddress = "[::]:443";
+      grpcListenAddress = "0.0.0.0:7071";
+      openFirewall = true;
+      settings = {
+        logLevel = "debug";
+        verbose = true;
+        quiet = false;
+        allowHost = [
+          "a"
+          "b"
+        ];
+      };
+    };
+  };
+
+  controllerBad = eval {
+    services.ferry-controller = {
+      enable = true;
+      listenAddress = "7070";
+      settings.listen = "0.0.0.0:1";
+    };
+  };
+
+  # The package derivation, with buildNpmPackage stubbed (the agent's default
+  # `package` falls back to callPackage ../package.nix when pkgs has no ferry).
+  package =
+    let
+      drv = pkgs.callPackage ../../nix/package.nix { };
+      args = drv.buildNpmPackageArgs;
+    in
+    {
+      inherit (drv) name;
+      inherit (args)
+        pname
+        version
+        npmBuildScript
+        npmDepsHash
+        ;
+      inherit (args.meta) mainProgram;
+      inherit (args) installPhase;
+      # lib.fileset needs builtins.readFileType (Nix >= 2.14); on older Nix
+      # the source whitelist cannot be evaluated here.
+      sourceEvaluable = builtins ? readFileType;
+    }
+    // lib.optionalAttrs (builtins ? readFileType) {
+      srcTop = builtins.attrNames (builtins.readDir args.src);
+      srcCli = builtins.attrNames (builtins.readDir "${args.src}/packages/cli");
+    };
+
+  # The example fleet's configuration.nix, once per environment.
+  fleet = lib.genAttrs [ "staging" "production" ] (
+    environment:
+    evalWith {
+      modules = [
+        ../../deploy/fleet/configuration.nix
+        { networking.hostName = "web-${environment}-1"; }
+      ];
+      specialArgs = { inherit environment; };
+    }
+  );
+}
