@@ -93,6 +93,9 @@
                 grep -q '^LoadCredential=token:/var/lib/ferry-secrets/agent-token$' "$agent"
                 grep -q '^ExecStart=.*/bin/ferry agent --config /nix/store/.*-ferry-agent.json$' "$agent"
                 grep -q '^X-RestartIfChanged=false$' "$agent"
+                # The rendered agent configuration passes the agent's own schema.
+                config=$(sed -n 's/^ExecStart=.* --config //p' "$agent")
+                ${lib.getExe self.packages.${system}.ferry} agent check-config --config "$config"
                 grep -q '^DynamicUser=true$' "$controller"
                 grep -q '^ExecStart=.*/bin/ferry controller --data-dir /var/lib/ferry-controller ' "$controller"
                 echo "$toplevelDrv" > $out

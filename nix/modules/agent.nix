@@ -298,6 +298,12 @@ in
         '';
       }
       {
+        assertion = lib.all (url: builtins.match "(https?|file)://[^[:space:]]+" url != null) cfg.substituters;
+        message = ''
+          services.ferry-agent.substituters must be http://, https:// or file:// URLs; got: ${lib.concatStringsSep ", " cfg.substituters}
+        '';
+      }
+      {
         assertion = builtins.match "wss?://[^/]+(/.*)?/agent" cfg.controllerUrl != null;
         message = ''
           services.ferry-agent.controllerUrl must be a ws:// or wss:// URL whose path ends in /agent,
@@ -317,13 +323,7 @@ in
           services.ferry-agent.tokenFile is in the Nix store (${tokenPath}), where every local user
           can read it. Put the token in a root-only file outside the store and give its path as a
           string, e.g. services.ferry-agent.tokenFile = "/var/lib/ferry-secrets/agent-token";
-          (a Nix path literal such as ./token is copied into the store).
-        '';
-      }
-      {
-        assertion = lib.hasPrefix "/" tokenPath;
-        message = ''
-          services.ferry-agent.tokenFile must be an absolute path; got "${tokenPath}".
+          (in a flake, a path literal such as ./token already points into the store).
         '';
       }
     ];

@@ -122,6 +122,7 @@ in
       type = types.attrsOf (types.nullOr (types.either scalar (types.listOf scalar)));
       default = { };
       example = {
+        publicUrl = "https://ferry.example.net";
         logLevel = "debug";
       };
       description = ''

@@ -209,6 +209,11 @@ in
     services.ferry-agent.substituters = lib.mkForce [ ];
   };
 
+  agentBadSubstituter = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.substituters = lib.mkForce [ "controller:7070/cache" ];
+  };
+
   agentTokenInStore = eval {
     imports = [ validAgent ];
     services.ferry-agent.tokenFile = lib.mkForce "${builtins.storeDir}/11111111111111111111111111111111-token";
@@ -229,6 +234,7 @@ in
       openFirewall = true;
       settings = {
         logLevel = "debug";
+        publicUrl = "https://ferry.example.net";
         verbose = true;
         quiet = false;
         allowHost = [

@@ -3,34 +3,34 @@
 // expected systemd units, agent configuration and assertion messages.
 //
 //   NIXPKGS_LIB=/path/to/nixpkgs/lib node --import tsx --test test/nix/modules.test.ts
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const evalFile = join(root, 'test', 'nix', 'eval-modules.nix');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const evalFile = join(root, "test", "nix", "eval-modules.nix");
 const NIX_TIMEOUT_MS = 30_000;
 
-const CREDENTIAL = '/run/credentials/ferry-agent.service/token';
-const TOKEN_FILE = '/var/lib/ferry-secrets/agent-token';
+const CREDENTIAL = "/run/credentials/ferry-agent.service/token";
+const TOKEN_FILE = "/var/lib/ferry-secrets/agent-token";
 // Every key the agent accepts in its JSON configuration.
 const AGENT_CONFIG_KEYS = [
-  'activationTimeout',
-  'confirmTimeout',
-  'controllerUrl',
-  'healthChecks',
-  'hostName',
-  'keepGenerations',
-  'logLevel',
-  'profile',
-  'stateDir',
-  'strategy',
-  'substituters',
-  'tokenFile',
-  'trustedPublicKeys',
+  "activationTimeout",
+  "confirmTimeout",
+  "controllerUrl",
+  "healthChecks",
+  "hostName",
+  "keepGenerations",
+  "logLevel",
+  "profile",
+  "stateDir",
+  "strategy",
+  "substituters",
+  "tokenFile",
+  "trustedPublicKeys",
 ];
 
 interface ServiceDef {
@@ -84,17 +84,17 @@ interface PackageScenario {
 }
 
 function nixFiles(): string[] {
-  const found: string[] = [join(root, 'flake.nix')];
+  const found: string[] = [join(root, "flake.nix")];
   const walk = (dir: string): void => {
     if (!existsSync(dir)) return;
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
+      if (entry.name === "node_modules" || entry.name.startsWith(".")) continue;
       const full = join(dir, entry.name);
       if (entry.isDirectory()) walk(full);
-      else if (entry.isFile() && entry.name.endsWith('.nix')) found.push(full);
+      else if (entry.isFile() && entry.name.endsWith(".nix")) found.push(full);
     }
   };
-  for (const dir of ['nix', 'deploy', join('test', 'nix')]) walk(join(root, dir));
+  for (const dir of ["nix", "deploy", join("test", "nix")]) walk(join(root, dir));
   return found;
 }
 
@@ -102,30 +102,30 @@ function run(program: string, args: string[]): string {
   try {
     return execFileSync(program, args, {
       cwd: root,
-      encoding: 'utf8',
+      encoding: "utf8",
       timeout: NIX_TIMEOUT_MS,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ["ignore", "pipe", "pipe"],
     });
   } catch (error) {
     const e = error as { stderr?: string; message: string };
-    throw new Error(`${program} ${args.join(' ')} failed: ${e.stderr?.trim() || e.message}`);
+    throw new Error(`${program} ${args.join(" ")} failed: ${e.stderr?.trim() || e.message}`);
   }
 }
 
 // ---------------------------------------------------------------- always run
 
-test('every .nix file parses', async (t) => {
+test("every .nix file parses", async (t) => {
   const files = nixFiles();
   assert.ok(files.length >= 8, `expected the Nix files of nix/, deploy/ and flake.nix, found ${files.length}`);
   for (const file of files) {
     await t.test(relative(root, file), () => {
-      run('nix-instantiate', ['--parse', file]);
+      run("nix-instantiate", ["--parse", file]);
     });
   }
 });
 
-test('deploy.sh is valid bash', () => {
-  run('bash', ['-n', join(root, 'deploy', 'fleet', 'deploy.sh')]);
+test("deploy.sh is valid bash", () => {
+  run("bash", ["-n", join(root, "deploy", "fleet", "deploy.sh")]);
 });
 
 // ------------------------------------------------ module evaluation (NIXPKGS_LIB)
@@ -133,24 +133,24 @@ test('deploy.sh is valid bash', () => {
 const libDir = process.env.NIXPKGS_LIB ? resolve(process.env.NIXPKGS_LIB) : undefined;
 const skip = libDir
   ? false
-  : 'NIXPKGS_LIB not set: point it at the lib/ folder of nixpkgs (e.g. a checkout of nix-community/nixpkgs.lib) to evaluate the NixOS modules';
+  : "NIXPKGS_LIB not set: point it at the lib/ folder of nixpkgs (e.g. a checkout of nix-community/nixpkgs.lib) to evaluate the NixOS modules";
 
 const cache = new Map<string, unknown>();
 function evalScenario<T = Scenario>(name: string): T {
   if (!cache.has(name)) {
-    assert.ok(libDir && existsSync(join(libDir, 'default.nix')), `NIXPKGS_LIB=${libDir} is not a nixpkgs lib/ folder`);
-    const out = run('nix-instantiate', [
-      '--eval',
-      '--strict',
-      '--json',
+    assert.ok(libDir && existsSync(join(libDir, "default.nix")), `NIXPKGS_LIB=${libDir} is not a nixpkgs lib/ folder`);
+    const out = run("nix-instantiate", [
+      "--eval",
+      "--strict",
+      "--json",
       // --eval is read-only by default; the agent's config file (builtins.toFile)
       // must really be written so that the test can read it back.
-      '--read-write-mode',
+      "--read-write-mode",
       evalFile,
-      '--argstr',
-      'libPath',
+      "--argstr",
+      "libPath",
       libDir,
-      '-A',
+      "-A",
       name,
     ]);
     cache.set(name, JSON.parse(out));
@@ -165,182 +165,187 @@ function service(s: Scenario, name: string): ServiceDef & { serviceConfig: Recor
   return unit as ServiceDef & { serviceConfig: Record<string, unknown> };
 }
 
-const AGENT_EXEC = /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
+const AGENT_EXEC =
+  /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
 
 function agentConfigFile(s: Scenario): Record<string, unknown> {
-  const exec = service(s, 'ferry-agent').serviceConfig.ExecStart;
-  assert.equal(typeof exec, 'string');
+  const exec = service(s, "ferry-agent").serviceConfig.ExecStart;
+  assert.equal(typeof exec, "string");
   const match = AGENT_EXEC.exec(exec as string);
   assert.ok(match?.[1], `unexpected ExecStart: ${String(exec)}`);
-  return JSON.parse(readFileSync(match[1], 'utf8')) as Record<string, unknown>;
+  return JSON.parse(readFileSync(match[1], "utf8")) as Record<string, unknown>;
 }
 
-test('agent: systemd unit', { skip }, () => {
-  const s = evalScenario('agentDefault');
+test("agent: systemd unit", { skip }, () => {
+  const s = evalScenario("agentDefault");
   assert.deepEqual(s.failedAssertions, []);
-  const unit = service(s, 'ferry-agent');
+  const unit = service(s, "ferry-agent");
   assert.match(String(unit.serviceConfig.ExecStart), AGENT_EXEC);
   assert.equal(unit.restartIfChanged, false);
   assert.equal(unit.stopIfChanged, false);
-  assert.equal(unit.serviceConfig.KillMode, 'process');
-  assert.equal(unit.serviceConfig.Restart, 'always');
-  assert.equal(unit.serviceConfig.StateDirectory, 'ferry-agent');
+  assert.equal(unit.serviceConfig.KillMode, "process");
+  assert.equal(unit.serviceConfig.Restart, "always");
+  assert.equal(unit.serviceConfig.StateDirectory, "ferry-agent");
   assert.equal(unit.serviceConfig.LoadCredential, `token:${TOKEN_FILE}`);
-  assert.equal(unit.serviceConfig.User, undefined, 'the agent must run as root');
-  assert.equal(unit.serviceConfig.DynamicUser, undefined, 'the agent must run as root');
-  assert.equal(unit.unitConfig?.['X-StopOnRemoval'], false);
-  assert.deepEqual(unit.wantedBy, ['multi-user.target']);
-  assert.ok(unit.after?.includes('network-online.target'));
-  assert.ok(unit.wants?.includes('network-online.target'));
+  assert.equal(unit.serviceConfig.User, undefined, "the agent must run as root");
+  assert.equal(unit.serviceConfig.DynamicUser, undefined, "the agent must run as root");
+  assert.equal(unit.unitConfig?.["X-StopOnRemoval"], false);
+  assert.deepEqual(unit.wantedBy, ["multi-user.target"]);
+  assert.ok(unit.after?.includes("network-online.target"));
+  assert.ok(unit.wants?.includes("network-online.target"));
   assert.deepEqual(
-    unit.path?.map((p) => p.replace(/^\/nix\/store\/[^-]+-/, '')),
-    ['nix', 'systemd'],
+    unit.path?.map((p) => p.replace(/^\/nix\/store\/[^-]+-/, "")),
+    ["nix", "systemd"],
   );
-  assert.deepEqual(s.systemPackages, ['ferry-0.1.0']);
+  assert.deepEqual(s.systemPackages, ["ferry-0.1.0"]);
 });
 
-test('agent: rendered JSON configuration', { skip }, () => {
-  const s = evalScenario('agentDefault');
+test("agent: rendered JSON configuration", { skip }, () => {
+  const s = evalScenario("agentDefault");
   const config = agentConfigFile(s);
   assert.deepEqual(Object.keys(config).sort(), AGENT_CONFIG_KEYS);
   assert.deepEqual(config, {
     activationTimeout: 600,
     confirmTimeout: 120,
-    controllerUrl: 'ws://controller:7070/agent',
+    controllerUrl: "ws://controller:7070/agent",
     healthChecks: [],
-    hostName: 'web-1',
+    hostName: "web-1",
     keepGenerations: 5,
-    logLevel: 'info',
-    profile: '/nix/var/nix/profiles/system',
-    stateDir: '/var/lib/ferry-agent',
-    strategy: 'trial',
-    substituters: ['http://controller:7070/cache'],
+    logLevel: "info",
+    profile: "/nix/var/nix/profiles/system",
+    stateDir: "/var/lib/ferry-agent",
+    strategy: "trial",
+    substituters: ["http://controller:7070/cache"],
     tokenFile: CREDENTIAL,
-    trustedPublicKeys: ['ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg=='],
+    trustedPublicKeys: ["ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg=="],
   });
   assert.deepEqual(config, s.agent.settings);
 });
 
-test('agent: defaults', { skip }, () => {
-  const { agent } = evalScenario('agentDefault');
-  assert.equal(agent.hostName, 'web-1', 'hostName defaults to networking.hostName');
-  assert.equal(agent.strategy, 'trial');
+test("agent: defaults", { skip }, () => {
+  const { agent } = evalScenario("agentDefault");
+  assert.equal(agent.hostName, "web-1", "hostName defaults to networking.hostName");
+  assert.equal(agent.strategy, "trial");
   assert.equal(agent.confirmTimeout, 120);
   assert.equal(agent.activationTimeout, 600);
   assert.equal(agent.keepGenerations, 5);
-  assert.equal(agent.packageName, 'ferry-0.1.0', 'package falls back to callPackage ../package.nix');
+  assert.equal(agent.packageName, "ferry-0.1.0", "package falls back to callPackage ../package.nix");
 });
 
-test('agent: typed health checks and settings overrides', { skip }, () => {
-  const s = evalScenario('agentFull');
+test("agent: typed health checks and settings overrides", { skip }, () => {
+  const s = evalScenario("agentFull");
   assert.deepEqual(s.failedAssertions, []);
   const config = agentConfigFile(s);
   assert.ok(Object.keys(config).every((key) => AGENT_CONFIG_KEYS.includes(key)));
-  assert.equal(config.hostName, 'edge-7');
-  assert.equal(config.strategy, 'switch');
+  assert.equal(config.hostName, "edge-7");
+  assert.equal(config.strategy, "switch");
   assert.equal(config.confirmTimeout, 60);
-  assert.equal(config.logLevel, 'debug');
+  assert.equal(config.logLevel, "debug");
   assert.deepEqual(config.healthChecks, [
-    { type: 'systemd', units: ['nginx.service'], strict: true },
-    { type: 'http', url: 'http://127.0.0.1:8080/healthz', expectStatus: 200, timeout: 5, strict: false },
-    { type: 'http', url: 'http://127.0.0.1:8081/', expectStatus: 204, bodyContains: 'ok', timeout: 2, strict: true },
-    { type: 'command', argv: ['/run/current-system/sw/bin/true'], timeout: 30, strict: false },
+    { type: "systemd", units: ["nginx.service"], strict: true },
+    { type: "http", url: "http://127.0.0.1:8080/healthz", expectStatus: 200, timeout: 5, strict: false },
+    { type: "http", url: "http://127.0.0.1:8081/", expectStatus: 204, bodyContains: "ok", timeout: 2, strict: true },
+    { type: "command", argv: ["/run/current-system/sw/bin/true"], timeout: 30, strict: false },
   ]);
 });
 
-test('agent: disabled means no unit', { skip }, () => {
-  const s = evalScenario('agentDisabled');
+test("agent: disabled means no unit", { skip }, () => {
+  const s = evalScenario("agentDisabled");
   assert.deepEqual(s.failedAssertions, []);
-  assert.equal(s.services['ferry-agent'], undefined);
+  assert.equal(s.services["ferry-agent"], undefined);
   assert.deepEqual(s.systemPackages, []);
 });
 
-test('agent: assertions explain what to fix', { skip }, async (t) => {
+test("agent: assertions explain what to fix", { skip }, async (t) => {
   const cases: [scenario: string, patterns: RegExp[]][] = [
-    ['agentNoTrustedKey', [/trustedPublicKeys is empty/, /nix-store --generate-binary-cache-key/]],
-    ['agentBadKey', [/trustedPublicKeys must be `name:base64` keys/, /got: not a key/]],
-    ['agentNoSubstituter', [/substituters is empty/, /\/cache" \]/]],
-    ['agentTokenInStore', [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
-    ['agentBadUrl', [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
+    ["agentNoTrustedKey", [/trustedPublicKeys is empty/, /nix-store --generate-binary-cache-key/]],
+    ["agentBadKey", [/trustedPublicKeys must be `name:base64` keys/, /got: not a key/]],
+    ["agentNoSubstituter", [/substituters is empty/, /\/cache" \]/]],
+    [
+      "agentBadSubstituter",
+      [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/],
+    ],
+    ["agentTokenInStore", [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
+    ["agentBadUrl", [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
   ];
   for (const [scenario, patterns] of cases) {
     await t.test(scenario, () => {
       const { failedAssertions } = evalScenario(scenario);
-      assert.equal(failedAssertions.length, 1, `expected one failed assertion, got: ${failedAssertions.join('\n')}`);
-      for (const pattern of patterns) assert.match(failedAssertions[0] ?? '', pattern);
+      assert.equal(failedAssertions.length, 1, `expected one failed assertion, got: ${failedAssertions.join("\n")}`);
+      for (const pattern of patterns) assert.match(failedAssertions[0] ?? "", pattern);
     });
   }
 });
 
-test('controller: systemd unit and defaults', { skip }, () => {
-  const s = evalScenario('controllerDefault');
+test("controller: systemd unit and defaults", { skip }, () => {
+  const s = evalScenario("controllerDefault");
   assert.deepEqual(s.failedAssertions, []);
-  assert.equal(s.controller.listenAddress, '0.0.0.0:7070');
-  assert.equal(s.controller.grpcListenAddress, '127.0.0.1:7071');
+  assert.equal(s.controller.listenAddress, "0.0.0.0:7070");
+  assert.equal(s.controller.grpcListenAddress, "127.0.0.1:7071");
   assert.equal(s.controller.openFirewall, false);
   assert.deepEqual(s.firewallPorts, []);
-  const unit = service(s, 'ferry-controller');
+  const unit = service(s, "ferry-controller");
   assert.match(
     String(unit.serviceConfig.ExecStart),
     /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry controller --data-dir \/var\/lib\/ferry-controller --listen 0\.0\.0\.0:7070 --grpc-listen 127\.0\.0\.1:7071$/,
   );
   const sc = unit.serviceConfig;
   assert.equal(sc.DynamicUser, true);
-  assert.equal(sc.StateDirectory, 'ferry-controller');
-  assert.equal(sc.ProtectSystem, 'strict');
+  assert.equal(sc.StateDirectory, "ferry-controller");
+  assert.equal(sc.ProtectSystem, "strict");
   assert.equal(sc.ProtectHome, true);
   assert.equal(sc.PrivateTmp, true);
   assert.equal(sc.NoNewPrivileges, true);
-  assert.equal(sc.CapabilityBoundingSet, '');
+  assert.equal(sc.CapabilityBoundingSet, "");
   assert.deepEqual(sc.AmbientCapabilities, []);
-  assert.deepEqual(sc.RestrictAddressFamilies, ['AF_INET', 'AF_INET6', 'AF_UNIX']);
-  assert.ok((sc.SystemCallFilter as string[]).includes('@system-service'));
-  assert.equal(sc.MemoryDenyWriteExecute, undefined, 'V8 needs W+X memory');
-  assert.deepEqual(unit.wantedBy, ['multi-user.target']);
+  assert.deepEqual(sc.RestrictAddressFamilies, ["AF_INET", "AF_INET6", "AF_UNIX"]);
+  assert.ok((sc.SystemCallFilter as string[]).includes("@system-service"));
+  assert.equal(sc.MemoryDenyWriteExecute, undefined, "V8 needs W+X memory");
+  assert.deepEqual(unit.wantedBy, ["multi-user.target"]);
 });
 
-test('controller: firewall, privileged port and extra flags', { skip }, () => {
-  const s = evalScenario('controllerOpen');
+test("controller: firewall, privileged port and extra flags", { skip }, () => {
+  const s = evalScenario("controllerOpen");
   assert.deepEqual(s.failedAssertions, []);
-  assert.deepEqual(s.firewallPorts, [443], 'only the listen port is opened, not the gRPC one');
-  const sc = service(s, 'ferry-controller').serviceConfig;
+  assert.deepEqual(s.firewallPorts, [443], "only the listen port is opened, not the gRPC one");
+  const sc = service(s, "ferry-controller").serviceConfig;
   assert.match(
     String(sc.ExecStart),
-    / controller --data-dir \/var\/lib\/ferry-controller --listen '\[::\]:443' --grpc-listen 0\.0\.0\.0:7071 --allow-host a --allow-host b --log-level debug --verbose$/,
+    / controller --data-dir \/var\/lib\/ferry-controller --listen '\[::\]:443' --grpc-listen 0\.0\.0\.0:7071 --allow-host a --allow-host b --log-level debug --public-url https:\/\/ferry\.example\.net --verbose$/,
   );
-  assert.deepEqual(sc.AmbientCapabilities, ['CAP_NET_BIND_SERVICE']);
-  assert.deepEqual(sc.CapabilityBoundingSet, ['CAP_NET_BIND_SERVICE']);
+  assert.deepEqual(sc.AmbientCapabilities, ["CAP_NET_BIND_SERVICE"]);
+  assert.deepEqual(sc.CapabilityBoundingSet, ["CAP_NET_BIND_SERVICE"]);
 });
 
-test('controller: assertions', { skip }, () => {
-  const { failedAssertions } = evalScenario('controllerBad');
-  assert.equal(failedAssertions.length, 2, failedAssertions.join('\n'));
-  assert.match(failedAssertions[0] ?? '', /listenAddress must be HOST:PORT.*got "7070"/);
-  assert.match(failedAssertions[1] ?? '', /settings must not set dataDir, listen, grpcListen/);
+test("controller: assertions", { skip }, () => {
+  const { failedAssertions } = evalScenario("controllerBad");
+  assert.equal(failedAssertions.length, 2, failedAssertions.join("\n"));
+  assert.match(failedAssertions[0] ?? "", /listenAddress must be HOST:PORT.*got "7070"/);
+  assert.match(failedAssertions[1] ?? "", /settings must not set dataDir, listen, grpcListen/);
 });
 
-test('package.nix: buildNpmPackage arguments', { skip }, (t) => {
-  const p = evalScenario<PackageScenario>('package');
-  assert.equal(p.pname, 'ferry');
-  assert.equal(p.mainProgram, 'ferry');
-  assert.equal(p.npmBuildScript, 'build');
-  assert.equal(p.npmDepsHash, 'sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=');
+test("package.nix: buildNpmPackage arguments", { skip }, (t) => {
+  const p = evalScenario<PackageScenario>("package");
+  assert.equal(p.pname, "ferry");
+  assert.equal(p.mainProgram, "ferry");
+  assert.equal(p.npmBuildScript, "build");
+  assert.equal(p.npmDepsHash, "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
   assert.match(p.installPhase, /makeWrapper \S+\/bin\/node "\$out\/bin\/ferry"/);
   assert.match(p.installPhase, /packages\/cli\/dist\/main\.js/);
   if (!p.sourceEvaluable) {
-    t.diagnostic('source whitelist not checked: lib.fileset needs Nix >= 2.14 (builtins.readFileType)');
+    t.diagnostic("source whitelist not checked: lib.fileset needs Nix >= 2.14 (builtins.readFileType)");
     return;
   }
-  assert.deepEqual(p.srcTop, ['package-lock.json', 'package.json', 'packages', 'proto', 'tsconfig.json']);
-  assert.ok(p.srcCli?.includes('package.json'));
-  assert.ok(!p.srcCli?.includes('dist'));
+  assert.deepEqual(p.srcTop, ["package-lock.json", "package.json", "packages", "proto", "tsconfig.json"]);
+  assert.ok(p.srcCli?.includes("package.json"));
+  assert.ok(!p.srcCli?.includes("dist"));
 });
 
-test('example fleet: configuration.nix per environment', { skip }, async (t) => {
-  const fleet = evalScenario<Record<string, Scenario>>('fleet');
+test("example fleet: configuration.nix per environment", { skip }, async (t) => {
+  const fleet = evalScenario<Record<string, Scenario>>("fleet");
   for (const [environment, confirmTimeout] of [
-    ['staging', 120],
-    ['production', 300],
+    ["staging", 120],
+    ["production", 300],
   ] as const) {
     await t.test(environment, () => {
       const s = fleet[environment];
@@ -349,17 +354,17 @@ test('example fleet: configuration.nix per environment', { skip }, async (t) => 
       const settings = s.agent.settings;
       assert.equal(settings.confirmTimeout, confirmTimeout);
       assert.deepEqual(settings.healthChecks, [
-        { type: 'systemd', units: ['hello.service'], strict: false },
+        { type: "systemd", units: ["hello.service"], strict: false },
         {
-          type: 'http',
-          url: 'http://127.0.0.1:8080/healthz',
+          type: "http",
+          url: "http://127.0.0.1:8080/healthz",
           expectStatus: 200,
-          bodyContains: 'ok',
+          bodyContains: "ok",
           timeout: 5,
           strict: false,
         },
       ]);
-      const hello = service(s, 'hello');
+      const hello = service(s, "hello");
       assert.equal(hello.environment?.FLEET_ENVIRONMENT, environment);
       assert.match(String(hello.serviceConfig.ExecStart), /-hello-service\/bin\/hello-service$/);
     });
@@ -369,19 +374,19 @@ test('example fleet: configuration.nix per environment', { skip }, async (t) => 
 // The agent validates its configuration against one schema (unknown keys
 // rejected); every configuration the module renders must pass it. Needs the
 // workspaces built (`npm run build`), skipped otherwise.
-test('agent: rendered configurations pass the agent schema', { skip }, async (t) => {
-  const specifier = '@ferry/agent';
+test("agent: rendered configurations pass the agent schema", { skip }, async (t) => {
+  const specifier = "@ferry/agent";
   let parseAgentConfig: (raw: unknown) => unknown;
   try {
     ({ parseAgentConfig } = (await import(specifier)) as { parseAgentConfig: (raw: unknown) => unknown });
   } catch (error) {
-    t.skip(`@ferry/agent is not built (run npm run build): ${(error as Error).message.split('\n')[0]}`);
+    t.skip(`@ferry/agent is not built (run npm run build): ${(error as Error).message.split("\n")[0]}`);
     return;
   }
-  const fleet = evalScenario<Record<string, Scenario>>('fleet');
+  const fleet = evalScenario<Record<string, Scenario>>("fleet");
   const configs: [string, Record<string, unknown>][] = [
-    ['agentDefault', agentConfigFile(evalScenario('agentDefault'))],
-    ['agentFull', agentConfigFile(evalScenario('agentFull'))],
+    ["agentDefault", agentConfigFile(evalScenario("agentDefault"))],
+    ["agentFull", agentConfigFile(evalScenario("agentFull"))],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];
   for (const [name, config] of configs) {
