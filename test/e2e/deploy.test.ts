@@ -1,0 +1,99 @@
+// Two simulated hosts, each with its own network namespace and /nix, deployed
+// twice through the real CLI, controller and agents over real Nix.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Fleet } from "../harness/fleet.js";
+import { buildFixtureSystem } from "../harness/fixtures.js";
+import { waitFor } from "../harness/exec.js";
+
+interface StatusJson {
+  hosts: { name: string; online: boolean; phase: string; currentSystem: string; desiredSystem: string; appliedSerial: number; desiredSerial: number; lastError: unknown }[];
+}
+
+describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false }, () => {
+  let fleet: Fleet;
+  const systems: Record<string, string[]> = {};
+
+  before(async () => {
+    fleet = await Fleet.start("deploy");
+    await fleet.addHost("web-1", { tags: ["web", "staging"] });
+    await fleet.addHost("web-2", { tags: ["web"] });
+    for (const name of ["web-1", "web-2"]) systems[name] = [await buildFixtureSystem(name, 1), await buildFixtureSystem(name, 2)];
+    await fleet.push(Object.values(systems).flat());
+    await waitFor("both agents online", async () => {
+      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
+      return status.hosts.every((host) => host.online) || undefined;
+    });
+  });
+
+  after(async () => {
+    await fleet?.close();
+  });
+
+  for (const generation of [1, 2]) {
+    test(`generation ${generation} reaches both hosts and deploy --wait exits 0`, async () => {
+      const targets = ["web-1", "web-2"].map((name) => `${name}=${systems[name]?.[generation - 1]}`);
+      const result = await fleet.cli(["deploy", ...targets, "--wait", "--timeout", "120", "--json"]);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(result.json<{ success: boolean }>().success, true);
+      for (const name of ["web-1", "web-2"]) {
+        const host = fleet.host(name);
+        const expected = systems[name]?.[generation - 1];
+        assert.equal(host.currentSystem(), expected, `${name} /run/current-system`);
+        assert.equal(host.profileSystem(), expected, `${name} system profile`);
+        assert.deepEqual(host.switchCalls().at(-1), ["switch", expected]);
+        assert.equal(host.switchCalls().length, generation, "one switch per generation");
+      }
+      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
+      for (const host of status.hosts) {
+        assert.equal(host.phase, "active");
+        assert.equal(host.currentSystem, systems[host.name]?.[generation - 1]);
+        assert.equal(host.appliedSerial, generation);
+        assert.equal(host.lastError, null);
+      }
+    });
+  }
+
+  test("the fetched closure is in each host's own store and nowhere else was switched", async () => {
+    const host = fleet.host("web-1");
+    const result = await host.run(["nix-store", "--query", "--requisites", systems["web-1"]?.[1] as string]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /fixture-hello-web-1-2/);
+    const other = await host.run(["nix-store", "--check-validity", systems["web-2"]?.[1] as string]);
+    assert.notEqual(other.code, 0, "web-1 must not hold web-2's system");
+  });
+
+  test("a deployment recorded while an agent is away is picked up when it reconnects", async () => {
+    const host = fleet.host("web-2");
+    await host.stopAgent();
+    await waitFor("web-2 offline", async () => !(await fleet.mustCli(["status", "web-2", "--json"])).json<StatusJson>().hosts[0]?.online || undefined);
+    const back = systems["web-2"]?.[0] as string;
+    const recorded = await fleet.cli(["deploy", `web-2=${back}`]);
+    assert.equal(recorded.code, 0, recorded.stderr);
+    host.startAgent();
+    const waited = await fleet.cli(["deploy", `web-2=${back}`, "--wait", "--timeout", "60"]);
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.equal(host.currentSystem(), back);
+  });
+
+  test("agents reconnect after a controller restart and keep running their system", async () => {
+    const before = fleet.host("web-1").currentSystem();
+    await fleet.controller.stop("SIGKILL");
+    await fleet.controller.start();
+    await waitFor("both agents back", async () => {
+      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
+      return status.hosts.every((host) => host.online) || undefined;
+    }, 30_000);
+    assert.equal(fleet.host("web-1").currentSystem(), before);
+    const status = (await fleet.mustCli(["status", "web-1", "--json"])).json<StatusJson>();
+    assert.equal(status.hosts[0]?.phase, "active");
+  });
+
+  test("host list and status print tables for people", async () => {
+    const list = await fleet.mustCli(["host", "list"]);
+    assert.match(list.stdout, /^HOST\s+TAGS\s+ONLINE/m);
+    assert.match(list.stdout, /web-1\s+staging,web\s+yes/);
+    const status = await fleet.mustCli(["status"]);
+    assert.match(status.stdout, /web-2\s+online\s+active/);
+  });
+});

@@ -1,0 +1,97 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ControllerProcess } from "./controller-proc.js";
+import { ferry, type CliResult } from "./ferry-cli.js";
+import { SimHost } from "./sim-host.js";
+
+export interface SigningKey {
+  name: string;
+  secretFile: string;
+  publicKey: string;
+}
+
+/**
+ * A controller plus simulated hosts, each running a real agent: the unit of
+ * every end-to-end test and of the demo. `close()` removes every namespace,
+ * process and file it made.
+ */
+export class Fleet {
+  readonly hosts = new Map<string, SimHost>();
+  readonly controller: ControllerProcess;
+  key!: SigningKey;
+
+  private constructor(readonly dir: string) {
+    this.controller = new ControllerProcess(join(dir, "controller"));
+  }
+
+  static async start(label: string): Promise<Fleet> {
+    const dir = mkdtempSync(join(tmpdir(), `ferry-${label}-`));
+    const fleet = new Fleet(dir);
+    try {
+      await fleet.controller.start();
+      fleet.key = await fleet.generateKey("ferry-test-1");
+    } catch (error) {
+      await fleet.close();
+      throw error;
+    }
+    return fleet;
+  }
+
+  get env(): Record<string, string> {
+    return { FERRY_CONTROLLER: this.controller.address, FERRY_TOKEN_FILE: this.controller.tokenFile };
+  }
+
+  /** The CLI, already pointed at this fleet's controller. */
+  cli(args: readonly string[], timeoutMs?: number): Promise<CliResult> {
+    return ferry(args, this.env, timeoutMs);
+  }
+
+  async mustCli(args: readonly string[], timeoutMs?: number): Promise<CliResult> {
+    const result = await this.cli(args, timeoutMs);
+    if (result.code !== 0) throw new Error(`ferry ${args.join(" ")} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
+    return result;
+  }
+
+  async generateKey(name: string): Promise<SigningKey> {
+    const keyDir = join(this.dir, "keys");
+    mkdirSync(keyDir, { recursive: true });
+    const out = (await ferry(["keys", "generate", "--name", name, "--out", keyDir, "--json"])).json<{ secretFile: string; publicKey: string }>();
+    return { name, secretFile: out.secretFile, publicKey: out.publicKey };
+  }
+
+  /** Registers a host with the controller, creates its namespace and starts its agent. */
+  async addHost(name: string, options: { tags?: string[]; agentConfig?: Record<string, unknown>; start?: boolean } = {}): Promise<SimHost> {
+    const host = await SimHost.create(name, join(this.dir, "hosts"));
+    this.hosts.set(name, host);
+    const added = await this.mustCli(["host", "add", name, ...(options.tags ?? []).flatMap((tag) => ["--tag", tag]), "--json"]);
+    host.writeAgentConfig({
+      controllerPort: this.controller.httpPort,
+      token: added.json<{ agentToken: string }>().agentToken,
+      trustedPublicKeys: [this.key.publicKey],
+      ...(options.agentConfig ? { extra: options.agentConfig } : {}),
+    });
+    if (options.start !== false) host.startAgent();
+    return host;
+  }
+
+  host(name: string): SimHost {
+    const host = this.hosts.get(name);
+    if (!host) throw new Error(`no simulated host ${name}`);
+    return host;
+  }
+
+  async push(paths: readonly string[], key: SigningKey | null = this.key): Promise<void> {
+    await this.mustCli(["cache", "push", ...paths, ...(key ? ["--signing-key-file", key.secretFile] : [])]);
+  }
+
+  readAdminToken(): string {
+    return readFileSync(this.controller.tokenFile, "utf8").trim();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.hosts.values()].map((host) => host.destroy()));
+    await this.controller.stop("SIGKILL");
+    if (!process.env["FERRY_KEEP_TEST_DIRS"]) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

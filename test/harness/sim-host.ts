@@ -1,0 +1,197 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { exec, mustExec, waitFor, type ExecResult } from "./exec.js";
+import { releaseSlot, takeSlot } from "./net-slots.js";
+import { FERRY_BIN } from "./paths.js";
+
+export interface AgentSettings {
+  controllerPort: number;
+  token: string;
+  trustedPublicKeys: string[];
+  extra?: Record<string, unknown>;
+}
+
+/**
+ * A simulated NixOS host: its own network namespace (reached from the root
+ * namespace over a veth pair) and its own /nix and /run, bind-mounted inside a
+ * private mount namespace for every command it runs. /run lives in a directory
+ * so it survives between commands; clearing it is a reboot.
+ */
+export class SimHost {
+  readonly netns: string;
+  readonly gateway: string;
+  readonly address: string;
+  readonly stateDir: string;
+  private agent: ChildProcess | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    private readonly slot: number,
+  ) {
+    this.netns = `ferry-h${slot}`;
+    this.gateway = `10.231.${slot}.1`;
+    this.address = `10.231.${slot}.2`;
+    this.stateDir = join(dir, "agent-state");
+  }
+
+  static async create(name: string, baseDir: string): Promise<SimHost> {
+    const slot = takeSlot();
+    const host = new SimHost(name, join(baseDir, name), slot);
+    for (const sub of ["nix", "run", "home", "cache", "agent-state"]) mkdirSync(join(host.dir, sub), { recursive: true });
+    await exec(["ip", "netns", "delete", host.netns]);
+    await exec(["ip", "link", "delete", `fyh${slot}a`]);
+    await mustExec(["ip", "netns", "add", host.netns]);
+    await mustExec(["ip", "link", "add", `fyh${slot}a`, "type", "veth", "peer", "name", `fyh${slot}b`]);
+    await mustExec(["ip", "link", "set", `fyh${slot}b`, "netns", host.netns]);
+    await mustExec(["ip", "addr", "add", `${host.gateway}/30`, "dev", `fyh${slot}a`]);
+    await mustExec(["ip", "link", "set", `fyh${slot}a`, "up"]);
+    await host.ip(["addr", "add", `${host.address}/30`, "dev", `fyh${slot}b`]);
+    await host.ip(["link", "set", `fyh${slot}b`, "up"]);
+    await host.ip(["link", "set", "lo", "up"]);
+    return host;
+  }
+
+  private ip(args: string[]): Promise<string> {
+    return mustExec(["ip", "netns", "exec", this.netns, "ip", ...args]);
+  }
+
+  /** Cuts or restores the host's only link to the controller. */
+  async setLink(up: boolean): Promise<void> {
+    await this.ip(["link", "set", `fyh${this.slot}b`, up ? "up" : "down"]);
+    if (up) await this.ip(["route", "replace", `${this.gateway}/30`, "dev", `fyh${this.slot}b`]).catch(() => undefined);
+  }
+
+  private argv(command: readonly string[]): string[] {
+    return [
+      "ip", "netns", "exec", this.netns,
+      "unshare", "--mount", "--propagation", "private",
+      "sh", "-c", 'mount --bind "$0/nix" /nix && mount --bind "$0/run" /run && exec "$@"', this.dir,
+      ...command,
+    ];
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    return { ...process.env, HOME: join(this.dir, "home"), XDG_CACHE_HOME: join(this.dir, "cache"), FERRY_LOG_LEVEL: "debug" };
+  }
+
+  /** Runs a command inside the host. */
+  run(command: readonly string[], timeoutMs = 60_000): Promise<ExecResult> {
+    return exec(this.argv(command), { env: this.env(), timeoutMs });
+  }
+
+  get agentLog(): string {
+    return join(this.dir, "agent.log");
+  }
+
+  writeAgentConfig(settings: AgentSettings): string {
+    const tokenFile = join(this.dir, "token");
+    writeFileSync(tokenFile, `${settings.token}\n`, { mode: 0o600 });
+    const config = {
+      controllerUrl: `ws://${this.gateway}:${settings.controllerPort}/agent`,
+      hostName: this.name,
+      tokenFile,
+      substituters: [`http://${this.gateway}:${settings.controllerPort}/cache`],
+      trustedPublicKeys: settings.trustedPublicKeys,
+      stateDir: this.stateDir,
+      heartbeatInterval: 1,
+      reconnectMaxDelay: 2,
+      logLevel: "debug",
+      ...settings.extra,
+    };
+    const file = join(this.dir, "agent.json");
+    writeFileSync(file, JSON.stringify(config, null, 2));
+    return file;
+  }
+
+  /** Starts the real `ferry agent` inside the host; its log is appended to agent.log. */
+  startAgent(): void {
+    if (this.agent) throw new Error(`agent of ${this.name} already running`);
+    const log = openSync(this.agentLog, "a");
+    const [program, ...args] = this.argv([process.execPath, FERRY_BIN, "agent", "--config", join(this.dir, "agent.json")]);
+    const child = spawn(program as string, args, {
+      env: this.env(),
+      stdio: ["ignore", log, log],
+    });
+    child.on("exit", () => {
+      if (this.agent === child) this.agent = undefined;
+    });
+    this.agent = child;
+  }
+
+  async stopAgent(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    const child = this.agent;
+    if (!child) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    this.agent = undefined;
+  }
+
+  get agentRunning(): boolean {
+    return this.agent !== undefined;
+  }
+
+  agentLogText(): string {
+    try {
+      return readFileSync(this.agentLog, "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  /** Waits for a structured agent log event matching `predicate`. */
+  async waitForLog(what: string, predicate: (event: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    return waitFor(what, () => {
+      for (const line of this.agentLogText().split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const event = JSON.parse(line) as Record<string, unknown>;
+        if (predicate(event)) return event;
+      }
+      return undefined;
+    }, timeoutMs);
+  }
+
+  /** The host's /run/current-system, read from outside. */
+  currentSystem(): string {
+    try {
+      return readlinkSync(join(this.dir, "run", "current-system"));
+    } catch {
+      return "";
+    }
+  }
+
+  /** Where the host's system profile points, resolved through its generation link. */
+  profileSystem(): string {
+    try {
+      const generation = readlinkSync(join(this.dir, "nix/var/nix/profiles/system"));
+      return readlinkSync(join(this.dir, "nix/var/nix/profiles", generation));
+    } catch {
+      return "";
+    }
+  }
+
+  /** Every switch-to-configuration call the fixture recorded: [action, system]. */
+  switchCalls(): [string, string][] {
+    try {
+      return readFileSync(join(this.dir, "nix/var/fixture/calls.log"), "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => {
+          const [, action, system] = line.split(" ");
+          return [action as string, system as string];
+        });
+    } catch {
+      return [];
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.stopAgent("SIGKILL");
+    await exec(["ip", "netns", "delete", this.netns]);
+    await exec(["ip", "link", "delete", `fyh${this.slot}a`]);
+    releaseSlot(this.slot);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what `npm test`, `npm run demo` and `npm run bench` need on a fresh
+# Debian machine: Nix (Debian's nix-bin), iproute2 and util-linux for the
+# simulated hosts, a C++ toolchain for better-sqlite3, and the npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v nix-store >/dev/null 2>&1 || missing+=(nix-bin)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+if [ ! -d node_modules ]; then
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: ${missing[*]} missing; run as root or install them: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]} from Debian" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's nix-bin is single-user with the sandbox off; make sure of it.
+if [ -f /etc/nix/nix.conf ] && ! grep -q '^sandbox' /etc/nix/nix.conf; then
+  echo "sandbox = false" >> /etc/nix/nix.conf
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
