@@ -125,7 +125,7 @@ export class SimHost {
     if (!child) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill(signal);
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
     this.agent = undefined;
   }
 
