@@ -128,7 +128,7 @@ describe("bad input is refused with a specific error and changes nothing", { ski
     assert.equal(host.phase, "rolled-back");
     assert.equal(fleet.host("db-1").currentSystem(), good);
     assert.equal(fleet.host("db-1").profileSystem(), good);
-    assert.deepEqual(fleet.host("db-1").switchCalls().slice(-2), [["switch", broken], ["switch", good]]);
+    assert.deepEqual(fleet.host("db-1").switchCalls().slice(-2), [["test", broken], ["switch", good]]);
   });
 
   test("an agent with a wrong token is refused with E_AUTH and the host stays offline", async () => {

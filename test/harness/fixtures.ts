@@ -4,7 +4,7 @@ import { mustExec } from "./exec.js";
 
 const SYSTEM_NIX = fileURLToPath(new URL("../fixtures/system.nix", import.meta.url));
 
-export type FixtureBehaviour = "ok" | "fail-activation" | "hang";
+export type FixtureBehaviour = "ok" | "fail-activation" | "fail-health" | "break-network" | "hang" | "slow";
 
 /** Salt shared by one test run, so its store paths are new to every cache and host. */
 export const RUN_SALT = randomBytes(6).toString("hex");

@@ -1,11 +1,14 @@
 import { mkdirSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core";
 import { HostPhase } from "@ferry/protocol";
-import { Activation } from "./activation.js";
 import type { AgentConfig } from "./config.js";
 import { ControllerLink } from "./controller-link.js";
+import { faultInjectionFromEnv } from "./fault-injection.js";
+import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
 import { StateFile } from "./state-file.js";
+import { ActivationTransaction } from "./transaction.js";
 
 export interface RunningAgent {
   stop(): Promise<void>;
@@ -16,18 +19,7 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
   const nix = new Nix(runner);
-  let link: ControllerLink | undefined;
-  const activation = new Activation({
-    config,
-    nix,
-    state,
-    log: hostLog,
-    now: Date.now,
-    progress: (serial, phase, message) => {
-      link?.send({ $case: "progress", value: { hostName: config.hostName, serial, phase, message, bytesDone: 0, bytesTotal: 0 } });
-    },
-  });
-  link = new ControllerLink({
+  const link: ControllerLink = new ControllerLink({
     url: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
@@ -35,21 +27,38 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
     reconnectMaxDelayMs: config.reconnectMaxDelay * 1000,
     log: hostLog,
     hello: () => ({
-      currentSystem: activation.currentSystem(),
+      currentSystem: transaction.currentSystem(),
       appliedSerial: state.state.appliedSerial,
       phase: state.state.transaction ? HostPhase.HOST_PHASE_ACTIVATING : (state.state.lastResult?.phase ?? HostPhase.HOST_PHASE_IDLE),
     }),
   });
-  const reconciler = new Reconciler(activation, state, link, hostLog);
-  // Finish local business first: a half-done switch must be settled whether or not the controller is reachable.
-  await reconciler.resume();
+  const afterPersist = faultInjectionFromEnv(hostLog);
+  const transaction: ActivationTransaction = new ActivationTransaction({
+    config,
+    nix,
+    runner,
+    state,
+    log: hostLog,
+    now: Date.now,
+    sleep: (ms) => sleep(ms),
+    progress: (serial, phase, message) => {
+      link.send({ $case: "progress", value: { hostName: config.hostName, serial, phase, message, bytesDone: 0, bytesTotal: 0 } });
+    },
+    heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
+    ...(afterPersist ? { afterPersist } : {}),
+  });
+  const reconciler = new Reconciler(transaction, state, link, config, hostLog);
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
+  // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
-  hostLog.info({ controllerUrl: config.controllerUrl, stateDir: config.stateDir, currentSystem: activation.currentSystem() }, "agent started");
+  hostLog.info({ controllerUrl: config.controllerUrl, stateDir: config.stateDir, strategy: config.strategy, currentSystem: transaction.currentSystem() }, "agent started");
+  void reconciler.resume();
+  const gc = scheduleGarbageCollection(config, nix, hostLog, () => reconciler.busy);
   return {
     async stop() {
-      link?.stop();
+      gc?.stop();
+      link.stop();
       await reconciler.idle();
     },
   };

@@ -40,6 +40,10 @@ export interface AgentConfig {
   activationTimeout: number;
   fetchTimeout: number;
   keepGenerations: number;
+  /** node-cron expression for generation clean-up and GC; "" disables it. */
+  gcSchedule: string;
+  /** Free space on /nix that a fetch must leave untouched, in MiB. */
+  diskReserveMiB: number;
   healthChecks: HealthCheck[];
   heartbeatInterval: number;
   reconnectMaxDelay: number;
@@ -67,11 +71,13 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     stateDir: { type: "string", default: "/var/lib/ferry-agent", description: "Where the agent keeps its transaction state and GC roots." },
     profile: { type: "string", default: "/nix/var/nix/profiles/system", description: "System profile to switch." },
     currentSystemLink: { type: "string", default: "/run/current-system", description: "Symlink to the running system." },
-    strategy: { type: "string", enum: ["switch", "trial", "boot"], default: "switch", description: "How a new system is activated." },
+    strategy: { type: "string", enum: ["trial", "switch", "boot"], default: "trial", description: "How a new system is activated: trial (test, confirm, then make it the boot default), switch, or boot (next reboot only)." },
     confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
     activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },
     fetchTimeout: { type: "number", minimum: 1, default: 3600, description: "Seconds allowed for realising a closure." },
     keepGenerations: { type: "integer", minimum: 1, default: 5, description: "System generations kept when collecting garbage." },
+    gcSchedule: { type: "string", default: "30 3 * * *", description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it." },
+    diskReserveMiB: { type: "number", minimum: 0, default: 1024, description: "MiB of free space on /nix a fetch must leave." },
     healthChecks: {
       type: "array",
       default: [],

@@ -1,8 +1,15 @@
 import { assertStorePath, FerryError, type Logger } from "@ferry/core";
-import { HostPhase, type DesiredSystem } from "@ferry/protocol";
-import type { Activation } from "./activation.js";
+import { ActivationMode, HostPhase, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
+import type { AgentConfig } from "./config.js";
+import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
-import type { StateFile } from "./state-file.js";
+import type { ActivationStrategy, StateFile } from "./state-file.js";
+
+export function strategyFor(mode: ActivationMode, configured: AgentConfig["strategy"]): ActivationStrategy {
+  if (mode === ActivationMode.ACTIVATION_MODE_BOOT) return "boot";
+  if (mode === ActivationMode.ACTIVATION_MODE_TEST) return "test";
+  return configured;
+}
 
 /**
  * Turns "the controller wants X" into at most one activation at a time. A
@@ -14,16 +21,29 @@ export class Reconciler {
   private running: Promise<void> | undefined;
 
   constructor(
-    private readonly activation: Activation,
+    private readonly transaction: ActivationTransaction,
     private readonly state: StateFile,
     private readonly link: ControllerLink,
+    private readonly config: AgentConfig,
     private readonly log: Logger,
   ) {}
 
+  get busy(): boolean {
+    return this.running !== undefined || this.state.state.transaction !== null;
+  }
+
   /** Finishes what a previous process left half-done, before taking new work. */
-  async resume(): Promise<void> {
-    const result = await this.activation.resume();
-    if (result) this.link.send({ $case: "result", value: result });
+  resume(): Promise<void> {
+    this.running = this.transaction
+      .resume()
+      .then((result) => {
+        if (result) this.report(result);
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.kick();
+      });
+    return this.running;
   }
 
   onDesired(desired: DesiredSystem): void {
@@ -40,6 +60,10 @@ export class Reconciler {
 
   idle(): Promise<void> {
     return this.running ?? Promise.resolve();
+  }
+
+  private report(result: ActivationResult): void {
+    this.link.send({ $case: "result", value: result });
   }
 
   private kick(): void {
@@ -70,8 +94,8 @@ export class Reconciler {
     } catch (error) {
       const failure = error as FerryError;
       log.error({ code: failure.code }, failure.message);
-      const result = {
-        hostName: desired.hostName,
+      const result: ActivationResult = {
+        hostName: this.config.hostName,
         serial: desired.serial,
         storePath: "",
         success: false,
@@ -79,18 +103,18 @@ export class Reconciler {
         errorCode: failure.code,
         errorMessage: failure.message,
         output: "",
-        currentSystem: this.activation.currentSystem(),
+        currentSystem: this.transaction.currentSystem(),
         finishedAtMs: Date.now(),
       };
       this.state.update((draft) => {
         draft.appliedSerial = desired.serial;
         draft.lastResult = result;
       });
-      this.link.send({ $case: "result", value: result });
+      this.report(result);
       return;
     }
-    log.info({ storePath: desired.storePath }, "new desired system");
-    const result = await this.activation.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId });
-    this.link.send({ $case: "result", value: result });
+    const strategy = strategyFor(desired.mode, this.config.strategy);
+    log.info({ storePath: desired.storePath, strategy }, "new desired system");
+    this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));
   }
 }

@@ -3,7 +3,10 @@ import { join } from "node:path";
 import { writeFileAtomic, type Logger } from "@ferry/core";
 import type { ActivationResult } from "@ferry/protocol";
 
-export type TransactionPhase = "fetching" | "activating" | "confirming" | "rolling-back";
+export type TransactionPhase = "fetching" | "fetched" | "activating" | "confirming" | "confirmed" | "rolling-back";
+
+/** How the next system is put in place; see the README's activation section. */
+export type ActivationStrategy = "trial" | "switch" | "boot" | "test";
 
 /** The activation in progress; present from the first step until the result is recorded. */
 export interface Transaction {
@@ -12,10 +15,17 @@ export interface Transaction {
   next: string;
   /** Exact store path that ran before; empty when the host ran nothing Ferry knows. */
   previous: string;
+  strategy: ActivationStrategy;
   phase: TransactionPhase;
   startedAtMs: number;
-  /** Wall-clock deadline for confirmation, kept across restarts and reboots. */
+  /** Wall-clock deadline of the current phase, kept across restarts and reboots. */
   deadlineMs: number;
+  /** Whether confirmation needs a heartbeat round trip (false without a controller). */
+  requireHeartbeat: boolean;
+  /** Health checks already failing before the switch: they do not count against the new system. */
+  failingBefore: string[];
+  /** The running switch-to-configuration, so a restarted agent can wait for it. */
+  switchProcess?: { pid: number; startTicks: string };
   failure?: { code: string; message: string; output: string };
 }
 

@@ -15,6 +15,7 @@ Local verbs:
   ferry agent --config FILE [--host-name NAME] [--controller-url URL] [--token-file FILE] [--state-dir DIR]
   ferry agent schema             print the agent configuration's JSON Schema
   ferry agent check-config --config FILE
+  ferry agent gc --config FILE   delete generations beyond keepGenerations, then collect garbage
 
 Errors print a stable code (E_...) and a one-line hint; exit status 1, or 2 for usage errors.
 `;

@@ -67,6 +67,14 @@ export class Nix {
     throw new FerryError(result.timedOut ? "E_COMMAND_TIMEOUT" : "E_FETCH_FAILED", `fetching ${path} ${describeExit(result)}`, { output });
   }
 
+  /** The subset of `paths` this store does not hold yet. */
+  async invalidPaths(paths: readonly string[]): Promise<string[]> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return [];
+    const result = await this.run(["nix-store", "--check-validity", "--print-invalid", ...paths], "E_COMMAND_FAILED", "nix-store --check-validity");
+    return result.stdout.split("\n").filter(Boolean).map(assertStorePath);
+  }
+
   async isValid(path: string): Promise<boolean> {
     assertStorePath(path);
     const result = await this.runner.run({ argv: ["nix-store", "--check-validity", path], env: this.env });
@@ -78,10 +86,40 @@ export class Nix {
     await this.run(["nix-env", "-p", profile, "--set", path], "E_PROFILE_FAILED", `nix-env --set ${path}`);
   }
 
-  async switchToConfiguration(path: string, action: SwitchAction, timeoutMs: number): Promise<string> {
+  async switchToConfiguration(path: string, action: SwitchAction, timeoutMs: number, onSpawn?: (pid: number) => void): Promise<string> {
     assertStorePath(path);
-    const result = await this.run([`${path}/bin/switch-to-configuration`, action], "E_ACTIVATION_FAILED", `switch-to-configuration ${action}`, timeoutMs);
+    const result = await this.runner.run({ argv: [`${path}/bin/switch-to-configuration`, action], env: this.env, timeoutMs, ...(onSpawn ? { onSpawn } : {}) });
+    const what = `${path}/bin/switch-to-configuration ${action}`;
+    if (result.timedOut) throw new FerryError("E_ACTIVATION_TIMEOUT", `${what} did not finish within ${Math.round(timeoutMs / 1000)} s and was killed`, { output: outputTail(result) });
+    if (result.exitCode !== 0) throw new FerryError("E_ACTIVATION_FAILED", `${what} ${describeExit(result)}`, { output: outputTail(result) });
     return outputTail(result);
+  }
+
+  /** Sizes of the closure's paths as the substituters describe them, for the disk-space check. */
+  async closureNarSizes(path: string, substituter: string): Promise<{ path: string; narSize: number }[]> {
+    assertStorePath(path);
+    const result = await this.run(
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--recursive", "--store", substituter, "--option", "narinfo-cache-negative-ttl", "0", path],
+      "E_FETCH_FAILED",
+      `nix path-info --store ${substituter}`,
+      120_000,
+    );
+    const parsed = JSON.parse(result.stdout) as { path: string; narSize: number }[];
+    return parsed.map((entry) => ({ path: assertStorePath(entry.path), narSize: Number(entry.narSize) }));
+  }
+
+  /** Keeps a store path alive through an indirect GC root at `root`. */
+  async addGcRoot(path: string, root: string): Promise<void> {
+    assertStorePath(path);
+    await this.run(["nix-store", "--realise", path, "--add-root", root], "E_COMMAND_FAILED", `nix-store --add-root ${root}`);
+  }
+
+  async deleteOldGenerations(profile: string, keep: number): Promise<void> {
+    await this.run(["nix-env", "-p", profile, "--delete-generations", `+${Math.max(1, Math.floor(keep))}`], "E_COMMAND_FAILED", "nix-env --delete-generations");
+  }
+
+  async collectGarbage(): Promise<string> {
+    return outputTail(await this.run(["nix-store", "--gc"], "E_COMMAND_FAILED", "nix-store --gc", 3_600_000));
   }
 
   async closure(paths: readonly string[]): Promise<string[]> {

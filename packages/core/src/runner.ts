@@ -10,6 +10,13 @@ export interface CommandSpec {
   /** Bytes written to the command's stdin, then closed. */
   input?: string | Uint8Array;
   cwd?: string;
+  /**
+   * Health-check commands come from the host's own configuration, not from
+   * the network, so they may name any absolute program.
+   */
+  purpose?: "nix" | "health-check";
+  /** Told the child's pid as soon as it exists, so a transaction can record it. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface CommandResult {
@@ -29,12 +36,13 @@ export interface CommandRunner {
   run(spec: CommandSpec): Promise<CommandResult>;
 }
 
-const NIX_PROGRAMS = new Set(["nix", "nix-store", "nix-env", "nix-build", "nix-instantiate", "nix-collect-garbage"]);
+const NIX_PROGRAMS = new Set(["nix", "nix-store", "nix-env", "nix-build", "nix-instantiate", "nix-collect-garbage", "systemctl"]);
 const SWITCH_SUFFIX = "/bin/switch-to-configuration";
 
-/** Programs Ferry may start: Nix's tools and a system's own switch script. */
-export function assertAllowedProgram(program: string | undefined): string {
+/** Programs Ferry may start: Nix's tools, systemctl and a system's own switch script. */
+export function assertAllowedProgram(program: string | undefined, purpose: CommandSpec["purpose"] = "nix"): string {
   if (program !== undefined && NIX_PROGRAMS.has(program)) return program;
+  if (purpose === "health-check" && program?.startsWith("/")) return program;
   if (program?.endsWith(SWITCH_SUFFIX) && isStorePath(program.slice(0, -SWITCH_SUFFIX.length))) return program;
   throw new FerryError("E_INTERNAL", `refusing to run unexpected program ${JSON.stringify(program)}`);
 }
@@ -67,7 +75,7 @@ export class ProcessRunner implements CommandRunner {
   constructor(private readonly baseEnv: Readonly<Record<string, string | undefined>> = process.env) {}
 
   run(spec: CommandSpec): Promise<CommandResult> {
-    const program = assertAllowedProgram(spec.argv[0]);
+    const program = assertAllowedProgram(spec.argv[0], spec.purpose);
     return new Promise((resolve, reject) => {
       // A process group of its own, so a timeout kills the whole tree the
       // command started (switch-to-configuration forks systemctl and more).
@@ -77,6 +85,7 @@ export class ProcessRunner implements CommandRunner {
         stdio: ["pipe", "pipe", "pipe"],
         detached: true,
       });
+      if (child.pid !== undefined) spec.onSpawn?.(child.pid);
       const stdout = new TailBuffer();
       const stderr = new TailBuffer();
       let timedOut = false;

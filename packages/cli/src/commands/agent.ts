@@ -1,5 +1,5 @@
-import { createLogger, FerryError } from "@ferry/core";
-import { AGENT_CONFIG_SCHEMA, loadAgentConfig, startAgent, type AgentConfig } from "@ferry/agent";
+import { createLogger, FerryError, Nix, ProcessRunner } from "@ferry/core";
+import { AGENT_CONFIG_SCHEMA, collectGarbage, loadAgentConfig, startAgent, type AgentConfig } from "@ferry/agent";
 import { parse, requireString } from "../args.js";
 import { waitForSignal } from "./controller.js";
 
@@ -12,6 +12,12 @@ export async function agentCommand(args: string[]): Promise<number> {
     const { values } = parse(args.slice(1), { config: { type: "string" } }, false);
     loadAgentConfig(requireString(values.config, "--config"));
     process.stdout.write("configuration is valid\n");
+    return 0;
+  }
+  if (args[0] === "gc") {
+    const { values } = parse(args.slice(1), { config: { type: "string" } }, false);
+    const config = loadAgentConfig(requireString(values.config, "--config"));
+    await collectGarbage(config, new Nix(new ProcessRunner()), createLogger("agent", { level: config.logLevel }).child({ host: config.hostName }));
     return 0;
   }
   const { values } = parse(args, {

@@ -34,7 +34,7 @@ export async function deployCommand(args: string[]): Promise<number> {
     }
     const serials = new Map(response.hosts.map((host) => [host.name, host.desiredSerial]));
     const final = await waitForHosts(connection, serials, timeoutSeconds * 1000, out);
-    const failed = [...final.values()].filter((host) => host.phase !== HostPhase.HOST_PHASE_ACTIVE || host.desiredSerial !== serials.get(host.name));
+    const failed = [...final.values()].filter((host) => !SUCCESS_PHASES.has(host.phase) || host.desiredSerial !== serials.get(host.name));
     out.result({ deploymentId: response.deploymentId, success: failed.length === 0, hosts: [...final.values()].map(hostStatusJson) }, () =>
       [...final.values()]
         .map((host) => `${host.name}: ${phaseName(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`)
@@ -51,7 +51,8 @@ export async function deployCommand(args: string[]): Promise<number> {
   }
 }
 
-const FINAL_PHASES = new Set([HostPhase.HOST_PHASE_ACTIVE, HostPhase.HOST_PHASE_FAILED, HostPhase.HOST_PHASE_ROLLED_BACK]);
+const SUCCESS_PHASES = new Set([HostPhase.HOST_PHASE_ACTIVE, HostPhase.HOST_PHASE_BOOT_PENDING]);
+const FINAL_PHASES = new Set([...SUCCESS_PHASES, HostPhase.HOST_PHASE_FAILED, HostPhase.HOST_PHASE_ROLLED_BACK]);
 
 function isSettled(host: HostStatus, serial: number): boolean {
   if (host.desiredSerial !== serial) return true;

@@ -23,6 +23,8 @@ export enum HostPhase {
   HOST_PHASE_ROLLING_BACK = 8,
   HOST_PHASE_ROLLED_BACK = 9,
   HOST_PHASE_FAILED = 10,
+  /** HOST_PHASE_BOOT_PENDING - Installed as the boot default; runs after the next reboot. */
+  HOST_PHASE_BOOT_PENDING = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -61,6 +63,9 @@ export function hostPhaseFromJSON(object: any): HostPhase {
     case 10:
     case "HOST_PHASE_FAILED":
       return HostPhase.HOST_PHASE_FAILED;
+    case 11:
+    case "HOST_PHASE_BOOT_PENDING":
+      return HostPhase.HOST_PHASE_BOOT_PENDING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -92,6 +97,8 @@ export function hostPhaseToJSON(object: HostPhase): string {
       return "HOST_PHASE_ROLLED_BACK";
     case HostPhase.HOST_PHASE_FAILED:
       return "HOST_PHASE_FAILED";
+    case HostPhase.HOST_PHASE_BOOT_PENDING:
+      return "HOST_PHASE_BOOT_PENDING";
     case HostPhase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -1,0 +1,31 @@
+import cron from "node-cron";
+import type { Logger, Nix } from "@ferry/core";
+import type { AgentConfig } from "./config.js";
+
+/**
+ * Deletes system generations beyond `keepGenerations`, then collects garbage.
+ * The agent's own GC roots keep the current and previous systems whatever
+ * the profile says.
+ */
+export async function collectGarbage(config: AgentConfig, nix: Nix, log: Logger): Promise<void> {
+  await nix.deleteOldGenerations(config.profile, config.keepGenerations);
+  const output = await nix.collectGarbage();
+  log.info({ keepGenerations: config.keepGenerations, summary: output.trim().split("\n").at(-1) }, "garbage collected");
+}
+
+export function scheduleGarbageCollection(config: AgentConfig, nix: Nix, log: Logger, busy: () => boolean): { stop(): void } | undefined {
+  if (!config.gcSchedule) return undefined;
+  const task = cron.schedule(
+    config.gcSchedule,
+    async () => {
+      // Never collect in the middle of an activation: the next closure may only be rooted by the transaction.
+      if (busy()) {
+        log.info("skipping scheduled garbage collection: an activation is in progress");
+        return;
+      }
+      await collectGarbage(config, nix, log).catch((error: unknown) => log.error({ err: (error as Error).message }, "garbage collection failed"));
+    },
+    { name: "ferry-agent-gc", noOverlap: true },
+  );
+  return { stop: () => void task.stop() };
+}

@@ -1,0 +1,373 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { Nix, silentLogger, type CommandResult, type CommandRunner, type CommandSpec } from "@ferry/core";
+import { HostPhase, type ActivationResult } from "@ferry/protocol";
+import { parseAgentConfig } from "../src/config.js";
+import { StateFile } from "../src/state-file.js";
+import { ActivationTransaction } from "../src/transaction.js";
+
+// The activation transaction (packages/agent/src/transaction.ts) against a
+// fake Nix/NixOS: temp profile and current-system symlinks, scripted results.
+const PREV = "/nix/store/1zy01hjzwvvia6h9dq5xar88v77fgh9x-nixos-system-web1-old";
+const NEXT = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1-new";
+const SWITCH = "/bin/switch-to-configuration";
+
+const root = mkdtempSync(join(tmpdir(), "ferry-activation-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+let counter = 0;
+
+function setLink(link: string, target: string): void {
+  mkdirSync(dirname(link), { recursive: true });
+  try {
+    unlinkSync(link);
+  } catch {
+    // No link yet.
+  }
+  symlinkSync(target, link);
+}
+
+/** Like nix-env --set: a new generation link, and the profile pointed at it by relative name. */
+function setProfileLink(profile: string, target: string): void {
+  mkdirSync(dirname(profile), { recursive: true });
+  const generations = readdirSync(dirname(profile)).filter((name) => name.startsWith(`${basename(profile)}-`)).length;
+  const generation = `${basename(profile)}-${generations + 1}-link`;
+  symlinkSync(target, join(dirname(profile), generation));
+  setLink(profile, generation);
+}
+
+/** The store path a profile selects, through its generation link. */
+function profileTarget(profile: string): string {
+  return readlinkSync(join(dirname(profile), readlinkSync(profile)));
+}
+
+type Script = (argv: readonly string[], fake: FakeSystem) => Partial<CommandResult> | undefined;
+
+/**
+ * Answers like Nix and NixOS: nix-env --set moves the profile link, and a
+ * switch-to-configuration switch/test points current-system at its system
+ * (NixOS does that early in activation, so even a failing switch moves it).
+ */
+class FakeSystem implements CommandRunner {
+  readonly calls: string[][] = [];
+  /** The state file as it was on disk when each command started. */
+  readonly stateAtCall: ({ transaction: { phase: string } | null } | null)[] = [];
+  script: Script = () => undefined;
+
+  constructor(readonly f: { profile: string; currentLink: string; stateFile: string }) {}
+
+  async run(spec: CommandSpec): Promise<CommandResult> {
+    const argv = [...spec.argv];
+    this.calls.push(argv);
+    let onDisk = null;
+    try {
+      onDisk = JSON.parse(readFileSync(this.f.stateFile, "utf8"));
+    } catch {
+      // Not written yet.
+    }
+    this.stateAtCall.push(onDisk);
+    const [program, ...args] = argv;
+    // Sizes for the disk-space check: tiny; and nothing of the closure is in the store yet.
+    const defaults: Partial<CommandResult> =
+      program === "nix" && args.includes("path-info") ? { stdout: JSON.stringify([{ path: NEXT, narSize: 4096 }]) } : program === "nix-store" && args.includes("--print-invalid") ? { stdout: `${NEXT}\n` } : {};
+    const result: CommandResult = { argv, exitCode: 0, signal: null, stdout: "", stderr: "", timedOut: false, ...defaults, ...this.script(argv, this) };
+    if (program === "nix-env" && result.exitCode === 0 && args[0] === "-p" && args[2] === "--set") setProfileLink(this.f.profile, args[3] as string);
+    if (program?.endsWith(SWITCH) && (args[0] === "switch" || args[0] === "test") && !result.timedOut) setLink(this.f.currentLink, program.slice(0, -SWITCH.length));
+    return result;
+  }
+
+  /** Commands that change the machine: fetches (realise with options), profile sets, switches. */
+  get changes(): string[][] {
+    return this.calls
+      .filter(([program, op], i) => (program === "nix-store" && op === "--realise" && this.calls[i]?.includes("--option")) || (program === "nix-env" && op === "-p") || program?.endsWith(SWITCH))
+      .map((argv) => (argv[0] === "nix-store" ? argv.slice(0, 3) : argv));
+  }
+}
+
+interface Fixture {
+  dir: string;
+  profile: string;
+  currentLink: string;
+  stateFile: string;
+  system: FakeSystem;
+  tx: ActivationTransaction;
+  progress: HostPhase[];
+  clock: { now: number };
+  readState(): { appliedSerial: number; transaction: Record<string, unknown> | null; lastResult: ActivationResult | null };
+}
+
+interface Options {
+  previous?: string;
+  profileTarget?: string;
+  heartbeat?: (timeoutMs: number) => Promise<boolean>;
+  healthChecks?: unknown[];
+  /** Reuse the directories of an earlier fixture, as a restarted agent does. */
+  reuse?: Fixture;
+}
+
+function fixture(options: Options = {}): Fixture {
+  const dir = options.reuse?.dir ?? join(root, `case-${++counter}`);
+  const stateDir = join(dir, "state");
+  const profile = join(dir, "profiles", "system");
+  const currentLink = join(dir, "run", "current-system");
+  const stateFile = join(stateDir, "state.json");
+  mkdirSync(stateDir, { recursive: true });
+  if (options.previous !== undefined) setLink(currentLink, options.previous);
+  if (options.profileTarget !== undefined) setProfileLink(profile, options.profileTarget);
+  const config = parseAgentConfig({
+    controllerUrl: "ws://127.0.0.1:1/agent",
+    hostName: "web1",
+    tokenFile: join(dir, "token"),
+    substituters: ["http://127.0.0.1:1/cache"],
+    trustedPublicKeys: ["ferry-1:QUJD"],
+    stateDir,
+    profile,
+    currentSystemLink: currentLink,
+    diskReserveMiB: 0,
+    healthChecks: options.healthChecks ?? [],
+  });
+  const log = silentLogger();
+  const state = new StateFile(stateDir, log);
+  const system = new FakeSystem({ profile, currentLink, stateFile });
+  const progress: HostPhase[] = [];
+  // Time moves only when the transaction sleeps: deadlines pass instantly and deterministically.
+  const clock = { now: 1_700_000_000_000 };
+  const tx = new ActivationTransaction({
+    config,
+    nix: new Nix(system),
+    runner: system,
+    state,
+    log,
+    now: () => clock.now,
+    sleep: async (ms) => {
+      clock.now += Math.max(ms, 1);
+    },
+    progress: (_serial, phase) => progress.push(phase),
+    heartbeat: options.heartbeat,
+  });
+  const readState = (): ReturnType<Fixture["readState"]> => JSON.parse(readFileSync(stateFile, "utf8"));
+  return { dir, profile, currentLink, stateFile, system, tx, progress, clock, readState };
+}
+
+const fetchOf = (path: string): string[] => ["nix-store", "--realise", path];
+const setProfileTo = (f: Fixture, path: string): string[] => ["nix-env", "-p", f.profile, "--set", path];
+const switchTo = (path: string, action = "switch"): string[] => [`${path}${SWITCH}`, action];
+const desired = (serial: number, storePath = NEXT, strategy: "switch" | "trial" | "boot" | "test" = "switch") => ({ serial, storePath, deploymentId: `d${serial}`, strategy });
+
+describe("ActivationTransaction.run (switch strategy)", () => {
+  test("success: fetch, set the profile, switch; result, state and GC roots", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    const result = await f.tx.run(desired(7));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT), setProfileTo(f, NEXT), switchTo(NEXT)]);
+    const realise = f.system.calls.find((argv) => argv[1] === "--realise" && argv.includes("--option")) as string[];
+    assert.equal(realise[realise.indexOf("--add-root") + 1], join(f.dir, "state", "gcroots", "next"));
+    // What runs now and what ran before stay alive through GC roots.
+    const roots = f.system.calls.filter((argv) => argv[1] === "--realise" && !argv.includes("--option")).map((argv) => [argv[2], argv.at(-1)]);
+    assert.deepEqual(roots, [
+      [NEXT, join(f.dir, "state", "gcroots", "current")],
+      [PREV, join(f.dir, "state", "gcroots", "previous")],
+    ]);
+
+    assert.equal(result.success, true);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ACTIVE);
+    assert.equal(result.errorCode, "");
+    assert.deepEqual([result.serial, result.storePath, result.hostName, result.currentSystem], [7, NEXT, "web1", NEXT]);
+    assert.equal(readlinkSync(f.currentLink), NEXT);
+    assert.equal(profileTarget(f.profile), NEXT);
+    const onDisk = f.readState();
+    assert.equal(onDisk.appliedSerial, 7);
+    assert.equal(onDisk.transaction, null);
+    assert.deepEqual(onDisk.lastResult, result);
+    assert.deepEqual(f.progress.slice(0, 2), [HostPhase.HOST_PHASE_FETCHING, HostPhase.HOST_PHASE_ACTIVATING]);
+  });
+
+  test("each step's phase is on disk before the step runs", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    await f.tx.run(desired(3));
+    const phaseAt = (match: (argv: string[]) => boolean): string | undefined => {
+      const i = f.system.calls.findIndex(match);
+      assert.ok(i >= 0);
+      return f.system.stateAtCall[i]?.transaction?.phase;
+    };
+    assert.equal(phaseAt((argv) => argv[1] === "--realise" && argv.includes("--option")), "fetching");
+    assert.equal(phaseAt((argv) => argv[0] === "nix-env"), "activating");
+    assert.equal(phaseAt((argv) => argv[0] === `${NEXT}${SWITCH}`), "activating");
+  });
+
+  test("the desired system already running: nothing changes, success", async () => {
+    const f = fixture({ previous: NEXT, profileTarget: NEXT });
+    const result = await f.tx.run(desired(2));
+    assert.deepEqual(f.system.changes, []);
+    assert.equal(result.success, true);
+    assert.equal(f.readState().appliedSerial, 2);
+  });
+
+  test("fetch failure: no profile change, no switch; FAILED with the fetch's code", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[1] === "--realise" && argv.includes("--option") ? { exitCode: 1, stderr: `don't know how to build these paths:\n  ${NEXT}\n` } : undefined);
+    const result = await f.tx.run(desired(4));
+    assert.ok(f.system.changes.length >= 1);
+    assert.ok(f.system.changes.every((argv) => argv[0] === "nix-store"), JSON.stringify(f.system.changes));
+    assert.equal(result.success, false);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
+    assert.equal(result.errorCode, "E_PATH_NOT_IN_CACHE");
+    assert.match(result.output, /don't know how to build/);
+    assert.equal(result.currentSystem, PREV);
+    assert.equal(profileTarget(f.profile), PREV);
+    const onDisk = f.readState();
+    assert.equal(onDisk.transaction, null);
+    assert.equal(onDisk.appliedSerial, 4);
+    assert.deepEqual(onDisk.lastResult, result);
+  });
+
+  test("an unsigned closure is not retried", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[1] === "--realise" ? { exitCode: 1, stderr: "is not signed by any of the keys in 'trusted-public-keys'" } : undefined);
+    const result = await f.tx.run(desired(4));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT)]);
+    assert.equal(result.errorCode, "E_UNSIGNED_PATH");
+  });
+
+  test("not enough disk space: E_NO_SPACE before anything is fetched", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[0] === "nix" && argv.includes("path-info") ? { stdout: JSON.stringify([{ path: NEXT, narSize: 2 ** 52 }]) } : undefined);
+    const result = await f.tx.run(desired(4));
+    assert.deepEqual(f.system.changes, []);
+    assert.equal(result.errorCode, "E_NO_SPACE");
+    assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
+  });
+
+  test("switch failure: roll back; ROLLED_BACK with E_ACTIVATION_FAILED and the output", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: 4, stderr: "warning: the following units failed: nginx.service\n" } : undefined);
+    const result = await f.tx.run(desired(5));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT), setProfileTo(f, NEXT), switchTo(NEXT), setProfileTo(f, PREV), switchTo(PREV)]);
+    assert.equal(result.success, false);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.errorCode, "E_ACTIVATION_FAILED");
+    assert.match(result.output, /nginx\.service/);
+    assert.equal(result.currentSystem, PREV);
+    assert.equal(readlinkSync(f.currentLink), PREV);
+    assert.equal(profileTarget(f.profile), PREV);
+    assert.ok(f.progress.includes(HostPhase.HOST_PHASE_ROLLING_BACK));
+    const onDisk = f.readState();
+    assert.equal(onDisk.transaction, null);
+    assert.equal(onDisk.appliedSerial, 5);
+    assert.deepEqual(onDisk.lastResult, result);
+  });
+
+  test("switch timeout: rolled back with E_ACTIVATION_TIMEOUT", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: null, signal: "SIGTERM", timedOut: true, stdout: "restarting sshd" } : undefined);
+    const result = await f.tx.run(desired(6));
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.errorCode, "E_ACTIVATION_TIMEOUT");
+    assert.deepEqual(f.system.changes.slice(-2), [setProfileTo(f, PREV), switchTo(PREV)]);
+  });
+
+  test("a failing rollback is FAILED with E_ROLLBACK_FAILED and both outputs", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) => (argv[0]?.endsWith(SWITCH) ? { exitCode: 1, stderr: `boom from ${argv[0]}` } : undefined);
+    const result = await f.tx.run(desired(8));
+    assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
+    assert.equal(result.errorCode, "E_ROLLBACK_FAILED");
+    assert.match(result.output, new RegExp(`boom from ${NEXT}`));
+    assert.match(result.output, new RegExp(`boom from ${PREV}`));
+    assert.equal(f.readState().transaction, null);
+  });
+
+  test("no previous system: a failed switch is FAILED without a rollback attempt", async () => {
+    const f = fixture();
+    f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: 1 } : undefined);
+    const result = await f.tx.run(desired(1));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT), setProfileTo(f, NEXT), switchTo(NEXT)]);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
+    assert.equal(result.errorCode, "E_ACTIVATION_FAILED");
+  });
+
+  test("a health check that fails only on the new system rolls it back (E_HEALTH_CHECK_FAILED)", async () => {
+    const check = "/run/ferry-test/check-app";
+    const f = fixture({ previous: PREV, profileTarget: PREV, healthChecks: [{ type: "command", argv: [check], timeout: 1 }] });
+    f.system.script = (argv, fake) => (argv[0] === check ? { exitCode: readlinkSync(fake.f.currentLink) === NEXT ? 1 : 0, stdout: "app down" } : undefined);
+    const result = await f.tx.run(desired(9));
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.errorCode, "E_HEALTH_CHECK_FAILED");
+    assert.equal(readlinkSync(f.currentLink), PREV);
+    assert.deepEqual(f.system.changes.slice(-2), [setProfileTo(f, PREV), switchTo(PREV)]);
+  });
+
+  test("with a controller: unreachable before the switch → not switched (E_CONTROLLER_UNREACHABLE)", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV, heartbeat: async () => false });
+    const result = await f.tx.run(desired(10));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT)]);
+    assert.equal(result.errorCode, "E_CONTROLLER_UNREACHABLE");
+    assert.equal(readlinkSync(f.currentLink), PREV);
+  });
+
+  test("appliedSerial never goes backwards", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    await f.tx.run(desired(9));
+    await f.tx.run(desired(3, PREV));
+    const onDisk = f.readState();
+    assert.equal(onDisk.appliedSerial, 9);
+    assert.equal(onDisk.lastResult?.serial, 3);
+  });
+});
+
+describe("ActivationTransaction.resume", () => {
+  /** A transaction file as a previous agent process left it. */
+  function persist(f: Fixture, phase: string): void {
+    const transaction = { serial: 11, deploymentId: "d11", next: NEXT, previous: PREV, strategy: "switch", phase, startedAtMs: 1, deadlineMs: f.clock.now + 600_000, requireHeartbeat: false, failingBefore: [] };
+    writeFileSync(f.stateFile, JSON.stringify({ version: 1, appliedSerial: 10, lastResult: null, transaction }));
+  }
+
+  test("nothing to resume: undefined, no command", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    assert.equal(await f.tx.resume(), undefined);
+    assert.deepEqual(f.system.calls, []);
+  });
+
+  test("interrupted while activating, before the switch took effect: rolled back", async () => {
+    const first = fixture({ previous: PREV, profileTarget: NEXT });
+    persist(first, "activating");
+    const f = fixture({ reuse: first });
+    const result = await f.tx.resume();
+    assert.ok(result);
+    assert.deepEqual(f.system.changes, [setProfileTo(f, PREV), switchTo(PREV)]);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.success, false);
+    assert.equal(result.serial, 11);
+    assert.ok(["E_INTERRUPTED", "E_ACTIVATION_FAILED"].includes(result.errorCode), result.errorCode);
+    assert.equal(readlinkSync(f.currentLink), PREV);
+    assert.equal(profileTarget(f.profile), PREV);
+    const onDisk = f.readState();
+    assert.equal(onDisk.transaction, null);
+    assert.equal(onDisk.appliedSerial, 11);
+    assert.deepEqual(onDisk.lastResult, result);
+  });
+
+  test("interrupted while fetching: carried on to the end", async () => {
+    const first = fixture({ previous: PREV, profileTarget: PREV });
+    persist(first, "fetching");
+    const f = fixture({ reuse: first });
+    const result = await f.tx.resume();
+    assert.ok(result);
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT), setProfileTo(f, NEXT), switchTo(NEXT)]);
+    assert.equal(result.success, true);
+    assert.equal(f.readState().appliedSerial, 11);
+    assert.equal(f.readState().transaction, null);
+  });
+
+  test("interrupted while rolling back: the rollback is finished", async () => {
+    const first = fixture({ previous: NEXT, profileTarget: NEXT });
+    persist(first, "rolling-back");
+    const f = fixture({ reuse: first });
+    const result = await f.tx.resume();
+    assert.ok(result);
+    assert.deepEqual(f.system.changes, [setProfileTo(f, PREV), switchTo(PREV)]);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(readlinkSync(f.currentLink), PREV);
+  });
+});
