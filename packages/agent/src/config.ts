@@ -84,6 +84,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       items: {
         type: "object",
         required: ["type"],
+        // With a discriminator Ajv picks the branch by "type", which also lets it fill that branch's defaults.
+        discriminator: { propertyName: "type" },
         oneOf: [
           {
             type: "object",
@@ -124,7 +126,7 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   },
 };
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
 const validate = ajv.compile(AGENT_CONFIG_SCHEMA);
 
 function describe(error: ErrorObject): string {

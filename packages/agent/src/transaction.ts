@@ -83,10 +83,19 @@ export class ActivationTransaction {
         return this.drive({ ...transaction, phase: "fetching" });
       case "activating": {
         await this.waitForOrphanedSwitch(transaction);
-        if (this.currentSystem() !== transaction.next || transaction.strategy === "boot") {
+        if (this.currentSystem() !== transaction.next) {
           return this.rollBack(transaction, new FerryError("E_INTERRUPTED", "the agent stopped while switching; the new system did not come up"));
         }
-        // The switch finished without us: the new system must still prove itself.
+        // NixOS points /run/current-system at the new system early in activation, so
+        // a moved link does not prove the switch finished: run it again (it is
+        // idempotent) and judge by its exit status.
+        try {
+          await this.switchTo(transaction);
+        } catch (error) {
+          return this.rollBack(transaction, toFerryError(error, "E_ACTIVATION_FAILED"));
+        }
+        if (transaction.strategy === "boot") return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
+        delete transaction.switchProcess;
         return this.drive({ ...transaction, phase: "confirming", deadlineMs: Math.min(transaction.deadlineMs, now() + this.deps.config.confirmTimeout * 1000) }, true);
       }
       case "confirming":

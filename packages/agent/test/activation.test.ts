@@ -348,6 +348,22 @@ describe("ActivationTransaction.resume", () => {
     assert.deepEqual(onDisk.lastResult, result);
   });
 
+  test(
+    "interrupted while activating after current-system moved: the switch is re-run to learn its outcome",
+    async () => {
+      const first = fixture({ previous: NEXT, profileTarget: NEXT });
+      persist(first, "activating");
+      const f = fixture({ reuse: first });
+      f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: 4, stderr: "units failed" } : undefined);
+      const result = await f.tx.resume();
+      assert.ok(result);
+      const rerun = JSON.stringify(switchTo(NEXT));
+      assert.equal(f.system.changes.filter((change) => JSON.stringify(change) === rerun).length, 1, "the switch was run again");
+      assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+      assert.equal(result.errorCode, "E_ACTIVATION_FAILED");
+    },
+  );
+
   test("interrupted while fetching: carried on to the end", async () => {
     const first = fixture({ previous: PREV, profileTarget: PREV });
     persist(first, "fetching");

@@ -72,7 +72,6 @@ describe("parseAgentConfig", () => {
 
   test(
     "fills health check defaults (strict, expectStatus, timeout)",
-    { todo: "bug: packages/agent/src/config.ts: Ajv useDefaults does not apply defaults inside oneOf, so an http check without expectStatus/timeout has them undefined (health-checks.ts then compares status to undefined and computes NaN timeouts)" },
     () => {
       const config = parseAgentConfig({
         ...MINIMAL,

@@ -61,7 +61,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const http = createServer((request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? "/").split("?")[0] as string;
     if (path.startsWith(CACHE_PREFIX)) {
-      void cache.handle(request, response, decodeURIComponent(path.slice(CACHE_PREFIX.length)));
+      let relative: string;
+      try {
+        relative = decodeURIComponent(path.slice(CACHE_PREFIX.length));
+      } catch {
+        response.writeHead(400, { "content-type": "text/plain" }).end("malformed URL encoding\n");
+        return;
+      }
+      void cache.handle(request, response, relative);
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {

@@ -38,13 +38,17 @@ export function parseNarInfo(text: string): NarInfo {
     .filter(Boolean)
     .map((base) => assertStorePath(storeDir + base));
   const fileSize = fields.get("FileSize")?.[0];
+  const size = (key: string, value: string): number => {
+    if (!/^\d+$/.test(value)) throw new FerryError("E_BAD_ARGUMENT", `narinfo ${key} is not a number: ${JSON.stringify(value.slice(0, 40))}`);
+    return Number(value);
+  };
   return {
     storePath,
     url: one("URL"),
     compression: fields.get("Compression")?.[0] ?? "bzip2",
     narHash: one("NarHash"),
-    narSize: Number(one("NarSize")),
-    fileSize: fileSize === undefined ? undefined : Number(fileSize),
+    narSize: size("NarSize", one("NarSize")),
+    fileSize: fileSize === undefined ? undefined : size("FileSize", fileSize),
     references,
     deriver: fields.get("Deriver")?.[0],
     sigs: fields.get("Sig") ?? [],

@@ -61,6 +61,9 @@ export class Nix {
     if (/is not signed by any of the keys|lacks a signature by a trusted key/.test(output)) {
       throw new FerryError("E_UNSIGNED_PATH", `${path} (or part of its closure) is not signed by a trusted key`, { output });
     }
+    if (/unable to download .*nix-cache-info|Couldn't connect|Could not resolve host|Couldn't resolve host|Connection refused/.test(output)) {
+      throw new FerryError("E_FETCH_FAILED", `cannot reach the substituters while fetching ${path}`, { output });
+    }
     if (/don't know how to build|cannot build|required to build .* but|does not exist|is not valid|max-jobs = 0/.test(output)) {
       throw new FerryError("E_PATH_NOT_IN_CACHE", `${path} (or part of its closure) is not in any substituter`, { output });
     }
@@ -135,7 +138,8 @@ export class Nix {
 
   async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
     paths.forEach(assertStorePath);
-    const argv = ["nix", ...EXPERIMENTAL, "copy", "--to", url, ...paths];
+    // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
+    const argv = ["nix", ...EXPERIMENTAL, "copy", "--to", url, "--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0", ...paths];
     if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
     await this.run(argv, "E_CACHE_UPLOAD", `nix copy --to ${url}`);
   }

@@ -75,8 +75,8 @@ export class ProcessRunner implements CommandRunner {
   constructor(private readonly baseEnv: Readonly<Record<string, string | undefined>> = process.env) {}
 
   run(spec: CommandSpec): Promise<CommandResult> {
-    const program = assertAllowedProgram(spec.argv[0], spec.purpose);
     return new Promise((resolve, reject) => {
+      const program = assertAllowedProgram(spec.argv[0], spec.purpose);
       // A process group of its own, so a timeout kills the whole tree the
       // command started (switch-to-configuration forks systemctl and more).
       const child = spawn(program, spec.argv.slice(1), {

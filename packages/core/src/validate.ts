@@ -80,7 +80,7 @@ export function assertTag(value: unknown): string {
 
 /** Parses "HOST:PORT" (IPv6 in brackets) for listeners and dialers. */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
+  const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
   const port = match ? Number(match[3]) : NaN;
   if (!match || !(port >= 0 && port <= 65535)) {
     throw new FerryError("E_BAD_ARGUMENT", `${flag} expects HOST:PORT, got ${JSON.stringify(value)}`);

@@ -90,7 +90,6 @@ describe("writeFileAtomic", () => {
 
   test(
     "a failed rename leaves no temp file behind",
-    { todo: "bug: packages/core/src/atomic-file.ts writeFileAtomic: renameSync(temp, path) is outside the try/catch, so a failed rename leaks .NAME.RANDOM.tmp" },
     () => {
       const dir = failingWrite();
       assert.deepEqual(readdirSync(dir).sort(), ["blocked", "target"]);

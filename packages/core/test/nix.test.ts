@@ -104,7 +104,6 @@ describe("Nix.realise", () => {
 
   test(
     "an unreachable substituter is a fetch failure, not a missing path",
-    { todo: "bug: packages/core/src/nix.ts realise() matches \"don't know how to build\" first, so Nix 2.8's output for an unreachable cache gives E_PATH_NOT_IN_CACHE ('push the closure') instead of E_FETCH_FAILED" },
     async () => {
       const runner = new FakeRunner(() => ({ exitCode: 1, stderr: NIX_UNREACHABLE }));
       await rejectsWith(new Nix(runner).realise(PATH, { substituters: ["http://127.0.0.1:1"], trustedPublicKeys: KEYS }), "E_FETCH_FAILED");

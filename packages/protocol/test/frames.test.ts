@@ -178,7 +178,7 @@ describe("frame errors", () => {
     const overhead = encodeAgentFrame({ $case: "log", value: { hostName: "web1", atMs: 1, level: "info", message: "", serial: 1, rolloutId: "" } }).length;
     // Grow the message until the frame is exactly at the limit (the length varints grow too).
     let size = MAX_FRAME_BYTES - overhead - 6;
-    let frame = new Uint8Array();
+    let frame: Uint8Array = new Uint8Array();
     for (let i = 0; i < 10 && frame.length !== MAX_FRAME_BYTES; i++) {
       frame = encodeAgentFrame({ $case: "log", value: { hostName: "web1", atMs: 1, level: "info", message: "y".repeat(size), serial: 1, rolloutId: "" } });
       size += MAX_FRAME_BYTES - frame.length;
