@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exec, mustExec, waitFor, type ExecResult } from "./exec.js";
 import { releaseSlot, takeSlot } from "./net-slots.js";
@@ -106,12 +106,12 @@ export class SimHost {
   }
 
   /** Starts the real `ferry agent` inside the host; its log is appended to agent.log. */
-  startAgent(): void {
+  startAgent(env: Record<string, string> = {}): void {
     if (this.agent) throw new Error(`agent of ${this.name} already running`);
     const log = openSync(this.agentLog, "a");
     const [program, ...args] = this.argv([process.execPath, FERRY_BIN, "agent", "--config", join(this.dir, "agent.json")]);
     const child = spawn(program as string, args, {
-      env: this.env(),
+      env: { ...this.env(), ...env },
       stdio: ["ignore", log, log],
     });
     child.on("exit", () => {
@@ -153,6 +153,38 @@ export class SimHost {
     }, timeoutMs);
   }
 
+  /**
+   * A power cut and boot: every process of the host dies, /run is emptied,
+   * and the boot default (the system profile) becomes the running system, as
+   * NixOS's stage 2 would make it.
+   */
+  async reboot(): Promise<void> {
+    await this.stopAgent("SIGKILL");
+    await this.killAll();
+    rmSync(join(this.dir, "run"), { recursive: true, force: true });
+    mkdirSync(join(this.dir, "run"));
+    const booted = this.profileSystem();
+    if (booted) symlinkSync(booted, join(this.dir, "run", "current-system"));
+    await this.setLink(true);
+  }
+
+  /** Kills every process left in the host's network namespace (orphaned switches, hung fixtures). */
+  async killAll(): Promise<void> {
+    const pids = (await exec(["ip", "netns", "pids", this.netns])).stdout.split("\n").filter(Boolean);
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /** The agent's persisted state file. */
+  agentState(): { appliedSerial: number; transaction: { phase: string; switchProcess?: { pid: number } } | null; lastResult: { errorCode: string; phase: number } | null } {
+    return JSON.parse(readFileSync(join(this.stateDir, "state.json"), "utf8")) as ReturnType<SimHost["agentState"]>;
+  }
+
   /** The host's /run/current-system, read from outside. */
   currentSystem(): string {
     try {
@@ -189,6 +221,7 @@ export class SimHost {
 
   async destroy(): Promise<void> {
     await this.stopAgent("SIGKILL");
+    await this.killAll();
     await exec(["ip", "netns", "delete", this.netns]);
     await exec(["ip", "link", "delete", `fyh${this.slot}a`]);
     releaseSlot(this.slot);
