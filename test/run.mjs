@@ -26,9 +26,8 @@ function find(dir, out = []) {
 
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : [...find(join(root, "packages")), ...find(join(root, "test"))];
-const result = spawnSync(
-  process.execPath,
-  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", "--test-timeout=600000", ...files],
-  { cwd: root, stdio: "inherit" },
-);
+const result = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", "--test-timeout=600000", ...files], {
+  cwd: root,
+  stdio: "inherit",
+});
 process.exit(result.status ?? 1);

@@ -11,112 +11,125 @@ import { allOnline, hostStatus, settled } from "../harness/status.js";
 
 const AGENT_CONFIG = { confirmTimeout: 20, activationTimeout: 20 };
 
-describe("an agent killed at any instant resumes to a consistent host", { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false }, () => {
-  let fleet: Fleet;
-  let generation = 1;
+describe(
+  "an agent killed at any instant resumes to a consistent host",
+  { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false },
+  () => {
+    let fleet: Fleet;
+    let generation = 1;
 
-  async function deployNext(host: SimHost, behaviour: FixtureBehaviour = "ok"): Promise<string> {
-    const path = await buildFixtureSystem(host.name, ++generation, behaviour);
-    await fleet.push([path]);
-    const recorded = await fleet.cli(["deploy", `${host.name}=${path}`]);
-    assert.equal(recorded.code, 0, recorded.stderr);
-    return path;
-  }
-
-  /** Both views of the host agree and no transaction is left open. */
-  function assertConsistent(host: SimHost, expected: string): void {
-    assert.equal(host.currentSystem(), expected, "running system");
-    assert.equal(host.profileSystem(), expected, "boot default");
-    assert.equal(host.agentState().transaction, null, "no open transaction");
-  }
-
-  before(async () => {
-    fleet = await Fleet.start("crash");
-    for (const name of ["k-1", "r-trial", "r-switch"]) {
-      await fleet.addHost(name, { agentConfig: { ...AGENT_CONFIG, ...(name === "r-switch" ? { strategy: "switch" } : {}) } });
+    async function deployNext(host: SimHost, behaviour: FixtureBehaviour = "ok"): Promise<string> {
+      const path = await buildFixtureSystem(host.name, ++generation, behaviour);
+      await fleet.push([path]);
+      const recorded = await fleet.cli(["deploy", `${host.name}=${path}`]);
+      assert.equal(recorded.code, 0, recorded.stderr);
+      return path;
     }
-    const first = await Promise.all(["k-1", "r-trial", "r-switch"].map((name) => buildFixtureSystem(name, 1)));
-    await fleet.push(first);
-    await allOnline(fleet);
-    const result = await fleet.cli(["deploy", `k-1=${first[0]}`, `r-trial=${first[1]}`, `r-switch=${first[2]}`, "--wait", "--timeout", "120"]);
-    assert.equal(result.code, 0, result.stderr);
-  });
 
-  after(async () => {
-    await fleet?.close();
-  });
+    /** Both views of the host agree and no transaction is left open. */
+    function assertConsistent(host: SimHost, expected: string): void {
+      assert.equal(host.currentSystem(), expected, "running system");
+      assert.equal(host.profileSystem(), expected, "boot default");
+      assert.equal(host.agentState().transaction, null, "no open transaction");
+    }
 
-  const CASES: { phase: string; behaviour: FixtureBehaviour; outcome: "new" | "old" }[] = [
-    { phase: "fetching", behaviour: "ok", outcome: "new" },
-    { phase: "fetched", behaviour: "ok", outcome: "new" },
-    { phase: "activating", behaviour: "ok", outcome: "old" },
-    { phase: "confirming", behaviour: "ok", outcome: "new" },
-    { phase: "confirmed", behaviour: "ok", outcome: "new" },
-    { phase: "rolling-back", behaviour: "fail-activation", outcome: "old" },
-  ];
+    before(async () => {
+      fleet = await Fleet.start("crash");
+      for (const name of ["k-1", "r-trial", "r-switch"]) {
+        await fleet.addHost(name, { agentConfig: { ...AGENT_CONFIG, ...(name === "r-switch" ? { strategy: "switch" } : {}) } });
+      }
+      const first = await Promise.all(["k-1", "r-trial", "r-switch"].map((name) => buildFixtureSystem(name, 1)));
+      await fleet.push(first);
+      await allOnline(fleet);
+      const result = await fleet.cli(["deploy", `k-1=${first[0]}`, `r-trial=${first[1]}`, `r-switch=${first[2]}`, "--wait", "--timeout", "120"]);
+      assert.equal(result.code, 0, result.stderr);
+    });
 
-  for (const { phase, behaviour, outcome } of CASES) {
-    test(`kill -9 after persisting "${phase}" ends on the ${outcome} system`, async () => {
+    after(async () => {
+      await fleet?.close();
+    });
+
+    const CASES: { phase: string; behaviour: FixtureBehaviour; outcome: "new" | "old" }[] = [
+      { phase: "fetching", behaviour: "ok", outcome: "new" },
+      { phase: "fetched", behaviour: "ok", outcome: "new" },
+      { phase: "activating", behaviour: "ok", outcome: "old" },
+      { phase: "confirming", behaviour: "ok", outcome: "new" },
+      { phase: "confirmed", behaviour: "ok", outcome: "new" },
+      { phase: "rolling-back", behaviour: "fail-activation", outcome: "old" },
+    ];
+
+    for (const { phase, behaviour, outcome } of CASES) {
+      test(`kill -9 after persisting "${phase}" ends on the ${outcome} system`, async () => {
+        const host = fleet.host("k-1");
+        const previous = host.currentSystem();
+        await host.stopAgent();
+        host.startAgent({ FERRY_AGENT_FAULT: `pause-after:${phase}` });
+        const next = await deployNext(host, behaviour);
+        await host.waitForLog(
+          `pause after ${phase}`,
+          (event) => event["msg"] === "fault injection: pausing after this phase" && event["phase"] === phase && JSON.stringify(event).includes(""),
+        );
+        await host.stopAgent("SIGKILL");
+        assert.equal(host.agentState().transaction?.phase, phase, "the phase was persisted before the pause");
+        host.startAgent();
+        const status = await settled(fleet, "k-1");
+        assertConsistent(host, outcome === "new" ? next : previous);
+        assert.equal(status.currentSystem, host.currentSystem());
+        assert.equal(status.phase, outcome === "new" ? "active" : "rolled-back");
+        // Clear the log so the next case waits for its own pause.
+        await host.stopAgent();
+        host.startAgent();
+        await allOnline(fleet);
+      });
+    }
+
+    test("kill -9 while switch-to-configuration runs: the orphaned switch is awaited, then confirmed", async () => {
       const host = fleet.host("k-1");
+      const next = await deployNext(host, "slow");
+      await waitFor("switch running", () => host.agentState().transaction?.switchProcess || undefined, 30_000, 50);
+      await host.stopAgent("SIGKILL");
+      host.startAgent();
+      await settled(fleet, "k-1");
+      assertConsistent(host, next);
+      assert.ok(host.agentLogText().includes("still running; waiting for it"));
+    });
+
+    test("a power cut during confirmation of a trial activation boots, and stays on, the old system", async () => {
+      const host = fleet.host("r-trial");
       const previous = host.currentSystem();
       await host.stopAgent();
-      host.startAgent({ FERRY_AGENT_FAULT: `pause-after:${phase}` });
-      const next = await deployNext(host, behaviour);
-      await host.waitForLog(`pause after ${phase}`, (event) => event["msg"] === "fault injection: pausing after this phase" && event["phase"] === phase && JSON.stringify(event).includes(""));
-      await host.stopAgent("SIGKILL");
-      assert.equal(host.agentState().transaction?.phase, phase, "the phase was persisted before the pause");
+      host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
+      const next = await deployNext(host);
+      await host.waitForLog(
+        "pause after confirming",
+        (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase",
+      );
+      assert.equal(host.currentSystem(), next, "the trial system was running");
+      await host.reboot();
+      assert.equal(host.currentSystem(), previous, "trial left the boot default alone");
       host.startAgent();
-      const status = await settled(fleet, "k-1");
-      assertConsistent(host, outcome === "new" ? next : previous);
-      assert.equal(status.currentSystem, host.currentSystem());
-      assert.equal(status.phase, outcome === "new" ? "active" : "rolled-back");
-      // Clear the log so the next case waits for its own pause.
-      await host.stopAgent();
-      host.startAgent();
-      await allOnline(fleet);
+      const status = await settled(fleet, "r-trial");
+      assert.equal(status.phase, "rolled-back");
+      assert.equal(status.lastError?.code, "E_INTERRUPTED");
+      assertConsistent(host, previous);
     });
-  }
 
-  test("kill -9 while switch-to-configuration runs: the orphaned switch is awaited, then confirmed", async () => {
-    const host = fleet.host("k-1");
-    const next = await deployNext(host, "slow");
-    await waitFor("switch running", () => host.agentState().transaction?.switchProcess || undefined, 30_000, 50);
-    await host.stopAgent("SIGKILL");
-    host.startAgent();
-    await settled(fleet, "k-1");
-    assertConsistent(host, next);
-    assert.ok(host.agentLogText().includes("still running; waiting for it"));
-  });
-
-  test("a power cut during confirmation of a trial activation boots, and stays on, the old system", async () => {
-    const host = fleet.host("r-trial");
-    const previous = host.currentSystem();
-    await host.stopAgent();
-    host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
-    const next = await deployNext(host);
-    await host.waitForLog("pause after confirming", (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase");
-    assert.equal(host.currentSystem(), next, "the trial system was running");
-    await host.reboot();
-    assert.equal(host.currentSystem(), previous, "trial left the boot default alone");
-    host.startAgent();
-    const status = await settled(fleet, "r-trial");
-    assert.equal(status.phase, "rolled-back");
-    assert.equal(status.lastError?.code, "E_INTERRUPTED");
-    assertConsistent(host, previous);
-  });
-
-  test("a power cut during confirmation of a switch activation resumes the confirmation after boot", async () => {
-    const host = fleet.host("r-switch");
-    await host.stopAgent();
-    host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
-    const next = await deployNext(host);
-    await host.waitForLog("pause after confirming", (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase");
-    await host.reboot();
-    assert.equal(host.currentSystem(), next, "switch made the new system the boot default");
-    host.startAgent();
-    const status = await settled(fleet, "r-switch");
-    assert.equal(status.phase, "active");
-    assertConsistent(host, next);
-    assert.equal((await hostStatus(fleet, "r-switch")).currentSystem, next);
-  });
-});
+    test("a power cut during confirmation of a switch activation resumes the confirmation after boot", async () => {
+      const host = fleet.host("r-switch");
+      await host.stopAgent();
+      host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
+      const next = await deployNext(host);
+      await host.waitForLog(
+        "pause after confirming",
+        (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase",
+      );
+      await host.reboot();
+      assert.equal(host.currentSystem(), next, "switch made the new system the boot default");
+      host.startAgent();
+      const status = await settled(fleet, "r-switch");
+      assert.equal(status.phase, "active");
+      assertConsistent(host, next);
+      assert.equal((await hostStatus(fleet, "r-switch")).currentSystem, next);
+    });
+  },
+);

@@ -7,7 +7,16 @@ import { buildFixtureSystem } from "../harness/fixtures.js";
 import { waitFor } from "../harness/exec.js";
 
 interface StatusJson {
-  hosts: { name: string; online: boolean; phase: string; currentSystem: string; desiredSystem: string; appliedSerial: number; desiredSerial: number; lastError: unknown }[];
+  hosts: {
+    name: string;
+    online: boolean;
+    phase: string;
+    currentSystem: string;
+    desiredSystem: string;
+    appliedSerial: number;
+    desiredSerial: number;
+    lastError: unknown;
+  }[];
 }
 
 describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false }, () => {
@@ -42,7 +51,10 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
         assert.equal(host.currentSystem(), expected, `${name} /run/current-system`);
         assert.equal(host.profileSystem(), expected, `${name} system profile`);
         // The default trial strategy: activate with `test`, confirm, then install as the boot default.
-        assert.deepEqual(host.switchCalls().slice(-2), [["test", expected], ["boot", expected]]);
+        assert.deepEqual(host.switchCalls().slice(-2), [
+          ["test", expected],
+          ["boot", expected],
+        ]);
         assert.equal(host.switchCalls().length, 2 * generation);
       }
       const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
@@ -81,10 +93,14 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     const before = fleet.host("web-1").currentSystem();
     await fleet.controller.stop("SIGKILL");
     await fleet.controller.start();
-    await waitFor("both agents back", async () => {
-      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
-      return status.hosts.every((host) => host.online) || undefined;
-    }, 30_000);
+    await waitFor(
+      "both agents back",
+      async () => {
+        const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
+        return status.hosts.every((host) => host.online) || undefined;
+      },
+      30_000,
+    );
     assert.equal(fleet.host("web-1").currentSystem(), before);
     const status = (await fleet.mustCli(["status", "web-1", "--json"])).json<StatusJson>();
     assert.equal(status.hosts[0]?.phase, "active");

@@ -30,14 +30,32 @@ export class ControllerProcess {
     const startedBefore = this.logText().split("\n").length;
     this.child = spawn(
       process.execPath,
-      [FERRY_BIN, "controller", "--data-dir", this.dataDir, "--listen", `0.0.0.0:${this.httpPort}`, "--grpc-listen", `127.0.0.1:${this.grpcPort}`, "--heartbeat-interval", "1"],
+      [
+        FERRY_BIN,
+        "controller",
+        "--data-dir",
+        this.dataDir,
+        "--listen",
+        `0.0.0.0:${this.httpPort}`,
+        "--grpc-listen",
+        `127.0.0.1:${this.grpcPort}`,
+        "--heartbeat-interval",
+        "1",
+      ],
       { stdio: ["ignore", log, log], env: { ...process.env, FERRY_LOG_LEVEL: "debug" } },
     );
-    const started = await waitFor("controller start", () => {
-      const lines = this.logText().split("\n").slice(startedBefore - 1);
-      const line = lines.find((l) => l.includes('"controller started"'));
-      return line ? (JSON.parse(line) as { httpPort: number; grpcPort: number }) : undefined;
-    }, 20_000, 50);
+    const started = await waitFor(
+      "controller start",
+      () => {
+        const lines = this.logText()
+          .split("\n")
+          .slice(startedBefore - 1);
+        const line = lines.find((l) => l.includes('"controller started"'));
+        return line ? (JSON.parse(line) as { httpPort: number; grpcPort: number }) : undefined;
+      },
+      20_000,
+      50,
+    );
     this.httpPort = started.httpPort;
     this.grpcPort = started.grpcPort;
   }

@@ -12,13 +12,25 @@ export const RUN_SALT = randomBytes(6).toString("hex");
 /** Builds a fixture system with the real Nix into the machine's store and returns its path. */
 export async function buildFixtureSystem(name: string, generation: number, behaviour: FixtureBehaviour = "ok"): Promise<string> {
   const out = await mustExec([
-    "nix-build", SYSTEM_NIX, "--no-out-link",
-    "--argstr", "name", name,
-    "--arg", "generation", String(generation),
-    "--argstr", "behaviour", behaviour,
-    "--argstr", "salt", RUN_SALT,
+    "nix-build",
+    SYSTEM_NIX,
+    "--no-out-link",
+    "--argstr",
+    "name",
+    name,
+    "--arg",
+    "generation",
+    String(generation),
+    "--argstr",
+    "behaviour",
+    behaviour,
+    "--argstr",
+    "salt",
+    RUN_SALT,
     // Fixtures are built locally; asking the default public cache would only wait for a timeout here.
-    "--option", "substituters", "",
+    "--option",
+    "substituters",
+    "",
   ]);
   return out.trim();
 }

@@ -65,9 +65,18 @@ export class SimHost {
 
   private argv(command: readonly string[]): string[] {
     return [
-      "ip", "netns", "exec", this.netns,
-      "unshare", "--mount", "--propagation", "private",
-      "sh", "-c", 'mount --bind "$0/nix" /nix && mount --bind "$0/run" /run && exec "$@"', this.dir,
+      "ip",
+      "netns",
+      "exec",
+      this.netns,
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount --bind "$0/nix" /nix && mount --bind "$0/run" /run && exec "$@"',
+      this.dir,
       ...command,
     ];
   }
@@ -143,14 +152,18 @@ export class SimHost {
 
   /** Waits for a structured agent log event matching `predicate`. */
   async waitForLog(what: string, predicate: (event: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
-    return waitFor(what, () => {
-      for (const line of this.agentLogText().split("\n")) {
-        if (!line.startsWith("{")) continue;
-        const event = JSON.parse(line) as Record<string, unknown>;
-        if (predicate(event)) return event;
-      }
-      return undefined;
-    }, timeoutMs);
+    return waitFor(
+      what,
+      () => {
+        for (const line of this.agentLogText().split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const event = JSON.parse(line) as Record<string, unknown>;
+          if (predicate(event)) return event;
+        }
+        return undefined;
+      },
+      timeoutMs,
+    );
   }
 
   /**
@@ -181,7 +194,11 @@ export class SimHost {
   }
 
   /** The agent's persisted state file. */
-  agentState(): { appliedSerial: number; transaction: { phase: string; switchProcess?: { pid: number } } | null; lastResult: { errorCode: string; phase: number } | null } {
+  agentState(): {
+    appliedSerial: number;
+    transaction: { phase: string; switchProcess?: { pid: number } } | null;
+    lastResult: { errorCode: string; phase: number } | null;
+  } {
     return JSON.parse(readFileSync(join(this.stateDir, "state.json"), "utf8")) as ReturnType<SimHost["agentState"]>;
   }
 

@@ -165,8 +165,7 @@ function service(s: Scenario, name: string): ServiceDef & { serviceConfig: Recor
   return unit as ServiceDef & { serviceConfig: Record<string, unknown> };
 }
 
-const AGENT_EXEC =
-  /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
+const AGENT_EXEC = /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
 
 function agentConfigFile(s: Scenario): Record<string, unknown> {
   const exec = service(s, "ferry-agent").serviceConfig.ExecStart;
@@ -261,10 +260,7 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
     ["agentNoTrustedKey", [/trustedPublicKeys is empty/, /nix-store --generate-binary-cache-key/]],
     ["agentBadKey", [/trustedPublicKeys must be `name:base64` keys/, /got: not a key/]],
     ["agentNoSubstituter", [/substituters is empty/, /\/cache" \]/]],
-    [
-      "agentBadSubstituter",
-      [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/],
-    ],
+    ["agentBadSubstituter", [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/]],
     ["agentTokenInStore", [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
     ["agentBadUrl", [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
   ];

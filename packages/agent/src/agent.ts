@@ -52,7 +52,10 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
   link.on("connected", () => reconciler.onConnected());
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
-  hostLog.info({ controllerUrl: config.controllerUrl, stateDir: config.stateDir, strategy: config.strategy, currentSystem: transaction.currentSystem() }, "agent started");
+  hostLog.info(
+    { controllerUrl: config.controllerUrl, stateDir: config.stateDir, strategy: config.strategy, currentSystem: transaction.currentSystem() },
+    "agent started",
+  );
   void reconciler.resume();
   const gc = scheduleGarbageCollection(config, nix, hostLog, () => reconciler.busy);
   return {

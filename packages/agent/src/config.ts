@@ -63,20 +63,43 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   additionalProperties: false,
   required: ["controllerUrl", "hostName", "tokenFile", "substituters", "trustedPublicKeys"],
   properties: {
-    controllerUrl: { type: "string", pattern: "^wss?://[^\\s]+$", description: "WebSocket URL of the controller's agent endpoint, e.g. ws://controller:7070/agent." },
+    controllerUrl: {
+      type: "string",
+      pattern: "^wss?://[^\\s]+$",
+      description: "WebSocket URL of the controller's agent endpoint, e.g. ws://controller:7070/agent.",
+    },
     hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
     tokenFile: { type: "string", minLength: 1, description: "File holding this host's agent token; read at every connection." },
-    substituters: { type: "array", minItems: 1, items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" }, description: "Binary caches to fetch closures from." },
-    trustedPublicKeys: { type: "array", minItems: 1, items: { type: "string", pattern: "^[^\\s:]+:[A-Za-z0-9+/=]+$" }, description: "Only paths signed by one of these keys are accepted." },
+    substituters: {
+      type: "array",
+      minItems: 1,
+      items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" },
+      description: "Binary caches to fetch closures from.",
+    },
+    trustedPublicKeys: {
+      type: "array",
+      minItems: 1,
+      items: { type: "string", pattern: "^[^\\s:]+:[A-Za-z0-9+/=]+$" },
+      description: "Only paths signed by one of these keys are accepted.",
+    },
     stateDir: { type: "string", default: "/var/lib/ferry-agent", description: "Where the agent keeps its transaction state and GC roots." },
     profile: { type: "string", default: "/nix/var/nix/profiles/system", description: "System profile to switch." },
     currentSystemLink: { type: "string", default: "/run/current-system", description: "Symlink to the running system." },
-    strategy: { type: "string", enum: ["trial", "switch", "boot"], default: "trial", description: "How a new system is activated: trial (test, confirm, then make it the boot default), switch, or boot (next reboot only)." },
+    strategy: {
+      type: "string",
+      enum: ["trial", "switch", "boot"],
+      default: "trial",
+      description: "How a new system is activated: trial (test, confirm, then make it the boot default), switch, or boot (next reboot only).",
+    },
     confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
     activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },
     fetchTimeout: { type: "number", minimum: 1, default: 3600, description: "Seconds allowed for realising a closure." },
     keepGenerations: { type: "integer", minimum: 1, default: 5, description: "System generations kept when collecting garbage." },
-    gcSchedule: { type: "string", default: "30 3 * * *", description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it." },
+    gcSchedule: {
+      type: "string",
+      default: "30 3 * * *",
+      description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it.",
+    },
     diskReserveMiB: { type: "number", minimum: 0, default: 1024, description: "MiB of free space on /nix a fetch must leave." },
     healthChecks: {
       type: "array",
@@ -142,7 +165,7 @@ function describe(error: ErrorObject): string {
 export function parseAgentConfig(raw: unknown): AgentConfig {
   const copy = structuredClone(raw);
   if (!validate(copy)) {
-    const errors = (validate.errors ?? []).filter((error) => error.keyword !== "oneOf" && error.keyword !== "const" || (validate.errors ?? []).length === 1);
+    const errors = (validate.errors ?? []).filter((error) => (error.keyword !== "oneOf" && error.keyword !== "const") || (validate.errors ?? []).length === 1);
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
   assertHostName(copy.hostName);

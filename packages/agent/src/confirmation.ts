@@ -22,7 +22,12 @@ const HEARTBEAT_TIMEOUT_MS = 5000;
  * the evidence otherwise. Checks are retried: services often need a few
  * seconds after a switch.
  */
-export async function confirmNewSystem(deps: ConfirmationDeps, deadlineMs: number, failingBefore: readonly string[], requireHeartbeat: boolean): Promise<string> {
+export async function confirmNewSystem(
+  deps: ConfirmationDeps,
+  deadlineMs: number,
+  failingBefore: readonly string[],
+  requireHeartbeat: boolean,
+): Promise<string> {
   let lastReport = "";
   let checksPassed = false;
   let heartbeatPassed = !requireHeartbeat;
@@ -41,6 +46,9 @@ export async function confirmNewSystem(deps: ConfirmationDeps, deadlineMs: numbe
     if (checksPassed && heartbeatPassed) return lastReport;
     await deps.sleep(Math.min(RETRY_INTERVAL_MS, Math.max(0, deadlineMs - deps.now())));
   }
-  if (!checksPassed) throw new FerryError("E_HEALTH_CHECK_FAILED", "health checks failed on the new system until the confirmation deadline", { output: lastReport });
-  throw new FerryError("E_CONFIRM_TIMEOUT", "no heartbeat round trip with the controller from the new system before the confirmation deadline", { output: lastReport });
+  if (!checksPassed)
+    throw new FerryError("E_HEALTH_CHECK_FAILED", "health checks failed on the new system until the confirmation deadline", { output: lastReport });
+  throw new FerryError("E_CONFIRM_TIMEOUT", "no heartbeat round trip with the controller from the new system before the confirmation deadline", {
+    output: lastReport,
+  });
 }

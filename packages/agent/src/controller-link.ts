@@ -99,9 +99,12 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
     const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000 });
     this.socket = socket;
     socket.on("open", () => {
-      socket.send(encodeAgentFrame({ $case: "hello", value: { hostName: this.options.hostName, token, agentVersion: FERRY_VERSION, ...this.options.hello() } }), {
-        binary: true,
-      });
+      socket.send(
+        encodeAgentFrame({ $case: "hello", value: { hostName: this.options.hostName, token, agentVersion: FERRY_VERSION, ...this.options.hello() } }),
+        {
+          binary: true,
+        },
+      );
     });
     socket.on("message", (data, isBinary) => {
       if (!isBinary) return;

@@ -60,5 +60,7 @@ export function countedFailures(checks: readonly HealthCheck[], outcomes: readon
 }
 
 export function describeOutcomes(outcomes: readonly CheckOutcome[]): string {
-  return outcomes.map((outcome) => `${outcome.passed ? "ok  " : "FAIL"} ${outcome.name}${outcome.detail ? `\n     ${outcome.detail.replaceAll("\n", "\n     ")}` : ""}`).join("\n");
+  return outcomes
+    .map((outcome) => `${outcome.passed ? "ok  " : "FAIL"} ${outcome.name}${outcome.detail ? `\n     ${outcome.detail.replaceAll("\n", "\n     ")}` : ""}`)
+    .join("\n");
 }

@@ -50,7 +50,11 @@ export class ActivationTransaction {
     const { config, log, now } = this.deps;
     const current = this.currentSystem();
     const profile = readProfile(config.profile);
-    if (desired.strategy === "boot" ? profile === desired.storePath : current === desired.storePath && (desired.strategy === "test" || profile === desired.storePath)) {
+    if (
+      desired.strategy === "boot"
+        ? profile === desired.storePath
+        : current === desired.storePath && (desired.strategy === "test" || profile === desired.storePath)
+    ) {
       log.info({ serial: desired.serial, storePath: desired.storePath }, "desired system already in place");
       return this.finish(desired, { success: true, phase: current === desired.storePath ? HostPhase.HOST_PHASE_ACTIVE : HostPhase.HOST_PHASE_BOOT_PENDING });
     }
@@ -76,7 +80,10 @@ export class ActivationTransaction {
     if (!stored) return undefined;
     const transaction = structuredClone(stored);
     const { log, now } = this.deps;
-    log.warn({ serial: transaction.serial, phase: transaction.phase, next: transaction.next, previous: transaction.previous }, "resuming an interrupted activation");
+    log.warn(
+      { serial: transaction.serial, phase: transaction.phase, next: transaction.next, previous: transaction.previous },
+      "resuming an interrupted activation",
+    );
     switch (transaction.phase) {
       case "fetching":
       case "fetched":
@@ -96,7 +103,10 @@ export class ActivationTransaction {
         }
         if (transaction.strategy === "boot") return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
         delete transaction.switchProcess;
-        return this.drive({ ...transaction, phase: "confirming", deadlineMs: Math.min(transaction.deadlineMs, now() + this.deps.config.confirmTimeout * 1000) }, true);
+        return this.drive(
+          { ...transaction, phase: "confirming", deadlineMs: Math.min(transaction.deadlineMs, now() + this.deps.config.confirmTimeout * 1000) },
+          true,
+        );
       }
       case "confirming":
         if (now() >= transaction.deadlineMs) {
@@ -109,7 +119,12 @@ export class ActivationTransaction {
       case "confirmed":
         return this.drive(transaction, true);
       case "rolling-back":
-        return this.rollBack(transaction, new FerryError((transaction.failure?.code ?? "E_INTERRUPTED") as ErrorCode, transaction.failure?.message ?? "rollback interrupted", { output: transaction.failure?.output ?? "" }));
+        return this.rollBack(
+          transaction,
+          new FerryError((transaction.failure?.code ?? "E_INTERRUPTED") as ErrorCode, transaction.failure?.message ?? "rollback interrupted", {
+            output: transaction.failure?.output ?? "",
+          }),
+        );
     }
   }
 
@@ -139,7 +154,8 @@ export class ActivationTransaction {
     if (transaction.phase === "fetched") {
       const outcomes = await runHealthChecks(config.healthChecks, this.deps.runner);
       transaction.failingBefore = outcomes.filter((outcome) => !outcome.passed).map((outcome) => outcome.name);
-      if (transaction.failingBefore.length > 0) log.warn({ serial, failingBefore: transaction.failingBefore }, "checks already failing before the switch; they count only if strict");
+      if (transaction.failingBefore.length > 0)
+        log.warn({ serial, failingBefore: transaction.failingBefore }, "checks already failing before the switch; they count only if strict");
       if (transaction.requireHeartbeat && !(await this.controllerReachable())) {
         // Our choice: never switch a host that cannot reach the controller, so the heartbeat can judge it.
         return this.close(transaction, {
@@ -327,7 +343,9 @@ export class ActivationTransaction {
       return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: combined });
     }
     log.warn({ serial, previous: transaction.previous, code: failure.code }, "previous system restored");
-    const withChecks = after ? new FerryError(failure.code, failure.message, { output: `${failure.output}\n--- checks after rollback ---\n${after}`.trim() }) : failure;
+    const withChecks = after
+      ? new FerryError(failure.code, failure.message, { output: `${failure.output}\n--- checks after rollback ---\n${after}`.trim() })
+      : failure;
     return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_ROLLED_BACK, error: withChecks });
   }
 

@@ -71,17 +71,27 @@ class FakeSystem implements CommandRunner {
     const [program, ...args] = argv;
     // Sizes for the disk-space check: tiny; and nothing of the closure is in the store yet.
     const defaults: Partial<CommandResult> =
-      program === "nix" && args.includes("path-info") ? { stdout: JSON.stringify([{ path: NEXT, narSize: 4096 }]) } : program === "nix-store" && args.includes("--print-invalid") ? { stdout: `${NEXT}\n` } : {};
+      program === "nix" && args.includes("path-info")
+        ? { stdout: JSON.stringify([{ path: NEXT, narSize: 4096 }]) }
+        : program === "nix-store" && args.includes("--print-invalid")
+          ? { stdout: `${NEXT}\n` }
+          : {};
     const result: CommandResult = { argv, exitCode: 0, signal: null, stdout: "", stderr: "", timedOut: false, ...defaults, ...this.script(argv, this) };
     if (program === "nix-env" && result.exitCode === 0 && args[0] === "-p" && args[2] === "--set") setProfileLink(this.f.profile, args[3] as string);
-    if (program?.endsWith(SWITCH) && (args[0] === "switch" || args[0] === "test") && !result.timedOut) setLink(this.f.currentLink, program.slice(0, -SWITCH.length));
+    if (program?.endsWith(SWITCH) && (args[0] === "switch" || args[0] === "test") && !result.timedOut)
+      setLink(this.f.currentLink, program.slice(0, -SWITCH.length));
     return result;
   }
 
   /** Commands that change the machine: fetches (realise with options), profile sets, switches. */
   get changes(): string[][] {
     return this.calls
-      .filter(([program, op], i) => (program === "nix-store" && op === "--realise" && this.calls[i]?.includes("--option")) || (program === "nix-env" && op === "-p") || program?.endsWith(SWITCH))
+      .filter(
+        ([program, op], i) =>
+          (program === "nix-store" && op === "--realise" && this.calls[i]?.includes("--option")) ||
+          (program === "nix-env" && op === "-p") ||
+          program?.endsWith(SWITCH),
+      )
       .map((argv) => (argv[0] === "nix-store" ? argv.slice(0, 3) : argv));
   }
 }
@@ -154,7 +164,12 @@ function fixture(options: Options = {}): Fixture {
 const fetchOf = (path: string): string[] => ["nix-store", "--realise", path];
 const setProfileTo = (f: Fixture, path: string): string[] => ["nix-env", "-p", f.profile, "--set", path];
 const switchTo = (path: string, action = "switch"): string[] => [`${path}${SWITCH}`, action];
-const desired = (serial: number, storePath = NEXT, strategy: "switch" | "trial" | "boot" | "test" = "switch") => ({ serial, storePath, deploymentId: `d${serial}`, strategy });
+const desired = (serial: number, storePath = NEXT, strategy: "switch" | "trial" | "boot" | "test" = "switch") => ({
+  serial,
+  storePath,
+  deploymentId: `d${serial}`,
+  strategy,
+});
 
 describe("ActivationTransaction.run (switch strategy)", () => {
   test("success: fetch, set the profile, switch; result, state and GC roots", async () => {
@@ -191,9 +206,18 @@ describe("ActivationTransaction.run (switch strategy)", () => {
       assert.ok(i >= 0);
       return f.system.stateAtCall[i]?.transaction?.phase;
     };
-    assert.equal(phaseAt((argv) => argv[1] === "--realise" && argv.includes("--option")), "fetching");
-    assert.equal(phaseAt((argv) => argv[0] === "nix-env"), "activating");
-    assert.equal(phaseAt((argv) => argv[0] === `${NEXT}${SWITCH}`), "activating");
+    assert.equal(
+      phaseAt((argv) => argv[1] === "--realise" && argv.includes("--option")),
+      "fetching",
+    );
+    assert.equal(
+      phaseAt((argv) => argv[0] === "nix-env"),
+      "activating",
+    );
+    assert.equal(
+      phaseAt((argv) => argv[0] === `${NEXT}${SWITCH}`),
+      "activating",
+    );
   });
 
   test("the desired system already running: nothing changes, success", async () => {
@@ -206,10 +230,14 @@ describe("ActivationTransaction.run (switch strategy)", () => {
 
   test("fetch failure: no profile change, no switch; FAILED with the fetch's code", async () => {
     const f = fixture({ previous: PREV, profileTarget: PREV });
-    f.system.script = (argv) => (argv[1] === "--realise" && argv.includes("--option") ? { exitCode: 1, stderr: `don't know how to build these paths:\n  ${NEXT}\n` } : undefined);
+    f.system.script = (argv) =>
+      argv[1] === "--realise" && argv.includes("--option") ? { exitCode: 1, stderr: `don't know how to build these paths:\n  ${NEXT}\n` } : undefined;
     const result = await f.tx.run(desired(4));
     assert.ok(f.system.changes.length >= 1);
-    assert.ok(f.system.changes.every((argv) => argv[0] === "nix-store"), JSON.stringify(f.system.changes));
+    assert.ok(
+      f.system.changes.every((argv) => argv[0] === "nix-store"),
+      JSON.stringify(f.system.changes),
+    );
     assert.equal(result.success, false);
     assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
     assert.equal(result.errorCode, "E_PATH_NOT_IN_CACHE");
@@ -319,7 +347,18 @@ describe("ActivationTransaction.run (switch strategy)", () => {
 describe("ActivationTransaction.resume", () => {
   /** A transaction file as a previous agent process left it. */
   function persist(f: Fixture, phase: string): void {
-    const transaction = { serial: 11, deploymentId: "d11", next: NEXT, previous: PREV, strategy: "switch", phase, startedAtMs: 1, deadlineMs: f.clock.now + 600_000, requireHeartbeat: false, failingBefore: [] };
+    const transaction = {
+      serial: 11,
+      deploymentId: "d11",
+      next: NEXT,
+      previous: PREV,
+      strategy: "switch",
+      phase,
+      startedAtMs: 1,
+      deadlineMs: f.clock.now + 600_000,
+      requireHeartbeat: false,
+      failingBefore: [],
+    };
     writeFileSync(f.stateFile, JSON.stringify({ version: 1, appliedSerial: 10, lastResult: null, transaction }));
   }
 
@@ -348,21 +387,18 @@ describe("ActivationTransaction.resume", () => {
     assert.deepEqual(onDisk.lastResult, result);
   });
 
-  test(
-    "interrupted while activating after current-system moved: the switch is re-run to learn its outcome",
-    async () => {
-      const first = fixture({ previous: NEXT, profileTarget: NEXT });
-      persist(first, "activating");
-      const f = fixture({ reuse: first });
-      f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: 4, stderr: "units failed" } : undefined);
-      const result = await f.tx.resume();
-      assert.ok(result);
-      const rerun = JSON.stringify(switchTo(NEXT));
-      assert.equal(f.system.changes.filter((change) => JSON.stringify(change) === rerun).length, 1, "the switch was run again");
-      assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
-      assert.equal(result.errorCode, "E_ACTIVATION_FAILED");
-    },
-  );
+  test("interrupted while activating after current-system moved: the switch is re-run to learn its outcome", async () => {
+    const first = fixture({ previous: NEXT, profileTarget: NEXT });
+    persist(first, "activating");
+    const f = fixture({ reuse: first });
+    f.system.script = (argv) => (argv[0] === `${NEXT}${SWITCH}` ? { exitCode: 4, stderr: "units failed" } : undefined);
+    const result = await f.tx.resume();
+    assert.ok(result);
+    const rerun = JSON.stringify(switchTo(NEXT));
+    assert.equal(f.system.changes.filter((change) => JSON.stringify(change) === rerun).length, 1, "the switch was run again");
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.errorCode, "E_ACTIVATION_FAILED");
+  });
 
   test("interrupted while fetching: carried on to the end", async () => {
     const first = fixture({ previous: PREV, profileTarget: PREV });

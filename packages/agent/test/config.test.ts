@@ -63,31 +63,34 @@ describe("parseAgentConfig", () => {
       { type: "http", url: "http://127.0.0.1/health", expectStatus: 204, bodyContains: "ok", timeout: 2, strict: true },
       { type: "command", argv: ["/bin/true"], timeout: 3, strict: true },
     ];
-    const config = parseAgentConfig({ ...MINIMAL, controllerUrl: "wss://controller.example/agent", strategy: "boot", activationTimeout: 30, healthChecks: checks });
+    const config = parseAgentConfig({
+      ...MINIMAL,
+      controllerUrl: "wss://controller.example/agent",
+      strategy: "boot",
+      activationTimeout: 30,
+      healthChecks: checks,
+    });
     assert.equal(config.controllerUrl, "wss://controller.example/agent");
     assert.equal(config.strategy, "boot");
     assert.equal(config.activationTimeout, 30);
     assert.deepEqual(config.healthChecks, checks);
   });
 
-  test(
-    "fills health check defaults (strict, expectStatus, timeout)",
-    () => {
-      const config = parseAgentConfig({
-        ...MINIMAL,
-        healthChecks: [
-          { type: "systemd", units: ["nginx.service"] },
-          { type: "http", url: "http://127.0.0.1/health" },
-          { type: "command", argv: ["/bin/true"], strict: true },
-        ],
-      });
-      assert.deepEqual(config.healthChecks, [
-        { type: "systemd", units: ["nginx.service"], strict: false },
-        { type: "http", url: "http://127.0.0.1/health", expectStatus: 200, timeout: 5, strict: false },
-        { type: "command", argv: ["/bin/true"], timeout: 30, strict: true },
-      ]);
-    },
-  );
+  test("fills health check defaults (strict, expectStatus, timeout)", () => {
+    const config = parseAgentConfig({
+      ...MINIMAL,
+      healthChecks: [
+        { type: "systemd", units: ["nginx.service"] },
+        { type: "http", url: "http://127.0.0.1/health" },
+        { type: "command", argv: ["/bin/true"], strict: true },
+      ],
+    });
+    assert.deepEqual(config.healthChecks, [
+      { type: "systemd", units: ["nginx.service"], strict: false },
+      { type: "http", url: "http://127.0.0.1/health", expectStatus: 200, timeout: 5, strict: false },
+      { type: "command", argv: ["/bin/true"], timeout: 30, strict: true },
+    ]);
+  });
 
   test("an unknown top-level key is rejected by name", () => {
     badConfig({ ...MINIMAL, substituter: ["http://x"] }, /unknown key "substituter"/);

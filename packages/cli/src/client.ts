@@ -14,7 +14,10 @@ export interface OperatorConnection {
   token: string;
   client: OperatorServiceClient;
   metadata(): Metadata;
-  call<Req, Res>(method: (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => unknown, request: Req): Promise<Res>;
+  call<Req, Res>(
+    method: (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => unknown,
+    request: Req,
+  ): Promise<Res>;
   close(): void;
 }
 

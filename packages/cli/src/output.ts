@@ -29,7 +29,9 @@ function ensureNewline(text: string): string {
 export function reportError(error: unknown, json: boolean): number {
   const ferry: FerryError = toFerryError(error);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ error: { code: ferry.code, message: ferry.message, hint: ferry.hint, output: ferry.output || undefined } }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: ferry.code, message: ferry.message, hint: ferry.hint, output: ferry.output || undefined } }, null, 2)}\n`,
+    );
   } else {
     process.stderr.write(`error ${ferry.code}: ${ferry.message}\n  hint: ${ferry.hint}\n`);
     if (ferry.output) process.stderr.write(`  output:\n${indent(ferry.output.slice(-4000))}\n`);
@@ -46,7 +48,10 @@ function indent(text: string): string {
 }
 
 export function phaseName(phase: HostPhase): string {
-  return (HostPhase[phase] ?? "UNKNOWN").replace(/^HOST_PHASE_/, "").toLowerCase().replace("_", "-");
+  return (HostPhase[phase] ?? "UNKNOWN")
+    .replace(/^HOST_PHASE_/, "")
+    .toLowerCase()
+    .replace("_", "-");
 }
 
 /** `/nix/store/abc…-name` shortened for tables; JSON output keeps full paths. */
@@ -66,7 +71,11 @@ export function ago(ms: number, now = Date.now()): string {
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join("\n") + "\n";
 }
 

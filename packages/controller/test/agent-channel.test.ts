@@ -2,7 +2,18 @@ import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { hashToken } from "@ferry/core";
-import { ActivationMode, AgentMessage, HostPhase, MAX_FRAME_BYTES, PROTOCOL_VERSION, decodeControllerFrame, encodeAgentFrame, type AgentBody, type ControllerBody, type Refusal } from "@ferry/protocol";
+import {
+  ActivationMode,
+  AgentMessage,
+  HostPhase,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  decodeControllerFrame,
+  encodeAgentFrame,
+  type AgentBody,
+  type ControllerBody,
+  type Refusal,
+} from "@ferry/protocol";
 import { startTestController, type TestController } from "./controller-fixture.js";
 
 const SYS_A = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1";
@@ -131,7 +142,10 @@ describe("agent channel refusals", () => {
   test("a first frame other than hello → E_AUTH", async () => {
     const before = await snapshot();
     const client = await connect();
-    client.sendBody({ $case: "progress", value: { hostName: "web1", serial: 1, phase: HostPhase.HOST_PHASE_ACTIVE, message: "", bytesDone: 0, bytesTotal: 0 } });
+    client.sendBody({
+      $case: "progress",
+      value: { hostName: "web1", serial: 1, phase: HostPhase.HOST_PHASE_ACTIVE, message: "", bytesDone: 0, bytesTotal: 0 },
+    });
     await expectRefusal(client, "E_AUTH", 4001);
     assert.deepEqual(await snapshot(), before);
   });
@@ -187,7 +201,18 @@ describe("agent channel refusals", () => {
     { $case: "progress", value: { hostName: "db1", serial: 1, phase: HostPhase.HOST_PHASE_FAILED, message: "x", bytesDone: 0, bytesTotal: 0 } },
     {
       $case: "result",
-      value: { hostName: "db1", serial: 1, storePath: SYS_A, success: false, phase: HostPhase.HOST_PHASE_FAILED, errorCode: "E_X", errorMessage: "m", output: "o", currentSystem: SYS_A, finishedAtMs: 1 },
+      value: {
+        hostName: "db1",
+        serial: 1,
+        storePath: SYS_A,
+        success: false,
+        phase: HostPhase.HOST_PHASE_FAILED,
+        errorCode: "E_X",
+        errorMessage: "m",
+        output: "o",
+        currentSystem: SYS_A,
+        finishedAtMs: 1,
+      },
     },
     { $case: "log", value: { hostName: "db1", atMs: 1, level: "info", message: "spoof", serial: 1, rolloutId: "" } },
     { $case: "desiredRequest", value: { hostName: "db1" } },
@@ -240,7 +265,12 @@ describe("agent channel happy path", () => {
   });
 
   test("a host with a desired system gets DesiredSystem right after Welcome; progress and result are recorded", async () => {
-    const [deployed] = await t.controller.store.recordDeployment("dep-1", [{ hostName: "web1", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, Date.now());
+    const [deployed] = await t.controller.store.recordDeployment(
+      "dep-1",
+      [{ hostName: "web1", storePath: SYS_A }],
+      ActivationMode.ACTIVATION_MODE_SWITCH,
+      Date.now(),
+    );
     assert.ok(deployed);
     const client = await connect();
     client.sendBody(hello("web1", TOKEN, { currentSystem: SYS_B }));
@@ -248,10 +278,21 @@ describe("agent channel happy path", () => {
     const desired = await client.next();
     assert.deepEqual(desired, {
       $case: "desired",
-      value: { hostName: "web1", storePath: SYS_A, serial: deployed.desiredSerial, deploymentId: "dep-1", rolloutId: "", mode: ActivationMode.ACTIVATION_MODE_SWITCH, activate: true },
+      value: {
+        hostName: "web1",
+        storePath: SYS_A,
+        serial: deployed.desiredSerial,
+        deploymentId: "dep-1",
+        rolloutId: "",
+        mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+        activate: true,
+      },
     });
 
-    client.sendBody({ $case: "progress", value: { hostName: "web1", serial: deployed.desiredSerial, phase: HostPhase.HOST_PHASE_FETCHING, message: "fetching", bytesDone: 0, bytesTotal: 0 } });
+    client.sendBody({
+      $case: "progress",
+      value: { hostName: "web1", serial: deployed.desiredSerial, phase: HostPhase.HOST_PHASE_FETCHING, message: "fetching", bytesDone: 0, bytesTotal: 0 },
+    });
     client.sendBody({
       $case: "result",
       value: {

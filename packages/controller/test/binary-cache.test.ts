@@ -11,7 +11,15 @@ const HASH = "pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5";
 const OTHER_HASH = "1zy01hjzwvvia6h9dq5xar88v77fgh9x";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar";
 const narinfo = (hash: string, url: string): string =>
-  [`StorePath: /nix/store/${hash}-hello`, `URL: ${url}`, "Compression: none", "NarHash: sha256:0dkpq4ayyk5lq5w4nqyyyzcsjy9fwz3b9d8y8pr3nvb0jkrk5yk7", "NarSize: 5", "References: ", ""].join("\n");
+  [
+    `StorePath: /nix/store/${hash}-hello`,
+    `URL: ${url}`,
+    "Compression: none",
+    "NarHash: sha256:0dkpq4ayyk5lq5w4nqyyyzcsjy9fwz3b9d8y8pr3nvb0jkrk5yk7",
+    "NarSize: 5",
+    "References: ",
+    "",
+  ].join("\n");
 
 let t: TestController;
 before(async () => {
@@ -121,7 +129,17 @@ describe("binary cache over HTTP", () => {
   });
 
   test("uploads to names outside the cache layout are refused", async () => {
-    for (const name of ["..%2Fx", "foo.txt", "..%2Fadmin.token", "nar%2F..%2F..%2Fstate.sqlite", "nix-cache-info", `${HASH}.narinfo.bak`, "nar/short.nar", `nar%2F${"a".repeat(52)}.nar%2F..%2F..%2Fx`, "log/x"]) {
+    for (const name of [
+      "..%2Fx",
+      "foo.txt",
+      "..%2Fadmin.token",
+      "nar%2F..%2F..%2Fstate.sqlite",
+      "nix-cache-info",
+      `${HASH}.narinfo.bak`,
+      "nar/short.nar",
+      `nar%2F${"a".repeat(52)}.nar%2F..%2F..%2Fx`,
+      "log/x",
+    ]) {
       const response = await put(name, "x", basic(t.adminToken));
       assert.ok(response.status === 403 || response.status === 404, `${name}: ${response.status}`);
       await response.arrayBuffer();
@@ -146,12 +164,10 @@ describe("binary cache over HTTP", () => {
 });
 
 describe("binary cache robustness", () => {
-  test(
-    "a malformed percent-encoding in a cache URL does not kill the controller",
-    async () => {
-      // In a child process: an uncaught exception there must not take this test process down.
-      const root = fileURLToPath(new URL("../../../", import.meta.url));
-      const script = `
+  test("a malformed percent-encoding in a cache URL does not kill the controller", async () => {
+    // In a child process: an uncaught exception there must not take this test process down.
+    const root = fileURLToPath(new URL("../../../", import.meta.url));
+    const script = `
         import { mkdtempSync, rmSync } from "node:fs"; import { tmpdir } from "node:os"; import { join } from "node:path";
         import { silentLogger } from "@ferry/core"; import { startController } from "@ferry/controller";
         const dataDir = mkdtempSync(join(tmpdir(), "ferry-crash-"));
@@ -159,22 +175,21 @@ describe("binary cache robustness", () => {
         const c = await startController({ dataDir, listen: { host: "127.0.0.1", port: 0 }, grpcListen: { host: "127.0.0.1", port: 0 }, log: silentLogger() });
         console.log(c.httpPort);
         process.stdin.on("end", () => c.stop().then(() => process.exit(0))); process.stdin.resume();`;
-      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: root, stdio: ["pipe", "pipe", "ignore"] });
-      try {
-        const port = await new Promise<number>((resolve, reject) => {
-          child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
-          child.once("exit", () => reject(new Error("controller child exited before listening")));
-          setTimeout(() => reject(new Error("controller child did not start")), 10_000).unref();
-        });
-        await fetch(`http://127.0.0.1:${port}/cache/%ZZ`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
-        const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) }).catch((error: unknown) => error);
-        assert.ok(health instanceof Response && health.status === 200, `controller died: ${String(health)}`);
-      } finally {
-        child.stdin.end();
-        if (child.exitCode === null) child.kill();
-      }
-    },
-  );
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { cwd: root, stdio: ["pipe", "pipe", "ignore"] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+        child.once("exit", () => reject(new Error("controller child exited before listening")));
+        setTimeout(() => reject(new Error("controller child did not start")), 10_000).unref();
+      });
+      await fetch(`http://127.0.0.1:${port}/cache/%ZZ`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) }).catch((error: unknown) => error);
+      assert.ok(health instanceof Response && health.status === 200, `controller died: ${String(health)}`);
+    } finally {
+      child.stdin.end();
+      if (child.exitCode === null) child.kill();
+    }
+  });
 });
 
 /** Nix (2.8+) present and usable: the real round trip below needs it. */
@@ -192,7 +207,11 @@ describe("binary cache with real Nix", { skip: nixAvailable() ? false : "nix not
     const salt = randomBytes(8).toString("hex");
     const expr = `derivation { name = "ferry-cache-test"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; salt = "${salt}"; }`;
     // No substituters: nothing leaves the machine.
-    const path = execFileSync("nix-build", ["-E", expr, "--no-out-link", "--option", "substituters", ""], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 }).trim();
+    const path = execFileSync("nix-build", ["-E", expr, "--no-out-link", "--option", "substituters", ""], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 30_000,
+    }).trim();
     assert.match(path, /^\/nix\/store\/[0-9a-z]{32}-ferry-cache-test$/);
     const hash = path.slice("/nix/store/".length, "/nix/store/".length + 32);
 
@@ -200,7 +219,23 @@ describe("binary cache with real Nix", { skip: nixAvailable() ? false : "nix not
     writeFileSync(netrc, `machine 127.0.0.1 login ferry password ${t.adminToken}\n`, { mode: 0o600 });
     const copy = spawn(
       "nix",
-      ["copy", "--extra-experimental-features", "nix-command", "--to", `${t.baseUrl}/cache`, path, "--option", "netrc-file", netrc, "--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0"],
+      [
+        "copy",
+        "--extra-experimental-features",
+        "nix-command",
+        "--to",
+        `${t.baseUrl}/cache`,
+        path,
+        "--option",
+        "netrc-file",
+        netrc,
+        "--option",
+        "narinfo-cache-positive-ttl",
+        "0",
+        "--option",
+        "narinfo-cache-negative-ttl",
+        "0",
+      ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";

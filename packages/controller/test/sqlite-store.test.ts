@@ -86,14 +86,23 @@ describe("SqliteStateStore hosts", () => {
     assert.equal(await store.getHost("web1"), undefined);
     await rejectsCode(store.removeHost("web1"), "E_UNKNOWN_HOST");
     await rejectsCode(store.removeHost("nope"), "E_UNKNOWN_HOST");
-    assert.deepEqual((await store.listHosts()).map((h) => h.name), ["web2"]);
+    assert.deepEqual(
+      (await store.listHosts()).map((h) => h.name),
+      ["web2"],
+    );
   });
 
   test("listHosts: all sorted by name, or exactly the named ones, E_UNKNOWN_HOST for a missing one", async () => {
     const { store } = open();
     for (const name of ["c", "a", "b"]) await store.addHost(name, hashToken(name), [], 1);
-    assert.deepEqual((await store.listHosts()).map((h) => h.name), ["a", "b", "c"]);
-    assert.deepEqual((await store.listHosts(["c", "a"])).map((h) => h.name), ["c", "a"]);
+    assert.deepEqual(
+      (await store.listHosts()).map((h) => h.name),
+      ["a", "b", "c"],
+    );
+    assert.deepEqual(
+      (await store.listHosts(["c", "a"])).map((h) => h.name),
+      ["c", "a"],
+    );
     await rejectsCode(store.listHosts(["a", "zz"]), "E_UNKNOWN_HOST");
   });
 });
@@ -131,9 +140,14 @@ describe("SqliteStateStore deployments and reports", () => {
   test("concurrent deployments never hand out the same serial", async () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.recordDeployment(`d${i}`, [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, i)));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.recordDeployment(`d${i}`, [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, i)),
+    );
     const serials = results.map((r) => r[0]?.desiredSerial).sort((x, y) => (x as number) - (y as number));
-    assert.deepEqual(serials, Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.deepEqual(
+      serials,
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
     assert.equal((await store.getHost("a"))?.desiredSerial, 20);
   });
 
@@ -175,7 +189,14 @@ describe("SqliteStateStore deployments and reports", () => {
     await store.addHost("a", hashToken("a"), ["t"], 5);
     await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1);
     const before = await store.getHost("a");
-    const after1 = await store.recordReport("a", { currentSystem: SYS_A, phase: HostPhase.HOST_PHASE_ACTIVE, appliedSerial: 1, lastSeenMs: 77, agentVersion: "0.1.0", lastErrorCode: undefined });
+    const after1 = await store.recordReport("a", {
+      currentSystem: SYS_A,
+      phase: HostPhase.HOST_PHASE_ACTIVE,
+      appliedSerial: 1,
+      lastSeenMs: 77,
+      agentVersion: "0.1.0",
+      lastErrorCode: undefined,
+    });
     assert.deepEqual(after1, { ...before, currentSystem: SYS_A, phase: HostPhase.HOST_PHASE_ACTIVE, appliedSerial: 1, lastSeenMs: 77, agentVersion: "0.1.0" });
     assert.deepEqual(await store.recordReport("a", {}), after1);
     await rejectsCode(store.recordReport("ghost", { lastSeenMs: 1 }), "E_UNKNOWN_HOST");

@@ -46,13 +46,25 @@ export class Nix {
       "nix-store",
       "--realise",
       path,
-      "--option", "substituters", options.substituters.join(" "),
-      "--option", "trusted-public-keys", options.trustedPublicKeys.join(" "),
-      "--option", "require-sigs", "true",
+      "--option",
+      "substituters",
+      options.substituters.join(" "),
+      "--option",
+      "trusted-public-keys",
+      options.trustedPublicKeys.join(" "),
+      "--option",
+      "require-sigs",
+      "true",
       // A path asked for before its upload finished must not stay "missing" for an hour.
-      "--option", "narinfo-cache-negative-ttl", "0",
-      "--option", "builders", "",
-      "--option", "max-jobs", "0",
+      "--option",
+      "narinfo-cache-negative-ttl",
+      "0",
+      "--option",
+      "builders",
+      "",
+      "--option",
+      "max-jobs",
+      "0",
     ];
     if (options.gcRoot) argv.push("--add-root", options.gcRoot);
     const result = await this.runner.run({ argv, env: this.env, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
@@ -93,7 +105,10 @@ export class Nix {
     assertStorePath(path);
     const result = await this.runner.run({ argv: [`${path}/bin/switch-to-configuration`, action], env: this.env, timeoutMs, ...(onSpawn ? { onSpawn } : {}) });
     const what = `${path}/bin/switch-to-configuration ${action}`;
-    if (result.timedOut) throw new FerryError("E_ACTIVATION_TIMEOUT", `${what} did not finish within ${Math.round(timeoutMs / 1000)} s and was killed`, { output: outputTail(result) });
+    if (result.timedOut)
+      throw new FerryError("E_ACTIVATION_TIMEOUT", `${what} did not finish within ${Math.round(timeoutMs / 1000)} s and was killed`, {
+        output: outputTail(result),
+      });
     if (result.exitCode !== 0) throw new FerryError("E_ACTIVATION_FAILED", `${what} ${describeExit(result)}`, { output: outputTail(result) });
     return outputTail(result);
   }
@@ -139,7 +154,20 @@ export class Nix {
   async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
     paths.forEach(assertStorePath);
     // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
-    const argv = ["nix", ...EXPERIMENTAL, "copy", "--to", url, "--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0", ...paths];
+    const argv = [
+      "nix",
+      ...EXPERIMENTAL,
+      "copy",
+      "--to",
+      url,
+      "--option",
+      "narinfo-cache-positive-ttl",
+      "0",
+      "--option",
+      "narinfo-cache-negative-ttl",
+      "0",
+      ...paths,
+    ];
     if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
     await this.run(argv, "E_CACHE_UPLOAD", `nix copy --to ${url}`);
   }

@@ -1,6 +1,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFileAtomic } from "@ferry/core";
@@ -88,11 +88,8 @@ describe("writeFileAtomic", () => {
     assert.equal(readFileSync(join(dir, "blocked", "child"), "utf8"), "x");
   });
 
-  test(
-    "a failed rename leaves no temp file behind",
-    () => {
-      const dir = failingWrite();
-      assert.deepEqual(readdirSync(dir).sort(), ["blocked", "target"]);
-    },
-  );
+  test("a failed rename leaves no temp file behind", () => {
+    const dir = failingWrite();
+    assert.deepEqual(readdirSync(dir).sort(), ["blocked", "target"]);
+  });
 });

@@ -64,7 +64,9 @@ describe("parseNarInfo", () => {
   });
 
   test("missing References line means no references", () => {
-    const text = REALISTIC.split("\n").filter((line) => !line.startsWith("References")).join("\n");
+    const text = REALISTIC.split("\n")
+      .filter((line) => !line.startsWith("References"))
+      .join("\n");
     assert.deepEqual(parseNarInfo(text).references, []);
   });
 

@@ -54,7 +54,12 @@ const NIX_UNREACHABLE = [
 describe("Nix.realise", () => {
   test("passes exactly the host's substituters, keys and strictness options, plus --add-root", async () => {
     const runner = new FakeRunner();
-    await new Nix(runner, { NIX_REMOTE: "daemon" }).realise(PATH, { substituters: SUBSTITUTERS, trustedPublicKeys: KEYS, gcRoot: "/var/lib/ferry-agent/gcroots/next", timeoutMs: 1234 });
+    await new Nix(runner, { NIX_REMOTE: "daemon" }).realise(PATH, {
+      substituters: SUBSTITUTERS,
+      trustedPublicKeys: KEYS,
+      gcRoot: "/var/lib/ferry-agent/gcroots/next",
+      timeoutMs: 1234,
+    });
     assert.equal(runner.calls.length, 1);
     const spec = runner.calls[0] as CommandSpec;
     const { argv } = spec;
@@ -102,13 +107,10 @@ describe("Nix.realise", () => {
     });
   }
 
-  test(
-    "an unreachable substituter is a fetch failure, not a missing path",
-    async () => {
-      const runner = new FakeRunner(() => ({ exitCode: 1, stderr: NIX_UNREACHABLE }));
-      await rejectsWith(new Nix(runner).realise(PATH, { substituters: ["http://127.0.0.1:1"], trustedPublicKeys: KEYS }), "E_FETCH_FAILED");
-    },
-  );
+  test("an unreachable substituter is a fetch failure, not a missing path", async () => {
+    const runner = new FakeRunner(() => ({ exitCode: 1, stderr: NIX_UNREACHABLE }));
+    await rejectsWith(new Nix(runner).realise(PATH, { substituters: ["http://127.0.0.1:1"], trustedPublicKeys: KEYS }), "E_FETCH_FAILED");
+  });
 
   test("invalid store paths never reach the runner", async () => {
     const runner = new FakeRunner();
@@ -151,7 +153,10 @@ describe("Nix.switchToConfiguration and friends", () => {
     const ok = new FakeRunner();
     await new Nix(ok).setProfile("/tmp/profile", PATH);
     assert.deepEqual(ok.calls[0]?.argv, ["nix-env", "-p", "/tmp/profile", "--set", PATH]);
-    await rejectsWith(new Nix(new FakeRunner(() => ({ exitCode: 1, stderr: "error: opening lock file" }))).setProfile("/tmp/profile", PATH), "E_PROFILE_FAILED");
+    await rejectsWith(
+      new Nix(new FakeRunner(() => ({ exitCode: 1, stderr: "error: opening lock file" }))).setProfile("/tmp/profile", PATH),
+      "E_PROFILE_FAILED",
+    );
     await rejectsWith(new Nix(new FakeRunner(() => ({ exitCode: null, timedOut: true }))).setProfile("/tmp/profile", PATH), "E_COMMAND_TIMEOUT");
   });
 
@@ -174,7 +179,11 @@ describe("ProcessRunner and assertAllowedProgram", () => {
     const runner = new ProcessRunner();
     for (const program of ["sh", "/bin/sh", "/bin/rm", "bash", "env", "./nix-store", "/usr/bin/nix-store", "nix-store ", ""]) {
       // Sync throw or rejection are both refusals; wrapping makes either a rejection.
-      await assert.rejects(async () => runner.run({ argv: [program, "-c", "exit 0"] }), (error: unknown) => error instanceof FerryError && error.code === "E_INTERNAL" && /refusing/.test(error.message), program);
+      await assert.rejects(
+        async () => runner.run({ argv: [program, "-c", "exit 0"] }),
+        (error: unknown) => error instanceof FerryError && error.code === "E_INTERNAL" && /refusing/.test(error.message),
+        program,
+      );
     }
     await assert.rejects(async () => runner.run({ argv: [] }), FerryError);
   });
@@ -206,7 +215,11 @@ describe("ProcessRunner and assertAllowedProgram", () => {
       `${PATH}/bin/switch-to-configuration/..`,
       undefined,
     ]) {
-      assert.throws(() => assertAllowedProgram(program), (error: unknown) => error instanceof FerryError && error.code === "E_INTERNAL", String(program));
+      assert.throws(
+        () => assertAllowedProgram(program),
+        (error: unknown) => error instanceof FerryError && error.code === "E_INTERNAL",
+        String(program),
+      );
     }
   });
 });

@@ -87,7 +87,15 @@ describe("parseStorePath / assertStorePath / isStorePath", () => {
 
 describe("assertHostName", () => {
   test("accepts DNS-style names", () => {
-    for (const name of ["web1", "a", "WEB-01", "db.example.org", "x1.y2", "a".repeat(63), `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`]) {
+    for (const name of [
+      "web1",
+      "a",
+      "WEB-01",
+      "db.example.org",
+      "x1.y2",
+      "a".repeat(63),
+      `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`,
+    ]) {
       assert.equal(assertHostName(name), name);
     }
   });
@@ -95,7 +103,27 @@ describe("assertHostName", () => {
   test("rejects path tricks, spaces, empty labels, bad hyphens, overlong names and labels", () => {
     const tooLong = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(62)}`;
     assert.equal(tooLong.length, 254);
-    for (const name of ["", "a/b", "/etc", "..", ".", "../x", "a..b", ".a", "a.", "a b", " a", "a\n", "-a", "a-", "a_b", "a.-b", "ünï", "a".repeat(64), tooLong]) {
+    for (const name of [
+      "",
+      "a/b",
+      "/etc",
+      "..",
+      ".",
+      "../x",
+      "a..b",
+      ".a",
+      "a.",
+      "a b",
+      " a",
+      "a\n",
+      "-a",
+      "a-",
+      "a_b",
+      "a.-b",
+      "ünï",
+      "a".repeat(64),
+      tooLong,
+    ]) {
       throwsCode(() => assertHostName(name), "E_BAD_HOST_NAME");
     }
   });
@@ -127,7 +155,22 @@ describe("parseHostPort", () => {
   });
 
   test("rejects bad ports and shapes, naming the flag", () => {
-    for (const value of ["127.0.0.1", "127.0.0.1:", ":80", "127.0.0.1:65536", "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:8o", "::1:80", "[::1]", "[::1]80", "a b:80", "[::1]:", "127.0.0.1:123456", ""]) {
+    for (const value of [
+      "127.0.0.1",
+      "127.0.0.1:",
+      ":80",
+      "127.0.0.1:65536",
+      "127.0.0.1:99999",
+      "127.0.0.1:-1",
+      "127.0.0.1:8o",
+      "::1:80",
+      "[::1]",
+      "[::1]80",
+      "a b:80",
+      "[::1]:",
+      "127.0.0.1:123456",
+      "",
+    ]) {
       assert.throws(
         () => parseHostPort(value, "--grpc-listen"),
         (error: unknown) => error instanceof FerryError && error.code === "E_BAD_ARGUMENT" && error.message.includes("--grpc-listen"),

@@ -26,7 +26,10 @@ export function encodeControllerFrame(body: ControllerBody): Uint8Array {
   return ControllerMessage.encode({ protocolVersion: PROTOCOL_VERSION, body }).finish();
 }
 
-function decodeFrame<T extends { protocolVersion: number; body?: unknown }>(bytes: Uint8Array, decode: (b: Uint8Array) => T): T & { body: NonNullable<T["body"]> } {
+function decodeFrame<T extends { protocolVersion: number; body?: unknown }>(
+  bytes: Uint8Array,
+  decode: (b: Uint8Array) => T,
+): T & { body: NonNullable<T["body"]> } {
   if (bytes.length > MAX_FRAME_BYTES) throw new FrameError("E_FRAME_TOO_LARGE", `frame of ${bytes.length} bytes exceeds ${MAX_FRAME_BYTES}`);
   let message: T;
   try {

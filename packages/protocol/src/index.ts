@@ -1,12 +1,5 @@
 // Re-exports the generated messages; regenerate with `npm run gen`, never edit gen/.
-export {
-  HostPhase,
-  hostPhaseFromJSON,
-  hostPhaseToJSON,
-  ActivationMode,
-  activationModeFromJSON,
-  activationModeToJSON,
-} from "./gen/ferry/v1/common.js";
+export { HostPhase, hostPhaseFromJSON, hostPhaseToJSON, ActivationMode, activationModeFromJSON, activationModeToJSON } from "./gen/ferry/v1/common.js";
 export {
   AgentMessage,
   ControllerMessage,

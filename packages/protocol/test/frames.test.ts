@@ -32,9 +32,15 @@ function throwsFrame(fn: () => unknown, code: FrameCode): void {
 // One body per oneof case, with every field set to a non-default value so a
 // field lost in encoding or decoding shows up in deepEqual.
 const AGENT_BODIES: AgentBody[] = [
-  { $case: "hello", value: { hostName: "web1", token: "tok-ü", currentSystem: PATH, agentVersion: "0.1.0", appliedSerial: 41, phase: HostPhase.HOST_PHASE_ACTIVE } },
+  {
+    $case: "hello",
+    value: { hostName: "web1", token: "tok-ü", currentSystem: PATH, agentVersion: "0.1.0", appliedSerial: 41, phase: HostPhase.HOST_PHASE_ACTIVE },
+  },
   { $case: "heartbeat", value: { sequence: 7, sentAtMs: 1_717_000_000_123, currentSystem: PATH, phase: HostPhase.HOST_PHASE_FETCHING } },
-  { $case: "progress", value: { hostName: "web1", serial: 42, phase: HostPhase.HOST_PHASE_FETCHED, message: "fetched 3 paths", bytesDone: 1 << 20, bytesTotal: 2 ** 40 } },
+  {
+    $case: "progress",
+    value: { hostName: "web1", serial: 42, phase: HostPhase.HOST_PHASE_FETCHED, message: "fetched 3 paths", bytesDone: 1 << 20, bytesTotal: 2 ** 40 },
+  },
   {
     $case: "result",
     value: {
@@ -57,7 +63,10 @@ const AGENT_BODIES: AgentBody[] = [
 const CONTROLLER_BODIES: ControllerBody[] = [
   { $case: "welcome", value: { hostName: "web1", heartbeatIntervalMs: 10_000, serverTimeMs: 1_717_000_000_000 } },
   { $case: "heartbeatAck", value: { sequence: 7, serverTimeMs: 99 } },
-  { $case: "desired", value: { hostName: "web1", storePath: PATH, serial: 42, deploymentId: "d-1", rolloutId: "r-1", mode: ActivationMode.ACTIVATION_MODE_BOOT, activate: true } },
+  {
+    $case: "desired",
+    value: { hostName: "web1", storePath: PATH, serial: 42, deploymentId: "d-1", rolloutId: "r-1", mode: ActivationMode.ACTIVATION_MODE_BOOT, activate: true },
+  },
   { $case: "refusal", value: { code: "E_AUTH", message: "wrong token", fatal: true } },
 ];
 
@@ -99,7 +108,10 @@ describe("frame errors", () => {
     for (const version of [0, 2, 99, 2 ** 32 - 1]) {
       const agent = AgentMessage.encode({ protocolVersion: version, body: { $case: "desiredRequest", value: { hostName: "web1" } } }).finish();
       throwsFrame(() => decodeAgentFrame(agent), "E_PROTOCOL_VERSION");
-      const controller = ControllerMessage.encode({ protocolVersion: version, body: { $case: "heartbeatAck", value: { sequence: 1, serverTimeMs: 1 } } }).finish();
+      const controller = ControllerMessage.encode({
+        protocolVersion: version,
+        body: { $case: "heartbeatAck", value: { sequence: 1, serverTimeMs: 1 } },
+      }).finish();
       throwsFrame(() => decodeControllerFrame(controller), "E_PROTOCOL_VERSION");
     }
     try {
@@ -169,7 +181,10 @@ describe("frame errors", () => {
     throwsFrame(() => decodeAgentFrame(new Uint8Array(MAX_FRAME_BYTES + 1)), "E_FRAME_TOO_LARGE");
     throwsFrame(() => decodeControllerFrame(new Uint8Array(MAX_FRAME_BYTES + 1).fill(0xff)), "E_FRAME_TOO_LARGE");
     // A valid frame just above the limit is still refused by size.
-    const big = encodeAgentFrame({ $case: "log", value: { hostName: "web1", atMs: 1, level: "info", message: "x".repeat(MAX_FRAME_BYTES), serial: 1, rolloutId: "" } });
+    const big = encodeAgentFrame({
+      $case: "log",
+      value: { hostName: "web1", atMs: 1, level: "info", message: "x".repeat(MAX_FRAME_BYTES), serial: 1, rolloutId: "" },
+    });
     assert.ok(big.length > MAX_FRAME_BYTES);
     throwsFrame(() => decodeAgentFrame(big), "E_FRAME_TOO_LARGE");
   });

@@ -50,7 +50,11 @@ test("packages/protocol/src/gen matches what proto/ generates", { timeout: 20_00
 
   // Format with the repository's prettier configuration, which prettier would not find from the temp dir.
   // --find-config-path exits non-zero when there is no configuration file.
-  const found = spawnSync(bin("prettier"), ["--find-config-path", join(committed, "ferry", "v1", "agent.ts")], { cwd: root, encoding: "utf8", timeout: 15_000 });
+  const found = spawnSync(bin("prettier"), ["--find-config-path", join(committed, "ferry", "v1", "agent.ts")], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 15_000,
+  });
   const config = found.status === 0 ? found.stdout.trim() : "";
   const configArgs = config === "" ? ["--no-config"] : ["--config", join(root, config)];
   execFileSync(bin("prettier"), ["--log-level", "warn", ...configArgs, "--write", out], { cwd: root, stdio: ["ignore", "pipe", "pipe"], timeout: 15_000 });
@@ -64,7 +68,9 @@ test("packages/protocol/src/gen matches what proto/ generates", { timeout: 20_00
     if (actual !== expected) {
       const lines = [actual.split("\n"), expected.split("\n")] as const;
       const first = lines[0].findIndex((line, i) => line !== lines[1][i]);
-      assert.fail(`${STALE} (${file} differs from line ${first + 1}: committed ${JSON.stringify(lines[0][first])}, generated ${JSON.stringify(lines[1][first])})`);
+      assert.fail(
+        `${STALE} (${file} differs from line ${first + 1}: committed ${JSON.stringify(lines[0][first])}, generated ${JSON.stringify(lines[1][first])})`,
+      );
     }
   }
 });

@@ -20,13 +20,17 @@ export async function agentCommand(args: string[]): Promise<number> {
     await collectGarbage(config, new Nix(new ProcessRunner()), createLogger("agent", { level: config.logLevel }).child({ host: config.hostName }));
     return 0;
   }
-  const { values } = parse(args, {
-    config: { type: "string" },
-    "host-name": { type: "string" },
-    "controller-url": { type: "string" },
-    "token-file": { type: "string" },
-    "state-dir": { type: "string" },
-  }, false);
+  const { values } = parse(
+    args,
+    {
+      config: { type: "string" },
+      "host-name": { type: "string" },
+      "controller-url": { type: "string" },
+      "token-file": { type: "string" },
+      "state-dir": { type: "string" },
+    },
+    false,
+  );
   const overrides: Partial<AgentConfig> = {};
   if (values["host-name"]) overrides.hostName = values["host-name"];
   if (values["controller-url"]) overrides.controllerUrl = values["controller-url"];

@@ -3,14 +3,18 @@ import { startController } from "@ferry/controller";
 import { parse, positiveSeconds, requireString } from "../args.js";
 
 export async function controllerCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, {
-    "data-dir": { type: "string" },
-    listen: { type: "string", default: "0.0.0.0:7070" },
-    "grpc-listen": { type: "string", default: "127.0.0.1:7071" },
-    "public-url": { type: "string" },
-    "heartbeat-interval": { type: "string" },
-    "log-level": { type: "string" },
-  }, false);
+  const { values } = parse(
+    args,
+    {
+      "data-dir": { type: "string" },
+      listen: { type: "string", default: "0.0.0.0:7070" },
+      "grpc-listen": { type: "string", default: "127.0.0.1:7071" },
+      "public-url": { type: "string" },
+      "heartbeat-interval": { type: "string" },
+      "log-level": { type: "string" },
+    },
+    false,
+  );
   const log = createLogger("controller", values["log-level"] === undefined ? {} : { level: values["log-level"] });
   const controller = await startController({
     dataDir: requireString(values["data-dir"], "--data-dir"),

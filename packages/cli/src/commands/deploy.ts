@@ -17,7 +17,12 @@ export function parseTarget(argument: string): { hostName: string; storePath: st
 }
 
 export async function deployCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, wait: { type: "boolean", default: false }, timeout: { type: "string" }, mode: { type: "string", default: "switch" } });
+  const { values, positionals } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    wait: { type: "boolean", default: false },
+    timeout: { type: "string" },
+    mode: { type: "string", default: "switch" },
+  });
   if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS]");
   const targets = positionals.map(parseTarget);
   const mode = MODES[values.mode];
@@ -42,7 +47,8 @@ export async function deployCommand(args: string[]): Promise<number> {
     );
     if (failed.length > 0) {
       const first = failed[0] as HostStatus;
-      const reason = first.desiredSerial !== serials.get(first.name) ? "a newer deployment superseded this one" : `${first.lastErrorCode}: ${first.lastErrorMessage}`;
+      const reason =
+        first.desiredSerial !== serials.get(first.name) ? "a newer deployment superseded this one" : `${first.lastErrorCode}: ${first.lastErrorMessage}`;
       throw new FerryError("E_DEPLOY_FAILED", `${failed.length} host(s) did not activate; ${first.name}: ${reason}`, { output: first.lastErrorOutput });
     }
     return 0;
@@ -76,7 +82,9 @@ function waitForHosts(connection: OperatorConnection, serials: Map<string, numbe
     };
     const timer = setTimeout(() => {
       const waiting = [...serials.keys()].filter((name) => !latest.has(name) || !isSettled(latest.get(name) as HostStatus, serials.get(name) as number));
-      const detail = waiting.map((name) => `${name} (${latest.get(name) ? phaseName((latest.get(name) as HostStatus).phase) : "unknown"}${latest.get(name)?.online ? "" : ", offline"})`);
+      const detail = waiting.map(
+        (name) => `${name} (${latest.get(name) ? phaseName((latest.get(name) as HostStatus).phase) : "unknown"}${latest.get(name)?.online ? "" : ", offline"})`,
+      );
       finish(new FerryError("E_DEPLOY_TIMEOUT", `timed out after ${timeoutMs / 1000}s waiting for ${detail.join(", ")}`));
     }, timeoutMs);
     stream.on("data", ({ host }: WatchHostsResponse) => {

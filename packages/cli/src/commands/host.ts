@@ -27,12 +27,10 @@ async function hostAdd(args: string[]): Promise<number> {
     const response = await connection.call(connection.client.addHost, { name, tags: values.tag });
     const tokenOut = values["token-out"];
     if (tokenOut) writeFileAtomic(tokenOut, `${response.agentToken}\n`, 0o600);
-    out.result(
-      { host: response.host && hostStatusJson(response.host), ...(tokenOut ? { tokenFile: tokenOut } : { agentToken: response.agentToken }) },
-      () =>
-        tokenOut
-          ? `added host ${name}; its agent token is in ${tokenOut}\n`
-          : `added host ${name}\nagent token (shown once; put it in the agent's tokenFile):\n${response.agentToken}\n`,
+    out.result({ host: response.host && hostStatusJson(response.host), ...(tokenOut ? { tokenFile: tokenOut } : { agentToken: response.agentToken }) }, () =>
+      tokenOut
+        ? `added host ${name}; its agent token is in ${tokenOut}\n`
+        : `added host ${name}\nagent token (shown once; put it in the agent's tokenFile):\n${response.agentToken}\n`,
     );
     return 0;
   } finally {

@@ -9,7 +9,8 @@ export async function keysCommand(args: string[]): Promise<number> {
   if (verb !== "generate") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'keys ${verb ?? ""}': use generate`);
   const { values } = parse(rest, { name: { type: "string" }, out: { type: "string" }, json: { type: "boolean", default: false } }, false);
   const name = requireString(values.name, "--name");
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new FerryError("E_BAD_ARGUMENT", `key name ${JSON.stringify(name)} may hold only letters, digits, '.', '_' and '-'`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new FerryError("E_BAD_ARGUMENT", `key name ${JSON.stringify(name)} may hold only letters, digits, '.', '_' and '-'`);
   const dir = requireString(values.out, "--out");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const secretFile = join(dir, `${name}.secret`);

@@ -147,7 +147,10 @@ export class AgentSession {
       case "heartbeat": {
         if (body.value.currentSystem !== "") assertStorePath(body.value.currentSystem);
         this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: this.hooks.now() } });
-        await this.hooks.store.recordReport(hostName, { lastSeenMs: this.hooks.now(), ...(body.value.currentSystem ? { currentSystem: body.value.currentSystem } : {}) });
+        await this.hooks.store.recordReport(hostName, {
+          lastSeenMs: this.hooks.now(),
+          ...(body.value.currentSystem ? { currentSystem: body.value.currentSystem } : {}),
+        });
         return;
       }
       case "desiredRequest": {
@@ -164,7 +167,10 @@ export class AgentSession {
         return this.onResult(hostName, body.value);
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
-        this.hooks.log.info({ host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level }, body.value.message.slice(0, 4096));
+        this.hooks.log.info(
+          { host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level },
+          body.value.message.slice(0, 4096),
+        );
         return;
     }
   }
@@ -179,7 +185,10 @@ export class AgentSession {
     const host = await this.hooks.store.getHost(hostName);
     if (!host || progress.serial !== host.desiredSerial) return;
     await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
-    this.hooks.log.info({ host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] }, progress.message || "progress");
+    this.hooks.log.info(
+      { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] },
+      progress.message || "progress",
+    );
     this.hooks.onHostChanged(hostName);
   }
 

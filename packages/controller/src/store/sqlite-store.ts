@@ -181,7 +181,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   async appendEvent(event: HostEvent): Promise<void> {
-    this.db.prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)").run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
+    this.db
+      .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
+      .run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
   }
 
   async listEvents(hostName: string, limit: number): Promise<HostEvent[]> {

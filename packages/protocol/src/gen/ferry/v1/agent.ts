@@ -6,14 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  ActivationMode,
-  activationModeFromJSON,
-  activationModeToJSON,
-  HostPhase,
-  hostPhaseFromJSON,
-  hostPhaseToJSON,
-} from "./common.js";
+import { ActivationMode, activationModeFromJSON, activationModeToJSON, HostPhase, hostPhaseFromJSON, hostPhaseToJSON } from "./common.js";
 
 export const protobufPackage = "ferry.v1";
 
@@ -140,10 +133,7 @@ function createBaseAgentMessage(): AgentMessage {
 }
 
 export const AgentMessage: MessageFns<AgentMessage> = {
-  encode(
-    message: AgentMessage,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AgentMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.protocolVersion !== 0) {
       writer.uint32(8).uint32(message.protocolVersion);
     }
@@ -158,27 +148,20 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         Progress.encode(message.body.value, writer.uint32(98).fork()).join();
         break;
       case "result":
-        ActivationResult.encode(
-          message.body.value,
-          writer.uint32(106).fork(),
-        ).join();
+        ActivationResult.encode(message.body.value, writer.uint32(106).fork()).join();
         break;
       case "log":
         LogLine.encode(message.body.value, writer.uint32(114).fork()).join();
         break;
       case "desiredRequest":
-        DesiredSystemRequest.encode(
-          message.body.value,
-          writer.uint32(122).fork(),
-        ).join();
+        DesiredSystemRequest.encode(message.body.value, writer.uint32(122).fork()).join();
         break;
     }
     return writer;
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AgentMessage {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -203,10 +186,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "hello",
-              value: Hello.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "hello", value: Hello.decode(reader, reader.uint32()) };
             continue;
           }
           case 11: {
@@ -214,10 +194,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "heartbeat",
-              value: Heartbeat.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
           case 12: {
@@ -225,10 +202,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "progress",
-              value: Progress.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "progress", value: Progress.decode(reader, reader.uint32()) };
             continue;
           }
           case 13: {
@@ -236,10 +210,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "result",
-              value: ActivationResult.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "result", value: ActivationResult.decode(reader, reader.uint32()) };
             continue;
           }
           case 14: {
@@ -247,10 +218,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "log",
-              value: LogLine.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "log", value: LogLine.decode(reader, reader.uint32()) };
             continue;
           }
           case 15: {
@@ -258,10 +226,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "desiredRequest",
-              value: DesiredSystemRequest.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "desiredRequest", value: DesiredSystemRequest.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -290,26 +255,13 @@ export const AgentMessage: MessageFns<AgentMessage> = {
           : isSet(object.progress)
             ? { $case: "progress", value: Progress.fromJSON(object.progress) }
             : isSet(object.result)
-              ? {
-                  $case: "result",
-                  value: ActivationResult.fromJSON(object.result),
-                }
+              ? { $case: "result", value: ActivationResult.fromJSON(object.result) }
               : isSet(object.log)
                 ? { $case: "log", value: LogLine.fromJSON(object.log) }
                 : isSet(object.desiredRequest)
-                  ? {
-                      $case: "desiredRequest",
-                      value: DesiredSystemRequest.fromJSON(
-                        object.desiredRequest,
-                      ),
-                    }
+                  ? { $case: "desiredRequest", value: DesiredSystemRequest.fromJSON(object.desiredRequest) }
                   : isSet(object.desired_request)
-                    ? {
-                        $case: "desiredRequest",
-                        value: DesiredSystemRequest.fromJSON(
-                          object.desired_request,
-                        ),
-                      }
+                    ? { $case: "desiredRequest", value: DesiredSystemRequest.fromJSON(object.desired_request) }
                     : undefined,
     };
   },
@@ -344,55 +296,37 @@ export const AgentMessage: MessageFns<AgentMessage> = {
     switch (object.body?.$case) {
       case "hello": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "hello",
-            value: Hello.fromPartial(object.body.value),
-          };
+          message.body = { $case: "hello", value: Hello.fromPartial(object.body.value) };
         }
         break;
       }
       case "heartbeat": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "heartbeat",
-            value: Heartbeat.fromPartial(object.body.value),
-          };
+          message.body = { $case: "heartbeat", value: Heartbeat.fromPartial(object.body.value) };
         }
         break;
       }
       case "progress": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "progress",
-            value: Progress.fromPartial(object.body.value),
-          };
+          message.body = { $case: "progress", value: Progress.fromPartial(object.body.value) };
         }
         break;
       }
       case "result": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "result",
-            value: ActivationResult.fromPartial(object.body.value),
-          };
+          message.body = { $case: "result", value: ActivationResult.fromPartial(object.body.value) };
         }
         break;
       }
       case "log": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "log",
-            value: LogLine.fromPartial(object.body.value),
-          };
+          message.body = { $case: "log", value: LogLine.fromPartial(object.body.value) };
         }
         break;
       }
       case "desiredRequest": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "desiredRequest",
-            value: DesiredSystemRequest.fromPartial(object.body.value),
-          };
+          message.body = { $case: "desiredRequest", value: DesiredSystemRequest.fromPartial(object.body.value) };
         }
         break;
       }
@@ -406,10 +340,7 @@ function createBaseControllerMessage(): ControllerMessage {
 }
 
 export const ControllerMessage: MessageFns<ControllerMessage> = {
-  encode(
-    message: ControllerMessage,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ControllerMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.protocolVersion !== 0) {
       writer.uint32(8).uint32(message.protocolVersion);
     }
@@ -418,16 +349,10 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
         Welcome.encode(message.body.value, writer.uint32(82).fork()).join();
         break;
       case "heartbeatAck":
-        HeartbeatAck.encode(
-          message.body.value,
-          writer.uint32(90).fork(),
-        ).join();
+        HeartbeatAck.encode(message.body.value, writer.uint32(90).fork()).join();
         break;
       case "desired":
-        DesiredSystem.encode(
-          message.body.value,
-          writer.uint32(98).fork(),
-        ).join();
+        DesiredSystem.encode(message.body.value, writer.uint32(98).fork()).join();
         break;
       case "refusal":
         Refusal.encode(message.body.value, writer.uint32(106).fork()).join();
@@ -437,8 +362,7 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ControllerMessage {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -463,10 +387,7 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "welcome",
-              value: Welcome.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "welcome", value: Welcome.decode(reader, reader.uint32()) };
             continue;
           }
           case 11: {
@@ -474,10 +395,7 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "heartbeatAck",
-              value: HeartbeatAck.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "heartbeatAck", value: HeartbeatAck.decode(reader, reader.uint32()) };
             continue;
           }
           case 12: {
@@ -485,10 +403,7 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "desired",
-              value: DesiredSystem.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "desired", value: DesiredSystem.decode(reader, reader.uint32()) };
             continue;
           }
           case 13: {
@@ -496,10 +411,7 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
               break;
             }
 
-            message.body = {
-              $case: "refusal",
-              value: Refusal.decode(reader, reader.uint32()),
-            };
+            message.body = { $case: "refusal", value: Refusal.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -524,20 +436,11 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
       body: isSet(object.welcome)
         ? { $case: "welcome", value: Welcome.fromJSON(object.welcome) }
         : isSet(object.heartbeatAck)
-          ? {
-              $case: "heartbeatAck",
-              value: HeartbeatAck.fromJSON(object.heartbeatAck),
-            }
+          ? { $case: "heartbeatAck", value: HeartbeatAck.fromJSON(object.heartbeatAck) }
           : isSet(object.heartbeat_ack)
-            ? {
-                $case: "heartbeatAck",
-                value: HeartbeatAck.fromJSON(object.heartbeat_ack),
-              }
+            ? { $case: "heartbeatAck", value: HeartbeatAck.fromJSON(object.heartbeat_ack) }
             : isSet(object.desired)
-              ? {
-                  $case: "desired",
-                  value: DesiredSystem.fromJSON(object.desired),
-                }
+              ? { $case: "desired", value: DesiredSystem.fromJSON(object.desired) }
               : isSet(object.refusal)
                 ? { $case: "refusal", value: Refusal.fromJSON(object.refusal) }
                 : undefined,
@@ -570,37 +473,25 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
     switch (object.body?.$case) {
       case "welcome": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "welcome",
-            value: Welcome.fromPartial(object.body.value),
-          };
+          message.body = { $case: "welcome", value: Welcome.fromPartial(object.body.value) };
         }
         break;
       }
       case "heartbeatAck": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "heartbeatAck",
-            value: HeartbeatAck.fromPartial(object.body.value),
-          };
+          message.body = { $case: "heartbeatAck", value: HeartbeatAck.fromPartial(object.body.value) };
         }
         break;
       }
       case "desired": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "desired",
-            value: DesiredSystem.fromPartial(object.body.value),
-          };
+          message.body = { $case: "desired", value: DesiredSystem.fromPartial(object.body.value) };
         }
         break;
       }
       case "refusal": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
-          message.body = {
-            $case: "refusal",
-            value: Refusal.fromPartial(object.body.value),
-          };
+          message.body = { $case: "refusal", value: Refusal.fromPartial(object.body.value) };
         }
         break;
       }
@@ -610,21 +501,11 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
 };
 
 function createBaseHello(): Hello {
-  return {
-    hostName: "",
-    token: "",
-    currentSystem: "",
-    agentVersion: "",
-    appliedSerial: 0,
-    phase: 0,
-  };
+  return { hostName: "", token: "", currentSystem: "", agentVersion: "", appliedSerial: 0, phase: 0 };
 }
 
 export const Hello: MessageFns<Hello> = {
-  encode(
-    message: Hello,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Hello, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -647,8 +528,7 @@ export const Hello: MessageFns<Hello> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Hello {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -722,11 +602,7 @@ export const Hello: MessageFns<Hello> = {
 
   fromJSON(object: any): Hello {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       token: isSet(object.token) ? globalThis.String(object.token) : "",
       currentSystem: isSet(object.currentSystem)
         ? globalThis.String(object.currentSystem)
@@ -790,10 +666,7 @@ function createBaseWelcome(): Welcome {
 }
 
 export const Welcome: MessageFns<Welcome> = {
-  encode(
-    message: Welcome,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Welcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -807,8 +680,7 @@ export const Welcome: MessageFns<Welcome> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Welcome {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -858,11 +730,7 @@ export const Welcome: MessageFns<Welcome> = {
 
   fromJSON(object: any): Welcome {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       heartbeatIntervalMs: isSet(object.heartbeatIntervalMs)
         ? globalThis.Number(object.heartbeatIntervalMs)
         : isSet(object.heartbeat_interval_ms)
@@ -907,10 +775,7 @@ function createBaseHeartbeat(): Heartbeat {
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
-  encode(
-    message: Heartbeat,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Heartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sequence !== 0) {
       writer.uint32(8).uint64(message.sequence);
     }
@@ -927,8 +792,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Heartbeat {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -987,11 +851,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   fromJSON(object: any): Heartbeat {
     return {
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
-      sentAtMs: isSet(object.sentAtMs)
-        ? globalThis.Number(object.sentAtMs)
-        : isSet(object.sent_at_ms)
-          ? globalThis.Number(object.sent_at_ms)
-          : 0,
+      sentAtMs: isSet(object.sentAtMs) ? globalThis.Number(object.sentAtMs) : isSet(object.sent_at_ms) ? globalThis.Number(object.sent_at_ms) : 0,
       currentSystem: isSet(object.currentSystem)
         ? globalThis.String(object.currentSystem)
         : isSet(object.current_system)
@@ -1036,10 +896,7 @@ function createBaseHeartbeatAck(): HeartbeatAck {
 }
 
 export const HeartbeatAck: MessageFns<HeartbeatAck> = {
-  encode(
-    message: HeartbeatAck,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: HeartbeatAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sequence !== 0) {
       writer.uint32(8).uint64(message.sequence);
     }
@@ -1050,8 +907,7 @@ export const HeartbeatAck: MessageFns<HeartbeatAck> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatAck {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1125,22 +981,11 @@ export const HeartbeatAck: MessageFns<HeartbeatAck> = {
 };
 
 function createBaseDesiredSystem(): DesiredSystem {
-  return {
-    hostName: "",
-    storePath: "",
-    serial: 0,
-    deploymentId: "",
-    rolloutId: "",
-    mode: 0,
-    activate: false,
-  };
+  return { hostName: "", storePath: "", serial: 0, deploymentId: "", rolloutId: "", mode: 0, activate: false };
 }
 
 export const DesiredSystem: MessageFns<DesiredSystem> = {
-  encode(
-    message: DesiredSystem,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: DesiredSystem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -1166,8 +1011,7 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): DesiredSystem {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1249,31 +1093,17 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
 
   fromJSON(object: any): DesiredSystem {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
-      storePath: isSet(object.storePath)
-        ? globalThis.String(object.storePath)
-        : isSet(object.store_path)
-          ? globalThis.String(object.store_path)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
       serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
       deploymentId: isSet(object.deploymentId)
         ? globalThis.String(object.deploymentId)
         : isSet(object.deployment_id)
           ? globalThis.String(object.deployment_id)
           : "",
-      rolloutId: isSet(object.rolloutId)
-        ? globalThis.String(object.rolloutId)
-        : isSet(object.rollout_id)
-          ? globalThis.String(object.rollout_id)
-          : "",
+      rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
-      activate: isSet(object.activate)
-        ? globalThis.Boolean(object.activate)
-        : false,
+      activate: isSet(object.activate) ? globalThis.Boolean(object.activate) : false,
     };
   },
 
@@ -1320,21 +1150,11 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
 };
 
 function createBaseProgress(): Progress {
-  return {
-    hostName: "",
-    serial: 0,
-    phase: 0,
-    message: "",
-    bytesDone: 0,
-    bytesTotal: 0,
-  };
+  return { hostName: "", serial: 0, phase: 0, message: "", bytesDone: 0, bytesTotal: 0 };
 }
 
 export const Progress: MessageFns<Progress> = {
-  encode(
-    message: Progress,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Progress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -1357,8 +1177,7 @@ export const Progress: MessageFns<Progress> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Progress {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1432,24 +1251,12 @@ export const Progress: MessageFns<Progress> = {
 
   fromJSON(object: any): Progress {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
       phase: isSet(object.phase) ? hostPhaseFromJSON(object.phase) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
-      bytesDone: isSet(object.bytesDone)
-        ? globalThis.Number(object.bytesDone)
-        : isSet(object.bytes_done)
-          ? globalThis.Number(object.bytes_done)
-          : 0,
-      bytesTotal: isSet(object.bytesTotal)
-        ? globalThis.Number(object.bytesTotal)
-        : isSet(object.bytes_total)
-          ? globalThis.Number(object.bytes_total)
-          : 0,
+      bytesDone: isSet(object.bytesDone) ? globalThis.Number(object.bytesDone) : isSet(object.bytes_done) ? globalThis.Number(object.bytes_done) : 0,
+      bytesTotal: isSet(object.bytesTotal) ? globalThis.Number(object.bytesTotal) : isSet(object.bytes_total) ? globalThis.Number(object.bytes_total) : 0,
     };
   },
 
@@ -1507,10 +1314,7 @@ function createBaseActivationResult(): ActivationResult {
 }
 
 export const ActivationResult: MessageFns<ActivationResult> = {
-  encode(
-    message: ActivationResult,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ActivationResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -1545,8 +1349,7 @@ export const ActivationResult: MessageFns<ActivationResult> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ActivationResult {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1652,26 +1455,12 @@ export const ActivationResult: MessageFns<ActivationResult> = {
 
   fromJSON(object: any): ActivationResult {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
-      storePath: isSet(object.storePath)
-        ? globalThis.String(object.storePath)
-        : isSet(object.store_path)
-          ? globalThis.String(object.store_path)
-          : "",
-      success: isSet(object.success)
-        ? globalThis.Boolean(object.success)
-        : false,
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
       phase: isSet(object.phase) ? hostPhaseFromJSON(object.phase) : 0,
-      errorCode: isSet(object.errorCode)
-        ? globalThis.String(object.errorCode)
-        : isSet(object.error_code)
-          ? globalThis.String(object.error_code)
-          : "",
+      errorCode: isSet(object.errorCode) ? globalThis.String(object.errorCode) : isSet(object.error_code) ? globalThis.String(object.error_code) : "",
       errorMessage: isSet(object.errorMessage)
         ? globalThis.String(object.errorMessage)
         : isSet(object.error_message)
@@ -1746,21 +1535,11 @@ export const ActivationResult: MessageFns<ActivationResult> = {
 };
 
 function createBaseLogLine(): LogLine {
-  return {
-    hostName: "",
-    atMs: 0,
-    level: "",
-    message: "",
-    serial: 0,
-    rolloutId: "",
-  };
+  return { hostName: "", atMs: 0, level: "", message: "", serial: 0, rolloutId: "" };
 }
 
 export const LogLine: MessageFns<LogLine> = {
-  encode(
-    message: LogLine,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LogLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -1783,8 +1562,7 @@ export const LogLine: MessageFns<LogLine> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): LogLine {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1858,24 +1636,12 @@ export const LogLine: MessageFns<LogLine> = {
 
   fromJSON(object: any): LogLine {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
-      atMs: isSet(object.atMs)
-        ? globalThis.Number(object.atMs)
-        : isSet(object.at_ms)
-          ? globalThis.Number(object.at_ms)
-          : 0,
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      atMs: isSet(object.atMs) ? globalThis.Number(object.atMs) : isSet(object.at_ms) ? globalThis.Number(object.at_ms) : 0,
       level: isSet(object.level) ? globalThis.String(object.level) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
-      rolloutId: isSet(object.rolloutId)
-        ? globalThis.String(object.rolloutId)
-        : isSet(object.rollout_id)
-          ? globalThis.String(object.rollout_id)
-          : "",
+      rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
     };
   },
 
@@ -1922,22 +1688,15 @@ function createBaseDesiredSystemRequest(): DesiredSystemRequest {
 }
 
 export const DesiredSystemRequest: MessageFns<DesiredSystemRequest> = {
-  encode(
-    message: DesiredSystemRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: DesiredSystemRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): DesiredSystemRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredSystemRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1971,11 +1730,7 @@ export const DesiredSystemRequest: MessageFns<DesiredSystemRequest> = {
 
   fromJSON(object: any): DesiredSystemRequest {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
     };
   },
 
@@ -2002,10 +1757,7 @@ function createBaseRefusal(): Refusal {
 }
 
 export const Refusal: MessageFns<Refusal> = {
-  encode(
-    message: Refusal,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Refusal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.code !== "") {
       writer.uint32(10).string(message.code);
     }
@@ -2019,8 +1771,7 @@ export const Refusal: MessageFns<Refusal> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Refusal {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2102,8 +1853,7 @@ export const Refusal: MessageFns<Refusal> = {
   },
 };
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin
   ? T

@@ -20,14 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import {
-  ActivationMode,
-  activationModeFromJSON,
-  activationModeToJSON,
-  HostPhase,
-  hostPhaseFromJSON,
-  hostPhaseToJSON,
-} from "./common.js";
+import { ActivationMode, activationModeFromJSON, activationModeToJSON, HostPhase, hostPhaseFromJSON, hostPhaseToJSON } from "./common.js";
 
 export const protobufPackage = "ferry.v1";
 
@@ -120,16 +113,12 @@ function createBaseGetInfoRequest(): GetInfoRequest {
 }
 
 export const GetInfoRequest: MessageFns<GetInfoRequest> = {
-  encode(
-    _: GetInfoRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(_: GetInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): GetInfoRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -172,20 +161,11 @@ export const GetInfoRequest: MessageFns<GetInfoRequest> = {
 };
 
 function createBaseGetInfoResponse(): GetInfoResponse {
-  return {
-    version: "",
-    protocolVersion: 0,
-    cachePath: "",
-    httpPort: 0,
-    publicUrl: "",
-  };
+  return { version: "", protocolVersion: 0, cachePath: "", httpPort: 0, publicUrl: "" };
 }
 
 export const GetInfoResponse: MessageFns<GetInfoResponse> = {
-  encode(
-    message: GetInfoResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.version !== "") {
       writer.uint32(10).string(message.version);
     }
@@ -205,8 +185,7 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): GetInfoResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -278,21 +257,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
         : isSet(object.protocol_version)
           ? globalThis.Number(object.protocol_version)
           : 0,
-      cachePath: isSet(object.cachePath)
-        ? globalThis.String(object.cachePath)
-        : isSet(object.cache_path)
-          ? globalThis.String(object.cache_path)
-          : "",
-      httpPort: isSet(object.httpPort)
-        ? globalThis.Number(object.httpPort)
-        : isSet(object.http_port)
-          ? globalThis.Number(object.http_port)
-          : 0,
-      publicUrl: isSet(object.publicUrl)
-        ? globalThis.String(object.publicUrl)
-        : isSet(object.public_url)
-          ? globalThis.String(object.public_url)
-          : "",
+      cachePath: isSet(object.cachePath) ? globalThis.String(object.cachePath) : isSet(object.cache_path) ? globalThis.String(object.cache_path) : "",
+      httpPort: isSet(object.httpPort) ? globalThis.Number(object.httpPort) : isSet(object.http_port) ? globalThis.Number(object.http_port) : 0,
+      publicUrl: isSet(object.publicUrl) ? globalThis.String(object.publicUrl) : isSet(object.public_url) ? globalThis.String(object.public_url) : "",
     };
   },
 
@@ -335,10 +302,7 @@ function createBaseAddHostRequest(): AddHostRequest {
 }
 
 export const AddHostRequest: MessageFns<AddHostRequest> = {
-  encode(
-    message: AddHostRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AddHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
@@ -349,8 +313,7 @@ export const AddHostRequest: MessageFns<AddHostRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AddHostRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -393,9 +356,7 @@ export const AddHostRequest: MessageFns<AddHostRequest> = {
   fromJSON(object: any): AddHostRequest {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
-      tags: globalThis.Array.isArray(object?.tags)
-        ? object.tags.map((e: any) => globalThis.String(e))
-        : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -426,10 +387,7 @@ function createBaseAddHostResponse(): AddHostResponse {
 }
 
 export const AddHostResponse: MessageFns<AddHostResponse> = {
-  encode(
-    message: AddHostResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AddHostResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.host !== undefined) {
       HostStatus.encode(message.host, writer.uint32(10).fork()).join();
     }
@@ -440,8 +398,7 @@ export const AddHostResponse: MessageFns<AddHostResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AddHostResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -484,11 +441,7 @@ export const AddHostResponse: MessageFns<AddHostResponse> = {
   fromJSON(object: any): AddHostResponse {
     return {
       host: isSet(object.host) ? HostStatus.fromJSON(object.host) : undefined,
-      agentToken: isSet(object.agentToken)
-        ? globalThis.String(object.agentToken)
-        : isSet(object.agent_token)
-          ? globalThis.String(object.agent_token)
-          : "",
+      agentToken: isSet(object.agentToken) ? globalThis.String(object.agentToken) : isSet(object.agent_token) ? globalThis.String(object.agent_token) : "",
     };
   },
 
@@ -508,10 +461,7 @@ export const AddHostResponse: MessageFns<AddHostResponse> = {
   },
   fromPartial(object: DeepPartial<AddHostResponse>): AddHostResponse {
     const message = createBaseAddHostResponse();
-    message.host =
-      object.host !== undefined && object.host !== null
-        ? HostStatus.fromPartial(object.host)
-        : undefined;
+    message.host = object.host !== undefined && object.host !== null ? HostStatus.fromPartial(object.host) : undefined;
     message.agentToken = object.agentToken ?? "";
     return message;
   },
@@ -522,10 +472,7 @@ function createBaseRemoveHostRequest(): RemoveHostRequest {
 }
 
 export const RemoveHostRequest: MessageFns<RemoveHostRequest> = {
-  encode(
-    message: RemoveHostRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RemoveHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
@@ -533,8 +480,7 @@ export const RemoveHostRequest: MessageFns<RemoveHostRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): RemoveHostRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -593,19 +539,12 @@ function createBaseRemoveHostResponse(): RemoveHostResponse {
 }
 
 export const RemoveHostResponse: MessageFns<RemoveHostResponse> = {
-  encode(
-    _: RemoveHostResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(_: RemoveHostResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RemoveHostResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveHostResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -652,10 +591,7 @@ function createBaseListHostsRequest(): ListHostsRequest {
 }
 
 export const ListHostsRequest: MessageFns<ListHostsRequest> = {
-  encode(
-    message: ListHostsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.names) {
       writer.uint32(10).string(v!);
     }
@@ -663,8 +599,7 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListHostsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -697,11 +632,7 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
   },
 
   fromJSON(object: any): ListHostsRequest {
-    return {
-      names: globalThis.Array.isArray(object?.names)
-        ? object.names.map((e: any) => globalThis.String(e))
-        : [],
-    };
+    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
   },
 
   toJSON(message: ListHostsRequest): unknown {
@@ -727,10 +658,7 @@ function createBaseListHostsResponse(): ListHostsResponse {
 }
 
 export const ListHostsResponse: MessageFns<ListHostsResponse> = {
-  encode(
-    message: ListHostsResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.hosts) {
       HostStatus.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -738,8 +666,7 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListHostsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -773,9 +700,7 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
 
   fromJSON(object: any): ListHostsResponse {
     return {
-      hosts: globalThis.Array.isArray(object?.hosts)
-        ? object.hosts.map((e: any) => HostStatus.fromJSON(e))
-        : [],
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostStatus.fromJSON(e)) : [],
     };
   },
 
@@ -802,10 +727,7 @@ function createBaseHostTarget(): HostTarget {
 }
 
 export const HostTarget: MessageFns<HostTarget> = {
-  encode(
-    message: HostTarget,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: HostTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.hostName !== "") {
       writer.uint32(10).string(message.hostName);
     }
@@ -816,8 +738,7 @@ export const HostTarget: MessageFns<HostTarget> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): HostTarget {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -859,16 +780,8 @@ export const HostTarget: MessageFns<HostTarget> = {
 
   fromJSON(object: any): HostTarget {
     return {
-      hostName: isSet(object.hostName)
-        ? globalThis.String(object.hostName)
-        : isSet(object.host_name)
-          ? globalThis.String(object.host_name)
-          : "",
-      storePath: isSet(object.storePath)
-        ? globalThis.String(object.storePath)
-        : isSet(object.store_path)
-          ? globalThis.String(object.store_path)
-          : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
     };
   },
 
@@ -899,10 +812,7 @@ function createBaseDeployRequest(): DeployRequest {
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
-  encode(
-    message: DeployRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: DeployRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.targets) {
       HostTarget.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -913,8 +823,7 @@ export const DeployRequest: MessageFns<DeployRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): DeployRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -956,9 +865,7 @@ export const DeployRequest: MessageFns<DeployRequest> = {
 
   fromJSON(object: any): DeployRequest {
     return {
-      targets: globalThis.Array.isArray(object?.targets)
-        ? object.targets.map((e: any) => HostTarget.fromJSON(e))
-        : [],
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => HostTarget.fromJSON(e)) : [],
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
     };
   },
@@ -979,8 +886,7 @@ export const DeployRequest: MessageFns<DeployRequest> = {
   },
   fromPartial(object: DeepPartial<DeployRequest>): DeployRequest {
     const message = createBaseDeployRequest();
-    message.targets =
-      object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
+    message.targets = object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
     message.mode = object.mode ?? 0;
     return message;
   },
@@ -991,10 +897,7 @@ function createBaseDeployResponse(): DeployResponse {
 }
 
 export const DeployResponse: MessageFns<DeployResponse> = {
-  encode(
-    message: DeployResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: DeployResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.deploymentId !== "") {
       writer.uint32(10).string(message.deploymentId);
     }
@@ -1005,8 +908,7 @@ export const DeployResponse: MessageFns<DeployResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): DeployResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1053,9 +955,7 @@ export const DeployResponse: MessageFns<DeployResponse> = {
         : isSet(object.deployment_id)
           ? globalThis.String(object.deployment_id)
           : "",
-      hosts: globalThis.Array.isArray(object?.hosts)
-        ? object.hosts.map((e: any) => HostStatus.fromJSON(e))
-        : [],
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostStatus.fromJSON(e)) : [],
     };
   },
 
@@ -1086,10 +986,7 @@ function createBaseWatchHostsRequest(): WatchHostsRequest {
 }
 
 export const WatchHostsRequest: MessageFns<WatchHostsRequest> = {
-  encode(
-    message: WatchHostsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: WatchHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.names) {
       writer.uint32(10).string(v!);
     }
@@ -1097,8 +994,7 @@ export const WatchHostsRequest: MessageFns<WatchHostsRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): WatchHostsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1131,11 +1027,7 @@ export const WatchHostsRequest: MessageFns<WatchHostsRequest> = {
   },
 
   fromJSON(object: any): WatchHostsRequest {
-    return {
-      names: globalThis.Array.isArray(object?.names)
-        ? object.names.map((e: any) => globalThis.String(e))
-        : [],
-    };
+    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
   },
 
   toJSON(message: WatchHostsRequest): unknown {
@@ -1161,22 +1053,15 @@ function createBaseWatchHostsResponse(): WatchHostsResponse {
 }
 
 export const WatchHostsResponse: MessageFns<WatchHostsResponse> = {
-  encode(
-    message: WatchHostsResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: WatchHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.host !== undefined) {
       HostStatus.encode(message.host, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): WatchHostsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchHostsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1209,9 +1094,7 @@ export const WatchHostsResponse: MessageFns<WatchHostsResponse> = {
   },
 
   fromJSON(object: any): WatchHostsResponse {
-    return {
-      host: isSet(object.host) ? HostStatus.fromJSON(object.host) : undefined,
-    };
+    return { host: isSet(object.host) ? HostStatus.fromJSON(object.host) : undefined };
   },
 
   toJSON(message: WatchHostsResponse): unknown {
@@ -1227,10 +1110,7 @@ export const WatchHostsResponse: MessageFns<WatchHostsResponse> = {
   },
   fromPartial(object: DeepPartial<WatchHostsResponse>): WatchHostsResponse {
     const message = createBaseWatchHostsResponse();
-    message.host =
-      object.host !== undefined && object.host !== null
-        ? HostStatus.fromPartial(object.host)
-        : undefined;
+    message.host = object.host !== undefined && object.host !== null ? HostStatus.fromPartial(object.host) : undefined;
     return message;
   },
 };
@@ -1256,10 +1136,7 @@ function createBaseHostStatus(): HostStatus {
 }
 
 export const HostStatus: MessageFns<HostStatus> = {
-  encode(
-    message: HostStatus,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: HostStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.name !== "") {
       writer.uint32(10).string(message.name);
     }
@@ -1309,8 +1186,7 @@ export const HostStatus: MessageFns<HostStatus> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): HostStatus {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1457,9 +1333,7 @@ export const HostStatus: MessageFns<HostStatus> = {
   fromJSON(object: any): HostStatus {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
-      tags: globalThis.Array.isArray(object?.tags)
-        ? object.tags.map((e: any) => globalThis.String(e))
-        : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
       desiredSystem: isSet(object.desiredSystem)
         ? globalThis.String(object.desiredSystem)
         : isSet(object.desired_system)
@@ -1482,11 +1356,7 @@ export const HostStatus: MessageFns<HostStatus> = {
           : "",
       phase: isSet(object.phase) ? hostPhaseFromJSON(object.phase) : 0,
       online: isSet(object.online) ? globalThis.Boolean(object.online) : false,
-      lastSeenMs: isSet(object.lastSeenMs)
-        ? globalThis.Number(object.lastSeenMs)
-        : isSet(object.last_seen_ms)
-          ? globalThis.Number(object.last_seen_ms)
-          : 0,
+      lastSeenMs: isSet(object.lastSeenMs) ? globalThis.Number(object.lastSeenMs) : isSet(object.last_seen_ms) ? globalThis.Number(object.last_seen_ms) : 0,
       lastErrorCode: isSet(object.lastErrorCode)
         ? globalThis.String(object.lastErrorCode)
         : isSet(object.last_error_code)
@@ -1605,80 +1475,56 @@ export const OperatorServiceService = {
     path: "/ferry.v1.OperatorService/GetInfo" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: GetInfoRequest): Buffer =>
-      Buffer.from(GetInfoRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): GetInfoRequest =>
-      GetInfoRequest.decode(value),
-    responseSerialize: (value: GetInfoResponse): Buffer =>
-      Buffer.from(GetInfoResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): GetInfoResponse =>
-      GetInfoResponse.decode(value),
+    requestSerialize: (value: GetInfoRequest): Buffer => Buffer.from(GetInfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetInfoRequest => GetInfoRequest.decode(value),
+    responseSerialize: (value: GetInfoResponse): Buffer => Buffer.from(GetInfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetInfoResponse => GetInfoResponse.decode(value),
   },
   addHost: {
     path: "/ferry.v1.OperatorService/AddHost" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: AddHostRequest): Buffer =>
-      Buffer.from(AddHostRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AddHostRequest =>
-      AddHostRequest.decode(value),
-    responseSerialize: (value: AddHostResponse): Buffer =>
-      Buffer.from(AddHostResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): AddHostResponse =>
-      AddHostResponse.decode(value),
+    requestSerialize: (value: AddHostRequest): Buffer => Buffer.from(AddHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddHostRequest => AddHostRequest.decode(value),
+    responseSerialize: (value: AddHostResponse): Buffer => Buffer.from(AddHostResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddHostResponse => AddHostResponse.decode(value),
   },
   removeHost: {
     path: "/ferry.v1.OperatorService/RemoveHost" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: RemoveHostRequest): Buffer =>
-      Buffer.from(RemoveHostRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): RemoveHostRequest =>
-      RemoveHostRequest.decode(value),
-    responseSerialize: (value: RemoveHostResponse): Buffer =>
-      Buffer.from(RemoveHostResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): RemoveHostResponse =>
-      RemoveHostResponse.decode(value),
+    requestSerialize: (value: RemoveHostRequest): Buffer => Buffer.from(RemoveHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveHostRequest => RemoveHostRequest.decode(value),
+    responseSerialize: (value: RemoveHostResponse): Buffer => Buffer.from(RemoveHostResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveHostResponse => RemoveHostResponse.decode(value),
   },
   listHosts: {
     path: "/ferry.v1.OperatorService/ListHosts" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: ListHostsRequest): Buffer =>
-      Buffer.from(ListHostsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListHostsRequest =>
-      ListHostsRequest.decode(value),
-    responseSerialize: (value: ListHostsResponse): Buffer =>
-      Buffer.from(ListHostsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListHostsResponse =>
-      ListHostsResponse.decode(value),
+    requestSerialize: (value: ListHostsRequest): Buffer => Buffer.from(ListHostsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListHostsRequest => ListHostsRequest.decode(value),
+    responseSerialize: (value: ListHostsResponse): Buffer => Buffer.from(ListHostsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListHostsResponse => ListHostsResponse.decode(value),
   },
   deploy: {
     path: "/ferry.v1.OperatorService/Deploy" as const,
     requestStream: false as const,
     responseStream: false as const,
-    requestSerialize: (value: DeployRequest): Buffer =>
-      Buffer.from(DeployRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeployRequest =>
-      DeployRequest.decode(value),
-    responseSerialize: (value: DeployResponse): Buffer =>
-      Buffer.from(DeployResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeployResponse =>
-      DeployResponse.decode(value),
+    requestSerialize: (value: DeployRequest): Buffer => Buffer.from(DeployRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeployRequest => DeployRequest.decode(value),
+    responseSerialize: (value: DeployResponse): Buffer => Buffer.from(DeployResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeployResponse => DeployResponse.decode(value),
   },
   /** Current status of the named hosts, then every change, until cancelled. */
   watchHosts: {
     path: "/ferry.v1.OperatorService/WatchHosts" as const,
     requestStream: false as const,
     responseStream: true as const,
-    requestSerialize: (value: WatchHostsRequest): Buffer =>
-      Buffer.from(WatchHostsRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): WatchHostsRequest =>
-      WatchHostsRequest.decode(value),
-    responseSerialize: (value: WatchHostsResponse): Buffer =>
-      Buffer.from(WatchHostsResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): WatchHostsResponse =>
-      WatchHostsResponse.decode(value),
+    requestSerialize: (value: WatchHostsRequest): Buffer => Buffer.from(WatchHostsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchHostsRequest => WatchHostsRequest.decode(value),
+    responseSerialize: (value: WatchHostsResponse): Buffer => Buffer.from(WatchHostsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchHostsResponse => WatchHostsResponse.decode(value),
   },
 } as const;
 
@@ -1693,84 +1539,40 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
 }
 
 export interface OperatorServiceClient extends Client {
-  getInfo(
-    request: GetInfoRequest,
-    callback: (error: ServiceError | null, response: GetInfoResponse) => void,
-  ): ClientUnaryCall;
-  getInfo(
-    request: GetInfoRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: GetInfoResponse) => void,
-  ): ClientUnaryCall;
+  getInfo(request: GetInfoRequest, callback: (error: ServiceError | null, response: GetInfoResponse) => void): ClientUnaryCall;
+  getInfo(request: GetInfoRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetInfoResponse) => void): ClientUnaryCall;
   getInfo(
     request: GetInfoRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetInfoResponse) => void,
   ): ClientUnaryCall;
-  addHost(
-    request: AddHostRequest,
-    callback: (error: ServiceError | null, response: AddHostResponse) => void,
-  ): ClientUnaryCall;
-  addHost(
-    request: AddHostRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: AddHostResponse) => void,
-  ): ClientUnaryCall;
+  addHost(request: AddHostRequest, callback: (error: ServiceError | null, response: AddHostResponse) => void): ClientUnaryCall;
+  addHost(request: AddHostRequest, metadata: Metadata, callback: (error: ServiceError | null, response: AddHostResponse) => void): ClientUnaryCall;
   addHost(
     request: AddHostRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AddHostResponse) => void,
   ): ClientUnaryCall;
-  removeHost(
-    request: RemoveHostRequest,
-    callback: (
-      error: ServiceError | null,
-      response: RemoveHostResponse,
-    ) => void,
-  ): ClientUnaryCall;
-  removeHost(
-    request: RemoveHostRequest,
-    metadata: Metadata,
-    callback: (
-      error: ServiceError | null,
-      response: RemoveHostResponse,
-    ) => void,
-  ): ClientUnaryCall;
+  removeHost(request: RemoveHostRequest, callback: (error: ServiceError | null, response: RemoveHostResponse) => void): ClientUnaryCall;
+  removeHost(request: RemoveHostRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RemoveHostResponse) => void): ClientUnaryCall;
   removeHost(
     request: RemoveHostRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
-    callback: (
-      error: ServiceError | null,
-      response: RemoveHostResponse,
-    ) => void,
+    callback: (error: ServiceError | null, response: RemoveHostResponse) => void,
   ): ClientUnaryCall;
-  listHosts(
-    request: ListHostsRequest,
-    callback: (error: ServiceError | null, response: ListHostsResponse) => void,
-  ): ClientUnaryCall;
-  listHosts(
-    request: ListHostsRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListHostsResponse) => void,
-  ): ClientUnaryCall;
+  listHosts(request: ListHostsRequest, callback: (error: ServiceError | null, response: ListHostsResponse) => void): ClientUnaryCall;
+  listHosts(request: ListHostsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListHostsResponse) => void): ClientUnaryCall;
   listHosts(
     request: ListHostsRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListHostsResponse) => void,
   ): ClientUnaryCall;
-  deploy(
-    request: DeployRequest,
-    callback: (error: ServiceError | null, response: DeployResponse) => void,
-  ): ClientUnaryCall;
-  deploy(
-    request: DeployRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeployResponse) => void,
-  ): ClientUnaryCall;
+  deploy(request: DeployRequest, callback: (error: ServiceError | null, response: DeployResponse) => void): ClientUnaryCall;
+  deploy(request: DeployRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeployResponse) => void): ClientUnaryCall;
   deploy(
     request: DeployRequest,
     metadata: Metadata,
@@ -1778,32 +1580,17 @@ export interface OperatorServiceClient extends Client {
     callback: (error: ServiceError | null, response: DeployResponse) => void,
   ): ClientUnaryCall;
   /** Current status of the named hosts, then every change, until cancelled. */
-  watchHosts(
-    request: WatchHostsRequest,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<WatchHostsResponse>;
-  watchHosts(
-    request: WatchHostsRequest,
-    metadata?: Metadata,
-    options?: Partial<CallOptions>,
-  ): ClientReadableStream<WatchHostsResponse>;
+  watchHosts(request: WatchHostsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
+  watchHosts(request: WatchHostsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
 }
 
-export const OperatorServiceClient = makeGenericClientConstructor(
-  OperatorServiceService,
-  "ferry.v1.OperatorService",
-) as unknown as {
-  new (
-    address: string,
-    credentials: ChannelCredentials,
-    options?: Partial<ClientOptions>,
-  ): OperatorServiceClient;
+export const OperatorServiceClient = makeGenericClientConstructor(OperatorServiceService, "ferry.v1.OperatorService") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): OperatorServiceClient;
   service: typeof OperatorServiceService;
   serviceName: string;
 };
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 export type DeepPartial<T> = T extends Builtin
   ? T
