@@ -113,6 +113,11 @@ export class Reconciler {
       this.report(result);
       return;
     }
+    if (!desired.activate) {
+      log.info({ storePath: desired.storePath }, "prefetch requested");
+      this.report(await this.transaction.prefetch({ serial: desired.serial, storePath: desired.storePath }));
+      return;
+    }
     const strategy = strategyFor(desired.mode, this.config.strategy);
     log.info({ storePath: desired.storePath, strategy }, "new desired system");
     this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));

@@ -74,6 +74,25 @@ export class ActivationTransaction {
     return this.drive(transaction);
   }
 
+  /**
+   * Realises a closure ahead of its activation (a rollout's first phase).
+   * Nothing is persisted: fetching again after a crash is harmless.
+   */
+  async prefetch(desired: { serial: number; storePath: string }): Promise<ActivationResult> {
+    const { log, progress } = this.deps;
+    progress(desired.serial, HostPhase.HOST_PHASE_FETCHING, `prefetching ${desired.storePath}`);
+    try {
+      await this.checkDiskSpace(desired.storePath);
+      await this.fetch(desired.storePath, "prefetched");
+    } catch (error) {
+      const failure = toFerryError(error, "E_FETCH_FAILED");
+      log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "prefetch failed");
+      return this.finish(desired, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure });
+    }
+    log.info({ serial: desired.serial, storePath: desired.storePath }, "closure prefetched");
+    return this.finish(desired, { success: true, phase: HostPhase.HOST_PHASE_FETCHED });
+  }
+
   /** Finishes a transaction a previous agent process (or boot) left open. */
   async resume(): Promise<ActivationResult | undefined> {
     const stored = this.deps.state.state.transaction;
@@ -249,14 +268,14 @@ export class ActivationTransaction {
     }
   }
 
-  private async fetch(path: string): Promise<void> {
+  private async fetch(path: string, rootName = "next"): Promise<void> {
     const { config, nix, log, sleep } = this.deps;
     for (let attempt = 1; ; attempt++) {
       try {
         await nix.realise(path, {
           substituters: config.substituters,
           trustedPublicKeys: config.trustedPublicKeys,
-          gcRoot: join(config.stateDir, "gcroots", "next"),
+          gcRoot: join(config.stateDir, "gcroots", rootName),
           timeoutMs: config.fetchTimeout * 1000,
         });
         return;

@@ -7,6 +7,8 @@ import { deployCommand } from "./commands/deploy.js";
 import { hostCommand } from "./commands/host.js";
 import { keysCommand } from "./commands/keys.js";
 import { statusCommand } from "./commands/status.js";
+import { rolloutCommand } from "./commands/rollout.js";
+import { windowCommand } from "./commands/window.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
 
@@ -18,6 +20,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   keys: keysCommand,
   deploy: deployCommand,
   status: statusCommand,
+  rollout: rolloutCommand,
+  window: windowCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -8,6 +8,14 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry cache push STOREPATH... [--signing-key-file KEY] [--cache-url URL]
   ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS] [--mode switch|boot|test]
   ferry status [HOST]...
+  ferry rollout start [HOST=STOREPATH]... [--manifest FILE] [--hosts A,B] [--tag TAG]...
+        [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
+        [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
+        [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
+        [--rollback-on-abort] [--wait] [--timeout SECONDS]
+  ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
+  ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
+  ferry window list | remove ID
 
 Local verbs:
   ferry keys generate --name NAME --out DIR

@@ -5,6 +5,8 @@ import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
+import { createRolloutHandlers } from "./api/rollout-service.js";
+import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
@@ -51,10 +53,25 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
   const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
+  const rolloutEvents = new EventEmitter();
+  rolloutEvents.setMaxListeners(0);
+  let engine: RolloutEngine | undefined;
   const hub = new AgentHub({
     store,
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+    onHostChanged: (name) => {
+      hostEvents.emit("changed", name);
+      // A host's report may be the step a rollout waits for.
+      engine?.poke();
+    },
+  });
+  engine = new RolloutEngine({
+    store,
+    hub,
+    log: log.child({ part: "rollouts" }),
+    now: Date.now,
+    onRolloutChanged: (id) => rolloutEvents.emit("changed", id),
     onHostChanged: (name) => hostEvents.emit("changed", name),
   });
 
@@ -86,9 +103,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const httpPort = (http.address() as AddressInfo).port;
 
   const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
-  grpc.addService(
-    OperatorServiceService,
-    createOperatorService({
+  grpc.addService(OperatorServiceService, {
+    ...createOperatorService({
       store,
       hub,
       cache,
@@ -97,12 +113,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
       hostEvents,
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
     }),
-  );
+    ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
+  });
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
     grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
   });
 
+  engine.start();
   log.info({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, httpPort, grpcPort, dataDir: dataDir.root }, "controller started");
 
   return {
@@ -111,6 +129,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     grpcPort,
     store,
     async stop() {
+      await engine.stop();
       hub.close();
       await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
       await new Promise<void>((resolve) => {

@@ -18,5 +18,7 @@ export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
     appliedSerial: record.appliedSerial,
     agentVersion: record.agentVersion,
     createdAtMs: record.createdAtMs,
+    rolloutId: record.rolloutId,
+    desiredActivate: record.desiredActivate,
   };
 }

@@ -1,7 +1,6 @@
-import { randomBytes } from "node:crypto";
 import type { EventEmitter } from "node:events";
-import type { ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
-import { FERRY_VERSION, FerryError, assertHostName, assertStorePath, assertTag, generateToken, hashToken, tokenMatchesHash, type Logger } from "@ferry/core";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { FERRY_VERSION, FerryError, assertHostName, assertStorePath, assertTag, generateToken, hashToken, type Logger } from "@ferry/core";
 import {
   ActivationMode,
   PROTOCOL_VERSION,
@@ -22,7 +21,9 @@ import type { BinaryCache } from "../cache/binary-cache.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { StateStore } from "../store/state-store.js";
 import { toHostStatus } from "./host-status.js";
+import { recordDeploy } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
+import { authenticate, unaryHandler } from "./unary.js";
 
 export interface OperatorServiceDeps {
   store: StateStore;
@@ -35,34 +36,13 @@ export interface OperatorServiceDeps {
   now?: () => number;
 }
 
-function newDeploymentId(nowMs: number): string {
-  return `d-${nowMs.toString(36)}-${randomBytes(3).toString("hex")}`;
-}
+type RolloutMethods = "startRollout" | "getRollout" | "listRollouts" | "controlRollout" | "addMaintenanceWindow" | "listMaintenanceWindows" | "removeMaintenanceWindow";
 
 /** Operator gRPC handlers: every call authenticates, validates, then acts. */
-export function createOperatorService(deps: OperatorServiceDeps): OperatorServiceServer & UntypedServiceImplementation {
+export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods> {
   const now = deps.now ?? Date.now;
 
-  function authenticate(call: { metadata: { get(key: string): unknown[] } }): void {
-    const header = String(call.metadata.get("authorization")[0] ?? "");
-    const token = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
-    if (!token || !tokenMatchesHash(token, deps.adminTokenHash)) throw new FerryError("E_AUTH", "missing or wrong operator token");
-  }
-
-  function unary<Req, Res>(name: string, handler: (request: Req) => Promise<Res>) {
-    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      Promise.resolve()
-        .then(() => authenticate(call))
-        .then(() => handler(call.request))
-        .then(
-          (response) => callback(null, response),
-          (error: unknown) => {
-            deps.log.info({ rpc: name, code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message }, "operator call refused");
-            callback(toServiceError(error));
-          },
-        );
-    };
-  }
+  const unary = unaryHandler(deps.log, deps.adminTokenHash);
 
   async function statuses(names: readonly string[]) {
     names.forEach(assertHostName);
@@ -92,25 +72,7 @@ export function createOperatorService(deps: OperatorServiceDeps): OperatorServic
     listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => ({ hosts: await statuses(request.names) })),
 
     deploy: unary("Deploy", async (request: DeployRequest): Promise<DeployResponse> => {
-      if (request.targets.length === 0) throw new FerryError("E_BAD_ARGUMENT", "deploy needs at least one HOST=STOREPATH");
-      const seen = new Set<string>();
-      for (const target of request.targets) {
-        assertHostName(target.hostName);
-        assertStorePath(target.storePath);
-        if (seen.has(target.hostName)) throw new FerryError("E_BAD_ARGUMENT", `host ${target.hostName} named twice`);
-        seen.add(target.hostName);
-      }
-      await deps.store.listHosts([...seen]);
-      for (const path of new Set(request.targets.map((target) => target.storePath))) {
-        const missing = await deps.cache.missingFromClosure(path);
-        if (missing.length > 0) {
-          const shown = missing.slice(0, 5).join(", ") + (missing.length > 5 ? ` and ${missing.length - 5} more` : "");
-          throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache lacks ${missing.length} path(s) of the closure of ${path}: ${shown}`);
-        }
-      }
-      const mode = request.mode === ActivationMode.ACTIVATION_MODE_UNSPECIFIED ? ActivationMode.ACTIVATION_MODE_SWITCH : request.mode;
-      const deploymentId = newDeploymentId(now());
-      const records = await deps.store.recordDeployment(deploymentId, request.targets, mode, now());
+      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, request.targets, request.mode, now());
       for (const record of records) {
         deps.log.info({ host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem }, "desired system recorded");
         deps.hub.pushDesired(record);
@@ -134,7 +96,7 @@ export function createOperatorService(deps: OperatorServiceDeps): OperatorServic
       call.on("close", stop);
       Promise.resolve()
         .then(() => {
-          authenticate(call);
+          authenticate(call, deps.adminTokenHash);
           call.request.names.forEach(assertHostName);
           // Listen before taking the snapshot, so no change falls in between.
           watched = new Set(call.request.names);

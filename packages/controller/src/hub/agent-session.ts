@@ -84,9 +84,9 @@ export class AgentSession {
         storePath: host.desiredSystem,
         serial: host.desiredSerial,
         deploymentId: host.deploymentId,
-        rolloutId: "",
+        rolloutId: host.rolloutId,
         mode: host.activationMode,
-        activate: true,
+        activate: host.desiredActivate,
       },
     });
   }

@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
 import type { DeploymentTarget, HostEvent, HostRecord, HostReport, StateStore } from "./state-store.js";
+import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
 const MIGRATIONS: readonly string[] = [
@@ -36,6 +37,7 @@ const MIGRATIONS: readonly string[] = [
      data TEXT NOT NULL
    );
    CREATE INDEX events_by_host ON events (host_name, id);`,
+  ROLLOUT_MIGRATION,
 ];
 
 interface HostRow {
@@ -55,6 +57,8 @@ interface HostRow {
   last_error_message: string;
   last_error_output: string;
   agent_version: string;
+  desired_activate: number;
+  rollout_id: string;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -86,11 +90,14 @@ function toRecord(row: HostRow): HostRecord {
     lastErrorMessage: row.last_error_message,
     lastErrorOutput: row.last_error_output,
     agentVersion: row.agent_version,
+    desiredActivate: row.desired_activate === 1,
+    rolloutId: row.rollout_id,
   };
 }
 
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
+  readonly rollouts: SqliteRolloutStore;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -100,6 +107,7 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
+    this.rollouts = new SqliteRolloutStore(this.db);
   }
 
   private migrate(): void {
@@ -156,7 +164,7 @@ export class SqliteStateStore implements StateStore {
       assertStorePath(target.storePath);
     }
     const update = this.db.prepare(
-      `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?,
+      `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = 1, rollout_id = '',
          phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
     );
     return this.db.transaction(() => {

@@ -1,4 +1,5 @@
 import type { ActivationMode, HostPhase } from "@ferry/protocol";
+import type { RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
   name: string;
@@ -17,6 +18,9 @@ export interface HostRecord {
   lastErrorMessage: string;
   lastErrorOutput: string;
   agentVersion: string;
+  /** False while the desired system is only to be fetched (rollout prefetch). */
+  desiredActivate: boolean;
+  rolloutId: string;
 }
 
 export interface DeploymentTarget {
@@ -41,6 +45,7 @@ export interface HostEvent {
  * implement the same contract; every method is atomic on its own.
  */
 export interface StateStore {
+  readonly rollouts: RolloutStore;
   addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord>;
   removeHost(name: string): Promise<void>;
   getHost(name: string): Promise<HostRecord | undefined>;

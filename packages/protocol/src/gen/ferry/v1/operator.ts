@@ -26,6 +26,57 @@ export const protobufPackage = "ferry.v1";
 
 export const protobufFileName = "ferry/v1/operator.proto";
 
+export enum RolloutAction {
+  ROLLOUT_ACTION_UNSPECIFIED = 0,
+  ROLLOUT_ACTION_PAUSE = 1,
+  ROLLOUT_ACTION_RESUME = 2,
+  ROLLOUT_ACTION_ABORT = 3,
+  ROLLOUT_ACTION_PROMOTE = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function rolloutActionFromJSON(object: any): RolloutAction {
+  switch (object) {
+    case 0:
+    case "ROLLOUT_ACTION_UNSPECIFIED":
+      return RolloutAction.ROLLOUT_ACTION_UNSPECIFIED;
+    case 1:
+    case "ROLLOUT_ACTION_PAUSE":
+      return RolloutAction.ROLLOUT_ACTION_PAUSE;
+    case 2:
+    case "ROLLOUT_ACTION_RESUME":
+      return RolloutAction.ROLLOUT_ACTION_RESUME;
+    case 3:
+    case "ROLLOUT_ACTION_ABORT":
+      return RolloutAction.ROLLOUT_ACTION_ABORT;
+    case 4:
+    case "ROLLOUT_ACTION_PROMOTE":
+      return RolloutAction.ROLLOUT_ACTION_PROMOTE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RolloutAction.UNRECOGNIZED;
+  }
+}
+
+export function rolloutActionToJSON(object: RolloutAction): string {
+  switch (object) {
+    case RolloutAction.ROLLOUT_ACTION_UNSPECIFIED:
+      return "ROLLOUT_ACTION_UNSPECIFIED";
+    case RolloutAction.ROLLOUT_ACTION_PAUSE:
+      return "ROLLOUT_ACTION_PAUSE";
+    case RolloutAction.ROLLOUT_ACTION_RESUME:
+      return "ROLLOUT_ACTION_RESUME";
+    case RolloutAction.ROLLOUT_ACTION_ABORT:
+      return "ROLLOUT_ACTION_ABORT";
+    case RolloutAction.ROLLOUT_ACTION_PROMOTE:
+      return "ROLLOUT_ACTION_PROMOTE";
+    case RolloutAction.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface GetInfoRequest {}
 
 export interface GetInfoResponse {
@@ -106,7 +157,149 @@ export interface HostStatus {
   agentVersion: string;
   createdAtMs: number;
   lastErrorOutput: string;
+  rolloutId: string;
+  /** False while the desired system is only to be fetched (rollout prefetch). */
+  desiredActivate: boolean;
 }
+
+/** A count ("3") or a share of the rollout's hosts ("25%"). */
+export interface Quantity {
+  value: number;
+  percent: boolean;
+}
+
+export interface RolloutPolicy {
+  canary: Quantity | undefined;
+  batch: Quantity | undefined;
+  maxUnavailable: number;
+  failureThreshold: Quantity | undefined;
+  minExecuted: number;
+  /** Pause between waves; ignored when gate is set. */
+  pauseMs: number;
+  /** Wait for `ferry rollout promote` between waves. */
+  gate: boolean;
+  /** Bound on each wave, from its start to its last result; 0: none. */
+  progressDeadlineMs: number;
+  rollbackOnAbort: boolean;
+  /** Bound on the prefetch phase. */
+  prefetchTimeoutMs: number;
+  /** Hosts that cannot prefetch: skipped (true) or the rollout pauses (false). */
+  skipUnfetchable: boolean;
+}
+
+export interface StartRolloutRequest {
+  targets: HostTarget[];
+  /** Targets chosen by name or tag must appear in `targets` or `manifest`. */
+  hostNames: string[];
+  tags: string[];
+  /** HOST -> store path, as CI writes it; hosts outside the selection are ignored. */
+  manifest: { [key: string]: string };
+  policy: RolloutPolicy | undefined;
+  /** Label of the hosts this rollout covers, e.g. "production". */
+  environment: string;
+  /** Require a completed rollout of the same manifest on this environment. */
+  afterEnvironment: string;
+  requestedBy: string;
+}
+
+export interface StartRolloutRequest_ManifestEntry {
+  key: string;
+  value: string;
+}
+
+export interface StartRolloutResponse {
+  rollout: Rollout | undefined;
+}
+
+export interface GetRolloutRequest {
+  id: string;
+}
+
+export interface GetRolloutResponse {
+  rollout: Rollout | undefined;
+}
+
+export interface ListRolloutsRequest {
+  limit: number;
+}
+
+export interface ListRolloutsResponse {
+  rollouts: Rollout[];
+}
+
+export interface ControlRolloutRequest {
+  id: string;
+  action: RolloutAction;
+  reason: string;
+}
+
+export interface ControlRolloutResponse {
+  rollout: Rollout | undefined;
+}
+
+export interface RolloutHost {
+  name: string;
+  storePath: string;
+  wave: number;
+  /**
+   * pending, prefetching, prefetched, unfetchable, waiting-window, activating,
+   * confirmed, failed, rolled-back, skipped, reverting, reverted
+   */
+  state: string;
+  errorCode: string;
+  errorMessage: string;
+  previousSystem: string;
+  updatedAtMs: number;
+}
+
+export interface Rollout {
+  id: string;
+  /** prefetching, running, paused, waiting-gate, completed, aborted */
+  state: string;
+  environment: string;
+  manifestDigest: string;
+  policy: RolloutPolicy | undefined;
+  waveCount: number;
+  /** 0 while prefetching; waves count from 1. */
+  currentWave: number;
+  reason: string;
+  requestedBy: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+  hosts: RolloutHost[];
+  resumeAtMs: number;
+}
+
+export interface MaintenanceWindow {
+  id: string;
+  /** Exactly one of host_name and tag. */
+  hostName: string;
+  tag: string;
+  /** node-cron expression of the window's opening times. */
+  cron: string;
+  durationMs: number;
+  timezone: string;
+}
+
+export interface AddMaintenanceWindowRequest {
+  window: MaintenanceWindow | undefined;
+}
+
+export interface AddMaintenanceWindowResponse {
+  window: MaintenanceWindow | undefined;
+}
+
+export interface ListMaintenanceWindowsRequest {}
+
+export interface ListMaintenanceWindowsResponse {
+  windows: MaintenanceWindow[];
+}
+
+export interface RemoveMaintenanceWindowRequest {
+  id: string;
+}
+
+export interface RemoveMaintenanceWindowResponse {}
 
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
@@ -1132,6 +1325,8 @@ function createBaseHostStatus(): HostStatus {
     agentVersion: "",
     createdAtMs: 0,
     lastErrorOutput: "",
+    rolloutId: "",
+    desiredActivate: false,
   };
 }
 
@@ -1181,6 +1376,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     }
     if (message.lastErrorOutput !== "") {
       writer.uint32(122).string(message.lastErrorOutput);
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(130).string(message.rolloutId);
+    }
+    if (message.desiredActivate !== false) {
+      writer.uint32(136).bool(message.desiredActivate);
     }
     return writer;
   },
@@ -1318,6 +1519,22 @@ export const HostStatus: MessageFns<HostStatus> = {
             message.lastErrorOutput = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.desiredActivate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1387,6 +1604,12 @@ export const HostStatus: MessageFns<HostStatus> = {
         : isSet(object.last_error_output)
           ? globalThis.String(object.last_error_output)
           : "",
+      rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
+      desiredActivate: isSet(object.desiredActivate)
+        ? globalThis.Boolean(object.desiredActivate)
+        : isSet(object.desired_activate)
+          ? globalThis.Boolean(object.desired_activate)
+          : false,
     };
   },
 
@@ -1437,6 +1660,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     if (message.lastErrorOutput !== "") {
       obj.lastErrorOutput = message.lastErrorOutput;
     }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    if (message.desiredActivate !== false) {
+      obj.desiredActivate = message.desiredActivate;
+    }
     return obj;
   },
 
@@ -1460,6 +1689,2186 @@ export const HostStatus: MessageFns<HostStatus> = {
     message.agentVersion = object.agentVersion ?? "";
     message.createdAtMs = object.createdAtMs ?? 0;
     message.lastErrorOutput = object.lastErrorOutput ?? "";
+    message.rolloutId = object.rolloutId ?? "";
+    message.desiredActivate = object.desiredActivate ?? false;
+    return message;
+  },
+};
+
+function createBaseQuantity(): Quantity {
+  return { value: 0, percent: false };
+}
+
+export const Quantity: MessageFns<Quantity> = {
+  encode(message: Quantity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.value !== 0) {
+      writer.uint32(8).uint32(message.value);
+    }
+    if (message.percent !== false) {
+      writer.uint32(16).bool(message.percent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Quantity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQuantity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.value = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.percent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Quantity {
+    return {
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+      percent: isSet(object.percent) ? globalThis.Boolean(object.percent) : false,
+    };
+  },
+
+  toJSON(message: Quantity): unknown {
+    const obj: any = {};
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    if (message.percent !== false) {
+      obj.percent = message.percent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Quantity>): Quantity {
+    return Quantity.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Quantity>): Quantity {
+    const message = createBaseQuantity();
+    message.value = object.value ?? 0;
+    message.percent = object.percent ?? false;
+    return message;
+  },
+};
+
+function createBaseRolloutPolicy(): RolloutPolicy {
+  return {
+    canary: undefined,
+    batch: undefined,
+    maxUnavailable: 0,
+    failureThreshold: undefined,
+    minExecuted: 0,
+    pauseMs: 0,
+    gate: false,
+    progressDeadlineMs: 0,
+    rollbackOnAbort: false,
+    prefetchTimeoutMs: 0,
+    skipUnfetchable: false,
+  };
+}
+
+export const RolloutPolicy: MessageFns<RolloutPolicy> = {
+  encode(message: RolloutPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.canary !== undefined) {
+      Quantity.encode(message.canary, writer.uint32(10).fork()).join();
+    }
+    if (message.batch !== undefined) {
+      Quantity.encode(message.batch, writer.uint32(18).fork()).join();
+    }
+    if (message.maxUnavailable !== 0) {
+      writer.uint32(24).uint32(message.maxUnavailable);
+    }
+    if (message.failureThreshold !== undefined) {
+      Quantity.encode(message.failureThreshold, writer.uint32(34).fork()).join();
+    }
+    if (message.minExecuted !== 0) {
+      writer.uint32(40).uint32(message.minExecuted);
+    }
+    if (message.pauseMs !== 0) {
+      writer.uint32(48).uint64(message.pauseMs);
+    }
+    if (message.gate !== false) {
+      writer.uint32(56).bool(message.gate);
+    }
+    if (message.progressDeadlineMs !== 0) {
+      writer.uint32(64).uint64(message.progressDeadlineMs);
+    }
+    if (message.rollbackOnAbort !== false) {
+      writer.uint32(72).bool(message.rollbackOnAbort);
+    }
+    if (message.prefetchTimeoutMs !== 0) {
+      writer.uint32(80).uint64(message.prefetchTimeoutMs);
+    }
+    if (message.skipUnfetchable !== false) {
+      writer.uint32(88).bool(message.skipUnfetchable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.canary = Quantity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.batch = Quantity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxUnavailable = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.failureThreshold = Quantity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.minExecuted = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pauseMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.gate = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.progressDeadlineMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.rollbackOnAbort = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.prefetchTimeoutMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.skipUnfetchable = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutPolicy {
+    return {
+      canary: isSet(object.canary) ? Quantity.fromJSON(object.canary) : undefined,
+      batch: isSet(object.batch) ? Quantity.fromJSON(object.batch) : undefined,
+      maxUnavailable: isSet(object.maxUnavailable)
+        ? globalThis.Number(object.maxUnavailable)
+        : isSet(object.max_unavailable)
+          ? globalThis.Number(object.max_unavailable)
+          : 0,
+      failureThreshold: isSet(object.failureThreshold)
+        ? Quantity.fromJSON(object.failureThreshold)
+        : isSet(object.failure_threshold)
+          ? Quantity.fromJSON(object.failure_threshold)
+          : undefined,
+      minExecuted: isSet(object.minExecuted) ? globalThis.Number(object.minExecuted) : isSet(object.min_executed) ? globalThis.Number(object.min_executed) : 0,
+      pauseMs: isSet(object.pauseMs) ? globalThis.Number(object.pauseMs) : isSet(object.pause_ms) ? globalThis.Number(object.pause_ms) : 0,
+      gate: isSet(object.gate) ? globalThis.Boolean(object.gate) : false,
+      progressDeadlineMs: isSet(object.progressDeadlineMs)
+        ? globalThis.Number(object.progressDeadlineMs)
+        : isSet(object.progress_deadline_ms)
+          ? globalThis.Number(object.progress_deadline_ms)
+          : 0,
+      rollbackOnAbort: isSet(object.rollbackOnAbort)
+        ? globalThis.Boolean(object.rollbackOnAbort)
+        : isSet(object.rollback_on_abort)
+          ? globalThis.Boolean(object.rollback_on_abort)
+          : false,
+      prefetchTimeoutMs: isSet(object.prefetchTimeoutMs)
+        ? globalThis.Number(object.prefetchTimeoutMs)
+        : isSet(object.prefetch_timeout_ms)
+          ? globalThis.Number(object.prefetch_timeout_ms)
+          : 0,
+      skipUnfetchable: isSet(object.skipUnfetchable)
+        ? globalThis.Boolean(object.skipUnfetchable)
+        : isSet(object.skip_unfetchable)
+          ? globalThis.Boolean(object.skip_unfetchable)
+          : false,
+    };
+  },
+
+  toJSON(message: RolloutPolicy): unknown {
+    const obj: any = {};
+    if (message.canary !== undefined) {
+      obj.canary = Quantity.toJSON(message.canary);
+    }
+    if (message.batch !== undefined) {
+      obj.batch = Quantity.toJSON(message.batch);
+    }
+    if (message.maxUnavailable !== 0) {
+      obj.maxUnavailable = Math.round(message.maxUnavailable);
+    }
+    if (message.failureThreshold !== undefined) {
+      obj.failureThreshold = Quantity.toJSON(message.failureThreshold);
+    }
+    if (message.minExecuted !== 0) {
+      obj.minExecuted = Math.round(message.minExecuted);
+    }
+    if (message.pauseMs !== 0) {
+      obj.pauseMs = Math.round(message.pauseMs);
+    }
+    if (message.gate !== false) {
+      obj.gate = message.gate;
+    }
+    if (message.progressDeadlineMs !== 0) {
+      obj.progressDeadlineMs = Math.round(message.progressDeadlineMs);
+    }
+    if (message.rollbackOnAbort !== false) {
+      obj.rollbackOnAbort = message.rollbackOnAbort;
+    }
+    if (message.prefetchTimeoutMs !== 0) {
+      obj.prefetchTimeoutMs = Math.round(message.prefetchTimeoutMs);
+    }
+    if (message.skipUnfetchable !== false) {
+      obj.skipUnfetchable = message.skipUnfetchable;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutPolicy>): RolloutPolicy {
+    return RolloutPolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutPolicy>): RolloutPolicy {
+    const message = createBaseRolloutPolicy();
+    message.canary = object.canary !== undefined && object.canary !== null ? Quantity.fromPartial(object.canary) : undefined;
+    message.batch = object.batch !== undefined && object.batch !== null ? Quantity.fromPartial(object.batch) : undefined;
+    message.maxUnavailable = object.maxUnavailable ?? 0;
+    message.failureThreshold =
+      object.failureThreshold !== undefined && object.failureThreshold !== null ? Quantity.fromPartial(object.failureThreshold) : undefined;
+    message.minExecuted = object.minExecuted ?? 0;
+    message.pauseMs = object.pauseMs ?? 0;
+    message.gate = object.gate ?? false;
+    message.progressDeadlineMs = object.progressDeadlineMs ?? 0;
+    message.rollbackOnAbort = object.rollbackOnAbort ?? false;
+    message.prefetchTimeoutMs = object.prefetchTimeoutMs ?? 0;
+    message.skipUnfetchable = object.skipUnfetchable ?? false;
+    return message;
+  },
+};
+
+function createBaseStartRolloutRequest(): StartRolloutRequest {
+  return {
+    targets: [],
+    hostNames: [],
+    tags: [],
+    manifest: {},
+    policy: undefined,
+    environment: "",
+    afterEnvironment: "",
+    requestedBy: "",
+  };
+}
+
+export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
+  encode(message: StartRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.targets) {
+      HostTarget.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.hostNames) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.tags) {
+      writer.uint32(26).string(v!);
+    }
+    globalThis.Object.entries(message.manifest).forEach(([key, value]: [string, string]) => {
+      StartRolloutRequest_ManifestEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.policy !== undefined) {
+      RolloutPolicy.encode(message.policy, writer.uint32(42).fork()).join();
+    }
+    if (message.environment !== "") {
+      writer.uint32(50).string(message.environment);
+    }
+    if (message.afterEnvironment !== "") {
+      writer.uint32(58).string(message.afterEnvironment);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(66).string(message.requestedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.targets.push(HostTarget.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostNames.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = StartRolloutRequest_ManifestEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.manifest[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.policy = RolloutPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.environment = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.afterEnvironment = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartRolloutRequest {
+    return {
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => HostTarget.fromJSON(e)) : [],
+      hostNames: globalThis.Array.isArray(object?.hostNames)
+        ? object.hostNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_names)
+          ? object.host_names.map((e: any) => globalThis.String(e))
+          : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      manifest: isObject(object.manifest)
+        ? (globalThis.Object.entries(object.manifest) as [string, any][]).reduce((acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          }, {})
+        : {},
+      policy: isSet(object.policy) ? RolloutPolicy.fromJSON(object.policy) : undefined,
+      environment: isSet(object.environment) ? globalThis.String(object.environment) : "",
+      afterEnvironment: isSet(object.afterEnvironment)
+        ? globalThis.String(object.afterEnvironment)
+        : isSet(object.after_environment)
+          ? globalThis.String(object.after_environment)
+          : "",
+      requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
+    };
+  },
+
+  toJSON(message: StartRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.targets?.length) {
+      obj.targets = message.targets.map((e) => HostTarget.toJSON(e));
+    }
+    if (message.hostNames?.length) {
+      obj.hostNames = message.hostNames;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.manifest) {
+      const entries = globalThis.Object.entries(message.manifest) as [string, string][];
+      if (entries.length > 0) {
+        obj.manifest = {};
+        entries.forEach(([k, v]) => {
+          obj.manifest[k] = v;
+        });
+      }
+    }
+    if (message.policy !== undefined) {
+      obj.policy = RolloutPolicy.toJSON(message.policy);
+    }
+    if (message.environment !== "") {
+      obj.environment = message.environment;
+    }
+    if (message.afterEnvironment !== "") {
+      obj.afterEnvironment = message.afterEnvironment;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StartRolloutRequest>): StartRolloutRequest {
+    return StartRolloutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartRolloutRequest>): StartRolloutRequest {
+    const message = createBaseStartRolloutRequest();
+    message.targets = object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
+    message.hostNames = object.hostNames?.map((e) => e) || [];
+    message.tags = object.tags?.map((e) => e) || [];
+    message.manifest = (globalThis.Object.entries(object.manifest ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.policy = object.policy !== undefined && object.policy !== null ? RolloutPolicy.fromPartial(object.policy) : undefined;
+    message.environment = object.environment ?? "";
+    message.afterEnvironment = object.afterEnvironment ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    return message;
+  },
+};
+
+function createBaseStartRolloutRequest_ManifestEntry(): StartRolloutRequest_ManifestEntry {
+  return { key: "", value: "" };
+}
+
+export const StartRolloutRequest_ManifestEntry: MessageFns<StartRolloutRequest_ManifestEntry> = {
+  encode(message: StartRolloutRequest_ManifestEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRolloutRequest_ManifestEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRolloutRequest_ManifestEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartRolloutRequest_ManifestEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: StartRolloutRequest_ManifestEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StartRolloutRequest_ManifestEntry>): StartRolloutRequest_ManifestEntry {
+    return StartRolloutRequest_ManifestEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartRolloutRequest_ManifestEntry>): StartRolloutRequest_ManifestEntry {
+    const message = createBaseStartRolloutRequest_ManifestEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseStartRolloutResponse(): StartRolloutResponse {
+  return { rollout: undefined };
+}
+
+export const StartRolloutResponse: MessageFns<StartRolloutResponse> = {
+  encode(message: StartRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRolloutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartRolloutResponse {
+    return { rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined };
+  },
+
+  toJSON(message: StartRolloutResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StartRolloutResponse>): StartRolloutResponse {
+    return StartRolloutResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartRolloutResponse>): StartRolloutResponse {
+    const message = createBaseStartRolloutResponse();
+    message.rollout = object.rollout !== undefined && object.rollout !== null ? Rollout.fromPartial(object.rollout) : undefined;
+    return message;
+  },
+};
+
+function createBaseGetRolloutRequest(): GetRolloutRequest {
+  return { id: "" };
+}
+
+export const GetRolloutRequest: MessageFns<GetRolloutRequest> = {
+  encode(message: GetRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: GetRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetRolloutRequest>): GetRolloutRequest {
+    return GetRolloutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetRolloutRequest>): GetRolloutRequest {
+    const message = createBaseGetRolloutRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRolloutResponse(): GetRolloutResponse {
+  return { rollout: undefined };
+}
+
+export const GetRolloutResponse: MessageFns<GetRolloutResponse> = {
+  encode(message: GetRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutResponse {
+    return { rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined };
+  },
+
+  toJSON(message: GetRolloutResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetRolloutResponse>): GetRolloutResponse {
+    return GetRolloutResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetRolloutResponse>): GetRolloutResponse {
+    const message = createBaseGetRolloutResponse();
+    message.rollout = object.rollout !== undefined && object.rollout !== null ? Rollout.fromPartial(object.rollout) : undefined;
+    return message;
+  },
+};
+
+function createBaseListRolloutsRequest(): ListRolloutsRequest {
+  return { limit: 0 };
+}
+
+export const ListRolloutsRequest: MessageFns<ListRolloutsRequest> = {
+  encode(message: ListRolloutsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRolloutsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRolloutsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRolloutsRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: ListRolloutsRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListRolloutsRequest>): ListRolloutsRequest {
+    return ListRolloutsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListRolloutsRequest>): ListRolloutsRequest {
+    const message = createBaseListRolloutsRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseListRolloutsResponse(): ListRolloutsResponse {
+  return { rollouts: [] };
+}
+
+export const ListRolloutsResponse: MessageFns<ListRolloutsResponse> = {
+  encode(message: ListRolloutsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.rollouts) {
+      Rollout.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListRolloutsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListRolloutsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollouts.push(Rollout.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListRolloutsResponse {
+    return {
+      rollouts: globalThis.Array.isArray(object?.rollouts) ? object.rollouts.map((e: any) => Rollout.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListRolloutsResponse): unknown {
+    const obj: any = {};
+    if (message.rollouts?.length) {
+      obj.rollouts = message.rollouts.map((e) => Rollout.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListRolloutsResponse>): ListRolloutsResponse {
+    return ListRolloutsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListRolloutsResponse>): ListRolloutsResponse {
+    const message = createBaseListRolloutsResponse();
+    message.rollouts = object.rollouts?.map((e) => Rollout.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseControlRolloutRequest(): ControlRolloutRequest {
+  return { id: "", action: 0, reason: "" };
+}
+
+export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
+  encode(message: ControlRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.action !== 0) {
+      writer.uint32(16).int32(message.action);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.action = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      action: isSet(object.action) ? rolloutActionFromJSON(object.action) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ControlRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.action !== 0) {
+      obj.action = rolloutActionToJSON(message.action);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ControlRolloutRequest>): ControlRolloutRequest {
+    return ControlRolloutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ControlRolloutRequest>): ControlRolloutRequest {
+    const message = createBaseControlRolloutRequest();
+    message.id = object.id ?? "";
+    message.action = object.action ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseControlRolloutResponse(): ControlRolloutResponse {
+  return { rollout: undefined };
+}
+
+export const ControlRolloutResponse: MessageFns<ControlRolloutResponse> = {
+  encode(message: ControlRolloutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ControlRolloutResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseControlRolloutResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ControlRolloutResponse {
+    return { rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined };
+  },
+
+  toJSON(message: ControlRolloutResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ControlRolloutResponse>): ControlRolloutResponse {
+    return ControlRolloutResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ControlRolloutResponse>): ControlRolloutResponse {
+    const message = createBaseControlRolloutResponse();
+    message.rollout = object.rollout !== undefined && object.rollout !== null ? Rollout.fromPartial(object.rollout) : undefined;
+    return message;
+  },
+};
+
+function createBaseRolloutHost(): RolloutHost {
+  return {
+    name: "",
+    storePath: "",
+    wave: 0,
+    state: "",
+    errorCode: "",
+    errorMessage: "",
+    previousSystem: "",
+    updatedAtMs: 0,
+  };
+}
+
+export const RolloutHost: MessageFns<RolloutHost> = {
+  encode(message: RolloutHost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.storePath !== "") {
+      writer.uint32(18).string(message.storePath);
+    }
+    if (message.wave !== 0) {
+      writer.uint32(24).uint32(message.wave);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(42).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(50).string(message.errorMessage);
+    }
+    if (message.previousSystem !== "") {
+      writer.uint32(58).string(message.previousSystem);
+    }
+    if (message.updatedAtMs !== 0) {
+      writer.uint32(64).int64(message.updatedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutHost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutHost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storePath = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.wave = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.previousSystem = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.updatedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutHost {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      wave: isSet(object.wave) ? globalThis.Number(object.wave) : 0,
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      errorCode: isSet(object.errorCode) ? globalThis.String(object.errorCode) : isSet(object.error_code) ? globalThis.String(object.error_code) : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+          ? globalThis.String(object.error_message)
+          : "",
+      previousSystem: isSet(object.previousSystem)
+        ? globalThis.String(object.previousSystem)
+        : isSet(object.previous_system)
+          ? globalThis.String(object.previous_system)
+          : "",
+      updatedAtMs: isSet(object.updatedAtMs)
+        ? globalThis.Number(object.updatedAtMs)
+        : isSet(object.updated_at_ms)
+          ? globalThis.Number(object.updated_at_ms)
+          : 0,
+    };
+  },
+
+  toJSON(message: RolloutHost): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.storePath !== "") {
+      obj.storePath = message.storePath;
+    }
+    if (message.wave !== 0) {
+      obj.wave = Math.round(message.wave);
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.previousSystem !== "") {
+      obj.previousSystem = message.previousSystem;
+    }
+    if (message.updatedAtMs !== 0) {
+      obj.updatedAtMs = Math.round(message.updatedAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RolloutHost>): RolloutHost {
+    return RolloutHost.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RolloutHost>): RolloutHost {
+    const message = createBaseRolloutHost();
+    message.name = object.name ?? "";
+    message.storePath = object.storePath ?? "";
+    message.wave = object.wave ?? 0;
+    message.state = object.state ?? "";
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.previousSystem = object.previousSystem ?? "";
+    message.updatedAtMs = object.updatedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseRollout(): Rollout {
+  return {
+    id: "",
+    state: "",
+    environment: "",
+    manifestDigest: "",
+    policy: undefined,
+    waveCount: 0,
+    currentWave: 0,
+    reason: "",
+    requestedBy: "",
+    createdAtMs: 0,
+    updatedAtMs: 0,
+    hosts: [],
+    resumeAtMs: 0,
+  };
+}
+
+export const Rollout: MessageFns<Rollout> = {
+  encode(message: Rollout, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.environment !== "") {
+      writer.uint32(26).string(message.environment);
+    }
+    if (message.manifestDigest !== "") {
+      writer.uint32(34).string(message.manifestDigest);
+    }
+    if (message.policy !== undefined) {
+      RolloutPolicy.encode(message.policy, writer.uint32(42).fork()).join();
+    }
+    if (message.waveCount !== 0) {
+      writer.uint32(48).uint32(message.waveCount);
+    }
+    if (message.currentWave !== 0) {
+      writer.uint32(56).uint32(message.currentWave);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(74).string(message.requestedBy);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(80).int64(message.createdAtMs);
+    }
+    if (message.updatedAtMs !== 0) {
+      writer.uint32(88).int64(message.updatedAtMs);
+    }
+    for (const v of message.hosts) {
+      RolloutHost.encode(v!, writer.uint32(98).fork()).join();
+    }
+    if (message.resumeAtMs !== 0) {
+      writer.uint32(104).int64(message.resumeAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rollout {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollout();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.environment = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.manifestDigest = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.policy = RolloutPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.waveCount = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.currentWave = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.updatedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.hosts.push(RolloutHost.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.resumeAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rollout {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      environment: isSet(object.environment) ? globalThis.String(object.environment) : "",
+      manifestDigest: isSet(object.manifestDigest)
+        ? globalThis.String(object.manifestDigest)
+        : isSet(object.manifest_digest)
+          ? globalThis.String(object.manifest_digest)
+          : "",
+      policy: isSet(object.policy) ? RolloutPolicy.fromJSON(object.policy) : undefined,
+      waveCount: isSet(object.waveCount) ? globalThis.Number(object.waveCount) : isSet(object.wave_count) ? globalThis.Number(object.wave_count) : 0,
+      currentWave: isSet(object.currentWave) ? globalThis.Number(object.currentWave) : isSet(object.current_wave) ? globalThis.Number(object.current_wave) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+          ? globalThis.Number(object.created_at_ms)
+          : 0,
+      updatedAtMs: isSet(object.updatedAtMs)
+        ? globalThis.Number(object.updatedAtMs)
+        : isSet(object.updated_at_ms)
+          ? globalThis.Number(object.updated_at_ms)
+          : 0,
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => RolloutHost.fromJSON(e)) : [],
+      resumeAtMs: isSet(object.resumeAtMs) ? globalThis.Number(object.resumeAtMs) : isSet(object.resume_at_ms) ? globalThis.Number(object.resume_at_ms) : 0,
+    };
+  },
+
+  toJSON(message: Rollout): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.environment !== "") {
+      obj.environment = message.environment;
+    }
+    if (message.manifestDigest !== "") {
+      obj.manifestDigest = message.manifestDigest;
+    }
+    if (message.policy !== undefined) {
+      obj.policy = RolloutPolicy.toJSON(message.policy);
+    }
+    if (message.waveCount !== 0) {
+      obj.waveCount = Math.round(message.waveCount);
+    }
+    if (message.currentWave !== 0) {
+      obj.currentWave = Math.round(message.currentWave);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.updatedAtMs !== 0) {
+      obj.updatedAtMs = Math.round(message.updatedAtMs);
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => RolloutHost.toJSON(e));
+    }
+    if (message.resumeAtMs !== 0) {
+      obj.resumeAtMs = Math.round(message.resumeAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Rollout>): Rollout {
+    return Rollout.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Rollout>): Rollout {
+    const message = createBaseRollout();
+    message.id = object.id ?? "";
+    message.state = object.state ?? "";
+    message.environment = object.environment ?? "";
+    message.manifestDigest = object.manifestDigest ?? "";
+    message.policy = object.policy !== undefined && object.policy !== null ? RolloutPolicy.fromPartial(object.policy) : undefined;
+    message.waveCount = object.waveCount ?? 0;
+    message.currentWave = object.currentWave ?? 0;
+    message.reason = object.reason ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.updatedAtMs = object.updatedAtMs ?? 0;
+    message.hosts = object.hosts?.map((e) => RolloutHost.fromPartial(e)) || [];
+    message.resumeAtMs = object.resumeAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseMaintenanceWindow(): MaintenanceWindow {
+  return { id: "", hostName: "", tag: "", cron: "", durationMs: 0, timezone: "" };
+}
+
+export const MaintenanceWindow: MessageFns<MaintenanceWindow> = {
+  encode(message: MaintenanceWindow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.hostName !== "") {
+      writer.uint32(18).string(message.hostName);
+    }
+    if (message.tag !== "") {
+      writer.uint32(26).string(message.tag);
+    }
+    if (message.cron !== "") {
+      writer.uint32(34).string(message.cron);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(40).uint64(message.durationMs);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(50).string(message.timezone);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MaintenanceWindow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMaintenanceWindow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tag = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cron = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MaintenanceWindow {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      tag: isSet(object.tag) ? globalThis.String(object.tag) : "",
+      cron: isSet(object.cron) ? globalThis.String(object.cron) : "",
+      durationMs: isSet(object.durationMs) ? globalThis.Number(object.durationMs) : isSet(object.duration_ms) ? globalThis.Number(object.duration_ms) : 0,
+      timezone: isSet(object.timezone) ? globalThis.String(object.timezone) : "",
+    };
+  },
+
+  toJSON(message: MaintenanceWindow): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.tag !== "") {
+      obj.tag = message.tag;
+    }
+    if (message.cron !== "") {
+      obj.cron = message.cron;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.timezone !== "") {
+      obj.timezone = message.timezone;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MaintenanceWindow>): MaintenanceWindow {
+    return MaintenanceWindow.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MaintenanceWindow>): MaintenanceWindow {
+    const message = createBaseMaintenanceWindow();
+    message.id = object.id ?? "";
+    message.hostName = object.hostName ?? "";
+    message.tag = object.tag ?? "";
+    message.cron = object.cron ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    message.timezone = object.timezone ?? "";
+    return message;
+  },
+};
+
+function createBaseAddMaintenanceWindowRequest(): AddMaintenanceWindowRequest {
+  return { window: undefined };
+}
+
+export const AddMaintenanceWindowRequest: MessageFns<AddMaintenanceWindowRequest> = {
+  encode(message: AddMaintenanceWindowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.window !== undefined) {
+      MaintenanceWindow.encode(message.window, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMaintenanceWindowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMaintenanceWindowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.window = MaintenanceWindow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMaintenanceWindowRequest {
+    return { window: isSet(object.window) ? MaintenanceWindow.fromJSON(object.window) : undefined };
+  },
+
+  toJSON(message: AddMaintenanceWindowRequest): unknown {
+    const obj: any = {};
+    if (message.window !== undefined) {
+      obj.window = MaintenanceWindow.toJSON(message.window);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddMaintenanceWindowRequest>): AddMaintenanceWindowRequest {
+    return AddMaintenanceWindowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddMaintenanceWindowRequest>): AddMaintenanceWindowRequest {
+    const message = createBaseAddMaintenanceWindowRequest();
+    message.window = object.window !== undefined && object.window !== null ? MaintenanceWindow.fromPartial(object.window) : undefined;
+    return message;
+  },
+};
+
+function createBaseAddMaintenanceWindowResponse(): AddMaintenanceWindowResponse {
+  return { window: undefined };
+}
+
+export const AddMaintenanceWindowResponse: MessageFns<AddMaintenanceWindowResponse> = {
+  encode(message: AddMaintenanceWindowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.window !== undefined) {
+      MaintenanceWindow.encode(message.window, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddMaintenanceWindowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddMaintenanceWindowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.window = MaintenanceWindow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddMaintenanceWindowResponse {
+    return { window: isSet(object.window) ? MaintenanceWindow.fromJSON(object.window) : undefined };
+  },
+
+  toJSON(message: AddMaintenanceWindowResponse): unknown {
+    const obj: any = {};
+    if (message.window !== undefined) {
+      obj.window = MaintenanceWindow.toJSON(message.window);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddMaintenanceWindowResponse>): AddMaintenanceWindowResponse {
+    return AddMaintenanceWindowResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddMaintenanceWindowResponse>): AddMaintenanceWindowResponse {
+    const message = createBaseAddMaintenanceWindowResponse();
+    message.window = object.window !== undefined && object.window !== null ? MaintenanceWindow.fromPartial(object.window) : undefined;
+    return message;
+  },
+};
+
+function createBaseListMaintenanceWindowsRequest(): ListMaintenanceWindowsRequest {
+  return {};
+}
+
+export const ListMaintenanceWindowsRequest: MessageFns<ListMaintenanceWindowsRequest> = {
+  encode(_: ListMaintenanceWindowsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMaintenanceWindowsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMaintenanceWindowsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListMaintenanceWindowsRequest {
+    return {};
+  },
+
+  toJSON(_: ListMaintenanceWindowsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListMaintenanceWindowsRequest>): ListMaintenanceWindowsRequest {
+    return ListMaintenanceWindowsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListMaintenanceWindowsRequest>): ListMaintenanceWindowsRequest {
+    const message = createBaseListMaintenanceWindowsRequest();
+    return message;
+  },
+};
+
+function createBaseListMaintenanceWindowsResponse(): ListMaintenanceWindowsResponse {
+  return { windows: [] };
+}
+
+export const ListMaintenanceWindowsResponse: MessageFns<ListMaintenanceWindowsResponse> = {
+  encode(message: ListMaintenanceWindowsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.windows) {
+      MaintenanceWindow.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMaintenanceWindowsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMaintenanceWindowsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.windows.push(MaintenanceWindow.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListMaintenanceWindowsResponse {
+    return {
+      windows: globalThis.Array.isArray(object?.windows) ? object.windows.map((e: any) => MaintenanceWindow.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListMaintenanceWindowsResponse): unknown {
+    const obj: any = {};
+    if (message.windows?.length) {
+      obj.windows = message.windows.map((e) => MaintenanceWindow.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListMaintenanceWindowsResponse>): ListMaintenanceWindowsResponse {
+    return ListMaintenanceWindowsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListMaintenanceWindowsResponse>): ListMaintenanceWindowsResponse {
+    const message = createBaseListMaintenanceWindowsResponse();
+    message.windows = object.windows?.map((e) => MaintenanceWindow.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveMaintenanceWindowRequest(): RemoveMaintenanceWindowRequest {
+  return { id: "" };
+}
+
+export const RemoveMaintenanceWindowRequest: MessageFns<RemoveMaintenanceWindowRequest> = {
+  encode(message: RemoveMaintenanceWindowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMaintenanceWindowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMaintenanceWindowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveMaintenanceWindowRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: RemoveMaintenanceWindowRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveMaintenanceWindowRequest>): RemoveMaintenanceWindowRequest {
+    return RemoveMaintenanceWindowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveMaintenanceWindowRequest>): RemoveMaintenanceWindowRequest {
+    const message = createBaseRemoveMaintenanceWindowRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveMaintenanceWindowResponse(): RemoveMaintenanceWindowResponse {
+  return {};
+}
+
+export const RemoveMaintenanceWindowResponse: MessageFns<RemoveMaintenanceWindowResponse> = {
+  encode(_: RemoveMaintenanceWindowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveMaintenanceWindowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveMaintenanceWindowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RemoveMaintenanceWindowResponse {
+    return {};
+  },
+
+  toJSON(_: RemoveMaintenanceWindowResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveMaintenanceWindowResponse>): RemoveMaintenanceWindowResponse {
+    return RemoveMaintenanceWindowResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RemoveMaintenanceWindowResponse>): RemoveMaintenanceWindowResponse {
+    const message = createBaseRemoveMaintenanceWindowResponse();
     return message;
   },
 };
@@ -1526,6 +3935,70 @@ export const OperatorServiceService = {
     responseSerialize: (value: WatchHostsResponse): Buffer => Buffer.from(WatchHostsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchHostsResponse => WatchHostsResponse.decode(value),
   },
+  startRollout: {
+    path: "/ferry.v1.OperatorService/StartRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartRolloutRequest): Buffer => Buffer.from(StartRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartRolloutRequest => StartRolloutRequest.decode(value),
+    responseSerialize: (value: StartRolloutResponse): Buffer => Buffer.from(StartRolloutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartRolloutResponse => StartRolloutResponse.decode(value),
+  },
+  getRollout: {
+    path: "/ferry.v1.OperatorService/GetRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRolloutRequest): Buffer => Buffer.from(GetRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRolloutRequest => GetRolloutRequest.decode(value),
+    responseSerialize: (value: GetRolloutResponse): Buffer => Buffer.from(GetRolloutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRolloutResponse => GetRolloutResponse.decode(value),
+  },
+  listRollouts: {
+    path: "/ferry.v1.OperatorService/ListRollouts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListRolloutsRequest): Buffer => Buffer.from(ListRolloutsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListRolloutsRequest => ListRolloutsRequest.decode(value),
+    responseSerialize: (value: ListRolloutsResponse): Buffer => Buffer.from(ListRolloutsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListRolloutsResponse => ListRolloutsResponse.decode(value),
+  },
+  /** pause, resume, abort, promote. */
+  controlRollout: {
+    path: "/ferry.v1.OperatorService/ControlRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ControlRolloutRequest): Buffer => Buffer.from(ControlRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ControlRolloutRequest => ControlRolloutRequest.decode(value),
+    responseSerialize: (value: ControlRolloutResponse): Buffer => Buffer.from(ControlRolloutResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ControlRolloutResponse => ControlRolloutResponse.decode(value),
+  },
+  addMaintenanceWindow: {
+    path: "/ferry.v1.OperatorService/AddMaintenanceWindow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddMaintenanceWindowRequest): Buffer => Buffer.from(AddMaintenanceWindowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddMaintenanceWindowRequest => AddMaintenanceWindowRequest.decode(value),
+    responseSerialize: (value: AddMaintenanceWindowResponse): Buffer => Buffer.from(AddMaintenanceWindowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddMaintenanceWindowResponse => AddMaintenanceWindowResponse.decode(value),
+  },
+  listMaintenanceWindows: {
+    path: "/ferry.v1.OperatorService/ListMaintenanceWindows" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMaintenanceWindowsRequest): Buffer => Buffer.from(ListMaintenanceWindowsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMaintenanceWindowsRequest => ListMaintenanceWindowsRequest.decode(value),
+    responseSerialize: (value: ListMaintenanceWindowsResponse): Buffer => Buffer.from(ListMaintenanceWindowsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMaintenanceWindowsResponse => ListMaintenanceWindowsResponse.decode(value),
+  },
+  removeMaintenanceWindow: {
+    path: "/ferry.v1.OperatorService/RemoveMaintenanceWindow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveMaintenanceWindowRequest): Buffer => Buffer.from(RemoveMaintenanceWindowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveMaintenanceWindowRequest => RemoveMaintenanceWindowRequest.decode(value),
+    responseSerialize: (value: RemoveMaintenanceWindowResponse): Buffer => Buffer.from(RemoveMaintenanceWindowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveMaintenanceWindowResponse => RemoveMaintenanceWindowResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -1536,6 +4009,14 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   deploy: handleUnaryCall<DeployRequest, DeployResponse>;
   /** Current status of the named hosts, then every change, until cancelled. */
   watchHosts: handleServerStreamingCall<WatchHostsRequest, WatchHostsResponse>;
+  startRollout: handleUnaryCall<StartRolloutRequest, StartRolloutResponse>;
+  getRollout: handleUnaryCall<GetRolloutRequest, GetRolloutResponse>;
+  listRollouts: handleUnaryCall<ListRolloutsRequest, ListRolloutsResponse>;
+  /** pause, resume, abort, promote. */
+  controlRollout: handleUnaryCall<ControlRolloutRequest, ControlRolloutResponse>;
+  addMaintenanceWindow: handleUnaryCall<AddMaintenanceWindowRequest, AddMaintenanceWindowResponse>;
+  listMaintenanceWindows: handleUnaryCall<ListMaintenanceWindowsRequest, ListMaintenanceWindowsResponse>;
+  removeMaintenanceWindow: handleUnaryCall<RemoveMaintenanceWindowRequest, RemoveMaintenanceWindowResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -1582,6 +4063,96 @@ export interface OperatorServiceClient extends Client {
   /** Current status of the named hosts, then every change, until cancelled. */
   watchHosts(request: WatchHostsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
   watchHosts(request: WatchHostsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
+  startRollout(request: StartRolloutRequest, callback: (error: ServiceError | null, response: StartRolloutResponse) => void): ClientUnaryCall;
+  startRollout(
+    request: StartRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartRolloutResponse) => void,
+  ): ClientUnaryCall;
+  startRollout(
+    request: StartRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartRolloutResponse) => void,
+  ): ClientUnaryCall;
+  getRollout(request: GetRolloutRequest, callback: (error: ServiceError | null, response: GetRolloutResponse) => void): ClientUnaryCall;
+  getRollout(request: GetRolloutRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetRolloutResponse) => void): ClientUnaryCall;
+  getRollout(
+    request: GetRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRolloutResponse) => void,
+  ): ClientUnaryCall;
+  listRollouts(request: ListRolloutsRequest, callback: (error: ServiceError | null, response: ListRolloutsResponse) => void): ClientUnaryCall;
+  listRollouts(
+    request: ListRolloutsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListRolloutsResponse) => void,
+  ): ClientUnaryCall;
+  listRollouts(
+    request: ListRolloutsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListRolloutsResponse) => void,
+  ): ClientUnaryCall;
+  /** pause, resume, abort, promote. */
+  controlRollout(request: ControlRolloutRequest, callback: (error: ServiceError | null, response: ControlRolloutResponse) => void): ClientUnaryCall;
+  controlRollout(
+    request: ControlRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ControlRolloutResponse) => void,
+  ): ClientUnaryCall;
+  controlRollout(
+    request: ControlRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ControlRolloutResponse) => void,
+  ): ClientUnaryCall;
+  addMaintenanceWindow(
+    request: AddMaintenanceWindowRequest,
+    callback: (error: ServiceError | null, response: AddMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  addMaintenanceWindow(
+    request: AddMaintenanceWindowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  addMaintenanceWindow(
+    request: AddMaintenanceWindowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  listMaintenanceWindows(
+    request: ListMaintenanceWindowsRequest,
+    callback: (error: ServiceError | null, response: ListMaintenanceWindowsResponse) => void,
+  ): ClientUnaryCall;
+  listMaintenanceWindows(
+    request: ListMaintenanceWindowsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMaintenanceWindowsResponse) => void,
+  ): ClientUnaryCall;
+  listMaintenanceWindows(
+    request: ListMaintenanceWindowsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMaintenanceWindowsResponse) => void,
+  ): ClientUnaryCall;
+  removeMaintenanceWindow(
+    request: RemoveMaintenanceWindowRequest,
+    callback: (error: ServiceError | null, response: RemoveMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  removeMaintenanceWindow(
+    request: RemoveMaintenanceWindowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  removeMaintenanceWindow(
+    request: RemoveMaintenanceWindowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const OperatorServiceClient = makeGenericClientConstructor(OperatorServiceService, "ferry.v1.OperatorService") as unknown as {
@@ -1613,6 +4184,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -1,0 +1,123 @@
+import type { EventEmitter } from "node:events";
+import { FerryError, assertHostName, assertTag, type Logger } from "@ferry/core";
+import {
+  RolloutAction,
+  type AddMaintenanceWindowRequest,
+  type AddMaintenanceWindowResponse,
+  type ControlRolloutRequest,
+  type ControlRolloutResponse,
+  type GetRolloutRequest,
+  type GetRolloutResponse,
+  type ListMaintenanceWindowsResponse,
+  type ListRolloutsRequest,
+  type ListRolloutsResponse,
+  type RemoveMaintenanceWindowRequest,
+  type RemoveMaintenanceWindowResponse,
+  type Rollout,
+  type StartRolloutRequest,
+  type StartRolloutResponse,
+} from "@ferry/protocol";
+import type { BinaryCache } from "../cache/binary-cache.js";
+import type { RolloutEngine } from "../rollouts/engine.js";
+import { planRollout } from "../rollouts/start.js";
+import { validateWindow } from "../rollouts/windows.js";
+import type { RolloutRecord } from "../store/rollout-records.js";
+import type { StateStore } from "../store/state-store.js";
+import { newId } from "./deploy.js";
+import { unaryHandler } from "./unary.js";
+
+export interface RolloutServiceDeps {
+  store: StateStore;
+  cache: BinaryCache;
+  engine: RolloutEngine;
+  log: Logger;
+  adminTokenHash: string;
+  rolloutEvents: EventEmitter;
+  now?: () => number;
+}
+
+export function toRolloutMessage(record: RolloutRecord): Rollout {
+  return {
+    id: record.id,
+    state: record.state,
+    environment: record.environment,
+    manifestDigest: record.manifestDigest,
+    policy: { ...record.policy },
+    waveCount: record.waveCount,
+    currentWave: record.currentWave,
+    reason: record.reason,
+    requestedBy: record.requestedBy,
+    createdAtMs: record.createdAtMs,
+    updatedAtMs: record.updatedAtMs,
+    resumeAtMs: record.resumeAtMs,
+    hosts: record.hosts.map((host) => ({
+      name: host.name,
+      storePath: host.storePath,
+      wave: host.wave,
+      state: host.state,
+      errorCode: host.errorCode,
+      errorMessage: host.errorMessage,
+      previousSystem: host.previousSystem,
+      updatedAtMs: host.updatedAtMs,
+    })),
+  };
+}
+
+const ACTIONS: Partial<Record<RolloutAction, "pause" | "resume" | "abort" | "promote">> = {
+  [RolloutAction.ROLLOUT_ACTION_PAUSE]: "pause",
+  [RolloutAction.ROLLOUT_ACTION_RESUME]: "resume",
+  [RolloutAction.ROLLOUT_ACTION_ABORT]: "abort",
+  [RolloutAction.ROLLOUT_ACTION_PROMOTE]: "promote",
+};
+
+/** Rollout and maintenance-window handlers of the operator service. */
+export function createRolloutHandlers(deps: RolloutServiceDeps) {
+  const now = deps.now ?? Date.now;
+  const unary = unaryHandler(deps.log, deps.adminTokenHash);
+  return {
+    startRollout: unary("StartRollout", async (request: StartRolloutRequest): Promise<StartRolloutResponse> => {
+      const record = await planRollout(deps.store, deps.cache, request, now());
+      await deps.store.rollouts.createRollout(record);
+      deps.log.info({ rolloutId: record.id, hosts: record.hosts.length, waves: record.waveCount, requestedBy: record.requestedBy }, "rollout started");
+      deps.engine.poke();
+      return { rollout: toRolloutMessage(await deps.store.rollouts.getRollout(record.id)) };
+    }),
+
+    getRollout: unary("GetRollout", async (request: GetRolloutRequest): Promise<GetRolloutResponse> => ({
+      rollout: toRolloutMessage(await deps.store.rollouts.getRollout(request.id)),
+    })),
+
+    listRollouts: unary("ListRollouts", async (request: ListRolloutsRequest): Promise<ListRolloutsResponse> => ({
+      rollouts: (await deps.store.rollouts.listRollouts(Math.min(request.limit || 50, 1000))).map(toRolloutMessage),
+    })),
+
+    controlRollout: unary("ControlRollout", async (request: ControlRolloutRequest): Promise<ControlRolloutResponse> => {
+      const action = ACTIONS[request.action];
+      if (!action) throw new FerryError("E_BAD_ARGUMENT", "unknown rollout action");
+      const record = await deps.engine.control(request.id, action, request.reason.slice(0, 500));
+      deps.log.info({ rolloutId: request.id, action }, "rollout control");
+      return { rollout: toRolloutMessage(record) };
+    }),
+
+    addMaintenanceWindow: unary("AddMaintenanceWindow", async (request: AddMaintenanceWindowRequest): Promise<AddMaintenanceWindowResponse> => {
+      const window = request.window;
+      if (!window) throw new FerryError("E_BAD_ARGUMENT", "no window given");
+      if ((window.hostName === "") === (window.tag === "")) throw new FerryError("E_BAD_ARGUMENT", "a window applies to exactly one host or one tag");
+      if (window.hostName) assertHostName(window.hostName);
+      if (window.tag) assertTag(window.tag);
+      const record = { id: newId("w", now()), hostName: window.hostName, tag: window.tag, cron: window.cron.trim(), durationMs: window.durationMs, timezone: window.timezone };
+      validateWindow(record);
+      await deps.store.rollouts.addWindow(record);
+      deps.engine.poke();
+      return { window: record };
+    }),
+
+    listMaintenanceWindows: unary("ListMaintenanceWindows", async (): Promise<ListMaintenanceWindowsResponse> => ({ windows: await deps.store.rollouts.listWindows() })),
+
+    removeMaintenanceWindow: unary("RemoveMaintenanceWindow", async (request: RemoveMaintenanceWindowRequest): Promise<RemoveMaintenanceWindowResponse> => {
+      await deps.store.rollouts.removeWindow(request.id);
+      deps.engine.poke();
+      return {};
+    }),
+  };
+}

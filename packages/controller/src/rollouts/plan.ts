@@ -1,0 +1,60 @@
+import { FerryError } from "@ferry/core";
+import type { Quantity, RolloutPolicy } from "../store/rollout-records.js";
+
+/** A count, or a share of `total` rounded up: 10% of 8 hosts is 1 host, never 0. */
+export function resolveQuantity(quantity: Quantity, total: number): number {
+  if (!quantity.percent) return quantity.value;
+  if (quantity.value === 0) return 0;
+  return Math.ceil((total * quantity.value) / 100);
+}
+
+/** Splits hosts into waves: the canary wave first (if any), then batches. */
+export function planWaves(hostNames: readonly string[], policy: Pick<RolloutPolicy, "canary" | "batch">): string[][] {
+  const hosts = [...hostNames];
+  if (hosts.length === 0) return [];
+  const waves: string[][] = [];
+  const canary = Math.min(hosts.length, resolveQuantity(policy.canary, hosts.length));
+  if (canary > 0) waves.push(hosts.splice(0, canary));
+  const batchSetting = resolveQuantity(policy.batch, hostNames.length);
+  const batch = batchSetting > 0 ? batchSetting : hosts.length;
+  while (hosts.length > 0) waves.push(hosts.splice(0, Math.max(1, batch)));
+  return waves;
+}
+
+/**
+ * Whether the failures seen so far abort the rollout. The threshold counts
+ * failed and rolled-back hosts; it applies once `minExecuted` hosts finished.
+ */
+export function thresholdReached(policy: Pick<RolloutPolicy, "failureThreshold" | "minExecuted">, total: number, executed: number, failed: number): boolean {
+  if (executed < policy.minExecuted) return false;
+  const threshold = Math.max(1, resolveQuantity(policy.failureThreshold, total));
+  return failed >= threshold;
+}
+
+export function validatePolicy(policy: RolloutPolicy): RolloutPolicy {
+  if (policy.maxUnavailable < 1) {
+    throw new FerryError("E_BAD_ARGUMENT", "--max-unavailable must be at least 1: with 0 no host could ever be switched");
+  }
+  for (const [flag, quantity] of [
+    ["--canary", policy.canary],
+    ["--batch", policy.batch],
+    ["--failure-threshold", policy.failureThreshold],
+  ] as const) {
+    if (quantity.percent && quantity.value > 100) throw new FerryError("E_BAD_ARGUMENT", `${flag} cannot exceed 100%`);
+  }
+  return policy;
+}
+
+export const DEFAULT_POLICY: RolloutPolicy = {
+  canary: { value: 0, percent: false },
+  batch: { value: 0, percent: false },
+  maxUnavailable: 1,
+  failureThreshold: { value: 1, percent: false },
+  minExecuted: 1,
+  pauseMs: 0,
+  gate: false,
+  progressDeadlineMs: 0,
+  rollbackOnAbort: false,
+  prefetchTimeoutMs: 30 * 60_000,
+  skipUnfetchable: false,
+};

@@ -1,0 +1,115 @@
+import { createHash } from "node:crypto";
+import { FerryError, assertHostName, assertStorePath, assertTag } from "@ferry/core";
+import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
+import type { BinaryCache } from "../cache/binary-cache.js";
+import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
+import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
+import type { StateStore } from "../store/state-store.js";
+import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
+
+/** Same manifest, same digest, whatever the order of its entries. */
+export function manifestDigest(entries: Record<string, string>): string {
+  const canonical = JSON.stringify(Object.keys(entries).sort().map((host) => [host, entries[host]]));
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** Picks the targets: named hosts and tagged hosts (union), each with its path from the arguments or the manifest. */
+async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<HostTarget[]> {
+  const paths = new Map<string, string>(Object.entries(request.manifest));
+  for (const target of request.targets) paths.set(target.hostName, target.storePath);
+  for (const [host, path] of paths) {
+    assertHostName(host);
+    assertStorePath(path);
+  }
+  let names: string[];
+  if (request.hostNames.length === 0 && request.tags.length === 0) {
+    names = [...paths.keys()];
+  } else {
+    request.hostNames.forEach(assertHostName);
+    const tags = request.tags.map(assertTag);
+    const tagged = tags.length === 0 ? [] : (await store.listHosts()).filter((host) => host.tags.some((tag) => tags.includes(tag))).map((host) => host.name);
+    names = [...new Set([...request.hostNames, ...tagged])];
+    const unmapped = names.filter((name) => !paths.has(name));
+    if (request.hostNames.some((name) => unmapped.includes(name))) {
+      throw new FerryError("E_NO_TARGETS", `no store path given for ${unmapped.filter((name) => request.hostNames.includes(name)).join(", ")}`);
+    }
+    // Tagged hosts missing from the manifest are outside this release: leave them be.
+    names = names.filter((name) => paths.has(name));
+  }
+  if (names.length === 0) throw new FerryError("E_NO_TARGETS", "the selection matches no host with a store path");
+  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string }));
+}
+
+export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
+  const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
+  const targets = await selectTargets(store, request);
+  await validateTargets(store, targets);
+  const digest = manifestDigest(Object.keys(request.manifest).length > 0 ? request.manifest : Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])));
+  const environment = request.environment || (request.tags.length === 1 ? (request.tags[0] as string) : "");
+  if (request.afterEnvironment) {
+    const before = await store.rollouts.findCompletedRollout(digest, request.afterEnvironment);
+    if (!before || before.hosts.some((host) => host.state !== "confirmed" && host.state !== "skipped")) {
+      throw new FerryError("E_AFTER_NOT_SATISFIED", `no completed rollout of this manifest on environment ${JSON.stringify(request.afterEnvironment)}`);
+    }
+  }
+  const busy = new Set((await store.rollouts.activeRollouts()).flatMap((rollout) => rollout.hosts.map((host) => `${host.name}\u0000${rollout.id}`)));
+  for (const target of targets) {
+    const holder = [...busy].find((entry) => entry.startsWith(`${target.hostName}\u0000`));
+    if (holder) throw new FerryError("E_ROLLOUT_CONFLICT", `host ${target.hostName} is in rollout ${holder.split("\u0000")[1]}, still in progress`);
+  }
+  await requireClosuresInCache(
+    cache,
+    targets.map((target) => target.storePath),
+  );
+  const hosts = await store.listHosts(targets.map((target) => target.hostName));
+  const waves = planWaves(
+    targets.map((target) => target.hostName),
+    policy,
+  );
+  const waveOf = new Map(waves.flatMap((names, index) => names.map((name) => [name, index + 1] as const)));
+  return {
+    id: newId("r", nowMs),
+    state: "prefetching",
+    environment,
+    manifestDigest: digest,
+    policy,
+    waveCount: waves.length,
+    currentWave: 0,
+    reason: "",
+    requestedBy: request.requestedBy.slice(0, 200),
+    createdAtMs: nowMs,
+    updatedAtMs: nowMs,
+    phaseStartedAtMs: nowMs,
+    resumeAtMs: 0,
+    hosts: targets.map((target, index) => ({
+      name: target.hostName,
+      storePath: target.storePath,
+      wave: waveOf.get(target.hostName) as number,
+      state: "pending",
+      serial: 0,
+      errorCode: "",
+      errorMessage: "",
+      previousSystem: hosts[index]?.currentSystem ?? "",
+      updatedAtMs: nowMs,
+    })),
+  };
+}
+
+function definedPolicy(request: StartRolloutRequest): Partial<RolloutPolicy> {
+  const given = request.policy;
+  if (!given) return {};
+  const policy: Partial<RolloutPolicy> = {
+    gate: given.gate,
+    rollbackOnAbort: given.rollbackOnAbort,
+    skipUnfetchable: given.skipUnfetchable,
+    minExecuted: given.minExecuted || DEFAULT_POLICY.minExecuted,
+    maxUnavailable: given.maxUnavailable,
+  };
+  if (given.canary) policy.canary = given.canary;
+  if (given.batch) policy.batch = given.batch;
+  if (given.failureThreshold) policy.failureThreshold = given.failureThreshold;
+  if (given.pauseMs) policy.pauseMs = given.pauseMs;
+  if (given.progressDeadlineMs) policy.progressDeadlineMs = given.progressDeadlineMs;
+  if (given.prefetchTimeoutMs) policy.prefetchTimeoutMs = given.prefetchTimeoutMs;
+  return policy;
+}

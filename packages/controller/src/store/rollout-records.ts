@@ -1,0 +1,98 @@
+export interface Quantity {
+  value: number;
+  percent: boolean;
+}
+
+export type RolloutState = "prefetching" | "running" | "paused" | "waiting-gate" | "completed" | "aborted";
+
+export type RolloutHostState =
+  | "pending"
+  | "prefetching"
+  | "prefetched"
+  | "unfetchable"
+  | "waiting-window"
+  | "activating"
+  | "confirmed"
+  | "failed"
+  | "rolled-back"
+  | "skipped"
+  | "reverting"
+  | "reverted";
+
+export interface RolloutPolicy {
+  canary: Quantity;
+  batch: Quantity;
+  maxUnavailable: number;
+  failureThreshold: Quantity;
+  minExecuted: number;
+  pauseMs: number;
+  gate: boolean;
+  progressDeadlineMs: number;
+  rollbackOnAbort: boolean;
+  prefetchTimeoutMs: number;
+  skipUnfetchable: boolean;
+}
+
+export interface RolloutHostRecord {
+  name: string;
+  storePath: string;
+  wave: number;
+  state: RolloutHostState;
+  /** Desired-system serial this rollout last gave the host; 0 before. */
+  serial: number;
+  errorCode: string;
+  errorMessage: string;
+  /** What the host ran when the rollout started: the target of a rollback on abort. */
+  previousSystem: string;
+  updatedAtMs: number;
+}
+
+export interface RolloutRecord {
+  id: string;
+  state: RolloutState;
+  environment: string;
+  manifestDigest: string;
+  policy: RolloutPolicy;
+  waveCount: number;
+  currentWave: number;
+  reason: string;
+  requestedBy: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+  phaseStartedAtMs: number;
+  resumeAtMs: number;
+  hosts: RolloutHostRecord[];
+}
+
+export type RolloutPatch = Partial<Pick<RolloutRecord, "state" | "currentWave" | "reason" | "phaseStartedAtMs" | "resumeAtMs">>;
+export type RolloutHostPatch = Partial<Pick<RolloutHostRecord, "state" | "errorCode" | "errorMessage">>;
+
+export interface MaintenanceWindowRecord {
+  id: string;
+  hostName: string;
+  tag: string;
+  cron: string;
+  durationMs: number;
+  timezone: string;
+}
+
+/** Durable rollout state: every step the engine takes is one of these calls. */
+export interface RolloutStore {
+  createRollout(rollout: RolloutRecord): Promise<void>;
+  getRollout(id: string): Promise<RolloutRecord>;
+  listRollouts(limit: number): Promise<RolloutRecord[]>;
+  /** Rollouts the engine still drives: not finished, or reverting hosts after an abort. */
+  activeRollouts(): Promise<RolloutRecord[]>;
+  updateRollout(id: string, patch: RolloutPatch, nowMs: number): Promise<void>;
+  updateRolloutHost(id: string, hostName: string, patch: RolloutHostPatch, nowMs: number): Promise<void>;
+  /**
+   * Gives a host a new desired system on behalf of a rollout and records the
+   * serial in the rollout, in one transaction: a crash between the two would
+   * otherwise lose track of an activation.
+   */
+  assignDesired(id: string, hostName: string, storePath: string, activate: boolean, state: RolloutHostState, nowMs: number): Promise<number>;
+  findCompletedRollout(manifestDigest: string, environment: string): Promise<RolloutRecord | undefined>;
+  addWindow(window: MaintenanceWindowRecord): Promise<void>;
+  listWindows(): Promise<MaintenanceWindowRecord[]>;
+  removeWindow(id: string): Promise<void>;
+}
