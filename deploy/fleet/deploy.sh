@@ -8,7 +8,7 @@
 #
 # Steps: build   nix build each host's toplevel; writes fleet-paths.txt (host env path)
 #        push    ferry cache push, signed with $FERRY_SIGNING_KEY_FILE
-#        staging / production   ferry deploy HOST=PATH … --wait for that environment
+#        staging / production   ferry rollout start for that environment (production --after staging)
 #
 # Environment:
 #   FERRY_CONTROLLER        controller gRPC address, HOST:PORT (read by ferry)
@@ -67,25 +67,35 @@ step_push() {
   run_ferry cache push "${paths[@]}" --signing-key-file "$FERRY_SIGNING_KEY_FILE"
 }
 
-# ferry deploy HOST=PATH … --wait, for every host of one environment. --wait
-# returns non-zero when a host fails to confirm (it has then rolled back), which
-# stops this script before the next environment.
-deploy_env() {
+# A rollout of one environment's hosts, from a JSON manifest written from the
+# paths file ({"hosts": {HOST: PATH}}). --wait returns non-zero when the rollout
+# aborts or a host fails to confirm (it has then rolled back), which stops this
+# script before the next environment.
+rollout_env() {
+  local env=$1
+  shift
   need_manifest
-  local targets
-  mapfile -t targets < <(awk -v env="$1" '$2 == env { print $1 "=" $3 }' "$manifest")
-  if ((${#targets[@]} == 0)); then
-    echo "deploy.sh: no $1 hosts in $manifest" >&2
+  local hosts json
+  hosts=$(awk -v env="$env" '$2 == env { printf "%s%s", sep, $1; sep = "," }' "$manifest")
+  if [[ -z "$hosts" ]]; then
+    echo "deploy.sh: no $env hosts in $manifest" >&2
     return 0
   fi
-  echo "deploying $1: ${targets[*]}" >&2
-  run_ferry deploy "${targets[@]}" --wait
+  json=$(mktemp)
+  awk 'BEGIN { printf "{\"hosts\": {" } { printf "%s\"%s\": \"%s\"", sep, $1, $3; sep = ", " } END { print "}}" }' "$manifest" >"$json"
+  echo "rolling out to $env: $hosts" >&2
+  run_ferry rollout start --manifest "$json" --hosts "$hosts" --environment "$env" --wait "$@"
+  rm -f "$json"
 }
 
-# Production is a plain `ferry deploy` for now; `ferry rollout start --manifest`
-# (waves, canaries, failure thresholds) will replace it.
-step_staging() { deploy_env staging; }
-step_production() { deploy_env production; }
+# Staging all at once; production only after the same manifest completed on
+# staging, prefetched everywhere first, then a canary and batches of a third,
+# aborting (and reverting what switched) at the first failure.
+step_staging() { rollout_env staging; }
+step_production() {
+  rollout_env production --after staging --canary 1 --batch 34% --max-unavailable 1 \
+    --failure-threshold 1 --pause "${FERRY_WAVE_PAUSE:-2m}" --rollback-on-abort
+}
 
 steps=("$@")
 ((${#steps[@]} > 0)) || steps=(build push staging production)
