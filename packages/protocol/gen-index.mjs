@@ -8,9 +8,13 @@ const genDir = fileURLToPath(new URL("./src/gen/ferry/v1/", import.meta.url));
 const helpers = new Set(["protobufPackage", "protobufFileName", "DeepPartial", "MessageFns", "Exact", "Builtin"]);
 const seen = new Set();
 const blocks = [];
-for (const file of readdirSync(genDir).filter((name) => name.endsWith(".ts")).sort()) {
+for (const file of readdirSync(genDir)
+  .filter((name) => name.endsWith(".ts"))
+  .sort()) {
   const source = readFileSync(genDir + file, "utf8");
-  const names = [...new Set([...source.matchAll(/^export (?:const|function|enum|interface|type|class) (\w+)/gm)].map((match) => match[1]))].filter((name) => !helpers.has(name) && !seen.has(name));
+  const names = [...new Set([...source.matchAll(/^export (?:const|function|enum|interface|type|class) (\w+)/gm)].map((match) => match[1]))].filter(
+    (name) => !helpers.has(name) && !seen.has(name),
+  );
   names.forEach((name) => seen.add(name));
   if (names.length > 0) blocks.push(`export {\n${names.map((name) => `  ${name},\n`).join("")}} from "./gen/ferry/v1/${file.replace(/\.ts$/, ".js")}";`);
 }

@@ -106,6 +106,23 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     assert.equal(status.hosts[0]?.phase, "active");
   });
 
+  test("dry-activate shows what a switch would do, and changes nothing", async () => {
+    const host = fleet.host("web-1");
+    const calls = host.switchCalls().length;
+    const running = host.currentSystem();
+    const target = systems["web-1"]?.[0] as string;
+    const result = await fleet.cli(["dry-activate", `web-1=${target}`, "--json"]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.json<{ output: string }>().output, new RegExp(`would activate ${target}`));
+    assert.deepEqual(host.switchCalls().slice(calls), [["dry-activate", target]]);
+    assert.equal(host.currentSystem(), running);
+    await fleet.host("web-2").stopAgent();
+    const offline = await fleet.cli(["dry-activate", `web-2=${systems["web-2"]?.[0]}`, "--json"]);
+    assert.equal(offline.json<{ error: { code: string } }>().error.code, "E_HOST_OFFLINE");
+    fleet.host("web-2").startAgent();
+    await waitFor("web-2 back", async () => (await fleet.mustCli(["status", "web-2", "--json"])).json<StatusJson>().hosts[0]?.online || undefined);
+  });
+
   test("host list and status print tables for people", async () => {
     const list = await fleet.mustCli(["host", "list"]);
     assert.match(list.stdout, /^HOST\s+TAGS\s+ONLINE/m);

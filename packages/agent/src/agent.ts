@@ -4,6 +4,7 @@ import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core
 import { HostPhase } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { ControllerLink } from "./controller-link.js";
+import { dryActivate } from "./dry-activate.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
@@ -50,6 +51,9 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
   const reconciler = new Reconciler(transaction, state, link, config, hostLog);
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
+  link.on("dryActivate", (command) => {
+    void dryActivate(command, config, nix, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
+  });
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
   hostLog.info(

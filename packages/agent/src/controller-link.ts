@@ -2,7 +2,16 @@ import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
 import { FERRY_VERSION, type Logger } from "@ferry/core";
-import { MAX_FRAME_BYTES, decodeControllerFrame, encodeAgentFrame, type AgentBody, type DesiredSystem, type Hello, type Refusal } from "@ferry/protocol";
+import {
+  MAX_FRAME_BYTES,
+  decodeControllerFrame,
+  encodeAgentFrame,
+  type AgentBody,
+  type DesiredSystem,
+  type DryActivateCommand,
+  type Hello,
+  type Refusal,
+} from "@ferry/protocol";
 
 export interface LinkOptions {
   url: string;
@@ -17,6 +26,7 @@ export interface LinkOptions {
 
 export interface LinkEvents {
   desired: [DesiredSystem];
+  dryActivate: [DryActivateCommand];
   connected: [];
   disconnected: [];
   refused: [Refusal];
@@ -131,6 +141,9 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
           return;
         case "desired":
           this.emit("desired", body.value);
+          return;
+        case "dryActivate":
+          this.emit("dryActivate", body.value);
           return;
         case "refusal":
           log.error({ code: body.value.code, fatal: body.value.fatal }, `controller refused: ${body.value.message}`);

@@ -3,3 +3,4 @@ export { loadAgentConfig, parseAgentConfig, AGENT_CONFIG_SCHEMA, type AgentConfi
 export { StateFile, type AgentState, type Transaction } from "./state-file.js";
 export { ActivationTransaction, type Desired, type TransactionDeps } from "./transaction.js";
 export { collectGarbage } from "./garbage-collection.js";
+export { applyBundle, HOST_LEDGER_FILE, type ApplyBundleOptions, type ApplyBundleReport } from "./apply-bundle.js";

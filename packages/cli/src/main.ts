@@ -9,6 +9,7 @@ import { keysCommand } from "./commands/keys.js";
 import { statusCommand } from "./commands/status.js";
 import { rolloutCommand } from "./commands/rollout.js";
 import { windowCommand } from "./commands/window.js";
+import { dryActivateCommand } from "./commands/dry-activate.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
 
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   status: statusCommand,
   rollout: rolloutCommand,
   window: windowCommand,
+  "dry-activate": dryActivateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

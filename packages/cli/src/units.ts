@@ -13,7 +13,8 @@ export function parseDuration(value: string, flag: string): number {
     total += Number(match[1]) * (UNIT_MS[match[2] as string] as number);
     consumed += match[0];
   }
-  if (consumed !== normalized || consumed === "") throw new FerryError("E_BAD_ARGUMENT", `${flag} expects a duration such as 90s, 5m or 1h30m, got ${JSON.stringify(value)}`);
+  if (consumed !== normalized || consumed === "")
+    throw new FerryError("E_BAD_ARGUMENT", `${flag} expects a duration such as 90s, 5m or 1h30m, got ${JSON.stringify(value)}`);
   return Math.round(total);
 }
 

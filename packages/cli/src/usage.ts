@@ -8,6 +8,7 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry cache push STOREPATH... [--signing-key-file KEY] [--cache-url URL]
   ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS] [--mode switch|boot|test]
   ferry status [HOST]...
+  ferry dry-activate HOST=STOREPATH [--timeout SECONDS]   what a switch would do on that host
   ferry rollout start [HOST=STOREPATH]... [--manifest FILE] [--hosts A,B] [--tag TAG]...
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]

@@ -3,9 +3,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
-import { OperatorServiceService, PROTOCOL_VERSION } from "@ferry/protocol";
+import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
+import { createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
@@ -115,6 +116,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
   });
+  grpc.addService(
+    SiteServiceService,
+    createSiteService({ store, hub, cache, log: log.child({ part: "site" }), adminTokenHash: dataDir.adminTokenHash, hostEvents, dataDir: dataDir.root }),
+  );
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
     grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));

@@ -35,12 +35,22 @@ export const ERROR_HINTS = {
   E_NO_TARGETS: "Name hosts (HOST=PATH, --hosts, --tag) that appear in the manifest.",
   E_UNKNOWN_WINDOW: "List windows with: ferry window list.",
   E_PREFETCH_TIMEOUT: "The host did not fetch its closure in time; check its link and disk, or raise --prefetch-timeout.",
+  E_HOST_OFFLINE: "The host's agent is not connected; check ferry status and the host's link.",
   E_COMMAND_FAILED: "An external command failed; its output is attached.",
   E_COMMAND_TIMEOUT: "An external command did not finish in time.",
   E_CONTROLLER_UNREACHABLE: "Check --controller / FERRY_CONTROLLER and that the controller runs.",
   E_DEPLOY_TIMEOUT: "The hosts did not report in time; ferry status shows where each one stands.",
   E_DEPLOY_FAILED: "A host reported a failure; ferry status HOST shows its error.",
   E_CACHE_UPLOAD: "The upload to the controller's cache failed; check the operator token and the cache URL.",
+  E_BUNDLE_TRUNCATED: "The bundle file is incomplete (an interrupted copy?); copy it again and compare its size with the original.",
+  E_BUNDLE_TAMPERED: "The bundle's contents differ from what its signed manifest lists; get a fresh copy from its origin and do not use this one.",
+  E_BUNDLE_SIGNATURE:
+    "The bundle is not signed by a key this side trusts: pass --trusted-key (controller: DATA_DIR/bundle-trusted-keys; host: trustedPublicKeys).",
+  E_BUNDLE_REPLAYED: "This site already imported a bundle with this or a newer sequence number; create a new bundle (ferry bundle create).",
+  E_BUNDLE_FORMAT: "The file is not a Ferry bundle, or its manifest is malformed; check the file and ferry bundle inspect it.",
+  E_BUNDLE_VERSION: "The bundle was made for another major format version; create it with a Ferry of the same major version.",
+  E_BUNDLE_HOST_MISSING: "The bundle has no system for this host; check --host and the bundle's hosts (ferry bundle inspect FILE).",
+  E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
 } as const;
 

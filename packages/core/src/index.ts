@@ -7,3 +7,4 @@ export * from "./runner.js";
 export * from "./nix.js";
 export * from "./narinfo.js";
 export const FERRY_VERSION = "0.1.0";
+export * from "./bundle/index.js";

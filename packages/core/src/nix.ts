@@ -126,6 +126,20 @@ export class Nix {
     return parsed.map((entry) => ({ path: assertStorePath(entry.path), narSize: Number(entry.narSize) }));
   }
 
+  /** NAR hash, size and references of valid paths of this store (`nix path-info --json`). */
+  async pathInfos(paths: readonly string[]): Promise<{ path: string; narHash: string; narSize: number; references: string[] }[]> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return [];
+    const result = await this.run(["nix", ...EXPERIMENTAL, "path-info", "--json", ...paths], "E_COMMAND_FAILED", "nix path-info");
+    const parsed = JSON.parse(result.stdout) as { path: string; narHash: string; narSize: number; references?: string[] }[];
+    return parsed.map((entry) => ({
+      path: assertStorePath(entry.path),
+      narHash: String(entry.narHash),
+      narSize: Number(entry.narSize),
+      references: (entry.references ?? []).map(assertStorePath),
+    }));
+  }
+
   /** Keeps a store path alive through an indirect GC root at `root`. */
   async addGcRoot(path: string, root: string): Promise<void> {
     assertStorePath(path);

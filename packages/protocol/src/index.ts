@@ -12,6 +12,8 @@ export {
   LogLine,
   DesiredSystemRequest,
   Refusal,
+  DryActivateCommand,
+  DryActivateOutcome,
 } from "./gen/ferry/v1/agent.js";
 export { HostPhase, hostPhaseFromJSON, hostPhaseToJSON, ActivationMode, activationModeFromJSON, activationModeToJSON } from "./gen/ferry/v1/common.js";
 export {
@@ -52,8 +54,19 @@ export {
   ListMaintenanceWindowsResponse,
   RemoveMaintenanceWindowRequest,
   RemoveMaintenanceWindowResponse,
+  DryActivateRequest,
+  DryActivateResponse,
   OperatorServiceService,
   OperatorServiceServer,
   OperatorServiceClient,
 } from "./gen/ferry/v1/operator.js";
+export {
+  PublishBundleRequest,
+  PublishBundleResponse,
+  InventoryRequest,
+  InventoryResponse,
+  SiteServiceService,
+  SiteServiceServer,
+  SiteServiceClient,
+} from "./gen/ferry/v1/site.js";
 export * from "./frames.js";

@@ -36,7 +36,8 @@ export function readManifest(file: string): Record<string, string> {
     throw new FerryError("E_BAD_ARGUMENT", `cannot read manifest ${file}: ${(error as Error).message}`);
   }
   const hosts = (parsed as { hosts?: unknown } | null)?.hosts;
-  if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts)) throw new FerryError("E_BAD_ARGUMENT", `${file} must look like {"hosts": {"HOST": "/nix/store/…"}}`);
+  if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts))
+    throw new FerryError("E_BAD_ARGUMENT", `${file} must look like {"hosts": {"HOST": "/nix/store/…"}}`);
   const entries = Object.entries(hosts as Record<string, unknown>);
   return Object.fromEntries(entries.map(([host, path]) => [assertHostName(host), parseTarget(`${host}=${String(path)}`).storePath]));
 }
@@ -132,7 +133,8 @@ async function follow(connection: OperatorConnection, id: string, timeoutMs: num
       }
       if (isFinished(rollout)) return rollout;
     }
-    if (Date.now() > deadline) throw new FerryError("E_DEPLOY_TIMEOUT", `rollout ${id} still ${rollout?.state ?? "unknown"} after ${timeoutMs / 1000}s; it goes on without you`);
+    if (Date.now() > deadline)
+      throw new FerryError("E_DEPLOY_TIMEOUT", `rollout ${id} still ${rollout?.state ?? "unknown"} after ${timeoutMs / 1000}s; it goes on without you`);
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
@@ -175,7 +177,15 @@ async function rolloutList(args: string[]): Promise<number> {
     out.result({ rollouts: rollouts.map(rolloutJson) }, () =>
       table(
         ["ID", "STATE", "ENV", "HOSTS", "WAVE", "BY", "STARTED"],
-        rollouts.map((r) => [r.id, r.state, r.environment || "-", String(r.hosts.length), `${r.currentWave}/${r.waveCount}`, r.requestedBy, new Date(r.createdAtMs).toISOString()]),
+        rollouts.map((r) => [
+          r.id,
+          r.state,
+          r.environment || "-",
+          String(r.hosts.length),
+          `${r.currentWave}/${r.waveCount}`,
+          r.requestedBy,
+          new Date(r.createdAtMs).toISOString(),
+        ]),
       ),
     );
     return 0;

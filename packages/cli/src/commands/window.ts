@@ -38,7 +38,13 @@ export async function windowCommand(args: string[]): Promise<number> {
         out.result({ windows }, () =>
           table(
             ["ID", "APPLIES TO", "CRON", "DURATION", "TIME ZONE"],
-            windows.map((w) => [w.id, w.hostName ? `host ${w.hostName}` : `tag ${w.tag}`, w.cron, `${Math.round(w.durationMs / 60_000)}m`, w.timezone || "local"]),
+            windows.map((w) => [
+              w.id,
+              w.hostName ? `host ${w.hostName}` : `tag ${w.tag}`,
+              w.cron,
+              `${Math.round(w.durationMs / 60_000)}m`,
+              w.timezone || "local",
+            ]),
           ),
         );
         return 0;

@@ -8,6 +8,8 @@ import {
   type AddHostResponse,
   type DeployRequest,
   type DeployResponse,
+  type DryActivateRequest,
+  type DryActivateResponse,
   type GetInfoResponse,
   type ListHostsRequest,
   type ListHostsResponse,
@@ -21,7 +23,7 @@ import type { BinaryCache } from "../cache/binary-cache.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { StateStore } from "../store/state-store.js";
 import { toHostStatus } from "./host-status.js";
-import { recordDeploy } from "./deploy.js";
+import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { authenticate, unaryHandler } from "./unary.js";
 
@@ -36,7 +38,8 @@ export interface OperatorServiceDeps {
   now?: () => number;
 }
 
-type RolloutMethods = "startRollout" | "getRollout" | "listRollouts" | "controlRollout" | "addMaintenanceWindow" | "listMaintenanceWindows" | "removeMaintenanceWindow";
+type RolloutMethods =
+  "startRollout" | "getRollout" | "listRollouts" | "controlRollout" | "addMaintenanceWindow" | "listMaintenanceWindows" | "removeMaintenanceWindow";
 
 /** Operator gRPC handlers: every call authenticates, validates, then acts. */
 export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods> {
@@ -79,6 +82,15 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
         deps.hostEvents.emit("changed", record.name);
       }
       return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+    }),
+
+    dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {
+      const target = { hostName: request.hostName, storePath: request.storePath };
+      await validateTargets(deps.store, [target]);
+      await requireClosuresInCache(deps.cache, [target.storePath]);
+      const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
+      const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs);
+      return { success: outcome.success, output: outcome.output, errorCode: outcome.errorCode, errorMessage: outcome.errorMessage };
     }),
 
     watchHosts: (call: ServerWritableStream<WatchHostsRequest, WatchHostsResponse>): void => {

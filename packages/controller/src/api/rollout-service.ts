@@ -105,14 +105,23 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
       if ((window.hostName === "") === (window.tag === "")) throw new FerryError("E_BAD_ARGUMENT", "a window applies to exactly one host or one tag");
       if (window.hostName) assertHostName(window.hostName);
       if (window.tag) assertTag(window.tag);
-      const record = { id: newId("w", now()), hostName: window.hostName, tag: window.tag, cron: window.cron.trim(), durationMs: window.durationMs, timezone: window.timezone };
+      const record = {
+        id: newId("w", now()),
+        hostName: window.hostName,
+        tag: window.tag,
+        cron: window.cron.trim(),
+        durationMs: window.durationMs,
+        timezone: window.timezone,
+      };
       validateWindow(record);
       await deps.store.rollouts.addWindow(record);
       deps.engine.poke();
       return { window: record };
     }),
 
-    listMaintenanceWindows: unary("ListMaintenanceWindows", async (): Promise<ListMaintenanceWindowsResponse> => ({ windows: await deps.store.rollouts.listWindows() })),
+    listMaintenanceWindows: unary("ListMaintenanceWindows", async (): Promise<ListMaintenanceWindowsResponse> => ({
+      windows: await deps.store.rollouts.listWindows(),
+    })),
 
     removeMaintenanceWindow: unary("RemoveMaintenanceWindow", async (request: RemoveMaintenanceWindowRequest): Promise<RemoveMaintenanceWindowResponse> => {
       await deps.store.rollouts.removeWindow(request.id);

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
-import type { Logger } from "@ferry/core";
-import { MAX_FRAME_BYTES } from "@ferry/protocol";
+import { randomBytes } from "node:crypto";
+import { FerryError, type Logger } from "@ferry/core";
+import { MAX_FRAME_BYTES, type DryActivateOutcome } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import { AgentSession } from "./agent-session.js";
 
@@ -23,6 +24,7 @@ export class AgentHub {
     perMessageDeflate: false,
   });
   private readonly sessions = new Map<string, AgentSession>();
+  private readonly dryRuns = new Map<string, { hostName: string; settle: (outcome: DryActivateOutcome | FerryError) => void }>();
 
   constructor(private readonly options: AgentHubOptions) {}
 
@@ -35,6 +37,10 @@ export class AgentHub {
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         now: this.options.now ?? Date.now,
         onHostChanged: this.options.onHostChanged,
+        onDryActivateOutcome: (outcome) => {
+          const pending = this.dryRuns.get(outcome.requestId);
+          if (pending && pending.hostName === outcome.hostName) pending.settle(outcome);
+        },
         onAuthenticated: (session) => {
           const name = session.hostName as string;
           this.sessions.get(name)?.close("E_SUPERSEDED", "a newer connection for this host took over");
@@ -43,6 +49,9 @@ export class AgentHub {
         onClosed: (session) => {
           if (session.hostName !== undefined && this.sessions.get(session.hostName) === session) {
             this.sessions.delete(session.hostName);
+            for (const pending of [...this.dryRuns.values()].filter((run) => run.hostName === session.hostName)) {
+              pending.settle(new FerryError("E_HOST_OFFLINE", `${session.hostName} disconnected before answering`));
+            }
             this.options.log.info({ host: session.hostName }, "agent disconnected");
             this.options.onHostChanged(session.hostName);
           }
@@ -57,6 +66,27 @@ export class AgentHub {
 
   pushDesired(host: HostRecord): void {
     this.sessions.get(host.name)?.sendDesired(host);
+  }
+
+  /** Asks a connected agent for its dry-activate output of `storePath`. */
+  dryActivate(hostName: string, storePath: string, timeoutMs: number): Promise<DryActivateOutcome> {
+    const session = this.sessions.get(hostName);
+    if (!session) return Promise.reject(new FerryError("E_HOST_OFFLINE", `${hostName} is not connected`));
+    const requestId = randomBytes(8).toString("hex");
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => settle(new FerryError("E_COMMAND_TIMEOUT", `${hostName} did not answer within ${Math.round(timeoutMs / 1000)} s`)),
+        timeoutMs,
+      );
+      const settle = (outcome: DryActivateOutcome | FerryError): void => {
+        clearTimeout(timer);
+        this.dryRuns.delete(requestId);
+        if (outcome instanceof FerryError) reject(outcome);
+        else resolve(outcome);
+      };
+      this.dryRuns.set(requestId, { hostName, settle });
+      session.send({ $case: "dryActivate", value: { requestId, storePath } });
+    });
   }
 
   disconnect(hostName: string, message: string): void {

@@ -8,6 +8,7 @@ import {
   type ActivationResult,
   type AgentBody,
   type ControllerBody,
+  type DryActivateOutcome,
   type Hello,
   type Progress,
 } from "@ferry/protocol";
@@ -35,6 +36,7 @@ export interface SessionHooks {
   onAuthenticated: (session: AgentSession) => void;
   onClosed: (session: AgentSession) => void;
   onHostChanged: (hostName: string) => void;
+  onDryActivateOutcome: (outcome: DryActivateOutcome) => void;
 }
 
 /**
@@ -165,6 +167,10 @@ export class AgentSession {
       case "result":
         this.requireOwnHost(hostName, body.value.hostName);
         return this.onResult(hostName, body.value);
+      case "dryActivateOutcome":
+        this.requireOwnHost(hostName, body.value.hostName);
+        this.hooks.onDryActivateOutcome(body.value);
+        return;
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
         this.hooks.log.info(

@@ -104,7 +104,13 @@ export class RolloutEngine {
       records.set(host.name, record);
       if (host.state !== "prefetching" && host.state !== "activating" && host.state !== "reverting") continue;
       if (record.desiredSerial !== host.serial) {
-        await this.setHost(rollout, host, host.state === "prefetching" ? "unfetchable" : "failed", "E_SUPERSEDED", "another deployment replaced this host's desired system");
+        await this.setHost(
+          rollout,
+          host,
+          host.state === "prefetching" ? "unfetchable" : "failed",
+          "E_SUPERSEDED",
+          "another deployment replaced this host's desired system",
+        );
         continue;
       }
       if (record.appliedSerial < host.serial) continue;
@@ -158,7 +164,11 @@ export class RolloutEngine {
     rollout.currentWave = wave;
     rollout.resumeAtMs = resumeAtMs;
     rollout.phaseStartedAtMs = Math.max(now, resumeAtMs);
-    await this.rollouts.updateRollout(rollout.id, { state: "running", currentWave: wave, resumeAtMs, phaseStartedAtMs: rollout.phaseStartedAtMs, reason: "" }, now);
+    await this.rollouts.updateRollout(
+      rollout.id,
+      { state: "running", currentWave: wave, resumeAtMs, phaseStartedAtMs: rollout.phaseStartedAtMs, reason: "" },
+      now,
+    );
     rollout.state = "running";
     this.log(rollout).info({ wave, waves: rollout.waveCount, resumeAt: resumeAtMs ? new Date(resumeAtMs).toISOString() : undefined }, "wave starting");
     this.deps.onRolloutChanged(rollout.id);
@@ -239,7 +249,8 @@ export class RolloutEngine {
         if (rollout.state !== "paused") throw refuse();
         if (rollout.currentWave === 0) {
           // Paused after prefetch: resuming means going on without the hosts that could not fetch.
-          for (const host of rollout.hosts.filter((h) => h.state === "unfetchable")) await this.setHost(rollout, host, "skipped", host.errorCode, host.errorMessage);
+          for (const host of rollout.hosts.filter((h) => h.state === "unfetchable"))
+            await this.setHost(rollout, host, "skipped", host.errorCode, host.errorMessage);
           if (rollout.hosts.every((h) => h.state !== "prefetching" && h.state !== "pending")) await this.beginWave(rollout, 1);
           else await this.transition(rollout, "prefetching", "");
         } else {

@@ -9,7 +9,11 @@ import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
 
 /** Same manifest, same digest, whatever the order of its entries. */
 export function manifestDigest(entries: Record<string, string>): string {
-  const canonical = JSON.stringify(Object.keys(entries).sort().map((host) => [host, entries[host]]));
+  const canonical = JSON.stringify(
+    Object.keys(entries)
+      .sort()
+      .map((host) => [host, entries[host]]),
+  );
   return createHash("sha256").update(canonical).digest("hex");
 }
 
@@ -44,7 +48,9 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
   const targets = await selectTargets(store, request);
   await validateTargets(store, targets);
-  const digest = manifestDigest(Object.keys(request.manifest).length > 0 ? request.manifest : Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])));
+  const digest = manifestDigest(
+    Object.keys(request.manifest).length > 0 ? request.manifest : Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])),
+  );
   const environment = request.environment || (request.tags.length === 1 ? (request.tags[0] as string) : "");
   if (request.afterEnvironment) {
     const before = await store.rollouts.findCompletedRollout(digest, request.afterEnvironment);

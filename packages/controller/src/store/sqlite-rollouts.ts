@@ -160,7 +160,18 @@ export class SqliteRolloutStore implements RolloutStore {
       for (const host of rollout.hosts) {
         assertHostName(host.name);
         assertStorePath(host.storePath);
-        insertHost.run(rollout.id, host.name, host.storePath, host.wave, host.state, host.serial, host.errorCode, host.errorMessage, host.previousSystem, host.updatedAtMs);
+        insertHost.run(
+          rollout.id,
+          host.name,
+          host.storePath,
+          host.wave,
+          host.state,
+          host.serial,
+          host.errorCode,
+          host.errorMessage,
+          host.previousSystem,
+          host.updatedAtMs,
+        );
       }
     })();
   }

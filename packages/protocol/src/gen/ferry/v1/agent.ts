@@ -21,6 +21,7 @@ export interface AgentMessage {
     | { $case: "result"; value: ActivationResult }
     | { $case: "log"; value: LogLine }
     | { $case: "desiredRequest"; value: DesiredSystemRequest }
+    | { $case: "dryActivateOutcome"; value: DryActivateOutcome }
     | undefined;
 }
 
@@ -31,6 +32,7 @@ export interface ControllerMessage {
     | { $case: "heartbeatAck"; value: HeartbeatAck }
     | { $case: "desired"; value: DesiredSystem }
     | { $case: "refusal"; value: Refusal }
+    | { $case: "dryActivate"; value: DryActivateCommand }
     | undefined;
 }
 
@@ -128,6 +130,24 @@ export interface Refusal {
   fatal: boolean;
 }
 
+/**
+ * Asks the agent what switching to a system would do, without doing it:
+ * realise the closure, then run its switch-to-configuration dry-activate.
+ */
+export interface DryActivateCommand {
+  requestId: string;
+  storePath: string;
+}
+
+export interface DryActivateOutcome {
+  requestId: string;
+  hostName: string;
+  success: boolean;
+  errorCode: string;
+  errorMessage: string;
+  output: string;
+}
+
 function createBaseAgentMessage(): AgentMessage {
   return { protocolVersion: 0, body: undefined };
 }
@@ -155,6 +175,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       case "desiredRequest":
         DesiredSystemRequest.encode(message.body.value, writer.uint32(122).fork()).join();
+        break;
+      case "dryActivateOutcome":
+        DryActivateOutcome.encode(message.body.value, writer.uint32(130).fork()).join();
         break;
     }
     return writer;
@@ -229,6 +252,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.body = { $case: "desiredRequest", value: DesiredSystemRequest.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.body = { $case: "dryActivateOutcome", value: DryActivateOutcome.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -262,7 +293,11 @@ export const AgentMessage: MessageFns<AgentMessage> = {
                   ? { $case: "desiredRequest", value: DesiredSystemRequest.fromJSON(object.desiredRequest) }
                   : isSet(object.desired_request)
                     ? { $case: "desiredRequest", value: DesiredSystemRequest.fromJSON(object.desired_request) }
-                    : undefined,
+                    : isSet(object.dryActivateOutcome)
+                      ? { $case: "dryActivateOutcome", value: DryActivateOutcome.fromJSON(object.dryActivateOutcome) }
+                      : isSet(object.dry_activate_outcome)
+                        ? { $case: "dryActivateOutcome", value: DryActivateOutcome.fromJSON(object.dry_activate_outcome) }
+                        : undefined,
     };
   },
 
@@ -283,6 +318,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.log = LogLine.toJSON(message.body.value);
     } else if (message.body?.$case === "desiredRequest") {
       obj.desiredRequest = DesiredSystemRequest.toJSON(message.body.value);
+    } else if (message.body?.$case === "dryActivateOutcome") {
+      obj.dryActivateOutcome = DryActivateOutcome.toJSON(message.body.value);
     }
     return obj;
   },
@@ -330,6 +367,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         }
         break;
       }
+      case "dryActivateOutcome": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "dryActivateOutcome", value: DryActivateOutcome.fromPartial(object.body.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -356,6 +399,9 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
         break;
       case "refusal":
         Refusal.encode(message.body.value, writer.uint32(106).fork()).join();
+        break;
+      case "dryActivate":
+        DryActivateCommand.encode(message.body.value, writer.uint32(114).fork()).join();
         break;
     }
     return writer;
@@ -414,6 +460,14 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
             message.body = { $case: "refusal", value: Refusal.decode(reader, reader.uint32()) };
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.body = { $case: "dryActivate", value: DryActivateCommand.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -443,7 +497,11 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
               ? { $case: "desired", value: DesiredSystem.fromJSON(object.desired) }
               : isSet(object.refusal)
                 ? { $case: "refusal", value: Refusal.fromJSON(object.refusal) }
-                : undefined,
+                : isSet(object.dryActivate)
+                  ? { $case: "dryActivate", value: DryActivateCommand.fromJSON(object.dryActivate) }
+                  : isSet(object.dry_activate)
+                    ? { $case: "dryActivate", value: DryActivateCommand.fromJSON(object.dry_activate) }
+                    : undefined,
     };
   },
 
@@ -460,6 +518,8 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
       obj.desired = DesiredSystem.toJSON(message.body.value);
     } else if (message.body?.$case === "refusal") {
       obj.refusal = Refusal.toJSON(message.body.value);
+    } else if (message.body?.$case === "dryActivate") {
+      obj.dryActivate = DryActivateCommand.toJSON(message.body.value);
     }
     return obj;
   },
@@ -492,6 +552,12 @@ export const ControllerMessage: MessageFns<ControllerMessage> = {
       case "refusal": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "refusal", value: Refusal.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "dryActivate": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "dryActivate", value: DryActivateCommand.fromPartial(object.body.value) };
         }
         break;
       }
@@ -1849,6 +1915,244 @@ export const Refusal: MessageFns<Refusal> = {
     message.code = object.code ?? "";
     message.message = object.message ?? "";
     message.fatal = object.fatal ?? false;
+    return message;
+  },
+};
+
+function createBaseDryActivateCommand(): DryActivateCommand {
+  return { requestId: "", storePath: "" };
+}
+
+export const DryActivateCommand: MessageFns<DryActivateCommand> = {
+  encode(message: DryActivateCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.storePath !== "") {
+      writer.uint32(18).string(message.storePath);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DryActivateCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDryActivateCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storePath = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DryActivateCommand {
+    return {
+      requestId: isSet(object.requestId) ? globalThis.String(object.requestId) : isSet(object.request_id) ? globalThis.String(object.request_id) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+    };
+  },
+
+  toJSON(message: DryActivateCommand): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.storePath !== "") {
+      obj.storePath = message.storePath;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DryActivateCommand>): DryActivateCommand {
+    return DryActivateCommand.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DryActivateCommand>): DryActivateCommand {
+    const message = createBaseDryActivateCommand();
+    message.requestId = object.requestId ?? "";
+    message.storePath = object.storePath ?? "";
+    return message;
+  },
+};
+
+function createBaseDryActivateOutcome(): DryActivateOutcome {
+  return { requestId: "", hostName: "", success: false, errorCode: "", errorMessage: "", output: "" };
+}
+
+export const DryActivateOutcome: MessageFns<DryActivateOutcome> = {
+  encode(message: DryActivateOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.hostName !== "") {
+      writer.uint32(18).string(message.hostName);
+    }
+    if (message.success !== false) {
+      writer.uint32(24).bool(message.success);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(34).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(42).string(message.errorMessage);
+    }
+    if (message.output !== "") {
+      writer.uint32(50).string(message.output);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DryActivateOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDryActivateOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DryActivateOutcome {
+    return {
+      requestId: isSet(object.requestId) ? globalThis.String(object.requestId) : isSet(object.request_id) ? globalThis.String(object.request_id) : "",
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      errorCode: isSet(object.errorCode) ? globalThis.String(object.errorCode) : isSet(object.error_code) ? globalThis.String(object.error_code) : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+          ? globalThis.String(object.error_message)
+          : "",
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+    };
+  },
+
+  toJSON(message: DryActivateOutcome): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DryActivateOutcome>): DryActivateOutcome {
+    return DryActivateOutcome.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DryActivateOutcome>): DryActivateOutcome {
+    const message = createBaseDryActivateOutcome();
+    message.requestId = object.requestId ?? "";
+    message.hostName = object.hostName ?? "";
+    message.success = object.success ?? false;
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.output = object.output ?? "";
     return message;
   },
 };

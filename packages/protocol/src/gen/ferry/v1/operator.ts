@@ -301,6 +301,19 @@ export interface RemoveMaintenanceWindowRequest {
 
 export interface RemoveMaintenanceWindowResponse {}
 
+export interface DryActivateRequest {
+  hostName: string;
+  storePath: string;
+  timeoutMs: number;
+}
+
+export interface DryActivateResponse {
+  success: boolean;
+  output: string;
+  errorCode: string;
+  errorMessage: string;
+}
+
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
 }
@@ -3873,6 +3886,228 @@ export const RemoveMaintenanceWindowResponse: MessageFns<RemoveMaintenanceWindow
   },
 };
 
+function createBaseDryActivateRequest(): DryActivateRequest {
+  return { hostName: "", storePath: "", timeoutMs: 0 };
+}
+
+export const DryActivateRequest: MessageFns<DryActivateRequest> = {
+  encode(message: DryActivateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostName !== "") {
+      writer.uint32(10).string(message.hostName);
+    }
+    if (message.storePath !== "") {
+      writer.uint32(18).string(message.storePath);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(24).uint64(message.timeoutMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DryActivateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDryActivateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storePath = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeoutMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DryActivateRequest {
+    return {
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      timeoutMs: isSet(object.timeoutMs) ? globalThis.Number(object.timeoutMs) : isSet(object.timeout_ms) ? globalThis.Number(object.timeout_ms) : 0,
+    };
+  },
+
+  toJSON(message: DryActivateRequest): unknown {
+    const obj: any = {};
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.storePath !== "") {
+      obj.storePath = message.storePath;
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DryActivateRequest>): DryActivateRequest {
+    return DryActivateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DryActivateRequest>): DryActivateRequest {
+    const message = createBaseDryActivateRequest();
+    message.hostName = object.hostName ?? "";
+    message.storePath = object.storePath ?? "";
+    message.timeoutMs = object.timeoutMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseDryActivateResponse(): DryActivateResponse {
+  return { success: false, output: "", errorCode: "", errorMessage: "" };
+}
+
+export const DryActivateResponse: MessageFns<DryActivateResponse> = {
+  encode(message: DryActivateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.success !== false) {
+      writer.uint32(8).bool(message.success);
+    }
+    if (message.output !== "") {
+      writer.uint32(18).string(message.output);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(26).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(34).string(message.errorMessage);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DryActivateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDryActivateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.success = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.output = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DryActivateResponse {
+    return {
+      success: isSet(object.success) ? globalThis.Boolean(object.success) : false,
+      output: isSet(object.output) ? globalThis.String(object.output) : "",
+      errorCode: isSet(object.errorCode) ? globalThis.String(object.errorCode) : isSet(object.error_code) ? globalThis.String(object.error_code) : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+          ? globalThis.String(object.error_message)
+          : "",
+    };
+  },
+
+  toJSON(message: DryActivateResponse): unknown {
+    const obj: any = {};
+    if (message.success !== false) {
+      obj.success = message.success;
+    }
+    if (message.output !== "") {
+      obj.output = message.output;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DryActivateResponse>): DryActivateResponse {
+    return DryActivateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DryActivateResponse>): DryActivateResponse {
+    const message = createBaseDryActivateResponse();
+    message.success = object.success ?? false;
+    message.output = object.output ?? "";
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    return message;
+  },
+};
+
 /**
  * The operator API, spoken by the `ferry` CLI and by CI. Every call carries
  * `authorization: Bearer <operator token>` metadata. Failures carry a stable
@@ -3934,6 +4169,16 @@ export const OperatorServiceService = {
     requestDeserialize: (value: Buffer): WatchHostsRequest => WatchHostsRequest.decode(value),
     responseSerialize: (value: WatchHostsResponse): Buffer => Buffer.from(WatchHostsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchHostsResponse => WatchHostsResponse.decode(value),
+  },
+  /** What a switch would do on one host: the host's dry-activate output. */
+  dryActivate: {
+    path: "/ferry.v1.OperatorService/DryActivate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DryActivateRequest): Buffer => Buffer.from(DryActivateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DryActivateRequest => DryActivateRequest.decode(value),
+    responseSerialize: (value: DryActivateResponse): Buffer => Buffer.from(DryActivateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DryActivateResponse => DryActivateResponse.decode(value),
   },
   startRollout: {
     path: "/ferry.v1.OperatorService/StartRollout" as const,
@@ -4009,6 +4254,8 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   deploy: handleUnaryCall<DeployRequest, DeployResponse>;
   /** Current status of the named hosts, then every change, until cancelled. */
   watchHosts: handleServerStreamingCall<WatchHostsRequest, WatchHostsResponse>;
+  /** What a switch would do on one host: the host's dry-activate output. */
+  dryActivate: handleUnaryCall<DryActivateRequest, DryActivateResponse>;
   startRollout: handleUnaryCall<StartRolloutRequest, StartRolloutResponse>;
   getRollout: handleUnaryCall<GetRolloutRequest, GetRolloutResponse>;
   listRollouts: handleUnaryCall<ListRolloutsRequest, ListRolloutsResponse>;
@@ -4063,6 +4310,15 @@ export interface OperatorServiceClient extends Client {
   /** Current status of the named hosts, then every change, until cancelled. */
   watchHosts(request: WatchHostsRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
   watchHosts(request: WatchHostsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchHostsResponse>;
+  /** What a switch would do on one host: the host's dry-activate output. */
+  dryActivate(request: DryActivateRequest, callback: (error: ServiceError | null, response: DryActivateResponse) => void): ClientUnaryCall;
+  dryActivate(request: DryActivateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DryActivateResponse) => void): ClientUnaryCall;
+  dryActivate(
+    request: DryActivateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DryActivateResponse) => void,
+  ): ClientUnaryCall;
   startRollout(request: StartRolloutRequest, callback: (error: ServiceError | null, response: StartRolloutResponse) => void): ClientUnaryCall;
   startRollout(
     request: StartRolloutRequest,

@@ -1,0 +1,194 @@
+import type { EventEmitter } from "node:events";
+import { readFile, readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { ServerReadableStream, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
+import {
+  BundleLedger,
+  FerryError,
+  MAX_MANIFEST_BYTES,
+  parseManifest,
+  parseNarInfo,
+  parsePublicKeys,
+  parseStorePath,
+  sha256Hex,
+  verifyManifestSignature,
+  type BundleManifest,
+  type Logger,
+} from "@ferry/core";
+import type { InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
+import type { BinaryCache } from "../cache/binary-cache.js";
+import type { AgentHub } from "../hub/agent-hub.js";
+import type { StateStore } from "../store/state-store.js";
+import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
+import { toServiceError } from "./grpc-errors.js";
+import { toHostStatus } from "./host-status.js";
+import { authenticate } from "./unary.js";
+
+export interface SiteServiceDeps {
+  store: StateStore;
+  hub: AgentHub;
+  cache: BinaryCache;
+  log: Logger;
+  adminTokenHash: string;
+  hostEvents: EventEmitter;
+  /** The controller's data directory: holds bundle-trusted-keys and the bundle ledger. */
+  dataDir: string;
+  now?: () => number;
+}
+
+/** One Nix public key (NAME:BASE64) per line; '#' starts a comment. Read at every publish, so keys rotate without a restart. */
+export const BUNDLE_TRUSTED_KEYS_FILE = "bundle-trusted-keys";
+export const BUNDLE_LEDGER_FILE = "bundles.json";
+const INVENTORY_BATCH = 1000;
+
+async function readTrustedKeys(dataDir: string): Promise<string[]> {
+  const text = await readFile(join(dataDir, BUNDLE_TRUSTED_KEYS_FILE), "utf8").catch(() => "");
+  return text
+    .split("\n")
+    .map((line) => line.replace(/#.*/, "").trim())
+    .filter(Boolean);
+}
+
+/**
+ * The site controller's side of bundle import. The CLI verifies the whole
+ * bundle and uploads its files to the cache; this service then checks, with
+ * the controller's own trusted keys, that the manifest is signed, newer than
+ * every bundle before it, and that the cache holds exactly the files it lists,
+ * before it records anything. A refused publish writes nothing.
+ */
+export function createSiteService(deps: SiteServiceDeps): SiteServiceServer & UntypedServiceImplementation {
+  const now = deps.now ?? Date.now;
+  const ledger = new BundleLedger(join(deps.dataDir, BUNDLE_LEDGER_FILE));
+  let queue: Promise<unknown> = Promise.resolve();
+  /** Publishes run one at a time, so two bundles cannot both pass the sequence check. */
+  const serialized = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  async function requireOmittedPresent(manifest: BundleManifest): Promise<void> {
+    const absent: string[] = [];
+    for (const entry of manifest.omitted) {
+      if (!(await deps.cache.narInfo(parseStorePath(entry.storePath).hash))) absent.push(entry.storePath);
+    }
+    if (absent.length > 0) {
+      throw new FerryError("E_BUNDLE_INCOMPLETE", `this delta bundle leaves out ${absent.length} path(s) the site does not have, e.g. ${absent[0]}`);
+    }
+  }
+
+  /** The cache must hold the very narinfos the manifest lists (byte for byte) and NARs of the listed sizes. */
+  async function requireBundleFilesInCache(manifest: BundleManifest): Promise<void> {
+    for (const path of manifest.paths) {
+      const narinfo = join(deps.cache.dir, path.narinfo.file);
+      const text = await readFile(narinfo).catch(() => undefined);
+      if (!text) throw new FerryError("E_BUNDLE_INCOMPLETE", `the cache lacks ${path.narinfo.file}; upload the bundle first (ferry bundle import)`);
+      if (text.length !== path.narinfo.size || sha256Hex(text) !== path.narinfo.sha256) {
+        throw new FerryError("E_BUNDLE_TAMPERED", `the cache's ${path.narinfo.file} differs from the one the signed manifest lists`);
+      }
+      const nar = await stat(join(deps.cache.dir, path.nar.file)).catch(() => undefined);
+      if (nar?.size !== path.nar.size) throw new FerryError("E_BUNDLE_TAMPERED", `the cache's ${path.nar.file} is missing or of the wrong size`);
+    }
+  }
+
+  async function publish(header: PublishBundleRequest, manifestBytes: Buffer): Promise<PublishBundleResponse> {
+    const signer = verifyManifestSignature(manifestBytes, header.manifestSignature, parsePublicKeys(await readTrustedKeys(deps.dataDir)));
+    const manifest = parseManifest(manifestBytes);
+    const targets = Object.entries(manifest.hosts).map(([hostName, storePath]) => ({ hostName, storePath }));
+    ledger.assertNewer(manifest);
+    if (header.deploy) await validateTargets(deps.store, targets);
+    await requireOmittedPresent(manifest);
+    const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
+    if (header.checkOnly) return base;
+    await requireBundleFilesInCache(manifest);
+    await requireClosuresInCache(
+      deps.cache,
+      targets.map((target) => target.storePath),
+    );
+    ledger.record({
+      sequence: manifest.sequence,
+      manifestSha256: sha256Hex(manifestBytes),
+      createdAt: manifest.createdAt,
+      importedAtMs: now(),
+      signer,
+      hosts: manifest.hosts,
+    });
+    deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
+    if (!header.deploy) return base;
+    const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targets, header.mode, now());
+    for (const record of records) {
+      deps.log.info(
+        { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },
+        "desired system recorded from a bundle",
+      );
+      deps.hub.pushDesired(record);
+      deps.hostEvents.emit("changed", record.name);
+    }
+    return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+  }
+
+  return {
+    publishBundle: (call: ServerReadableStream<PublishBundleRequest, PublishBundleResponse>, callback: sendUnaryData<PublishBundleResponse>): void => {
+      let header: PublishBundleRequest | undefined;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed: unknown;
+      call.on("data", (message: PublishBundleRequest) => {
+        header ??= message;
+        size += message.manifestChunk.length;
+        if (size > MAX_MANIFEST_BYTES) failed ??= new FerryError("E_BUNDLE_FORMAT", `the manifest exceeds ${MAX_MANIFEST_BYTES} bytes`);
+        else chunks.push(Buffer.from(message.manifestChunk));
+      });
+      call.on("error", () => undefined);
+      call.on("end", () => {
+        Promise.resolve()
+          .then(() => authenticate(call, deps.adminTokenHash))
+          .then(() => {
+            if (failed) throw failed;
+            if (!header) throw new FerryError("E_BAD_ARGUMENT", "PublishBundle received no manifest");
+            const first = header;
+            return serialized(() => publish(first, Buffer.concat(chunks)));
+          })
+          .then(
+            (response) => callback(null, response),
+            (error: unknown) => {
+              deps.log.info(
+                { rpc: "PublishBundle", code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message },
+                "bundle refused",
+              );
+              callback(toServiceError(error));
+            },
+          );
+      });
+    },
+
+    inventory: (call: ServerWritableStream<InventoryRequest, InventoryResponse>): void => {
+      Promise.resolve()
+        .then(async () => {
+          authenticate(call, deps.adminTokenHash);
+          const lastSequence = ledger.lastSequence;
+          const names = (await readdir(deps.cache.dir)).filter((name) => /^[0-9a-z]{32}\.narinfo$/.test(name)).sort();
+          let batch: string[] = [];
+          for (const name of names) {
+            const text = await readFile(join(deps.cache.dir, name), "utf8").catch(() => undefined);
+            if (text === undefined) continue;
+            let info: ReturnType<typeof parseNarInfo>;
+            try {
+              info = parseNarInfo(text);
+            } catch {
+              continue;
+            }
+            if (!(await stat(join(deps.cache.dir, info.url)).catch(() => undefined))) continue;
+            batch.push(info.storePath);
+            if (batch.length >= INVENTORY_BATCH) {
+              call.write({ storePaths: batch, lastSequence });
+              batch = [];
+            }
+          }
+          call.write({ storePaths: batch, lastSequence });
+          call.end();
+        })
+        .catch((error: unknown) => call.destroy(toServiceError(error) as Error));
+    },
+  };
+}

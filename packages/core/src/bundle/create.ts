@@ -1,0 +1,70 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { FerryError } from "../errors.js";
+import type { Nix } from "../nix.js";
+import { parseStorePath } from "../validate.js";
+import type { SigningKey } from "./keys.js";
+import type { BundleManifest, OmittedPath } from "./manifest.js";
+import type { SiteInventory } from "./inventory.js";
+import { writeBundle } from "./write.js";
+
+export interface CreateBundleOptions {
+  nix: Nix;
+  hosts: Record<string, string>;
+  output: string;
+  signingKey: SigningKey;
+  /** Leave out what this site inventory lists. */
+  since?: SiteInventory & { sha256: string };
+  /** Defaults to the creation time in milliseconds, and above the inventory's last sequence. */
+  sequence?: number;
+  now?: Date;
+  /** Scratch space for the NARs; defaults to a directory beside the output. */
+  workDir?: string;
+}
+
+/**
+ * Builds a bundle from the local store: the hosts' closures, less what the
+ * site already has, as a zstd file binary cache written by `nix copy`, then
+ * packed into one archive. Paths left out are announced to `nix copy` as
+ * already present (narinfo stubs), so it neither copies nor misses them.
+ */
+export async function createBundle(options: CreateBundleOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
+  const { nix } = options;
+  const now = options.now ?? new Date();
+  const roots = [...new Set(Object.values(options.hosts))];
+  if (roots.length === 0) throw new FerryError("E_BAD_ARGUMENT", "the bundle manifest names no host");
+  const missing = await nix.invalidPaths(roots);
+  if (missing.length > 0) throw new FerryError("E_BAD_STORE_PATH", `not in the local store (build it first): ${missing.join(", ")}`);
+  const closure = await nix.closure(roots);
+  const present = new Set(options.since?.storePaths ?? []);
+  const omittedPaths = closure.filter((path) => present.has(path));
+  const included = closure.filter((path) => !present.has(path));
+  const sequence = options.sequence ?? Math.max(now.getTime(), (options.since?.lastSequence ?? 0) + 1);
+  if (options.since && sequence <= options.since.lastSequence) {
+    throw new FerryError("E_BAD_ARGUMENT", `sequence ${sequence} is not above the site's last imported bundle (${options.since.lastSequence})`);
+  }
+  const workDir = await mkdtemp(join(options.workDir ?? dirname(options.output), ".ferry-bundle-"));
+  try {
+    const omittedInfo = await nix.pathInfos(omittedPaths);
+    for (const info of omittedInfo) {
+      const refs = info.references.map((ref) => ref.slice("/nix/store/".length)).join(" ");
+      const stub = `StorePath: ${info.path}\nURL: nar/omitted.nar\nCompression: none\nNarHash: ${info.narHash}\nNarSize: ${info.narSize}\nReferences: ${refs}\n`;
+      await writeFile(join(workDir, `${parseStorePath(info.path).hash}.narinfo`), stub);
+    }
+    if (included.length > 0) await nix.copyTo(`file://${workDir}?compression=zstd`, roots);
+    const omitted: OmittedPath[] = omittedInfo.map((info) => ({ storePath: info.path, narHash: info.narHash, narSize: info.narSize }));
+    return await writeBundle({
+      cacheDir: workDir,
+      paths: included,
+      omitted,
+      hosts: options.hosts,
+      sequence,
+      since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
+      signingKey: options.signingKey,
+      output: options.output,
+      now,
+    });
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}

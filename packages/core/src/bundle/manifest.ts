@@ -1,0 +1,180 @@
+import { createHash } from "node:crypto";
+import { FerryError } from "../errors.js";
+import { assertHostName, assertStorePath } from "../validate.js";
+import { findValidSignature, signText, type PublicKey, type SigningKey } from "./keys.js";
+
+/** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
+export const BUNDLE_FORMAT = "ferry-bundle";
+export const BUNDLE_VERSION = 1;
+export const BUNDLE_MINOR_VERSION = 0;
+export const MANIFEST_FILE = "manifest.json";
+export const SIGNATURE_FILE = "manifest.sig";
+export const CACHE_INFO_FILE = "nix-cache-info";
+export const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n";
+export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+export const MAX_SIGNATURE_BYTES = 64 * 1024;
+export const MAX_NARINFO_BYTES = 64 * 1024;
+
+/** A file inside the bundle: its tar name, size and SHA-256 (hex). */
+export interface BundleFile {
+  file: string;
+  size: number;
+  sha256: string;
+}
+
+/** A store path the bundle carries, in the order its files appear in the archive. */
+export interface BundlePath {
+  storePath: string;
+  narHash: string;
+  narSize: number;
+  narinfo: BundleFile;
+  nar: BundleFile;
+}
+
+/** A path of the closure that a delta bundle leaves out because the site has it. */
+export interface OmittedPath {
+  storePath: string;
+  narHash: string;
+  narSize: number;
+}
+
+export interface BundleManifest {
+  format: typeof BUNDLE_FORMAT;
+  version: number;
+  minorVersion: number;
+  createdAt: string;
+  /** Strictly increasing per deploy key; a site refuses any bundle not newer than its last. */
+  sequence: number;
+  hosts: Record<string, string>;
+  nixCacheInfo: BundleFile;
+  paths: BundlePath[];
+  omitted: OmittedPath[];
+  /** Set for delta bundles: the inventory they were cut against. */
+  since: { inventorySha256: string; lastSequence: number } | null;
+}
+
+const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
+const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
+const HASH_TEXT = /^sha256[:-][A-Za-z0-9+/=]{43,52}$/;
+
+function bad(message: string): FerryError {
+  return new FerryError("E_BUNDLE_FORMAT", `manifest: ${message}`);
+}
+
+function object(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw bad(`${what} must be an object`);
+  return value as Record<string, unknown>;
+}
+
+function count(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) throw bad(`${what} must be a non-negative integer`);
+  return value;
+}
+
+function text(value: unknown, what: string, pattern?: RegExp): string {
+  if (typeof value !== "string" || (pattern && !pattern.test(value))) throw bad(`${what} is malformed`);
+  return value;
+}
+
+function bundleFile(value: unknown, what: string, name: RegExp): BundleFile {
+  const raw = object(value, what);
+  return {
+    file: text(raw["file"], `${what}.file`, name),
+    size: count(raw["size"], `${what}.size`),
+    sha256: text(raw["sha256"], `${what}.sha256`, /^[0-9a-f]{64}$/),
+  };
+}
+
+/** Parses and checks the manifest's shape; unknown fields (later minor versions) are dropped. */
+export function parseManifest(bytes: Buffer): BundleManifest {
+  let raw: Record<string, unknown>;
+  try {
+    raw = object(JSON.parse(bytes.toString("utf8")), "the manifest");
+  } catch (error) {
+    throw error instanceof FerryError ? error : bad(`not JSON: ${(error as Error).message}`);
+  }
+  if (raw["format"] !== BUNDLE_FORMAT) throw bad(`not a Ferry bundle manifest (format ${JSON.stringify(raw["format"])})`);
+  if (raw["version"] !== BUNDLE_VERSION) {
+    throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(raw["version"])}; this Ferry reads version ${BUNDLE_VERSION}`);
+  }
+  const hosts: Record<string, string> = {};
+  for (const [name, path] of Object.entries(object(raw["hosts"], "hosts"))) hosts[assertHostName(name)] = assertStorePath(path);
+  if (Object.keys(hosts).length === 0) throw bad("names no host");
+  if (!Array.isArray(raw["paths"]) || !Array.isArray(raw["omitted"])) throw bad("paths and omitted must be lists");
+  const seen = new Set<string>();
+  const unique = (path: string): string => {
+    if (seen.has(path)) throw bad(`${path} is listed twice`);
+    seen.add(path);
+    return path;
+  };
+  const paths = raw["paths"].map((value, i): BundlePath => {
+    const entry = object(value, `paths[${i}]`);
+    return {
+      storePath: unique(assertStorePath(entry["storePath"])),
+      narHash: text(entry["narHash"], `paths[${i}].narHash`, HASH_TEXT),
+      narSize: count(entry["narSize"], `paths[${i}].narSize`),
+      narinfo: bundleFile(entry["narinfo"], `paths[${i}].narinfo`, NARINFO_NAME),
+      nar: bundleFile(entry["nar"], `paths[${i}].nar`, NAR_NAME),
+    };
+  });
+  const omitted = raw["omitted"].map((value, i): OmittedPath => {
+    const entry = object(value, `omitted[${i}]`);
+    return {
+      storePath: unique(assertStorePath(entry["storePath"])),
+      narHash: text(entry["narHash"], `omitted[${i}].narHash`, HASH_TEXT),
+      narSize: count(entry["narSize"], `omitted[${i}].narSize`),
+    };
+  });
+  for (const [host, path] of Object.entries(hosts)) if (!seen.has(path)) throw bad(`the system of ${host} is not in the closure listing`);
+  const since = raw["since"] === null || raw["since"] === undefined ? null : object(raw["since"], "since");
+  return {
+    format: BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    minorVersion: count(raw["minorVersion"] ?? 0, "minorVersion"),
+    createdAt: text(raw["createdAt"], "createdAt", /^\d{4}-\d\d-\d\dT[0-9:.]+Z$/),
+    sequence: count(raw["sequence"], "sequence"),
+    hosts,
+    nixCacheInfo: bundleFile(raw["nixCacheInfo"], "nixCacheInfo", /^nix-cache-info$/),
+    paths,
+    omitted,
+    since: since && {
+      inventorySha256: text(since["inventorySha256"], "since.inventorySha256", /^[0-9a-f]{64}$/),
+      lastSequence: count(since["lastSequence"], "since.lastSequence"),
+    },
+  };
+}
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** What a manifest signature covers: a domain tag and the manifest's exact bytes, by hash. */
+export function manifestSignedMessage(manifestBytes: Uint8Array): string {
+  return `ferry-bundle-manifest-v${BUNDLE_VERSION};${sha256Hex(manifestBytes)}`;
+}
+
+/** manifest.sig: one Nix-style `KEYNAME:BASE64` signature per line. */
+export function signManifest(manifestBytes: Uint8Array, keys: readonly SigningKey[]): string {
+  return keys.map((key) => `${signText(key, manifestSignedMessage(manifestBytes))}\n`).join("");
+}
+
+/** The name of the trusted key that signed the manifest; E_BUNDLE_SIGNATURE otherwise. */
+export function verifyManifestSignature(manifestBytes: Uint8Array, signatureFile: string, trusted: ReadonlyMap<string, PublicKey>): string {
+  if (trusted.size === 0) throw new FerryError("E_BUNDLE_SIGNATURE", "no trusted key to check the bundle's manifest signature against");
+  // Strict form, so that not even the unsigned signature file can be altered unnoticed.
+  if (!/^([A-Za-z0-9._+-]{1,100}:[A-Za-z0-9+/]{86}==\n){1,16}$/.test(signatureFile)) {
+    throw new FerryError("E_BUNDLE_SIGNATURE", "manifest.sig is malformed: expected lines of KEYNAME:BASE64 ed25519 signatures");
+  }
+  const signatures = signatureFile.split("\n").filter(Boolean);
+  const signer = findValidSignature(signatures, manifestSignedMessage(manifestBytes), trusted);
+  if (!signer) {
+    const names = signatures.map((line) => line.slice(0, Math.max(0, line.indexOf(":")))).join(", ") || "none";
+    throw new FerryError("E_BUNDLE_SIGNATURE", `the manifest is not signed by a trusted key (signed by: ${names}; trusted: ${[...trusted.keys()].join(", ")})`);
+  }
+  return signer;
+}
+
+/** Every store path the manifest says the hosts' closures consist of. */
+export function closureOf(manifest: BundleManifest): Set<string> {
+  return new Set([...manifest.paths.map((entry) => entry.storePath), ...manifest.omitted.map((entry) => entry.storePath)]);
+}

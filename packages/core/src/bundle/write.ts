@@ -1,0 +1,201 @@
+import { createReadStream } from "node:fs";
+import { open, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { FerryError } from "../errors.js";
+import { fsyncDirectory } from "../atomic-file.js";
+import { parseNarInfo } from "../narinfo.js";
+import { parseStorePath } from "../validate.js";
+import { narInfoFingerprint, parseSha256, signText, toNixBase32, type SigningKey } from "./keys.js";
+import {
+  BUNDLE_FORMAT,
+  BUNDLE_MINOR_VERSION,
+  BUNDLE_VERSION,
+  CACHE_INFO_FILE,
+  MANIFEST_FILE,
+  NIX_CACHE_INFO,
+  SIGNATURE_FILE,
+  sha256Hex,
+  signManifest,
+  type BundleManifest,
+  type BundlePath,
+  type OmittedPath,
+} from "./manifest.js";
+import { TAR_END, tarHeader, tarPadding } from "./tar.js";
+
+export interface WriteBundleOptions {
+  /** A file binary cache (as `nix copy --to file://DIR` writes it) holding every path of `paths`. */
+  cacheDir: string;
+  /** Store paths the bundle carries. */
+  paths: readonly string[];
+  omitted: readonly OmittedPath[];
+  hosts: Record<string, string>;
+  sequence: number;
+  since: BundleManifest["since"];
+  signingKey: SigningKey;
+  output: string;
+  now: Date;
+}
+
+interface Prepared {
+  entry: BundlePath;
+  narinfoText: string;
+  narFile: string;
+  references: string[];
+}
+
+/** Adds our key's signature to a narinfo unless it already carries one by that key. */
+function signNarInfo(text: string, key: SigningKey): string {
+  const info = parseNarInfo(text);
+  if (info.sigs.some((sig) => sig.startsWith(`${key.name}:`))) return text;
+  const digest = parseSha256(info.narHash);
+  if (!digest) throw new FerryError("E_INTERNAL", `unexpected NarHash ${info.narHash} for ${info.storePath}`);
+  const fingerprint = narInfoFingerprint(info.storePath, `sha256:${toNixBase32(digest)}`, info.narSize, info.references);
+  return `${text.replace(/\n*$/, "\n")}Sig: ${signText(key, fingerprint)}\n`;
+}
+
+async function prepare(cacheDir: string, storePath: string, key: SigningKey): Promise<Prepared> {
+  const narinfoFile = `${parseStorePath(storePath).hash}.narinfo`;
+  const narinfoText = signNarInfo(await readFile(join(cacheDir, narinfoFile), "utf8"), key);
+  const info = parseNarInfo(narinfoText);
+  if (info.storePath !== storePath) throw new FerryError("E_INTERNAL", `${narinfoFile} describes ${info.storePath}, not ${storePath}`);
+  const narFile = join(cacheDir, info.url);
+  const size = (await stat(narFile)).size;
+  const fileHash = /^FileHash: (.*)$/m.exec(narinfoText)?.[1];
+  const sha256 = (fileHash && parseSha256(fileHash)?.toString("hex")) || (await hashFile(narFile));
+  return {
+    entry: {
+      storePath,
+      narHash: info.narHash,
+      narSize: info.narSize,
+      narinfo: { file: narinfoFile, size: Buffer.byteLength(narinfoText), sha256: sha256Hex(narinfoText) },
+      nar: { file: info.url, size, sha256 },
+    },
+    narinfoText,
+    narFile,
+    references: info.references,
+  };
+}
+
+async function hashFile(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** References before the paths that use them, so a reader never meets a narinfo whose references it has not seen. */
+function dependencyOrder(prepared: Prepared[]): Prepared[] {
+  const byPath = new Map(prepared.map((item) => [item.entry.storePath, item]));
+  const done = new Set<string>();
+  const ordered: Prepared[] = [];
+  const visit = (item: Prepared): void => {
+    const stack: [Prepared, number][] = [[item, 0]];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1] as [Prepared, number];
+      const [current, index] = top;
+      if (index === 0 && done.has(current.entry.storePath)) {
+        stack.pop();
+        continue;
+      }
+      const next = current.references[index];
+      if (next === undefined) {
+        stack.pop();
+        if (!done.has(current.entry.storePath)) {
+          done.add(current.entry.storePath);
+          ordered.push(current);
+        }
+        continue;
+      }
+      top[1] = index + 1;
+      const child = byPath.get(next);
+      if (child && !done.has(next) && child !== current) stack.push([child, 0]);
+    }
+  };
+  for (const item of [...prepared].sort((a, b) => a.entry.storePath.localeCompare(b.entry.storePath))) visit(item);
+  return ordered;
+}
+
+class ArchiveWriter {
+  private position = 0;
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly mtime: number,
+  ) {}
+
+  private async write(data: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) {
+      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset, this.position);
+      offset += bytesWritten;
+      this.position += bytesWritten;
+    }
+  }
+
+  async add(name: string, data: string | Buffer): Promise<void> {
+    const bytes = typeof data === "string" ? Buffer.from(data) : data;
+    await this.write(Buffer.concat([tarHeader(name, bytes.length, this.mtime), bytes, tarPadding(bytes.length)]));
+  }
+
+  /** Streams a file into the archive, checking it still has the size and hash the manifest promised. */
+  async addFile(name: string, file: string, size: number, sha256: string): Promise<void> {
+    await this.write(tarHeader(name, size, this.mtime));
+    const hash = createHash("sha256");
+    let copied = 0;
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+      hash.update(chunk as Buffer);
+      copied += (chunk as Buffer).length;
+      await this.write(chunk as Buffer);
+    }
+    if (copied !== size || hash.digest("hex") !== sha256) throw new FerryError("E_INTERNAL", `${file} changed while the bundle was written`);
+    await this.write(tarPadding(size));
+  }
+
+  async end(): Promise<number> {
+    await this.write(TAR_END);
+    return this.position;
+  }
+}
+
+/**
+ * Writes a bundle file from a file binary cache: manifest.json, manifest.sig,
+ * nix-cache-info, then each path's NAR followed by its narinfo, dependencies
+ * first. The file appears under its name only when complete (temp + rename).
+ */
+export async function writeBundle(options: WriteBundleOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
+  const prepared = dependencyOrder(await Promise.all(options.paths.map((path) => prepare(options.cacheDir, path, options.signingKey))));
+  const manifest: BundleManifest = {
+    format: BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    minorVersion: BUNDLE_MINOR_VERSION,
+    createdAt: options.now.toISOString(),
+    sequence: options.sequence,
+    hosts: options.hosts,
+    nixCacheInfo: { file: CACHE_INFO_FILE, size: Buffer.byteLength(NIX_CACHE_INFO), sha256: sha256Hex(NIX_CACHE_INFO) },
+    paths: prepared.map((item) => item.entry),
+    omitted: [...options.omitted].sort((a, b) => a.storePath.localeCompare(b.storePath)),
+    since: options.since,
+  };
+  const manifestText = `${JSON.stringify(manifest, null, 1)}\n`;
+  const temp = `${options.output}.partial`;
+  const handle = await open(temp, "w", 0o644);
+  try {
+    const archive = new ArchiveWriter(handle, Math.floor(options.now.getTime() / 1000));
+    await archive.add(MANIFEST_FILE, manifestText);
+    await archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
+    await archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
+    for (const item of prepared) {
+      await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size, item.entry.nar.sha256);
+      await archive.add(item.entry.narinfo.file, item.narinfoText);
+    }
+    const bytes = await archive.end();
+    await handle.sync();
+    await handle.close();
+    await rename(temp, options.output);
+    fsyncDirectory(dirname(options.output));
+    return { manifest, bytes };
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+}

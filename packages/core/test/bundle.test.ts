@@ -1,0 +1,278 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BundleLedger,
+  FerryError,
+  TarReader,
+  findValidSignature,
+  narInfoFingerprint,
+  parseManifest,
+  parsePublicKeys,
+  parseSha256,
+  readBundleHead,
+  tarHeader,
+  tarPadding,
+  toNixBase32,
+  verifyBundle,
+  type ErrorCode,
+} from "@ferry/core";
+import { chunks, fakeStorePath, makeBundle, makeKey, type TestBundle } from "./bundle-helpers.js";
+
+const key = makeKey("site-deploy-1");
+const other = makeKey("intruder-1");
+
+async function refused(bytes: Buffer, code: ErrorCode | ErrorCode[], trusted = [key.publicKey], pattern?: RegExp): Promise<FerryError> {
+  const codes = Array.isArray(code) ? code : [code];
+  try {
+    await verifyBundle(chunks(bytes), { trustedKeys: trusted });
+  } catch (error) {
+    assert.ok(error instanceof FerryError, `expected a FerryError, got ${String(error)}`);
+    assert.ok(codes.includes(error.code), `expected ${codes.join("|")}, got ${error.code}: ${error.message}`);
+    if (pattern) assert.match(error.message, pattern);
+    return error;
+  }
+  assert.fail(`bundle was accepted; expected ${codes.join("|")}`);
+}
+
+/** Byte ranges of each tar entry (header start, data start, size). */
+async function layout(bytes: Buffer): Promise<{ name: string; header: number; data: number; size: number }[]> {
+  const reader = new TarReader(chunks(bytes));
+  const entries = [];
+  for (let entry = await reader.next(); entry; entry = await reader.next()) {
+    const data = reader.offset;
+    entries.push({ name: entry.name, header: data - 512, data, size: entry.size });
+    await reader.skip();
+  }
+  return entries;
+}
+
+describe("bundle format", () => {
+  let bundle: TestBundle;
+
+  test("a written bundle verifies and hands every file to the sink in manifest order", async () => {
+    bundle = await makeBundle(key);
+    const seen: { name: string; sha256: string }[] = [];
+    const verified = await verifyBundle(chunks(bundle.bytes, 1000), {
+      trustedKeys: [other.publicKey, key.publicKey],
+      sink: async (name, _size, body) => {
+        const hash = createHash("sha256");
+        for await (const chunk of body) hash.update(chunk);
+        seen.push({ name, sha256: hash.digest("hex") });
+      },
+    });
+    assert.equal(verified.signer, "site-deploy-1");
+    assert.equal(verified.bytes, bundle.bytes.length);
+    assert.equal(verified.manifest.sequence, 7);
+    assert.equal(verified.manifest.paths.length, 3);
+    const expected = [verified.manifest.nixCacheInfo, ...verified.manifest.paths.flatMap((path) => [path.nar, path.narinfo])];
+    assert.deepEqual(
+      seen,
+      expected.map((file) => ({ name: file.file, sha256: file.sha256 })),
+    );
+    // Dependencies come first: the system, which refers to both others, is last.
+    assert.match(verified.manifest.paths[2]?.storePath ?? "", /nixos-system-web-1$/);
+  });
+
+  test("the archive is plain ustar that tar(1) lists", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, () => {
+    const listed = spawnSync("tar", ["-tf", bundle.file], { encoding: "utf8" });
+    assert.equal(listed.status, 0, listed.stderr);
+    const names = listed.stdout.split("\n").filter(Boolean);
+    assert.deepEqual(names.slice(0, 3), ["manifest.json", "manifest.sig", "nix-cache-info"]);
+    assert.equal(names.length, 3 + 2 * 3);
+  });
+
+  test("readBundleHead reads the manifest without trusting it", async () => {
+    const head = await readBundleHead(new TarReader(chunks(bundle.bytes)));
+    assert.deepEqual(parseManifest(head.manifestBytes).hosts, bundle.manifest.hosts);
+    assert.match(head.signatureFile, /^site-deploy-1:[A-Za-z0-9+/]{86}==\n$/);
+  });
+
+  test("a bundle signed by an untrusted key, or checked with no key, is refused", async () => {
+    await refused(bundle.bytes, "E_BUNDLE_SIGNATURE", [other.publicKey], /not signed by a trusted key/);
+    await refused(bundle.bytes, "E_BUNDLE_SIGNATURE", []);
+  });
+
+  test("every truncation is refused as truncated", async () => {
+    const cuts = new Set([0, 1, 511, 512, 1000, bundle.bytes.length - 1024, bundle.bytes.length - 513, bundle.bytes.length - 1]);
+    for (let i = 1; i < 40; i++) cuts.add(Math.floor((bundle.bytes.length * i) / 40));
+    for (const cut of cuts) {
+      if (cut === 0) {
+        await refused(bundle.bytes.subarray(0, 0), "E_BUNDLE_TRUNCATED");
+        continue;
+      }
+      await refused(bundle.bytes.subarray(0, cut), "E_BUNDLE_TRUNCATED");
+    }
+  });
+
+  test("a flipped byte anywhere is refused with a bundle error", async () => {
+    const entries = await layout(bundle.bytes);
+    const offsets = new Set<number>();
+    for (let i = 0; i < 60; i++) offsets.add(Math.floor((bundle.bytes.length * i) / 60));
+    for (const entry of entries) [entry.header, entry.header + 130, entry.data, entry.data + entry.size - 1].forEach((o) => offsets.add(o));
+    offsets.add(bundle.bytes.length - 1);
+    for (const offset of offsets) {
+      const copy = Buffer.from(bundle.bytes);
+      copy[offset] = (copy[offset] as number) ^ 0x20;
+      await refused(copy, ["E_BUNDLE_TAMPERED", "E_BUNDLE_SIGNATURE", "E_BUNDLE_FORMAT", "E_BUNDLE_TRUNCATED"]);
+    }
+  });
+
+  test("specific damage gets a specific code", async () => {
+    const entries = await layout(bundle.bytes);
+    const flip = (offset: number): Buffer => {
+      const copy = Buffer.from(bundle.bytes);
+      copy[offset] = (copy[offset] as number) ^ 0x01;
+      return copy;
+    };
+    const manifest = entries[0] as (typeof entries)[0];
+    const nar = entries.find((entry) => entry.name.startsWith("nar/") && entry.size > 10_000) as (typeof entries)[0];
+    const narinfo = entries.find((entry) => entry.name.endsWith(".narinfo")) as (typeof entries)[0];
+    await refused(flip(manifest.data + 40), "E_BUNDLE_SIGNATURE");
+    await refused(flip(nar.data + 5000), "E_BUNDLE_TAMPERED", undefined, /does not match the SHA-256/);
+    await refused(flip(narinfo.data + 3), "E_BUNDLE_TAMPERED");
+    await refused(flip(nar.header + 2), "E_BUNDLE_TAMPERED", undefined, /checksum/);
+  });
+
+  test("appended data and reordered files are refused", async () => {
+    await refused(Buffer.concat([bundle.bytes, Buffer.from("extra")]), "E_BUNDLE_TAMPERED", undefined, /after its end-of-archive/);
+    const entries = await layout(bundle.bytes);
+    // Swap the first two paths' (NAR, narinfo) groups.
+    const [a1, a2, b1, b2] = entries.slice(3, 7) as (typeof entries)[0][];
+    const end = (entry: (typeof entries)[0]) => entry.data + entry.size + tarPadding(entry.size).length;
+    const groupA = bundle.bytes.subarray(a1?.header, end(a2 as (typeof entries)[0]));
+    const groupB = bundle.bytes.subarray(b1?.header, end(b2 as (typeof entries)[0]));
+    const reordered = Buffer.concat([bundle.bytes.subarray(0, a1?.header), groupB, groupA, bundle.bytes.subarray(end(b2 as (typeof entries)[0]))]);
+    assert.equal(reordered.length, bundle.bytes.length);
+    await refused(reordered, "E_BUNDLE_TAMPERED", undefined, /reordered/);
+    // A file dropped from the middle.
+    const dropped = Buffer.concat([bundle.bytes.subarray(0, a1?.header), bundle.bytes.subarray(a2?.header)]);
+    await refused(dropped, "E_BUNDLE_TAMPERED");
+  });
+
+  test("manifests and NARs swapped between two bundles are refused", async () => {
+    const second = await makeBundle(key, { sequence: 8 });
+    const first = await layout(bundle.bytes);
+    const other2 = await layout(second.bytes);
+    const headA = bundle.bytes.subarray(0, first[2]?.header);
+    const tailB = second.bytes.subarray(other2[2]?.header);
+    await refused(Buffer.concat([headA, tailB]), "E_BUNDLE_TAMPERED");
+    // Same names, other contents: put bundle 2's NAR bytes under bundle 1's entry for the same position and size.
+    const renamed = Buffer.from(bundle.bytes);
+    const narA = first.find((entry) => entry.name.startsWith("nar/")) as (typeof first)[0];
+    const narB = other2.find((entry) => entry.name.startsWith("nar/") && entry.size === narA.size) as (typeof first)[0];
+    second.bytes.copy(renamed, narA.data, narB.data, narB.data + narB.size);
+    await refused(renamed, "E_BUNDLE_TAMPERED", undefined, /SHA-256/);
+  });
+
+  test("a narinfo whose Nix signature is forged is refused even under a valid manifest signature", async () => {
+    const forged = await makeBundle(key, {
+      mutate: (paths) => {
+        (paths[1] as (typeof paths)[0]).extra = `Sig: site-deploy-1:${Buffer.alloc(64, 1).toString("base64")}`;
+      },
+    });
+    await refused(forged.bytes, "E_BUNDLE_SIGNATURE", undefined, /no Nix signature by a trusted key/);
+  });
+
+  test("a reference outside the closure listing is refused", async () => {
+    const dangling = await makeBundle(key, {
+      mutate: (paths) => {
+        (paths[0] as (typeof paths)[0]).references.push(fakeStorePath("elsewhere"));
+      },
+    });
+    await refused(dangling.bytes, "E_BUNDLE_TAMPERED", undefined, /neither carries nor lists/);
+  });
+
+  test("a delta bundle lists omitted paths and may refer to them", async () => {
+    const omitted = [{ storePath: fakeStorePath("glibc"), narHash: `sha256:${toNixBase32(Buffer.alloc(32, 3))}`, narSize: 123 }];
+    const delta = await makeBundle(key, { omitted, sequence: 9 });
+    const verified = await verifyBundle(chunks(delta.bytes), { trustedKeys: [key.publicKey] });
+    assert.deepEqual(verified.manifest.omitted, omitted);
+  });
+
+  test("another major format version is refused; unknown fields are ignored", async () => {
+    const text = bundle.bytes.subarray(512, 512 + bundle.manifest.paths.length * 0 + 100_000).toString("utf8");
+    const json = JSON.parse(text.slice(0, text.indexOf("\n}\n") + 2)) as Record<string, unknown>;
+    assert.throws(
+      () => parseManifest(Buffer.from(JSON.stringify({ ...json, version: 2 }))),
+      (error: FerryError) => error.code === "E_BUNDLE_VERSION",
+    );
+    assert.equal(parseManifest(Buffer.from(JSON.stringify({ ...json, minorVersion: 3, futureField: [1] }))).minorVersion, 3);
+    assert.throws(
+      () => parseManifest(Buffer.from("[]")),
+      (error: FerryError) => error.code === "E_BUNDLE_FORMAT",
+    );
+  });
+
+  test("a file that is not a bundle is refused as such", async () => {
+    const header = tarHeader("README", 5, 0);
+    await refused(Buffer.concat([header, Buffer.from("hello"), tarPadding(5), Buffer.alloc(1024)]), "E_BUNDLE_FORMAT");
+    await refused(Buffer.alloc(2048, 7), "E_BUNDLE_TAMPERED");
+  });
+});
+
+describe("bundle ledger (replay protection)", () => {
+  test("a sequence not above the last one is a replay", () => {
+    const ledger = new BundleLedger(join(mkdtempSync(join(tmpdir(), "ferry-ledger-")), "bundles.json"));
+    assert.equal(ledger.lastSequence, 0);
+    ledger.assertNewer({ sequence: 1 });
+    ledger.record({ sequence: 5, manifestSha256: "a".repeat(64), createdAt: "x", importedAtMs: 1, signer: "k", hosts: {} });
+    assert.throws(
+      () => ledger.assertNewer({ sequence: 5 }),
+      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
+    );
+    assert.throws(
+      () => ledger.assertNewer({ sequence: 4 }),
+      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
+    );
+    ledger.assertNewer({ sequence: 6 });
+    assert.throws(
+      () => ledger.record({ sequence: 5, manifestSha256: "b".repeat(64), createdAt: "x", importedAtMs: 2, signer: "k", hosts: {} }),
+      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
+    );
+    assert.equal(new BundleLedger(ledger.file).imports.length, 1);
+  });
+});
+
+describe("Nix compatibility", () => {
+  test("Nix base32 matches Nix's own encoding", () => {
+    const empty = createHash("sha256").update("").digest();
+    assert.equal(toNixBase32(empty), "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73");
+    assert.deepEqual(parseSha256("sha256:0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"), empty);
+    assert.deepEqual(parseSha256("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="), empty);
+    assert.equal(parseSha256("sha256:tooshort"), undefined);
+  });
+
+  test("signatures made by `nix store sign` verify, and only for what they cover", () => {
+    // Made with Nix 2.8: nix-store --generate-binary-cache-key vec-key-1 …; nix store sign; nix copy --to file://…
+    const trusted = parsePublicKeys(["vec-key-1:CKNIwG9NPVeZ99EKrazlcoKIKcScc/8BK+Eam9htMoE="]);
+    const leaf = "/nix/store/xcwi9pzm8xnydi0ga3millwv3zm6j5yb-bench-leaf-0";
+    const withRef = "/nix/store/k9c2ivipygd7rn56hgaj8qvlb3z5c9ck-vec-ref";
+    const leafSig = "vec-key-1:Br8xehYW10xZVTSq982QN/d5poub22xuYEVpWF86oIob8BcBuIAzRiE53eKw9OEqZREMAw7x56Gm8F5kLAk1Dg==";
+    const refSig = "vec-key-1:z4Bib1TQVrWtKOWwrYJARzIujYzYP1zgJoxndu+3h0i0zG2I0CptkrZvnR97aa+xhoHkWeh42yTSiZH8Hj1bDg==";
+    const leafPrint = narInfoFingerprint(leaf, "sha256:1wni62447rg5plyg9y96g90w7km36g47w0pr2hd1j42shlxxddlk", 895424, []);
+    const refPrint = narInfoFingerprint(withRef, "sha256:0s5xh03wg8a9f97rll02i85d8wq66f5d1s0p7yhaiz0khvpq89zv", 176, [leaf]);
+    assert.equal(findValidSignature([leafSig], leafPrint, trusted), "vec-key-1");
+    assert.equal(findValidSignature(["other:AAAA", refSig], refPrint, trusted), "vec-key-1");
+    assert.equal(findValidSignature([leafSig], refPrint, trusted), undefined);
+    assert.equal(
+      findValidSignature([refSig], narInfoFingerprint(withRef, "sha256:0s5xh03wg8a9f97rll02i85d8wq66f5d1s0p7yhaiz0khvpq89zv", 177, [leaf]), trusted),
+      undefined,
+    );
+  });
+
+  test("malformed keys are refused with a clear error", () => {
+    assert.throws(
+      () => parsePublicKeys(["no-colon"]),
+      (error: FerryError) => error.code === "E_BAD_ARGUMENT",
+    );
+    assert.throws(
+      () => parsePublicKeys(["k:AAAA"]),
+      (error: FerryError) => error.code === "E_BAD_ARGUMENT",
+    );
+  });
+});
