@@ -56,7 +56,6 @@ export async function startController(options: ControllerOptions): Promise<Runni
   const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
-  let engine: RolloutEngine | undefined;
   const hub = new AgentHub({
     store,
     log: log.child({ part: "hub" }),
@@ -64,10 +63,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
     onHostChanged: (name) => {
       hostEvents.emit("changed", name);
       // A host's report may be the step a rollout waits for.
-      engine?.poke();
+      engine.poke();
     },
   });
-  engine = new RolloutEngine({
+  const engine = new RolloutEngine({
     store,
     hub,
     log: log.child({ part: "rollouts" }),

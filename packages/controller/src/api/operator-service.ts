@@ -1,8 +1,7 @@
 import type { EventEmitter } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { FERRY_VERSION, FerryError, assertHostName, assertStorePath, assertTag, generateToken, hashToken, type Logger } from "@ferry/core";
+import { FERRY_VERSION, assertHostName, assertTag, generateToken, hashToken, type Logger } from "@ferry/core";
 import {
-  ActivationMode,
   PROTOCOL_VERSION,
   type AddHostRequest,
   type AddHostResponse,
