@@ -42,7 +42,10 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
   }
 
   function testCalls(host: string, path: string): number {
-    return fleet.host(host).switchCalls().filter(([action, system]) => action === "test" && system === path).length;
+    return fleet
+      .host(host)
+      .switchCalls()
+      .filter(([action, system]) => action === "test" && system === path).length;
   }
 
   before(async () => {
@@ -60,7 +63,24 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
 
   test("a healthy rollout: prefetch everywhere, then a canary and two batches", async () => {
     const { file, paths } = await release();
-    const result = await fleet.cli(["rollout", "start", "--manifest", file, "--tag", "web", "--canary", "1", "--batch", "50%", "--max-unavailable", "4", "--wait", "--timeout", "180", "--json"]);
+    const result = await fleet.cli([
+      "rollout",
+      "start",
+      "--manifest",
+      file,
+      "--tag",
+      "web",
+      "--canary",
+      "1",
+      "--batch",
+      "50%",
+      "--max-unavailable",
+      "4",
+      "--wait",
+      "--timeout",
+      "180",
+      "--json",
+    ]);
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const done = result.json<{ rollout: RolloutJson }>().rollout;
     assert.equal(done.state, "completed");
@@ -82,7 +102,22 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
   test("a canary failing its health check aborts, and the rest of the fleet is never activated", async () => {
     const before = new Map(HOSTS.map((host) => [host, fleet.host(host).currentSystem()]));
     const { file, paths } = await release({ "node-1": "fail-health" });
-    const result = await fleet.cli(["rollout", "start", "--manifest", file, "--canary", "1", "--batch", "4", "--max-unavailable", "4", "--wait", "--timeout", "180", "--json"]);
+    const result = await fleet.cli([
+      "rollout",
+      "start",
+      "--manifest",
+      file,
+      "--canary",
+      "1",
+      "--batch",
+      "4",
+      "--max-unavailable",
+      "4",
+      "--wait",
+      "--timeout",
+      "180",
+      "--json",
+    ]);
     assert.equal(result.code, 1);
     const done = result.json<{ rollout: RolloutJson }>().rollout;
     assert.equal(done.state, "aborted");
@@ -97,16 +132,35 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
   test("abort --rollback-on-abort reverts the hosts already switched", async () => {
     const before = new Map(HOSTS.map((host) => [host, fleet.host(host).currentSystem()]));
     const { file, paths } = await release();
-    const started = await fleet.mustCli(["rollout", "start", "--manifest", file, "--canary", "2", "--batch", "3", "--max-unavailable", "3", "--gate", "--rollback-on-abort", "--json"]);
+    const started = await fleet.mustCli([
+      "rollout",
+      "start",
+      "--manifest",
+      file,
+      "--canary",
+      "2",
+      "--batch",
+      "3",
+      "--max-unavailable",
+      "3",
+      "--gate",
+      "--rollback-on-abort",
+      "--json",
+    ]);
     const id = started.json<{ rollout: RolloutJson }>().rollout.id;
     await waitFor("the gate after the canary wave", async () => (await rollout(id)).state === "waiting-gate" || undefined, 90_000, 500);
     assert.equal(fleet.host("node-1").currentSystem(), paths["node-1"]);
     const aborted = await fleet.cli(["rollout", "abort", id, "--reason", "bad metrics on the canary"]);
     assert.equal(aborted.code, 0, aborted.stderr);
-    const final = await waitFor("reverted", async () => {
-      const r = await rollout(id);
-      return r.hosts.filter((host) => host.wave === 1).every((host) => host.state === "reverted") ? r : undefined;
-    }, 90_000, 500);
+    const final = await waitFor(
+      "reverted",
+      async () => {
+        const r = await rollout(id);
+        return r.hosts.filter((host) => host.wave === 1).every((host) => host.state === "reverted") ? r : undefined;
+      },
+      90_000,
+      500,
+    );
     assert.equal(final.state, "aborted");
     assert.equal(final.reason, "bad metrics on the canary");
     for (const host of HOSTS) assert.equal(fleet.host(host).currentSystem(), before.get(host), `${host} back on the previous release`);
@@ -117,17 +171,27 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
     const { file, paths } = await release(Object.fromEntries(HOSTS.map((host) => [host, "slow" as const])));
     const started = await fleet.mustCli(["rollout", "start", "--manifest", file, "--canary", "1", "--batch", "2", "--max-unavailable", "2", "--json"]);
     const id = started.json<{ rollout: RolloutJson }>().rollout.id;
-    await waitFor("wave 2 activating", async () => {
-      const r = await rollout(id);
-      return r.currentWave === 2 && r.hosts.some((host) => host.wave === 2 && host.state === "activating") ? r : undefined;
-    }, 90_000, 200);
+    await waitFor(
+      "wave 2 activating",
+      async () => {
+        const r = await rollout(id);
+        return r.currentWave === 2 && r.hosts.some((host) => host.wave === 2 && host.state === "activating") ? r : undefined;
+      },
+      90_000,
+      200,
+    );
     await fleet.controller.stop("SIGKILL");
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await fleet.controller.start();
-    const final = await waitFor("rollout completed", async () => {
-      const r = await rollout(id);
-      return r.state === "completed" || r.state === "aborted" ? r : undefined;
-    }, 150_000, 1000);
+    const final = await waitFor(
+      "rollout completed",
+      async () => {
+        const r = await rollout(id);
+        return r.state === "completed" || r.state === "aborted" ? r : undefined;
+      },
+      150_000,
+      1000,
+    );
     assert.equal(final.state, "completed", final.reason);
     for (const host of HOSTS) {
       assert.equal(fleet.host(host).currentSystem(), paths[host], host);
@@ -142,15 +206,37 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
     const windowId = added.json<{ window: { id: string } }>().window.id;
     try {
       const { file, paths } = await release();
-      const started = await fleet.mustCli(["rollout", "start", "--manifest", file, "--hosts", "node-7,node-8", "--batch", "2", "--max-unavailable", "2", "--json"]);
+      const started = await fleet.mustCli([
+        "rollout",
+        "start",
+        "--manifest",
+        file,
+        "--hosts",
+        "node-7,node-8",
+        "--batch",
+        "2",
+        "--max-unavailable",
+        "2",
+        "--json",
+      ]);
       const id = started.json<{ rollout: RolloutJson }>().rollout.id;
-      await waitFor("node-8 waiting for its window", async () => (await rollout(id)).hosts.find((host) => host.name === "node-8")?.state === "waiting-window" || undefined, 60_000, 250);
+      await waitFor(
+        "node-8 waiting for its window",
+        async () => (await rollout(id)).hosts.find((host) => host.name === "node-8")?.state === "waiting-window" || undefined,
+        60_000,
+        250,
+      );
       assert.ok(Date.now() < opensAt.getTime(), "the window was still closed");
       assert.equal((await fleet.host("node-8").run(["nix-store", "--check-validity", paths["node-8"] as string])).code, 0, "prefetched while waiting");
-      const final = await waitFor("rollout completed", async () => {
-        const r = await rollout(id);
-        return r.state === "completed" ? r : undefined;
-      }, 90_000, 500);
+      const final = await waitFor(
+        "rollout completed",
+        async () => {
+          const r = await rollout(id);
+          return r.state === "completed" ? r : undefined;
+        },
+        90_000,
+        500,
+      );
       assert.ok(final.hosts.every((host) => host.state === "confirmed"));
       assert.ok(Date.now() >= opensAt.getTime());
       assert.equal(fleet.host("node-8").currentSystem(), paths["node-8"]);
@@ -164,9 +250,39 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
     const early = await fleet.cli(["rollout", "start", "--manifest", file, "--tag", "production", "--after", "staging", "--json"]);
     assert.equal(early.code, 1);
     assert.equal(early.json<{ error: { code: string } }>().error.code, "E_AFTER_NOT_SATISFIED");
-    const staging = await fleet.cli(["rollout", "start", "--manifest", file, "--tag", "staging", "--batch", "2", "--max-unavailable", "2", "--wait", "--timeout", "120"]);
+    const staging = await fleet.cli([
+      "rollout",
+      "start",
+      "--manifest",
+      file,
+      "--tag",
+      "staging",
+      "--batch",
+      "2",
+      "--max-unavailable",
+      "2",
+      "--wait",
+      "--timeout",
+      "120",
+    ]);
     assert.equal(staging.code, 0, staging.stderr);
-    const production = await fleet.cli(["rollout", "start", "--manifest", file, "--tag", "production", "--after", "staging", "--batch", "50%", "--max-unavailable", "3", "--wait", "--timeout", "180"]);
+    const production = await fleet.cli([
+      "rollout",
+      "start",
+      "--manifest",
+      file,
+      "--tag",
+      "production",
+      "--after",
+      "staging",
+      "--batch",
+      "50%",
+      "--max-unavailable",
+      "3",
+      "--wait",
+      "--timeout",
+      "180",
+    ]);
     assert.equal(production.code, 0, production.stderr);
     for (const host of HOSTS) assert.equal(fleet.host(host).currentSystem(), paths[host], host);
   });
