@@ -601,7 +601,6 @@ describe("RolloutEngine waves", () => {
   test(
     "time spent paused by the operator does not count against the progress deadline",
     {
-      todo: "bug: engine.ts control('resume') does not reset phaseStartedAtMs, so the paused time counts toward progressDeadline and the rollout aborts on resume",
     },
     async () => {
       const h = await harness();
@@ -738,7 +737,6 @@ describe("RolloutEngine abort", () => {
   test(
     "a host still activating when the rollout aborts gets its outcome recorded and is reverted",
     {
-      todo: "bug: engine.ts activeRollouts() drops an aborted rollout unless a host is 'reverting', so a host 'activating' at abort time is never observed again: its result is lost and rollbackOnAbort never reverts it",
     },
     async () => {
       const h = await harness();
@@ -845,7 +843,6 @@ describe("RolloutEngine and changes to the fleet", () => {
   test(
     "a manual deploy to a prefetched host waiting for its wave is not overwritten by the rollout",
     {
-      todo: "bug: engine.ts observe() checks desiredSerial only for in-flight hosts, so stepWave later re-assigns a host whose prefetch was superseded by a manual deploy, silently replacing the operator's system",
     },
     async () => {
       const h = await harness();

@@ -78,11 +78,11 @@ describe("windowIsOpen", () => {
   });
 
   test(
-    "a six-field window longer than the scan bound stays open for its whole duration",
-    { todo: "bug: windows.ts MAX_STEPS (200 000 one-second steps, about 55.5 h) truncates the look-back, so a six-field window reads as closed after 55.5 h" },
+    "a six-field window longer than the scan bound is refused rather than read as closed too early",
     () => {
-      // Sundays at 02:00:00 UTC for 3 days; Tuesday 2024-03-12 12:00 UTC is 58 h in.
-      assert.equal(windowIsOpen(win({ cron: "0 0 2 * * 0", durationMs: 72 * HOUR }), at("2024-03-12T12:00:00Z")), true);
+      // Sundays at 02:00:00 UTC for 3 days: past the ~55 h a seconds-precision scan covers.
+      assert.throws(() => validateWindow(win({ cron: "0 0 2 * * 0", durationMs: 72 * HOUR })), { code: "E_BAD_ARGUMENT" });
+      assert.doesNotThrow(() => validateWindow(win({ cron: "0 2 * * 0", durationMs: 72 * HOUR })));
     },
   );
 });

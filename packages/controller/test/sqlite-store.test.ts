@@ -53,6 +53,8 @@ describe("SqliteStateStore hosts", () => {
       lastErrorMessage: "",
       lastErrorOutput: "",
       agentVersion: "",
+      desiredActivate: true,
+      rolloutId: "",
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);

@@ -58,6 +58,7 @@ const AGENT_BODIES: AgentBody[] = [
   },
   { $case: "log", value: { hostName: "web1", atMs: 123, level: "warn", message: "disk almost full", serial: 3, rolloutId: "r-1" } },
   { $case: "desiredRequest", value: { hostName: "web1" } },
+  { $case: "dryActivateOutcome", value: { requestId: "ab12", hostName: "web1", success: true, errorCode: "", errorMessage: "", output: "would start x.service" } },
 ];
 
 const CONTROLLER_BODIES: ControllerBody[] = [
@@ -68,6 +69,7 @@ const CONTROLLER_BODIES: ControllerBody[] = [
     value: { hostName: "web1", storePath: PATH, serial: 42, deploymentId: "d-1", rolloutId: "r-1", mode: ActivationMode.ACTIVATION_MODE_BOOT, activate: true },
   },
   { $case: "refusal", value: { code: "E_AUTH", message: "wrong token", fatal: true } },
+  { $case: "dryActivate", value: { requestId: "ab12", storePath: PATH } },
 ];
 
 describe("frame round trips", () => {

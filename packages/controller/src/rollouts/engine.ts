@@ -102,6 +102,11 @@ export class RolloutEngine {
         continue;
       }
       records.set(host.name, record);
+      if ((host.state === "prefetched" || host.state === "waiting-window") && record.desiredSerial !== host.serial) {
+        // An operator deployed something else meanwhile: the rollout must not overwrite it.
+        await this.setHost(rollout, host, "skipped", "E_SUPERSEDED", "another deployment replaced this host's desired system");
+        continue;
+      }
       if (host.state !== "prefetching" && host.state !== "activating" && host.state !== "reverting") continue;
       if (record.desiredSerial !== host.serial) {
         await this.setHost(
@@ -136,6 +141,9 @@ export class RolloutEngine {
         return this.stepPrefetch(rollout);
       case "running":
         return this.stepWave(rollout, records, windows);
+      case "aborted":
+        // Hosts that were mid-activation when the rollout aborted finish later; revert them too.
+        return this.revertConfirmed(rollout);
       default:
         return;
     }
@@ -226,8 +234,12 @@ export class RolloutEngine {
 
   async abort(rollout: RolloutRecord, reason: string): Promise<void> {
     await this.transition(rollout, "aborted", reason);
+    await this.revertConfirmed(rollout);
+  }
+
+  private async revertConfirmed(rollout: RolloutRecord): Promise<void> {
     if (!rollout.policy.rollbackOnAbort) return;
-    for (const host of rollout.hosts.filter((h) => h.state === "confirmed")) {
+    for (const host of rollout.hosts.filter((h) => h.state === "confirmed" && h.errorCode !== "E_ROLLBACK_FAILED")) {
       if (!host.previousSystem) {
         await this.setHost(rollout, host, "confirmed", "E_ROLLBACK_FAILED", "no previous system recorded; left as is");
         continue;
@@ -254,6 +266,9 @@ export class RolloutEngine {
           if (rollout.hosts.every((h) => h.state !== "prefetching" && h.state !== "pending")) await this.beginWave(rollout, 1);
           else await this.transition(rollout, "prefetching", "");
         } else {
+          // Time spent paused does not count against the wave's progress deadline.
+          rollout.phaseStartedAtMs = this.deps.now();
+          await this.rollouts.updateRollout(rollout.id, { phaseStartedAtMs: rollout.phaseStartedAtMs }, this.deps.now());
           await this.transition(rollout, "running", "");
         }
         break;

@@ -42,6 +42,9 @@ export function validatePolicy(policy: RolloutPolicy): RolloutPolicy {
   ] as const) {
     if (quantity.percent && quantity.value > 100) throw new FerryError("E_BAD_ARGUMENT", `${flag} cannot exceed 100%`);
   }
+  for (const [name, value] of Object.entries(policy)) {
+    if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) throw new FerryError("E_BAD_ARGUMENT", `${name} must be a non-negative number`);
+  }
   return policy;
 }
 

@@ -2,7 +2,12 @@ import cron from "node-cron";
 import { FerryError } from "@ferry/core";
 import type { MaintenanceWindowRecord } from "../store/rollout-records.js";
 
+/** Bounds the look-back; validateWindow refuses windows longer than it covers. */
 const MAX_STEPS = 200_000;
+
+function stepOf(expression: string): number {
+  return expression.trim().split(/\s+/).length >= 6 ? 1000 : 60_000;
+}
 
 /**
  * A window opens at each time its cron expression matches and stays open for
@@ -13,7 +18,7 @@ const MAX_STEPS = 200_000;
 export function windowIsOpen(window: Pick<MaintenanceWindowRecord, "cron" | "durationMs" | "timezone">, nowMs: number): boolean {
   const task = cron.createTask(window.cron, () => undefined, window.timezone ? { timezone: window.timezone } : {});
   try {
-    const stepMs = window.cron.trim().split(/\s+/).length >= 6 ? 1000 : 60_000;
+    const stepMs = stepOf(window.cron);
     let instant = Math.floor(nowMs / stepMs) * stepMs;
     const earliest = nowMs - window.durationMs;
     for (let steps = 0; instant >= earliest && steps < MAX_STEPS; steps++, instant -= stepMs) {
@@ -28,6 +33,10 @@ export function windowIsOpen(window: Pick<MaintenanceWindowRecord, "cron" | "dur
 export function validateWindow(window: Pick<MaintenanceWindowRecord, "cron" | "durationMs" | "timezone">): void {
   if (!cron.validate(window.cron)) throw new FerryError("E_BAD_ARGUMENT", `not a valid cron expression: ${JSON.stringify(window.cron)}`);
   if (!(window.durationMs > 0)) throw new FerryError("E_BAD_ARGUMENT", "a maintenance window needs a positive duration");
+  const longest = MAX_STEPS * stepOf(window.cron);
+  if (window.durationMs > longest) {
+    throw new FerryError("E_BAD_ARGUMENT", `a window of this cron precision may last at most ${Math.floor(longest / 3_600_000)} h`);
+  }
   if (window.timezone) {
     try {
       new Intl.DateTimeFormat("en", { timeZone: window.timezone });

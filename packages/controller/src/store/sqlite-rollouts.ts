@@ -191,7 +191,7 @@ export class SqliteRolloutStore implements RolloutStore {
     const rows = this.db
       .prepare(
         `SELECT * FROM rollouts WHERE state NOT IN ('completed', 'aborted')
-           OR id IN (SELECT rollout_id FROM rollout_hosts WHERE state = 'reverting') ORDER BY created_at_ms`,
+           OR id IN (SELECT rollout_id FROM rollout_hosts WHERE state IN ('reverting', 'activating', 'prefetching')) ORDER BY created_at_ms`,
       )
       .all() as RolloutRow[];
     return rows.map((row) => this.toRecord(row));
