@@ -7,17 +7,7 @@ import { join } from "node:path";
 import { Fleet, type SigningKey } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
 import { waitFor } from "../harness/exec.js";
-
-interface HostJson {
-  name: string;
-  online: boolean;
-  phase: string;
-  currentSystem: string;
-  desiredSystem: string;
-  desiredSerial: number;
-  appliedSerial: number;
-  lastError: { code: string; message: string; output: string } | null;
-}
+import { hostStatus, type HostJson } from "../harness/status.js";
 
 describe(
   "bad input is refused with a specific error and changes nothing",
@@ -27,9 +17,7 @@ describe(
     let good: string;
     let otherKey: SigningKey;
 
-    async function status(name: string): Promise<HostJson> {
-      return (await fleet.mustCli(["status", name, "--json"])).json<{ hosts: HostJson[] }>().hosts[0] as HostJson;
-    }
+    const status = (name: string): Promise<HostJson> => hostStatus(fleet, name);
 
     async function errorOf(args: string[]): Promise<{ code: string; message: string; output?: string }> {
       const result = await fleet.cli([...args, "--json"]);
