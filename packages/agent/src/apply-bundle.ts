@@ -124,7 +124,10 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       bundle: { sequence: manifest.sequence, createdAt: manifest.createdAt, manifestSha256: verified.manifestSha256, signer: verified.signer },
       storePath,
       success: result.success,
-      phase: (HostPhase[result.phase] ?? "UNKNOWN").replace(/^HOST_PHASE_/, "").toLowerCase(),
+      phase: (HostPhase[result.phase] ?? "UNKNOWN")
+        .replace(/^HOST_PHASE_/, "")
+        .toLowerCase()
+        .replaceAll("_", "-"),
       errorCode: result.errorCode,
       errorMessage: result.errorMessage,
       output: result.output,

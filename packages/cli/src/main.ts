@@ -9,6 +9,8 @@ import { keysCommand } from "./commands/keys.js";
 import { statusCommand } from "./commands/status.js";
 import { rolloutCommand } from "./commands/rollout.js";
 import { windowCommand } from "./commands/window.js";
+import { bundleCommand } from "./commands/bundle.js";
+import { siteCommand } from "./commands/site.js";
 import { dryActivateCommand } from "./commands/dry-activate.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
@@ -23,6 +25,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   status: statusCommand,
   rollout: rolloutCommand,
   window: windowCommand,
+  bundle: bundleCommand,
+  site: siteCommand,
   "dry-activate": dryActivateCommand,
 };
 

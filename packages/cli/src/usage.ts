@@ -17,6 +17,8 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
+  ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode switch|boot|test] [--cache-url URL]
+  ferry site inventory -o FILE   which paths the site's cache holds, for bundle create --since
 
 Local verbs:
   ferry keys generate --name NAME --out DIR
@@ -25,6 +27,11 @@ Local verbs:
   ferry agent schema             print the agent configuration's JSON Schema
   ferry agent check-config --config FILE
   ferry agent gc --config FILE   delete generations beyond keepGenerations, then collect garbage
+  ferry agent apply-bundle FILE --config FILE [--host NAME] [--result FILE]
+                                 verify a bundle, activate this host's system from it, no controller needed
+  ferry bundle create --manifest HOSTS.json -o FILE --signing-key-file KEY [--since INVENTORY] [--sequence N]
+  ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
+  ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
 
 Errors print a stable code (E_...) and a one-line hint; exit status 1, or 2 for usage errors.
 `;

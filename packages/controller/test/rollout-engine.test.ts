@@ -598,26 +598,21 @@ describe("RolloutEngine waves", () => {
     assert.deepEqual(activated(h), ["web-1", "web-2"]);
   });
 
-  test(
-    "time spent paused by the operator does not count against the progress deadline",
-    {
-    },
-    async () => {
-      const h = await harness();
-      const hosts = fleet(2);
-      await h.addHosts(hosts);
-      const id = await h.start(hosts, { progressDeadlineMs: 30 * MINUTE });
-      await h.prefetchAll(id);
-      await h.tick();
-      await h.engine.control(id, "pause", "");
-      await h.settle();
-      h.advance(2 * HOUR);
-      await h.engine.control(id, "resume", "");
-      await h.settle();
-      await h.tick();
-      assert.equal((await h.rollout(id)).state, "running", (await h.rollout(id)).reason);
-    },
-  );
+  test("time spent paused by the operator does not count against the progress deadline", {}, async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { progressDeadlineMs: 30 * MINUTE });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.engine.control(id, "pause", "");
+    await h.settle();
+    h.advance(2 * HOUR);
+    await h.engine.control(id, "resume", "");
+    await h.settle();
+    await h.tick();
+    assert.equal((await h.rollout(id)).state, "running", (await h.rollout(id)).reason);
+  });
 
   test("a wave that exceeds its progress deadline aborts the rollout", async () => {
     const h = await harness();
@@ -734,27 +729,22 @@ describe("RolloutEngine abort", () => {
     assert.equal(h.pushes.filter((p) => p.system.endsWith("-old")).length, 0);
   });
 
-  test(
-    "a host still activating when the rollout aborts gets its outcome recorded and is reverted",
-    {
-    },
-    async () => {
-      const h = await harness();
-      const hosts = fleet(3);
-      await h.addHosts(hosts);
-      const id = await h.start(hosts, { maxUnavailable: 3, failureThreshold: count(1), rollbackOnAbort: true });
-      await h.prefetchAll(id);
-      await h.tick();
-      await h.report("web-1", HostPhase.HOST_PHASE_FAILED, "E_ACTIVATION_FAILED");
-      await h.tick();
-      assert.equal((await h.rollout(id)).state, "aborted");
-      // web-2 and web-3 were in flight and finish afterwards.
-      await h.active(["web-2", "web-3"]);
-      await h.tick(2);
-      assert.notEqual((await h.rolloutHost(id, "web-2")).state, "activating");
-      assert.equal((await h.host("web-2")).desiredSystem, OLD("web-2"), "web-2 switched after the abort: it should be rolled back");
-    },
-  );
+  test("a host still activating when the rollout aborts gets its outcome recorded and is reverted", {}, async () => {
+    const h = await harness();
+    const hosts = fleet(3);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { maxUnavailable: 3, failureThreshold: count(1), rollbackOnAbort: true });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.report("web-1", HostPhase.HOST_PHASE_FAILED, "E_ACTIVATION_FAILED");
+    await h.tick();
+    assert.equal((await h.rollout(id)).state, "aborted");
+    // web-2 and web-3 were in flight and finish afterwards.
+    await h.active(["web-2", "web-3"]);
+    await h.tick(2);
+    assert.notEqual((await h.rolloutHost(id, "web-2")).state, "activating");
+    assert.equal((await h.host("web-2")).desiredSystem, OLD("web-2"), "web-2 switched after the abort: it should be rolled back");
+  });
 });
 
 describe("RolloutEngine and changes to the fleet", () => {
@@ -840,25 +830,20 @@ describe("RolloutEngine and changes to the fleet", () => {
     assert.equal((await h.host("web-2")).desiredSystem, storePath("hotfix"));
   });
 
-  test(
-    "a manual deploy to a prefetched host waiting for its wave is not overwritten by the rollout",
-    {
-    },
-    async () => {
-      const h = await harness();
-      const hosts = fleet(2);
-      await h.addHosts(hosts);
-      const id = await h.start(hosts, { canary: count(1) });
-      await h.prefetchAll(id);
-      const hotfix = storePath("web-2-hotfix");
-      await h.store.recordDeployment("d-manual", [{ hostName: "web-2", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
-      await h.tick();
-      await h.active(["web-1"]);
-      await h.tick(3);
-      assert.equal((await h.host("web-2")).desiredSystem, hotfix);
-      assert.equal((await h.rolloutHost(id, "web-2")).errorCode, "E_SUPERSEDED");
-    },
-  );
+  test("a manual deploy to a prefetched host waiting for its wave is not overwritten by the rollout", {}, async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1) });
+    await h.prefetchAll(id);
+    const hotfix = storePath("web-2-hotfix");
+    await h.store.recordDeployment("d-manual", [{ hostName: "web-2", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
+    await h.tick();
+    await h.active(["web-1"]);
+    await h.tick(3);
+    assert.equal((await h.host("web-2")).desiredSystem, hotfix);
+    assert.equal((await h.rolloutHost(id, "web-2")).errorCode, "E_SUPERSEDED");
+  });
 
   test("a host in an unfinished rollout cannot join a second one", async () => {
     const h = await harness();

@@ -1,10 +1,23 @@
 // Builds bundles without Nix: fake store paths whose "NARs" are random bytes
 // in a file binary cache layout, packed by the real writer.
 import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSecretKey, toNixBase32, writeBundle, type BundleManifest, type OmittedPath, type SigningKey } from "@ferry/core";
+
+let root: string | undefined;
+
+/** One scratch directory per test file; removeScratch() deletes it. */
+function scratch(): string {
+  root ??= mkdtempSync(join(tmpdir(), "ferry-bundle-test-"));
+  return mkdtempSync(join(root, "b-"));
+}
+
+export function removeScratch(): void {
+  if (root) rmSync(root, { recursive: true, force: true });
+  root = undefined;
+}
 
 export interface TestKey {
   secret: SigningKey;
@@ -67,7 +80,7 @@ export async function makeBundle(
   key: TestKey,
   options: { sequence?: number; label?: string; omitted?: OmittedPath[]; mutate?: (paths: FakePath[]) => void } = {},
 ): Promise<TestBundle> {
-  const dir = mkdtempSync(join(tmpdir(), "ferry-bundle-test-"));
+  const dir = scratch();
   const lib = fakeStorePath("lib");
   const data = fakeStorePath("data");
   const system = fakeStorePath(`nixos-system-${options.label ?? "web-1"}`);

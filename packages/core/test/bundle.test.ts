@@ -1,8 +1,8 @@
-import { describe, test } from "node:test";
+import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -21,7 +21,7 @@ import {
   verifyBundle,
   type ErrorCode,
 } from "@ferry/core";
-import { chunks, fakeStorePath, makeBundle, makeKey, type TestBundle } from "./bundle-helpers.js";
+import { chunks, fakeStorePath, makeBundle, makeKey, removeScratch, type TestBundle } from "./bundle-helpers.js";
 
 const key = makeKey("site-deploy-1");
 const other = makeKey("intruder-1");
@@ -53,6 +53,7 @@ async function layout(bytes: Buffer): Promise<{ name: string; header: number; da
 
 describe("bundle format", () => {
   let bundle: TestBundle;
+  after(removeScratch);
 
   test("a written bundle verifies and hands every file to the sink in manifest order", async () => {
     bundle = await makeBundle(key);
@@ -217,7 +218,8 @@ describe("bundle format", () => {
 
 describe("bundle ledger (replay protection)", () => {
   test("a sequence not above the last one is a replay", () => {
-    const ledger = new BundleLedger(join(mkdtempSync(join(tmpdir(), "ferry-ledger-")), "bundles.json"));
+    const dir = mkdtempSync(join(tmpdir(), "ferry-ledger-"));
+    const ledger = new BundleLedger(join(dir, "bundles.json"));
     assert.equal(ledger.lastSequence, 0);
     ledger.assertNewer({ sequence: 1 });
     ledger.record({ sequence: 5, manifestSha256: "a".repeat(64), createdAt: "x", importedAtMs: 1, signer: "k", hosts: {} });
@@ -235,6 +237,7 @@ describe("bundle ledger (replay protection)", () => {
       (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
     );
     assert.equal(new BundleLedger(ledger.file).imports.length, 1);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

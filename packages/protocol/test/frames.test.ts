@@ -58,7 +58,10 @@ const AGENT_BODIES: AgentBody[] = [
   },
   { $case: "log", value: { hostName: "web1", atMs: 123, level: "warn", message: "disk almost full", serial: 3, rolloutId: "r-1" } },
   { $case: "desiredRequest", value: { hostName: "web1" } },
-  { $case: "dryActivateOutcome", value: { requestId: "ab12", hostName: "web1", success: true, errorCode: "", errorMessage: "", output: "would start x.service" } },
+  {
+    $case: "dryActivateOutcome",
+    value: { requestId: "ab12", hostName: "web1", success: true, errorCode: "", errorMessage: "", output: "would start x.service" },
+  },
 ];
 
 const CONTROLLER_BODIES: ControllerBody[] = [

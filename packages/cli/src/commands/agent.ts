@@ -2,6 +2,7 @@ import { createLogger, FerryError, Nix, ProcessRunner } from "@ferry/core";
 import { AGENT_CONFIG_SCHEMA, collectGarbage, loadAgentConfig, startAgent, type AgentConfig } from "@ferry/agent";
 import { parse, requireString } from "../args.js";
 import { waitForSignal } from "./controller.js";
+import { applyBundleCommand } from "./agent-apply-bundle.js";
 
 export async function agentCommand(args: string[]): Promise<number> {
   if (args[0] === "schema") {
@@ -14,6 +15,7 @@ export async function agentCommand(args: string[]): Promise<number> {
     process.stdout.write("configuration is valid\n");
     return 0;
   }
+  if (args[0] === "apply-bundle") return applyBundleCommand(args.slice(1));
   if (args[0] === "gc") {
     const { values } = parse(args.slice(1), { config: { type: "string" } }, false);
     const config = loadAgentConfig(requireString(values.config, "--config"));

@@ -59,42 +59,53 @@ export async function discoverCacheUrl(connection: OperatorConnection): Promise<
   return `http://${host}:${info.httpPort}${info.cachePath}`;
 }
 
+const IN_FLIGHT = 6;
+
 /**
- * Second pass over an already verified bundle: PUTs each cache file (NAR
- * before its narinfo) with the operator token. Each file is hashed again on
- * the way; its last bytes are sent only once the hash matches the manifest, so
- * a file changed since the verification pass is aborted mid-upload and the
- * cache, which stores uploads only when complete, keeps nothing of it.
+ * Second pass over an already verified bundle: PUTs each cache file with the
+ * operator token. Up to IN_FLIGHT uploads overlap (the cache syncs each file
+ * to disk before it answers), but a narinfo is sent only once its NAR was
+ * stored, so the cache never holds a narinfo without its NAR. Each file is
+ * hashed again on the way and its last bytes are sent only once the hash
+ * matches the manifest: a file changed since the verification pass is aborted
+ * mid-upload, and the cache, which keeps only complete uploads, stores nothing of it.
  */
-export async function uploadBundleFiles(
-  file: string,
-  manifest: BundleManifest,
-  cacheUrl: string,
-  token: string,
-  onFile?: (name: string, size: number) => void,
-): Promise<{ files: number; bytes: number }> {
+export async function uploadBundleFiles(file: string, manifest: BundleManifest, cacheUrl: string, token: string): Promise<{ files: number; bytes: number }> {
   const expected = new Map<string, BundleFile>([[manifest.nixCacheInfo.file, manifest.nixCacheInfo]]);
+  const narOf = new Map<string, string>();
   for (const path of manifest.paths) {
     expected.set(path.nar.file, path.nar);
     expected.set(path.narinfo.file, path.narinfo);
+    narOf.set(path.narinfo.file, path.nar.file);
   }
   const base = new URL(cacheUrl.endsWith("/") ? cacheUrl : `${cacheUrl}/`);
   const secure = base.protocol === "https:";
-  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: 1 }) : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
   const reader = new TarReader(createReadStream(file, { highWaterMark: CHUNK }));
   await readBundleHead(reader);
+  const pending = new Map<string, Promise<void>>();
+  let failure: unknown;
   let files = 0;
   let bytes = 0;
+  const settle = async (name: string): Promise<void> => {
+    const upload = pending.get(name);
+    if (!upload) return;
+    pending.delete(name);
+    await upload;
+  };
   try {
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
+      if (failure) throw failure;
       const want = expected.get(entry.name);
       if (!want || want.size !== entry.size) throw new FerryError("E_BUNDLE_TAMPERED", `${entry.name} changed since the bundle was verified`);
-      onFile?.(entry.name, entry.size);
       // The cache serves its own nix-cache-info; the bundle's copy is for file:// use only.
       if (entry.name === manifest.nixCacheInfo.file) {
         await reader.skip();
         continue;
       }
+      const nar = narOf.get(entry.name);
+      if (nar) await settle(nar);
+      while (pending.size >= IN_FLIGHT) await settle(pending.keys().next().value as string);
       const target = new URL(entry.name, base);
       const request = (secure ? httpsRequest : httpRequest)(target, {
         method: "PUT",
@@ -118,24 +129,36 @@ export async function uploadBundleFiles(
         if (!request.write(chunk)) await new Promise((resolve) => request.once("drain", resolve));
       }
       request.end();
-      const answer = await response.catch((error: Error) => {
-        throw new FerryError("E_CACHE_UPLOAD", `uploading ${entry.name} to ${target.href}: ${error.message}`);
+      const name = entry.name;
+      const size = entry.size;
+      const done = checkResponse(name, target, response).then(() => {
+        files++;
+        bytes += size;
       });
-      const body = await new Promise<string>((resolve) => {
-        let text = "";
-        answer.setEncoding("utf8");
-        answer.on("data", (piece: string) => (text += piece.slice(0, 2000)));
-        answer.on("end", () => resolve(text));
-      });
-      if (answer.statusCode === 401) throw new FerryError("E_AUTH", `the cache refused the operator token: ${body.trim()}`);
-      if (answer.statusCode !== 201 && answer.statusCode !== 200) {
-        throw new FerryError("E_CACHE_UPLOAD", `uploading ${entry.name}: HTTP ${answer.statusCode}: ${body.trim()}`);
-      }
-      files++;
-      bytes += entry.size;
+      // Remember the first failure; it is thrown at the next step.
+      done.catch((error: unknown) => (failure ??= error));
+      pending.set(name, done);
     }
+    for (const name of [...pending.keys()]) await settle(name);
+    if (failure) throw failure;
   } finally {
+    await Promise.allSettled(pending.values());
     agent.destroy();
   }
   return { files, bytes };
+}
+
+async function checkResponse(name: string, target: URL, response: Promise<IncomingMessage>): Promise<void> {
+  const answer = await response.catch((error: Error) => {
+    throw new FerryError("E_CACHE_UPLOAD", `uploading ${name} to ${target.href}: ${error.message}`);
+  });
+  const body = await new Promise<string>((resolve) => {
+    let text = "";
+    answer.setEncoding("utf8");
+    answer.on("data", (piece: string) => (text += piece.slice(0, 2000)));
+    answer.on("end", () => resolve(text));
+  });
+  if (answer.statusCode === 401) throw new FerryError("E_AUTH", `the cache refused the operator token: ${body.trim()}`);
+  if (answer.statusCode !== 201 && answer.statusCode !== 200)
+    throw new FerryError("E_CACHE_UPLOAD", `uploading ${name}: HTTP ${answer.statusCode}: ${body.trim()}`);
 }

@@ -1,9 +1,9 @@
-import { createReadStream } from "node:fs";
-import { open, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { once } from "node:events";
+import { readFile, rename, stat, unlink } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { FerryError } from "../errors.js";
-import { fsyncDirectory } from "../atomic-file.js";
 import { parseNarInfo } from "../narinfo.js";
 import { parseStorePath } from "../validate.js";
 import { narInfoFingerprint, parseSha256, signText, toNixBase32, type SigningKey } from "./keys.js";
@@ -115,20 +115,17 @@ function dependencyOrder(prepared: Prepared[]): Prepared[] {
   return ordered;
 }
 
+/** Appends tar entries to one buffered write stream, so reading the next chunk overlaps writing the last. */
 class ArchiveWriter {
   private position = 0;
   constructor(
-    private readonly handle: FileHandle,
+    private readonly out: WriteStream,
     private readonly mtime: number,
   ) {}
 
   private async write(data: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < data.length) {
-      const { bytesWritten } = await this.handle.write(data, offset, data.length - offset, this.position);
-      offset += bytesWritten;
-      this.position += bytesWritten;
-    }
+    this.position += data.length;
+    if (!this.out.write(data)) await once(this.out, "drain");
   }
 
   async add(name: string, data: string | Buffer): Promise<void> {
@@ -136,22 +133,26 @@ class ArchiveWriter {
     await this.write(Buffer.concat([tarHeader(name, bytes.length, this.mtime), bytes, tarPadding(bytes.length)]));
   }
 
-  /** Streams a file into the archive, checking it still has the size and hash the manifest promised. */
-  async addFile(name: string, file: string, size: number, sha256: string): Promise<void> {
+  /**
+   * Streams a file into the archive. Its hash is not recomputed here: every
+   * reader checks each file against the manifest, so a file that changed
+   * under us makes an unusable bundle, never a wrong one.
+   */
+  async addFile(name: string, file: string, size: number): Promise<void> {
     await this.write(tarHeader(name, size, this.mtime));
-    const hash = createHash("sha256");
     let copied = 0;
     for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
       copied += (chunk as Buffer).length;
-      await this.write(chunk as Buffer);
+      if (!this.out.write(chunk)) await once(this.out, "drain");
     }
-    if (copied !== size || hash.digest("hex") !== sha256) throw new FerryError("E_INTERNAL", `${file} changed while the bundle was written`);
+    this.position += copied;
+    if (copied !== size) throw new FerryError("E_INTERNAL", `${file} changed size while the bundle was written`);
     await this.write(tarPadding(size));
   }
 
   async end(): Promise<number> {
     await this.write(TAR_END);
+    await new Promise<void>((resolve, reject) => this.out.end((error?: Error | null) => (error ? reject(error) : resolve())));
     return this.position;
   }
 }
@@ -177,24 +178,22 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
   };
   const manifestText = `${JSON.stringify(manifest, null, 1)}\n`;
   const temp = `${options.output}.partial`;
-  const handle = await open(temp, "w", 0o644);
+  const out = createWriteStream(temp, { mode: 0o644, highWaterMark: 4 << 20 });
   try {
-    const archive = new ArchiveWriter(handle, Math.floor(options.now.getTime() / 1000));
+    const archive = new ArchiveWriter(out, Math.floor(options.now.getTime() / 1000));
     await archive.add(MANIFEST_FILE, manifestText);
     await archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
     await archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
     for (const item of prepared) {
-      await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size, item.entry.nar.sha256);
+      await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size);
       await archive.add(item.entry.narinfo.file, item.narinfoText);
     }
     const bytes = await archive.end();
-    await handle.sync();
-    await handle.close();
+    // No fsync: the name appears only when the file is complete, and a file damaged by a crash fails verification.
     await rename(temp, options.output);
-    fsyncDirectory(dirname(options.output));
     return { manifest, bytes };
   } catch (error) {
-    await handle.close().catch(() => undefined);
+    out.destroy();
     await unlink(temp).catch(() => undefined);
     throw error;
   }

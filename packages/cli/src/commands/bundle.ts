@@ -1,0 +1,225 @@
+import { createReadStream, readFileSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import {
+  FerryError,
+  Nix,
+  ProcessRunner,
+  TarReader,
+  assertHostName,
+  assertStorePath,
+  createBundle,
+  parseInventory,
+  parseManifest,
+  readBundleHead,
+  readSecretKeyFile,
+  verifyBundle,
+  type BundleManifest,
+} from "@ferry/core";
+import { ActivationMode } from "@ferry/protocol";
+import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
+import { connect } from "../client.js";
+import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
+import { discoverCacheUrl, publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
+
+const MODES: Record<string, ActivationMode> = {
+  switch: ActivationMode.ACTIVATION_MODE_SWITCH,
+  boot: ActivationMode.ACTIVATION_MODE_BOOT,
+  test: ActivationMode.ACTIVATION_MODE_TEST,
+};
+const MIB = 1024 * 1024;
+
+export async function bundleCommand(args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  switch (verb) {
+    case "create":
+      return create(rest);
+    case "verify":
+      return verify(rest);
+    case "inspect":
+      return inspect(rest);
+    case "import":
+      return importBundle(rest);
+    default:
+      throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'bundle ${verb ?? ""}': use create, verify, inspect or import`);
+  }
+}
+
+/** `{"hosts": {"web-1": "/nix/store/…"}}` */
+function readHostsFile(file: string): Record<string, string> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new FerryError("E_BAD_ARGUMENT", `cannot read ${file}: ${(error as Error).message}`);
+  }
+  const hosts = (raw as { hosts?: unknown } | null)?.hosts;
+  if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts) || Object.keys(hosts).length === 0) {
+    throw new FerryError("E_BAD_ARGUMENT", `${file} must hold {"hosts": {"HOST": "/nix/store/…", …}}`);
+  }
+  const out: Record<string, string> = {};
+  for (const [name, path] of Object.entries(hosts)) out[assertHostName(name)] = assertStorePath(path);
+  return out;
+}
+
+function trustedKeys(values: (string | boolean)[] | undefined): string[] {
+  const keys = (values ?? []).filter((value): value is string => typeof value === "string");
+  const fromEnv = process.env["FERRY_TRUSTED_KEYS"]?.split(/\s+/).filter(Boolean) ?? [];
+  const all = [...keys, ...fromEnv];
+  if (all.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name the keys to trust: --trusted-key NAME:BASE64 (repeatable) or FERRY_TRUSTED_KEYS");
+  return all;
+}
+
+function summary(manifest: BundleManifest): Record<string, unknown> {
+  return {
+    formatVersion: `${manifest.version}.${manifest.minorVersion}`,
+    sequence: manifest.sequence,
+    createdAt: manifest.createdAt,
+    hosts: manifest.hosts,
+    paths: manifest.paths.length,
+    narBytes: manifest.paths.reduce((sum, path) => sum + path.nar.size, 0),
+    narSize: manifest.paths.reduce((sum, path) => sum + path.narSize, 0),
+    omitted: manifest.omitted.length,
+    since: manifest.since,
+  };
+}
+
+async function create(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      manifest: { type: "string" },
+      output: { type: "string", short: "o" },
+      "signing-key-file": { type: "string" },
+      since: { type: "string" },
+      sequence: { type: "string" },
+      "work-dir": { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+    false,
+  );
+  const hosts = readHostsFile(requireString(values.manifest, "--manifest"));
+  const output = resolve(requireString(values.output, "-o/--output"));
+  const keyFile = values["signing-key-file"] ?? process.env["FERRY_SIGNING_KEY_FILE"];
+  if (!keyFile) throw new FerryError("E_BAD_ARGUMENT", "a bundle must be signed: pass --signing-key-file KEY (or set FERRY_SIGNING_KEY_FILE)");
+  const signingKey = readSecretKeyFile(keyFile);
+  const since = values.since === undefined ? undefined : parseInventory(readFileSync(values.since, "utf8"));
+  const sequence = values.sequence === undefined ? undefined : Number(values.sequence);
+  if (sequence !== undefined && !(Number.isSafeInteger(sequence) && sequence > 0))
+    throw new FerryError("E_BAD_ARGUMENT", "--sequence expects a positive integer");
+  const out = createOutput(values.json);
+  out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
+  const { manifest, bytes } = await createBundle({
+    nix: new Nix(new ProcessRunner()),
+    hosts,
+    output,
+    signingKey,
+    ...(since ? { since } : {}),
+    ...(sequence === undefined ? {} : { sequence }),
+    ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+  });
+  out.result(
+    { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
+    () =>
+      `wrote ${output}: ${manifest.paths.length} paths (${(bytes / MIB).toFixed(1)} MiB)` +
+      `${manifest.omitted.length ? `, ${manifest.omitted.length} left out as present at the site` : ""}, sequence ${manifest.sequence}, signed by ${signingKey.name}\n`,
+  );
+  return 0;
+}
+
+async function verify(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { "trusted-key": { type: "string", multiple: true }, json: { type: "boolean", default: false } });
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle verify FILE --trusted-key KEY...");
+  const file = positionals[0] as string;
+  const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: trustedKeys(values["trusted-key"]) });
+  createOutput(values.json).result(
+    { file, valid: true, signer: verified.signer, manifestSha256: verified.manifestSha256, bytes: verified.bytes, ...summary(verified.manifest) },
+    () => `${file}: valid, signed by ${verified.signer}; ${verified.manifest.paths.length} paths, sequence ${verified.manifest.sequence}\n`,
+  );
+  return 0;
+}
+
+async function inspect(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: "boolean", default: false } });
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle inspect FILE [--json]");
+  const file = positionals[0] as string;
+  const head = await readBundleHead(new TarReader(createReadStream(file, { highWaterMark: MIB })));
+  const manifest = parseManifest(head.manifestBytes);
+  const signers = head.signatureFile
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.slice(0, line.indexOf(":")));
+  createOutput(values.json).result({ file, bytes: statSync(file).size, signers, verified: false, ...summary(manifest), closure: manifest.paths }, () => {
+    const lines = [
+      `${file}: Ferry bundle format ${manifest.version}.${manifest.minorVersion}, sequence ${manifest.sequence}, created ${manifest.createdAt}`,
+      `signed by: ${signers.join(", ") || "nobody"} (not verified; use ferry bundle verify)`,
+      "",
+      table(
+        ["HOST", "SYSTEM"],
+        Object.entries(manifest.hosts).map(([host, path]) => [host, path]),
+      ).trimEnd(),
+      "",
+      table(
+        ["PATH", "NAR SIZE", "FILE SIZE"],
+        manifest.paths.map((path) => [shortPath(path.storePath), String(path.narSize), String(path.nar.size)]),
+      ).trimEnd(),
+    ];
+    if (manifest.omitted.length > 0)
+      lines.push("", `${manifest.omitted.length} path(s) left out: the site has them (delta since sequence ${manifest.since?.lastSequence ?? "?"})`);
+    return `${lines.join("\n")}\n`;
+  });
+  return 0;
+}
+
+async function importBundle(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    "trusted-key": { type: "string", multiple: true },
+    deploy: { type: "boolean", default: false },
+    mode: { type: "string", default: "switch" },
+    "cache-url": { type: "string" },
+  });
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle import FILE [--deploy] --trusted-key KEY...");
+  const file = positionals[0] as string;
+  const mode = MODES[values.mode];
+  if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
+  const keys = trustedKeys(values["trusted-key"]);
+  const out = createOutput(values.json);
+  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  const client = siteClient(connection);
+  try {
+    // 1. The whole bundle, checked locally, before anything leaves this machine.
+    out.note(`verifying ${file}`);
+    const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });
+    const { manifest } = verified;
+    const options = { deploy: values.deploy, mode, checkOnly: true };
+    // 2. The controller checks signature (its own keys), sequence and hosts, still recording nothing.
+    await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
+    // 3. Only now do files reach the cache.
+    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    out.note(`uploading ${manifest.paths.length} paths to ${cacheUrl}`);
+    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token);
+    // 4. Publish: the controller checks the cache against the manifest, records the sequence and, with --deploy, the desired systems.
+    const response = await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, { ...options, checkOnly: false });
+    out.result(
+      {
+        file,
+        sequence: manifest.sequence,
+        signer: response.signer,
+        paths: manifest.paths.length,
+        uploadedFiles: uploaded.files,
+        uploadedBytes: uploaded.bytes,
+        deployed: values.deploy,
+        deploymentId: response.deploymentId || null,
+        hosts: response.hosts.map(hostStatusJson),
+      },
+      () =>
+        `imported bundle ${manifest.sequence}: ${manifest.paths.length} paths (${(uploaded.bytes / MIB).toFixed(1)} MiB)` +
+        (values.deploy ? `; deployment ${response.deploymentId} for ${response.hosts.map((host) => host.name).join(", ")}` : "; not deployed (pass --deploy)") +
+        "\n",
+    );
+    return 0;
+  } finally {
+    client.close();
+    connection.close();
+  }
+}

@@ -1,0 +1,5 @@
+// `npm run bench`: every benchmark, one after another. Not a test: it prints
+// figures and writes test/bench/RESULTS.md.
+import { runBundleBench } from "./bundle.bench.js";
+
+await runBundleBench();

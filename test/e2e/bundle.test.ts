@@ -1,0 +1,190 @@
+// Air-gapped sites: a bundle made from the build machine's store is imported
+// into a site controller (the fleet) whose hosts then deploy it; a delta
+// bundle carries only what the site lacks; a host with no controller applies
+// a bundle on its own; every damaged, replayed or untrusted bundle is refused
+// and leaves the cache, the ledger and the hosts' desired systems unchanged.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFileSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Fleet, type SigningKey } from "../harness/fleet.js";
+import { buildFixtureSystem } from "../harness/fixtures.js";
+import { FERRY_BIN } from "../harness/paths.js";
+import { waitFor } from "../harness/exec.js";
+import { hostStatus, settled } from "../harness/status.js";
+
+interface ErrorJson {
+  error: { code: string; message: string };
+}
+
+describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false }, () => {
+  let fleet: Fleet;
+  let intruder: SigningKey;
+  const sys: Record<string, string> = {};
+  const file = (name: string): string => join(fleet.dir, name);
+
+  async function create(name: string, hosts: Record<string, string>, extra: string[] = [], key = fleet.key): Promise<string> {
+    writeFileSync(file(`${name}.hosts.json`), JSON.stringify({ hosts }));
+    await fleet.mustCli(["bundle", "create", "--manifest", file(`${name}.hosts.json`), "-o", file(name), "--signing-key-file", key.secretFile, ...extra]);
+    return file(name);
+  }
+
+  function importArgs(bundle: string, ...extra: string[]): string[] {
+    return ["bundle", "import", bundle, "--trusted-key", fleet.key.publicKey, "--json", ...extra];
+  }
+
+  /** What a refused import must not change. */
+  function siteSnapshot(): string {
+    const cache = join(fleet.controller.dataDir, "cache");
+    const files = [...readdirSync(cache), ...readdirSync(join(cache, "nar")).map((name) => `nar/${name}`)].filter((name) => !name.startsWith(".")).sort();
+    let ledger = "";
+    try {
+      ledger = readFileSync(join(fleet.controller.dataDir, "bundles.json"), "utf8");
+    } catch {
+      // no bundle imported yet
+    }
+    return JSON.stringify({ files, ledger });
+  }
+
+  before(async () => {
+    fleet = await Fleet.start("bundle");
+    intruder = await fleet.generateKey("intruder-1");
+    writeFileSync(join(fleet.controller.dataDir, "bundle-trusted-keys"), `# keys whose bundles this site accepts\n${fleet.key.publicKey}\n`);
+    await fleet.addHost("web-1");
+    await fleet.addHost("web-2");
+    await fleet.addHost("solo", { start: false });
+    for (const [name, host, generation, behaviour] of [
+      ["web1a", "web-1", 1, "ok"],
+      ["web2a", "web-2", 1, "ok"],
+      ["web1b", "web-1", 2, "ok"],
+      ["web2b", "web-2", 2, "ok"],
+      ["soloa", "solo", 1, "ok"],
+      ["solob", "solo", 2, "fail-activation"],
+    ] as const) {
+      sys[name] = await buildFixtureSystem(host, generation, behaviour);
+    }
+    await waitFor("web-1 and web-2 online", async () => ((await hostStatus(fleet, "web-1")).online && (await hostStatus(fleet, "web-2")).online) || undefined);
+  });
+
+  after(async () => {
+    await fleet?.close();
+  });
+
+  test("a bundle imported with --deploy reaches the site's hosts", async () => {
+    const bundle = await create("b1.ferry", { "web-1": sys["web1a"] as string, "web-2": sys["web2a"] as string });
+    const verified = await fleet.mustCli(["bundle", "verify", bundle, "--trusted-key", fleet.key.publicKey, "--json"]);
+    assert.equal(verified.json<{ valid: boolean; paths: number }>().paths, 4);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ hosts: Record<string, string>; signers: string[] }>();
+    assert.deepEqual(inspected.signers, [fleet.key.name]);
+    assert.equal(inspected.hosts["web-2"], sys["web2a"]);
+    const imported = await fleet.cli(importArgs(bundle, "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    assert.match(imported.json<{ deploymentId: string }>().deploymentId, /^d-/);
+    for (const [host, expected] of [
+      ["web-1", sys["web1a"]],
+      ["web-2", sys["web2a"]],
+    ] as const) {
+      const status = await settled(fleet, host);
+      assert.equal(status.phase, "active", JSON.stringify(status));
+      assert.equal(fleet.host(host).currentSystem(), expected);
+    }
+  });
+
+  test("a delta bundle made --since the site's inventory carries only the new paths", async () => {
+    await fleet.mustCli(["site", "inventory", "-o", file("inventory.json")]);
+    const inventory = JSON.parse(readFileSync(file("inventory.json"), "utf8")) as { storePaths: string[]; lastSequence: number };
+    assert.ok(inventory.storePaths.includes(sys["web2a"] as string));
+    assert.ok(inventory.lastSequence > 0);
+    const bundle = await create("b2.ferry", { "web-1": sys["web1b"] as string, "web-2": sys["web2a"] as string }, ["--since", file("inventory.json")]);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ paths: number; omitted: number }>();
+    assert.deepEqual([inspected.paths, inspected.omitted], [2, 2], "only web-1's new system and its package travel");
+    const imported = await fleet.cli(importArgs(bundle, "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    assert.equal((await settled(fleet, "web-1")).phase, "active");
+    assert.equal(fleet.host("web-1").currentSystem(), sys["web1b"]);
+    assert.equal(fleet.host("web-2").currentSystem(), sys["web2a"]);
+  });
+
+  test("damaged, swapped, replayed and untrusted bundles are refused and leave no trace", async () => {
+    const good = await create("b3.ferry", { "web-2": sys["web2b"] as string });
+    const bytes = readFileSync(good);
+    const flipped = Buffer.from(bytes);
+    flipped[bytes.length - 4096] = (flipped[bytes.length - 4096] as number) ^ 0x40;
+    writeFileSync(file("flipped.ferry"), flipped);
+    writeFileSync(file("truncated.ferry"), bytes.subarray(0, Math.floor(bytes.length * 0.7)));
+    // b3's manifest and signature in front of b1's files.
+    const b1 = readFileSync(file("b1.ferry"));
+    const headEnd = (buffer: Buffer): number => {
+      let offset = 0;
+      for (let entry = 0; entry < 2; entry++) {
+        const size = parseInt(buffer.toString("ascii", offset + 124, offset + 135), 8);
+        offset += 512 + Math.ceil(size / 512) * 512;
+      }
+      return offset;
+    };
+    writeFileSync(file("swapped.ferry"), Buffer.concat([bytes.subarray(0, headEnd(bytes)), b1.subarray(headEnd(b1))]));
+    const untrusted = await create("untrusted.ferry", { "web-2": sys["web2b"] as string }, [], intruder);
+    const before = siteSnapshot();
+    const serials = JSON.stringify([(await hostStatus(fleet, "web-1")).desiredSerial, (await hostStatus(fleet, "web-2")).desiredSerial]);
+    const cases: [string, string[], string][] = [
+      ["flipped byte", importArgs(file("flipped.ferry"), "--deploy"), "E_BUNDLE_TAMPERED"],
+      ["truncated", importArgs(file("truncated.ferry"), "--deploy"), "E_BUNDLE_TRUNCATED"],
+      ["manifest and NARs swapped", importArgs(file("swapped.ferry"), "--deploy"), "E_BUNDLE_TAMPERED"],
+      ["replayed", importArgs(file("b1.ferry"), "--deploy"), "E_BUNDLE_REPLAYED"],
+      ["replayed delta", importArgs(file("b2.ferry")), "E_BUNDLE_REPLAYED"],
+      // The operator's CLI is told to trust the intruder; the controller is not.
+      ["signed by a key the site does not trust", [...importArgs(untrusted, "--deploy"), "--trusted-key", intruder.publicKey], "E_BUNDLE_SIGNATURE"],
+      ["verified locally without the signer's key", importArgs(untrusted), "E_BUNDLE_SIGNATURE"],
+    ];
+    for (const [what, args, code] of cases) {
+      const result = await fleet.cli(args);
+      assert.equal(result.code, 1, `${what}: ${result.stdout}${result.stderr}`);
+      assert.equal(result.json<ErrorJson>().error.code, code, what);
+      assert.equal(siteSnapshot(), before, `${what} left a trace in the cache or ledger`);
+    }
+    assert.equal(JSON.stringify([(await hostStatus(fleet, "web-1")).desiredSerial, (await hostStatus(fleet, "web-2")).desiredSerial]), serials);
+    // The intact bundle still imports: the refusals consumed nothing.
+    const imported = await fleet.cli(importArgs(good));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    assert.notEqual(siteSnapshot(), before);
+  });
+
+  test("a host with no controller applies a bundle itself, refuses damage and replays, and rolls back a bad system", async () => {
+    const solo = fleet.host("solo");
+    const config = join(solo.dir, "agent.json");
+    const apply = (bundle: string, result: string) =>
+      solo.run([process.execPath, FERRY_BIN, "agent", "apply-bundle", bundle, "--config", config, "--result", result, "--json"], 60_000);
+    const good = await create("solo1.ferry", { solo: sys["soloa"] as string, "web-1": sys["web1b"] as string });
+    const damaged = Buffer.from(readFileSync(good));
+    damaged[damaged.length - 3000] = (damaged[damaged.length - 3000] as number) ^ 0x01;
+    writeFileSync(file("solo-damaged.ferry"), damaged);
+
+    const refused = await apply(file("solo-damaged.ferry"), file("r0.json"));
+    assert.equal(refused.code, 1, refused.stdout + refused.stderr);
+    assert.equal((JSON.parse(refused.stdout) as ErrorJson).error.code, "E_BUNDLE_TAMPERED");
+    assert.notEqual((await solo.run(["nix-store", "--check-validity", sys["soloa"] as string])).code, 0, "nothing reached the host's store");
+    assert.equal(solo.currentSystem(), "");
+
+    const applied = await apply(good, file("r1.json"));
+    assert.equal(applied.code, 0, applied.stdout + applied.stderr);
+    const report = JSON.parse(readFileSync(file("r1.json"), "utf8")) as { success: boolean; phase: string; currentSystem: string; hostName: string };
+    assert.deepEqual([report.success, report.phase, report.hostName, report.currentSystem], [true, "active", "solo", sys["soloa"]]);
+    assert.equal(solo.currentSystem(), sys["soloa"]);
+    assert.equal(solo.profileSystem(), sys["soloa"]);
+    assert.deepEqual(solo.switchCalls(), [
+      ["test", sys["soloa"]],
+      ["boot", sys["soloa"]],
+    ]);
+
+    copyFileSync(good, file("solo1-again.ferry"));
+    const replayed = await apply(file("solo1-again.ferry"), file("r2.json"));
+    assert.equal((JSON.parse(replayed.stdout) as ErrorJson).error.code, "E_BUNDLE_REPLAYED");
+
+    const bad = await create("solo2.ferry", { solo: sys["solob"] as string });
+    const failed = await apply(bad, file("r3.json"));
+    assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+    const failure = JSON.parse(readFileSync(file("r3.json"), "utf8")) as { success: boolean; phase: string; errorCode: string; currentSystem: string };
+    assert.deepEqual([failure.success, failure.phase, failure.errorCode], [false, "rolled-back", "E_ACTIVATION_FAILED"]);
+    assert.equal(solo.currentSystem(), sys["soloa"], "the previous system runs again");
+  });
+});
