@@ -1,9 +1,9 @@
-import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError, toFerryError, type CommandRunner, type ErrorCode, type Logger, type Nix } from "@ferry/core";
 import { HostPhase, type ActivationResult } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { confirmNewSystem } from "./confirmation.js";
+import { fetchClosure } from "./fetch-closure.js";
 import { describeOutcomes, runHealthChecks } from "./health-checks.js";
 import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
 import type { ActivationStrategy, StateFile, Transaction, TransactionPhase } from "./state-file.js";
@@ -30,9 +30,6 @@ export interface Desired {
   deploymentId: string;
   strategy: ActivationStrategy;
 }
-
-const FETCH_ATTEMPTS = 3;
-const MIB = 1024 * 1024;
 
 /**
  * The activation transaction: fetch, switch, confirm, or roll back. Each phase
@@ -82,8 +79,7 @@ export class ActivationTransaction {
     const { log, progress } = this.deps;
     progress(desired.serial, HostPhase.HOST_PHASE_FETCHING, `prefetching ${desired.storePath}`);
     try {
-      await this.checkDiskSpace(desired.storePath);
-      await this.fetch(desired.storePath, "prefetched");
+      await fetchClosure(this.deps, desired.storePath, "prefetched");
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
       log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "prefetch failed");
@@ -160,8 +156,7 @@ export class ActivationTransaction {
     if (transaction.phase === "fetching") {
       progress(serial, HostPhase.HOST_PHASE_FETCHING, `fetching ${transaction.next}`);
       try {
-        await this.checkDiskSpace(transaction.next);
-        await this.fetch(transaction.next);
+        await fetchClosure(this.deps, transaction.next, "next");
       } catch (error) {
         const failure = toFerryError(error, "E_FETCH_FAILED");
         log.error({ serial, code: failure.code, err: failure.message }, "fetch failed; the running system is untouched");
@@ -242,51 +237,6 @@ export class ActivationTransaction {
       await this.deps.sleep(1000);
     }
     return false;
-  }
-
-  private async checkDiskSpace(path: string): Promise<void> {
-    const { config, nix, log } = this.deps;
-    const substituter = config.substituters[0] as string;
-    let sizes: { path: string; narSize: number }[];
-    try {
-      sizes = await nix.closureNarSizes(path, substituter);
-    } catch (error) {
-      // Sizes are advisory; the fetch itself reports a missing or unsigned closure precisely.
-      log.warn({ err: (error as Error).message }, "could not read closure sizes; skipping the disk-space check");
-      return;
-    }
-    const missing = new Set(await nix.invalidPaths(sizes.map((entry) => entry.path)));
-    const needed = sizes.filter((entry) => missing.has(entry.path)).reduce((sum, entry) => sum + entry.narSize, 0);
-    const fs = await statfs("/nix");
-    const free = fs.bavail * fs.bsize;
-    const reserve = config.diskReserveMiB * MIB;
-    if (needed > free - reserve) {
-      throw new FerryError(
-        "E_NO_SPACE",
-        `fetching ${path} needs ${Math.ceil(needed / MIB)} MiB; /nix has ${Math.floor(free / MIB)} MiB free and keeps ${config.diskReserveMiB} MiB in reserve`,
-      );
-    }
-  }
-
-  private async fetch(path: string, rootName = "next"): Promise<void> {
-    const { config, nix, log, sleep } = this.deps;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await nix.realise(path, {
-          substituters: config.substituters,
-          trustedPublicKeys: config.trustedPublicKeys,
-          gcRoot: join(config.stateDir, "gcroots", rootName),
-          timeoutMs: config.fetchTimeout * 1000,
-        });
-        return;
-      } catch (error) {
-        const failure = toFerryError(error, "E_FETCH_FAILED");
-        // A bad signature will not fix itself; a missing path may still be uploading.
-        if (failure.code === "E_UNSIGNED_PATH" || attempt >= FETCH_ATTEMPTS) throw failure;
-        log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
-        await sleep(2000 * 2 ** (attempt - 1));
-      }
-    }
   }
 
   private async switchTo(transaction: Transaction): Promise<void> {
