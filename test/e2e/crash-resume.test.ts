@@ -131,5 +131,23 @@ describe(
       assertConsistent(host, next);
       assert.equal((await hostStatus(fleet, "r-switch")).currentSystem, next);
     });
+
+    test("--mode boot installs for the next boot only; after the reboot the host reports it active", async () => {
+      const host = fleet.host("r-switch");
+      const previous = host.currentSystem();
+      const path = await buildFixtureSystem(host.name, ++generation);
+      await fleet.push([path]);
+      const result = await fleet.cli(["deploy", `r-switch=${path}`, "--mode", "boot", "--wait", "--timeout", "60"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal((await hostStatus(fleet, "r-switch")).phase, "boot-pending");
+      assert.equal(host.currentSystem(), previous, "nothing changed in the running system");
+      assert.equal(host.profileSystem(), path, "the next boot runs it");
+      await host.reboot();
+      host.startAgent();
+      await waitFor("active after the reboot", async () => {
+        const status = await hostStatus(fleet, "r-switch");
+        return status.online && status.phase === "active" && status.currentSystem === path ? status : undefined;
+      });
+    });
   },
 );

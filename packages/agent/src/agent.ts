@@ -15,6 +15,15 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+/** The phase to announce on connect; a boot-pending system that now runs has arrived. */
+function reportedPhase(state: StateFile, current: string): HostPhase {
+  if (state.state.transaction) return HostPhase.HOST_PHASE_ACTIVATING;
+  const last = state.state.lastResult;
+  if (!last) return HostPhase.HOST_PHASE_IDLE;
+  if (last.phase === HostPhase.HOST_PHASE_BOOT_PENDING && last.storePath === current) return HostPhase.HOST_PHASE_ACTIVE;
+  return last.phase;
+}
+
 export async function startAgent(config: AgentConfig, log: Logger, runner: CommandRunner = new ProcessRunner()): Promise<RunningAgent> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
@@ -30,7 +39,7 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
     hello: () => ({
       currentSystem: transaction.currentSystem(),
       appliedSerial: state.state.appliedSerial,
-      phase: state.state.transaction ? HostPhase.HOST_PHASE_ACTIVATING : (state.state.lastResult?.phase ?? HostPhase.HOST_PHASE_IDLE),
+      phase: reportedPhase(state, transaction.currentSystem()),
     }),
   });
   const afterPersist = faultInjectionFromEnv(hostLog);

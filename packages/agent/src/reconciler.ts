@@ -52,10 +52,16 @@ export class Reconciler {
     this.kick();
   }
 
-  /** Re-sends the last result: the link may have dropped before it arrived. */
+  /**
+   * Re-sends the last result, as it stands now: the link may have dropped
+   * before it arrived, and a boot-pending system may since have booted.
+   */
   onConnected(): void {
     const last = this.state.state.lastResult;
-    if (last) this.link.send({ $case: "result", value: last });
+    if (!last) return;
+    const current = this.transaction.currentSystem();
+    const booted = last.phase === HostPhase.HOST_PHASE_BOOT_PENDING && last.storePath === current;
+    this.link.send({ $case: "result", value: { ...last, currentSystem: current, ...(booted ? { phase: HostPhase.HOST_PHASE_ACTIVE } : {}) } });
   }
 
   idle(): Promise<void> {
