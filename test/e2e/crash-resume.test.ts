@@ -7,6 +7,9 @@ import { Fleet } from "../harness/fleet.js";
 import { buildFixtureSystem, type FixtureBehaviour } from "../harness/fixtures.js";
 import { waitFor } from "../harness/exec.js";
 import type { SimHost } from "../harness/sim-host.js";
+import { FERRY_BIN } from "../harness/paths.js";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { allOnline, hostStatus, settled } from "../harness/status.js";
 
 const AGENT_CONFIG = { confirmTimeout: 20, activationTimeout: 20 };
@@ -148,6 +151,21 @@ describe(
         const status = await hostStatus(fleet, "r-switch");
         return status.online && status.phase === "active" && status.currentSystem === path ? status : undefined;
       });
+    });
+
+    test("ferry agent gc keeps keepGenerations generations and both GC-rooted systems", async () => {
+      const host = fleet.host("k-1");
+      const current = host.currentSystem();
+      const config = { ...JSON.parse(readFileSync(join(host.dir, "agent.json"), "utf8")), keepGenerations: 2 };
+      writeFileSync(join(host.dir, "agent-gc.json"), JSON.stringify(config));
+      const generations = async () =>
+        (await host.run(["nix-env", "-p", "/nix/var/nix/profiles/system", "--list-generations"])).stdout.split("\n").filter(Boolean).length;
+      assert.ok((await generations()) > 2, "several generations before");
+      const gc = await host.run([process.execPath, FERRY_BIN, "agent", "gc", "--config", join(host.dir, "agent-gc.json")], 120_000);
+      assert.equal(gc.code, 0, gc.stderr + gc.stdout);
+      assert.equal(await generations(), 2);
+      assert.equal((await host.run(["nix-store", "--check-validity", current])).code, 0, "the running system survives");
+      assert.equal(host.currentSystem(), current);
     });
   },
 );
