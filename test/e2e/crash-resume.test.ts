@@ -29,6 +29,15 @@ describe(
       return path;
     }
 
+    /** Restarts the agent to stop dead after persisting `phase`, deploys a new generation, and waits for the pause. */
+    async function deployPausedAfter(host: SimHost, phase: string, behaviour: FixtureBehaviour = "ok"): Promise<string> {
+      await host.stopAgent();
+      host.startAgent({ FERRY_AGENT_FAULT: `pause-after:${phase}` });
+      const next = await deployNext(host, behaviour);
+      await host.waitForLog(`pause after ${phase}`, (event) => event["msg"] === "fault injection: pausing after this phase" && event["phase"] === phase);
+      return next;
+    }
+
     /** Both views of the host agree and no transaction is left open. */
     function assertConsistent(host: SimHost, expected: string): void {
       assert.equal(host.currentSystem(), expected, "running system");
@@ -65,13 +74,7 @@ describe(
       test(`kill -9 after persisting "${phase}" ends on the ${outcome} system`, async () => {
         const host = fleet.host("k-1");
         const previous = host.currentSystem();
-        await host.stopAgent();
-        host.startAgent({ FERRY_AGENT_FAULT: `pause-after:${phase}` });
-        const next = await deployNext(host, behaviour);
-        await host.waitForLog(
-          `pause after ${phase}`,
-          (event) => event["msg"] === "fault injection: pausing after this phase" && event["phase"] === phase && JSON.stringify(event).includes(""),
-        );
+        const next = await deployPausedAfter(host, phase, behaviour);
         await host.stopAgent("SIGKILL");
         assert.equal(host.agentState().transaction?.phase, phase, "the phase was persisted before the pause");
         host.startAgent();
@@ -100,13 +103,7 @@ describe(
     test("a power cut during confirmation of a trial activation boots, and stays on, the old system", async () => {
       const host = fleet.host("r-trial");
       const previous = host.currentSystem();
-      await host.stopAgent();
-      host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
-      const next = await deployNext(host);
-      await host.waitForLog(
-        "pause after confirming",
-        (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase",
-      );
+      const next = await deployPausedAfter(host, "confirming");
       assert.equal(host.currentSystem(), next, "the trial system was running");
       await host.reboot();
       assert.equal(host.currentSystem(), previous, "trial left the boot default alone");
@@ -119,13 +116,7 @@ describe(
 
     test("a power cut during confirmation of a switch activation resumes the confirmation after boot", async () => {
       const host = fleet.host("r-switch");
-      await host.stopAgent();
-      host.startAgent({ FERRY_AGENT_FAULT: "pause-after:confirming" });
-      const next = await deployNext(host);
-      await host.waitForLog(
-        "pause after confirming",
-        (event) => event["phase"] === "confirming" && event["msg"] === "fault injection: pausing after this phase",
-      );
+      const next = await deployPausedAfter(host, "confirming");
       await host.reboot();
       assert.equal(host.currentSystem(), next, "switch made the new system the boot default");
       host.startAgent();
