@@ -36,7 +36,8 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
   /** What a refused import must not change. */
   function siteSnapshot(): string {
     const cache = join(fleet.controller.dataDir, "cache");
-    const files = [...readdirSync(cache), ...readdirSync(join(cache, "nar")).map((name) => `nar/${name}`)].filter((name) => !name.startsWith(".")).sort();
+    // Dot-names included: a staging directory (.bundle-*) or upload temp file left behind is a trace too.
+    const files = [...readdirSync(cache), ...readdirSync(join(cache, "nar")).map((name) => `nar/${name}`)].sort();
     let ledger = "";
     try {
       ledger = readFileSync(join(fleet.controller.dataDir, "bundles.json"), "utf8");
@@ -135,6 +136,15 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       // The operator's CLI is told to trust the intruder; the controller is not.
       ["signed by a key the site does not trust", [...importArgs(untrusted, "--deploy"), "--trusted-key", intruder.publicKey], "E_BUNDLE_SIGNATURE"],
       ["verified locally without the signer's key", importArgs(untrusted), "E_BUNDLE_SIGNATURE"],
+      // The controller's own single-pass verification, with no check on the operator's side.
+      ["flipped byte, controller only", importArgs(file("flipped.ferry"), "--deploy", "--no-local-verify"), "E_BUNDLE_TAMPERED"],
+      ["truncated, controller only", importArgs(file("truncated.ferry"), "--deploy", "--no-local-verify"), "E_BUNDLE_TRUNCATED"],
+      ["swapped, controller only", importArgs(file("swapped.ferry"), "--no-local-verify"), "E_BUNDLE_TAMPERED"],
+      ["replayed, controller only", importArgs(file("b1.ferry"), "--no-local-verify"), "E_BUNDLE_REPLAYED"],
+      ["untrusted, controller only", importArgs(untrusted, "--deploy", "--no-local-verify"), "E_BUNDLE_SIGNATURE"],
+      // The two-pass import older controllers need.
+      ["flipped byte, two passes", importArgs(file("flipped.ferry"), "--two-pass"), "E_BUNDLE_TAMPERED"],
+      ["untrusted, two passes", [...importArgs(untrusted), "--trusted-key", intruder.publicKey, "--two-pass"], "E_BUNDLE_SIGNATURE"],
     ];
     for (const [what, args, code] of cases) {
       const result = await fleet.cli(args);
@@ -146,7 +156,18 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     // The intact bundle still imports: the refusals consumed nothing.
     const imported = await fleet.cli(importArgs(good));
     assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    assert.equal(imported.json<{ locallyVerified: boolean }>().locallyVerified, true);
     assert.notEqual(siteSnapshot(), before);
+    assert.deepEqual(siteSnapshot().match(/\.(bundle|upload)-/g), null, "no staging directory or temp file stays behind");
+    // Both other ways in still publish: the controller alone, and the two-pass import.
+    const web1 = { "web-1": sys["web1b"] as string };
+    const alone = await fleet.cli(importArgs(await create("b4.ferry", web1), "--no-local-verify"));
+    assert.equal(alone.code, 0, alone.stdout + alone.stderr);
+    assert.equal(alone.json<{ locallyVerified: boolean }>().locallyVerified, false);
+    const twoPass = await fleet.cli(importArgs(await create("b5.ferry", web1), "--two-pass"));
+    assert.equal(twoPass.code, 0, twoPass.stdout + twoPass.stderr);
+    const ledger = JSON.parse(readFileSync(join(fleet.controller.dataDir, "bundles.json"), "utf8")) as { imports: unknown[] };
+    assert.equal(ledger.imports.length, 5);
   });
 
   test("a host with no controller applies a bundle itself, refuses damage and replays, and rolls back a bad system", async () => {

@@ -17,7 +17,7 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
-  ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode switch|boot|test] [--cache-url URL]
+  ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode switch|boot|test] [--cache-url URL] [--no-local-verify] [--two-pass]
   ferry site inventory -o FILE   which paths the site's cache holds, for bundle create --since
 
 Local verbs:

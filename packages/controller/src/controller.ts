@@ -6,7 +6,8 @@ import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
-import { createSiteService } from "./api/site-service.js";
+import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
+import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
@@ -75,6 +76,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
     onHostChanged: (name) => hostEvents.emit("changed", name),
   });
 
+  await removeStaleStaging(dataDir.cacheDir);
+  const site = createBundleSite({
+    store,
+    hub,
+    cache,
+    log: log.child({ part: "site" }),
+    adminTokenHash: dataDir.adminTokenHash,
+    hostEvents,
+    dataDir: dataDir.root,
+  });
+
   const http = createServer((request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? "/").split("?")[0] as string;
     if (path.startsWith(CACHE_PREFIX)) {
@@ -86,12 +98,17 @@ export async function startController(options: ControllerOptions): Promise<Runni
         return;
       }
       void cache.handle(request, response, relative);
+    } else if (path === BUNDLE_UPLOAD_PATH) {
+      void handleBundleUpload(site, request, response, requestCarriesToken(request, dataDir.adminTokenHash));
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {
       response.writeHead(404).end();
     }
   });
+  // NAR and bundle uploads over slow site links can take longer than Node's
+  // default five minutes per request; headersTimeout still bounds idle clients.
+  http.requestTimeout = 0;
   http.on("upgrade", (request, socket, head) => {
     if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head);
     else socket.destroy();
@@ -115,10 +132,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
   });
-  grpc.addService(
-    SiteServiceService,
-    createSiteService({ store, hub, cache, log: log.child({ part: "site" }), adminTokenHash: dataDir.adminTokenHash, hostEvents, dataDir: dataDir.root }),
-  );
+  grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
     grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));

@@ -21,7 +21,7 @@ import {
   verifyBundle,
   type ErrorCode,
 } from "@ferry/core";
-import { chunks, fakeStorePath, makeBundle, makeKey, removeScratch, type TestBundle } from "./bundle-helpers.js";
+import { chunks, fakeStorePath, makeBundle, makeKey, removeScratch, type FakePath, type TestBundle } from "./bundle-helpers.js";
 
 const key = makeKey("site-deploy-1");
 const other = makeKey("intruder-1");
@@ -77,6 +77,23 @@ describe("bundle format", () => {
     );
     // Dependencies come first: the system, which refers to both others, is last.
     assert.match(verified.manifest.paths[2]?.storePath ?? "", /nixos-system-web-1$/);
+  });
+
+  test("files larger than the writer's copy buffers, and many small ones, come out intact", async () => {
+    const sizes = [9 * 1024 * 1024 + 7, 1, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1, 0, 12_345];
+    const big = await makeBundle(key, {
+      sequence: 11,
+      mutate: (paths) => {
+        const [lib, data, system] = paths as [FakePath, FakePath, FakePath];
+        const extra = sizes.map((size, i): FakePath => ({ storePath: fakeStorePath(`blob-${i}`), references: [], size }));
+        lib.size = 6 * 1024 * 1024;
+        data.size = 3;
+        system.references.push(...extra.map((path) => path.storePath));
+        paths.splice(0, paths.length, lib, data, ...extra, system);
+      },
+    });
+    const verified = await verifyBundle(chunks(big.bytes, 1 << 20), { trustedKeys: [key.publicKey] });
+    assert.equal(verified.manifest.paths.length, 3 + sizes.length);
   });
 
   test("the archive is plain ustar that tar(1) lists", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, () => {

@@ -19,6 +19,7 @@ import { ActivationMode } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
 import { connect } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
+import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { discoverCacheUrl, publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 
 const MODES: Record<string, ActivationMode> = {
@@ -177,17 +178,58 @@ async function importBundle(args: string[]): Promise<number> {
     deploy: { type: "boolean", default: false },
     mode: { type: "string", default: "switch" },
     "cache-url": { type: "string" },
+    "no-local-verify": { type: "boolean", default: false },
+    "two-pass": { type: "boolean", default: false },
   });
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle import FILE [--deploy] --trusted-key KEY...");
   const file = positionals[0] as string;
   const mode = MODES[values.mode];
   if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
-  const keys = trustedKeys(values["trusted-key"]);
+  const localVerify = !values["no-local-verify"];
+  if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
+  const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
   const out = createOutput(values.json);
   const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
   const client = siteClient(connection);
   try {
-    // 1. The whole bundle, checked locally, before anything leaves this machine.
+    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    const uploadUrl = bundleUploadUrl(cacheUrl);
+    if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token))) {
+      // One pass: the controller verifies everything with its own keys while staging the files, and publishes only a sound bundle.
+      out.note(`sending ${file} to ${uploadUrl.origin}${localVerify ? ", verifying it here as it goes" : ""}`);
+      const streamed = await streamBundle({
+        file,
+        url: uploadUrl,
+        token: connection.token,
+        deploy: values.deploy,
+        mode: values.mode,
+        ...(keys ? { trustedKeys: keys } : {}),
+      });
+      const response = streamed.response;
+      out.result(
+        {
+          file,
+          sequence: response.sequence,
+          signer: response.signer,
+          paths: response.paths,
+          uploadedFiles: 2 * response.paths,
+          uploadedBytes: streamed.bytes,
+          locallyVerified: streamed.verified !== undefined,
+          deployed: values.deploy,
+          deploymentId: response.deploymentId || null,
+          hosts: response.hosts.map(hostStatusJson),
+        },
+        () =>
+          `imported bundle ${response.sequence}: ${response.paths} paths (${(streamed.bytes / MIB).toFixed(1)} MiB)` +
+          (values.deploy
+            ? `; deployment ${response.deploymentId} for ${response.hosts.map((host) => host.name).join(", ")}`
+            : "; not deployed (pass --deploy)") +
+          "\n",
+      );
+      return 0;
+    }
+    if (!keys) throw new FerryError("E_BAD_ARGUMENT", "this controller has no single-pass import; verify locally: drop --no-local-verify");
+    // Two passes (controllers without PUT /bundles/upload): 1. the whole bundle, checked locally, before anything leaves this machine.
     out.note(`verifying ${file}`);
     const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });
     const { manifest } = verified;
@@ -195,7 +237,6 @@ async function importBundle(args: string[]): Promise<number> {
     // 2. The controller checks signature (its own keys), sequence and hosts, still recording nothing.
     await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
     // 3. Only now do files reach the cache.
-    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
     out.note(`uploading ${manifest.paths.length} paths to ${cacheUrl}`);
     const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token);
     // 4. Publish: the controller checks the cache against the manifest, records the sequence and, with --deploy, the desired systems.
@@ -208,6 +249,7 @@ async function importBundle(args: string[]): Promise<number> {
         paths: manifest.paths.length,
         uploadedFiles: uploaded.files,
         uploadedBytes: uploaded.bytes,
+        locallyVerified: true,
         deployed: values.deploy,
         deploymentId: response.deploymentId || null,
         hosts: response.hosts.map(hostStatusJson),

@@ -15,7 +15,7 @@ import {
   type BundleManifest,
   type Logger,
 } from "@ferry/core";
-import type { InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
+import type { ActivationMode, InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { StateStore } from "../store/state-store.js";
@@ -41,7 +41,7 @@ export const BUNDLE_TRUSTED_KEYS_FILE = "bundle-trusted-keys";
 export const BUNDLE_LEDGER_FILE = "bundles.json";
 const INVENTORY_BATCH = 1000;
 
-async function readTrustedKeys(dataDir: string): Promise<string[]> {
+export async function readTrustedKeys(dataDir: string): Promise<string[]> {
   const text = await readFile(join(dataDir, BUNDLE_TRUSTED_KEYS_FILE), "utf8").catch(() => "");
   return text
     .split("\n")
@@ -49,23 +49,25 @@ async function readTrustedKeys(dataDir: string): Promise<string[]> {
     .filter(Boolean);
 }
 
-/**
- * The site controller's side of bundle import. The CLI verifies the whole
- * bundle and uploads its files to the cache; this service then checks, with
- * the controller's own trusted keys, that the manifest is signed, newer than
- * every bundle before it, and that the cache holds exactly the files it lists,
- * before it records anything. A refused publish writes nothing.
- */
-export function createSiteService(deps: SiteServiceDeps): SiteServiceServer & UntypedServiceImplementation {
+/** Site state shared by the PublishBundle RPC and the single-pass upload endpoint (bundle-upload.ts). */
+export interface BundleSite {
+  deps: SiteServiceDeps;
+  ledger: BundleLedger;
+  /** Publishes run one at a time, so two bundles cannot both pass the sequence check. */
+  serialized<T>(work: () => Promise<T>): Promise<T>;
+  /** The controller's own trusted keys, read afresh each time (keys rotate without a restart). */
+  trustedKeys(): Promise<string[]>;
+  /** Checks that record nothing: sequence above the ledger's, hosts known (with deploy), omitted paths present. */
+  precheck(manifest: BundleManifest, deploy: boolean): Promise<void>;
+  /** Records the import in the ledger and, with deploy, the desired systems. The caller has checked the cache. */
+  record(manifest: BundleManifest, manifestBytes: Buffer, signer: string, deploy: boolean, mode: ActivationMode): Promise<PublishBundleResponse>;
+}
+
+export function createBundleSite(deps: SiteServiceDeps): BundleSite {
   const now = deps.now ?? Date.now;
   const ledger = new BundleLedger(join(deps.dataDir, BUNDLE_LEDGER_FILE));
   let queue: Promise<unknown> = Promise.resolve();
-  /** Publishes run one at a time, so two bundles cannot both pass the sequence check. */
-  const serialized = <T>(work: () => Promise<T>): Promise<T> => {
-    const run = queue.then(work, work);
-    queue = run.catch(() => undefined);
-    return run;
-  };
+  const targetsOf = (manifest: BundleManifest) => Object.entries(manifest.hosts).map(([hostName, storePath]) => ({ hostName, storePath }));
 
   async function requireOmittedPresent(manifest: BundleManifest): Promise<void> {
     const absent: string[] = [];
@@ -76,6 +78,58 @@ export function createSiteService(deps: SiteServiceDeps): SiteServiceServer & Un
       throw new FerryError("E_BUNDLE_INCOMPLETE", `this delta bundle leaves out ${absent.length} path(s) the site does not have, e.g. ${absent[0]}`);
     }
   }
+
+  return {
+    deps,
+    ledger,
+    serialized: <T>(work: () => Promise<T>): Promise<T> => {
+      const run = queue.then(work, work);
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    trustedKeys: () => readTrustedKeys(deps.dataDir),
+    async precheck(manifest, deploy) {
+      ledger.assertNewer(manifest);
+      if (deploy) await validateTargets(deps.store, targetsOf(manifest));
+      await requireOmittedPresent(manifest);
+    },
+    async record(manifest, manifestBytes, signer, deploy, mode) {
+      ledger.record({
+        sequence: manifest.sequence,
+        manifestSha256: sha256Hex(manifestBytes),
+        createdAt: manifest.createdAt,
+        importedAtMs: now(),
+        signer,
+        hosts: manifest.hosts,
+      });
+      deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
+      const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
+      if (!deploy) return base;
+      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targetsOf(manifest), mode, now());
+      for (const record of records) {
+        deps.log.info(
+          { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },
+          "desired system recorded from a bundle",
+        );
+        deps.hub.pushDesired(record);
+        deps.hostEvents.emit("changed", record.name);
+      }
+      return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+    },
+  };
+}
+
+/**
+ * The site controller's side of the two-step bundle import (older CLIs, and
+ * `ferry bundle import --two-pass`): the CLI verifies the whole bundle and
+ * uploads its files to the cache; this service then checks, with the
+ * controller's own trusted keys, that the manifest is signed, newer than every
+ * bundle before it, and that the cache holds exactly the files it lists,
+ * before it records anything. A refused publish writes nothing. The
+ * single-pass import (PUT /bundles/upload) is in bundle-upload.ts.
+ */
+export function createSiteService(deps: SiteServiceDeps, site: BundleSite = createBundleSite(deps)): SiteServiceServer & UntypedServiceImplementation {
+  const { ledger, serialized } = site;
 
   /** The cache must hold the very narinfos the manifest lists (byte for byte) and NARs of the listed sizes. */
   async function requireBundleFilesInCache(manifest: BundleManifest): Promise<void> {
@@ -92,39 +146,13 @@ export function createSiteService(deps: SiteServiceDeps): SiteServiceServer & Un
   }
 
   async function publish(header: PublishBundleRequest, manifestBytes: Buffer): Promise<PublishBundleResponse> {
-    const signer = verifyManifestSignature(manifestBytes, header.manifestSignature, parsePublicKeys(await readTrustedKeys(deps.dataDir)));
+    const signer = verifyManifestSignature(manifestBytes, header.manifestSignature, parsePublicKeys(await site.trustedKeys()));
     const manifest = parseManifest(manifestBytes);
-    const targets = Object.entries(manifest.hosts).map(([hostName, storePath]) => ({ hostName, storePath }));
-    ledger.assertNewer(manifest);
-    if (header.deploy) await validateTargets(deps.store, targets);
-    await requireOmittedPresent(manifest);
-    const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
-    if (header.checkOnly) return base;
+    await site.precheck(manifest, header.deploy);
+    if (header.checkOnly) return { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
     await requireBundleFilesInCache(manifest);
-    await requireClosuresInCache(
-      deps.cache,
-      targets.map((target) => target.storePath),
-    );
-    ledger.record({
-      sequence: manifest.sequence,
-      manifestSha256: sha256Hex(manifestBytes),
-      createdAt: manifest.createdAt,
-      importedAtMs: now(),
-      signer,
-      hosts: manifest.hosts,
-    });
-    deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
-    if (!header.deploy) return base;
-    const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targets, header.mode, now());
-    for (const record of records) {
-      deps.log.info(
-        { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },
-        "desired system recorded from a bundle",
-      );
-      deps.hub.pushDesired(record);
-      deps.hostEvents.emit("changed", record.name);
-    }
-    return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+    await requireClosuresInCache(deps.cache, Object.values(manifest.hosts));
+    return site.record(manifest, manifestBytes, signer, header.deploy, header.mode);
   }
 
   return {

@@ -29,6 +29,12 @@ export interface VerifyOptions {
   /** Nix public keys (`NAME:BASE64`) trusted for both the manifest and the narinfos. */
   trustedKeys: readonly string[];
   sink?: BundleSink;
+  /**
+   * Called once the manifest's signature has been checked and the manifest
+   * parsed, before any other byte of the bundle is read: a receiver can refuse
+   * early (replay, unknown host) without taking in the rest.
+   */
+  onManifest?: (head: { manifest: BundleManifest; signer: string }) => Promise<void> | void;
 }
 
 export interface VerifiedBundle {
@@ -76,6 +82,7 @@ export async function verifyBundle(source: AsyncIterable<Buffer | Uint8Array | s
   const signer = verifyManifestSignature(manifestBytes, signatureFile, trusted);
   const manifest = parseManifest(manifestBytes);
   const closure = closureOf(manifest);
+  await options.onManifest?.({ manifest, signer });
 
   const expectFile = async (expected: BundleFile): Promise<Buffer | undefined> => {
     const entry = await reader.next();

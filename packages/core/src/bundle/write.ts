@@ -1,6 +1,5 @@
-import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
-import { once } from "node:events";
-import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { open, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FerryError } from "../errors.js";
@@ -115,22 +114,55 @@ function dependencyOrder(prepared: Prepared[]): Prepared[] {
   return ordered;
 }
 
-/** Appends tar entries to one buffered write stream, so reading the next chunk overlaps writing the last. */
+const COPY_BUFFER = 4 << 20;
+
+/** writev until everything is written (regular files rarely take less). */
+async function writeFully(out: FileHandle, buffers: Buffer[]): Promise<void> {
+  let pending = buffers.filter((buffer) => buffer.length > 0);
+  while (pending.length > 0) {
+    let skip = (await out.writev(pending)).bytesWritten;
+    const rest: Buffer[] = [];
+    for (const buffer of pending) {
+      if (skip >= buffer.length) skip -= buffer.length;
+      else {
+        rest.push(buffer.subarray(skip));
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+/**
+ * Appends tar entries to the output file. Small entries and headers are queued
+ * and go out with the next large write; file bodies are copied through two
+ * 4 MiB buffers, so reading the next piece overlaps writing the last.
+ */
 class ArchiveWriter {
   private position = 0;
+  private queued: Buffer[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private readonly buffers = [Buffer.allocUnsafe(COPY_BUFFER), Buffer.allocUnsafe(COPY_BUFFER)];
+  private turn = 0;
+
   constructor(
-    private readonly out: WriteStream,
+    private readonly out: FileHandle,
     private readonly mtime: number,
   ) {}
 
-  private async write(data: Uint8Array): Promise<void> {
-    this.position += data.length;
-    if (!this.out.write(data)) await once(this.out, "drain");
+  /** Starts writing what is queued plus `data`; `data` must stay untouched until the next call. */
+  private async flush(data?: Buffer): Promise<void> {
+    await this.writing;
+    const buffers = data ? [...this.queued, data] : this.queued;
+    this.queued = [];
+    this.position += buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+    this.writing = writeFully(this.out, buffers);
+    this.writing.catch(() => undefined);
   }
 
-  async add(name: string, data: string | Buffer): Promise<void> {
+  add(name: string, data: string | Buffer): void {
     const bytes = typeof data === "string" ? Buffer.from(data) : data;
-    await this.write(Buffer.concat([tarHeader(name, bytes.length, this.mtime), bytes, tarPadding(bytes.length)]));
+    this.queued.push(tarHeader(name, bytes.length, this.mtime), bytes, tarPadding(bytes.length));
   }
 
   /**
@@ -139,20 +171,30 @@ class ArchiveWriter {
    * under us makes an unusable bundle, never a wrong one.
    */
   async addFile(name: string, file: string, size: number): Promise<void> {
-    await this.write(tarHeader(name, size, this.mtime));
+    this.queued.push(tarHeader(name, size, this.mtime));
+    const input = await open(file, "r");
     let copied = 0;
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-      copied += (chunk as Buffer).length;
-      if (!this.out.write(chunk)) await once(this.out, "drain");
+    try {
+      for (;;) {
+        // The other buffer may still be being written; this one is free.
+        const buffer = this.buffers[this.turn % 2] as Buffer;
+        const { bytesRead } = await input.read(buffer, 0, buffer.length, null);
+        if (bytesRead === 0) break;
+        this.turn++;
+        copied += bytesRead;
+        await this.flush(buffer.subarray(0, bytesRead));
+      }
+    } finally {
+      await input.close();
     }
-    this.position += copied;
     if (copied !== size) throw new FerryError("E_INTERNAL", `${file} changed size while the bundle was written`);
-    await this.write(tarPadding(size));
+    this.queued.push(tarPadding(size));
   }
 
   async end(): Promise<number> {
-    await this.write(TAR_END);
-    await new Promise<void>((resolve, reject) => this.out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    this.queued.push(TAR_END);
+    await this.flush();
+    await this.writing;
     return this.position;
   }
 }
@@ -178,22 +220,23 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
   };
   const manifestText = `${JSON.stringify(manifest, null, 1)}\n`;
   const temp = `${options.output}.partial`;
-  const out = createWriteStream(temp, { mode: 0o644, highWaterMark: 4 << 20 });
+  const out = await open(temp, "w", 0o644);
   try {
     const archive = new ArchiveWriter(out, Math.floor(options.now.getTime() / 1000));
-    await archive.add(MANIFEST_FILE, manifestText);
-    await archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
-    await archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
+    archive.add(MANIFEST_FILE, manifestText);
+    archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
+    archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
     for (const item of prepared) {
       await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size);
-      await archive.add(item.entry.narinfo.file, item.narinfoText);
+      archive.add(item.entry.narinfo.file, item.narinfoText);
     }
     const bytes = await archive.end();
+    await out.close();
     // No fsync: the name appears only when the file is complete, and a file damaged by a crash fails verification.
     await rename(temp, options.output);
     return { manifest, bytes };
   } catch (error) {
-    out.destroy();
+    await out.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     throw error;
   }

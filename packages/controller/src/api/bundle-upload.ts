@@ -1,0 +1,219 @@
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { FerryError, fsyncDirectory, parseNarInfo, parseStorePath, toFerryError, verifyBundle, type BundleManifest, type NarInfo } from "@ferry/core";
+import { ActivationMode, PublishBundleResponse } from "@ferry/protocol";
+import type { BundleSite } from "./site-service.js";
+
+/** Where the single-pass import is served, beside the cache prefix on the HTTP listener. */
+export const BUNDLE_UPLOAD_PATH = "/bundles/upload";
+const STAGING_PREFIX = ".bundle-";
+const WRITE_BATCH = 1 << 20;
+/** Staged files whose fsync may run at once in the background; more wait for the oldest. */
+const SYNCS_IN_FLIGHT = 32;
+const MODES: Record<string, ActivationMode> = {
+  switch: ActivationMode.ACTIVATION_MODE_SWITCH,
+  boot: ActivationMode.ACTIVATION_MODE_BOOT,
+  test: ActivationMode.ACTIVATION_MODE_TEST,
+};
+
+/** Staging directories of imports a crash interrupted: never published, so removed at start. */
+export async function removeStaleStaging(cacheDir: string): Promise<void> {
+  for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
+    if (name.startsWith(STAGING_PREFIX)) await rm(join(cacheDir, name), { recursive: true, force: true });
+  }
+}
+
+async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
+  let pending = buffers;
+  while (pending.length > 0) {
+    const total = pending.reduce((sum, buffer) => sum + buffer.length, 0);
+    const { bytesWritten } = await handle.writev(pending);
+    if (bytesWritten === total) return;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const buffer of pending) {
+      if (skip >= buffer.length) skip -= buffer.length;
+      else {
+        rest.push(buffer.subarray(skip));
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+/**
+ * The files of one bundle, written into a directory of their own inside the
+ * cache directory (same filesystem, so publishing is a rename) while the
+ * bundle is being verified. Nothing here is served: the cache only serves
+ * `NAME.narinfo` and `nar/NAME` at its top level.
+ */
+class Staging {
+  readonly narinfos = new Map<string, NarInfo>();
+  private readonly syncs: Promise<void>[] = [];
+  private readonly files = new Set<string>();
+
+  private constructor(readonly dir: string) {}
+
+  static async create(cacheDir: string): Promise<Staging> {
+    const dir = await mkdtemp(join(cacheDir, STAGING_PREFIX));
+    await mkdir(join(dir, "nar"));
+    return new Staging(dir);
+  }
+
+  /** Writes one file in 1 MiB batches; its fsync starts at once and overlaps the rest of the upload. */
+  async write(name: string, body: AsyncIterable<Buffer>): Promise<void> {
+    if (this.files.has(name)) {
+      // Two paths with identical NARs share a file; the verifier still hashes this copy.
+      for await (const _chunk of body) void _chunk;
+      return;
+    }
+    const handle = await open(join(this.dir, name), "wx", 0o644);
+    const small: Buffer[] = [];
+    try {
+      let batch: Buffer[] = [];
+      let size = 0;
+      let writing: Promise<void> = Promise.resolve();
+      for await (const chunk of body) {
+        if (name.endsWith(".narinfo")) small.push(chunk);
+        batch.push(chunk);
+        size += chunk.length;
+        if (size >= WRITE_BATCH) {
+          await writing;
+          writing = writeAll(handle, batch);
+          batch = [];
+          size = 0;
+        }
+      }
+      await writing;
+      if (batch.length > 0) await writeAll(handle, batch);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    this.files.add(name);
+    // Unverified until verifyBundle resolves; parsed only to check the closure before publishing.
+    if (name.endsWith(".narinfo")) this.narinfos.set(name, parseNarInfo(Buffer.concat(small).toString("utf8")));
+    while (this.syncs.length >= SYNCS_IN_FLIGHT) await this.syncs.shift();
+    const sync = handle.sync().finally(() => handle.close());
+    sync.catch(() => undefined);
+    this.syncs.push(sync);
+  }
+
+  /** Every staged file is on disk. */
+  async synced(): Promise<void> {
+    while (this.syncs.length > 0) await this.syncs.shift();
+  }
+
+  /** Moves the files into the cache: every NAR first, then the narinfos that point at them. */
+  async publish(cacheDir: string): Promise<void> {
+    await this.synced();
+    const nars = [...this.files].filter((name) => name.startsWith("nar/"));
+    const narinfos = [...this.files].filter((name) => !name.startsWith("nar/"));
+    for (const name of nars) await rename(join(this.dir, name), join(cacheDir, name));
+    fsyncDirectory(join(cacheDir, "nar"));
+    for (const name of narinfos) await rename(join(this.dir, name), join(cacheDir, name));
+    fsyncDirectory(cacheDir);
+  }
+
+  async remove(): Promise<void> {
+    await Promise.allSettled(this.syncs);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Refuses unless every host's closure is served by the cache once the staged files are in it. */
+async function requireClosuresComplete(site: BundleSite, manifest: BundleManifest, staging: Staging): Promise<void> {
+  const staged = new Map([...staging.narinfos.values()].map((info) => [info.storePath, info]));
+  const missing = new Set<string>();
+  const seen = new Set<string>(Object.values(manifest.hosts));
+  const queue = [...seen];
+  while (queue.length > 0) {
+    const path = queue.pop() as string;
+    let info = staged.get(path);
+    if (!info) {
+      info = await site.deps.cache.narInfo(parseStorePath(path).hash);
+      if (info && !(await stat(join(site.deps.cache.dir, info.url)).catch(() => undefined))) info = undefined;
+    }
+    if (!info) {
+      missing.add(path);
+      continue;
+    }
+    for (const reference of info.references) {
+      if (seen.has(reference)) continue;
+      seen.add(reference);
+      queue.push(reference);
+    }
+  }
+  if (missing.size > 0) {
+    const shown = [...missing].sort().slice(0, 5).join(", ");
+    throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache would lack ${missing.size} path(s) of the hosts' closures: ${shown}`);
+  }
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
+}
+
+const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409 };
+
+/**
+ * `PUT /bundles/upload?deploy=1&mode=switch` with the operator token and the
+ * bundle file as the body: one pass over the bundle. The controller checks the
+ * manifest signature against its own trusted keys and the sequence, hosts and
+ * omitted paths as soon as the head has arrived, then writes each file into a
+ * staging directory while checking its size and SHA-256 and each narinfo's Nix
+ * signature. Only when the whole bundle verified and the hosts' closures are
+ * complete are the staged files synced, renamed into the cache (NARs before
+ * narinfos) and the import recorded; on any failure the staging directory is
+ * removed, so a refused bundle leaves nothing in the cache, ledger or database.
+ */
+export async function handleBundleUpload(site: BundleSite, request: IncomingMessage, response: ServerResponse, authorized: boolean): Promise<void> {
+  if (request.method !== "PUT") {
+    request.resume();
+    response.writeHead(405, { allow: "PUT" }).end();
+    return;
+  }
+  let staging: Staging | undefined;
+  try {
+    if (!authorized) throw new FerryError("E_AUTH", "bundle uploads need the operator token");
+    const query = new URL(request.url ?? "/", "http://localhost").searchParams;
+    const deploy = query.get("deploy") === "1";
+    const mode = MODES[query.get("mode") ?? "switch"];
+    if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", "mode must be switch, boot or test");
+    staging = await Staging.create(site.deps.cache.dir);
+    const stage = staging;
+    let result: PublishBundleResponse;
+    let bytes: number;
+    try {
+      const verified = await verifyBundle(request as AsyncIterable<Buffer>, {
+        trustedKeys: await site.trustedKeys(),
+        onManifest: ({ manifest }) => site.precheck(manifest, deploy),
+        sink: async (name, _size, body) => {
+          // The cache serves its own nix-cache-info.
+          if (name.startsWith("nar/") || name.endsWith(".narinfo")) await stage.write(name, body);
+        },
+      });
+      const { manifest } = verified;
+      bytes = verified.bytes;
+      result = await site.serialized(async () => {
+        await site.precheck(manifest, deploy);
+        await requireClosuresComplete(site, manifest, stage);
+        await stage.publish(site.deps.cache.dir);
+        return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode);
+      });
+    } finally {
+      // Gone before the client hears anything: a refusal leaves no trace, even for a moment.
+      await stage.remove();
+    }
+    sendJson(response, 200, { response: PublishBundleResponse.toJSON(result), bytes });
+  } catch (error) {
+    const ferry = toFerryError(error);
+    site.deps.log.info({ rpc: "bundles/upload", code: ferry.code, err: ferry.message }, "bundle refused");
+    // Whatever the client still sends is read and dropped, so it gets the answer instead of a reset.
+    if (!request.complete) request.resume();
+    if (!response.headersSent) sendJson(response, STATUS_BY_CODE[ferry.code] ?? 400, { error: { code: ferry.code, message: ferry.message } });
+  }
+}
