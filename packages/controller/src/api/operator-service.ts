@@ -1,6 +1,5 @@
-import type { EventEmitter } from "node:events";
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { FERRY_VERSION, assertHostName, assertTag, generateToken, hashToken, type Logger } from "@ferry/core";
+import { FERRY_VERSION, assertHostName, assertTag, generateToken, hashToken } from "@ferry/core";
 import {
   PROTOCOL_VERSION,
   type AddHostRequest,
@@ -18,23 +17,14 @@ import {
   type WatchHostsRequest,
   type WatchHostsResponse,
 } from "@ferry/protocol";
-import type { BinaryCache } from "../cache/binary-cache.js";
-import type { AgentHub } from "../hub/agent-hub.js";
-import type { StateStore } from "../store/state-store.js";
 import { toHostStatus } from "./host-status.js";
 import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { authenticate, unaryHandler } from "./unary.js";
+import type { ApiDeps } from "./api-deps.js";
 
-export interface OperatorServiceDeps {
-  store: StateStore;
-  hub: AgentHub;
-  cache: BinaryCache;
-  log: Logger;
-  adminTokenHash: string;
-  hostEvents: EventEmitter;
+export interface OperatorServiceDeps extends ApiDeps {
   info: Omit<GetInfoResponse, "version" | "protocolVersion">;
-  now?: () => number;
 }
 
 type RolloutMethods =

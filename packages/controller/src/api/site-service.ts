@@ -1,4 +1,3 @@
-import type { EventEmitter } from "node:events";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ServerReadableStream, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
@@ -13,27 +12,17 @@ import {
   sha256Hex,
   verifyManifestSignature,
   type BundleManifest,
-  type Logger,
 } from "@ferry/core";
 import type { ActivationMode, InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
-import type { BinaryCache } from "../cache/binary-cache.js";
-import type { AgentHub } from "../hub/agent-hub.js";
-import type { StateStore } from "../store/state-store.js";
 import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { toHostStatus } from "./host-status.js";
 import { authenticate } from "./unary.js";
+import type { ApiDeps } from "./api-deps.js";
 
-export interface SiteServiceDeps {
-  store: StateStore;
-  hub: AgentHub;
-  cache: BinaryCache;
-  log: Logger;
-  adminTokenHash: string;
-  hostEvents: EventEmitter;
+export interface SiteServiceDeps extends ApiDeps {
   /** The controller's data directory: holds bundle-trusted-keys and the bundle ledger. */
   dataDir: string;
-  now?: () => number;
 }
 
 /** One Nix public key (NAME:BASE64) per line; '#' starts a comment. Read at every publish, so keys rotate without a restart. */

@@ -1,0 +1,17 @@
+import type { EventEmitter } from "node:events";
+import type { Logger } from "@ferry/core";
+import type { BinaryCache } from "../cache/binary-cache.js";
+import type { AgentHub } from "../hub/agent-hub.js";
+import type { StateStore } from "../store/state-store.js";
+
+/** What every operator-facing service of the controller works with. */
+export interface ApiDeps {
+  store: StateStore;
+  hub: AgentHub;
+  cache: BinaryCache;
+  log: Logger;
+  adminTokenHash: string;
+  /** Emits "changed" with a host name whenever a host's status may have changed. */
+  hostEvents: EventEmitter;
+  now?: () => number;
+}
