@@ -200,7 +200,7 @@ describe("fleet rollouts", { skip: process.getuid?.() !== 0 ? "needs root for ne
   });
 
   test("a host in a maintenance window waits for it to open, and prefetches meanwhile", async () => {
-    const opensAt = new Date(Date.now() + 12_000);
+    const opensAt = new Date(Date.now() + 20_000);
     const cron = `${opensAt.getUTCSeconds()} ${opensAt.getUTCMinutes()} ${opensAt.getUTCHours()} * * *`;
     const added = await fleet.mustCli(["window", "add", "--tag", "late", "--cron", cron, "--duration", "10m", "--timezone", "UTC", "--json"]);
     const windowId = added.json<{ window: { id: string } }>().window.id;
