@@ -59,6 +59,15 @@ async function main(): Promise<void> {
       await show(fleet, ["status"]);
     }
 
+    say("Deploying a generation 3 whose activation fails on web-2: web-2 rolls itself back");
+    const third = [await buildFixtureSystem("web-1", 3), await buildFixtureSystem("web-2", 3, "fail-activation")];
+    await fleet.push(third);
+    process.stdout.write(`$ ferry deploy web-1=… web-2=… --wait\n`);
+    const failed = await fleet.cli(["deploy", `web-1=${third[0]}`, `web-2=${third[1]}`, "--wait", "--timeout", "120"], 180_000);
+    process.stdout.write(failed.stderr);
+    process.stdout.write(`(exit status ${failed.code}: deploy --wait fails when a host does not confirm)\n`);
+    await show(fleet, ["status"]);
+
     say("What happened on each host");
     for (const name of HOSTS) {
       const host = fleet.host(name);
