@@ -57,6 +57,11 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
         ]);
         assert.equal(host.switchCalls().length, 2 * generation);
       }
+      const forwarded = fleet.controller
+        .logText()
+        .split("\n")
+        .filter((line) => line.includes('"agentLevel"') && line.includes('"msg":"new system active and confirmed"'));
+      assert.ok(forwarded.length >= 2 * generation, "the agents' own log lines about the deployment reach the controller's log");
       const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
       for (const host of status.hosts) {
         assert.equal(host.phase, "active");

@@ -5,6 +5,7 @@ import { HostPhase } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
+import type { LogForwarder } from "./log-forwarder.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
@@ -24,7 +25,12 @@ function reportedPhase(state: StateFile, current: string): HostPhase {
   return last.phase;
 }
 
-export async function startAgent(config: AgentConfig, log: Logger, runner: CommandRunner = new ProcessRunner()): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  log: Logger,
+  runner: CommandRunner = new ProcessRunner(),
+  forwarder?: LogForwarder,
+): Promise<RunningAgent> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
@@ -57,6 +63,7 @@ export async function startAgent(config: AgentConfig, log: Logger, runner: Comma
     heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
     ...(afterPersist ? { afterPersist } : {}),
   });
+  forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));
   const reconciler = new Reconciler(transaction, state, link, config, hostLog);
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());

@@ -4,3 +4,4 @@ export { StateFile, type AgentState, type Transaction } from "./state-file.js";
 export { ActivationTransaction, type Desired, type TransactionDeps } from "./transaction.js";
 export { collectGarbage } from "./garbage-collection.js";
 export { applyBundle, HOST_LEDGER_FILE, type ApplyBundleOptions, type ApplyBundleReport } from "./apply-bundle.js";
+export { LogForwarder } from "./log-forwarder.js";

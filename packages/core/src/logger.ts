@@ -1,4 +1,5 @@
-import { pino, destination, stdTimeFunctions, type Logger } from "pino";
+import type { Writable } from "node:stream";
+import { pino, destination, multistream, stdTimeFunctions, type Level, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
@@ -6,9 +7,17 @@ export type { Logger } from "pino";
  * One JSON event per line on stdout, or stderr for CLI verbs whose stdout is
  * their result. Fields such as host and rollout ids are bound with child().
  */
-export function createLogger(component: string, options: { level?: string; destination?: 1 | 2 } = {}): Logger {
+export function createLogger(component: string, options: { level?: string; destination?: 1 | 2; also?: Writable } = {}): Logger {
   const level = options.level ?? process.env["FERRY_LOG_LEVEL"] ?? "info";
-  return pino({ level, base: { component }, timestamp: stdTimeFunctions.isoTime }, destination({ fd: options.destination ?? 1, sync: true }));
+  const main = destination({ fd: options.destination ?? 1, sync: true });
+  // `also` receives the same lines from info up, e.g. to forward them to the controller.
+  const stream = options.also
+    ? multistream([
+        { level: level as Level, stream: main },
+        { level: "info", stream: options.also },
+      ])
+    : main;
+  return pino({ level, base: { component }, timestamp: stdTimeFunctions.isoTime }, stream);
 }
 
 export function silentLogger(): Logger {

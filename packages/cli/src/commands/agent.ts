@@ -1,5 +1,5 @@
 import { createLogger, FerryError, Nix, ProcessRunner } from "@ferry/core";
-import { AGENT_CONFIG_SCHEMA, collectGarbage, loadAgentConfig, startAgent, type AgentConfig } from "@ferry/agent";
+import { AGENT_CONFIG_SCHEMA, type AgentConfig, collectGarbage, loadAgentConfig, LogForwarder, startAgent } from "@ferry/agent";
 import { parse, requireString } from "../args.js";
 import { waitForSignal } from "./controller.js";
 import { applyBundleCommand } from "./agent-apply-bundle.js";
@@ -40,8 +40,9 @@ export async function agentCommand(args: string[]): Promise<number> {
   if (values["state-dir"]) overrides.stateDir = values["state-dir"];
   if (!values.config) throw new FerryError("E_BAD_ARGUMENT", "--config FILE is required");
   const config = loadAgentConfig(values.config, overrides);
-  const log = createLogger("agent", { level: config.logLevel });
-  const agent = await startAgent(config, log);
+  const forwarder = new LogForwarder();
+  const log = createLogger("agent", { level: config.logLevel, also: forwarder });
+  const agent = await startAgent(config, log, new ProcessRunner(), forwarder);
   await waitForSignal();
   await agent.stop();
   return 0;
