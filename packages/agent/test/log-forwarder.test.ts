@@ -21,7 +21,9 @@ test("only lines about a deployment (with a serial) are forwarded, with their le
   const { forwarder, sent } = collect();
   await write(forwarder, `${JSON.stringify({ level: 30, time: "2026-01-01T00:00:00.000Z", msg: "agent started" })}\n`);
   await write(forwarder, `${JSON.stringify({ level: 50, time: "2026-01-01T00:00:01.000Z", msg: "fetch failed", serial: 7, rolloutId: "r-1" })}\n`);
-  assert.deepEqual(sent, [{ hostName: "", atMs: Date.parse("2026-01-01T00:00:01.000Z"), level: "error", message: "fetch failed", serial: 7, rolloutId: "r-1" }]);
+  assert.deepEqual(sent, [
+    { hostName: "", atMs: Date.parse("2026-01-01T00:00:01.000Z"), level: "error", message: "fetch failed", serial: 7, rolloutId: "r-1" },
+  ]);
 });
 
 test("a line split across writes is forwarded once, whole", async () => {
