@@ -331,4 +331,21 @@ describe("agent channel happy path", () => {
     second.sendBody({ $case: "heartbeat", value: { sequence: 9, sentAtMs: Date.now(), currentSystem: "", phase: 0 } });
     assert.equal((await second.next()).$case, "heartbeatAck");
   });
+
+  test("an agent ahead of a rebuilt controller gets later deployments numbered above what it applied", async () => {
+    await t.controller.store.addHost("fresh1", hashToken(TOKEN), [], Date.now());
+    const client = await connect();
+    client.sendBody(hello("fresh1", TOKEN, { appliedSerial: 41, currentSystem: SYS_A, phase: HostPhase.HOST_PHASE_ACTIVE }));
+    assert.equal((await client.next()).$case, "welcome");
+    const host = await t.controller.store.getHost("fresh1");
+    assert.equal(host?.desiredSerial, 41);
+    assert.equal(host?.desiredSystem, "", "what the host should run is unchanged");
+    const [deployed] = await t.controller.store.recordDeployment(
+      "d-test",
+      [{ hostName: "fresh1", storePath: SYS_B }],
+      ActivationMode.ACTIVATION_MODE_SWITCH,
+      Date.now(),
+    );
+    assert.equal(deployed?.desiredSerial, 42);
+  });
 });

@@ -128,7 +128,16 @@ export class AgentSession {
     if (hello.currentSystem !== "") assertStorePath(hello.currentSystem);
     clearTimeout(this.helloTimer);
     this.hostName = name;
-    const caughtUp = hello.appliedSerial === host.desiredSerial && host.desiredSerial > 0;
+    if (hello.appliedSerial > host.desiredSerial) {
+      // The agent remembers more than this controller (restored from an old backup, or rebuilt):
+      // number the next deployment above what the agent has seen, or it would be ignored.
+      this.hooks.log.warn(
+        { host: name, agentSerial: hello.appliedSerial, controllerSerial: host.desiredSerial },
+        "agent is ahead of the controller; raising the host's serial",
+      );
+      await this.hooks.store.raiseSerialFloor(name, hello.appliedSerial);
+    }
+    const caughtUp = hello.appliedSerial >= host.desiredSerial && hello.appliedSerial > 0;
     const updated = await this.hooks.store.recordReport(name, {
       currentSystem: hello.currentSystem,
       agentVersion: hello.agentVersion.slice(0, 64),

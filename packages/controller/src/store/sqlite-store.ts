@@ -188,6 +188,12 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
+  async raiseSerialFloor(name: string, serial: number): Promise<HostRecord> {
+    assertHostName(name);
+    this.db.prepare("UPDATE hosts SET desired_serial = ?, applied_serial = ? WHERE name = ? AND desired_serial < ?").run(serial, serial, name, serial);
+    return this.mustGet(name);
+  }
+
   async appendEvent(event: HostEvent): Promise<void> {
     this.db
       .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")

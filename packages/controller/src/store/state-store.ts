@@ -54,6 +54,12 @@ export interface StateStore {
   /** Records a new desired system for each target in one transaction. */
   recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]>;
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
+  /**
+   * Raises the host's desired serial to at least `serial` without changing
+   * what it should run: an agent that already applied serial N ignores
+   * anything numbered N or below, which a rebuilt controller would send.
+   */
+  raiseSerialFloor(name: string, serial: number): Promise<HostRecord>;
   appendEvent(event: HostEvent): Promise<void>;
   listEvents(hostName: string, limit: number): Promise<HostEvent[]>;
   close(): Promise<void>;
