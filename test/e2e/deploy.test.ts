@@ -94,6 +94,27 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     assert.equal(host.currentSystem(), back);
   });
 
+  test("deploy --wait survives a controller restart, and a graceful stop does not hang on open watches", async () => {
+    const host = fleet.host("web-1");
+    await host.stopAgent();
+    const target = systems["web-1"]?.[0] as string;
+    assert.notEqual(host.currentSystem(), target, "a real switch is awaited");
+    const waiting = fleet.cli(["deploy", `web-1=${target}`, "--wait", "--timeout", "120"]);
+    await waitFor(
+      "the deployment recorded",
+      async () => (await fleet.mustCli(["status", "web-1", "--json"])).json<StatusJson>().hosts[0]?.phase === "pending" || undefined,
+    );
+    const stopping = Date.now();
+    await fleet.controller.stop("SIGTERM");
+    assert.ok(Date.now() - stopping < 8000, "SIGTERM stops the controller promptly");
+    await fleet.controller.start();
+    host.startAgent();
+    const result = await waiting;
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /controller unreachable; still waiting/);
+    assert.equal(host.currentSystem(), target);
+  });
+
   test("agents reconnect after a controller restart and keep running their system", async () => {
     const before = fleet.host("web-1").currentSystem();
     await fleet.controller.stop("SIGKILL");

@@ -149,7 +149,10 @@ export async function startController(options: ControllerOptions): Promise<Runni
     async stop() {
       await engine.stop();
       hub.close();
+      // Watch streams never end on their own: give calls a moment, then cut them.
+      const forced = setTimeout(() => grpc.forceShutdown(), 2000);
       await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));
+      clearTimeout(forced);
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
         http.closeAllConnections();

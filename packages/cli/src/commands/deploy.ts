@@ -1,6 +1,7 @@
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase, type HostStatus, type WatchHostsResponse } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
+import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { connect, toCliError, type OperatorConnection } from "../client.js";
 import { createOutput, hostStatusJson, phaseName, type Output } from "../output.js";
 
@@ -65,18 +66,22 @@ function isSettled(host: HostStatus, serial: number): boolean {
   return host.appliedSerial >= serial && FINAL_PHASES.has(host.phase);
 }
 
-/** Follows the hosts' status stream until each one settles on its serial, or the timeout. */
+/**
+ * Follows the hosts' status stream until each one settles on its serial, or
+ * the timeout. A controller restart breaks the stream; it is opened again, so
+ * waiting survives the controller going away for a while.
+ */
 function waitForHosts(connection: OperatorConnection, serials: Map<string, number>, timeoutMs: number, out: Output): Promise<Map<string, HostStatus>> {
   return new Promise((resolve, reject) => {
     const latest = new Map<string, HostStatus>();
     const lastShown = new Map<string, string>();
-    const stream = connection.client.watchHosts({ names: [...serials.keys()] }, connection.metadata());
+    let stream: ClientReadableStream<WatchHostsResponse> | undefined;
     let finished = false;
     const finish = (error?: FerryError) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      stream.cancel();
+      stream?.cancel();
       if (error) reject(error);
       else resolve(latest);
     };
@@ -87,18 +92,30 @@ function waitForHosts(connection: OperatorConnection, serials: Map<string, numbe
       );
       finish(new FerryError("E_DEPLOY_TIMEOUT", `timed out after ${timeoutMs / 1000}s waiting for ${detail.join(", ")}`));
     }, timeoutMs);
-    stream.on("data", ({ host }: WatchHostsResponse) => {
-      if (!host) return;
-      latest.set(host.name, host);
-      const shown = `${phaseName(host.phase)}${host.online ? "" : " (offline)"}`;
-      if (lastShown.get(host.name) !== shown) {
-        lastShown.set(host.name, shown);
-        out.note(`  ${host.name}: ${shown}`);
-      }
-      if ([...serials].every(([name, serial]) => latest.has(name) && isSettled(latest.get(name) as HostStatus, serial))) finish();
-    });
-    stream.on("error", (error: Error & { code?: number }) => {
-      if (!finished) finish(toCliError(error as Parameters<typeof toCliError>[0]));
-    });
+    const watch = (): void => {
+      const current = connection.client.watchHosts({ names: [...serials.keys()] }, connection.metadata());
+      stream = current;
+      current.on("data", ({ host }: WatchHostsResponse) => {
+        if (!host) return;
+        latest.set(host.name, host);
+        const shown = `${phaseName(host.phase)}${host.online ? "" : " (offline)"}`;
+        if (lastShown.get(host.name) !== shown) {
+          lastShown.set(host.name, shown);
+          out.note(`  ${host.name}: ${shown}`);
+        }
+        if ([...serials].every(([name, serial]) => latest.has(name) && isSettled(latest.get(name) as HostStatus, serial))) finish();
+      });
+      current.on("error", (error: ServiceError) => {
+        if (finished) return;
+        const failure = toCliError(error);
+        // A controller that shuts down cancels open streams: that, too, means "wait and reconnect".
+        if (failure.code !== "E_CONTROLLER_UNREACHABLE" && error.code !== status.CANCELLED) return finish(failure);
+        out.note("  controller unreachable; still waiting");
+        setTimeout(() => {
+          if (!finished) watch();
+        }, 1000).unref();
+      });
+    };
+    watch();
   });
 }
