@@ -60,6 +60,31 @@ describe("activation faults end with the previous system restored", { skip: proc
     assert.ok(network.agentLogText().includes("previous system restored"));
   });
 
+  test("a switch lock held by someone else is reported at once and nothing is switched", async () => {
+    const host = fleet.host("f-health");
+    const running = host.currentSystem();
+    const calls = host.switchCalls().length;
+    const next = await buildFixtureSystem("f-health", 5);
+    await fleet.push([next]);
+    // An operator's nixos-rebuild, as the agent sees it: the lock NixOS's switch takes, held by another process.
+    const holder = await host.run([
+      "sh",
+      "-c",
+      "mkdir -p /run/nixos && (flock /run/nixos/switch-to-configuration.lock sleep 30 >/dev/null 2>&1 &) && sleep 0.3",
+    ]);
+    assert.equal(holder.code, 0, holder.stderr);
+    const started = Date.now();
+    const result = await fleet.cli(["deploy", `f-health=${next}`, "--wait", "--timeout", "60"]);
+    assert.equal(result.code, 1);
+    assert.ok(Date.now() - started < 25_000, "refused without waiting for the lock");
+    const status = await hostStatus(fleet, "f-health");
+    assert.equal(status.lastError?.code, "E_SWITCH_LOCKED");
+    assert.match(status.lastError?.message ?? "", /held by pid \d+ \(flock/);
+    assert.equal(host.switchCalls().length, calls, "nothing was switched");
+    assert.equal(host.currentSystem(), running);
+    await host.run(["pkill", "-f", "^flock /run/nixos/switch-to-configuration.lock"]);
+  });
+
   test("a host with too little free space refuses to fetch and stays as it is", async () => {
     const host = await fleet.addHost("f-space", { agentConfig: { ...AGENT_CONFIG, diskReserveMiB: 1024 * 1024 * 1024 } });
     const system = await buildFixtureSystem("f-space", 1);

@@ -42,6 +42,8 @@ export interface AgentConfig {
   keepGenerations: number;
   /** node-cron expression for generation clean-up and GC; "" disables it. */
   gcSchedule: string;
+  /** Lock file switch-to-configuration takes; found held, the agent refuses to switch. */
+  switchLockFile: string;
   /** Free space on /nix that a fetch must leave untouched, in MiB. */
   diskReserveMiB: number;
   healthChecks: HealthCheck[];
@@ -101,6 +103,11 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it.",
     },
     diskReserveMiB: { type: "number", minimum: 0, default: 1024, description: "MiB of free space on /nix a fetch must leave." },
+    switchLockFile: {
+      type: "string",
+      default: "/run/nixos/switch-to-configuration.lock",
+      description: "Lock taken by switch-to-configuration; while someone else holds it the agent reports E_SWITCH_LOCKED instead of switching.",
+    },
     healthChecks: {
       type: "array",
       default: [],

@@ -7,6 +7,7 @@ import { fetchClosure } from "./fetch-closure.js";
 import { describeOutcomes, runHealthChecks } from "./health-checks.js";
 import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
 import type { ActivationStrategy, StateFile, Transaction, TransactionPhase } from "./state-file.js";
+import { switchLockHolder } from "./switch-lock.js";
 import { readProfile, readSystemLink } from "./system-links.js";
 
 export interface TransactionDeps {
@@ -176,6 +177,14 @@ export class ActivationTransaction {
           success: false,
           phase: HostPhase.HOST_PHASE_FAILED,
           error: new FerryError("E_CONTROLLER_UNREACHABLE", "not switched: the controller was unreachable just before the switch"),
+        });
+      }
+      const holder = switchLockHolder(config.switchLockFile);
+      if (holder) {
+        return this.close(transaction, {
+          success: false,
+          phase: HostPhase.HOST_PHASE_FAILED,
+          error: new FerryError("E_SWITCH_LOCKED", `not switched: ${config.switchLockFile} is held by pid ${holder.pid} (${holder.command || "unknown"})`),
         });
       }
       transaction.phase = "activating";

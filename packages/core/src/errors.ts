@@ -35,6 +35,7 @@ export const ERROR_HINTS = {
   E_NO_TARGETS: "Name hosts (HOST=PATH, --hosts, --tag) that appear in the manifest.",
   E_UNKNOWN_WINDOW: "List windows with: ferry window list.",
   E_PREFETCH_TIMEOUT: "The host did not fetch its closure in time; check its link and disk, or raise --prefetch-timeout.",
+  E_SWITCH_LOCKED: "Another switch-to-configuration holds the switch lock (a manual nixos-rebuild?); let it finish, then deploy again.",
   E_HOST_OFFLINE: "The host's agent is not connected; check ferry status and the host's link.",
   E_COMMAND_FAILED: "An external command failed; its output is attached.",
   E_COMMAND_TIMEOUT: "An external command did not finish in time.",
