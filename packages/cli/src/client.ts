@@ -66,4 +66,25 @@ export function connect(flags: ConnectionFlags): OperatorConnection {
   };
 }
 
+/** Opens a connection from a verb's --controller/--token-file flags, runs `work`, and always closes it. */
+export async function withConnection<T>(
+  flags: { controller?: string; "token-file"?: string },
+  work: (connection: OperatorConnection) => Promise<T>,
+): Promise<T> {
+  const connection = connect({ controller: flags.controller, tokenFile: flags["token-file"] });
+  try {
+    return await work(connection);
+  } finally {
+    connection.close();
+  }
+}
+
+/** The binary cache's URL, as the controller advertises it or derived from the address the CLI dialled. */
+export async function discoverCacheUrl(connection: OperatorConnection): Promise<string> {
+  const info = await connection.call(connection.client.getInfo, {});
+  if (info.publicUrl) return `${info.publicUrl.replace(/\/$/, "")}${info.cachePath}`;
+  const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
+  return `http://${host}:${info.httpPort}${info.cachePath}`;
+}
+
 export type Stream<T> = ClientReadableStream<T>;

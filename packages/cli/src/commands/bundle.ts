@@ -17,10 +17,10 @@ import {
 } from "@ferry/core";
 import { ActivationMode } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
-import { connect } from "../client.js";
+import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
-import { discoverCacheUrl, publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
+import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 
 const MODES: Record<string, ActivationMode> = {
   switch: ActivationMode.ACTIVATION_MODE_SWITCH,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError, Nix, ProcessRunner, assertStorePath } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
-import { connect } from "../client.js";
+import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 
 export async function cacheCommand(args: string[]): Promise<number> {
@@ -14,8 +14,7 @@ export async function cacheCommand(args: string[]): Promise<number> {
   const roots = positionals.map(assertStorePath);
   const out = createOutput(values.json);
   const nix = new Nix(new ProcessRunner());
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
     const closure = await nix.closure(roots);
     const signingKey = values["signing-key-file"];
@@ -27,16 +26,7 @@ export async function cacheCommand(args: string[]): Promise<number> {
     await uploadWithToken(nix, cacheUrl, closure, connection.token);
     out.result({ cacheUrl, roots, paths: closure.length, signed: Boolean(signingKey) }, () => `pushed ${closure.length} paths to ${cacheUrl}\n`);
     return 0;
-  } finally {
-    connection.close();
-  }
-}
-
-async function discoverCacheUrl(connection: ReturnType<typeof connect>): Promise<string> {
-  const info = await connection.call(connection.client.getInfo, {});
-  if (info.publicUrl) return `${info.publicUrl.replace(/\/$/, "")}${info.cachePath}`;
-  const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
-  return `http://${host}:${info.httpPort}${info.cachePath}`;
+  });
 }
 
 /** `nix copy` authenticates from a netrc file; it lives only for this upload. */

@@ -2,7 +2,7 @@ import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase, type HostStatus, type WatchHostsResponse } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
-import { connect, toCliError, type OperatorConnection } from "../client.js";
+import { withConnection, toCliError, type OperatorConnection } from "../client.js";
 import { createOutput, hostStatusJson, phaseName, type Output } from "../output.js";
 
 const MODES: Record<string, ActivationMode> = {
@@ -30,8 +30,7 @@ export async function deployCommand(args: string[]): Promise<number> {
   if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
   const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const response = await connection.call(connection.client.deploy, { targets, mode });
     out.note(`deployment ${response.deploymentId}: ${response.hosts.length} host(s)`);
     if (!values.wait) {
@@ -53,9 +52,7 @@ export async function deployCommand(args: string[]): Promise<number> {
       throw new FerryError("E_DEPLOY_FAILED", `${failed.length} host(s) did not activate; ${first.name}: ${reason}`, { output: first.lastErrorOutput });
     }
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 const SUCCESS_PHASES = new Set([HostPhase.HOST_PHASE_ACTIVE, HostPhase.HOST_PHASE_BOOT_PENDING]);

@@ -1,6 +1,6 @@
 import { FerryError, isErrorCode } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
-import { connect } from "../client.js";
+import { withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 import { parseTarget } from "./deploy.js";
 
@@ -9,8 +9,7 @@ export async function dryActivateCommand(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry dry-activate HOST=STOREPATH [--timeout SECONDS]");
   const target = parseTarget(positionals[0] as string);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const timeoutMs = positiveSeconds(values.timeout, "--timeout", 600) * 1000;
     const response = await connection.call(connection.client.dryActivate, { ...target, timeoutMs });
     if (!response.success) {
@@ -20,7 +19,5 @@ export async function dryActivateCommand(args: string[]): Promise<number> {
     }
     out.result({ host: target.hostName, storePath: target.storePath, ...response }, () => response.output);
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }

@@ -1,6 +1,6 @@
 import { FerryError, assertHostName, writeFileAtomic } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
-import { connect } from "../client.js";
+import { withConnection } from "../client.js";
 import { ago, createOutput, hostStatusJson, phaseName, shortPath, table } from "../output.js";
 
 export async function hostCommand(args: string[]): Promise<number> {
@@ -22,8 +22,7 @@ async function hostAdd(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host add NAME [--tag TAG]... [--token-out FILE]");
   const name = assertHostName(positionals[0]);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const response = await connection.call(connection.client.addHost, { name, tags: values.tag });
     const tokenOut = values["token-out"];
     if (tokenOut) writeFileAtomic(tokenOut, `${response.agentToken}\n`, 0o600);
@@ -33,16 +32,13 @@ async function hostAdd(args: string[]): Promise<number> {
         : `added host ${name}\nagent token (shown once; put it in the agent's tokenFile):\n${response.agentToken}\n`,
     );
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 async function hostList(args: string[]): Promise<number> {
   const { values } = parse(args, CONNECTION_OPTIONS, false);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { hosts } = await connection.call(connection.client.listHosts, { names: [] });
     out.result({ hosts: hosts.map(hostStatusJson) }, () =>
       table(
@@ -51,9 +47,7 @@ async function hostList(args: string[]): Promise<number> {
       ),
     );
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 async function hostRemove(args: string[]): Promise<number> {
@@ -61,12 +55,9 @@ async function hostRemove(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host remove NAME");
   const name = assertHostName(positionals[0]);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     await connection.call(connection.client.removeHost, { name });
     out.result({ removed: name }, () => `removed host ${name}\n`);
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }

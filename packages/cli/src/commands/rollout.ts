@@ -3,7 +3,7 @@ import { hostname, userInfo } from "node:os";
 import { FerryError, assertHostName } from "@ferry/core";
 import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
-import { connect, type OperatorConnection } from "../client.js";
+import { withConnection, type OperatorConnection } from "../client.js";
 import { createOutput, table, type Output } from "../output.js";
 import { isFinished, renderRollout, rolloutCounts } from "../rollout-view.js";
 import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
@@ -79,8 +79,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     skipUnfetchable: values["skip-unfetchable"],
   };
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { rollout } = await connection.call(connection.client.startRollout, {
       targets: positionals.map(parseTarget),
       hostNames: values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [],
@@ -100,9 +99,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     const final = await follow(connection, rollout.id, positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
     out.result({ rollout: rolloutJson(final) }, () => "");
     return finishedCleanly(final) ? 0 : 1;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 function finishedCleanly(rollout: Rollout): boolean {
@@ -147,8 +144,7 @@ async function rolloutStatus(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, CONNECTION_OPTIONS);
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry rollout status ID");
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { rollout } = await connection.call(connection.client.getRollout, { id: positionals[0] as string });
     if (!rollout) throw new FerryError("E_UNKNOWN_ROLLOUT", "no such rollout");
     out.result({ rollout: rolloutJson(rollout) }, () => {
@@ -163,16 +159,13 @@ async function rolloutStatus(args: string[]): Promise<number> {
       return `${renderRollout(rollout)}  started by ${rollout.requestedBy} at ${new Date(rollout.createdAtMs).toISOString()}; ${knobs}\n\n${hosts}`;
     });
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 async function rolloutList(args: string[]): Promise<number> {
   const { values } = parse(args, { ...CONNECTION_OPTIONS, limit: { type: "string" } }, false);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { rollouts } = await connection.call(connection.client.listRollouts, { limit: parseCount(values.limit, "--limit", 50) });
     out.result({ rollouts: rollouts.map(rolloutJson) }, () =>
       table(
@@ -189,9 +182,7 @@ async function rolloutList(args: string[]): Promise<number> {
       ),
     );
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }
 
 const ACTIONS = {
@@ -205,13 +196,10 @@ async function rolloutControl(verb: keyof typeof ACTIONS, args: string[]): Promi
   const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, reason: { type: "string", default: "" } });
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", `usage: ferry rollout ${verb} ID`);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { rollout } = await connection.call(connection.client.controlRollout, { id: positionals[0] as string, action: ACTIONS[verb], reason: values.reason });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.result({ rollout: rolloutJson(rollout) }, () => renderRollout(rollout));
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }

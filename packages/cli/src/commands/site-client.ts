@@ -52,13 +52,6 @@ export function readInventory(connection: OperatorConnection, client: SiteServic
 }
 
 /** The controller's cache URL, as `ferry cache push` finds it. */
-export async function discoverCacheUrl(connection: OperatorConnection): Promise<string> {
-  const info = await connection.call(connection.client.getInfo, {});
-  if (info.publicUrl) return `${info.publicUrl.replace(/\/$/, "")}${info.cachePath}`;
-  const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
-  return `http://${host}:${info.httpPort}${info.cachePath}`;
-}
-
 const IN_FLIGHT = 6;
 
 /**

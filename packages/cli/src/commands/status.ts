@@ -1,14 +1,13 @@
 import { assertHostName } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
-import { connect } from "../client.js";
+import { withConnection } from "../client.js";
 import { ago, createOutput, hostStatusJson, phaseName, shortPath, table } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, CONNECTION_OPTIONS);
   const names = positionals.map(assertHostName);
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     const { hosts } = await connection.call(connection.client.listHosts, { names });
     out.result({ hosts: hosts.map(hostStatusJson) }, () => {
       const rows = hosts.map((h) => [
@@ -23,7 +22,5 @@ export async function statusCommand(args: string[]): Promise<number> {
       return table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "LAST ERROR"], rows);
     });
     return 0;
-  } finally {
-    connection.close();
-  }
+  });
 }

@@ -1,6 +1,6 @@
 import { FerryError, assertHostName, assertTag } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
-import { connect } from "../client.js";
+import { withConnection } from "../client.js";
 import { createOutput, table } from "../output.js";
 import { parseDuration } from "../units.js";
 
@@ -15,8 +15,7 @@ export async function windowCommand(args: string[]): Promise<number> {
     timezone: { type: "string", default: "" },
   });
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
-  try {
+  return withConnection(values, async (connection) => {
     switch (verb) {
       case "add": {
         if (Boolean(values.host) === Boolean(values.tag)) throw new FerryError("E_BAD_ARGUMENT", "give exactly one of --host HOST and --tag TAG");
@@ -58,7 +57,5 @@ export async function windowCommand(args: string[]): Promise<number> {
       default:
         throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'window ${verb ?? ""}': use add, list or remove`);
     }
-  } finally {
-    connection.close();
-  }
+  });
 }
