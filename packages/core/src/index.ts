@@ -8,3 +8,4 @@ export * from "./nix.js";
 export * from "./narinfo.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
+export * from "./write-fully.js";

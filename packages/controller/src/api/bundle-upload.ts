@@ -1,7 +1,17 @@
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { FerryError, fsyncDirectory, parseNarInfo, parseStorePath, toFerryError, verifyBundle, type BundleManifest, type NarInfo } from "@ferry/core";
+import {
+  FerryError,
+  fsyncDirectory,
+  writeFully,
+  parseNarInfo,
+  parseStorePath,
+  toFerryError,
+  verifyBundle,
+  type BundleManifest,
+  type NarInfo,
+} from "@ferry/core";
 import { ActivationMode, PublishBundleResponse } from "@ferry/protocol";
 import type { BundleSite } from "./site-service.js";
 
@@ -21,25 +31,6 @@ const MODES: Record<string, ActivationMode> = {
 export async function removeStaleStaging(cacheDir: string): Promise<void> {
   for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
     if (name.startsWith(STAGING_PREFIX)) await rm(join(cacheDir, name), { recursive: true, force: true });
-  }
-}
-
-async function writeAll(handle: FileHandle, buffers: Buffer[]): Promise<void> {
-  let pending = buffers;
-  while (pending.length > 0) {
-    const total = pending.reduce((sum, buffer) => sum + buffer.length, 0);
-    const { bytesWritten } = await handle.writev(pending);
-    if (bytesWritten === total) return;
-    let skip = bytesWritten;
-    const rest: Buffer[] = [];
-    for (const buffer of pending) {
-      if (skip >= buffer.length) skip -= buffer.length;
-      else {
-        rest.push(buffer.subarray(skip));
-        skip = 0;
-      }
-    }
-    pending = rest;
   }
 }
 
@@ -81,13 +72,13 @@ class Staging {
         size += chunk.length;
         if (size >= WRITE_BATCH) {
           await writing;
-          writing = writeAll(handle, batch);
+          writing = writeFully(handle, batch);
           batch = [];
           size = 0;
         }
       }
       await writing;
-      if (batch.length > 0) await writeAll(handle, batch);
+      if (batch.length > 0) await writeFully(handle, batch);
     } catch (error) {
       await handle.close();
       throw error;

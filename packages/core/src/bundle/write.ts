@@ -1,3 +1,4 @@
+import { writeFully } from "../write-fully.js";
 import { createReadStream } from "node:fs";
 import { open, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { createHash } from "node:crypto";
@@ -115,23 +116,6 @@ function dependencyOrder(prepared: Prepared[]): Prepared[] {
 }
 
 const COPY_BUFFER = 4 << 20;
-
-/** writev until everything is written (regular files rarely take less). */
-async function writeFully(out: FileHandle, buffers: Buffer[]): Promise<void> {
-  let pending = buffers.filter((buffer) => buffer.length > 0);
-  while (pending.length > 0) {
-    let skip = (await out.writev(pending)).bytesWritten;
-    const rest: Buffer[] = [];
-    for (const buffer of pending) {
-      if (skip >= buffer.length) skip -= buffer.length;
-      else {
-        rest.push(buffer.subarray(skip));
-        skip = 0;
-      }
-    }
-    pending = rest;
-  }
-}
 
 /**
  * Appends tar entries to the output file. Small entries and headers are queued
