@@ -5,19 +5,7 @@ import assert from "node:assert/strict";
 import { Fleet } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
 import { waitFor } from "../harness/exec.js";
-
-interface StatusJson {
-  hosts: {
-    name: string;
-    online: boolean;
-    phase: string;
-    currentSystem: string;
-    desiredSystem: string;
-    appliedSerial: number;
-    desiredSerial: number;
-    lastError: unknown;
-  }[];
-}
+import { allOnline, hostStatus, type HostJson } from "../harness/status.js";
 
 describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "needs root for network namespaces" : false }, () => {
   let fleet: Fleet;
@@ -29,10 +17,7 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     await fleet.addHost("web-2", { tags: ["web"] });
     for (const name of ["web-1", "web-2"]) systems[name] = [await buildFixtureSystem(name, 1), await buildFixtureSystem(name, 2)];
     await fleet.push(Object.values(systems).flat());
-    await waitFor("both agents online", async () => {
-      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
-      return status.hosts.every((host) => host.online) || undefined;
-    });
+    await allOnline(fleet);
   });
 
   after(async () => {
@@ -62,7 +47,7 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
         .split("\n")
         .filter((line) => line.includes('"agentLevel"') && line.includes('"msg":"new system active and confirmed"'));
       assert.ok(forwarded.length >= 2 * generation, "the agents' own log lines about the deployment reach the controller's log");
-      const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
+      const status = (await fleet.mustCli(["status", "--json"])).json<{ hosts: HostJson[] }>();
       for (const host of status.hosts) {
         assert.equal(host.phase, "active");
         assert.equal(host.currentSystem, systems[host.name]?.[generation - 1]);
@@ -84,7 +69,7 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
   test("a deployment recorded while an agent is away is picked up when it reconnects", async () => {
     const host = fleet.host("web-2");
     await host.stopAgent();
-    await waitFor("web-2 offline", async () => !(await fleet.mustCli(["status", "web-2", "--json"])).json<StatusJson>().hosts[0]?.online || undefined);
+    await waitFor("web-2 offline", async () => !(await hostStatus(fleet, "web-2")).online || undefined);
     const back = systems["web-2"]?.[0] as string;
     const recorded = await fleet.cli(["deploy", `web-2=${back}`]);
     assert.equal(recorded.code, 0, recorded.stderr);
@@ -100,10 +85,7 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     const target = systems["web-1"]?.[0] as string;
     assert.notEqual(host.currentSystem(), target, "a real switch is awaited");
     const waiting = fleet.cli(["deploy", `web-1=${target}`, "--wait", "--timeout", "120"]);
-    await waitFor(
-      "the deployment recorded",
-      async () => (await fleet.mustCli(["status", "web-1", "--json"])).json<StatusJson>().hosts[0]?.phase === "pending" || undefined,
-    );
+    await waitFor("the deployment recorded", async () => (await hostStatus(fleet, "web-1")).phase === "pending" || undefined);
     const stopping = Date.now();
     await fleet.controller.stop("SIGTERM");
     assert.ok(Date.now() - stopping < 8000, "SIGTERM stops the controller promptly");
@@ -119,17 +101,9 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     const before = fleet.host("web-1").currentSystem();
     await fleet.controller.stop("SIGKILL");
     await fleet.controller.start();
-    await waitFor(
-      "both agents back",
-      async () => {
-        const status = (await fleet.mustCli(["status", "--json"])).json<StatusJson>();
-        return status.hosts.every((host) => host.online) || undefined;
-      },
-      30_000,
-    );
+    await allOnline(fleet, 30_000);
     assert.equal(fleet.host("web-1").currentSystem(), before);
-    const status = (await fleet.mustCli(["status", "web-1", "--json"])).json<StatusJson>();
-    assert.equal(status.hosts[0]?.phase, "active");
+    assert.equal((await hostStatus(fleet, "web-1")).phase, "active");
   });
 
   test("dry-activate shows what a switch would do, and changes nothing", async () => {
@@ -146,7 +120,7 @@ describe("deploying a fleet of two hosts", { skip: process.getuid?.() !== 0 ? "n
     const offline = await fleet.cli(["dry-activate", `web-2=${systems["web-2"]?.[0]}`, "--json"]);
     assert.equal(offline.json<{ error: { code: string } }>().error.code, "E_HOST_OFFLINE");
     fleet.host("web-2").startAgent();
-    await waitFor("web-2 back", async () => (await fleet.mustCli(["status", "web-2", "--json"])).json<StatusJson>().hosts[0]?.online || undefined);
+    await waitFor("web-2 back", async () => (await hostStatus(fleet, "web-2")).online || undefined);
   });
 
   test("host list and status print tables for people", async () => {

@@ -100,23 +100,7 @@ export class Reconciler {
     } catch (error) {
       const failure = error as FerryError;
       log.error({ code: failure.code }, failure.message);
-      const result: ActivationResult = {
-        hostName: this.config.hostName,
-        serial: desired.serial,
-        storePath: "",
-        success: false,
-        phase: HostPhase.HOST_PHASE_FAILED,
-        errorCode: failure.code,
-        errorMessage: failure.message,
-        output: "",
-        currentSystem: this.transaction.currentSystem(),
-        finishedAtMs: Date.now(),
-      };
-      this.state.update((draft) => {
-        draft.appliedSerial = desired.serial;
-        draft.lastResult = result;
-      });
-      this.report(result);
+      this.report(this.transaction.refuse(desired.serial, failure));
       return;
     }
     if (!desired.activate) {

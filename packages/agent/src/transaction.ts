@@ -346,6 +346,11 @@ export class ActivationTransaction {
     }
   }
 
+  /** Records a desired system refused before anything was tried (e.g. a malformed path). */
+  refuse(serial: number, error: FerryError): ActivationResult {
+    return this.finish({ serial, storePath: "" }, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error });
+  }
+
   private finish(desired: { serial: number; storePath: string }, outcome: Outcome): ActivationResult {
     const result: ActivationResult = {
       hostName: this.deps.config.hostName,
