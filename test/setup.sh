@@ -25,10 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's nix-bin is single-user with the sandbox off; make sure of it.
-if [ -f /etc/nix/nix.conf ] && ! grep -q '^sandbox' /etc/nix/nix.conf; then
-  echo "sandbox = false" >> /etc/nix/nix.conf
-fi
+# Nix must build as root without build users, from whatever nix.conf is here.
+bash test/setup-nix.sh
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages" >&2
