@@ -12,6 +12,7 @@ import { windowCommand } from "./commands/window.js";
 import { bundleCommand } from "./commands/bundle.js";
 import { siteCommand } from "./commands/site.js";
 import { dryActivateCommand } from "./commands/dry-activate.js";
+import { devCommand } from "./commands/dev.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
 
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   bundle: bundleCommand,
   site: siteCommand,
   "dry-activate": dryActivateCommand,
+  dev: devCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -27,6 +27,8 @@ Local verbs:
   ferry agent schema             print the agent configuration's JSON Schema
   ferry agent check-config --config FILE
   ferry agent gc --config FILE   delete generations beyond keepGenerations, then collect garbage
+  ferry dev host --config FILE [--dir DIR]
+                                 run an agent with a private /nix and /run, to try Ferry on one machine
   ferry agent apply-bundle FILE --config FILE [--host NAME] [--result FILE]
                                  verify a bundle, activate this host's system from it, no controller needed
   ferry bundle create --manifest HOSTS.json -o FILE --signing-key-file KEY [--since INVENTORY] [--sequence N]

@@ -14,7 +14,12 @@ export interface CommandSpec {
    * Health-check commands come from the host's own configuration, not from
    * the network, so they may name any absolute program.
    */
-  purpose?: "nix" | "health-check";
+  purpose?: "nix" | "health-check" | "sandbox";
+  /**
+   * The command shares this process's terminal (stdin, stdout, stderr and
+   * process group, so Ctrl-C reaches it) instead of having its output captured.
+   */
+  inheritStdio?: boolean;
   /** Told the child's pid as soon as it exists, so a transaction can record it. */
   onSpawn?: (pid: number) => void;
 }
@@ -38,11 +43,14 @@ export interface CommandRunner {
 
 const NIX_PROGRAMS = new Set(["nix", "nix-store", "nix-env", "nix-build", "nix-instantiate", "nix-collect-garbage", "systemctl"]);
 const SWITCH_SUFFIX = "/bin/switch-to-configuration";
+/** `ferry dev host` gives an agent a private /nix and /run; nothing else may start these. */
+const SANDBOX_PROGRAMS = new Set(["unshare", "mount"]);
 
 /** Programs Ferry may start: Nix's tools, systemctl and a system's own switch script. */
 export function assertAllowedProgram(program: string | undefined, purpose: CommandSpec["purpose"] = "nix"): string {
   if (program !== undefined && NIX_PROGRAMS.has(program)) return program;
   if (purpose === "health-check" && program?.startsWith("/")) return program;
+  if (purpose === "sandbox" && program !== undefined && SANDBOX_PROGRAMS.has(program)) return program;
   if (program?.endsWith(SWITCH_SUFFIX) && isStorePath(program.slice(0, -SWITCH_SUFFIX.length))) return program;
   throw new FerryError("E_INTERNAL", `refusing to run unexpected program ${JSON.stringify(program)}`);
 }
@@ -75,6 +83,7 @@ export class ProcessRunner implements CommandRunner {
   constructor(private readonly baseEnv: Readonly<Record<string, string | undefined>> = process.env) {}
 
   run(spec: CommandSpec): Promise<CommandResult> {
+    if (spec.inheritStdio) return this.runAttached(spec);
     return new Promise((resolve, reject) => {
       const program = assertAllowedProgram(spec.argv[0], spec.purpose);
       // A process group of its own, so a timeout kills the whole tree the
@@ -109,6 +118,16 @@ export class ProcessRunner implements CommandRunner {
       });
       child.stdin.on("error", () => undefined);
       child.stdin.end(spec.input ?? "");
+    });
+  }
+
+  private runAttached(spec: CommandSpec): Promise<CommandResult> {
+    return new Promise((resolve, reject) => {
+      const program = assertAllowedProgram(spec.argv[0], spec.purpose);
+      const child = spawn(program, spec.argv.slice(1), { env: { ...this.baseEnv, ...spec.env }, cwd: spec.cwd, stdio: "inherit" });
+      if (child.pid !== undefined) spec.onSpawn?.(child.pid);
+      child.on("error", (error) => reject(new FerryError("E_COMMAND_FAILED", `cannot start ${program}: ${error.message}`, { cause: error })));
+      child.on("close", (exitCode, signal) => resolve({ argv: spec.argv, exitCode, signal, stdout: "", stderr: "", timedOut: false }));
     });
   }
 }

@@ -39,7 +39,11 @@ export async function agentCommand(args: string[]): Promise<number> {
   if (values["token-file"]) overrides.tokenFile = values["token-file"];
   if (values["state-dir"]) overrides.stateDir = values["state-dir"];
   if (!values.config) throw new FerryError("E_BAD_ARGUMENT", "--config FILE is required");
-  const config = loadAgentConfig(values.config, overrides);
+  return runAgentUntilSignal(loadAgentConfig(values.config, overrides));
+}
+
+/** Runs an agent in this process until SIGINT or SIGTERM. */
+export async function runAgentUntilSignal(config: AgentConfig): Promise<number> {
   const forwarder = new LogForwarder();
   const log = createLogger("agent", { level: config.logLevel, also: forwarder });
   const agent = await startAgent(config, log, new ProcessRunner(), forwarder);
