@@ -6,8 +6,8 @@ export interface CliResult extends ExecResult {
 }
 
 /** Runs the real `ferry` CLI as a user would. */
-export async function ferry(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
-  const result = await exec([process.execPath, FERRY_BIN, ...args], { env: { ...process.env, ...env }, timeoutMs });
+export async function ferry(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 120_000, cwd?: string): Promise<CliResult> {
+  const result = await exec([process.execPath, FERRY_BIN, ...args], { env: { ...process.env, ...env }, timeoutMs, cwd });
   return {
     ...result,
     json<T>() {
