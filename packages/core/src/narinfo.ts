@@ -39,7 +39,10 @@ export function parseNarInfo(text: string): NarInfo {
     .map((base) => assertStorePath(storeDir + base));
   const fileSize = fields.get("FileSize")?.[0];
   const size = (key: string, value: string): number => {
-    if (!/^\d+$/.test(value)) throw new FerryError("E_BAD_ARGUMENT", `narinfo ${key} is not a number: ${JSON.stringify(value.slice(0, 40))}`);
+    // A size past 2^53 would be rounded silently and then trusted by the disk-space check.
+    if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) {
+      throw new FerryError("E_BAD_ARGUMENT", `narinfo ${key} is not a size in bytes: ${JSON.stringify(value.slice(0, 40))}`);
+    }
     return Number(value);
   };
   return {
