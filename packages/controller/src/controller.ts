@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
 import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
@@ -12,6 +12,8 @@ import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
+import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
+import { refuseUpload } from "./edge/refuse-upload.js";
 import { SqliteStateStore } from "./store/sqlite-store.js";
 import type { StateStore } from "./store/state-store.js";
 
@@ -22,6 +24,8 @@ export interface ControllerOptions {
   /** URL agents and uploaders use to reach the listener, when it differs from --listen. */
   publicUrl?: string;
   heartbeatIntervalMs?: number;
+  /** Connection and upload limits of the HTTP listener; unset fields keep their defaults. */
+  edgeLimits?: Partial<EdgeLimits>;
   log: Logger;
 }
 
@@ -87,8 +91,19 @@ export async function startController(options: ControllerOptions): Promise<Runni
     dataDir: dataDir.root,
   });
 
-  const http = createServer((request: IncomingMessage, response: ServerResponse) => {
+  const governor = new ConnectionGovernor({ ...DEFAULT_EDGE_LIMITS, ...options.edgeLimits }, log.child({ part: "edge" }));
+  const http = createServer(governor.serverOptions(), (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? "/").split("?")[0] as string;
+    const authorized = requestCarriesToken(request, dataDir.adminTokenHash);
+    if (authorized) governor.trust(request.socket);
+    const isUpload = request.method === "PUT" || request.method === "POST";
+    if (isUpload && authorized) {
+      if (!governor.beginUpload()) {
+        refuseUpload(request, response, 503, "E_BUSY: too many uploads in progress; retry shortly\n", { "retry-after": "5" });
+        return;
+      }
+      response.once("close", () => governor.endUpload());
+    }
     if (path.startsWith(CACHE_PREFIX)) {
       let relative: string;
       try {
@@ -99,18 +114,18 @@ export async function startController(options: ControllerOptions): Promise<Runni
       }
       void cache.handle(request, response, relative);
     } else if (path === BUNDLE_UPLOAD_PATH) {
-      void handleBundleUpload(site, request, response, requestCarriesToken(request, dataDir.adminTokenHash));
+      void handleBundleUpload(site, request, response, authorized);
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {
       response.writeHead(404).end();
     }
   });
-  // NAR and bundle uploads over slow site links can take longer than Node's
-  // default five minutes per request; headersTimeout still bounds idle clients.
-  http.requestTimeout = 0;
-  http.on("upgrade", (request, socket, head) => {
-    if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head);
+  governor.attach(http);
+  http.on("upgrade", (request, socket: Socket, head) => {
+    // An agent link is long-lived and proves itself alive with heartbeats; the hub times it out.
+    socket.setTimeout(0);
+    if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head, () => governor.trust(socket));
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
@@ -157,6 +172,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
         http.close(() => resolve());
         http.closeAllConnections();
       });
+      governor.close();
       await store.close();
       log.info("controller stopped");
     },

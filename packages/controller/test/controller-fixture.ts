@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "@ferry/core";
-import { startController, type RunningController } from "@ferry/controller";
+import { startController, type EdgeLimits, type RunningController } from "@ferry/controller";
 
 export interface TestController {
   controller: RunningController;
@@ -15,7 +15,7 @@ export interface TestController {
   stop(): Promise<void>;
 }
 
-export async function startTestController(options: { heartbeatIntervalMs?: number } = {}): Promise<TestController> {
+export async function startTestController(options: { heartbeatIntervalMs?: number; edgeLimits?: Partial<EdgeLimits> } = {}): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));
   const controller = await startController({
     dataDir,
@@ -23,6 +23,7 @@ export async function startTestController(options: { heartbeatIntervalMs?: numbe
     grpcListen: { host: "127.0.0.1", port: 0 },
     log: silentLogger(),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    ...(options.edgeLimits === undefined ? {} : { edgeLimits: options.edgeLimits }),
   });
   let stopped = false;
   return {

@@ -14,6 +14,7 @@ import {
 } from "@ferry/core";
 import { ActivationMode, PublishBundleResponse } from "@ferry/protocol";
 import type { BundleSite } from "./site-service.js";
+import { refuseUpload } from "../edge/refuse-upload.js";
 
 /** Where the single-pass import is served, beside the cache prefix on the HTTP listener. */
 export const BUNDLE_UPLOAD_PATH = "/bundles/upload";
@@ -163,8 +164,7 @@ const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E
  */
 export async function handleBundleUpload(site: BundleSite, request: IncomingMessage, response: ServerResponse, authorized: boolean): Promise<void> {
   if (request.method !== "PUT") {
-    request.resume();
-    response.writeHead(405, { allow: "PUT" }).end();
+    refuseUpload(request, response, 405, "bundles are uploaded with PUT\n", { allow: "PUT" });
     return;
   }
   let staging: Staging | undefined;
@@ -203,8 +203,11 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
   } catch (error) {
     const ferry = toFerryError(error);
     site.deps.log.info({ rpc: "bundles/upload", code: ferry.code, err: ferry.message }, "bundle refused");
-    // Whatever the client still sends is read and dropped, so it gets the answer instead of a reset.
-    if (!request.complete) request.resume();
-    if (!response.headersSent) sendJson(response, STATUS_BY_CODE[ferry.code] ?? 400, { error: { code: ferry.code, message: ferry.message } });
+    const status = STATUS_BY_CODE[ferry.code] ?? 400;
+    const answer = { error: { code: ferry.code, message: ferry.message } };
+    if (response.headersSent) request.socket.destroy();
+    else if (request.complete) sendJson(response, status, answer);
+    // A bounded part of what the client still sends is read, so it sees the answer rather than a reset.
+    else refuseUpload(request, response, status, `${JSON.stringify(answer)}\n`, { "content-type": "application/json" });
   }
 }

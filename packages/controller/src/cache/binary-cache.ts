@@ -1,15 +1,18 @@
-import { createReadStream, createWriteStream, mkdirSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { readFile, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { refuseUpload } from "../edge/refuse-upload.js";
 import { FerryError, assertStoreHash, parseNarInfo, parseStorePath, fsyncDirectory, type Logger, type NarInfo } from "@ferry/core";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
 const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
+/** Temp files of uploads in flight; ones left by a crash are removed at start. */
+const UPLOAD_TEMP_PREFIX = ".upload-";
 
 export type UploadAuthorizer = (request: IncomingMessage) => boolean;
 
@@ -26,6 +29,8 @@ export class BinaryCache {
     private readonly log: Logger,
   ) {
     mkdirSync(join(dir, "nar"), { recursive: true });
+    // No upload is in flight before the controller listens: any temp file is a crash's leftover.
+    for (const name of readdirSync(dir)) if (name.startsWith(UPLOAD_TEMP_PREFIX)) rmSync(join(dir, name), { force: true });
   }
 
   /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
@@ -69,18 +74,16 @@ export class BinaryCache {
 
   private async upload(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
     if (!this.authorizeUpload(request)) {
-      request.resume();
-      response.writeHead(401, { "www-authenticate": 'Basic realm="ferry-cache"' }).end("E_AUTH: uploads need the operator token\n");
+      refuseUpload(request, response, 401, "E_AUTH: uploads need the operator token\n", { "www-authenticate": 'Basic realm="ferry-cache"' });
       return;
     }
     const narinfo = NARINFO_FILE.exec(relative);
     if (!narinfo && !NAR_FILE.test(relative)) {
-      request.resume();
-      response.writeHead(403).end(`refusing upload to ${JSON.stringify(relative.slice(0, 200))}\n`);
+      refuseUpload(request, response, 403, `refusing upload to ${JSON.stringify(relative.slice(0, 200))}\n`);
       return;
     }
     const target = join(this.dir, relative);
-    const temp = join(this.dir, `.upload-${randomBytes(8).toString("hex")}`);
+    const temp = join(this.dir, `${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
     try {
       if (narinfo) {
         const text = await readBounded(request, MAX_NARINFO_BYTES);

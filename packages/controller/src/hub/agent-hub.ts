@@ -28,7 +28,8 @@ export class AgentHub {
 
   constructor(private readonly options: AgentHubOptions) {}
 
-  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** `onAuthenticated` runs once the agent's hello proved which host it is. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, onAuthenticated: () => void = () => undefined): void {
     this.server.handleUpgrade(request, socket, head, (ws) => {
       const remote = `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`;
       new AgentSession(ws, remote, {
@@ -42,6 +43,7 @@ export class AgentHub {
           if (pending && pending.hostName === outcome.hostName) pending.settle(outcome);
         },
         onAuthenticated: (session) => {
+          onAuthenticated();
           const name = session.hostName as string;
           this.sessions.get(name)?.close("E_SUPERSEDED", "a newer connection for this host took over");
           this.sessions.set(name, session);
