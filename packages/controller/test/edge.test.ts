@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import WebSocket from "ws";
 import { hashToken, silentLogger } from "@ferry/core";
 import { startController } from "@ferry/controller";
-import { decodeControllerFrame, encodeAgentFrame, HostPhase } from "@ferry/protocol";
+import { Metadata, credentials, status } from "@grpc/grpc-js";
+import { ActivationMode, SiteServiceClient, type PublishBundleRequest, decodeControllerFrame, encodeAgentFrame, HostPhase } from "@ferry/protocol";
 import { startTestController, type TestController } from "./controller-fixture.js";
 
 const TOKEN = "edge-token-0123456789abcdef0123456789abcdef";
@@ -89,6 +90,8 @@ describe("the HTTP edge under abuse", () => {
     const health = await fetch(`${t.baseUrl}/healthz`);
     assert.equal(health.status, 200);
     for (const { socket } of flood) socket.destroy();
+    // Let the server see those sockets close before the next test counts on free slots.
+    await new Promise((resolve) => setTimeout(resolve, 300));
   });
 
   test("a refused upload is not drained forever: the socket is closed after a bounded read", async () => {
@@ -144,5 +147,38 @@ test("upload temp files left by a crash are removed when the controller starts",
     assert.ok(readFileSync(join(dataDir, "admin.token"), "utf8").length > 0);
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test("PublishBundle refuses a stream without the operator token before buffering it", async () => {
+  const started = await startTestController();
+  const client = new SiteServiceClient(`127.0.0.1:${started.controller.grpcPort}`, credentials.createInsecure());
+  try {
+    let sent = 0;
+    const outcome = await new Promise<{ code: number | undefined; sent: number }>((resolve) => {
+      const call = client.publishBundle(new Metadata(), (error) => resolve({ code: error?.code, sent }));
+      const chunk = Buffer.alloc(1024 * 1024);
+      const push = (): void => {
+        // Up to 64 MiB, the old buffering limit: the refusal must come long before.
+        if (sent >= 64 * 1024 * 1024) return void call.end();
+        sent += chunk.length;
+        const request: PublishBundleRequest = {
+          manifestChunk: chunk,
+          manifestSignature: "",
+          deploy: false,
+          mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+          checkOnly: false,
+        };
+        if (call.write(request)) setImmediate(push);
+        else call.once("drain", push);
+      };
+      call.on("error", () => undefined);
+      push();
+    });
+    assert.equal(outcome.code, status.UNAUTHENTICATED);
+    assert.ok(outcome.sent < 16 * 1024 * 1024, `the client streamed ${outcome.sent} bytes before the refusal`);
+  } finally {
+    client.close();
+    await started.stop();
   }
 });

@@ -52,6 +52,7 @@ export const ERROR_HINTS = {
   E_BUNDLE_VERSION: "The bundle was made for another major format version; create it with a Ferry of the same major version.",
   E_BUNDLE_HOST_MISSING: "The bundle has no system for this host; check --host and the bundle's hosts (ferry bundle inspect FILE).",
   E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
+  E_BUSY: "The controller is at a limit it sets to protect itself (uploads, streams); retry shortly.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
 } as const;
 

@@ -10,6 +10,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_BAD_TAG: status.INVALID_ARGUMENT,
   E_BAD_ARGUMENT: status.INVALID_ARGUMENT,
   E_PATH_NOT_IN_CACHE: status.FAILED_PRECONDITION,
+  E_BUSY: status.RESOURCE_EXHAUSTED,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

@@ -38,6 +38,10 @@ export async function readTrustedKeys(dataDir: string): Promise<string[]> {
     .filter(Boolean);
 }
 
+/** PublishBundle streams buffered at once, and how long one may take to send its manifest. */
+const MAX_PUBLISH_STREAMS = 2;
+const PUBLISH_DEADLINE_MS = 10 * 60_000;
+
 /** Site state shared by the PublishBundle RPC and the single-pass upload endpoint (bundle-upload.ts). */
 export interface BundleSite {
   deps: SiteServiceDeps;
@@ -144,8 +148,37 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
     return site.record(manifest, manifestBytes, signer, header.deploy, header.mode);
   }
 
+  let publishStreams = 0;
   return {
     publishBundle: (call: ServerReadableStream<PublishBundleRequest, PublishBundleResponse>, callback: sendUnaryData<PublishBundleResponse>): void => {
+      const refuse = (error: unknown): void => {
+        deps.log.info({ rpc: "PublishBundle", code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message }, "bundle refused");
+        callback(toServiceError(error));
+      };
+      // The token is in the call's metadata: check it before reading a byte of the stream.
+      try {
+        authenticate(call, deps.adminTokenHash);
+      } catch (error) {
+        refuse(error);
+        return;
+      }
+      if (publishStreams >= MAX_PUBLISH_STREAMS) {
+        refuse(new FerryError("E_BUSY", `${MAX_PUBLISH_STREAMS} bundle publications are already in progress`));
+        return;
+      }
+      publishStreams++;
+      let finished = false;
+      const finish = (): void => {
+        if (finished) return;
+        finished = true;
+        publishStreams--;
+        clearTimeout(deadline);
+      };
+      const deadline = setTimeout(() => {
+        finish();
+        refuse(new FerryError("E_BUSY", `the manifest did not arrive within ${PUBLISH_DEADLINE_MS / 1000} s`));
+      }, PUBLISH_DEADLINE_MS);
+      deadline.unref();
       let header: PublishBundleRequest | undefined;
       const chunks: Buffer[] = [];
       let size = 0;
@@ -156,26 +189,19 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
         if (size > MAX_MANIFEST_BYTES) failed ??= new FerryError("E_BUNDLE_FORMAT", `the manifest exceeds ${MAX_MANIFEST_BYTES} bytes`);
         else chunks.push(Buffer.from(message.manifestChunk));
       });
-      call.on("error", () => undefined);
+      call.on("error", () => finish());
+      call.on("cancelled", () => finish());
       call.on("end", () => {
+        if (finished) return;
         Promise.resolve()
-          .then(() => authenticate(call, deps.adminTokenHash))
           .then(() => {
             if (failed) throw failed;
             if (!header) throw new FerryError("E_BAD_ARGUMENT", "PublishBundle received no manifest");
             const first = header;
             return serialized(() => publish(first, Buffer.concat(chunks)));
           })
-          .then(
-            (response) => callback(null, response),
-            (error: unknown) => {
-              deps.log.info(
-                { rpc: "PublishBundle", code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message },
-                "bundle refused",
-              );
-              callback(toServiceError(error));
-            },
-          );
+          .finally(finish)
+          .then((response) => callback(null, response), refuse);
       });
     },
 
