@@ -120,11 +120,15 @@ describe("agent channel refusals", () => {
     assert.deepEqual(await snapshot(), before);
   });
 
-  test("unknown host → E_UNKNOWN_HOST, 4001, and no host is created", async () => {
+  test("unknown host → the same refusal as a wrong token, and no host is created", async () => {
     const before = await snapshot();
-    const client = await connect();
-    client.sendBody(hello("ghost", TOKEN));
-    await expectRefusal(client, "E_UNKNOWN_HOST", 4001);
+    const wrongToken = await connect();
+    wrongToken.sendBody(hello("web1", "not-the-token"));
+    const forWrongToken = await expectRefusal(wrongToken, "E_AUTH", 4001);
+    const unknown = await connect();
+    unknown.sendBody(hello("ghost", TOKEN));
+    const forUnknown = await expectRefusal(unknown, "E_AUTH", 4001);
+    assert.deepEqual(forUnknown, forWrongToken, "a client must not tell an unknown host from a wrong token");
     assert.deepEqual(await snapshot(), before);
     assert.equal(await t.controller.store.getHost("ghost"), undefined);
   });

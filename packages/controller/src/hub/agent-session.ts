@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
-import { FerryError, assertHostName, assertStorePath, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, hashToken, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
 import {
   FrameError,
   HostPhase,
@@ -26,6 +27,11 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
   E_SUPERSEDED: 4005,
   E_HELLO_TIMEOUT: 4006,
 };
+
+/** What every failed hello is told, whatever failed. */
+const AUTH_REFUSAL = "unknown host or wrong token";
+/** Compared against when the host does not exist, so both refusals cost the same. */
+const UNKNOWN_HOST_TOKEN_HASH = hashToken(randomBytes(32).toString("hex"));
 
 export interface SessionHooks {
   store: StateStore;
@@ -123,8 +129,13 @@ export class AgentSession {
   private async onHello(hello: Hello): Promise<void> {
     const name = assertHostName(hello.hostName);
     const host = await this.hooks.store.getHost(name);
-    if (!host) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
-    if (!tokenMatchesHash(hello.token, host.tokenHash)) throw new FerryError("E_AUTH", `wrong token for host ${name}`);
+    // An unknown name and a wrong token get the same answer, after the same work,
+    // so a client cannot probe which host names exist; the log keeps the difference.
+    const tokenMatches = tokenMatchesHash(hello.token, host?.tokenHash ?? UNKNOWN_HOST_TOKEN_HASH);
+    if (!host || !tokenMatches) {
+      this.hooks.log.warn({ host: name, remote: this.remote, reason: host ? "wrong token" : "unknown host" }, "agent authentication failed");
+      throw new FerryError("E_AUTH", AUTH_REFUSAL);
+    }
     if (hello.currentSystem !== "") assertStorePath(hello.currentSystem);
     clearTimeout(this.helloTimer);
     this.hostName = name;
