@@ -5,7 +5,7 @@
 // and leaves the cache, the ledger and the hosts' desired systems unchanged.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Fleet, type SigningKey } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
@@ -166,8 +166,36 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     assert.equal(alone.json<{ locallyVerified: boolean }>().locallyVerified, false);
     const twoPass = await fleet.cli(importArgs(await create("b5.ferry", web1), "--two-pass"));
     assert.equal(twoPass.code, 0, twoPass.stdout + twoPass.stderr);
-    const ledger = JSON.parse(readFileSync(join(fleet.controller.dataDir, "bundles.json"), "utf8")) as { imports: unknown[] };
-    assert.equal(ledger.imports.length, 5);
+    const ledger = JSON.parse(readFileSync(join(fleet.controller.dataDir, "bundles.json"), "utf8")) as { sites: Record<string, { imports: unknown[] }> };
+    assert.equal(Object.values(ledger.sites).flatMap((site) => site.imports).length, 5);
+  });
+
+  test("a site with a name refuses bundles for another site, naming none, or expired", async () => {
+    const policy = join(fleet.controller.dataDir, "bundle-policy.json");
+    writeFileSync(policy, JSON.stringify({ siteName: "plant-a" }));
+    try {
+      const web2 = { "web-2": sys["web2b"] as string };
+      const before = siteSnapshot();
+      const cases: [string, string, string][] = [
+        ["names no site", await create("s1.ferry", web2), "E_BUNDLE_WRONG_SITE"],
+        ["for another site", await create("s2.ferry", web2, ["--site", "plant-b"]), "E_BUNDLE_WRONG_SITE"],
+        ["expired", await create("s3.ferry", web2, ["--site", "plant-a", "--expires-in", "1s"]), "E_BUNDLE_EXPIRED"],
+      ];
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      for (const [what, bundle, code] of cases) {
+        const result = await fleet.cli(importArgs(bundle));
+        assert.equal(result.code, 1, `${what}: ${result.stdout}${result.stderr}`);
+        assert.equal(result.json<ErrorJson>().error.code, code, what);
+        assert.equal(siteSnapshot(), before, `${what} left a trace`);
+      }
+      const inspected = (await fleet.mustCli(["bundle", "inspect", file("s2.ferry"), "--json"])).json<{ site: string; expiresAt: string }>();
+      assert.equal(inspected.site, "plant-b");
+      assert.ok(Date.parse(inspected.expiresAt) > Date.now() + 29 * 86_400_000, "bundles expire after 30 days by default");
+      const good = await fleet.cli(importArgs(await create("s4.ferry", web2, ["--site", "plant-a"])));
+      assert.equal(good.code, 0, good.stdout + good.stderr);
+    } finally {
+      rmSync(policy, { force: true });
+    }
   });
 
   test("a host with no controller applies a bundle itself, refuses damage and replays, and rolls back a bad system", async () => {

@@ -79,7 +79,14 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
         `bundle ${manifest.sequence} has no system for ${hostName} (it has: ${Object.keys(manifest.hosts).join(", ")})`,
       );
     }
-    ledger.assertNewer(manifest);
+    ledger.assertAcceptable(
+      manifest,
+      {
+        ...(config.bundleSiteName === undefined ? {} : { siteName: config.bundleSiteName }),
+        ...(config.bundleMinSequence === undefined ? {} : { minSequence: config.bundleMinSequence }),
+      },
+      now(),
+    );
     log.info({ sequence: manifest.sequence, signer: verified.signer, storePath, paths: manifest.paths.length }, "bundle verified");
 
     const state = new StateFile(config.stateDir, log);
@@ -108,6 +115,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       importedAtMs: now(),
       signer: verified.signer,
       hosts: { [hostName]: storePath },
+      ...(manifest.site === null ? {} : { site: manifest.site }),
     });
     const previousSystem = makeTransaction([]).currentSystem();
     const result = await makeTransaction([`file://${cacheDir}`]).run({

@@ -50,6 +50,10 @@ export interface AgentConfig {
   heartbeatInterval: number;
   reconnectMaxDelay: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** apply-bundle: the site this host belongs to; bundles for another site (or none) are refused. */
+  bundleSiteName?: string;
+  /** apply-bundle: the lowest bundle sequence this host takes, even with an empty ledger. */
+  bundleMinSequence?: number;
 }
 
 const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
@@ -153,6 +157,18 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     heartbeatInterval: { type: "number", minimum: 0.1, default: 10, description: "Seconds between heartbeats to the controller." },
     reconnectMaxDelay: { type: "number", minimum: 0.1, default: 60, description: "Upper bound, in seconds, of the reconnect backoff." },
     logLevel: { type: "string", enum: ["debug", "info", "warn", "error"], default: "info" },
+    bundleSiteName: {
+      type: "string",
+      nullable: true,
+      pattern: "^[A-Za-z0-9.-]{1,253}$",
+      description: "apply-bundle: this host's site; bundles made for another site, or naming none, are refused.",
+    },
+    bundleMinSequence: {
+      type: "integer",
+      minimum: 1,
+      nullable: true,
+      description: "apply-bundle: the lowest bundle sequence taken, so that a fresh host does not accept any old signed bundle.",
+    },
   },
 };
 

@@ -32,6 +32,7 @@ Local verbs:
   ferry agent apply-bundle FILE --config FILE [--host NAME] [--result FILE]
                                  verify a bundle, activate this host's system from it, no controller needed
   ferry bundle create --manifest HOSTS.json -o FILE --signing-key-file KEY [--since INVENTORY] [--sequence N]
+        [--site NAME] [--expires-in DURATION|never]   (default 30d)
   ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
   ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
 

@@ -48,6 +48,10 @@ export const ERROR_HINTS = {
   E_BUNDLE_SIGNATURE:
     "The bundle is not signed by a key this side trusts: pass --trusted-key (controller: DATA_DIR/bundle-trusted-keys; host: trustedPublicKeys).",
   E_BUNDLE_REPLAYED: "This site already imported a bundle with this or a newer sequence number; create a new bundle (ferry bundle create).",
+  E_BUNDLE_WRONG_SITE: "The bundle was made for another site (or for none, and this site has a name); create it with --site NAME of this site.",
+  E_BUNDLE_EXPIRED: "The bundle is past its expiry; create a new one (ferry bundle create --expires-in), or check this machine's clock.",
+  E_BUNDLE_SEQUENCE:
+    "The bundle's sequence is implausibly far ahead (more than 30 days past the last one and this clock); a bundle key may be misused. Create it with the default sequence.",
   E_BUNDLE_FORMAT: "The file is not a Ferry bundle, or its manifest is malformed; check the file and ferry bundle inspect it.",
   E_BUNDLE_VERSION: "The bundle was made for another major format version; create it with a Ferry of the same major version.",
   E_BUNDLE_HOST_MISSING: "The bundle has no system for this host; check --host and the bundle's hosts (ferry bundle inspect FILE).",

@@ -2,12 +2,14 @@ import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   BundleLedger,
   FerryError,
+  MAX_SEQUENCE_AHEAD_MS,
+  parseBundlePolicy,
   TarReader,
   findValidSignature,
   narInfoFingerprint,
@@ -234,27 +236,110 @@ describe("bundle format", () => {
 });
 
 describe("bundle ledger (replay protection)", () => {
-  test("a sequence not above the last one is a replay", () => {
+  const NOW = Date.parse("2026-11-22T12:00:00Z");
+  const entry = (sequence: number, site?: string) => ({
+    sequence,
+    manifestSha256: "a".repeat(64),
+    createdAt: "x",
+    importedAtMs: 1,
+    signer: "k",
+    hosts: {},
+    ...(site === undefined ? {} : { site }),
+  });
+  const bundle = (sequence: number, site: string | null = null, expiresAt: string | null = null) => ({ sequence, site, expiresAt });
+  function scratchLedger(): BundleLedger {
     const dir = mkdtempSync(join(tmpdir(), "ferry-ledger-"));
-    const ledger = new BundleLedger(join(dir, "bundles.json"));
-    assert.equal(ledger.lastSequence, 0);
-    ledger.assertNewer({ sequence: 1 });
-    ledger.record({ sequence: 5, manifestSha256: "a".repeat(64), createdAt: "x", importedAtMs: 1, signer: "k", hosts: {} });
-    assert.throws(
-      () => ledger.assertNewer({ sequence: 5 }),
-      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
-    );
-    assert.throws(
-      () => ledger.assertNewer({ sequence: 4 }),
-      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
-    );
-    ledger.assertNewer({ sequence: 6 });
-    assert.throws(
-      () => ledger.record({ sequence: 5, manifestSha256: "b".repeat(64), createdAt: "x", importedAtMs: 2, signer: "k", hosts: {} }),
-      (error: FerryError) => error.code === "E_BUNDLE_REPLAYED",
-    );
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    return new BundleLedger(join(dir, "bundles.json"));
+  }
+  function refusedWith(code: ErrorCode, check: () => void): void {
+    assert.throws(check, (error: FerryError) => {
+      assert.equal(error.code, code, error.message);
+      return true;
+    });
+  }
+
+  test("a sequence not above the last one is a replay", () => {
+    const ledger = scratchLedger();
+    assert.equal(ledger.lastSequence(), 0);
+    ledger.assertAcceptable(bundle(1), {}, NOW);
+    ledger.record(entry(5));
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.assertAcceptable(bundle(5), {}, NOW));
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.assertAcceptable(bundle(4), {}, NOW));
+    ledger.assertAcceptable(bundle(6), {}, NOW);
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.record(entry(5)));
     assert.equal(new BundleLedger(ledger.file).imports.length, 1);
-    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("sequences are per site: a high sequence for one site does not block another", () => {
+    const ledger = scratchLedger();
+    ledger.record(entry(NOW + 1000, "plant-a"));
+    ledger.assertAcceptable(bundle(NOW - 1000, "plant-b"), {}, NOW);
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.assertAcceptable(bundle(NOW, "plant-a"), {}, NOW));
+    assert.equal(ledger.lastSequence("plant-a"), NOW + 1000);
+    assert.equal(ledger.lastSequence("plant-b"), 0);
+    assert.equal(ledger.highestSequence(), NOW + 1000);
+  });
+
+  test("a named site refuses bundles for another site and bundles naming none", () => {
+    const ledger = scratchLedger();
+    const policy = { siteName: "plant-a" };
+    ledger.assertAcceptable(bundle(1, "plant-a"), policy, NOW);
+    refusedWith("E_BUNDLE_WRONG_SITE", () => ledger.assertAcceptable(bundle(1, "plant-b"), policy, NOW));
+    refusedWith("E_BUNDLE_WRONG_SITE", () => ledger.assertAcceptable(bundle(1, null), policy, NOW));
+  });
+
+  test("an expired bundle is refused, one that expires later is taken", () => {
+    const ledger = scratchLedger();
+    refusedWith("E_BUNDLE_EXPIRED", () => ledger.assertAcceptable(bundle(1, null, "2026-11-22T11:59:59.000Z"), {}, NOW));
+    refusedWith("E_BUNDLE_EXPIRED", () => ledger.assertAcceptable(bundle(1, null, "2026-11-22T12:00:00.000Z"), {}, NOW));
+    ledger.assertAcceptable(bundle(1, null, "2026-11-22T12:00:01.000Z"), {}, NOW);
+  });
+
+  test("a fresh site with a minimum sequence refuses older bundles", () => {
+    const ledger = scratchLedger();
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.assertAcceptable(bundle(NOW - 86_400_000), { minSequence: NOW - 3_600_000 }, NOW));
+    ledger.assertAcceptable(bundle(NOW - 3_600_000), { minSequence: NOW - 3_600_000 }, NOW);
+  });
+
+  test("a sequence far ahead of the last one and of the clock is refused, so one bundle cannot block all later ones", () => {
+    const ledger = scratchLedger();
+    refusedWith("E_BUNDLE_SEQUENCE", () => ledger.assertAcceptable(bundle(Number.MAX_SAFE_INTEGER), {}, NOW));
+    refusedWith("E_BUNDLE_SEQUENCE", () => ledger.assertAcceptable(bundle(NOW + MAX_SEQUENCE_AHEAD_MS + 1), {}, NOW));
+    ledger.assertAcceptable(bundle(NOW + MAX_SEQUENCE_AHEAD_MS), {}, NOW);
+    // Small explicit sequences (1, 2, 3, …) stay well inside the bound.
+    ledger.assertAcceptable(bundle(3), {}, NOW);
+  });
+
+  test("a version-1 ledger's sequence stays a floor for every site", () => {
+    const ledger = scratchLedger();
+    writeFileSync(ledger.file, JSON.stringify({ version: 1, lastSequence: 500, imports: [entry(500)] }));
+    refusedWith("E_BUNDLE_REPLAYED", () => ledger.assertAcceptable(bundle(400, "plant-a"), {}, NOW));
+    ledger.assertAcceptable(bundle(501, "plant-a"), {}, NOW);
+    ledger.record(entry(501, "plant-a"));
+    assert.equal(ledger.lastSequence("plant-a"), 501);
+    assert.equal(ledger.lastSequence("plant-b"), 500);
+    assert.equal(ledger.imports.length, 2);
+  });
+
+  test("bundle policy files: known keys only, checked values", () => {
+    assert.deepEqual(parseBundlePolicy({ siteName: "plant-a", minSequence: 7 }, "policy"), { siteName: "plant-a", minSequence: 7 });
+    refusedWith("E_BAD_CONFIG", () => parseBundlePolicy({ sitename: "plant-a" }, "policy"));
+    refusedWith("E_BAD_CONFIG", () => parseBundlePolicy({ minSequence: 0 }, "policy"));
+    refusedWith("E_BAD_HOST_NAME", () => parseBundlePolicy({ siteName: "a/b" }, "policy"));
+  });
+});
+
+describe("bundle manifest versions", () => {
+  test("a 1.0 manifest (no site, no expiry) is still read, as for any site and never expiring", async () => {
+    const current = await makeBundle(key);
+    const old = { ...current.manifest, minorVersion: 0 } as Record<string, unknown>;
+    delete old["site"];
+    delete old["expiresAt"];
+    const parsed = parseManifest(Buffer.from(JSON.stringify(old)));
+    assert.equal(parsed.site, null);
+    assert.equal(parsed.expiresAt, null);
+    assert.equal(parsed.minorVersion, 0);
   });
 });
 

@@ -17,6 +17,7 @@ import {
 } from "@ferry/core";
 import { ActivationMode } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
+import { parseDuration } from "../units.js";
 import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
@@ -81,8 +82,13 @@ function summary(manifest: BundleManifest): Record<string, unknown> {
     narSize: manifest.paths.reduce((sum, path) => sum + path.narSize, 0),
     omitted: manifest.omitted.length,
     since: manifest.since,
+    site: manifest.site,
+    expiresAt: manifest.expiresAt,
   };
 }
+
+/** Long enough to carry a bundle to a site by hand, short enough that a lost one stops working. */
+const DEFAULT_EXPIRY = "30d";
 
 async function create(args: string[]): Promise<number> {
   const { values } = parse(
@@ -93,6 +99,8 @@ async function create(args: string[]): Promise<number> {
       "signing-key-file": { type: "string" },
       since: { type: "string" },
       sequence: { type: "string" },
+      site: { type: "string" },
+      "expires-in": { type: "string", default: DEFAULT_EXPIRY },
       "work-dir": { type: "string" },
       json: { type: "boolean", default: false },
     },
@@ -107,6 +115,9 @@ async function create(args: string[]): Promise<number> {
   const sequence = values.sequence === undefined ? undefined : Number(values.sequence);
   if (sequence !== undefined && !(Number.isSafeInteger(sequence) && sequence > 0))
     throw new FerryError("E_BAD_ARGUMENT", "--sequence expects a positive integer");
+  const site = values.site === undefined ? null : assertHostName(values.site);
+  const expiresIn = values["expires-in"];
+  const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
   const { manifest, bytes } = await createBundle({
@@ -116,6 +127,8 @@ async function create(args: string[]): Promise<number> {
     signingKey,
     ...(since ? { since } : {}),
     ...(sequence === undefined ? {} : { sequence }),
+    site,
+    expiresAt,
     ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
   });
   out.result(
@@ -153,6 +166,7 @@ async function inspect(args: string[]): Promise<number> {
     const lines = [
       `${file}: Ferry bundle format ${manifest.version}.${manifest.minorVersion}, sequence ${manifest.sequence}, created ${manifest.createdAt}`,
       `signed by: ${signers.join(", ") || "nobody"} (not verified; use ferry bundle verify)`,
+      `for site: ${manifest.site ?? "any (names none)"}; expires: ${manifest.expiresAt ?? "never"}`,
       "",
       table(
         ["HOST", "SYSTEM"],

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { ServerReadableStream, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
 import {
   BundleLedger,
+  readBundlePolicy,
   FerryError,
   MAX_MANIFEST_BYTES,
   parseManifest,
@@ -28,6 +29,8 @@ export interface SiteServiceDeps extends ApiDeps {
 /** One Nix public key (NAME:BASE64) per line; '#' starts a comment. Read at every publish, so keys rotate without a restart. */
 export const BUNDLE_TRUSTED_KEYS_FILE = "bundle-trusted-keys";
 export const BUNDLE_LEDGER_FILE = "bundles.json";
+/** `{"siteName": "…", "minSequence": N}`: read at every import, like the trusted keys. */
+export const BUNDLE_POLICY_FILE = "bundle-policy.json";
 const INVENTORY_BATCH = 1000;
 
 export async function readTrustedKeys(dataDir: string): Promise<string[]> {
@@ -82,7 +85,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
     },
     trustedKeys: () => readTrustedKeys(deps.dataDir),
     async precheck(manifest, deploy) {
-      ledger.assertNewer(manifest);
+      ledger.assertAcceptable(manifest, readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE)), now());
       if (deploy) await validateTargets(deps.store, targetsOf(manifest));
       await requireOmittedPresent(manifest);
     },
@@ -94,6 +97,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
         importedAtMs: now(),
         signer,
         hosts: manifest.hosts,
+        ...(manifest.site === null ? {} : { site: manifest.site }),
       });
       deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
       const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
@@ -209,7 +213,8 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
       Promise.resolve()
         .then(async () => {
           authenticate(call, deps.adminTokenHash);
-          const lastSequence = ledger.lastSequence;
+          const { siteName } = readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE));
+          const lastSequence = siteName === undefined ? ledger.highestSequence() : ledger.lastSequence(siteName);
           const names = (await readdir(deps.cache.dir)).filter((name) => /^[0-9a-z]{32}\.narinfo$/.test(name)).sort();
           let batch: string[] = [];
           for (const name of names) {

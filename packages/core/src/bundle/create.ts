@@ -17,6 +17,10 @@ export interface CreateBundleOptions {
   since?: SiteInventory & { sha256: string };
   /** Defaults to the creation time in milliseconds, and above the inventory's last sequence. */
   sequence?: number;
+  /** The site the bundle is for (sites with a name refuse bundles for another). */
+  site?: string | null;
+  /** When sites and hosts stop accepting the bundle; null for never. */
+  expiresAt?: Date | null;
   now?: Date;
   /** Scratch space for the NARs; defaults to a directory beside the output. */
   workDir?: string;
@@ -60,6 +64,8 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
       hosts: options.hosts,
       sequence,
       since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
+      site: options.site ?? null,
+      expiresAt: options.expiresAt ?? null,
       signingKey: options.signingKey,
       output: options.output,
       now,

@@ -6,7 +6,8 @@ import { findValidSignature, signText, type PublicKey, type SigningKey } from ".
 /** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
 export const BUNDLE_FORMAT = "ferry-bundle";
 export const BUNDLE_VERSION = 1;
-export const BUNDLE_MINOR_VERSION = 0;
+/** 1.1 added `site` and `expiresAt`; 1.0 bundles (neither) are still read. */
+export const BUNDLE_MINOR_VERSION = 1;
 export const MANIFEST_FILE = "manifest.json";
 export const SIGNATURE_FILE = "manifest.sig";
 export const CACHE_INFO_FILE = "nix-cache-info";
@@ -51,10 +52,15 @@ export interface BundleManifest {
   omitted: OmittedPath[];
   /** Set for delta bundles: the inventory they were cut against. */
   since: { inventorySha256: string; lastSequence: number } | null;
+  /** The site the bundle is for; a site with a name refuses bundles for another (or none). */
+  site: string | null;
+  /** After this instant (ISO 8601, UTC) no site or host takes the bundle. */
+  expiresAt: string | null;
 }
 
 const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
 const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
+const ISO_TIME = /^\d{4}-\d\d-\d\dT[0-9:.]+Z$/;
 const HASH_TEXT = /^sha256[:-][A-Za-z0-9+/=]{43,52}$/;
 
 function bad(message: string): FerryError {
@@ -127,11 +133,14 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   });
   for (const [host, path] of Object.entries(hosts)) if (!seen.has(path)) throw bad(`the system of ${host} is not in the closure listing`);
   const since = raw["since"] === null || raw["since"] === undefined ? null : object(raw["since"], "since");
+  const site = raw["site"] === null || raw["site"] === undefined ? null : assertHostName(raw["site"]);
+  const expiresAt = raw["expiresAt"] === null || raw["expiresAt"] === undefined ? null : text(raw["expiresAt"], "expiresAt", ISO_TIME);
+  if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) throw bad("expiresAt is not a time");
   return {
     format: BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
     minorVersion: count(raw["minorVersion"] ?? 0, "minorVersion"),
-    createdAt: text(raw["createdAt"], "createdAt", /^\d{4}-\d\d-\d\dT[0-9:.]+Z$/),
+    createdAt: text(raw["createdAt"], "createdAt", ISO_TIME),
     sequence: count(raw["sequence"], "sequence"),
     hosts,
     nixCacheInfo: bundleFile(raw["nixCacheInfo"], "nixCacheInfo", /^nix-cache-info$/),
@@ -141,6 +150,8 @@ export function parseManifest(bytes: Buffer): BundleManifest {
       inventorySha256: text(since["inventorySha256"], "since.inventorySha256", /^[0-9a-f]{64}$/),
       lastSequence: count(since["lastSequence"], "since.lastSequence"),
     },
+    site,
+    expiresAt,
   };
 }
 

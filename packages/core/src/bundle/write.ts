@@ -32,6 +32,10 @@ export interface WriteBundleOptions {
   hosts: Record<string, string>;
   sequence: number;
   since: BundleManifest["since"];
+  /** The site the bundle is for; null for any site (sites with a name refuse it). */
+  site?: string | null;
+  /** When the bundle stops being accepted; null for never. */
+  expiresAt?: Date | null;
   signingKey: SigningKey;
   output: string;
   now: Date;
@@ -201,6 +205,8 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
     paths: prepared.map((item) => item.entry),
     omitted: [...options.omitted].sort((a, b) => a.storePath.localeCompare(b.storePath)),
     since: options.since,
+    site: options.site ?? null,
+    expiresAt: options.expiresAt ? options.expiresAt.toISOString() : null,
   };
   const manifestText = `${JSON.stringify(manifest, null, 1)}\n`;
   const temp = `${options.output}.partial`;
