@@ -25,7 +25,8 @@ export const ERROR_HINTS = {
   E_PROFILE_FAILED: "nix-env could not set the system profile; check free space and permissions on /nix/var/nix/profiles.",
   E_HEALTH_CHECK_FAILED: "A health check failed on the new system; the agent restored the previous one. See the check output.",
   E_CONFIRM_TIMEOUT: "The new system did not prove itself healthy and connected before confirmTimeout; the previous one was restored.",
-  E_NO_SPACE: "Free space on /nix is below the closure size plus the reserve; collect garbage or grow the disk.",
+  E_NO_SPACE:
+    "A disk is full: on a host, /nix lacks the closure size plus the reserve (collect garbage); on the controller, its data directory. Free space or grow the disk.",
   E_INTERRUPTED: "The agent or the machine stopped in the middle of an activation; the previous system was restored.",
   E_ROLLBACK_FAILED: "Restoring the previous system failed too; the host needs an operator.",
   E_UNKNOWN_ROLLOUT: "List rollouts with: ferry rollout list.",
@@ -87,5 +88,8 @@ export class FerryError extends Error {
 export function toFerryError(error: unknown, fallback: ErrorCode = "E_INTERNAL"): FerryError {
   if (error instanceof FerryError) return error;
   const message = error instanceof Error ? error.message : String(error);
+  // A full disk is an operator's problem with a known fix, wherever it surfaces (fs or SQLite).
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "ENOSPC" || code === "SQLITE_FULL" || code === "EDQUOT") return new FerryError("E_NO_SPACE", `the disk is full: ${message}`, { cause: error });
   return new FerryError(fallback, message, { cause: error });
 }

@@ -149,7 +149,7 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
   response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
-const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409 };
+const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409, E_NO_SPACE: 507 };
 
 /**
  * `PUT /bundles/upload?deploy=1&mode=switch` with the operator token and the

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { refuseUpload } from "../edge/refuse-upload.js";
-import { FerryError, assertStoreHash, parseNarInfo, parseStorePath, fsyncDirectory, type Logger, type NarInfo } from "@ferry/core";
+import { FerryError, toFerryError, assertStoreHash, parseNarInfo, parseStorePath, fsyncDirectory, type Logger, type NarInfo } from "@ferry/core";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
@@ -40,10 +40,11 @@ export class BinaryCache {
       if (request.method === "PUT") return await this.upload(request, response, relative);
       response.writeHead(405, { allow: "GET, HEAD, PUT" }).end();
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      this.log.warn({ err: message, path: relative, method: request.method }, "cache request failed");
-      if (!response.headersSent) response.writeHead(error instanceof FerryError ? 400 : 500, { "content-type": "text/plain" });
-      response.end(`${message}\n`);
+      const ferry = toFerryError(error);
+      this.log.warn({ err: ferry.message, code: ferry.code, path: relative, method: request.method }, "cache request failed");
+      const status = ferry.code === "E_NO_SPACE" ? 507 : ferry.code === "E_INTERNAL" ? 500 : 400;
+      if (!response.headersSent) response.writeHead(status, { "content-type": "text/plain" });
+      response.end(`${ferry.code}: ${ferry.message}\n`);
     }
   }
 
