@@ -1,9 +1,15 @@
 # The Ferry CLI (`ferry`), built from this repository with buildNpmPackage.
 #
 # Use with callPackage:  pkgs.callPackage ./nix/package.nix { }
+#
+# Dependencies come from nixpkgs' importNpmLock: one fetchurl per package,
+# with the URL and hash that package-lock.json records (`resolved`,
+# `integrity`). There is no aggregate hash to keep in step with the lock file;
+# test/nix/lock.test.ts checks that every entry carries both.
 {
   lib,
   buildNpmPackage,
+  importNpmLock,
   nodejs_20,
   python3,
   makeWrapper,
@@ -27,42 +33,57 @@ let
     ++ [ (fs.fileFilter (file: file.hasExt "tsbuildinfo") ../packages) ]
   );
 
-  # Whitelist: only what `npm ci && npm run build` reads. Editing nix/, deploy/,
-  # test/ or the READMEs does not change the derivation.
-  source = fs.difference (fs.unions [
-    ../package.json
-    ../package-lock.json
-    ../tsconfig.json
-    ../packages
-    ../proto
-  ]) localBuildOutputs;
+  # Whitelist: only what `npm install && npm run build` reads. Editing nix/,
+  # deploy/, test/ or the READMEs does not change the derivation.
+  src = fs.toSource {
+    root = ../.;
+    fileset = fs.difference (fs.unions [
+      ../package.json
+      ../package-lock.json
+      ../.npmrc
+      ../tsconfig.json
+      ../packages
+      ../proto
+    ]) localBuildOutputs;
+  };
 
-  # PLACEHOLDER, not the real hash. Compute the real one from the lock file with
-  #   prefetch-npm-deps package-lock.json
-  # (`nix run nixpkgs#prefetch-npm-deps -- package-lock.json`), or build once and
-  # copy the "got: sha256-…" value from the hash-mismatch error. Update it every
-  # time package-lock.json changes.
-  npmDepsHashPlaceholder = lib.fakeHash;
+  lock = lib.importJSON ../package-lock.json;
+
+  # The workspace packages are `link: true` entries (node_modules/@ferry/core
+  # -> packages/core). importNpmLock would turn each into a store copy of the
+  # unbuilt sources, so that the build's `tsc -b` output in packages/*/dist
+  # would never be seen through node_modules. Without those entries npm links
+  # the workspaces itself, from the root package.json's `workspaces`, to the
+  # folders it builds in.
+  packageLock = lock // {
+    packages = lib.filterAttrs (_: entry: !(entry.link or false)) lock.packages;
+  };
+
+  inherit ((lib.importJSON ../packages/cli/package.json)) version;
 in
 buildNpmPackage {
   pname = "ferry";
-  inherit ((lib.importJSON ../packages/cli/package.json)) version;
-
-  src = fs.toSource {
-    root = ../.;
-    fileset = source;
-  };
+  inherit version src;
 
   nodejs = nodejs_20;
-  npmDepsHash = npmDepsHashPlaceholder;
+  npmDeps = importNpmLock {
+    npmRoot = src;
+    package = lib.importJSON ../package.json;
+    inherit packageLock version;
+  };
+  npmConfigHook = importNpmLock.npmConfigHook;
 
   # Root script: `tsc -b packages/cli` (builds every workspace it references).
   npmBuildScript = "build";
 
-  # better-sqlite3 is a native addon compiled by node-gyp during `npm rebuild`
-  # (the config hook installs with --ignore-scripts, then rebuilds). node-gyp
-  # needs python3 and the C++ compiler from stdenv. Build from source directly:
-  # its prebuilt-binary download would fail in the sandbox anyway.
+  # The config hook installs with --ignore-scripts, then runs `npm rebuild`
+  # with these flags: only better-sqlite3, a native addon that node-gyp
+  # compiles (with python3, stdenv's C++ compiler and the hook's Node headers).
+  # Building it from source skips its prebuilt-binary download, which would
+  # fail in the sandbox. No other install script runs: @bufbuild/buf's and
+  # esbuild's (dev tools, never in the output) check a platform binary and
+  # fall back to downloading one; protobufjs's only prints a warning.
+  npmRebuildFlags = [ "better-sqlite3" ];
   nativeBuildInputs = [
     python3
     makeWrapper
@@ -72,7 +93,8 @@ buildNpmPackage {
   # The default npm install hook packs the root package, which is a private
   # workspace root without a `bin`. Install the workspace layout by hand instead:
   # root node_modules (whose @ferry/* entries are relative symlinks into
-  # packages/) plus each workspace's package.json and compiled dist/.
+  # packages/, and whose .bin/ferry points at packages/cli/bin) plus each
+  # workspace's package.json, bin/ and compiled dist/.
   installPhase = ''
     runHook preInstall
 
@@ -84,7 +106,7 @@ buildNpmPackage {
     for dir in ${lib.escapeShellArgs workspaces}; do
       mkdir -p "$dest/packages/$dir"
       cp -a "packages/$dir/package.json" "$dest/packages/$dir/"
-      for sub in dist node_modules; do
+      for sub in bin dist node_modules; do
         if [ -e "packages/$dir/$sub" ]; then
           cp -a "packages/$dir/$sub" "$dest/packages/$dir/"
         fi

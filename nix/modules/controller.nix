@@ -14,7 +14,54 @@ let
   inherit (lib) mkOption types;
 
   cfg = config.services.ferry-controller;
-  dataDir = "/var/lib/ferry-controller";
+  inherit (cfg) dataDir;
+
+  # Under /var/lib, systemd's StateDirectory creates the directory and hands
+  # it to the unit's DynamicUser (the UID is allocated at start, so nothing
+  # outside the unit can own files for it). Anywhere else the directory needs a
+  # fixed owner: a system user, the directory made by tmpfiles, and a
+  # ReadWritePaths hole in ProtectSystem=strict.
+  stateDirectory =
+    let
+      m = builtins.match "/var/lib/(.+)" dataDir;
+    in
+    if m == null then null else builtins.head m;
+  staticUser = stateDirectory == null;
+  user = "ferry-controller";
+
+  # Path components of letters, digits and ._@+- only: the path is written
+  # unquoted into StateDirectory=, ReadWritePaths= and tmpfiles.d, where
+  # a space would split it and a "%" would be a systemd specifier.
+  dataDirWellFormed =
+    builtins.match "(/[A-Za-z0-9._@+-]+)+" dataDir != null
+    && lib.all (c: c != "." && c != "..") (lib.tail (lib.splitString "/" dataDir));
+  under = prefix: dataDir == prefix || lib.hasPrefix "${prefix}/" dataDir;
+  # Places the unit's own sandbox hides or empties: PrivateTmp gives it a
+  # private /tmp and /var/tmp, ProtectHome hides the home directories, and
+  # /var/lib/private belongs to systemd's DynamicUser machinery.
+  hiddenPrefixes = [
+    "/tmp"
+    "/var/tmp"
+    "/home"
+    "/root"
+    "/run/user"
+    "/var/lib/private"
+  ];
+  # Directories other software shares: tmpfiles would hand one of these to
+  # the controller's user with mode 0700.
+  sharedDirs = [
+    "/var"
+    "/var/lib"
+    "/srv"
+    "/opt"
+    "/mnt"
+    "/media"
+    "/etc"
+    "/usr"
+    "/nix"
+    "/boot"
+    "/run"
+  ];
 
   # "0.0.0.0:7070", "[::]:7070", ":7070" -> 7070 (null when there is no port).
   portOf =
@@ -91,6 +138,23 @@ in
       description = "The Ferry package whose `ferry controller` command runs the controller.";
     };
 
+    dataDir = mkOption {
+      type = types.str;
+      default = "/var/lib/ferry-controller";
+      example = "/srv/ferry";
+      description = ''
+        Where the controller keeps its SQLite database and the binary
+        cache's NARs. Under `/var/lib` the directory is a systemd
+        `StateDirectory` owned by the unit's dynamic user. Anywhere else
+        (a data disk, say) the controller runs as the system user
+        `ferry-controller`, the directory is created by systemd-tmpfiles
+        (mode 0700, owned by that user) and made writable in the unit's
+        sandbox; the unit waits for the file system holding it. Not under
+        /tmp, /var/tmp, /home, /root or /run/user, which the unit's sandbox
+        hides.
+      '';
+    };
+
     listenAddress = mkOption {
       type = types.str;
       default = "0.0.0.0:7070";
@@ -152,7 +216,37 @@ in
         assertion = lib.all (name: !(cfg.settings ? ${name})) reservedSettings;
         message = ''
           services.ferry-controller.settings must not set ${lib.concatStringsSep ", " reservedSettings}:
-          use services.ferry-controller.listenAddress / grpcListenAddress (the data directory is fixed at ${dataDir}).
+          use services.ferry-controller.dataDir / listenAddress / grpcListenAddress.
+        '';
+      }
+      {
+        assertion = dataDirWellFormed;
+        message = ''
+          services.ferry-controller.dataDir must be an absolute path without "." or ".." components,
+          trailing "/" or characters other than letters, digits and ._@+- (it is written unquoted
+          into the unit); got "${dataDir}".
+        '';
+      }
+      {
+        assertion = !lib.hasPrefix "${builtins.storeDir}/" dataDir;
+        message = ''
+          services.ferry-controller.dataDir is in the Nix store, which is read-only; got "${dataDir}".
+          Use a path such as /var/lib/ferry-controller (the default) or /srv/ferry.
+        '';
+      }
+      {
+        assertion = !lib.any under hiddenPrefixes;
+        message = ''
+          services.ferry-controller.dataDir must not be under ${lib.concatStringsSep ", " hiddenPrefixes}:
+          the unit's sandbox (PrivateTmp, ProtectHome, DynamicUser) hides or empties those; got "${dataDir}".
+          Use a path such as /var/lib/ferry-controller (the default) or /srv/ferry.
+        '';
+      }
+      {
+        assertion = !lib.elem dataDir sharedDirs;
+        message = ''
+          services.ferry-controller.dataDir is "${dataDir}", a directory other software shares; the
+          controller needs one of its own (it is made mode 0700 for the controller's user), such as ${dataDir}/ferry.
         '';
       }
     ];
@@ -160,6 +254,24 @@ in
     networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && listenPort != null) [ listenPort ];
 
     environment.systemPackages = [ cfg.package ];
+
+    users.users = lib.mkIf staticUser {
+      ${user} = {
+        isSystemUser = true;
+        group = user;
+        home = dataDir;
+        description = "Ferry controller";
+      };
+    };
+    users.groups = lib.mkIf staticUser { ${user} = { }; };
+
+    systemd.tmpfiles.settings = lib.mkIf staticUser {
+      ferry-controller.${dataDir}.d = {
+        inherit user;
+        group = user;
+        mode = "0700";
+      };
+    };
 
     systemd.services.ferry-controller = {
       description = "Ferry controller";
@@ -170,15 +282,15 @@ in
       # Harmless if unused: lets the controller call the system's Nix tools.
       path = [ config.nix.package ];
 
+      # The data directory may live on a file system mounted later (a data disk).
+      unitConfig.RequiresMountsFor = [ dataDir ];
+
       serviceConfig = {
         ExecStart = "${lib.getExe cfg.package} ${execArgs}";
         Restart = "on-failure";
         RestartSec = 5;
 
-        DynamicUser = true;
-        # The SQLite database and the cache's NARs live here.
-        StateDirectory = "ferry-controller";
-        StateDirectoryMode = "0700";
+        # The SQLite database and the cache's NARs live in dataDir.
         WorkingDirectory = dataDir;
         UMask = "0077";
         # Every agent holds one WebSocket open.
@@ -218,7 +330,21 @@ in
         ];
         # Refuse rather than kill on a filtered call.
         SystemCallErrorNumber = "EPERM";
-      };
+      }
+      // (
+        if staticUser then
+          {
+            User = user;
+            Group = user;
+            ReadWritePaths = [ dataDir ];
+          }
+        else
+          {
+            DynamicUser = true;
+            StateDirectory = stateDirectory;
+            StateDirectoryMode = "0700";
+          }
+      );
     };
   };
 }

@@ -34,13 +34,21 @@ let
         meta.mainProgram = name;
         inherit text;
       };
-    # Keeps its arguments so that the package scenario can inspect them.
+    # Keep their arguments so that the package scenario can inspect them.
     buildNpmPackage =
       args:
       fakeDrv "${args.pname}-${args.version}" {
         inherit (args) meta;
         buildNpmPackageArgs = args;
       };
+    importNpmLock = {
+      __functor =
+        _: args:
+        fakeDrv "${args.pname or "unknown"}-${args.version or "0.0.0"}-sources" {
+          importNpmLockArgs = args;
+        };
+      npmConfigHook = fakeDrv "npm-config-hook" { };
+    };
     formats.json =
       { }:
       {
@@ -100,6 +108,18 @@ let
         type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
         default = { };
       };
+      systemd.tmpfiles.settings = mkOption {
+        type = types.attrsOf (types.attrsOf (types.attrsOf (types.attrsOf types.str)));
+        default = { };
+      };
+      users.users = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
+        default = { };
+      };
+      users.groups = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
+        default = { };
+      };
     };
   };
 
@@ -125,6 +145,8 @@ let
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
       services = config.systemd.services;
       firewallPorts = config.networking.firewall.allowedTCPPorts;
+      tmpfiles = config.systemd.tmpfiles.settings;
+      inherit (config.users) users groups;
       systemPackages = map (p: p.name) config.environment.systemPackages;
       agent = {
         inherit (config.services.ferry-agent)
@@ -141,6 +163,7 @@ let
       controller = {
         inherit (config.services.ferry-controller)
           enable
+          dataDir
           listenAddress
           grpcListenAddress
           openFirewall
@@ -253,12 +276,43 @@ in
     };
   };
 
+  # Another directory under /var/lib: still systemd's StateDirectory.
+  controllerVarLibDir = eval {
+    services.ferry-controller = {
+      enable = true;
+      dataDir = "/var/lib/ferry/state";
+    };
+  };
+
+  # Outside /var/lib: a system user, tmpfiles and a ReadWritePaths hole.
+  controllerCustomDir = eval {
+    services.ferry-controller = {
+      enable = true;
+      dataDir = "/srv/ferry";
+    };
+  };
+
+  # One scenario per unsupported dataDir.
+  controllerBadDataDir = lib.mapAttrs (_: dataDir: eval { services.ferry-controller = { enable = true; inherit dataDir; }; }) {
+    relative = "var/lib/ferry";
+    trailingSlash = "/srv/ferry/";
+    dotDot = "/srv/ferry/../etc";
+    space = "/srv/my ferry";
+    specifier = "/srv/ferry-%i";
+    store = "${builtins.storeDir}/11111111111111111111111111111111-ferry";
+    tmp = "/tmp/ferry";
+    home = "/home/ops/ferry";
+    dynamicUserPrivate = "/var/lib/private/ferry";
+    shared = "/srv";
+  };
+
   # The package derivation, with buildNpmPackage stubbed (the agent's default
   # `package` falls back to callPackage ../package.nix when pkgs has no ferry).
   package =
     let
       drv = pkgs.callPackage ../../nix/package.nix { };
       args = drv.buildNpmPackageArgs;
+      lockArgs = args.npmDeps.importNpmLockArgs;
     in
     {
       inherit (drv) name;
@@ -266,10 +320,18 @@ in
         pname
         version
         npmBuildScript
-        npmDepsHash
+        npmRebuildFlags
+        env
         ;
       inherit (args.meta) mainProgram;
       inherit (args) installPhase;
+      nativeBuildInputs = map (p: p.name) args.nativeBuildInputs;
+      hasNpmDepsHash = args ? npmDepsHash;
+      npmConfigHookIsImportNpmLocks = args.npmConfigHook == pkgs.importNpmLock.npmConfigHook;
+      importNpmLock = {
+        inherit (lockArgs) package packageLock version;
+        hasNpmRoot = lockArgs ? npmRoot;
+      };
       # lib.fileset needs builtins.readFileType (Nix >= 2.14); on older Nix
       # the source whitelist cannot be evaluated here.
       sourceEvaluable = builtins ? readFileType;
@@ -277,6 +339,44 @@ in
     // lib.optionalAttrs (builtins ? readFileType) {
       srcTop = builtins.attrNames (builtins.readDir args.src);
       srcCli = builtins.attrNames (builtins.readDir "${args.src}/packages/cli");
+    };
+
+  # flake.nix's outputs, with this lib and the stub packages standing in for
+  # the nixpkgs input (no flakes, no network: Nix 2.8 evaluates it as a plain
+  # function). Checks and nixosConfigurations need all of NixOS and are not
+  # evaluated here.
+  flake =
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      nixpkgs = {
+        inherit lib;
+        legacyPackages = lib.genAttrs systems (system: pkgs // { stdenv.hostPlatform.system = system; });
+      };
+      outputs = (import ../../flake.nix).outputs {
+        self = outputs;
+        inherit nixpkgs;
+      };
+      overlaid = lib.fix (lib.extends outputs.overlays.default (_: pkgs));
+    in
+    {
+      packages = lib.mapAttrs (_: lib.mapAttrs (_: drv: drv.name)) outputs.packages;
+      sameDefault = lib.mapAttrs (_: p: p.default == p.ferry) outputs.packages;
+      mainProgram = outputs.packages.x86_64-linux.ferry.meta.mainProgram;
+      overlayPackage = overlaid.ferry.name;
+      hasNpmDepsHash = lib.mapAttrs (_: p: p.ferry.buildNpmPackageArgs ? npmDepsHash) outputs.packages;
+      nixosModules = lib.attrNames outputs.nixosModules;
+      # The modules the flake exports are the files the other scenarios test.
+      moduleFiles = {
+        agent = outputs.nixosModules.agent == ../../nix/modules/agent.nix;
+        controller = outputs.nixosModules.controller == ../../nix/modules/controller.nix;
+        default = outputs.nixosModules.default.imports == [
+          ../../nix/modules/agent.nix
+          ../../nix/modules/controller.nix
+        ];
+      };
     };
 
   # The example fleet's configuration.nix, once per environment.

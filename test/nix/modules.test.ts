@@ -9,6 +9,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { PackageLock } from "../../nix/npm-lock.js";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const evalFile = join(root, "test", "nix", "eval-modules.nix");
@@ -51,6 +52,9 @@ interface Scenario {
   services: Record<string, ServiceDef>;
   firewallPorts: number[];
   systemPackages: string[];
+  tmpfiles: Record<string, Record<string, Record<string, Record<string, string>>>>;
+  users: Record<string, Record<string, unknown>>;
+  groups: Record<string, Record<string, unknown>>;
   agent: {
     enable: boolean;
     hostName: string;
@@ -63,6 +67,7 @@ interface Scenario {
   };
   controller: {
     enable: boolean;
+    dataDir: string;
     listenAddress: string;
     grpcListenAddress: string;
     openFirewall: boolean;
@@ -76,11 +81,31 @@ interface PackageScenario {
   version: string;
   mainProgram: string;
   npmBuildScript: string;
-  npmDepsHash: string;
+  npmRebuildFlags: string[];
+  env: Record<string, string>;
+  nativeBuildInputs: string[];
+  hasNpmDepsHash: boolean;
+  npmConfigHookIsImportNpmLocks: boolean;
+  importNpmLock: {
+    package: Record<string, unknown>;
+    packageLock: PackageLock;
+    version: string;
+    hasNpmRoot: boolean;
+  };
   installPhase: string;
   sourceEvaluable: boolean;
   srcTop?: string[];
   srcCli?: string[];
+}
+
+interface FlakeScenario {
+  packages: Record<string, Record<string, string>>;
+  sameDefault: Record<string, boolean>;
+  mainProgram: string;
+  overlayPackage: string;
+  hasNpmDepsHash: Record<string, boolean>;
+  nixosModules: string[];
+  moduleFiles: Record<string, boolean>;
 }
 
 function nixFiles(): string[] {
@@ -276,6 +301,7 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
 test("controller: systemd unit and defaults", { skip }, () => {
   const s = evalScenario("controllerDefault");
   assert.deepEqual(s.failedAssertions, []);
+  assert.equal(s.controller.dataDir, "/var/lib/ferry-controller");
   assert.equal(s.controller.listenAddress, "0.0.0.0:7070");
   assert.equal(s.controller.grpcListenAddress, "127.0.0.1:7071");
   assert.equal(s.controller.openFirewall, false);
@@ -288,6 +314,12 @@ test("controller: systemd unit and defaults", { skip }, () => {
   const sc = unit.serviceConfig;
   assert.equal(sc.DynamicUser, true);
   assert.equal(sc.StateDirectory, "ferry-controller");
+  assert.equal(sc.StateDirectoryMode, "0700");
+  assert.equal(sc.WorkingDirectory, "/var/lib/ferry-controller");
+  assert.equal(sc.User, undefined, "a dynamic user by default");
+  assert.equal(sc.ReadWritePaths, undefined, "StateDirectory is writable under ProtectSystem=strict by itself");
+  assert.deepEqual(s.users, {}, "no system user by default");
+  assert.deepEqual(s.tmpfiles, {}, "systemd creates the StateDirectory");
   assert.equal(sc.ProtectSystem, "strict");
   assert.equal(sc.ProtectHome, true);
   assert.equal(sc.PrivateTmp, true);
@@ -318,6 +350,72 @@ test("controller: assertions", { skip }, () => {
   assert.equal(failedAssertions.length, 2, failedAssertions.join("\n"));
   assert.match(failedAssertions[0] ?? "", /listenAddress must be HOST:PORT.*got "7070"/);
   assert.match(failedAssertions[1] ?? "", /settings must not set dataDir, listen, grpcListen/);
+  assert.match(failedAssertions[1] ?? "", /use services\.ferry-controller\.dataDir/);
+});
+
+test("controller: dataDir elsewhere under /var/lib stays a DynamicUser StateDirectory", { skip }, () => {
+  const s = evalScenario("controllerVarLibDir");
+  assert.deepEqual(s.failedAssertions, []);
+  const unit = service(s, "ferry-controller");
+  const sc = unit.serviceConfig;
+  assert.match(String(sc.ExecStart), / controller --data-dir \/var\/lib\/ferry\/state --listen /);
+  assert.equal(sc.DynamicUser, true);
+  assert.equal(sc.StateDirectory, "ferry/state", "StateDirectory is relative to /var/lib");
+  assert.equal(sc.WorkingDirectory, "/var/lib/ferry/state");
+  assert.equal(sc.ReadWritePaths, undefined);
+  assert.deepEqual(s.users, {});
+  assert.deepEqual(s.tmpfiles, {});
+});
+
+test("controller: dataDir outside /var/lib gets a system user, tmpfiles and write access", { skip }, () => {
+  const s = evalScenario("controllerCustomDir");
+  assert.deepEqual(s.failedAssertions, []);
+  const unit = service(s, "ferry-controller");
+  const sc = unit.serviceConfig;
+  assert.match(String(sc.ExecStart), / controller --data-dir \/srv\/ferry --listen /);
+  // A dynamic UID is allocated at start: nothing outside the unit could own
+  // /srv/ferry for it, and files from a previous UID would become unreadable.
+  assert.equal(sc.DynamicUser, undefined);
+  assert.equal(sc.StateDirectory, undefined, "StateDirectory only names folders under /var/lib");
+  assert.equal(sc.User, "ferry-controller");
+  assert.equal(sc.Group, "ferry-controller");
+  assert.deepEqual(sc.ReadWritePaths, ["/srv/ferry"], "ProtectSystem=strict makes everything else read-only");
+  assert.equal(sc.ProtectSystem, "strict");
+  assert.equal(sc.WorkingDirectory, "/srv/ferry");
+  assert.deepEqual(unit.unitConfig?.RequiresMountsFor, ["/srv/ferry"]);
+  assert.deepEqual(s.users, {
+    "ferry-controller": { isSystemUser: true, group: "ferry-controller", home: "/srv/ferry", description: "Ferry controller" },
+  });
+  assert.deepEqual(s.groups, { "ferry-controller": {} });
+  assert.deepEqual(s.tmpfiles, {
+    "ferry-controller": { "/srv/ferry": { d: { user: "ferry-controller", group: "ferry-controller", mode: "0700" } } },
+  });
+});
+
+test("controller: unsupported dataDir values are refused with the reason", { skip }, async (t) => {
+  const scenarios = evalScenario<Record<string, Scenario>>("controllerBadDataDir");
+  const malformed = /dataDir must be an absolute path without "\." or "\.\." components/;
+  const hidden = /dataDir must not be under \/tmp, \/var\/tmp, \/home, \/root, \/run\/user, \/var\/lib\/private/;
+  const cases: [scenario: string, patterns: RegExp[]][] = [
+    ["relative", [malformed, /got "var\/lib\/ferry"/]],
+    ["trailingSlash", [malformed, /got "\/srv\/ferry\/"/]],
+    ["dotDot", [malformed, /got "\/srv\/ferry\/\.\.\/etc"/]],
+    ["space", [malformed, /got "\/srv\/my ferry"/]],
+    ["specifier", [malformed, /got "\/srv\/ferry-%i"/]],
+    ["store", [/dataDir is in the Nix store, which is read-only/, /\/srv\/ferry/]],
+    ["tmp", [hidden, /PrivateTmp/, /got "\/tmp\/ferry"/]],
+    ["home", [hidden, /ProtectHome/, /got "\/home\/ops\/ferry"/]],
+    ["dynamicUserPrivate", [hidden, /DynamicUser/, /got "\/var\/lib\/private\/ferry"/]],
+    ["shared", [/dataDir is "\/srv", a directory other software shares/, /such as \/srv\/ferry/]],
+  ];
+  assert.deepEqual(Object.keys(scenarios).sort(), cases.map(([name]) => name).sort());
+  for (const [scenario, patterns] of cases) {
+    await t.test(scenario, () => {
+      const failed = scenarios[scenario]?.failedAssertions ?? [];
+      assert.equal(failed.length, 1, `expected one failed assertion, got: ${failed.join("\n")}`);
+      for (const pattern of patterns) assert.match(failed[0] ?? "", pattern);
+    });
+  }
 });
 
 test("package.nix: buildNpmPackage arguments", { skip }, (t) => {
@@ -325,16 +423,60 @@ test("package.nix: buildNpmPackage arguments", { skip }, (t) => {
   assert.equal(p.pname, "ferry");
   assert.equal(p.mainProgram, "ferry");
   assert.equal(p.npmBuildScript, "build");
-  assert.equal(p.npmDepsHash, "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
   assert.match(p.installPhase, /makeWrapper \S+\/bin\/node "\$out\/bin\/ferry"/);
   assert.match(p.installPhase, /packages\/cli\/dist\/main\.js/);
+  // node_modules/.bin/ferry links to packages/cli/bin/ferry.js: without bin/
+  // in the output that link would dangle (nixpkgs fails on broken symlinks).
+  assert.match(p.installPhase, /for sub in bin dist node_modules; do/);
   if (!p.sourceEvaluable) {
     t.diagnostic("source whitelist not checked: lib.fileset needs Nix >= 2.14 (builtins.readFileType)");
     return;
   }
-  assert.deepEqual(p.srcTop, ["package-lock.json", "package.json", "packages", "proto", "tsconfig.json"]);
+  assert.deepEqual(p.srcTop, [".npmrc", "package-lock.json", "package.json", "packages", "proto", "tsconfig.json"]);
   assert.ok(p.srcCli?.includes("package.json"));
+  assert.ok(p.srcCli?.includes("bin"));
   assert.ok(!p.srcCli?.includes("dist"));
+});
+
+test("package.nix: dependencies come from importNpmLock, no hash to maintain", { skip }, () => {
+  const p = evalScenario<PackageScenario>("package");
+  assert.equal(p.hasNpmDepsHash, false, "npmDepsHash would make buildNpmPackage fetch with fetchNpmDeps");
+  assert.equal(p.npmConfigHookIsImportNpmLocks, true, "npmHooks.npmConfigHook cannot install importNpmLock's file: dependencies");
+  assert.equal(p.importNpmLock.hasNpmRoot, true);
+  assert.equal(p.importNpmLock.version, p.version);
+  assert.deepEqual(p.importNpmLock.package, JSON.parse(readFileSync(join(root, "package.json"), "utf8")));
+
+  const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8")) as PackageLock;
+  const passed = p.importNpmLock.packageLock;
+  const links = Object.keys(lock.packages).filter((key) => lock.packages[key]?.link === true);
+  assert.ok(links.length > 0, "the lock has workspace links");
+  // Everything but the workspace links goes through unchanged...
+  assert.deepEqual({ ...passed, packages: {} }, { ...lock, packages: {} });
+  assert.deepEqual(passed.packages, Object.fromEntries(Object.entries(lock.packages).filter(([key]) => !links.includes(key))));
+  // ...so that npm links node_modules/@ferry/* to the packages/* folders the
+  // build compiles, as the root package.json's workspaces say.
+  const workspaces = (p.importNpmLock.package.workspaces as string[]).slice().sort();
+  assert.deepEqual(links.map((key) => lock.packages[key]?.resolved).sort(), workspaces);
+});
+
+test("package.nix: only better-sqlite3's install script runs, built from source", { skip }, () => {
+  const p = evalScenario<PackageScenario>("package");
+  assert.deepEqual(p.npmRebuildFlags, ["better-sqlite3"]);
+  assert.equal(p.env.npm_config_build_from_source, "true", "prebuild-install would try to download a binary");
+  assert.ok(p.nativeBuildInputs.includes("python3"), "node-gyp needs python3");
+});
+
+test("flake.nix: packages, overlay and modules without a hash", { skip }, () => {
+  const f = evalScenario<FlakeScenario>("flake");
+  for (const system of ["x86_64-linux", "aarch64-linux"]) {
+    assert.deepEqual(f.packages[system], { default: "ferry-0.1.0", ferry: "ferry-0.1.0" }, system);
+    assert.equal(f.sameDefault[system], true, `${system}: packages.default is packages.ferry`);
+    assert.equal(f.hasNpmDepsHash[system], false, system);
+  }
+  assert.equal(f.mainProgram, "ferry", "nix run .#ferry runs meta.mainProgram");
+  assert.equal(f.overlayPackage, "ferry-0.1.0");
+  assert.deepEqual(f.nixosModules, ["agent", "controller", "default"]);
+  assert.deepEqual(f.moduleFiles, { agent: true, controller: true, default: true });
 });
 
 test("example fleet: configuration.nix per environment", { skip }, async (t) => {
