@@ -15,7 +15,8 @@ import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
 import { refuseUpload } from "./edge/refuse-upload.js";
 import { SqliteStateStore } from "./store/sqlite-store.js";
-import type { StateStore } from "./store/state-store.js";
+import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
+import type { FrameRate } from "./hub/agent-limits.js";
 
 export interface ControllerOptions {
   dataDir: string;
@@ -26,6 +27,10 @@ export interface ControllerOptions {
   heartbeatIntervalMs?: number;
   /** Connection and upload limits of the HTTP listener; unset fields keep their defaults. */
   edgeLimits?: Partial<EdgeLimits>;
+  /** Frames one agent connection may send; the default suits real agents. */
+  agentFrameRate?: FrameRate;
+  /** How long and how much deployment history is kept (default 30 days, 1000 events per host). */
+  history?: Partial<HistoryRetention>;
   log: Logger;
 }
 
@@ -38,6 +43,7 @@ export interface RunningController {
 }
 
 const AGENT_PATH = "/agent";
+const HISTORY_PRUNE_INTERVAL_MS = 3_600_000;
 const CACHE_PREFIX = "/cache/";
 
 /** Reads the operator token from HTTP Basic (what `nix copy` sends from a netrc) or Bearer. */
@@ -55,7 +61,8 @@ function requestCarriesToken(request: IncomingMessage, tokenHash: string): boole
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const { log } = options;
   const dataDir = openDataDir(options.dataDir);
-  const store = new SqliteStateStore(dataDir.databaseFile);
+  const history = { ...DEFAULT_HISTORY_RETENTION, ...options.history };
+  const store = new SqliteStateStore(dataDir.databaseFile, history);
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
   const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
@@ -65,6 +72,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     store,
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+    ...(options.agentFrameRate ? { frameRate: options.agentFrameRate } : {}),
     onHostChanged: (name) => {
       hostEvents.emit("changed", name);
       // A host's report may be the step a rollout waits for.
@@ -154,6 +162,16 @@ export async function startController(options: ControllerOptions): Promise<Runni
   });
 
   engine.start();
+  const pruneHistory = async (): Promise<void> => {
+    const deleted = await store.pruneEvents(Date.now() - history.maxAgeMs);
+    if (deleted > 0) log.info({ deleted, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old deployment history");
+  };
+  await pruneHistory();
+  const pruneTimer = setInterval(
+    () => void pruneHistory().catch((error: unknown) => log.warn({ err: String(error) }, "history prune failed")),
+    HISTORY_PRUNE_INTERVAL_MS,
+  );
+  pruneTimer.unref();
   log.info({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, httpPort, grpcPort, dataDir: dataDir.root }, "controller started");
 
   return {
@@ -162,6 +180,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     grpcPort,
     store,
     async stop() {
+      clearInterval(pruneTimer);
       await engine.stop();
       hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "@ferry/core";
-import { startController, type EdgeLimits, type RunningController } from "@ferry/controller";
+import { startController, type ControllerOptions, type RunningController } from "@ferry/controller";
 
 export interface TestController {
   controller: RunningController;
@@ -15,15 +15,16 @@ export interface TestController {
   stop(): Promise<void>;
 }
 
-export async function startTestController(options: { heartbeatIntervalMs?: number; edgeLimits?: Partial<EdgeLimits> } = {}): Promise<TestController> {
+export async function startTestController(
+  options: Pick<Partial<ControllerOptions>, "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history"> = {},
+): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));
   const controller = await startController({
     dataDir,
     listen: { host: "127.0.0.1", port: 0 },
     grpcListen: { host: "127.0.0.1", port: 0 },
     log: silentLogger(),
-    ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
-    ...(options.edgeLimits === undefined ? {} : { edgeLimits: options.edgeLimits }),
+    ...options,
   });
   let stopped = false;
   return {

@@ -16,6 +16,8 @@ export const ERROR_HINTS = {
   E_MALFORMED_FRAME: "The peer sent bytes that are not a valid Ferry message; check versions and proxies.",
   E_SUPERSEDED: "Two agents use the same host name and token; each host needs its own.",
   E_HELLO_TIMEOUT: "The agent did not introduce itself in time; check it speaks the Ferry protocol.",
+  E_RATE_LIMITED:
+    "The agent sent frames faster than the controller accepts from one host; it reconnects after its back-off. Repeated, the host is misbehaving.",
   E_FRAME_TOO_LARGE: "A frame exceeded the size limit; this is a bug or an attack.",
   E_PATH_NOT_IN_CACHE: "Push the closure first: ferry cache push STOREPATH.",
   E_UNSIGNED_PATH: "Sign the closure with a key the host trusts (ferry cache push --signing-key-file), or add the key to the agent's trustedPublicKeys.",

@@ -6,6 +6,7 @@ import { FerryError, type Logger } from "@ferry/core";
 import { MAX_FRAME_BYTES, type DryActivateOutcome } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import { AgentSession } from "./agent-session.js";
+import { DEFAULT_FRAME_RATE, type FrameRate } from "./agent-limits.js";
 
 export interface AgentHubOptions {
   store: StateStore;
@@ -13,6 +14,7 @@ export interface AgentHubOptions {
   heartbeatIntervalMs: number;
   now?: () => number;
   onHostChanged: (hostName: string) => void;
+  frameRate?: FrameRate;
 }
 
 /** Accepts agent connections and keeps one live session per host. */
@@ -38,6 +40,7 @@ export class AgentHub {
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         now: this.options.now ?? Date.now,
         onHostChanged: this.options.onHostChanged,
+        frameRate: this.options.frameRate ?? DEFAULT_FRAME_RATE,
         onDryActivateOutcome: (outcome) => {
           const pending = this.dryRuns.get(outcome.requestId);
           if (pending && pending.hostName === outcome.hostName) pending.settle(outcome);

@@ -14,6 +14,7 @@ import {
   type Progress,
 } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
+import { AGENT_TEXT_LIMITS, FrameRateLimiter, capOutput, capText, type FrameRate } from "./agent-limits.js";
 
 /** WebSocket close codes in the private range, one per refusal family. */
 const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
@@ -26,6 +27,7 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
   E_FORBIDDEN_HOST: 4004,
   E_SUPERSEDED: 4005,
   E_HELLO_TIMEOUT: 4006,
+  E_RATE_LIMITED: 4007,
 };
 
 /** What every failed hello is told, whatever failed. */
@@ -43,6 +45,7 @@ export interface SessionHooks {
   onClosed: (session: AgentSession) => void;
   onHostChanged: (hostName: string) => void;
   onDryActivateOutcome: (outcome: DryActivateOutcome) => void;
+  frameRate: FrameRate;
 }
 
 /**
@@ -54,6 +57,7 @@ export class AgentSession {
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private lastFrameAt: number;
+  private readonly frameLimiter: FrameRateLimiter;
   private readonly helloTimer: NodeJS.Timeout;
   private readonly livenessTimer: NodeJS.Timeout;
 
@@ -63,6 +67,7 @@ export class AgentSession {
     private readonly hooks: SessionHooks,
   ) {
     this.lastFrameAt = hooks.now();
+    this.frameLimiter = new FrameRateLimiter(hooks.frameRate, hooks.now);
     this.helloTimer = setTimeout(() => this.refuse("E_HELLO_TIMEOUT", "no hello within 10 s"), 10_000);
     // An agent that stops talking is gone even if TCP has not noticed.
     this.livenessTimer = setInterval(() => {
@@ -73,6 +78,12 @@ export class AgentSession {
     }, hooks.heartbeatIntervalMs);
     socket.on("message", (data, isBinary) => {
       this.lastFrameAt = this.hooks.now();
+      if (!this.frameLimiter.take()) {
+        // Not fatal: a real agent reconnects after its back-off, a flood is cut every time.
+        this.refuse("E_RATE_LIMITED", `more than ${hooks.frameRate.perSecond} frames/s (burst ${hooks.frameRate.burst})`, false);
+        this.socket.terminate();
+        return;
+      }
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       this.queue = this.queue.then(() => this.onFrame(bytes, isBinary)).catch((error: unknown) => this.fail(error));
     });
@@ -151,7 +162,7 @@ export class AgentSession {
     const caughtUp = hello.appliedSerial >= host.desiredSerial && hello.appliedSerial > 0;
     const updated = await this.hooks.store.recordReport(name, {
       currentSystem: hello.currentSystem,
-      agentVersion: hello.agentVersion.slice(0, 64),
+      agentVersion: hello.agentVersion.slice(0, AGENT_TEXT_LIMITS.agentVersion),
       lastSeenMs: this.hooks.now(),
       ...(caughtUp && hello.phase !== HostPhase.HOST_PHASE_UNSPECIFIED ? { phase: hello.phase } : {}),
     });
@@ -189,13 +200,13 @@ export class AgentSession {
         return this.onResult(hostName, body.value);
       case "dryActivateOutcome":
         this.requireOwnHost(hostName, body.value.hostName);
-        this.hooks.onDryActivateOutcome(body.value);
+        this.hooks.onDryActivateOutcome({ ...body.value, output: capOutput(body.value.output, AGENT_TEXT_LIMITS.dryActivateOutput) });
         return;
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
         this.hooks.log.info(
           { host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level },
-          body.value.message.slice(0, 4096),
+          capText(body.value.message, AGENT_TEXT_LIMITS.logMessage),
         );
         return;
     }
@@ -213,7 +224,7 @@ export class AgentSession {
     await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
     this.hooks.log.info(
       { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] },
-      progress.message || "progress",
+      capText(progress.message, AGENT_TEXT_LIMITS.progressMessage) || "progress",
     );
     this.hooks.onHostChanged(hostName);
   }
@@ -227,7 +238,12 @@ export class AgentSession {
       atMs: this.hooks.now(),
       hostName,
       kind: result.success ? "activation-succeeded" : "activation-failed",
-      data: { serial: result.serial, storePath: result.storePath, errorCode: result.errorCode, errorMessage: result.errorMessage },
+      data: {
+        serial: result.serial,
+        storePath: result.storePath,
+        errorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
+        errorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
+      },
     });
     if (result.serial !== host.desiredSerial) {
       // A late answer to an older deployment: it tells us what runs, nothing more.
@@ -237,14 +253,20 @@ export class AgentSession {
         ...fields,
         phase: result.phase,
         appliedSerial: result.serial,
-        lastErrorCode: result.errorCode,
-        lastErrorMessage: result.errorMessage.slice(0, 4096),
-        lastErrorOutput: result.output.slice(-16384),
+        lastErrorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
+        lastErrorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
+        lastErrorOutput: capOutput(result.output, AGENT_TEXT_LIMITS.output),
       });
     }
     this.hooks.log.info(
-      { host: hostName, serial: result.serial, deploymentId: host.deploymentId, success: result.success, code: result.errorCode || undefined },
-      result.success ? "host activated its desired system" : `host failed: ${result.errorMessage}`,
+      {
+        host: hostName,
+        serial: result.serial,
+        deploymentId: host.deploymentId,
+        success: result.success,
+        code: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode) || undefined,
+      },
+      result.success ? "host activated its desired system" : `host failed: ${capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage)}`,
     );
     this.hooks.onHostChanged(hostName);
   }

@@ -1,7 +1,15 @@
 import Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
-import type { DeploymentTarget, HostEvent, HostRecord, HostReport, StateStore } from "./state-store.js";
+import {
+  DEFAULT_HISTORY_RETENTION,
+  type DeploymentTarget,
+  type HistoryRetention,
+  type HostEvent,
+  type HostRecord,
+  type HostReport,
+  type StateStore,
+} from "./state-store.js";
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
@@ -99,7 +107,10 @@ export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
   readonly rollouts: SqliteRolloutStore;
 
-  constructor(file: string) {
+  private readonly eventsPerHost: number;
+
+  constructor(file: string, retention: Pick<HistoryRetention, "eventsPerHost"> = DEFAULT_HISTORY_RETENTION) {
+    this.eventsPerHost = retention.eventsPerHost;
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
     // FULL: a result acknowledged to an agent must survive power loss.
@@ -195,9 +206,18 @@ export class SqliteStateStore implements StateStore {
   }
 
   async appendEvent(event: HostEvent): Promise<void> {
-    this.db
-      .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
-      .run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
+    this.db.transaction(() => {
+      this.db
+        .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
+        .run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
+      this.db
+        .prepare("DELETE FROM events WHERE host_name = ? AND id <= (SELECT id FROM events WHERE host_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)")
+        .run(event.hostName, event.hostName, this.eventsPerHost);
+    })();
+  }
+
+  async pruneEvents(olderThanMs: number): Promise<number> {
+    return this.db.prepare("DELETE FROM events WHERE at_ms < ?").run(olderThanMs).changes;
   }
 
   async listEvents(hostName: string, limit: number): Promise<HostEvent[]> {

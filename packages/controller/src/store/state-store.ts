@@ -33,6 +33,16 @@ export type HostReport = Partial<
   Pick<HostRecord, "currentSystem" | "phase" | "appliedSerial" | "lastSeenMs" | "lastErrorCode" | "lastErrorMessage" | "lastErrorOutput" | "agentVersion">
 >;
 
+/** How much deployment history the controller keeps. */
+export interface HistoryRetention {
+  /** Events older than this are deleted by the periodic prune. */
+  maxAgeMs: number;
+  /** Newest events kept per host; a host flooding results cannot grow the database past this. */
+  eventsPerHost: number;
+}
+
+export const DEFAULT_HISTORY_RETENTION: HistoryRetention = { maxAgeMs: 30 * 86_400_000, eventsPerHost: 1000 };
+
 export interface HostEvent {
   atMs: number;
   hostName: string;
@@ -60,7 +70,10 @@ export interface StateStore {
    * anything numbered N or below, which a rebuilt controller would send.
    */
   raiseSerialFloor(name: string, serial: number): Promise<HostRecord>;
+  /** Appends a host event, keeping at most the store's per-host event count (oldest go first). */
   appendEvent(event: HostEvent): Promise<void>;
+  /** Deletes events recorded before `olderThanMs`; returns how many. */
+  pruneEvents(olderThanMs: number): Promise<number>;
   listEvents(hostName: string, limit: number): Promise<HostEvent[]>;
   close(): Promise<void>;
 }
