@@ -1,5 +1,5 @@
 import type { WebSocket } from "ws";
-import { FerryError, assertHostName, assertStorePath, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, formatPhase, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
 import {
   FrameError,
   HostPhase,
@@ -201,7 +201,7 @@ export class AgentSession {
     if (!host || progress.serial !== host.desiredSerial) return;
     await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
     this.hooks.log.info(
-      { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] },
+      { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: formatPhase(progress.phase) },
       progress.message || "progress",
     );
     this.hooks.onHostChanged(hostName);
