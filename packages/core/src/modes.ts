@@ -54,6 +54,14 @@ export function modeFromWire(wire: ActivationMode): Mode | undefined {
   return MODES.find((mode) => TO_WIRE[mode] === wire);
 }
 
+/** Refuses a mode number this version does not know; unspecified (the host's own strategy) is fine. */
+export function assertWireMode(wire: ActivationMode): ActivationMode {
+  if (wire !== ActivationMode.ACTIVATION_MODE_UNSPECIFIED && modeFromWire(wire) === undefined) {
+    throw new FerryError("E_BAD_ARGUMENT", `unknown activation mode ${wire}`);
+  }
+  return wire;
+}
+
 /** A wire mode for people: the mode's name, or "host default". */
 export function formatMode(wire: ActivationMode): string {
   return modeFromWire(wire) ?? "host default";

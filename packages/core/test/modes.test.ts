@@ -2,7 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
-import { FerryError, MODES, formatMode, formatPhase, modeFromWire, modeToWire, parseMode, parseOptionalMode } from "@ferry/core";
+import { FerryError, MODES, assertWireMode, formatMode, formatPhase, modeFromWire, modeToWire, parseMode, parseOptionalMode } from "@ferry/core";
 
 describe("modes", () => {
   test("every mode maps to its own wire value and back", () => {
@@ -25,6 +25,12 @@ describe("modes", () => {
     assert.equal(formatMode(ActivationMode.ACTIVATION_MODE_BOOT), "boot");
     // A value from a newer peer is not guessed at: the host decides.
     assert.equal(modeFromWire(99 as ActivationMode), undefined);
+  });
+
+  test("a deployment or rollout naming a mode number this version does not know is refused", () => {
+    assert.equal(assertWireMode(ActivationMode.ACTIVATION_MODE_UNSPECIFIED), ActivationMode.ACTIVATION_MODE_UNSPECIFIED);
+    assert.equal(assertWireMode(ActivationMode.ACTIVATION_MODE_TRIAL), ActivationMode.ACTIVATION_MODE_TRIAL);
+    assert.throws(() => assertWireMode(99 as ActivationMode), { code: "E_BAD_ARGUMENT", message: "unknown activation mode 99" });
   });
 
   test("parsing accepts exactly the four names and says which are valid", () => {

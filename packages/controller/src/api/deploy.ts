@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, modeFromWire } from "@ferry/core";
-import { ActivationMode, type HostTarget, type WindowHold } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, assertWireMode } from "@ferry/core";
+import type { ActivationMode, HostTarget, WindowHold } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import { decideWindows } from "../rollouts/held-deploys.js";
 import type { HostRecord, StateStore } from "../store/state-store.js";
@@ -33,14 +33,6 @@ export async function requireClosuresInCache(cache: BinaryCache, storePaths: Ite
   }
 }
 
-/** Refuses a mode number this controller does not know; unspecified (the host's own strategy) is fine. */
-export function requireKnownMode(mode: ActivationMode): ActivationMode {
-  if (mode !== ActivationMode.ACTIVATION_MODE_UNSPECIFIED && modeFromWire(mode) === undefined) {
-    throw new FerryError("E_BAD_ARGUMENT", `unknown activation mode ${mode}`);
-  }
-  return mode;
-}
-
 export interface DeployOptions {
   /** Recorded as given: unspecified leaves the choice to each host's configured strategy. */
   mode: ActivationMode;
@@ -63,7 +55,7 @@ export async function recordDeploy(
   options: DeployOptions,
   nowMs: number,
 ): Promise<RecordedDeploy> {
-  requireKnownMode(options.mode);
+  assertWireMode(options.mode);
   await validateTargets(store, targets);
   await requireClosuresInCache(
     cache,

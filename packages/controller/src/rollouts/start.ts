@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertTag } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode } from "@ferry/core";
 import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
-import { newId, requireClosuresInCache, requireKnownMode, validateTargets } from "../api/deploy.js";
+import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
 import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
 import type { StateStore } from "../store/state-store.js";
 import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
@@ -46,7 +46,7 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
 
 export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
-  const mode = requireKnownMode(request.mode);
+  const mode = assertWireMode(request.mode);
   const targets = await selectTargets(store, request);
   await validateTargets(store, targets);
   const digest = manifestDigest(
