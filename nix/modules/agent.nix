@@ -169,9 +169,11 @@ in
       ];
       default = "trial";
       description = ''
-        How a new system is activated: `trial` switches the running system and
-        keeps it only once it is confirmed healthy (rolling back otherwise);
-        `switch` and `boot` map to `switch-to-configuration switch` / `boot`.
+        How a new system is activated when a deployment names no mode
+        (`ferry deploy --mode` overrides it): `trial` activates with
+        `switch-to-configuration test` and makes the system the boot default
+        only once it is confirmed healthy (rolling back otherwise); `switch`
+        and `boot` are `switch-to-configuration switch` / `boot`.
       '';
     };
 

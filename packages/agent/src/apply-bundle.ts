@@ -4,8 +4,8 @@ import { join, dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BundleLedger, FerryError, Nix, ProcessRunner, assertHostName, verifyBundle, type CommandRunner, type Logger } from "@ferry/core";
-import { HostPhase, type ActivationResult } from "@ferry/protocol";
+import { BundleLedger, FerryError, Nix, ProcessRunner, assertHostName, formatPhase, verifyBundle, type CommandRunner, type Logger } from "@ferry/core";
+import type { ActivationResult } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { StateFile } from "./state-file.js";
 import { ActivationTransaction } from "./transaction.js";
@@ -100,7 +100,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
         log,
         now,
         sleep: (ms) => sleep(ms),
-        progress: (serial, phase, message) => log.info({ serial, phase: HostPhase[phase], message }, "progress"),
+        progress: (serial, phase, message) => log.info({ serial, phase: formatPhase(phase), message }, "progress"),
         // No controller: confirmation rests on the health checks alone.
         heartbeat: undefined,
       });
@@ -132,10 +132,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       bundle: { sequence: manifest.sequence, createdAt: manifest.createdAt, manifestSha256: verified.manifestSha256, signer: verified.signer },
       storePath,
       success: result.success,
-      phase: (HostPhase[result.phase] ?? "UNKNOWN")
-        .replace(/^HOST_PHASE_/, "")
-        .toLowerCase()
-        .replaceAll("_", "-"),
+      phase: formatPhase(result.phase),
       errorCode: result.errorCode,
       errorMessage: result.errorMessage,
       output: result.output,

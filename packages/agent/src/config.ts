@@ -1,8 +1,14 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
-import { FerryError, assertHostName } from "@ferry/core";
+import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, type Mode } from "@ferry/core";
 
-export type Strategy = "switch" | "trial" | "boot";
+/**
+ * A host's own default mode, used when a deployment names none. `test` is left
+ * out: a host whose default forgets every deployment at its next reboot is a
+ * choice to make per deployment, not by accident.
+ */
+export type Strategy = Exclude<Mode, "test">;
+const STRATEGIES: readonly Strategy[] = MODES.filter((mode): mode is Strategy => mode !== "test");
 
 export interface SystemdCheck {
   type: "systemd";
@@ -93,9 +99,9 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     currentSystemLink: { type: "string", default: "/run/current-system", description: "Symlink to the running system." },
     strategy: {
       type: "string",
-      enum: ["trial", "switch", "boot"],
-      default: "trial",
-      description: "How a new system is activated: trial (test, confirm, then make it the boot default), switch, or boot (next reboot only).",
+      enum: STRATEGIES,
+      default: DEFAULT_MODE,
+      description: `How a new system is activated when the deployment names no mode: ${STRATEGIES.map((mode) => `${mode} (${MODE_SUMMARY[mode]})`).join("; ")}.`,
     },
     confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
     activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },

@@ -1,14 +1,13 @@
-import { assertStorePath, FerryError, type Logger } from "@ferry/core";
-import { ActivationMode, HostPhase, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
+import { assertStorePath, FerryError, modeFromWire, type Logger, type Mode } from "@ferry/core";
+import { HostPhase, type ActivationMode, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
-import type { ActivationStrategy, StateFile } from "./state-file.js";
+import type { StateFile } from "./state-file.js";
 
-export function strategyFor(mode: ActivationMode, configured: AgentConfig["strategy"]): ActivationStrategy {
-  if (mode === ActivationMode.ACTIVATION_MODE_BOOT) return "boot";
-  if (mode === ActivationMode.ACTIVATION_MODE_TEST) return "test";
-  return configured;
+/** The deployment's mode when it names one, else the host's own strategy. */
+export function strategyFor(mode: ActivationMode, configured: AgentConfig["strategy"]): Mode {
+  return modeFromWire(mode) ?? configured;
 }
 
 /**

@@ -1,12 +1,9 @@
 import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic, type Logger } from "@ferry/core";
+import { writeFileAtomic, type Logger, type Mode } from "@ferry/core";
 import type { ActivationResult } from "@ferry/protocol";
 
 export type TransactionPhase = "fetching" | "fetched" | "activating" | "confirming" | "confirmed" | "rolling-back";
-
-/** How the next system is put in place; see the README's activation section. */
-export type ActivationStrategy = "trial" | "switch" | "boot" | "test";
 
 /** The activation in progress; present from the first step until the result is recorded. */
 export interface Transaction {
@@ -15,7 +12,8 @@ export interface Transaction {
   next: string;
   /** Exact store path that ran before; empty when the host ran nothing Ferry knows. */
   previous: string;
-  strategy: ActivationStrategy;
+  /** The mode this transaction runs in (named `strategy` in state files already written). */
+  strategy: Mode;
   phase: TransactionPhase;
   startedAtMs: number;
   /** Wall-clock deadline of the current phase, kept across restarts and reboots. */

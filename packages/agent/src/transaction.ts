@@ -1,12 +1,12 @@
 import { join } from "node:path";
-import { FerryError, toFerryError, type CommandRunner, type ErrorCode, type Logger, type Nix } from "@ferry/core";
+import { FerryError, toFerryError, type CommandRunner, type ErrorCode, type Logger, type Mode, type Nix } from "@ferry/core";
 import { HostPhase, type ActivationResult } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { confirmNewSystem } from "./confirmation.js";
 import { fetchClosure } from "./fetch-closure.js";
 import { describeOutcomes, runHealthChecks } from "./health-checks.js";
 import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
-import type { ActivationStrategy, StateFile, Transaction, TransactionPhase } from "./state-file.js";
+import type { StateFile, Transaction, TransactionPhase } from "./state-file.js";
 import { switchLockHolder } from "./switch-lock.js";
 import { readProfile, readSystemLink } from "./system-links.js";
 
@@ -29,7 +29,7 @@ export interface Desired {
   serial: number;
   storePath: string;
   deploymentId: string;
-  strategy: ActivationStrategy;
+  strategy: Mode;
 }
 
 /**

@@ -1,5 +1,5 @@
-import { FerryError, toFerryError } from "@ferry/core";
-import { HostPhase, type HostStatus } from "@ferry/protocol";
+import { FerryError, formatMode, formatPhase, toFerryError } from "@ferry/core";
+import type { HostStatus } from "@ferry/protocol";
 
 export interface Output {
   json: boolean;
@@ -25,6 +25,12 @@ function ensureNewline(text: string): string {
   return text === "" || text.endsWith("\n") ? text : `${text}\n`;
 }
 
+/**
+ * `--wait` finished without a failure, but not every host runs the new system
+ * (a rollout skipped some; a deploy waits for a maintenance window).
+ */
+export const EXIT_NOT_EVERY_HOST = 3;
+
 /** Prints `error E_CODE: message` and its hint, or the same as JSON; returns the exit code. */
 export function reportError(error: unknown, json: boolean): number {
   const ferry: FerryError = toFerryError(error);
@@ -45,13 +51,6 @@ function indent(text: string): string {
     .split("\n")
     .map((line) => `    ${line}`)
     .join("\n");
-}
-
-export function phaseName(phase: HostPhase): string {
-  return (HostPhase[phase] ?? "UNKNOWN")
-    .replace(/^HOST_PHASE_/, "")
-    .toLowerCase()
-    .replace("_", "-");
 }
 
 /** `/nix/store/abc…-name` shortened for tables; JSON output keeps full paths. */
@@ -84,7 +83,9 @@ export function hostStatusJson(host: HostStatus): Record<string, unknown> {
     name: host.name,
     tags: host.tags,
     online: host.online,
-    phase: phaseName(host.phase),
+    phase: formatPhase(host.phase),
+    mode: formatMode(host.mode),
+    heldForWindow: host.heldForWindow,
     currentSystem: host.currentSystem,
     desiredSystem: host.desiredSystem,
     desiredSerial: host.desiredSerial,

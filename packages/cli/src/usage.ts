@@ -1,3 +1,5 @@
+import { MODES, MODE_SUMMARY } from "@ferry/core";
+
 export const USAGE = `ferry — pull-based deployments for NixOS fleets
 
 Operator verbs (reach the controller by gRPC; --controller HOST:PORT or
@@ -6,18 +8,20 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry host list
   ferry host remove NAME
   ferry cache push STOREPATH... [--signing-key-file KEY] [--cache-url URL]
-  ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS] [--mode switch|boot|test]
+  ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--wait] [--timeout SECONDS]
+        a host whose maintenance window is closed fetches now and activates when it opens;
+        --ignore-windows activates at once (the result names those hosts)
   ferry status [HOST]...
   ferry dry-activate HOST=STOREPATH [--timeout SECONDS]   what a switch would do on that host
   ferry rollout start [HOST=STOREPATH]... [--manifest FILE] [--hosts A,B] [--tag TAG]...
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
         [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
-        [--rollback-on-abort] [--wait] [--timeout SECONDS]
+        [--rollback-on-abort] [--mode MODE] [--wait] [--timeout SECONDS]
   ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
-  ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode switch|boot|test] [--cache-url URL] [--no-local-verify] [--two-pass]
+  ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode MODE] [--cache-url URL] [--no-local-verify] [--two-pass]
   ferry site inventory -o FILE   which paths the site's cache holds, for bundle create --since
 
 Local verbs:
@@ -36,5 +40,13 @@ Local verbs:
   ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
   ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
 
-Errors print a stable code (E_...) and a one-line hint; exit status 1, or 2 for usage errors.
+MODE (how hosts activate; without --mode each host's own strategy, trial unless its config says otherwise):
+${MODES.map((mode) => `  ${mode.padEnd(8)} ${MODE_SUMMARY[mode]}`).join("\n")}
+  A rollout counts a host confirmed only once it runs the new system: in boot mode it waits for
+  each host to reboot into it (bounded by --progress-deadline).
+
+Errors print a stable code (E_...) and a one-line hint. Exit status: 0 success; 1 an error, a host
+failed or the rollout aborted; 2 usage error; 3 (deploy --wait, rollout start --wait) done without
+failure, but not every host runs the new system: the rollout skipped hosts (listed with the reason),
+or hosts wait for their maintenance window.
 `;

@@ -10,9 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError, hashToken, silentLogger, type ErrorCode } from "@ferry/core";
 import { ActivationMode, HostPhase, type RolloutPolicy as PolicyMessage, type StartRolloutRequest } from "@ferry/protocol";
+import { recordDeploy } from "../src/api/deploy.js";
+import { toRolloutMessage } from "../src/api/rollout-service.js";
 import type { BinaryCache } from "../src/cache/binary-cache.js";
 import type { AgentHub } from "../src/hub/agent-hub.js";
 import { RolloutEngine } from "../src/rollouts/engine.js";
+import { rolloutOutcome } from "../src/rollouts/outcome.js";
 import { planRollout } from "../src/rollouts/start.js";
 import type { RolloutHostRecord, RolloutHostState, RolloutRecord } from "../src/store/rollout-records.js";
 import { SqliteStateStore } from "../src/store/sqlite-store.js";
@@ -43,6 +46,7 @@ interface Push {
   serial: number;
   system: string;
   activate: boolean;
+  mode: ActivationMode;
 }
 
 type EngineInternals = { tickAll(): Promise<void>; running: Promise<void> | undefined };
@@ -82,6 +86,8 @@ class Harness {
   readonly clock = { now: Date.parse("2024-03-12T00:00:00Z") };
   readonly pushes: Push[] = [];
   readonly rolloutChanges: string[] = [];
+  /** Hosts whose agent is not connected. */
+  readonly offline = new Set<string>();
   store: SqliteStateStore;
   engine: RolloutEngine;
   private closed = false;
@@ -94,9 +100,15 @@ class Harness {
   private newEngine(): RolloutEngine {
     const hub = {
       pushDesired: (host: HostRecord) => {
-        this.pushes.push({ host: host.name, serial: host.desiredSerial, system: host.desiredSystem, activate: host.desiredActivate });
+        this.pushes.push({
+          host: host.name,
+          serial: host.desiredSerial,
+          system: host.desiredSystem,
+          activate: host.desiredActivate,
+          mode: host.activationMode,
+        });
       },
-      isOnline: () => true,
+      isOnline: (name: string) => !this.offline.has(name),
     } as unknown as AgentHub;
     return new RolloutEngine({
       store: this.store,
@@ -135,7 +147,7 @@ class Harness {
     }
   }
 
-  async start(names: readonly string[], given: Partial<PolicyMessage> = {}): Promise<string> {
+  async start(names: readonly string[], given: Partial<PolicyMessage> = {}, mode = ActivationMode.ACTIVATION_MODE_UNSPECIFIED): Promise<string> {
     const request: StartRolloutRequest = {
       targets: names.map((hostName) => ({ hostName, storePath: NEW(hostName) })),
       hostNames: [],
@@ -145,6 +157,7 @@ class Harness {
       environment: "",
       afterEnvironment: "",
       requestedBy: "test",
+      mode,
     };
     const record = await planRollout(this.store, cache, request, this.clock.now);
     await this.store.rollouts.createRollout(record);
@@ -175,7 +188,8 @@ class Harness {
   async report(name: string, phase: HostPhase, errorCode = ""): Promise<void> {
     const record = await this.host(name);
     assert.ok(record.desiredSerial > 0, `${name} was never given a desired system`);
-    const activated = phase === HostPhase.HOST_PHASE_ACTIVE || phase === HostPhase.HOST_PHASE_BOOT_PENDING;
+    // A system installed for the next boot does not change what runs.
+    const activated = phase === HostPhase.HOST_PHASE_ACTIVE;
     await this.store.recordReport(name, {
       appliedSerial: record.desiredSerial,
       phase,
@@ -183,6 +197,12 @@ class Harness {
       lastErrorMessage: errorCode ? `simulated ${errorCode}` : "",
       ...(activated && record.desiredActivate ? { currentSystem: record.desiredSystem } : {}),
     });
+  }
+
+  /** The host rebooted into its boot default, and its agent reports it running (what agent.ts does on start). */
+  async booted(name: string): Promise<void> {
+    const record = await this.host(name);
+    await this.store.recordReport(name, { phase: HostPhase.HOST_PHASE_ACTIVE, currentSystem: record.desiredSystem });
   }
 
   async fetched(names: readonly string[]): Promise<void> {
@@ -343,7 +363,7 @@ describe("RolloutEngine prefetch", () => {
     await h.tick();
     const done = await h.rollout(id);
     assert.equal(done.state, "completed");
-    assert.match(done.reason, /2 confirmed, 0 failed, 1 skipped/);
+    assert.match(done.reason, /^completed with 1 skipped \(skipped: web-2 \(E_FETCH_FAILED: .*\)\); 2 confirmed$/);
   });
 
   test("hosts that do not fetch before the prefetch timeout become unfetchable", async () => {
@@ -399,8 +419,7 @@ describe("RolloutEngine waves", () => {
     await h.tick(2);
     assert.equal((await h.rollout(id)).currentWave, 3);
     assert.deepEqual(activated(h), ["web-1", "web-2", "web-3", "web-4", "web-5"]);
-    await h.active(["web-4"]);
-    await h.report("web-5", HostPhase.HOST_PHASE_BOOT_PENDING);
+    await h.active(["web-4", "web-5"]);
     await h.tick();
     const done = await h.rollout(id);
     assert.equal(done.state, "completed");
@@ -515,7 +534,7 @@ describe("RolloutEngine waves", () => {
     await h.tick();
     const rollout = await h.rollout(id);
     assert.equal(rollout.state, "completed");
-    assert.match(rollout.reason, /7 confirmed, 1 failed, 0 skipped/);
+    assert.match(rollout.reason, /^completed with 1 failed \(failed: web-8 \(E_ACTIVATION_FAILED: .*\)\); 7 confirmed$/);
   });
 
   test("a gate waits for promote between waves", async () => {
@@ -768,7 +787,7 @@ describe("RolloutEngine and changes to the fleet", () => {
     await h.tick(3);
     const rollout = await h.rollout(id);
     assert.equal(rollout.state, "completed");
-    assert.match(rollout.reason, /1 confirmed, 0 failed, 2 skipped/);
+    assert.match(rollout.reason, /^completed with 2 skipped \(skipped: web-1 \(E_UNKNOWN_HOST: host removed during the rollout\), web-3 .*\); 1 confirmed$/);
     web1 = await h.rolloutHost(id, "web-1");
     assert.equal(web1.state, "skipped");
   });
@@ -911,5 +930,237 @@ describe("RolloutEngine restart", () => {
     await h.fetched(hosts);
     await h.tick();
     assert.equal((await h.rollout(id)).state, "running");
+  });
+});
+
+describe("RolloutEngine modes", () => {
+  const { ACTIVATION_MODE_UNSPECIFIED: HOST_DEFAULT, ACTIVATION_MODE_BOOT: BOOT, ACTIVATION_MODE_TRIAL: TRIAL } = ActivationMode;
+
+  test("a rollout gives every host its own mode: an earlier `deploy --mode boot` does not stick", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    await h.store.recordDeployment("d-manual", [{ hostName: "web-1", storePath: storePath("web-1-manual") }], BOOT, h.clock.now);
+    await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
+    const id = await h.start(hosts, { maxUnavailable: 2 });
+    await h.prefetchAll(id);
+    await h.tick();
+    assert.deepEqual(
+      h.pushes.filter((p) => p.activate).map((p) => [p.host, p.mode]),
+      [
+        ["web-1", HOST_DEFAULT],
+        ["web-2", HOST_DEFAULT],
+      ],
+    );
+    assert.equal((await h.host("web-1")).activationMode, HOST_DEFAULT);
+
+    const named = await harness();
+    await named.addHosts(hosts);
+    const trial = await named.start(hosts, { maxUnavailable: 2 }, TRIAL);
+    await named.prefetchAll(trial);
+    await named.tick();
+    assert.ok(named.pushes.length === 4 && named.pushes.every((p) => p.mode === TRIAL), JSON.stringify(named.pushes));
+    assert.equal(toRolloutMessage(await named.rollout(trial)).mode, TRIAL);
+  });
+
+  test("a boot-mode canary is not confirmed until it runs the new system, and the next wave waits for it", async () => {
+    const h = await harness();
+    const hosts = fleet(3);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1), maxUnavailable: 2 }, BOOT);
+    await h.prefetchAll(id);
+    await h.tick();
+    assert.deepEqual(activated(h), ["web-1"]);
+    await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
+    await h.tick(3);
+    assert.equal((await h.rolloutHost(id, "web-1")).state, "boot-pending");
+    assert.equal((await h.rollout(id)).currentWave, 1);
+    assert.deepEqual(activated(h), ["web-1"], "no other host activates while the canary still runs the old system");
+
+    await h.booted("web-1");
+    await h.tick();
+    assert.equal((await h.rolloutHost(id, "web-1")).state, "confirmed");
+    await h.tick();
+    assert.deepEqual(activated(h), ["web-1", "web-2", "web-3"]);
+  });
+
+  test("a host reporting active while running another system is not confirmed", async () => {
+    const h = await harness();
+    await h.addHosts(["web-1"]);
+    const id = await h.start(["web-1"]);
+    await h.prefetchAll(id);
+    await h.tick();
+    const record = await h.host("web-1");
+    await h.store.recordReport("web-1", { appliedSerial: record.desiredSerial, phase: HostPhase.HOST_PHASE_ACTIVE });
+    await h.tick(2);
+    assert.equal((await h.rolloutHost(id, "web-1")).state, "boot-pending");
+    assert.equal((await h.rollout(id)).state, "running");
+  });
+
+  test("a boot-pending host that does not reboot before the progress deadline aborts the rollout, naming it", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1), progressDeadlineMs: 30 * MINUTE }, BOOT);
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
+    h.advance(30 * MINUTE + 1);
+    await h.tick();
+    const rollout = await h.rollout(id);
+    assert.equal(rollout.state, "aborted");
+    assert.match(rollout.reason, /wave 1 exceeded its progress deadline; installed for the next boot but not running it yet: web-1/);
+    assert.deepEqual(activated(h), ["web-1"]);
+  });
+
+  test("abort with rollbackOnAbort puts the previous system back as the boot default of a boot-pending host", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1), rollbackOnAbort: true }, BOOT);
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
+    await h.tick();
+    await h.engine.control(id, "abort", "wrong kernel");
+    await h.settle();
+    assert.equal((await h.rolloutHost(id, "web-1")).state, "reverting");
+    assert.deepEqual([h.pushes.at(-1)?.system, h.pushes.at(-1)?.mode], [OLD("web-1"), BOOT]);
+    await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
+    await h.tick();
+    const web1 = await h.rolloutHost(id, "web-1");
+    assert.equal(web1.state, "reverted");
+    assert.match(web1.errorMessage, /boot default again/);
+  });
+});
+
+describe("RolloutEngine outcome", () => {
+  test("a rollout whose host was superseded completes with 1 skipped, naming the host and why", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1) });
+    await h.prefetchAll(id);
+    await h.store.recordDeployment(
+      "d-manual",
+      [{ hostName: "web-2", storePath: storePath("web-2-hotfix") }],
+      ActivationMode.ACTIVATION_MODE_SWITCH,
+      h.clock.now,
+    );
+    await h.tick();
+    await h.active(["web-1"]);
+    await h.tick(3);
+    const rollout = await h.rollout(id);
+    assert.equal(rollout.state, "completed");
+    assert.equal(
+      rollout.reason,
+      "completed with 1 skipped (skipped: web-2 (E_SUPERSEDED: another deployment replaced this host's desired system)); 1 confirmed",
+    );
+    assert.equal(rolloutOutcome(rollout), "some-skipped");
+    assert.equal(toRolloutMessage(rollout).outcome, "some-skipped");
+  });
+
+  test("every host confirmed, a failed host under the threshold, an abort: each has its own outcome", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const clean = await h.start(hosts, { maxUnavailable: 2 });
+    await h.prefetchAll(clean);
+    await h.tick();
+    await h.active(hosts);
+    await h.tick();
+    assert.equal((await h.rollout(clean)).reason, "all 2 host(s) confirmed");
+    assert.equal(toRolloutMessage(await h.rollout(clean)).outcome, "all-confirmed");
+
+    const failing = await h.start(hosts, { maxUnavailable: 2, failureThreshold: count(2) });
+    await h.prefetchAll(failing);
+    await h.tick();
+    await h.active(["web-1"]);
+    await h.report("web-2", HostPhase.HOST_PHASE_ROLLED_BACK, "E_HEALTH_CHECK_FAILED");
+    await h.tick();
+    const failed = await h.rollout(failing);
+    assert.equal(failed.state, "completed");
+    assert.match(failed.reason, /^completed with 1 failed \(failed: web-2 \(E_HEALTH_CHECK_FAILED: simulated E_HEALTH_CHECK_FAILED\)\); 1 confirmed$/);
+    assert.equal(rolloutOutcome(failed), "some-failed");
+
+    const aborted = await h.start(hosts);
+    await h.engine.control(aborted, "abort", "");
+    await h.settle();
+    assert.equal(rolloutOutcome(await h.rollout(aborted)), "aborted");
+    assert.equal(rolloutOutcome({ state: "running", hosts: [] }), "");
+  });
+});
+
+describe("Manual deploys and maintenance windows", () => {
+  const OPENS = Date.parse("2024-03-12T02:00:00Z");
+  const deployBoth = (h: Harness, ignoreWindows: boolean) =>
+    recordDeploy(
+      h.store,
+      cache,
+      ["db-1", "web-1"].map((hostName) => ({ hostName, storePath: NEW(hostName) })),
+      { mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED, ignoreWindows },
+      h.clock.now,
+    );
+
+  async function windowed(): Promise<Harness> {
+    const h = await harness();
+    await h.addHosts(["db-1"], ["prod"]);
+    await h.addHosts(["web-1"]);
+    // 2024-03-12T00:00Z now; the prod window opens at 02:00 UTC for 2 hours.
+    await h.store.rollouts.addWindow({ id: "w-prod", hostName: "", tag: "prod", cron: "0 2 * * *", durationMs: 2 * HOUR, timezone: "UTC" });
+    return h;
+  }
+
+  test("a host whose window is closed fetches now and activates when its window opens", async () => {
+    const h = await windowed();
+    const deploy = await deployBoth(h, false);
+    assert.deepEqual(deploy.held, [{ hostName: "db-1", opensAtMs: OPENS }]);
+    assert.deepEqual(deploy.windowsIgnored, []);
+    assert.deepEqual(
+      deploy.records.map((r) => [r.name, r.desiredActivate, r.heldForWindow]),
+      [
+        ["db-1", false, true],
+        ["web-1", true, false],
+      ],
+    );
+    await h.fetched(["db-1"]);
+    await h.tick();
+    h.advance(HOUR);
+    await h.tick();
+    assert.deepEqual(h.pushes, [], "nothing activates while the window is closed");
+
+    h.advance(HOUR + MINUTE);
+    h.offline.add("db-1");
+    await h.tick();
+    assert.deepEqual(h.pushes, [], "an offline host stays held: it must not activate whenever it reconnects");
+    h.offline.delete("db-1");
+    await h.tick(2);
+    assert.deepEqual(h.pushes, [{ host: "db-1", serial: 2, system: NEW("db-1"), activate: true, mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED }]);
+    const record = await h.host("db-1");
+    assert.deepEqual([record.heldForWindow, record.desiredActivate, record.deploymentId], [false, true, deploy.deploymentId]);
+  });
+
+  test("ignoring windows activates at once, and the result names the host", async () => {
+    const h = await windowed();
+    const deploy = await deployBoth(h, true);
+    assert.deepEqual(deploy.held, []);
+    assert.deepEqual(deploy.windowsIgnored, [{ hostName: "db-1", opensAtMs: OPENS }]);
+    assert.ok(deploy.records.every((r) => r.desiredActivate && !r.heldForWindow));
+  });
+
+  test("a rollout takes over a held host: the hold ends and the window does not activate it again", async () => {
+    const h = await windowed();
+    await deployBoth(h, false);
+    const id = await h.start(["db-1"]);
+    await h.tick();
+    assert.equal((await h.host("db-1")).heldForWindow, false);
+    h.advance(2 * HOUR + MINUTE);
+    await h.tick();
+    assert.deepEqual(
+      h.pushes.map((p) => [p.host, p.activate]),
+      [["db-1", false]],
+      "only the rollout's prefetch",
+    );
+    assert.equal((await h.host("db-1")).rolloutId, id);
   });
 });

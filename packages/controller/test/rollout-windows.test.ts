@@ -2,7 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { FerryError } from "@ferry/core";
-import { mayActivateNow, validateWindow, windowIsOpen } from "../src/rollouts/windows.js";
+import { mayActivateNow, nextOpening, nextOpeningOf, validateWindow, windowIsOpen } from "../src/rollouts/windows.js";
 import type { MaintenanceWindowRecord } from "../src/store/rollout-records.js";
 
 const HOUR = 3_600_000;
@@ -119,6 +119,42 @@ describe("mayActivateNow", () => {
   test("a tag window with an empty host name does not match hosts by name", () => {
     // The tag window's hostName is "", which no host is named; only the tag counts.
     assert.equal(mayActivateNow("db-1", [], [win({ tag: "db" })], closed), true);
+  });
+});
+
+describe("nextOpening", () => {
+  const WEEK = 7 * 24 * HOUR;
+  const cases: { name: string; window: Partial<MaintenanceWindowRecord>; now: string; next: string | null }[] = [
+    { name: "five fields: later today", window: {}, now: "2024-03-12T00:10:00Z", next: "2024-03-12T02:00:00Z" },
+    { name: "five fields: tomorrow, once today's opening passed", window: {}, now: "2024-03-12T02:00:00Z", next: "2024-03-13T02:00:00Z" },
+    { name: "five fields: from mid-minute", window: {}, now: "2024-03-12T01:59:30Z", next: "2024-03-12T02:00:00Z" },
+    { name: "weekday field: the coming Sunday", window: { cron: "0 22 * * 0" }, now: "2024-03-11T12:00:00Z", next: "2024-03-17T22:00:00Z" },
+    { name: "six fields: at the second", window: { cron: "30 0 2 * * *" }, now: "2024-03-12T02:00:10Z", next: "2024-03-12T02:00:30Z" },
+    { name: "six fields: the next day once passed", window: { cron: "30 0 2 * * *" }, now: "2024-03-12T02:00:30Z", next: "2024-03-13T02:00:30Z" },
+    {
+      name: "time zone: 02:00 in Paris is 01:00 UTC in winter",
+      window: { timezone: "Europe/Paris" },
+      now: "2024-01-15T00:00:00Z",
+      next: "2024-01-15T01:00:00Z",
+    },
+    { name: "beyond the horizon: none", window: { cron: "0 2 1 1 *" }, now: "2024-03-12T00:00:00Z", next: null },
+  ];
+  for (const { name, window, now, next } of cases) {
+    test(name, () => {
+      assert.equal(nextOpening(win(window), at(now), WEEK), next === null ? 0 : at(next));
+    });
+  }
+
+  test("several windows: the earliest opening", () => {
+    const windows = [win({ cron: "0 2 * * *" }), win({ cron: "0 1 * * *" }), win({ cron: "0 2 1 1 *" })];
+    assert.equal(nextOpeningOf(windows, at("2024-03-12T00:00:00Z"), WEEK), at("2024-03-12T01:00:00Z"));
+    assert.equal(nextOpeningOf([], at("2024-03-12T00:00:00Z"), WEEK), 0);
+  });
+
+  test("a week of minutes is scanned quickly", () => {
+    const started = performance.now();
+    assert.equal(nextOpening(win({ cron: "0 0 2 1 1 *", timezone: "Europe/Paris" }), at("2024-03-12T00:00:00Z"), WEEK), 0);
+    assert.ok(performance.now() - started < 2000, `took ${Math.round(performance.now() - started)} ms`);
   });
 });
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { FerryError, hashToken, type ErrorCode } from "@ferry/core";
 import { SqliteStateStore, type HostRecord } from "@ferry/controller";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
@@ -44,7 +45,7 @@ describe("SqliteStateStore hosts", () => {
       desiredSystem: "",
       desiredSerial: 0,
       deploymentId: "",
-      activationMode: ActivationMode.ACTIVATION_MODE_SWITCH,
+      activationMode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
       currentSystem: "",
       phase: HostPhase.HOST_PHASE_IDLE,
       appliedSerial: 0,
@@ -55,6 +56,7 @@ describe("SqliteStateStore hosts", () => {
       agentVersion: "",
       desiredActivate: true,
       rolloutId: "",
+      heldForWindow: false,
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);
@@ -223,6 +225,43 @@ describe("SqliteStateStore deployments and reports", () => {
   });
 });
 
+describe("SqliteStateStore deployments held for a maintenance window", () => {
+  test("a held host is asked to fetch only; releasing it asks it to activate under a new serial of the same deployment", async () => {
+    const { store } = open();
+    await store.addHost("a", hashToken("a"), [], 1);
+    await store.addHost("b", hashToken("b"), [], 1);
+    const [a, b] = await store.recordDeployment(
+      "d1",
+      [
+        { hostName: "a", storePath: SYS_A, heldForWindow: true },
+        { hostName: "b", storePath: SYS_A },
+      ],
+      ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
+      2,
+    );
+    assert.deepEqual([a?.heldForWindow, a?.desiredActivate, a?.desiredSerial], [true, false, 1]);
+    assert.deepEqual([b?.heldForWindow, b?.desiredActivate], [false, true]);
+    assert.deepEqual(
+      (await store.listHeld()).map((host) => host.name),
+      ["a"],
+    );
+    assert.equal(await store.releaseHeld("a", "another-deployment"), undefined, "only the deployment that was held is released");
+    const released = await store.releaseHeld("a", "d1");
+    assert.deepEqual([released?.heldForWindow, released?.desiredActivate, released?.desiredSerial, released?.deploymentId], [false, true, 2, "d1"]);
+    assert.equal(await store.releaseHeld("a", "d1"), undefined, "released once");
+    assert.deepEqual(await store.listHeld(), []);
+  });
+
+  test("a newer deployment that is not held clears the hold", async () => {
+    const { store } = open();
+    await store.addHost("a", hashToken("a"), [], 1);
+    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A, heldForWindow: true }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 2);
+    const [after] = await store.recordDeployment("d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 3);
+    assert.deepEqual([after?.heldForWindow, after?.desiredActivate], [false, true]);
+    assert.equal(await store.releaseHeld("a", "d1"), undefined);
+  });
+});
+
 describe("SqliteStateStore durability", () => {
   test("closing and reopening the file finds hosts, deployments and events", async () => {
     const { store, file } = open();
@@ -241,6 +280,25 @@ describe("SqliteStateStore durability", () => {
     const next = await reopened.recordDeployment("d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_SWITCH, 4);
     assert.equal(next[0]?.desiredSerial, 2);
     await rejectsCode(reopened.addHost("a", hashToken("a"), [], 5), "E_HOST_EXISTS");
+  });
+
+  test("upgrading a version-2 database keeps what its hosts' mode meant: switch (1) was the host's own strategy", async () => {
+    const { store, file } = open();
+    await store.addHost("a", hashToken("a"), [], 1);
+    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 2);
+    await store.addHost("b", hashToken("b"), [], 1);
+    await store.recordDeployment("d2", [{ hostName: "b", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_BOOT, 2);
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    // Turn the file back into what the previous release wrote.
+    const db = new Database(file);
+    db.exec("ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
+    db.close();
+
+    const { store: upgraded } = open(file);
+    assert.equal((await upgraded.getHost("a"))?.activationMode, ActivationMode.ACTIVATION_MODE_UNSPECIFIED);
+    assert.equal((await upgraded.getHost("b"))?.activationMode, ActivationMode.ACTIVATION_MODE_BOOT);
+    assert.equal((await upgraded.getHost("a"))?.heldForWindow, false);
   });
 
   test("a second store on the same file sees committed writes", async () => {

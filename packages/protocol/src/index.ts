@@ -30,6 +30,7 @@ export {
   ListHostsResponse,
   HostTarget,
   DeployRequest,
+  WindowHold,
   DeployResponse,
   WatchHostsRequest,
   WatchHostsResponse,

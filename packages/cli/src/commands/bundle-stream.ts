@@ -1,7 +1,7 @@
 import { createReadStream, statSync } from "node:fs";
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { FerryError, isErrorCode, verifyBundle, type VerifiedBundle } from "@ferry/core";
+import { FerryError, isErrorCode, verifyBundle, type Mode, type VerifiedBundle } from "@ferry/core";
 import { PublishBundleResponse } from "@ferry/protocol";
 
 const CHUNK = 1024 * 1024;
@@ -71,13 +71,14 @@ export async function streamBundle(options: {
   url: URL;
   token: string;
   deploy: boolean;
-  mode: string;
+  /** Absent: each host's own strategy. */
+  mode: Mode | undefined;
   trustedKeys?: string[];
 }): Promise<StreamedImport> {
   const size = statSync(options.file).size;
   const url = new URL(options.url);
   url.searchParams.set("deploy", options.deploy ? "1" : "0");
-  url.searchParams.set("mode", options.mode);
+  if (options.mode) url.searchParams.set("mode", options.mode);
   const request = send(url, "PUT", options.token, size);
   let responded = false;
   const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {

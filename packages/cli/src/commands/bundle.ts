@@ -8,14 +8,15 @@ import {
   assertHostName,
   assertStorePath,
   createBundle,
+  modeToWire,
   parseInventory,
   parseManifest,
+  parseOptionalMode,
   readBundleHead,
   readSecretKeyFile,
   verifyBundle,
   type BundleManifest,
 } from "@ferry/core";
-import { ActivationMode } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
 import { parseDuration } from "../units.js";
 import { connect, discoverCacheUrl } from "../client.js";
@@ -23,11 +24,6 @@ import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 
-const MODES: Record<string, ActivationMode> = {
-  switch: ActivationMode.ACTIVATION_MODE_SWITCH,
-  boot: ActivationMode.ACTIVATION_MODE_BOOT,
-  test: ActivationMode.ACTIVATION_MODE_TEST,
-};
 const MIB = 1024 * 1024;
 
 export async function bundleCommand(args: string[]): Promise<number> {
@@ -190,15 +186,14 @@ async function importBundle(args: string[]): Promise<number> {
     ...CONNECTION_OPTIONS,
     "trusted-key": { type: "string", multiple: true },
     deploy: { type: "boolean", default: false },
-    mode: { type: "string", default: "switch" },
+    mode: { type: "string" },
     "cache-url": { type: "string" },
     "no-local-verify": { type: "boolean", default: false },
     "two-pass": { type: "boolean", default: false },
   });
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle import FILE [--deploy] --trusted-key KEY...");
   const file = positionals[0] as string;
-  const mode = MODES[values.mode];
-  if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
+  const mode = parseOptionalMode(values.mode);
   const localVerify = !values["no-local-verify"];
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
@@ -216,7 +211,7 @@ async function importBundle(args: string[]): Promise<number> {
         url: uploadUrl,
         token: connection.token,
         deploy: values.deploy,
-        mode: values.mode,
+        mode,
         ...(keys ? { trustedKeys: keys } : {}),
       });
       const response = streamed.response;
@@ -247,7 +242,7 @@ async function importBundle(args: string[]): Promise<number> {
     out.note(`verifying ${file}`);
     const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });
     const { manifest } = verified;
-    const options = { deploy: values.deploy, mode, checkOnly: true };
+    const options = { deploy: values.deploy, mode: modeToWire(mode), checkOnly: true };
     // 2. The controller checks signature (its own keys), sequence and hosts, still recording nothing.
     await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
     // 3. Only now do files reach the cache.

@@ -1,15 +1,9 @@
-import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
-import { ActivationMode, HostPhase, type HostStatus, type WatchHostsResponse } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, formatPhase, modeToWire, parseOptionalMode } from "@ferry/core";
+import { HostPhase, type HostStatus, type WatchHostsResponse, type WindowHold } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
-import { createOutput, hostStatusJson, phaseName, type Output } from "../output.js";
-
-const MODES: Record<string, ActivationMode> = {
-  switch: ActivationMode.ACTIVATION_MODE_SWITCH,
-  boot: ActivationMode.ACTIVATION_MODE_BOOT,
-  test: ActivationMode.ACTIVATION_MODE_TEST,
-};
+import { EXIT_NOT_EVERY_HOST, createOutput, hostStatusJson, type Output } from "../output.js";
 
 export function parseTarget(argument: string): { hostName: string; storePath: string } {
   const eq = argument.indexOf("=");
@@ -22,45 +16,78 @@ export async function deployCommand(args: string[]): Promise<number> {
     ...CONNECTION_OPTIONS,
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
-    mode: { type: "string", default: "switch" },
+    mode: { type: "string" },
+    "ignore-windows": { type: "boolean", default: false },
   });
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS]");
+  if (positionals.length === 0)
+    throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--wait] [--timeout SECONDS]");
   const targets = positionals.map(parseTarget);
-  const mode = MODES[values.mode];
-  if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
+  const mode = parseOptionalMode(values.mode);
   const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const response = await connection.call(connection.client.deploy, { targets, mode });
-    out.note(`deployment ${response.deploymentId}: ${response.hosts.length} host(s)`);
+    const response = await connection.call(connection.client.deploy, { targets, mode: modeToWire(mode), ignoreWindows: values["ignore-windows"] });
+    const { deploymentId, held, windowsIgnored } = response;
+    out.note(`deployment ${deploymentId}: ${response.hosts.length} host(s), mode ${mode ?? "host default"}`);
+    const windowLines = [
+      ...held.map(
+        (hold) => `${hold.hostName}: fetches now, activates when its maintenance window opens (${opening(hold)}); --ignore-windows activates at once`,
+      ),
+      ...windowsIgnored.map((hold) => `${hold.hostName}: activates now, outside its maintenance window (--ignore-windows)`),
+    ];
+    for (const line of windowLines) out.note(`  ${line}`);
+    const windowsJson = { held: held.map(holdJson), windowsIgnored: windowsIgnored.map(holdJson) };
     if (!values.wait) {
-      out.result({ deploymentId: response.deploymentId, hosts: response.hosts.map(hostStatusJson) }, () => `recorded deployment ${response.deploymentId}\n`);
+      out.result(
+        { deploymentId, mode: mode ?? null, ...windowsJson, hosts: response.hosts.map(hostStatusJson) },
+        () => `recorded deployment ${deploymentId}\n`,
+      );
       return 0;
     }
-    const serials = new Map(response.hosts.map((host) => [host.name, host.desiredSerial]));
-    const final = await waitForHosts(connection, serials, timeoutSeconds * 1000, out);
-    const failed = [...final.values()].filter((host) => !SUCCESS_PHASES.has(host.phase) || host.desiredSerial !== serials.get(host.name));
-    out.result({ deploymentId: response.deploymentId, success: failed.length === 0, hosts: [...final.values()].map(hostStatusJson) }, () =>
-      [...final.values()]
-        .map((host) => `${host.name}: ${phaseName(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`)
+    const final = [...(await waitForHosts(connection, deploymentId, new Set(response.hosts.map((host) => host.name)), timeoutSeconds * 1000, out)).values()];
+    const failed = final.filter((host) => outcomeOf(host, deploymentId) === "failed");
+    const waiting = final.filter((host) => outcomeOf(host, deploymentId) === "held");
+    out.result({ deploymentId, mode: mode ?? null, success: failed.length === 0, ...windowsJson, hosts: final.map(hostStatusJson) }, () =>
+      final
+        .map((host) =>
+          outcomeOf(host, deploymentId) === "held"
+            ? `${host.name}: fetched; activates when its maintenance window opens`
+            : `${host.name}: ${formatPhase(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`,
+        )
         .join("\n"),
     );
     if (failed.length > 0) {
       const first = failed[0] as HostStatus;
-      const reason =
-        first.desiredSerial !== serials.get(first.name) ? "a newer deployment superseded this one" : `${first.lastErrorCode}: ${first.lastErrorMessage}`;
+      const reason = first.deploymentId !== deploymentId ? "a newer deployment superseded this one" : `${first.lastErrorCode}: ${first.lastErrorMessage}`;
       throw new FerryError("E_DEPLOY_FAILED", `${failed.length} host(s) did not activate; ${first.name}: ${reason}`, { output: first.lastErrorOutput });
     }
-    return 0;
+    return waiting.length > 0 ? EXIT_NOT_EVERY_HOST : 0;
   });
+}
+
+function opening(hold: WindowHold): string {
+  return hold.opensAtMs > 0 ? `next at ${new Date(hold.opensAtMs).toISOString()}` : "none opens within a week";
+}
+
+function holdJson(hold: WindowHold): { host: string; opensAt: string | null } {
+  return { host: hold.hostName, opensAt: hold.opensAtMs > 0 ? new Date(hold.opensAtMs).toISOString() : null };
 }
 
 const SUCCESS_PHASES = new Set([HostPhase.HOST_PHASE_ACTIVE, HostPhase.HOST_PHASE_BOOT_PENDING]);
 const FINAL_PHASES = new Set([...SUCCESS_PHASES, HostPhase.HOST_PHASE_FAILED, HostPhase.HOST_PHASE_ROLLED_BACK]);
 
-function isSettled(host: HostStatus, serial: number): boolean {
-  if (host.desiredSerial !== serial) return true;
-  return host.appliedSerial >= serial && FINAL_PHASES.has(host.phase);
+/**
+ * Where a host stands with respect to this deployment: "" while it works on
+ * it; "held" once it fetched a system that waits for its maintenance window.
+ * Hosts are followed by deployment, not serial: a held deployment's
+ * activation is a new serial of the same deployment.
+ */
+function outcomeOf(host: HostStatus, deploymentId: string): "" | "done" | "held" | "failed" {
+  if (host.deploymentId !== deploymentId) return "failed";
+  if (host.appliedSerial < host.desiredSerial) return "";
+  if (host.heldForWindow && host.phase === HostPhase.HOST_PHASE_FETCHED) return "held";
+  if (!FINAL_PHASES.has(host.phase)) return "";
+  return SUCCESS_PHASES.has(host.phase) ? "done" : "failed";
 }
 
 /**
@@ -68,7 +95,13 @@ function isSettled(host: HostStatus, serial: number): boolean {
  * the timeout. A controller restart breaks the stream; it is opened again, so
  * waiting survives the controller going away for a while.
  */
-function waitForHosts(connection: OperatorConnection, serials: Map<string, number>, timeoutMs: number, out: Output): Promise<Map<string, HostStatus>> {
+function waitForHosts(
+  connection: OperatorConnection,
+  deploymentId: string,
+  names: Set<string>,
+  timeoutMs: number,
+  out: Output,
+): Promise<Map<string, HostStatus>> {
   return new Promise((resolve, reject) => {
     const latest = new Map<string, HostStatus>();
     const lastShown = new Map<string, string>();
@@ -83,24 +116,25 @@ function waitForHosts(connection: OperatorConnection, serials: Map<string, numbe
       else resolve(latest);
     };
     const timer = setTimeout(() => {
-      const waiting = [...serials.keys()].filter((name) => !latest.has(name) || !isSettled(latest.get(name) as HostStatus, serials.get(name) as number));
+      const waiting = [...names].filter((name) => !latest.has(name) || outcomeOf(latest.get(name) as HostStatus, deploymentId) === "");
       const detail = waiting.map(
-        (name) => `${name} (${latest.get(name) ? phaseName((latest.get(name) as HostStatus).phase) : "unknown"}${latest.get(name)?.online ? "" : ", offline"})`,
+        (name) =>
+          `${name} (${latest.get(name) ? formatPhase((latest.get(name) as HostStatus).phase) : "unknown"}${latest.get(name)?.online ? "" : ", offline"})`,
       );
       finish(new FerryError("E_DEPLOY_TIMEOUT", `timed out after ${timeoutMs / 1000}s waiting for ${detail.join(", ")}`));
     }, timeoutMs);
     const watch = (): void => {
-      const current = connection.client.watchHosts({ names: [...serials.keys()] }, connection.metadata());
+      const current = connection.client.watchHosts({ names: [...names] }, connection.metadata());
       stream = current;
       current.on("data", ({ host }: WatchHostsResponse) => {
         if (!host) return;
         latest.set(host.name, host);
-        const shown = `${phaseName(host.phase)}${host.online ? "" : " (offline)"}`;
+        const shown = `${formatPhase(host.phase)}${host.heldForWindow ? " (waits for its window)" : ""}${host.online ? "" : " (offline)"}`;
         if (lastShown.get(host.name) !== shown) {
           lastShown.set(host.name, shown);
           out.note(`  ${host.name}: ${shown}`);
         }
-        if ([...serials].every(([name, serial]) => latest.has(name) && isSettled(latest.get(name) as HostStatus, serial))) finish();
+        if ([...names].every((name) => latest.has(name) && outcomeOf(latest.get(name) as HostStatus, deploymentId) !== "")) finish();
       });
       current.on("error", (error: ServiceError) => {
         if (finished) return;

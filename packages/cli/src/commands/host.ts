@@ -1,7 +1,7 @@
-import { FerryError, assertHostName, writeFileAtomic } from "@ferry/core";
+import { FerryError, assertHostName, formatPhase, writeFileAtomic } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
 import { withConnection } from "../client.js";
-import { ago, createOutput, hostStatusJson, phaseName, shortPath, table } from "../output.js";
+import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
 
 export async function hostCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -43,7 +43,7 @@ async function hostList(args: string[]): Promise<number> {
     out.result({ hosts: hosts.map(hostStatusJson) }, () =>
       table(
         ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],
-        hosts.map((h) => [h.name, h.tags.join(",") || "-", h.online ? "yes" : "no", phaseName(h.phase), shortPath(h.currentSystem), ago(h.lastSeenMs)]),
+        hosts.map((h) => [h.name, h.tags.join(",") || "-", h.online ? "yes" : "no", formatPhase(h.phase), shortPath(h.currentSystem), ago(h.lastSeenMs)]),
       ),
     );
     return 0;

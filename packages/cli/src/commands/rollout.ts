@@ -1,10 +1,10 @@
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
-import { FerryError, assertHostName } from "@ferry/core";
+import { FerryError, assertHostName, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
 import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { withConnection, type OperatorConnection } from "../client.js";
-import { createOutput, table, type Output } from "../output.js";
+import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { isFinished, renderRollout, rolloutCounts } from "../rollout-view.js";
 import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
 import { parseTarget } from "./deploy.js";
@@ -61,10 +61,12 @@ async function rolloutStart(args: string[]): Promise<number> {
     "prefetch-timeout": { type: "string" },
     "skip-unfetchable": { type: "boolean", default: false },
     "rollback-on-abort": { type: "boolean", default: false },
+    mode: { type: "string" },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
   });
   if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
+  const mode = parseOptionalMode(values.mode);
   const policy: RolloutPolicy = {
     canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
     batch: values.batch ? parseQuantity(values.batch, "--batch") : undefined,
@@ -89,6 +91,7 @@ async function rolloutStart(args: string[]): Promise<number> {
       environment: values.environment,
       afterEnvironment: values.after,
       requestedBy: `${userInfo().username}@${hostname()}`,
+      mode: modeToWire(mode),
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.note(`started rollout ${rollout.id}: ${rollout.hosts.length} host(s) in ${rollout.waveCount} wave(s)`);
@@ -97,13 +100,16 @@ async function rolloutStart(args: string[]): Promise<number> {
       return 0;
     }
     const final = await follow(connection, rollout.id, positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
-    out.result({ rollout: rolloutJson(final) }, () => "");
-    return finishedCleanly(final) ? 0 : 1;
+    out.result({ rollout: rolloutJson(final) }, () => `rollout ${final.id} ${final.state}: ${final.reason}\n`);
+    return exitStatus(final);
   });
 }
 
-function finishedCleanly(rollout: Rollout): boolean {
-  return rollout.state === "completed" && rollout.hosts.every((host) => host.state === "confirmed" || host.state === "skipped");
+/** `rollout start --wait`: 0 every host confirmed, 3 done but some skipped, 1 aborted or some failed. */
+function exitStatus(rollout: Rollout): number {
+  if (rollout.outcome === "all-confirmed") return 0;
+  if (rollout.outcome === "some-skipped") return EXIT_NOT_EVERY_HOST;
+  return 1;
 }
 
 /** Polls the rollout and redraws its view until it ends; polling survives controller restarts. */
@@ -137,7 +143,10 @@ async function follow(connection: OperatorConnection, id: string, timeoutMs: num
 }
 
 export function rolloutJson(rollout: Rollout): Record<string, unknown> {
-  return { ...rollout, counts: rolloutCounts(rollout) };
+  const skipped = rollout.hosts
+    .filter((host) => host.state === "skipped")
+    .map((host) => ({ host: host.name, code: host.errorCode, reason: host.errorMessage }));
+  return { ...rollout, mode: formatMode(rollout.mode), counts: rolloutCounts(rollout), skipped };
 }
 
 async function rolloutStatus(args: string[]): Promise<number> {
@@ -154,7 +163,7 @@ async function rolloutStatus(args: string[]): Promise<number> {
       );
       const policy = rollout.policy;
       const knobs = policy
-        ? `canary ${formatQuantity(policy.canary)}, batch ${formatQuantity(policy.batch)}, max-unavailable ${policy.maxUnavailable}, failure-threshold ${formatQuantity(policy.failureThreshold)}${policy.gate ? ", gated" : ""}`
+        ? `canary ${formatQuantity(policy.canary)}, batch ${formatQuantity(policy.batch)}, max-unavailable ${policy.maxUnavailable}, failure-threshold ${formatQuantity(policy.failureThreshold)}${policy.gate ? ", gated" : ""}, mode ${formatMode(rollout.mode)}`
         : "";
       return `${renderRollout(rollout)}  started by ${rollout.requestedBy} at ${new Date(rollout.createdAtMs).toISOString()}; ${knobs}\n\n${hosts}`;
     });

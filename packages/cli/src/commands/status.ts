@@ -1,7 +1,7 @@
-import { assertHostName } from "@ferry/core";
+import { assertHostName, formatPhase } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
 import { withConnection } from "../client.js";
-import { ago, createOutput, hostStatusJson, phaseName, shortPath, table } from "../output.js";
+import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, CONNECTION_OPTIONS);
@@ -13,7 +13,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       const rows = hosts.map((h) => [
         h.name,
         h.online ? "online" : "offline",
-        phaseName(h.phase),
+        `${formatPhase(h.phase)}${h.heldForWindow ? " (waits for its window)" : ""}`,
         shortPath(h.currentSystem),
         shortPath(h.desiredSystem),
         ago(h.lastSeenMs),

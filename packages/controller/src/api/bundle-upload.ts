@@ -4,6 +4,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   FerryError,
   fsyncDirectory,
+  modeToWire,
+  parseOptionalMode,
   writeFully,
   parseNarInfo,
   parseStorePath,
@@ -12,7 +14,7 @@ import {
   type BundleManifest,
   type NarInfo,
 } from "@ferry/core";
-import { ActivationMode, PublishBundleResponse } from "@ferry/protocol";
+import { PublishBundleResponse } from "@ferry/protocol";
 import type { BundleSite } from "./site-service.js";
 import { refuseUpload } from "../edge/refuse-upload.js";
 
@@ -22,11 +24,6 @@ const STAGING_PREFIX = ".bundle-";
 const WRITE_BATCH = 1 << 20;
 /** Staged files whose fsync may run at once in the background; more wait for the oldest. */
 const SYNCS_IN_FLIGHT = 32;
-const MODES: Record<string, ActivationMode> = {
-  switch: ActivationMode.ACTIVATION_MODE_SWITCH,
-  boot: ActivationMode.ACTIVATION_MODE_BOOT,
-  test: ActivationMode.ACTIVATION_MODE_TEST,
-};
 
 /** Staging directories of imports a crash interrupted: never published, so removed at start. */
 export async function removeStaleStaging(cacheDir: string): Promise<void> {
@@ -172,8 +169,7 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
     if (!authorized) throw new FerryError("E_AUTH", "bundle uploads need the operator token");
     const query = new URL(request.url ?? "/", "http://localhost").searchParams;
     const deploy = query.get("deploy") === "1";
-    const mode = MODES[query.get("mode") ?? "switch"];
-    if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", "mode must be switch, boot or test");
+    const mode = modeToWire(parseOptionalMode(query.get("mode"), "mode"));
     staging = await Staging.create(site.deps.cache.dir);
     const stage = staging;
     let result: PublishBundleResponse;

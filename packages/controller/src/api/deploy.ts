@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
-import { ActivationMode, type HostTarget } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, assertWireMode } from "@ferry/core";
+import type { ActivationMode, HostTarget, WindowHold } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
+import { decideWindows } from "../rollouts/held-deploys.js";
 import type { HostRecord, StateStore } from "../store/state-store.js";
 
 export function newId(prefix: string, nowMs: number): string {
@@ -32,21 +33,36 @@ export async function requireClosuresInCache(cache: BinaryCache, storePaths: Ite
   }
 }
 
-/** The whole of a deploy: validate, check the cache, record atomically. Pushing to agents is the caller's. */
+export interface DeployOptions {
+  /** Recorded as given: unspecified leaves the choice to each host's configured strategy. */
+  mode: ActivationMode;
+  /** Activate now on hosts whose maintenance window is closed. */
+  ignoreWindows: boolean;
+}
+
+export interface RecordedDeploy {
+  deploymentId: string;
+  records: HostRecord[];
+  held: WindowHold[];
+  windowsIgnored: WindowHold[];
+}
+
+/** The whole of a deploy: validate, check the cache, apply windows, record atomically. Pushing to agents is the caller's. */
 export async function recordDeploy(
   store: StateStore,
   cache: BinaryCache,
   targets: readonly HostTarget[],
-  mode: ActivationMode,
+  options: DeployOptions,
   nowMs: number,
-): Promise<{ deploymentId: string; records: HostRecord[] }> {
+): Promise<RecordedDeploy> {
+  assertWireMode(options.mode);
   await validateTargets(store, targets);
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),
   );
-  const effectiveMode = mode === ActivationMode.ACTIVATION_MODE_UNSPECIFIED ? ActivationMode.ACTIVATION_MODE_SWITCH : mode;
+  const windows = await decideWindows(store, targets, options.ignoreWindows, nowMs);
   const deploymentId = newId("d", nowMs);
-  const records = await store.recordDeployment(deploymentId, targets, effectiveMode, nowMs);
-  return { deploymentId, records };
+  const records = await store.recordDeployment(deploymentId, windows.targets, options.mode, nowMs);
+  return { deploymentId, records, held: windows.held, windowsIgnored: windows.ignored };
 }

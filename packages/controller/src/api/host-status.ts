@@ -20,5 +20,7 @@ export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
     createdAtMs: record.createdAtMs,
     rolloutId: record.rolloutId,
     desiredActivate: record.desiredActivate,
+    heldForWindow: record.heldForWindow,
+    mode: record.activationMode,
   };
 }

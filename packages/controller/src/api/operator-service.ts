@@ -64,13 +64,24 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => ({ hosts: await statuses(request.names) })),
 
     deploy: unary("Deploy", async (request: DeployRequest): Promise<DeployResponse> => {
-      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, request.targets, request.mode, now());
+      const { deploymentId, records, held, windowsIgnored } = await recordDeploy(
+        deps.store,
+        deps.cache,
+        request.targets,
+        { mode: request.mode, ignoreWindows: request.ignoreWindows },
+        now(),
+      );
       for (const record of records) {
-        deps.log.info({ host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem }, "desired system recorded");
+        deps.log.info(
+          { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem, heldForWindow: record.heldForWindow || undefined },
+          record.heldForWindow ? "desired system recorded; it activates when the host's maintenance window opens" : "desired system recorded",
+        );
         deps.hub.pushDesired(record);
         deps.hostEvents.emit("changed", record.name);
       }
-      return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+      for (const hold of windowsIgnored)
+        deps.log.warn({ host: hold.hostName, deploymentId }, "deploy activates outside the host's maintenance window (ignore windows)");
+      return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))), held, windowsIgnored };
     }),
 
     dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {

@@ -19,6 +19,7 @@ import {
 } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
+import { rolloutOutcome } from "../rollouts/outcome.js";
 import { planRollout } from "../rollouts/start.js";
 import { validateWindow } from "../rollouts/windows.js";
 import type { RolloutRecord } from "../store/rollout-records.js";
@@ -50,6 +51,8 @@ export function toRolloutMessage(record: RolloutRecord): Rollout {
     createdAtMs: record.createdAtMs,
     updatedAtMs: record.updatedAtMs,
     resumeAtMs: record.resumeAtMs,
+    mode: record.mode,
+    outcome: rolloutOutcome(record),
     hosts: record.hosts.map((host) => ({
       name: host.name,
       storePath: host.storePath,

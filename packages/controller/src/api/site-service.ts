@@ -102,7 +102,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
       const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
       if (!deploy) return base;
-      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targetsOf(manifest), mode, now());
+      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targetsOf(manifest), { mode, ignoreWindows: false }, now());
       for (const record of records) {
         deps.log.info(
           { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },

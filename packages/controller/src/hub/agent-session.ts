@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
-import { FerryError, assertHostName, assertStorePath, hashToken, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, formatPhase, hashToken, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
 import {
   FrameError,
   HostPhase,
@@ -223,7 +223,7 @@ export class AgentSession {
     if (!host || progress.serial !== host.desiredSerial) return;
     await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
     this.hooks.log.info(
-      { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: HostPhase[progress.phase] },
+      { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: formatPhase(progress.phase) },
       capText(progress.message, AGENT_TEXT_LIMITS.progressMessage) || "progress",
     );
     this.hooks.onHostChanged(hostName);

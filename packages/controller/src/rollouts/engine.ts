@@ -3,6 +3,8 @@ import { HostPhase } from "@ferry/protocol";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { MaintenanceWindowRecord, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
 import type { HostRecord, StateStore } from "../store/state-store.js";
+import { releaseHeldDeploys } from "./held-deploys.js";
+import { completionReason } from "./outcome.js";
 import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
 
@@ -17,7 +19,21 @@ export interface EngineDeps {
 
 const FINISHED: ReadonlySet<RolloutHostState> = new Set(["confirmed", "failed", "rolled-back", "skipped", "reverted"]);
 const FAILED: ReadonlySet<RolloutHostState> = new Set(["failed", "rolled-back"]);
+/** Given their new system and not yet confirmed on it: these hold a maxUnavailable slot. */
+const IN_FLIGHT: ReadonlySet<RolloutHostState> = new Set(["activating", "boot-pending"]);
 const TICK_MS = 1000;
+
+/**
+ * Where a host that finished its activation stands. Confirmed means it runs
+ * the rollout's system and its agent confirmed it; a system installed for
+ * the next boot proves nothing until the host has booted it.
+ */
+function activationState(record: HostRecord, storePath: string): RolloutHostState {
+  if (record.phase === HostPhase.HOST_PHASE_ACTIVE) return record.currentSystem === storePath ? "confirmed" : "boot-pending";
+  if (record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) return "boot-pending";
+  if (record.phase === HostPhase.HOST_PHASE_ROLLED_BACK) return "rolled-back";
+  return "failed";
+}
 
 /**
  * Drives every unfinished rollout one step at a time. All it knows is in the
@@ -65,6 +81,7 @@ export class RolloutEngine {
 
   private async tickAll(): Promise<void> {
     const windows = await this.rollouts.listWindows();
+    await releaseHeldDeploys(this.deps, windows);
     for (const rollout of await this.rollouts.activeRollouts()) await this.step(rollout, windows);
   }
 
@@ -83,7 +100,7 @@ export class RolloutEngine {
   }
 
   private async assign(rollout: RolloutRecord, host: RolloutHostRecord, storePath: string, activate: boolean, state: RolloutHostState): Promise<void> {
-    host.serial = await this.rollouts.assignDesired(rollout.id, host.name, storePath, activate, state, this.deps.now());
+    host.serial = await this.rollouts.assignDesired(rollout.id, host.name, { storePath, activate, mode: rollout.mode }, state, this.deps.now());
     host.state = state;
     const record = await this.deps.store.getHost(host.name);
     if (record) this.deps.hub.pushDesired(record);
@@ -107,7 +124,7 @@ export class RolloutEngine {
         await this.setHost(rollout, host, "skipped", "E_SUPERSEDED", "another deployment replaced this host's desired system");
         continue;
       }
-      if (host.state !== "prefetching" && host.state !== "activating" && host.state !== "reverting") continue;
+      if (host.state !== "prefetching" && !IN_FLIGHT.has(host.state) && host.state !== "reverting") continue;
       if (record.desiredSerial !== host.serial) {
         await this.setHost(
           rollout,
@@ -123,10 +140,11 @@ export class RolloutEngine {
       if (host.state === "prefetching") {
         if (record.phase === HostPhase.HOST_PHASE_FETCHED) await this.setHost(rollout, host, "prefetched");
         else await this.setHost(rollout, host, "unfetchable", ...failure);
-      } else if (host.state === "activating") {
-        if (record.phase === HostPhase.HOST_PHASE_ACTIVE || record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) await this.setHost(rollout, host, "confirmed");
-        else if (record.phase === HostPhase.HOST_PHASE_ROLLED_BACK) await this.setHost(rollout, host, "rolled-back", ...failure);
-        else await this.setHost(rollout, host, "failed", ...failure);
+      } else if (IN_FLIGHT.has(host.state)) {
+        const state = activationState(record, host.storePath);
+        await this.setHost(rollout, host, state, ...(FAILED.has(state) ? failure : []));
+      } else if (record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) {
+        await this.setHost(rollout, host, "reverted", "", "the previous system is the boot default again; it runs after the next reboot");
       } else {
         await this.setHost(rollout, host, record.phase === HostPhase.HOST_PHASE_ACTIVE ? "reverted" : "failed", ...failure);
       }
@@ -204,19 +222,18 @@ export class RolloutEngine {
     if (rollout.resumeAtMs > now) return;
     const wave = targets.filter((h) => h.wave === rollout.currentWave);
     if (wave.every((h) => FINISHED.has(h.state))) {
-      if (rollout.currentWave >= rollout.waveCount) {
-        const confirmed = targets.filter((h) => h.state === "confirmed").length;
-        return this.transition(rollout, "completed", `${confirmed} confirmed, ${failed.length} failed, ${rollout.hosts.length - targets.length} skipped`);
-      }
+      if (rollout.currentWave >= rollout.waveCount) return this.transition(rollout, "completed", completionReason(rollout.hosts));
       if (policy.gate) return this.transition(rollout, "waiting-gate", `wave ${rollout.currentWave} done; promote to start wave ${rollout.currentWave + 1}`);
       return this.beginWave(rollout, rollout.currentWave + 1, policy.pauseMs > 0 ? now + policy.pauseMs : 0);
     }
     if (policy.progressDeadlineMs > 0 && now - rollout.phaseStartedAtMs > policy.progressDeadlineMs) {
-      return this.abort(rollout, `wave ${rollout.currentWave} exceeded its progress deadline`);
+      const unbooted = wave.filter((h) => h.state === "boot-pending").map((h) => h.name);
+      const detail = unbooted.length > 0 ? `; installed for the next boot but not running it yet: ${unbooted.join(", ")}` : "";
+      return this.abort(rollout, `wave ${rollout.currentWave} exceeded its progress deadline${detail}`);
     }
-    const unavailable = targets.filter((h) => h.state === "activating" || FAILED.has(h.state)).length;
+    const unavailable = targets.filter((h) => IN_FLIGHT.has(h.state) || FAILED.has(h.state)).length;
     let slots = policy.maxUnavailable - unavailable;
-    if (slots <= 0 && !targets.some((h) => h.state === "activating")) {
+    if (slots <= 0 && !targets.some((h) => IN_FLIGHT.has(h.state))) {
       return this.abort(rollout, `${failed.length} failed host(s) use up maxUnavailable (${policy.maxUnavailable})`);
     }
     for (const host of wave.filter((h) => h.state === "prefetched" || h.state === "waiting-window")) {
@@ -239,9 +256,10 @@ export class RolloutEngine {
 
   private async revertConfirmed(rollout: RolloutRecord): Promise<void> {
     if (!rollout.policy.rollbackOnAbort) return;
-    for (const host of rollout.hosts.filter((h) => h.state === "confirmed" && h.errorCode !== "E_ROLLBACK_FAILED")) {
+    // A boot-pending host changed its boot default: put the previous system back there too.
+    for (const host of rollout.hosts.filter((h) => (h.state === "confirmed" || h.state === "boot-pending") && h.errorCode !== "E_ROLLBACK_FAILED")) {
       if (!host.previousSystem) {
-        await this.setHost(rollout, host, "confirmed", "E_ROLLBACK_FAILED", "no previous system recorded; left as is");
+        await this.setHost(rollout, host, host.state, "E_ROLLBACK_FAILED", "no previous system recorded; left as is");
         continue;
       }
       await this.assign(rollout, host, host.previousSystem, true, "reverting");

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertTag } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode } from "@ferry/core";
 import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
@@ -46,6 +46,7 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
 
 export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
+  const mode = assertWireMode(request.mode);
   const targets = await selectTargets(store, request);
   await validateTargets(store, targets);
   const digest = manifestDigest(
@@ -79,6 +80,7 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
     environment,
     manifestDigest: digest,
     policy,
+    mode,
     waveCount: waves.length,
     currentWave: 0,
     reason: "",

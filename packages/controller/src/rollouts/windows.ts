@@ -46,8 +46,52 @@ export function validateWindow(window: Pick<MaintenanceWindowRecord, "cron" | "d
   }
 }
 
+/** The windows that govern a host: its own, and those of its tags. */
+export function windowsFor(hostName: string, tags: readonly string[], windows: readonly MaintenanceWindowRecord[]): MaintenanceWindowRecord[] {
+  return windows.filter((window) => window.hostName === hostName || (window.tag !== "" && tags.includes(window.tag)));
+}
+
 /** A host may activate when no window applies to it, or one that applies is open. */
 export function mayActivateNow(hostName: string, tags: readonly string[], windows: readonly MaintenanceWindowRecord[], nowMs: number): boolean {
-  const applicable = windows.filter((window) => window.hostName === hostName || (window.tag !== "" && tags.includes(window.tag)));
+  const applicable = windowsFor(hostName, tags, windows);
   return applicable.length === 0 || applicable.some((window) => windowIsOpen(window, nowMs));
+}
+
+const MINUTE_MS = 60_000;
+
+/**
+ * The first instant after `nowMs` at which `window` opens, looking at most
+ * `horizonMs` ahead; 0 when it does not open in that time. Minutes are scanned
+ * with the expression's minute-and-coarser fields, and only a matching minute
+ * is searched second by second, so a six-field expression costs no more than
+ * a five-field one.
+ */
+export function nextOpening(window: Pick<MaintenanceWindowRecord, "cron" | "timezone">, nowMs: number, horizonMs: number): number {
+  const fields = window.cron.trim().split(/\s+/);
+  const options = window.timezone ? { timezone: window.timezone } : {};
+  const full = cron.createTask(window.cron, () => undefined, options);
+  const minutes = fields.length >= 6 ? cron.createTask(fields.slice(1).join(" "), () => undefined, options) : full;
+  try {
+    const first = Math.floor(nowMs / MINUTE_MS) * MINUTE_MS;
+    for (let minute = first; minute <= nowMs + horizonMs; minute += MINUTE_MS) {
+      if (!minutes.match(new Date(minute))) continue;
+      if (fields.length < 6) {
+        if (minute > nowMs) return minute;
+        continue;
+      }
+      for (let instant = Math.max(minute, Math.floor(nowMs / 1000) * 1000 + 1000); instant < minute + MINUTE_MS; instant += 1000) {
+        if (full.match(new Date(instant))) return instant;
+      }
+    }
+    return 0;
+  } finally {
+    void full.destroy();
+    if (minutes !== full) void minutes.destroy();
+  }
+}
+
+/** The earliest next opening among a host's windows; 0 when none opens within `horizonMs`. */
+export function nextOpeningOf(windows: readonly MaintenanceWindowRecord[], nowMs: number, horizonMs: number): number {
+  const openings = windows.map((window) => nextOpening(window, nowMs, horizonMs)).filter((at) => at > 0);
+  return openings.length === 0 ? 0 : Math.min(...openings);
 }

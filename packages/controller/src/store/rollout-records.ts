@@ -1,3 +1,5 @@
+import type { ActivationMode } from "@ferry/protocol";
+
 export interface Quantity {
   value: number;
   percent: boolean;
@@ -12,6 +14,8 @@ export type RolloutHostState =
   | "unfetchable"
   | "waiting-window"
   | "activating"
+  /** Installed as the boot default; counts as confirmed only once the host runs it. */
+  | "boot-pending"
   | "confirmed"
   | "failed"
   | "rolled-back"
@@ -53,6 +57,8 @@ export interface RolloutRecord {
   environment: string;
   manifestDigest: string;
   policy: RolloutPolicy;
+  /** Given to every host this rollout activates or reverts; unspecified: each host's own strategy. */
+  mode: ActivationMode;
   waveCount: number;
   currentWave: number;
   reason: string;
@@ -90,7 +96,13 @@ export interface RolloutStore {
    * serial in the rollout, in one transaction: a crash between the two would
    * otherwise lose track of an activation.
    */
-  assignDesired(id: string, hostName: string, storePath: string, activate: boolean, state: RolloutHostState, nowMs: number): Promise<number>;
+  assignDesired(
+    id: string,
+    hostName: string,
+    assignment: { storePath: string; activate: boolean; mode: ActivationMode },
+    state: RolloutHostState,
+    nowMs: number,
+  ): Promise<number>;
   findCompletedRollout(manifestDigest: string, environment: string): Promise<RolloutRecord | undefined>;
   addWindow(window: MaintenanceWindowRecord): Promise<void>;
   listWindows(): Promise<MaintenanceWindowRecord[]>;

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
-import { HostPhase } from "@ferry/protocol";
+import { HostPhase, type ActivationMode } from "@ferry/protocol";
 import type {
   MaintenanceWindowRecord,
   RolloutHostPatch,
@@ -65,6 +65,7 @@ interface RolloutRow {
   updated_at_ms: number;
   phase_started_at_ms: number;
   resume_at_ms: number;
+  mode: number;
 }
 
 interface RolloutHostRow {
@@ -119,6 +120,7 @@ export class SqliteRolloutStore implements RolloutStore {
       environment: row.environment,
       manifestDigest: row.manifest_digest,
       policy: JSON.parse(row.policy) as RolloutRecord["policy"],
+      mode: row.mode as ActivationMode,
       waveCount: row.wave_count,
       currentWave: row.current_wave,
       reason: row.reason,
@@ -139,8 +141,8 @@ export class SqliteRolloutStore implements RolloutStore {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO rollouts (id, state, environment, manifest_digest, policy, wave_count, current_wave, reason, requested_by, created_at_ms, updated_at_ms, phase_started_at_ms, resume_at_ms)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO rollouts (id, state, environment, manifest_digest, policy, wave_count, current_wave, reason, requested_by, created_at_ms, updated_at_ms, phase_started_at_ms, resume_at_ms, mode)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(
           rollout.id,
@@ -156,6 +158,7 @@ export class SqliteRolloutStore implements RolloutStore {
           rollout.updatedAtMs,
           rollout.phaseStartedAtMs,
           rollout.resumeAtMs,
+          rollout.mode,
         );
       for (const host of rollout.hosts) {
         assertHostName(host.name);
@@ -191,7 +194,7 @@ export class SqliteRolloutStore implements RolloutStore {
     const rows = this.db
       .prepare(
         `SELECT * FROM rollouts WHERE state NOT IN ('completed', 'aborted')
-           OR id IN (SELECT rollout_id FROM rollout_hosts WHERE state IN ('reverting', 'activating', 'prefetching')) ORDER BY created_at_ms`,
+           OR id IN (SELECT rollout_id FROM rollout_hosts WHERE state IN ('reverting', 'activating', 'boot-pending', 'prefetching')) ORDER BY created_at_ms`,
       )
       .all() as RolloutRow[];
     return rows.map((row) => this.toRecord(row));
@@ -212,16 +215,24 @@ export class SqliteRolloutStore implements RolloutStore {
     })();
   }
 
-  async assignDesired(id: string, hostName: string, storePath: string, activate: boolean, state: RolloutHostState, nowMs: number): Promise<number> {
+  async assignDesired(
+    id: string,
+    hostName: string,
+    assignment: { storePath: string; activate: boolean; mode: ActivationMode },
+    state: RolloutHostState,
+    nowMs: number,
+  ): Promise<number> {
+    const { storePath, activate, mode } = assignment;
     assertHostName(hostName);
     assertStorePath(storePath);
     return this.db.transaction(() => {
+      // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
       const { changes } = this.db
         .prepare(
-          `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, desired_activate = ?, rollout_id = ?, deployment_id = ?,
-             phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+          `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, desired_activate = ?, activation_mode = ?, held_for_window = 0,
+             rollout_id = ?, deployment_id = ?, phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
         )
-        .run(storePath, activate ? 1 : 0, id, id, HostPhase.HOST_PHASE_PENDING, hostName);
+        .run(storePath, activate ? 1 : 0, mode, id, id, HostPhase.HOST_PHASE_PENDING, hostName);
       if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${hostName}`);
       const { desired_serial: serial } = this.db.prepare("SELECT desired_serial FROM hosts WHERE name = ?").get(hostName) as { desired_serial: number };
       this.db

@@ -46,6 +46,10 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX events_by_host ON events (host_name, id);`,
   ROLLOUT_MIGRATION,
+  // Mode 1 (switch) used to mean "the host's configured strategy"; that is now 0 (unspecified).
+  `ALTER TABLE hosts ADD COLUMN held_for_window INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE rollouts ADD COLUMN mode INTEGER NOT NULL DEFAULT ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED};
+   UPDATE hosts SET activation_mode = ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED} WHERE activation_mode = ${ActivationMode.ACTIVATION_MODE_SWITCH};`,
 ];
 
 interface HostRow {
@@ -67,6 +71,7 @@ interface HostRow {
   agent_version: string;
   desired_activate: number;
   rollout_id: string;
+  held_for_window: number;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -100,6 +105,7 @@ function toRecord(row: HostRow): HostRecord {
     agentVersion: row.agent_version,
     desiredActivate: row.desired_activate === 1,
     rolloutId: row.rollout_id,
+    heldForWindow: row.held_for_window === 1,
   };
 }
 
@@ -145,8 +151,8 @@ export class SqliteStateStore implements StateStore {
     assertHostName(name);
     if (this.row(name)) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
     this.db
-      .prepare("INSERT INTO hosts (name, token_hash, tags, created_at_ms) VALUES (?, ?, ?, ?)")
-      .run(name, tokenHash, JSON.stringify([...new Set(tags)].sort()), nowMs);
+      .prepare("INSERT INTO hosts (name, token_hash, tags, created_at_ms, activation_mode) VALUES (?, ?, ?, ?, ?)")
+      .run(name, tokenHash, JSON.stringify([...new Set(tags)].sort()), nowMs, ActivationMode.ACTIVATION_MODE_UNSPECIFIED);
     return this.mustGet(name);
   }
 
@@ -174,18 +180,36 @@ export class SqliteStateStore implements StateStore {
       assertHostName(target.hostName);
       assertStorePath(target.storePath);
     }
+    // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
     const update = this.db.prepare(
-      `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = 1, rollout_id = '',
-         phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+      `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = ?, held_for_window = ?,
+         rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
     );
     return this.db.transaction(() => {
       for (const target of targets) {
-        const { changes } = update.run(target.storePath, deploymentId, mode, HostPhase.HOST_PHASE_PENDING, target.hostName);
+        const held = target.heldForWindow === true;
+        const { changes } = update.run(target.storePath, deploymentId, mode, held ? 0 : 1, held ? 1 : 0, HostPhase.HOST_PHASE_PENDING, target.hostName);
         if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
       }
       this.db.prepare("INSERT INTO deployments (id, created_at_ms, targets) VALUES (?, ?, ?)").run(deploymentId, nowMs, JSON.stringify(targets));
       return targets.map((target) => this.mustGet(target.hostName));
     })();
+  }
+
+  async listHeld(): Promise<HostRecord[]> {
+    return (this.db.prepare("SELECT * FROM hosts WHERE held_for_window = 1 ORDER BY name").all() as HostRow[]).map(toRecord);
+  }
+
+  async releaseHeld(name: string, deploymentId: string): Promise<HostRecord | undefined> {
+    assertHostName(name);
+    // A new serial: the agent already finished the fetch-only one and ignores anything not newer.
+    const { changes } = this.db
+      .prepare(
+        `UPDATE hosts SET desired_serial = desired_serial + 1, desired_activate = 1, held_for_window = 0, phase = ?,
+           last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ? AND held_for_window = 1 AND deployment_id = ?`,
+      )
+      .run(HostPhase.HOST_PHASE_PENDING, name, deploymentId);
+    return changes === 0 ? undefined : this.mustGet(name);
   }
 
   async recordReport(name: string, report: HostReport): Promise<HostRecord> {

@@ -21,11 +21,15 @@ export interface HostRecord {
   /** False while the desired system is only to be fetched (rollout prefetch). */
   desiredActivate: boolean;
   rolloutId: string;
+  /** The desired system is fetched now and activated when the host's maintenance window opens. */
+  heldForWindow: boolean;
 }
 
 export interface DeploymentTarget {
   hostName: string;
   storePath: string;
+  /** Fetch now, activate when a maintenance window opens (see releaseHeld). */
+  heldForWindow?: boolean;
 }
 
 /** What an agent told us; only the given fields change. */
@@ -64,6 +68,13 @@ export interface StateStore {
   /** Records a new desired system for each target in one transaction. */
   recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]>;
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
+  /** Hosts whose deployment waits for a maintenance window. */
+  listHeld(): Promise<HostRecord[]>;
+  /**
+   * Turns a held deployment into an activation (new serial, activate), if the
+   * host is still held for that same deployment; undefined when it is not.
+   */
+  releaseHeld(name: string, deploymentId: string): Promise<HostRecord | undefined>;
   /**
    * Raises the host's desired serial to at least `serial` without changing
    * what it should run: an agent that already applied serial N ignores

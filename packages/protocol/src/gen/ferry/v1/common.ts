@@ -105,11 +105,21 @@ export function hostPhaseToJSON(object: HostPhase): string {
   }
 }
 
+/**
+ * How a host puts a new system in place. Names and strings live in
+ * packages/core/src/modes.ts; the README's modes table explains each.
+ */
 export enum ActivationMode {
+  /** ACTIVATION_MODE_UNSPECIFIED - The host's own configured strategy (trial unless its agent config says otherwise). */
   ACTIVATION_MODE_UNSPECIFIED = 0,
+  /** ACTIVATION_MODE_SWITCH - switch-to-configuration switch: running and boot default at once, then confirmed. */
   ACTIVATION_MODE_SWITCH = 1,
+  /** ACTIVATION_MODE_BOOT - switch-to-configuration boot: boot default only; runs after the next reboot. */
   ACTIVATION_MODE_BOOT = 2,
+  /** ACTIVATION_MODE_TEST - switch-to-configuration test: running until the next reboot, never the boot default. */
   ACTIVATION_MODE_TEST = 3,
+  /** ACTIVATION_MODE_TRIAL - `test`, confirm, then make it the boot default: a reboot before confirmation returns to the old system. */
+  ACTIVATION_MODE_TRIAL = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -127,6 +137,9 @@ export function activationModeFromJSON(object: any): ActivationMode {
     case 3:
     case "ACTIVATION_MODE_TEST":
       return ActivationMode.ACTIVATION_MODE_TEST;
+    case 4:
+    case "ACTIVATION_MODE_TRIAL":
+      return ActivationMode.ACTIVATION_MODE_TRIAL;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -144,6 +157,8 @@ export function activationModeToJSON(object: ActivationMode): string {
       return "ACTIVATION_MODE_BOOT";
     case ActivationMode.ACTIVATION_MODE_TEST:
       return "ACTIVATION_MODE_TEST";
+    case ActivationMode.ACTIVATION_MODE_TRIAL:
+      return "ACTIVATION_MODE_TRIAL";
     case ActivationMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -126,11 +126,24 @@ export interface HostTarget {
 export interface DeployRequest {
   targets: HostTarget[];
   mode: ActivationMode;
+  /** Activate now even on hosts whose maintenance window is closed. */
+  ignoreWindows: boolean;
+}
+
+/** A host whose maintenance window was closed when the deployment was recorded. */
+export interface WindowHold {
+  hostName: string;
+  /** Next opening of one of its windows; 0 when none opens within a week. */
+  opensAtMs: number;
 }
 
 export interface DeployResponse {
   deploymentId: string;
   hosts: HostStatus[];
+  /** Hosts that fetch now and activate when their window opens. */
+  held: WindowHold[];
+  /** Hosts activated now although their window was closed (ignore_windows). */
+  windowsIgnored: WindowHold[];
 }
 
 export interface WatchHostsRequest {
@@ -160,6 +173,10 @@ export interface HostStatus {
   rolloutId: string;
   /** False while the desired system is only to be fetched (rollout prefetch). */
   desiredActivate: boolean;
+  /** The desired system waits for the host's maintenance window to activate. */
+  heldForWindow: boolean;
+  /** How the desired system is to be activated. */
+  mode: ActivationMode;
 }
 
 /** A count ("3") or a share of the rollout's hosts ("25%"). */
@@ -200,6 +217,8 @@ export interface StartRolloutRequest {
   /** Require a completed rollout of the same manifest on this environment. */
   afterEnvironment: string;
   requestedBy: string;
+  /** Given to every host of every wave; unspecified: each host's own strategy. */
+  mode: ActivationMode;
 }
 
 export interface StartRolloutRequest_ManifestEntry {
@@ -243,6 +262,7 @@ export interface RolloutHost {
   wave: number;
   /**
    * pending, prefetching, prefetched, unfetchable, waiting-window, activating,
+   * boot-pending (installed for the next boot; waits for the host to run it),
    * confirmed, failed, rolled-back, skipped, reverting, reverted
    */
   state: string;
@@ -268,6 +288,12 @@ export interface Rollout {
   updatedAtMs: number;
   hosts: RolloutHost[];
   resumeAtMs: number;
+  mode: ActivationMode;
+  /**
+   * How a finished rollout ended, empty before: all-confirmed, some-skipped
+   * (no host failed, some were skipped: see their error fields), some-failed, aborted.
+   */
+  outcome: string;
 }
 
 export interface MaintenanceWindow {
@@ -1014,7 +1040,7 @@ export const HostTarget: MessageFns<HostTarget> = {
 };
 
 function createBaseDeployRequest(): DeployRequest {
-  return { targets: [], mode: 0 };
+  return { targets: [], mode: 0, ignoreWindows: false };
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
@@ -1024,6 +1050,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     }
     if (message.mode !== 0) {
       writer.uint32(16).int32(message.mode);
+    }
+    if (message.ignoreWindows !== false) {
+      writer.uint32(24).bool(message.ignoreWindows);
     }
     return writer;
   },
@@ -1057,6 +1086,14 @@ export const DeployRequest: MessageFns<DeployRequest> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ignoreWindows = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1073,6 +1110,11 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     return {
       targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => HostTarget.fromJSON(e)) : [],
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      ignoreWindows: isSet(object.ignoreWindows)
+        ? globalThis.Boolean(object.ignoreWindows)
+        : isSet(object.ignore_windows)
+          ? globalThis.Boolean(object.ignore_windows)
+          : false,
     };
   },
 
@@ -1084,6 +1126,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     if (message.mode !== 0) {
       obj.mode = activationModeToJSON(message.mode);
     }
+    if (message.ignoreWindows !== false) {
+      obj.ignoreWindows = message.ignoreWindows;
+    }
     return obj;
   },
 
@@ -1094,12 +1139,98 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     const message = createBaseDeployRequest();
     message.targets = object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
     message.mode = object.mode ?? 0;
+    message.ignoreWindows = object.ignoreWindows ?? false;
+    return message;
+  },
+};
+
+function createBaseWindowHold(): WindowHold {
+  return { hostName: "", opensAtMs: 0 };
+}
+
+export const WindowHold: MessageFns<WindowHold> = {
+  encode(message: WindowHold, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostName !== "") {
+      writer.uint32(10).string(message.hostName);
+    }
+    if (message.opensAtMs !== 0) {
+      writer.uint32(16).int64(message.opensAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WindowHold {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWindowHold();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.opensAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WindowHold {
+    return {
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      opensAtMs: isSet(object.opensAtMs) ? globalThis.Number(object.opensAtMs) : isSet(object.opens_at_ms) ? globalThis.Number(object.opens_at_ms) : 0,
+    };
+  },
+
+  toJSON(message: WindowHold): unknown {
+    const obj: any = {};
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.opensAtMs !== 0) {
+      obj.opensAtMs = Math.round(message.opensAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WindowHold>): WindowHold {
+    return WindowHold.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WindowHold>): WindowHold {
+    const message = createBaseWindowHold();
+    message.hostName = object.hostName ?? "";
+    message.opensAtMs = object.opensAtMs ?? 0;
     return message;
   },
 };
 
 function createBaseDeployResponse(): DeployResponse {
-  return { deploymentId: "", hosts: [] };
+  return { deploymentId: "", hosts: [], held: [], windowsIgnored: [] };
 }
 
 export const DeployResponse: MessageFns<DeployResponse> = {
@@ -1109,6 +1240,12 @@ export const DeployResponse: MessageFns<DeployResponse> = {
     }
     for (const v of message.hosts) {
       HostStatus.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.held) {
+      WindowHold.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.windowsIgnored) {
+      WindowHold.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1142,6 +1279,22 @@ export const DeployResponse: MessageFns<DeployResponse> = {
             message.hosts.push(HostStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.held.push(WindowHold.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.windowsIgnored.push(WindowHold.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1162,6 +1315,12 @@ export const DeployResponse: MessageFns<DeployResponse> = {
           ? globalThis.String(object.deployment_id)
           : "",
       hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostStatus.fromJSON(e)) : [],
+      held: globalThis.Array.isArray(object?.held) ? object.held.map((e: any) => WindowHold.fromJSON(e)) : [],
+      windowsIgnored: globalThis.Array.isArray(object?.windowsIgnored)
+        ? object.windowsIgnored.map((e: any) => WindowHold.fromJSON(e))
+        : globalThis.Array.isArray(object?.windows_ignored)
+          ? object.windows_ignored.map((e: any) => WindowHold.fromJSON(e))
+          : [],
     };
   },
 
@@ -1173,6 +1332,12 @@ export const DeployResponse: MessageFns<DeployResponse> = {
     if (message.hosts?.length) {
       obj.hosts = message.hosts.map((e) => HostStatus.toJSON(e));
     }
+    if (message.held?.length) {
+      obj.held = message.held.map((e) => WindowHold.toJSON(e));
+    }
+    if (message.windowsIgnored?.length) {
+      obj.windowsIgnored = message.windowsIgnored.map((e) => WindowHold.toJSON(e));
+    }
     return obj;
   },
 
@@ -1183,6 +1348,8 @@ export const DeployResponse: MessageFns<DeployResponse> = {
     const message = createBaseDeployResponse();
     message.deploymentId = object.deploymentId ?? "";
     message.hosts = object.hosts?.map((e) => HostStatus.fromPartial(e)) || [];
+    message.held = object.held?.map((e) => WindowHold.fromPartial(e)) || [];
+    message.windowsIgnored = object.windowsIgnored?.map((e) => WindowHold.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1340,6 +1507,8 @@ function createBaseHostStatus(): HostStatus {
     lastErrorOutput: "",
     rolloutId: "",
     desiredActivate: false,
+    heldForWindow: false,
+    mode: 0,
   };
 }
 
@@ -1395,6 +1564,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     }
     if (message.desiredActivate !== false) {
       writer.uint32(136).bool(message.desiredActivate);
+    }
+    if (message.heldForWindow !== false) {
+      writer.uint32(144).bool(message.heldForWindow);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(152).int32(message.mode);
     }
     return writer;
   },
@@ -1548,6 +1723,22 @@ export const HostStatus: MessageFns<HostStatus> = {
             message.desiredActivate = reader.bool();
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.heldForWindow = reader.bool();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1623,6 +1814,12 @@ export const HostStatus: MessageFns<HostStatus> = {
         : isSet(object.desired_activate)
           ? globalThis.Boolean(object.desired_activate)
           : false,
+      heldForWindow: isSet(object.heldForWindow)
+        ? globalThis.Boolean(object.heldForWindow)
+        : isSet(object.held_for_window)
+          ? globalThis.Boolean(object.held_for_window)
+          : false,
+      mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
     };
   },
 
@@ -1679,6 +1876,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     if (message.desiredActivate !== false) {
       obj.desiredActivate = message.desiredActivate;
     }
+    if (message.heldForWindow !== false) {
+      obj.heldForWindow = message.heldForWindow;
+    }
+    if (message.mode !== 0) {
+      obj.mode = activationModeToJSON(message.mode);
+    }
     return obj;
   },
 
@@ -1704,6 +1907,8 @@ export const HostStatus: MessageFns<HostStatus> = {
     message.lastErrorOutput = object.lastErrorOutput ?? "";
     message.rolloutId = object.rolloutId ?? "";
     message.desiredActivate = object.desiredActivate ?? false;
+    message.heldForWindow = object.heldForWindow ?? false;
+    message.mode = object.mode ?? 0;
     return message;
   },
 };
@@ -2069,6 +2274,7 @@ function createBaseStartRolloutRequest(): StartRolloutRequest {
     environment: "",
     afterEnvironment: "",
     requestedBy: "",
+    mode: 0,
   };
 }
 
@@ -2097,6 +2303,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     }
     if (message.requestedBy !== "") {
       writer.uint32(66).string(message.requestedBy);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(72).int32(message.mode);
     }
     return writer;
   },
@@ -2181,6 +2390,14 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
             message.requestedBy = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2221,6 +2438,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
           ? globalThis.String(object.after_environment)
           : "",
       requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
+      mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
     };
   },
 
@@ -2256,6 +2474,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     if (message.requestedBy !== "") {
       obj.requestedBy = message.requestedBy;
     }
+    if (message.mode !== 0) {
+      obj.mode = activationModeToJSON(message.mode);
+    }
     return obj;
   },
 
@@ -2280,6 +2501,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     message.environment = object.environment ?? "";
     message.afterEnvironment = object.afterEnvironment ?? "";
     message.requestedBy = object.requestedBy ?? "";
+    message.mode = object.mode ?? 0;
     return message;
   },
 };
@@ -3091,6 +3313,8 @@ function createBaseRollout(): Rollout {
     updatedAtMs: 0,
     hosts: [],
     resumeAtMs: 0,
+    mode: 0,
+    outcome: "",
   };
 }
 
@@ -3134,6 +3358,12 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.resumeAtMs !== 0) {
       writer.uint32(104).int64(message.resumeAtMs);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(112).int32(message.mode);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(122).string(message.outcome);
     }
     return writer;
   },
@@ -3255,6 +3485,22 @@ export const Rollout: MessageFns<Rollout> = {
             message.resumeAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3294,6 +3540,8 @@ export const Rollout: MessageFns<Rollout> = {
           : 0,
       hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => RolloutHost.fromJSON(e)) : [],
       resumeAtMs: isSet(object.resumeAtMs) ? globalThis.Number(object.resumeAtMs) : isSet(object.resume_at_ms) ? globalThis.Number(object.resume_at_ms) : 0,
+      mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
     };
   },
 
@@ -3338,6 +3586,12 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.resumeAtMs !== 0) {
       obj.resumeAtMs = Math.round(message.resumeAtMs);
     }
+    if (message.mode !== 0) {
+      obj.mode = activationModeToJSON(message.mode);
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
     return obj;
   },
 
@@ -3359,6 +3613,8 @@ export const Rollout: MessageFns<Rollout> = {
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.hosts = object.hosts?.map((e) => RolloutHost.fromPartial(e)) || [];
     message.resumeAtMs = object.resumeAtMs ?? 0;
+    message.mode = object.mode ?? 0;
+    message.outcome = object.outcome ?? "";
     return message;
   },
 };
