@@ -1,3 +1,4 @@
+import { parseSignedPathInfos, type SignedPathInfo } from "./closure-signatures.js";
 import { FerryError, type ErrorCode } from "./errors.js";
 import { describeExit, outputTail, type CommandResult, type CommandRunner } from "./runner.js";
 import { assertStorePath } from "./validate.js";
@@ -138,6 +139,48 @@ export class Nix {
       narSize: Number(entry.narSize),
       references: (entry.references ?? []).map(assertStorePath),
     }));
+  }
+
+  /** Every path of a valid closure with its signatures and what they cover, for checking them in-process. */
+  async closureSignatures(path: string): Promise<SignedPathInfo[]> {
+    assertStorePath(path);
+    const result = await this.run(
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--recursive", path],
+      "E_COMMAND_FAILED",
+      "nix path-info --sigs",
+      600_000,
+    );
+    return parseSignedPathInfos(result.stdout);
+  }
+
+  /**
+   * Adds to the local store the signatures a substituter holds for these
+   * paths (Nix skips those made for other contents). Adding a signature
+   * grants nothing: whoever relies on one verifies it.
+   */
+  async copySignatures(substituter: string, paths: readonly string[]): Promise<void> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return;
+    await this.run(
+      [
+        "nix",
+        ...EXPERIMENTAL,
+        "store",
+        "copy-sigs",
+        "--substituter",
+        substituter,
+        "--option",
+        "narinfo-cache-negative-ttl",
+        "0",
+        "--option",
+        "narinfo-cache-positive-ttl",
+        "0",
+        ...paths,
+      ],
+      "E_COMMAND_FAILED",
+      `nix store copy-sigs --substituter ${substituter}`,
+      600_000,
+    );
   }
 
   /** Keeps a store path alive through an indirect GC root at `root`. */
