@@ -36,7 +36,7 @@ export async function requireTrustedSignatures(deps: SignatureCheckDeps, path: s
     const lacking = infos.filter((info) => trustedSigner(info, trusted) === undefined).map((info) => info.path);
     for (const substituter of config.substituters) {
       try {
-        await nix.copySignatures(substituter, lacking);
+        await nix.copySignatures(lacking, { from: substituter });
       } catch (error) {
         log.warn({ substituter, err: (error as Error).message }, "could not copy signatures from a substituter");
       }

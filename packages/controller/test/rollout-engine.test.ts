@@ -36,7 +36,7 @@ const OLD = (host: string) => storePath(`${host}-old`);
 const NEW = (host: string) => storePath(`${host}-new`);
 
 /** Everything is in the cache: the engine does not look at it. */
-const cache = { missingFromClosure: async () => [] } as unknown as BinaryCache;
+const cache = { closureInfos: async () => new Map() } as unknown as BinaryCache;
 
 interface Push {
   host: string;
@@ -137,6 +137,7 @@ class Harness {
 
   async start(names: readonly string[], given: Partial<PolicyMessage> = {}): Promise<string> {
     const request: StartRolloutRequest = {
+      allowUnsigned: false,
       targets: names.map((hostName) => ({ hostName, storePath: NEW(hostName) })),
       hostNames: [],
       tags: [],

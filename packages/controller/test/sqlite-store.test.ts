@@ -46,6 +46,7 @@ describe("SqliteStateStore hosts", () => {
       deploymentId: "",
       activationMode: ActivationMode.ACTIVATION_MODE_SWITCH,
       currentSystem: "",
+      previousSystem: "",
       phase: HostPhase.HOST_PHASE_IDLE,
       appliedSerial: 0,
       lastSeenMs: 0,
@@ -203,6 +204,20 @@ describe("SqliteStateStore deployments and reports", () => {
     assert.deepEqual(await store.recordReport("a", {}), after1);
     await rejectsCode(store.recordReport("ghost", { lastSeenMs: 1 }), "E_UNKNOWN_HOST");
     await rejectsCode(store.recordReport("ghost", {}), "E_UNKNOWN_HOST");
+  });
+
+  test("a new currentSystem moves the one it replaces to previousSystem; the same one or a report without it does not", async () => {
+    const { store } = open();
+    await store.addHost("a", hashToken("a"), [], 5);
+    await store.recordReport("a", { currentSystem: SYS_A });
+    assert.equal((await store.getHost("a"))?.previousSystem, "");
+    await store.recordReport("a", { currentSystem: SYS_B });
+    assert.deepEqual([(await store.getHost("a"))?.currentSystem, (await store.getHost("a"))?.previousSystem], [SYS_B, SYS_A]);
+    await store.recordReport("a", { currentSystem: SYS_B, lastSeenMs: 9 });
+    await store.recordReport("a", { lastSeenMs: 10 });
+    assert.equal((await store.getHost("a"))?.previousSystem, SYS_A);
+    await store.recordReport("a", { currentSystem: SYS_A });
+    assert.equal((await store.getHost("a"))?.previousSystem, SYS_B);
   });
 
   test("events are listed per host, oldest first, the newest `limit` of them", async () => {

@@ -27,8 +27,10 @@ function bad(detail: string): FerryError {
  * Parses `nix path-info --json --sigs` (Nix 2.8: an array of objects; the
  * "signatures" key is absent when a path has none), strictly: whatever does
  * not have the expected shape is an error, never an empty signature list.
+ * A path the store lacks (`"valid": false`) is an error too, unless
+ * `skipInvalid` (asking a cache what it holds), when it is left out.
  */
-export function parseSignedPathInfos(json: string): SignedPathInfo[] {
+export function parseSignedPathInfos(json: string, options: { skipInvalid?: boolean } = {}): SignedPathInfo[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(json);
@@ -36,7 +38,8 @@ export function parseSignedPathInfos(json: string): SignedPathInfo[] {
     throw bad((error as Error).message);
   }
   if (!Array.isArray(parsed)) throw bad("not a JSON array");
-  return parsed.map((entry: unknown, index): SignedPathInfo => {
+  const entries = options.skipInvalid ? parsed.filter((entry) => (entry as { valid?: unknown } | null)?.valid !== false) : parsed;
+  return entries.map((entry: unknown, index): SignedPathInfo => {
     if (typeof entry !== "object" || entry === null || Array.isArray(entry)) throw bad(`entry ${index} is not an object`);
     const fields = entry as Record<string, unknown>;
     const path = assertStorePath(fields["path"]);

@@ -4,6 +4,12 @@ import { describeExit, outputTail, type CommandResult, type CommandRunner } from
 import { assertStorePath } from "./validate.js";
 
 const EXPERIMENTAL = ["--extra-experimental-features", "nix-command"];
+/** Nix remembers what a cache holds for days; a cache that just changed must be asked afresh. */
+const FRESH_NARINFO = ["--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0"];
+
+function netrc(file: string | undefined): string[] {
+  return file ? ["--option", "netrc-file", file] : [];
+}
 
 export interface SubstituteOptions {
   substituters: readonly string[];
@@ -154,31 +160,32 @@ export class Nix {
   }
 
   /**
-   * Adds to the local store the signatures a substituter holds for these
-   * paths (Nix skips those made for other contents). Adding a signature
-   * grants nothing: whoever relies on one verifies it.
+   * What a binary cache holds for these paths (`nix path-info --json --sigs
+   * --store URL`): NAR hash, size, references and signatures of each path it
+   * has; paths it lacks are left out.
    */
-  async copySignatures(substituter: string, paths: readonly string[]): Promise<void> {
+  async cachedPathInfos(url: string, paths: readonly string[], netrcFile?: string): Promise<SignedPathInfo[]> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return [];
+    const argv = ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--store", url, ...FRESH_NARINFO, ...netrc(netrcFile), ...paths];
+    const result = await this.run(argv, "E_CACHE_UPLOAD", `nix path-info --store ${url}`, 600_000);
+    return parseSignedPathInfos(result.stdout, { skipInvalid: true });
+  }
+
+  /**
+   * Copies signatures of these paths from the store `from` into the store
+   * `to` (the local store when absent). Nix skips a signature made for other
+   * contents (NAR hash, size, references). Adding a signature grants
+   * nothing: whoever relies on one verifies it.
+   */
+  async copySignatures(paths: readonly string[], stores: { from: string; to?: string; netrcFile?: string }): Promise<void> {
     paths.forEach(assertStorePath);
     if (paths.length === 0) return;
+    const target = stores.to === undefined ? [] : ["--store", stores.to];
     await this.run(
-      [
-        "nix",
-        ...EXPERIMENTAL,
-        "store",
-        "copy-sigs",
-        "--substituter",
-        substituter,
-        "--option",
-        "narinfo-cache-negative-ttl",
-        "0",
-        "--option",
-        "narinfo-cache-positive-ttl",
-        "0",
-        ...paths,
-      ],
+      ["nix", ...EXPERIMENTAL, "store", "copy-sigs", ...target, "--substituter", stores.from, ...FRESH_NARINFO, ...netrc(stores.netrcFile), ...paths],
       "E_COMMAND_FAILED",
-      `nix store copy-sigs --substituter ${substituter}`,
+      `nix store copy-sigs --substituter ${stores.from}${stores.to === undefined ? "" : ` --store ${stores.to}`}`,
       600_000,
     );
   }

@@ -56,6 +56,8 @@ export {
   RemoveMaintenanceWindowResponse,
   DryActivateRequest,
   DryActivateResponse,
+  RemoveCachePathsRequest,
+  RemoveCachePathsResponse,
   OperatorServiceService,
   OperatorServiceServer,
   OperatorServiceClient,

@@ -23,6 +23,7 @@ export async function deployCommand(args: string[]): Promise<number> {
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
     mode: { type: "string", default: "switch" },
+    "allow-unsigned": { type: "boolean", default: false },
   });
   if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS]");
   const targets = positionals.map(parseTarget);
@@ -31,7 +32,7 @@ export async function deployCommand(args: string[]): Promise<number> {
   const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const response = await connection.call(connection.client.deploy, { targets, mode });
+    const response = await connection.call(connection.client.deploy, { targets, mode, allowUnsigned: values["allow-unsigned"] });
     out.note(`deployment ${response.deploymentId}: ${response.hosts.length} host(s)`);
     if (!values.wait) {
       out.result({ deploymentId: response.deploymentId, hosts: response.hosts.map(hostStatusJson) }, () => `recorded deployment ${response.deploymentId}\n`);

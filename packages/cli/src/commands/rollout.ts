@@ -61,6 +61,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     "prefetch-timeout": { type: "string" },
     "skip-unfetchable": { type: "boolean", default: false },
     "rollback-on-abort": { type: "boolean", default: false },
+    "allow-unsigned": { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
   });
@@ -89,6 +90,7 @@ async function rolloutStart(args: string[]): Promise<number> {
       environment: values.environment,
       afterEnvironment: values.after,
       requestedBy: `${userInfo().username}@${hostname()}`,
+      allowUnsigned: values["allow-unsigned"],
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.note(`started rollout ${rollout.id}: ${rollout.hosts.length} host(s) in ${rollout.waveCount} wave(s)`);

@@ -21,13 +21,35 @@ export async function validateTargets(store: StateStore, targets: readonly HostT
   await store.listHosts([...seen]);
 }
 
-/** Refuses unless the cache can serve every path of every target's closure. */
-export async function requireClosuresInCache(cache: BinaryCache, storePaths: Iterable<string>): Promise<void> {
+export interface CacheRequirements {
+  /** Accept closure paths for which the cache holds no signature at all. */
+  allowUnsigned: boolean;
+}
+
+function listSome(paths: readonly string[]): string {
+  return paths.slice(0, 5).join(", ") + (paths.length > 5 ? ` and ${paths.length - 5} more` : "");
+}
+
+/**
+ * Refuses unless the cache can serve every path of every target's closure
+ * and, unless allowed, holds some signature for each. The controller cannot
+ * know which keys a host trusts, but a path with no signature at all would be
+ * refused by every host that gets it from this cache.
+ */
+export async function requireClosuresInCache(cache: BinaryCache, storePaths: Iterable<string>, requirements: CacheRequirements): Promise<void> {
   for (const path of new Set(storePaths)) {
-    const missing = await cache.missingFromClosure(path);
+    const infos = [...(await cache.closureInfos([path]))];
+    const missing = infos.filter(([, info]) => info === undefined).map(([p]) => p);
     if (missing.length > 0) {
-      const shown = missing.slice(0, 5).join(", ") + (missing.length > 5 ? ` and ${missing.length - 5} more` : "");
-      throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache lacks ${missing.length} path(s) of the closure of ${path}: ${shown}`);
+      throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache lacks ${missing.length} path(s) of the closure of ${path}: ${listSome(missing.sort())}`);
+    }
+    const unsigned = infos.filter(([, info]) => info?.sigs.length === 0).map(([p]) => p);
+    if (unsigned.length > 0 && !requirements.allowUnsigned) {
+      throw new FerryError(
+        "E_CACHE_UNSIGNED",
+        `the cache holds no signature for ${unsigned.length} path(s) of the closure of ${path}: ${listSome(unsigned.sort())}` +
+          "; push them again with --signing-key-file, or pass --allow-unsigned",
+      );
     }
   }
 }
@@ -39,11 +61,13 @@ export async function recordDeploy(
   targets: readonly HostTarget[],
   mode: ActivationMode,
   nowMs: number,
+  requirements: CacheRequirements = { allowUnsigned: false },
 ): Promise<{ deploymentId: string; records: HostRecord[] }> {
   await validateTargets(store, targets);
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),
+    requirements,
   );
   const effectiveMode = mode === ActivationMode.ACTIVATION_MODE_UNSPECIFIED ? ActivationMode.ACTIVATION_MODE_SWITCH : mode;
   const deploymentId = newId("d", nowMs);

@@ -10,6 +10,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_BAD_TAG: status.INVALID_ARGUMENT,
   E_BAD_ARGUMENT: status.INVALID_ARGUMENT,
   E_PATH_NOT_IN_CACHE: status.FAILED_PRECONDITION,
+  E_CACHE_UNSIGNED: status.FAILED_PRECONDITION,
+  E_CACHE_PATH_IN_USE: status.FAILED_PRECONDITION,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

@@ -126,6 +126,11 @@ export interface HostTarget {
 export interface DeployRequest {
   targets: HostTarget[];
   mode: ActivationMode;
+  /**
+   * Record the deployment even though the cache holds no signature at all for
+   * some closure path (hosts still refuse what their own keys did not sign).
+   */
+  allowUnsigned: boolean;
 }
 
 export interface DeployResponse {
@@ -200,6 +205,8 @@ export interface StartRolloutRequest {
   /** Require a completed rollout of the same manifest on this environment. */
   afterEnvironment: string;
   requestedBy: string;
+  /** As DeployRequest.allow_unsigned. */
+  allowUnsigned: boolean;
 }
 
 export interface StartRolloutRequest_ManifestEntry {
@@ -312,6 +319,17 @@ export interface DryActivateResponse {
   output: string;
   errorCode: string;
   errorMessage: string;
+}
+
+export interface RemoveCachePathsRequest {
+  storePaths: string[];
+}
+
+export interface RemoveCachePathsResponse {
+  /** Paths whose narinfo was removed. */
+  removed: string[];
+  /** Paths the cache did not hold. */
+  absent: string[];
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -1014,7 +1032,7 @@ export const HostTarget: MessageFns<HostTarget> = {
 };
 
 function createBaseDeployRequest(): DeployRequest {
-  return { targets: [], mode: 0 };
+  return { targets: [], mode: 0, allowUnsigned: false };
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
@@ -1024,6 +1042,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     }
     if (message.mode !== 0) {
       writer.uint32(16).int32(message.mode);
+    }
+    if (message.allowUnsigned !== false) {
+      writer.uint32(24).bool(message.allowUnsigned);
     }
     return writer;
   },
@@ -1057,6 +1078,14 @@ export const DeployRequest: MessageFns<DeployRequest> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.allowUnsigned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1073,6 +1102,11 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     return {
       targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => HostTarget.fromJSON(e)) : [],
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      allowUnsigned: isSet(object.allowUnsigned)
+        ? globalThis.Boolean(object.allowUnsigned)
+        : isSet(object.allow_unsigned)
+          ? globalThis.Boolean(object.allow_unsigned)
+          : false,
     };
   },
 
@@ -1084,6 +1118,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     if (message.mode !== 0) {
       obj.mode = activationModeToJSON(message.mode);
     }
+    if (message.allowUnsigned !== false) {
+      obj.allowUnsigned = message.allowUnsigned;
+    }
     return obj;
   },
 
@@ -1094,6 +1131,7 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     const message = createBaseDeployRequest();
     message.targets = object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
     message.mode = object.mode ?? 0;
+    message.allowUnsigned = object.allowUnsigned ?? false;
     return message;
   },
 };
@@ -2069,6 +2107,7 @@ function createBaseStartRolloutRequest(): StartRolloutRequest {
     environment: "",
     afterEnvironment: "",
     requestedBy: "",
+    allowUnsigned: false,
   };
 }
 
@@ -2097,6 +2136,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     }
     if (message.requestedBy !== "") {
       writer.uint32(66).string(message.requestedBy);
+    }
+    if (message.allowUnsigned !== false) {
+      writer.uint32(72).bool(message.allowUnsigned);
     }
     return writer;
   },
@@ -2181,6 +2223,14 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
             message.requestedBy = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.allowUnsigned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2221,6 +2271,11 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
           ? globalThis.String(object.after_environment)
           : "",
       requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
+      allowUnsigned: isSet(object.allowUnsigned)
+        ? globalThis.Boolean(object.allowUnsigned)
+        : isSet(object.allow_unsigned)
+          ? globalThis.Boolean(object.allow_unsigned)
+          : false,
     };
   },
 
@@ -2256,6 +2311,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     if (message.requestedBy !== "") {
       obj.requestedBy = message.requestedBy;
     }
+    if (message.allowUnsigned !== false) {
+      obj.allowUnsigned = message.allowUnsigned;
+    }
     return obj;
   },
 
@@ -2280,6 +2338,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     message.environment = object.environment ?? "";
     message.afterEnvironment = object.afterEnvironment ?? "";
     message.requestedBy = object.requestedBy ?? "";
+    message.allowUnsigned = object.allowUnsigned ?? false;
     return message;
   },
 };
@@ -4108,6 +4167,164 @@ export const DryActivateResponse: MessageFns<DryActivateResponse> = {
   },
 };
 
+function createBaseRemoveCachePathsRequest(): RemoveCachePathsRequest {
+  return { storePaths: [] };
+}
+
+export const RemoveCachePathsRequest: MessageFns<RemoveCachePathsRequest> = {
+  encode(message: RemoveCachePathsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.storePaths) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveCachePathsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveCachePathsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.storePaths.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveCachePathsRequest {
+    return {
+      storePaths: globalThis.Array.isArray(object?.storePaths)
+        ? object.storePaths.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.store_paths)
+          ? object.store_paths.map((e: any) => globalThis.String(e))
+          : [],
+    };
+  },
+
+  toJSON(message: RemoveCachePathsRequest): unknown {
+    const obj: any = {};
+    if (message.storePaths?.length) {
+      obj.storePaths = message.storePaths;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveCachePathsRequest>): RemoveCachePathsRequest {
+    return RemoveCachePathsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveCachePathsRequest>): RemoveCachePathsRequest {
+    const message = createBaseRemoveCachePathsRequest();
+    message.storePaths = object.storePaths?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveCachePathsResponse(): RemoveCachePathsResponse {
+  return { removed: [], absent: [] };
+}
+
+export const RemoveCachePathsResponse: MessageFns<RemoveCachePathsResponse> = {
+  encode(message: RemoveCachePathsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.removed) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.absent) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveCachePathsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveCachePathsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.absent.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveCachePathsResponse {
+    return {
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      absent: globalThis.Array.isArray(object?.absent) ? object.absent.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RemoveCachePathsResponse): unknown {
+    const obj: any = {};
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    if (message.absent?.length) {
+      obj.absent = message.absent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveCachePathsResponse>): RemoveCachePathsResponse {
+    return RemoveCachePathsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveCachePathsResponse>): RemoveCachePathsResponse {
+    const message = createBaseRemoveCachePathsResponse();
+    message.removed = object.removed?.map((e) => e) || [];
+    message.absent = object.absent?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * The operator API, spoken by the `ferry` CLI and by CI. Every call carries
  * `authorization: Bearer <operator token>` metadata. Failures carry a stable
@@ -4244,6 +4461,19 @@ export const OperatorServiceService = {
     responseSerialize: (value: RemoveMaintenanceWindowResponse): Buffer => Buffer.from(RemoveMaintenanceWindowResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveMaintenanceWindowResponse => RemoveMaintenanceWindowResponse.decode(value),
   },
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths: {
+    path: "/ferry.v1.OperatorService/RemoveCachePaths" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveCachePathsRequest): Buffer => Buffer.from(RemoveCachePathsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveCachePathsRequest => RemoveCachePathsRequest.decode(value),
+    responseSerialize: (value: RemoveCachePathsResponse): Buffer => Buffer.from(RemoveCachePathsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveCachePathsResponse => RemoveCachePathsResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -4264,6 +4494,11 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   addMaintenanceWindow: handleUnaryCall<AddMaintenanceWindowRequest, AddMaintenanceWindowResponse>;
   listMaintenanceWindows: handleUnaryCall<ListMaintenanceWindowsRequest, ListMaintenanceWindowsResponse>;
   removeMaintenanceWindow: handleUnaryCall<RemoveMaintenanceWindowRequest, RemoveMaintenanceWindowResponse>;
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths: handleUnaryCall<RemoveCachePathsRequest, RemoveCachePathsResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -4408,6 +4643,22 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths(request: RemoveCachePathsRequest, callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void): ClientUnaryCall;
+  removeCachePaths(
+    request: RemoveCachePathsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void,
+  ): ClientUnaryCall;
+  removeCachePaths(
+    request: RemoveCachePathsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void,
   ): ClientUnaryCall;
 }
 
