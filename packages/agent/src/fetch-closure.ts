@@ -36,7 +36,7 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
       // A bad signature will not fix itself; a missing path may still be uploading.
-      if (failure.code === "E_UNSIGNED_PATH" || attempt >= FETCH_ATTEMPTS) throw failure;
+      if (failure.code === "E_UNSIGNED_PATH" || failure.code === "E_BAD_CONFIG" || attempt >= FETCH_ATTEMPTS) throw failure;
       log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
       await sleep(2000 * 2 ** (attempt - 1));
     }
