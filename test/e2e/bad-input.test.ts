@@ -112,7 +112,9 @@ describe(
     test("an unsigned path is refused the same way", async () => {
       const unsigned = await buildFixtureSystem("db-1", 3);
       await fleet.push([unsigned], null);
-      const result = await fleet.cli(["deploy", `db-1=${unsigned}`, "--wait", "--timeout", "60"]);
+      // The controller refuses it first (E_CACHE_UNSIGNED); past that, the host refuses it on its own.
+      assert.equal((await errorOf(["deploy", `db-1=${unsigned}`])).code, "E_CACHE_UNSIGNED");
+      const result = await fleet.cli(["deploy", `db-1=${unsigned}`, "--allow-unsigned", "--wait", "--timeout", "60"]);
       assert.equal(result.code, 1);
       assert.match(result.stderr, /E_DEPLOY_FAILED: .*E_UNSIGNED_PATH/);
       assert.equal(fleet.host("db-1").currentSystem(), good);

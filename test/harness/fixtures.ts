@@ -11,7 +11,13 @@ export const RUN_SALT = randomBytes(6).toString("hex");
 
 /** Builds a fixture system with the real Nix into the machine's store and returns its path. */
 export async function buildFixtureSystem(name: string, generation: number, behaviour: FixtureBehaviour = "ok"): Promise<string> {
-  const out = await mustExec([
+  const out = await mustExec(fixtureBuildArgv(name, generation, behaviour));
+  return out.trim();
+}
+
+/** The nix-build command line of a fixture system: run it inside a simulated host to build there (same path as outside). */
+export function fixtureBuildArgv(name: string, generation: number, behaviour: FixtureBehaviour = "ok"): string[] {
+  return [
     "nix-build",
     SYSTEM_NIX,
     "--no-out-link",
@@ -31,6 +37,5 @@ export async function buildFixtureSystem(name: string, generation: number, behav
     "--option",
     "substituters",
     "",
-  ]);
-  return out.trim();
+  ];
 }

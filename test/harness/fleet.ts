@@ -81,8 +81,9 @@ export class Fleet {
     return host;
   }
 
+  /** `ferry cache push`, signed by `key`, or unsigned (--unsigned) when `key` is null. */
   async push(paths: readonly string[], key: SigningKey | null = this.key): Promise<void> {
-    await this.mustCli(["cache", "push", ...paths, ...(key ? ["--signing-key-file", key.secretFile] : [])]);
+    await this.mustCli(["cache", "push", ...paths, ...(key ? ["--signing-key-file", key.secretFile] : ["--unsigned"])]);
   }
 
   readAdminToken(): string {

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { assertStorePath, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
+import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
 /**
  * Realises the system under the host's own trust settings, then asks it what
@@ -17,6 +18,7 @@ export async function dryActivate(command: DryActivateCommand, config: AgentConf
       gcRoot: join(config.stateDir, "gcroots", "dry-activate"),
       timeoutMs: config.fetchTimeout * 1000,
     });
+    await requireTrustedSignatures({ config, nix, log }, path);
     const output = await nix.switchToConfiguration(path, "dry-activate", config.activationTimeout * 1000);
     log.info({ storePath: path }, "dry-activate done");
     return { ...answer, success: true, errorCode: "", errorMessage: "", output };

@@ -2,6 +2,7 @@ import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { AgentConfig } from "./config.js";
+import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
 export interface FetchDeps {
   config: AgentConfig;
@@ -15,8 +16,9 @@ const MIB = 1024 * 1024;
 
 /**
  * Realises a closure from the host's own substituters, under its own trusted
- * keys, after checking it fits on /nix; `rootName` names the GC root that
- * keeps it alive until the transaction decides its fate.
+ * keys, after checking it fits on /nix, then checks every path's signature
+ * itself (Nix does not for paths already in the store); `rootName` names the
+ * GC root that keeps it alive until the transaction decides its fate.
  */
 export async function fetchClosure(deps: FetchDeps, path: string, rootName: string): Promise<void> {
   await checkDiskSpace(deps, path);
@@ -29,11 +31,12 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
         gcRoot: join(config.stateDir, "gcroots", rootName),
         timeoutMs: config.fetchTimeout * 1000,
       });
+      await requireTrustedSignatures(deps, path);
       return;
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
       // A bad signature will not fix itself; a missing path may still be uploading.
-      if (failure.code === "E_UNSIGNED_PATH" || attempt >= FETCH_ATTEMPTS) throw failure;
+      if (failure.code === "E_UNSIGNED_PATH" || failure.code === "E_BAD_CONFIG" || attempt >= FETCH_ATTEMPTS) throw failure;
       log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
       await sleep(2000 * 2 ** (attempt - 1));
     }

@@ -8,12 +8,15 @@ import { HostPhase, type ActivationResult } from "@ferry/protocol";
 import { parseAgentConfig } from "../src/config.js";
 import { StateFile } from "../src/state-file.js";
 import { ActivationTransaction } from "../src/transaction.js";
+import { makeKey, pathInfoJson } from "./signed-paths.js";
 
 // The activation transaction (packages/agent/src/transaction.ts) against a
 // fake Nix/NixOS: temp profile and current-system symlinks, scripted results.
 const PREV = "/nix/store/1zy01hjzwvvia6h9dq5xar88v77fgh9x-nixos-system-web1-old";
 const NEXT = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1-new";
 const SWITCH = "/bin/switch-to-configuration";
+/** The key the fake host trusts; the fake store holds NEXT signed by it (see FakeSystem). */
+const HOST_KEY = makeKey("ferry-1");
 
 const root = mkdtempSync(join(tmpdir(), "ferry-activation-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -71,11 +74,13 @@ class FakeSystem implements CommandRunner {
     const [program, ...args] = argv;
     // Sizes for the disk-space check: tiny; and nothing of the closure is in the store yet.
     const defaults: Partial<CommandResult> =
-      program === "nix" && args.includes("path-info")
-        ? { stdout: JSON.stringify([{ path: NEXT, narSize: 4096 }]) }
-        : program === "nix-store" && args.includes("--print-invalid")
-          ? { stdout: `${NEXT}\n` }
-          : {};
+      program === "nix" && args.includes("--sigs")
+        ? { stdout: JSON.stringify([pathInfoJson(args.at(-1) as string, HOST_KEY)]) }
+        : program === "nix" && args.includes("path-info")
+          ? { stdout: JSON.stringify([{ path: NEXT, narSize: 4096 }]) }
+          : program === "nix-store" && args.includes("--print-invalid")
+            ? { stdout: `${NEXT}\n` }
+            : {};
     const result: CommandResult = { argv, exitCode: 0, signal: null, stdout: "", stderr: "", timedOut: false, ...defaults, ...this.script(argv, this) };
     if (program === "nix-env" && result.exitCode === 0 && args[0] === "-p" && args[2] === "--set") setProfileLink(this.f.profile, args[3] as string);
     if (program?.endsWith(SWITCH) && (args[0] === "switch" || args[0] === "test") && !result.timedOut)
@@ -131,7 +136,7 @@ function fixture(options: Options = {}): Fixture {
     hostName: "web1",
     tokenFile: join(dir, "token"),
     substituters: ["http://127.0.0.1:1/cache"],
-    trustedPublicKeys: ["ferry-1:QUJD"],
+    trustedPublicKeys: [HOST_KEY.publicKey],
     stateDir,
     profile,
     currentSystemLink: currentLink,
@@ -256,6 +261,20 @@ describe("ActivationTransaction.run (switch strategy)", () => {
     const result = await f.tx.run(desired(4));
     assert.deepEqual(f.system.changes, [fetchOf(NEXT)]);
     assert.equal(result.errorCode, "E_UNSIGNED_PATH");
+  });
+
+  test("a closure already in the store but not signed by a trusted key: refused after the fetch, before any switch", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    // What nix-store --realise never checks: a path that was valid before it ran, built on the host.
+    f.system.script = (argv) => (argv[0] === "nix" && argv.includes("--sigs") ? { stdout: JSON.stringify([pathInfoJson(NEXT, null)]) } : undefined);
+    const result = await f.tx.run(desired(4));
+    assert.deepEqual(f.system.changes, [fetchOf(NEXT)]);
+    assert.equal(result.errorCode, "E_UNSIGNED_PATH");
+    assert.match(result.errorMessage, new RegExp(`^${NEXT} carries no signature`));
+    assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
+    assert.equal(readlinkSync(f.currentLink), PREV);
+    assert.equal(profileTarget(f.profile), PREV);
+    assert.equal(f.readState().transaction, null);
   });
 
   test("not enough disk space: E_NO_SPACE before anything is fetched", async () => {

@@ -7,8 +7,10 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry host add NAME [--tag TAG]... [--token-out FILE]
   ferry host list
   ferry host remove NAME
-  ferry cache push STOREPATH... [--signing-key-file KEY] [--cache-url URL]
-  ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--wait] [--timeout SECONDS]
+  ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned] [--cache-url URL]
+                                 key also from FERRY_SIGNING_KEY_FILE; pushing again adds signatures
+  ferry cache rm STOREPATH...    remove paths no host's desired/current/previous system needs
+  ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--allow-unsigned] [--wait] [--timeout SECONDS]
         a host whose maintenance window is closed fetches now and activates when it opens;
         --ignore-windows activates at once (the result names those hosts)
   ferry status [HOST]...
@@ -17,7 +19,7 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
         [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
-        [--rollback-on-abort] [--mode MODE] [--wait] [--timeout SECONDS]
+        [--rollback-on-abort] [--mode MODE] [--allow-unsigned] [--wait] [--timeout SECONDS]
   ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID

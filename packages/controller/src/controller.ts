@@ -6,6 +6,7 @@ import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
+import { createCacheHandlers } from "./api/cache-service.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
@@ -154,6 +155,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
+    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   const grpcPort = await new Promise<number>((resolve, reject) => {

@@ -39,7 +39,7 @@ const OLD = (host: string) => storePath(`${host}-old`);
 const NEW = (host: string) => storePath(`${host}-new`);
 
 /** Everything is in the cache: the engine does not look at it. */
-const cache = { missingFromClosure: async () => [] } as unknown as BinaryCache;
+const cache = { closureInfos: async () => new Map() } as unknown as BinaryCache;
 
 interface Push {
   host: string;
@@ -149,6 +149,7 @@ class Harness {
 
   async start(names: readonly string[], given: Partial<PolicyMessage> = {}, mode = ActivationMode.ACTIVATION_MODE_UNSPECIFIED): Promise<string> {
     const request: StartRolloutRequest = {
+      allowUnsigned: false,
       targets: names.map((hostName) => ({ hostName, storePath: NEW(hostName) })),
       hostNames: [],
       tags: [],

@@ -47,6 +47,7 @@ describe("SqliteStateStore hosts", () => {
       deploymentId: "",
       activationMode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
       currentSystem: "",
+      previousSystem: "",
       phase: HostPhase.HOST_PHASE_IDLE,
       appliedSerial: 0,
       lastSeenMs: 0,
@@ -207,6 +208,20 @@ describe("SqliteStateStore deployments and reports", () => {
     await rejectsCode(store.recordReport("ghost", {}), "E_UNKNOWN_HOST");
   });
 
+  test("a new currentSystem moves the one it replaces to previousSystem; the same one or a report without it does not", async () => {
+    const { store } = open();
+    await store.addHost("a", hashToken("a"), [], 5);
+    await store.recordReport("a", { currentSystem: SYS_A });
+    assert.equal((await store.getHost("a"))?.previousSystem, "");
+    await store.recordReport("a", { currentSystem: SYS_B });
+    assert.deepEqual([(await store.getHost("a"))?.currentSystem, (await store.getHost("a"))?.previousSystem], [SYS_B, SYS_A]);
+    await store.recordReport("a", { currentSystem: SYS_B, lastSeenMs: 9 });
+    await store.recordReport("a", { lastSeenMs: 10 });
+    assert.equal((await store.getHost("a"))?.previousSystem, SYS_A);
+    await store.recordReport("a", { currentSystem: SYS_A });
+    assert.equal((await store.getHost("a"))?.previousSystem, SYS_B);
+  });
+
   test("events are listed per host, oldest first, the newest `limit` of them", async () => {
     const { store } = open();
     for (let i = 1; i <= 5; i++) await store.appendEvent({ atMs: i, hostName: "a", kind: `k${i}`, data: { i, nested: { ok: true } } });
@@ -292,7 +307,7 @@ describe("SqliteStateStore durability", () => {
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
     const db = new Database(file);
-    db.exec("ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
+    db.exec("ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
     db.close();
 
     const { store: upgraded } = open(file);

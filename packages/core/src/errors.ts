@@ -20,7 +20,15 @@ export const ERROR_HINTS = {
     "The agent sent frames faster than the controller accepts from one host; it reconnects after its back-off. Repeated, the host is misbehaving.",
   E_FRAME_TOO_LARGE: "A frame exceeded the size limit; this is a bug or an attack.",
   E_PATH_NOT_IN_CACHE: "Push the closure first: ferry cache push STOREPATH.",
-  E_UNSIGNED_PATH: "Sign the closure with a key the host trusts (ferry cache push --signing-key-file), or add the key to the agent's trustedPublicKeys.",
+  E_UNSIGNED_PATH:
+    "Sign the closure with a key the host trusts (ferry cache push --signing-key-file adds signatures to what the cache holds), or add the key to the agent's trustedPublicKeys.",
+  E_CACHE_UNSIGNED:
+    "The cache holds no signature at all for part of the closure: push it again with --signing-key-file (signatures are added), or pass --allow-unsigned if the hosts get signed copies elsewhere.",
+  E_CACHE_CONFLICT:
+    "The cache already holds this store path with another NAR hash (a build that is not reproducible?); keep the cache's copy, or remove it first (ferry cache rm PATH) and push again.",
+  E_CACHE_PATH_IN_USE: "A host's desired, current or previous system needs this path; deploy another system to that host first.",
+  E_PUSH_UNSIGNED:
+    "Sign what you push: --signing-key-file KEY or FERRY_SIGNING_KEY_FILE; pass --unsigned only if the hosts should refuse these paths until they are signed.",
   E_FETCH_FAILED: "Check that the host reaches its substituters and that the path is in the cache.",
   E_ACTIVATION_FAILED: "See the captured output of switch-to-configuration for the failing unit.",
   E_ACTIVATION_TIMEOUT: "switch-to-configuration did not finish in time; raise activationTimeout or find the hung unit.",

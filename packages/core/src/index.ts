@@ -7,6 +7,7 @@ export * from "./runner.js";
 export * from "./nix.js";
 export * from "./modes.js";
 export * from "./narinfo.js";
+export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
 export * from "./write-fully.js";

@@ -1,8 +1,17 @@
+import { parseSignedPathInfos, type SignedPathInfo } from "./closure-signatures.js";
 import { FerryError, type ErrorCode } from "./errors.js";
 import { describeExit, outputTail, type CommandResult, type CommandRunner } from "./runner.js";
 import { assertStorePath } from "./validate.js";
 
 const EXPERIMENTAL = ["--extra-experimental-features", "nix-command"];
+/** A closure listing is parsed whole: a NixOS system's `path-info --json --sigs -r` runs to megabytes. */
+const LISTING_LIMIT = 256 * 1024 * 1024;
+/** Nix remembers what a cache holds for days; a cache that just changed must be asked afresh. */
+const FRESH_NARINFO = ["--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0"];
+
+function netrc(file: string | undefined): string[] {
+  return file ? ["--option", "netrc-file", file] : [];
+}
 
 export interface SubstituteOptions {
   substituters: readonly string[];
@@ -24,8 +33,14 @@ export class Nix {
     private readonly env: Readonly<Record<string, string>> = {},
   ) {}
 
-  private async run(argv: string[], code: ErrorCode, what: string, timeoutMs?: number, input?: string): Promise<CommandResult> {
-    const result = await this.runner.run({ argv, env: this.env, ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(input === undefined ? {} : { input }) });
+  private async run(argv: string[], code: ErrorCode, what: string, timeoutMs?: number, input?: string, stdoutLimit?: number): Promise<CommandResult> {
+    const result = await this.runner.run({
+      argv,
+      env: this.env,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(input === undefined ? {} : { input }),
+      ...(stdoutLimit === undefined ? {} : { stdoutLimit }),
+    });
     if (result.timedOut) {
       throw new FerryError(code === "E_ACTIVATION_FAILED" ? "E_ACTIVATION_TIMEOUT" : "E_COMMAND_TIMEOUT", `${what} timed out`, { output: outputTail(result) });
     }
@@ -86,7 +101,14 @@ export class Nix {
   async invalidPaths(paths: readonly string[]): Promise<string[]> {
     paths.forEach(assertStorePath);
     if (paths.length === 0) return [];
-    const result = await this.run(["nix-store", "--check-validity", "--print-invalid", ...paths], "E_COMMAND_FAILED", "nix-store --check-validity");
+    const result = await this.run(
+      ["nix-store", "--check-validity", "--print-invalid", ...paths],
+      "E_COMMAND_FAILED",
+      "nix-store --check-validity",
+      undefined,
+      undefined,
+      LISTING_LIMIT,
+    );
     return result.stdout.split("\n").filter(Boolean).map(assertStorePath);
   }
 
@@ -121,6 +143,8 @@ export class Nix {
       "E_FETCH_FAILED",
       `nix path-info --store ${substituter}`,
       120_000,
+      undefined,
+      LISTING_LIMIT,
     );
     const parsed = JSON.parse(result.stdout) as { path: string; narSize: number }[];
     return parsed.map((entry) => ({ path: assertStorePath(entry.path), narSize: Number(entry.narSize) }));
@@ -130,7 +154,14 @@ export class Nix {
   async pathInfos(paths: readonly string[]): Promise<{ path: string; narHash: string; narSize: number; references: string[] }[]> {
     paths.forEach(assertStorePath);
     if (paths.length === 0) return [];
-    const result = await this.run(["nix", ...EXPERIMENTAL, "path-info", "--json", ...paths], "E_COMMAND_FAILED", "nix path-info");
+    const result = await this.run(
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", ...paths],
+      "E_COMMAND_FAILED",
+      "nix path-info",
+      undefined,
+      undefined,
+      LISTING_LIMIT,
+    );
     const parsed = JSON.parse(result.stdout) as { path: string; narHash: string; narSize: number; references?: string[] }[];
     return parsed.map((entry) => ({
       path: assertStorePath(entry.path),
@@ -138,6 +169,51 @@ export class Nix {
       narSize: Number(entry.narSize),
       references: (entry.references ?? []).map(assertStorePath),
     }));
+  }
+
+  /** Every path of a valid closure with its signatures and what they cover, for checking them in-process. */
+  async closureSignatures(path: string): Promise<SignedPathInfo[]> {
+    assertStorePath(path);
+    const result = await this.run(
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--recursive", path],
+      "E_COMMAND_FAILED",
+      "nix path-info --sigs",
+      600_000,
+      undefined,
+      LISTING_LIMIT,
+    );
+    return parseSignedPathInfos(result.stdout);
+  }
+
+  /**
+   * What a binary cache holds for these paths (`nix path-info --json --sigs
+   * --store URL`): NAR hash, size, references and signatures of each path it
+   * has; paths it lacks are left out.
+   */
+  async cachedPathInfos(url: string, paths: readonly string[], netrcFile?: string): Promise<SignedPathInfo[]> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return [];
+    const argv = ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--store", url, ...FRESH_NARINFO, ...netrc(netrcFile), ...paths];
+    const result = await this.run(argv, "E_CACHE_UPLOAD", `nix path-info --store ${url}`, 600_000, undefined, LISTING_LIMIT);
+    return parseSignedPathInfos(result.stdout, { skipInvalid: true });
+  }
+
+  /**
+   * Copies signatures of these paths from the store `from` into the store
+   * `to` (the local store when absent). Nix skips a signature made for other
+   * contents (NAR hash, size, references). Adding a signature grants
+   * nothing: whoever relies on one verifies it.
+   */
+  async copySignatures(paths: readonly string[], stores: { from: string; to?: string; netrcFile?: string }): Promise<void> {
+    paths.forEach(assertStorePath);
+    if (paths.length === 0) return;
+    const target = stores.to === undefined ? [] : ["--store", stores.to];
+    await this.run(
+      ["nix", ...EXPERIMENTAL, "store", "copy-sigs", ...target, "--substituter", stores.from, ...FRESH_NARINFO, ...netrc(stores.netrcFile), ...paths],
+      "E_COMMAND_FAILED",
+      `nix store copy-sigs --substituter ${stores.from}${stores.to === undefined ? "" : ` --store ${stores.to}`}`,
+      600_000,
+    );
   }
 
   /** Keeps a store path alive through an indirect GC root at `root`. */
@@ -156,7 +232,14 @@ export class Nix {
 
   async closure(paths: readonly string[]): Promise<string[]> {
     paths.forEach(assertStorePath);
-    const result = await this.run(["nix-store", "--query", "--requisites", ...paths], "E_COMMAND_FAILED", "nix-store --query --requisites");
+    const result = await this.run(
+      ["nix-store", "--query", "--requisites", ...paths],
+      "E_COMMAND_FAILED",
+      "nix-store --query --requisites",
+      undefined,
+      undefined,
+      LISTING_LIMIT,
+    );
     return result.stdout.split("\n").filter(Boolean).map(assertStorePath);
   }
 

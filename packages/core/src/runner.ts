@@ -22,6 +22,8 @@ export interface CommandSpec {
   inheritStdio?: boolean;
   /** Told the child's pid as soon as it exists, so a transaction can record it. */
   onSpawn?: (pid: number) => void;
+  /** Bytes of stdout kept (its tail); a listing that is parsed whole needs all of it. */
+  stdoutLimit?: number;
 }
 
 export interface CommandResult {
@@ -63,10 +65,12 @@ class TailBuffer {
   private size = 0;
   private dropped = false;
 
+  constructor(private readonly limit = OUTPUT_LIMIT) {}
+
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    while (this.size > OUTPUT_LIMIT && this.chunks.length > 1) {
+    while (this.size > this.limit && this.chunks.length > 1) {
       this.size -= (this.chunks.shift() as Buffer).length;
       this.dropped = true;
     }
@@ -74,7 +78,7 @@ class TailBuffer {
 
   text(): string {
     const all = Buffer.concat(this.chunks);
-    const kept = all.length > OUTPUT_LIMIT ? all.subarray(all.length - OUTPUT_LIMIT) : all;
+    const kept = all.length > this.limit ? all.subarray(all.length - this.limit) : all;
     return (this.dropped || kept.length < all.length ? "[…]\n" : "") + kept.toString("utf8");
   }
 }
@@ -95,7 +99,7 @@ export class ProcessRunner implements CommandRunner {
         detached: true,
       });
       if (child.pid !== undefined) spec.onSpawn?.(child.pid);
-      const stdout = new TailBuffer();
+      const stdout = new TailBuffer(spec.stdoutLimit);
       const stderr = new TailBuffer();
       let timedOut = false;
       const timer =

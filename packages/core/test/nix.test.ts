@@ -195,6 +195,33 @@ describe("ProcessRunner and assertAllowedProgram", () => {
     assert.match(result.stdout, /^nix-store \(Nix\) \d+\.\d+/);
   });
 
+  test("stdout is cut to its tail unless the command raises stdoutLimit (listings are parsed whole)", async () => {
+    const argv = [
+      "nix",
+      "--extra-experimental-features",
+      "nix-command",
+      "eval",
+      "--raw",
+      "--expr",
+      'builtins.concatStringsSep "" (builtins.genList (i: "0123456789") 100000)',
+    ];
+    const cut = await new ProcessRunner().run({ argv, timeoutMs: 30_000 });
+    assert.equal(cut.exitCode, 0, cut.stderr);
+    assert.ok(cut.stdout.startsWith("[…]") && cut.stdout.length < 300_000, `kept ${cut.stdout.length} chars`);
+    const whole = await new ProcessRunner().run({ argv, timeoutMs: 30_000, stdoutLimit: 4 * 1024 * 1024 });
+    assert.equal(whole.stdout, "0123456789".repeat(100000));
+  });
+
+  test("closure listings ask the runner for their whole output", async () => {
+    const runner = new FakeRunner((spec) => ({ stdout: spec.argv.includes("path-info") ? "[]" : "" }));
+    const nix = new Nix(runner);
+    await nix.closureSignatures(PATH);
+    await nix.cachedPathInfos("http://127.0.0.1:1/cache", [PATH]);
+    await nix.closure([PATH]);
+    await nix.pathInfos([PATH]);
+    for (const spec of runner.calls) assert.ok((spec.stdoutLimit ?? 0) >= 64 * 1024 * 1024, spec.argv.join(" "));
+  });
+
   test("a failing nix command reports its exit code and stderr", async () => {
     const result = await new ProcessRunner().run({ argv: ["nix-store", "--query", "--no-such-flag-for-ferry"], timeoutMs: 10_000 });
     assert.notEqual(result.exitCode, 0);

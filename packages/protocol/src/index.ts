@@ -57,6 +57,8 @@ export {
   RemoveMaintenanceWindowResponse,
   DryActivateRequest,
   DryActivateResponse,
+  RemoveCachePathsRequest,
+  RemoveCachePathsResponse,
   OperatorServiceService,
   OperatorServiceServer,
   OperatorServiceClient,

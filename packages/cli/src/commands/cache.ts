@@ -1,41 +1,149 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FerryError, Nix, ProcessRunner, assertStorePath } from "@ferry/core";
+import {
+  FerryError,
+  Nix,
+  ProcessRunner,
+  assertStorePath,
+  parsePublicKeys,
+  parseSha256,
+  readSecretKeyFile,
+  trustedSigner,
+  type SignedPathInfo,
+} from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 
 export async function cacheCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
-  if (verb !== "push") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push`);
-  const { values, positionals } = parse(rest, { ...CONNECTION_OPTIONS, "signing-key-file": { type: "string" }, "cache-url": { type: "string" } });
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache push STOREPATH... [--signing-key-file KEY]");
+  if (verb === "push") return cachePush(rest);
+  if (verb === "rm") return cacheRemove(rest);
+  throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push or rm`);
+}
+
+/** The key a push signs with: the flag, else FERRY_SIGNING_KEY_FILE (as bundle create), else none only when asked for. */
+function signingKeyFile(flag: string | undefined, unsigned: boolean): string | undefined {
+  if (flag && unsigned) throw new FerryError("E_BAD_ARGUMENT", "--signing-key-file and --unsigned exclude each other");
+  if (unsigned) return undefined;
+  const file = flag ?? process.env["FERRY_SIGNING_KEY_FILE"];
+  if (!file) {
+    throw new FerryError(
+      "E_PUSH_UNSIGNED",
+      "refusing to push unsigned paths, which every host refuses: pass --signing-key-file KEY or set FERRY_SIGNING_KEY_FILE (or --unsigned to push them anyway)",
+    );
+  }
+  return file;
+}
+
+function sameContents(local: SignedPathInfo, cached: SignedPathInfo): boolean {
+  const a = parseSha256(local.narHash);
+  const b = parseSha256(cached.narHash);
+  return (
+    a !== undefined &&
+    b !== undefined &&
+    a.equals(b) &&
+    local.narSize === cached.narSize &&
+    [...local.references].sort().join(" ") === [...cached.references].sort().join(" ")
+  );
+}
+
+/**
+ * Signs a closure and uploads it. Paths the cache already holds are not
+ * uploaded again (nix copy skips them), so their narinfos get the new
+ * signatures through nix store copy-sigs, which also checks that the cache's
+ * copy has the same contents; a cache copy with other contents stops the
+ * push before anything is uploaded.
+ */
+async function cachePush(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    "signing-key-file": { type: "string" },
+    unsigned: { type: "boolean", default: false },
+    "cache-url": { type: "string" },
+  });
+  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned]");
   const roots = positionals.map(assertStorePath);
+  const keyFile = signingKeyFile(values["signing-key-file"], values.unsigned);
+  // Read before anything else happens, so a bad key file changes nothing.
+  const key = keyFile === undefined ? undefined : readSecretKeyFile(keyFile);
   const out = createOutput(values.json);
   const nix = new Nix(new ProcessRunner());
   return withConnection(values, async (connection) => {
     const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
-    const closure = await nix.closure(roots);
-    const signingKey = values["signing-key-file"];
-    if (signingKey) {
-      out.note(`signing ${closure.length} paths with ${signingKey}`);
-      await nix.sign(signingKey, closure);
-    }
-    out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths) to ${cacheUrl}`);
-    await uploadWithToken(nix, cacheUrl, closure, connection.token);
-    out.result({ cacheUrl, roots, paths: closure.length, signed: Boolean(signingKey) }, () => `pushed ${closure.length} paths to ${cacheUrl}\n`);
+    return withNetrc(cacheUrl, connection.token, async (netrcFile) => {
+      const closure = await nix.closure(roots);
+      const local = new Map((await nix.pathInfos(closure)).map((info) => [info.path, { ...info, signatures: [], ultimate: false }]));
+      const cached = new Map((await nix.cachedPathInfos(cacheUrl, closure, netrcFile)).map((info) => [info.path, info]));
+      const conflicts = [...cached.values()].filter((info) => !sameContents(local.get(info.path) as SignedPathInfo, info));
+      if (conflicts.length > 0) {
+        const first = conflicts[0] as SignedPathInfo;
+        throw new FerryError(
+          "E_CACHE_CONFLICT",
+          `the cache already holds ${conflicts.length} path(s) of this closure with other contents; ${first.path}: the cache has NAR hash ${first.narHash} ` +
+            `(${first.narSize} bytes), this machine ${local.get(first.path)?.narHash} (${local.get(first.path)?.narSize} bytes); nothing was uploaded`,
+        );
+      }
+      if (keyFile) {
+        out.note(`signing ${closure.length} paths with ${keyFile}`);
+        await nix.sign(keyFile, closure);
+      } else {
+        out.note("pushing unsigned paths (--unsigned): hosts refuse them until they are pushed again with a signing key");
+      }
+      out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths, ${cached.size} already in the cache) to ${cacheUrl}`);
+      await nix.copyTo(cacheUrl, closure, netrcFile);
+      let signaturesAdded = 0;
+      if (key) {
+        const ours = parsePublicKeys([key.publicKey]);
+        const lacking = [...cached.values()].filter((info) => trustedSigner(info, ours) === undefined).map((info) => info.path);
+        if (lacking.length > 0) {
+          out.note(`adding signatures by ${key.name} to ${lacking.length} path(s) already in the cache`);
+          await nix.copySignatures(lacking, { from: "auto", to: cacheUrl, netrcFile });
+          const after = await nix.cachedPathInfos(cacheUrl, lacking, netrcFile);
+          const still = lacking.filter((path) => !after.some((info) => info.path === path && trustedSigner(info, ours) !== undefined));
+          if (still.length > 0)
+            throw new FerryError("E_CACHE_UPLOAD", `the cache did not keep the signature by ${key.name} of ${still.length} path(s), e.g. ${still[0]}`);
+          signaturesAdded = lacking.length;
+        }
+      }
+      const summary = { cacheUrl, roots, paths: closure.length, uploaded: closure.length - cached.size, signaturesAdded, signed: key !== undefined };
+      out.result(
+        summary,
+        () =>
+          `pushed ${closure.length} paths to ${cacheUrl} (${summary.uploaded} new${signaturesAdded > 0 ? `, signatures added to ${signaturesAdded}` : ""}` +
+          `${key ? `, signed by ${key.name}` : ", unsigned"})\n`,
+      );
+      return 0;
+    });
+  });
+}
+
+async function cacheRemove(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
+  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache rm STOREPATH...");
+  const storePaths = positionals.map(assertStorePath);
+  const out = createOutput(values.json);
+  return withConnection(values, async (connection) => {
+    const response = await connection.call(connection.client.removeCachePaths, { storePaths });
+    out.result(response, () =>
+      [
+        response.removed.length > 0 ? `removed ${response.removed.length} path(s) from the cache` : "removed nothing",
+        ...response.absent.map((path) => `not in the cache: ${path}`),
+      ].join("\n"),
+    );
     return 0;
   });
 }
 
-/** `nix copy` authenticates from a netrc file; it lives only for this upload. */
-async function uploadWithToken(nix: Nix, cacheUrl: string, paths: string[], token: string): Promise<void> {
+/** Nix authenticates to the cache from a netrc file; it lives only for this push. */
+async function withNetrc<T>(cacheUrl: string, token: string, work: (netrcFile: string | undefined) => Promise<T>): Promise<T> {
+  if (!/^https?:\/\//.test(cacheUrl)) return work(undefined);
   const dir = mkdtempSync(join(tmpdir(), "ferry-netrc-"));
   try {
     const netrc = join(dir, "netrc");
     writeFileSync(netrc, `machine ${new URL(cacheUrl).hostname} login ferry password ${token}\n`, { mode: 0o600 });
-    await nix.copyTo(cacheUrl, paths, netrc);
+    return await work(netrc);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -18,6 +18,7 @@ export async function deployCommand(args: string[]): Promise<number> {
     timeout: { type: "string" },
     mode: { type: "string" },
     "ignore-windows": { type: "boolean", default: false },
+    "allow-unsigned": { type: "boolean", default: false },
   });
   if (positionals.length === 0)
     throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--wait] [--timeout SECONDS]");
@@ -26,7 +27,12 @@ export async function deployCommand(args: string[]): Promise<number> {
   const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const response = await connection.call(connection.client.deploy, { targets, mode: modeToWire(mode), ignoreWindows: values["ignore-windows"] });
+    const response = await connection.call(connection.client.deploy, {
+      targets,
+      mode: modeToWire(mode),
+      ignoreWindows: values["ignore-windows"],
+      allowUnsigned: values["allow-unsigned"],
+    });
     const { deploymentId, held, windowsIgnored } = response;
     out.note(`deployment ${deploymentId}: ${response.hosts.length} host(s), mode ${mode ?? "host default"}`);
     const windowLines = [

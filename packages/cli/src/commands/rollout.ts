@@ -62,6 +62,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     "skip-unfetchable": { type: "boolean", default: false },
     "rollback-on-abort": { type: "boolean", default: false },
     mode: { type: "string" },
+    "allow-unsigned": { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
   });
@@ -92,6 +93,7 @@ async function rolloutStart(args: string[]): Promise<number> {
       afterEnvironment: values.after,
       requestedBy: `${userInfo().username}@${hostname()}`,
       mode: modeToWire(mode),
+      allowUnsigned: values["allow-unsigned"],
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.note(`started rollout ${rollout.id}: ${rollout.hosts.length} host(s) in ${rollout.waveCount} wave(s)`);

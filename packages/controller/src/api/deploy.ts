@@ -22,13 +22,35 @@ export async function validateTargets(store: StateStore, targets: readonly HostT
   await store.listHosts([...seen]);
 }
 
-/** Refuses unless the cache can serve every path of every target's closure. */
-export async function requireClosuresInCache(cache: BinaryCache, storePaths: Iterable<string>): Promise<void> {
+export interface CacheRequirements {
+  /** Accept closure paths for which the cache holds no signature at all. */
+  allowUnsigned: boolean;
+}
+
+function listSome(paths: readonly string[]): string {
+  return paths.slice(0, 5).join(", ") + (paths.length > 5 ? ` and ${paths.length - 5} more` : "");
+}
+
+/**
+ * Refuses unless the cache can serve every path of every target's closure
+ * and, unless allowed, holds some signature for each. The controller cannot
+ * know which keys a host trusts, but a path with no signature at all would be
+ * refused by every host that gets it from this cache.
+ */
+export async function requireClosuresInCache(cache: BinaryCache, storePaths: Iterable<string>, requirements: CacheRequirements): Promise<void> {
   for (const path of new Set(storePaths)) {
-    const missing = await cache.missingFromClosure(path);
+    const infos = [...(await cache.closureInfos([path]))];
+    const missing = infos.filter(([, info]) => info === undefined).map(([p]) => p);
     if (missing.length > 0) {
-      const shown = missing.slice(0, 5).join(", ") + (missing.length > 5 ? ` and ${missing.length - 5} more` : "");
-      throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache lacks ${missing.length} path(s) of the closure of ${path}: ${shown}`);
+      throw new FerryError("E_PATH_NOT_IN_CACHE", `the cache lacks ${missing.length} path(s) of the closure of ${path}: ${listSome(missing.sort())}`);
+    }
+    const unsigned = infos.filter(([, info]) => info?.sigs.length === 0).map(([p]) => p);
+    if (unsigned.length > 0 && !requirements.allowUnsigned) {
+      throw new FerryError(
+        "E_CACHE_UNSIGNED",
+        `the cache holds no signature for ${unsigned.length} path(s) of the closure of ${path}: ${listSome(unsigned.sort())}` +
+          "; push them again with --signing-key-file, or pass --allow-unsigned",
+      );
     }
   }
 }
@@ -38,6 +60,8 @@ export interface DeployOptions {
   mode: ActivationMode;
   /** Activate now on hosts whose maintenance window is closed. */
   ignoreWindows: boolean;
+  /** Record it although the cache holds no signature for some closure path. */
+  allowUnsigned?: boolean;
 }
 
 export interface RecordedDeploy {
@@ -60,6 +84,7 @@ export async function recordDeploy(
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),
+    { allowUnsigned: options.allowUnsigned ?? false },
   );
   const windows = await decideWindows(store, targets, options.ignoreWindows, nowMs);
   const deploymentId = newId("d", nowMs);

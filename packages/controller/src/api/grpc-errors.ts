@@ -11,6 +11,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_BAD_ARGUMENT: status.INVALID_ARGUMENT,
   E_PATH_NOT_IN_CACHE: status.FAILED_PRECONDITION,
   E_BUSY: status.RESOURCE_EXHAUSTED,
+  E_CACHE_UNSIGNED: status.FAILED_PRECONDITION,
+  E_CACHE_PATH_IN_USE: status.FAILED_PRECONDITION,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

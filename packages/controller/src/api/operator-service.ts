@@ -29,9 +29,11 @@ export interface OperatorServiceDeps extends ApiDeps {
 
 type RolloutMethods =
   "startRollout" | "getRollout" | "listRollouts" | "controlRollout" | "addMaintenanceWindow" | "listMaintenanceWindows" | "removeMaintenanceWindow";
+/** Served by api/cache-service.ts. */
+type CacheMethods = "removeCachePaths";
 
 /** Operator gRPC handlers: every call authenticates, validates, then acts. */
-export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods> {
+export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods | CacheMethods> {
   const now = deps.now ?? Date.now;
 
   const unary = unaryHandler(deps.log, deps.adminTokenHash);
@@ -68,7 +70,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
         deps.store,
         deps.cache,
         request.targets,
-        { mode: request.mode, ignoreWindows: request.ignoreWindows },
+        { mode: request.mode, ignoreWindows: request.ignoreWindows, allowUnsigned: request.allowUnsigned },
         now(),
       );
       for (const record of records) {
@@ -87,7 +89,8 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {
       const target = { hostName: request.hostName, storePath: request.storePath };
       await validateTargets(deps.store, [target]);
-      await requireClosuresInCache(deps.cache, [target.storePath]);
+      // A dry run switches nothing, and the host checks signatures itself.
+      await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
       const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs);
       return { success: outcome.success, output: outcome.output, errorCode: outcome.errorCode, errorMessage: outcome.errorMessage };

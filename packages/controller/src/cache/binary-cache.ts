@@ -1,11 +1,22 @@
 import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, rename, stat, unlink } from "node:fs/promises";
+import { readFile, readdir, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { refuseUpload } from "../edge/refuse-upload.js";
-import { FerryError, toFerryError, assertStoreHash, parseNarInfo, parseStorePath, fsyncDirectory, type Logger, type NarInfo } from "@ferry/core";
+import {
+  FerryError,
+  toFerryError,
+  assertStoreHash,
+  assertStorePath,
+  parseNarInfo,
+  parseStorePath,
+  fsyncDirectory,
+  type Logger,
+  type NarInfo,
+} from "@ferry/core";
+import { mergeNarInfoUpload } from "./narinfo-merge.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
@@ -13,6 +24,8 @@ const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
 /** Temp files of uploads in flight; ones left by a crash are removed at start. */
 const UPLOAD_TEMP_PREFIX = ".upload-";
+/** HTTP status of a refused cache request, by error code; other refusals are 400, bugs 500. */
+const CACHE_STATUS: Partial<Record<string, number>> = { E_CACHE_CONFLICT: 409, E_NO_SPACE: 507 };
 
 export type UploadAuthorizer = (request: IncomingMessage) => boolean;
 
@@ -21,8 +34,13 @@ export type UploadAuthorizer = (request: IncomingMessage) => boolean;
  * uploads with PUT, agents substitute from with GET. Files appear atomically
  * (temp file + rename), and a narinfo is only accepted once its NAR is there,
  * so a reader never sees a narinfo that points at a missing or partial NAR.
+ * A narinfo uploaded again for the same contents adds its signatures; for
+ * other contents it is refused (E_CACHE_CONFLICT).
  */
 export class BinaryCache {
+  /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
+  private writes: Promise<unknown> = Promise.resolve();
+
   constructor(
     readonly dir: string,
     private readonly authorizeUpload: UploadAuthorizer,
@@ -42,7 +60,7 @@ export class BinaryCache {
     } catch (error) {
       const ferry = toFerryError(error);
       this.log.warn({ err: ferry.message, code: ferry.code, path: relative, method: request.method }, "cache request failed");
-      const status = ferry.code === "E_NO_SPACE" ? 507 : ferry.code === "E_INTERNAL" ? 500 : 400;
+      const status = CACHE_STATUS[ferry.code] ?? (ferry.code === "E_INTERNAL" ? 500 : 400);
       if (!response.headersSent) response.writeHead(status, { "content-type": "text/plain" });
       response.end(`${ferry.code}: ${ferry.message}\n`);
     }
@@ -83,30 +101,52 @@ export class BinaryCache {
       refuseUpload(request, response, 403, `refusing upload to ${JSON.stringify(relative.slice(0, 200))}\n`);
       return;
     }
+    if (narinfo) {
+      const text = await readBounded(request, MAX_NARINFO_BYTES);
+      const info = parseNarInfo(text);
+      if (parseStorePath(info.storePath).hash !== narinfo[1]) {
+        throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} uploaded as ${relative}`);
+      }
+      await this.exclusive(() => this.storeNarInfo(relative, text, info));
+    } else {
+      await this.storeFile(relative, request);
+    }
+    this.log.debug({ path: relative }, "cache upload stored");
+    response.writeHead(201).end();
+  }
+
+  private async storeNarInfo(relative: string, text: string, info: NarInfo): Promise<void> {
+    const stored = await readFile(join(this.dir, relative), "utf8").catch(() => undefined);
+    if (stored !== undefined) {
+      const merged = mergeNarInfoUpload(stored, text);
+      if (merged.added.length === 0) return;
+      this.log.info({ storePath: info.storePath, added: merged.added.map((sig) => sig.slice(0, sig.indexOf(":"))) }, "signatures added to a cached path");
+      await this.storeFile(relative, Buffer.from(merged.text));
+      return;
+    }
+    if (!NAR_FILE.test(info.url) || !(await stat(join(this.dir, info.url)).catch(() => undefined))) {
+      throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} names NAR ${info.url}, which was not uploaded`);
+    }
+    await this.storeFile(relative, Buffer.from(text));
+  }
+
+  private async storeFile(relative: string, source: NodeJS.ReadableStream | Buffer): Promise<void> {
     const target = join(this.dir, relative);
     const temp = join(this.dir, `${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
     try {
-      if (narinfo) {
-        const text = await readBounded(request, MAX_NARINFO_BYTES);
-        const info = parseNarInfo(text);
-        if (parseStorePath(info.storePath).hash !== narinfo[1]) {
-          throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} uploaded as ${relative}`);
-        }
-        if (!NAR_FILE.test(info.url) || !(await stat(join(this.dir, info.url)).catch(() => undefined))) {
-          throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} names NAR ${info.url}, which was not uploaded`);
-        }
-        await writeStreamToFile(Buffer.from(text), temp);
-      } else {
-        await writeStreamToFile(request, temp);
-      }
+      await writeStreamToFile(source, temp);
       await rename(temp, target);
       fsyncDirectory(join(target, ".."));
     } catch (error) {
       await unlink(temp).catch(() => undefined);
       throw error;
     }
-    this.log.debug({ path: relative }, "cache upload stored");
-    response.writeHead(201).end();
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.writes.then(work, work);
+    this.writes = run.catch(() => undefined);
+    return run;
   }
 
   async narInfo(hash: string): Promise<NarInfo | undefined> {
@@ -115,27 +155,74 @@ export class BinaryCache {
     return text === undefined ? undefined : parseNarInfo(text);
   }
 
-  /** Paths of the closure of `storePath` the cache cannot serve; empty when complete. */
-  async missingFromClosure(storePath: string): Promise<string[]> {
-    const missing: string[] = [];
-    const seen = new Set<string>([storePath]);
-    const queue = [storePath];
+  /**
+   * The closures of `roots` as the cache's narinfo References describe them:
+   * each path with its narinfo, or undefined where the cache cannot serve it
+   * (no narinfo, or its NAR is gone); such a path's references stay unknown.
+   */
+  async closureInfos(roots: Iterable<string>): Promise<Map<string, NarInfo | undefined>> {
+    const found = new Map<string, NarInfo | undefined>();
+    const queue = [...new Set(roots)].map(assertStorePath);
+    const seen = new Set<string>(queue);
     while (queue.length > 0) {
       const path = queue.pop() as string;
       const info = await this.narInfo(parseStorePath(path).hash);
       const narPresent = info !== undefined && NAR_FILE.test(info.url) && (await stat(join(this.dir, info.url)).catch(() => undefined)) !== undefined;
-      if (!info || !narPresent) {
-        missing.push(path);
-        continue;
-      }
-      for (const reference of info.references) {
+      found.set(path, narPresent ? info : undefined);
+      for (const reference of narPresent ? info.references : []) {
         if (!seen.has(reference)) {
           seen.add(reference);
           queue.push(reference);
         }
       }
     }
-    return missing.sort();
+    return found;
+  }
+
+  /** Paths of the closure of `storePath` the cache cannot serve; empty when complete. */
+  async missingFromClosure(storePath: string): Promise<string[]> {
+    const infos = await this.closureInfos([storePath]);
+    return [...infos]
+      .filter(([, info]) => info === undefined)
+      .map(([path]) => path)
+      .sort();
+  }
+
+  /**
+   * Removes the narinfos of `paths`, then each NAR no remaining narinfo names
+   * (identical contents under two names share one NAR). Whether a host still
+   * needs a path is the caller's to decide.
+   */
+  async remove(paths: readonly string[]): Promise<{ removed: string[]; absent: string[] }> {
+    paths.forEach(assertStorePath);
+    return this.exclusive(async () => {
+      const removed: string[] = [];
+      const absent: string[] = [];
+      const nars = new Set<string>();
+      for (const path of new Set(paths)) {
+        const file = join(this.dir, `${parseStorePath(path).hash}.narinfo`);
+        const info = await this.narInfo(parseStorePath(path).hash).catch(() => undefined);
+        try {
+          await unlink(file);
+        } catch {
+          absent.push(path);
+          continue;
+        }
+        removed.push(path);
+        if (info && NAR_FILE.test(info.url)) nars.add(info.url);
+      }
+      if (removed.length > 0) fsyncDirectory(this.dir);
+      if (nars.size > 0) {
+        for (const name of await readdir(this.dir)) {
+          if (!NARINFO_FILE.test(name)) continue;
+          const text = await readFile(join(this.dir, name), "utf8").catch(() => "");
+          for (const nar of nars) if (text.includes(`URL: ${nar}\n`)) nars.delete(nar);
+        }
+        for (const nar of nars) await unlink(join(this.dir, nar)).catch(() => undefined);
+      }
+      this.log.info({ removed, absent, nars: [...nars] }, "paths removed from the cache");
+      return { removed, absent };
+    });
   }
 }
 

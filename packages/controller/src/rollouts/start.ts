@@ -67,6 +67,7 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),
+    { allowUnsigned: request.allowUnsigned },
   );
   const hosts = await store.listHosts(targets.map((target) => target.hostName));
   const waves = planWaves(

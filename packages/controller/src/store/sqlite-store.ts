@@ -50,6 +50,8 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE hosts ADD COLUMN held_for_window INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE rollouts ADD COLUMN mode INTEGER NOT NULL DEFAULT ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED};
    UPDATE hosts SET activation_mode = ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED} WHERE activation_mode = ${ActivationMode.ACTIVATION_MODE_SWITCH};`,
+  // What ran before the current system: the cache keeps its closure (ferry cache rm).
+  `ALTER TABLE hosts ADD COLUMN previous_system TEXT NOT NULL DEFAULT '';`,
 ];
 
 interface HostRow {
@@ -62,6 +64,7 @@ interface HostRow {
   deployment_id: string;
   activation_mode: number;
   current_system: string;
+  previous_system: string;
   phase: number;
   applied_serial: number;
   last_seen_ms: number;
@@ -96,6 +99,7 @@ function toRecord(row: HostRow): HostRecord {
     deploymentId: row.deployment_id,
     activationMode: row.activation_mode as ActivationMode,
     currentSystem: row.current_system,
+    previousSystem: row.previous_system,
     phase: row.phase as HostPhase,
     appliedSerial: row.applied_serial,
     lastSeenMs: row.last_seen_ms,
@@ -216,8 +220,14 @@ export class SqliteStateStore implements StateStore {
     assertHostName(name);
     const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number][];
     if (entries.length > 0) {
-      const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`).join(", ");
-      const { changes } = this.db.prepare(`UPDATE hosts SET ${assignments} WHERE name = ?`).run(...entries.map(([, value]) => value), name);
+      const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`);
+      const values = entries.map(([, value]) => value);
+      if (report.currentSystem !== undefined) {
+        // The right-hand sides see the row as it was before this UPDATE.
+        assignments.push("previous_system = CASE WHEN current_system NOT IN ('', ?) THEN current_system ELSE previous_system END");
+        values.push(report.currentSystem);
+      }
+      const { changes } = this.db.prepare(`UPDATE hosts SET ${assignments.join(", ")} WHERE name = ?`).run(...values, name);
       if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
     }
     return this.mustGet(name);

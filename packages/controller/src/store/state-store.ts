@@ -11,6 +11,8 @@ export interface HostRecord {
   deploymentId: string;
   activationMode: ActivationMode;
   currentSystem: string;
+  /** What the host ran before its current system, as its reports showed; "" until it changed once. */
+  previousSystem: string;
   phase: HostPhase;
   appliedSerial: number;
   lastSeenMs: number;
@@ -67,6 +69,7 @@ export interface StateStore {
   listHosts(names?: readonly string[]): Promise<HostRecord[]>;
   /** Records a new desired system for each target in one transaction. */
   recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]>;
+  /** A new currentSystem moves the one it replaces to previousSystem. */
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
   /** Hosts whose deployment waits for a maintenance window. */
   listHeld(): Promise<HostRecord[]>;

@@ -128,6 +128,11 @@ export interface DeployRequest {
   mode: ActivationMode;
   /** Activate now even on hosts whose maintenance window is closed. */
   ignoreWindows: boolean;
+  /**
+   * Record the deployment even though the cache holds no signature at all for
+   * some closure path (hosts still refuse what their own keys did not sign).
+   */
+  allowUnsigned: boolean;
 }
 
 /** A host whose maintenance window was closed when the deployment was recorded. */
@@ -219,6 +224,8 @@ export interface StartRolloutRequest {
   requestedBy: string;
   /** Given to every host of every wave; unspecified: each host's own strategy. */
   mode: ActivationMode;
+  /** As DeployRequest.allow_unsigned. */
+  allowUnsigned: boolean;
 }
 
 export interface StartRolloutRequest_ManifestEntry {
@@ -338,6 +345,17 @@ export interface DryActivateResponse {
   output: string;
   errorCode: string;
   errorMessage: string;
+}
+
+export interface RemoveCachePathsRequest {
+  storePaths: string[];
+}
+
+export interface RemoveCachePathsResponse {
+  /** Paths whose narinfo was removed. */
+  removed: string[];
+  /** Paths the cache did not hold. */
+  absent: string[];
 }
 
 function createBaseGetInfoRequest(): GetInfoRequest {
@@ -1040,7 +1058,7 @@ export const HostTarget: MessageFns<HostTarget> = {
 };
 
 function createBaseDeployRequest(): DeployRequest {
-  return { targets: [], mode: 0, ignoreWindows: false };
+  return { targets: [], mode: 0, ignoreWindows: false, allowUnsigned: false };
 }
 
 export const DeployRequest: MessageFns<DeployRequest> = {
@@ -1053,6 +1071,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     }
     if (message.ignoreWindows !== false) {
       writer.uint32(24).bool(message.ignoreWindows);
+    }
+    if (message.allowUnsigned !== false) {
+      writer.uint32(32).bool(message.allowUnsigned);
     }
     return writer;
   },
@@ -1094,6 +1115,14 @@ export const DeployRequest: MessageFns<DeployRequest> = {
             message.ignoreWindows = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.allowUnsigned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1115,6 +1144,11 @@ export const DeployRequest: MessageFns<DeployRequest> = {
         : isSet(object.ignore_windows)
           ? globalThis.Boolean(object.ignore_windows)
           : false,
+      allowUnsigned: isSet(object.allowUnsigned)
+        ? globalThis.Boolean(object.allowUnsigned)
+        : isSet(object.allow_unsigned)
+          ? globalThis.Boolean(object.allow_unsigned)
+          : false,
     };
   },
 
@@ -1129,6 +1163,9 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     if (message.ignoreWindows !== false) {
       obj.ignoreWindows = message.ignoreWindows;
     }
+    if (message.allowUnsigned !== false) {
+      obj.allowUnsigned = message.allowUnsigned;
+    }
     return obj;
   },
 
@@ -1140,6 +1177,7 @@ export const DeployRequest: MessageFns<DeployRequest> = {
     message.targets = object.targets?.map((e) => HostTarget.fromPartial(e)) || [];
     message.mode = object.mode ?? 0;
     message.ignoreWindows = object.ignoreWindows ?? false;
+    message.allowUnsigned = object.allowUnsigned ?? false;
     return message;
   },
 };
@@ -2275,6 +2313,7 @@ function createBaseStartRolloutRequest(): StartRolloutRequest {
     afterEnvironment: "",
     requestedBy: "",
     mode: 0,
+    allowUnsigned: false,
   };
 }
 
@@ -2306,6 +2345,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     }
     if (message.mode !== 0) {
       writer.uint32(72).int32(message.mode);
+    }
+    if (message.allowUnsigned !== false) {
+      writer.uint32(80).bool(message.allowUnsigned);
     }
     return writer;
   },
@@ -2398,6 +2440,14 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.allowUnsigned = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2439,6 +2489,11 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
           : "",
       requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      allowUnsigned: isSet(object.allowUnsigned)
+        ? globalThis.Boolean(object.allowUnsigned)
+        : isSet(object.allow_unsigned)
+          ? globalThis.Boolean(object.allow_unsigned)
+          : false,
     };
   },
 
@@ -2477,6 +2532,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     if (message.mode !== 0) {
       obj.mode = activationModeToJSON(message.mode);
     }
+    if (message.allowUnsigned !== false) {
+      obj.allowUnsigned = message.allowUnsigned;
+    }
     return obj;
   },
 
@@ -2502,6 +2560,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     message.afterEnvironment = object.afterEnvironment ?? "";
     message.requestedBy = object.requestedBy ?? "";
     message.mode = object.mode ?? 0;
+    message.allowUnsigned = object.allowUnsigned ?? false;
     return message;
   },
 };
@@ -4364,6 +4423,164 @@ export const DryActivateResponse: MessageFns<DryActivateResponse> = {
   },
 };
 
+function createBaseRemoveCachePathsRequest(): RemoveCachePathsRequest {
+  return { storePaths: [] };
+}
+
+export const RemoveCachePathsRequest: MessageFns<RemoveCachePathsRequest> = {
+  encode(message: RemoveCachePathsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.storePaths) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveCachePathsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveCachePathsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.storePaths.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveCachePathsRequest {
+    return {
+      storePaths: globalThis.Array.isArray(object?.storePaths)
+        ? object.storePaths.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.store_paths)
+          ? object.store_paths.map((e: any) => globalThis.String(e))
+          : [],
+    };
+  },
+
+  toJSON(message: RemoveCachePathsRequest): unknown {
+    const obj: any = {};
+    if (message.storePaths?.length) {
+      obj.storePaths = message.storePaths;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveCachePathsRequest>): RemoveCachePathsRequest {
+    return RemoveCachePathsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveCachePathsRequest>): RemoveCachePathsRequest {
+    const message = createBaseRemoveCachePathsRequest();
+    message.storePaths = object.storePaths?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveCachePathsResponse(): RemoveCachePathsResponse {
+  return { removed: [], absent: [] };
+}
+
+export const RemoveCachePathsResponse: MessageFns<RemoveCachePathsResponse> = {
+  encode(message: RemoveCachePathsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.removed) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.absent) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveCachePathsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveCachePathsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.absent.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveCachePathsResponse {
+    return {
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      absent: globalThis.Array.isArray(object?.absent) ? object.absent.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RemoveCachePathsResponse): unknown {
+    const obj: any = {};
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    if (message.absent?.length) {
+      obj.absent = message.absent;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveCachePathsResponse>): RemoveCachePathsResponse {
+    return RemoveCachePathsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveCachePathsResponse>): RemoveCachePathsResponse {
+    const message = createBaseRemoveCachePathsResponse();
+    message.removed = object.removed?.map((e) => e) || [];
+    message.absent = object.absent?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * The operator API, spoken by the `ferry` CLI and by CI. Every call carries
  * `authorization: Bearer <operator token>` metadata. Failures carry a stable
@@ -4500,6 +4717,19 @@ export const OperatorServiceService = {
     responseSerialize: (value: RemoveMaintenanceWindowResponse): Buffer => Buffer.from(RemoveMaintenanceWindowResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveMaintenanceWindowResponse => RemoveMaintenanceWindowResponse.decode(value),
   },
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths: {
+    path: "/ferry.v1.OperatorService/RemoveCachePaths" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveCachePathsRequest): Buffer => Buffer.from(RemoveCachePathsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveCachePathsRequest => RemoveCachePathsRequest.decode(value),
+    responseSerialize: (value: RemoveCachePathsResponse): Buffer => Buffer.from(RemoveCachePathsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveCachePathsResponse => RemoveCachePathsResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -4520,6 +4750,11 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
   addMaintenanceWindow: handleUnaryCall<AddMaintenanceWindowRequest, AddMaintenanceWindowResponse>;
   listMaintenanceWindows: handleUnaryCall<ListMaintenanceWindowsRequest, ListMaintenanceWindowsResponse>;
   removeMaintenanceWindow: handleUnaryCall<RemoveMaintenanceWindowRequest, RemoveMaintenanceWindowResponse>;
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths: handleUnaryCall<RemoveCachePathsRequest, RemoveCachePathsResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -4664,6 +4899,22 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveMaintenanceWindowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes store paths from the binary cache; refused while a host's desired,
+   * current or previous system (or an active rollout's) needs one of them.
+   */
+  removeCachePaths(request: RemoveCachePathsRequest, callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void): ClientUnaryCall;
+  removeCachePaths(
+    request: RemoveCachePathsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void,
+  ): ClientUnaryCall;
+  removeCachePaths(
+    request: RemoveCachePathsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void,
   ): ClientUnaryCall;
 }
 
