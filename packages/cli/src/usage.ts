@@ -13,8 +13,8 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
         [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
-        [--rollback-on-abort] [--wait] [--timeout SECONDS]
-  ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
+        [--rollback-on-abort] [--accept-failing-checks] [--wait] [--timeout SECONDS]
+  ferry rollout status ID | list | pause ID | resume ID [--accept-failing-checks] | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
   ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode switch|boot|test] [--cache-url URL] [--no-local-verify] [--two-pass]
@@ -25,7 +25,7 @@ Local verbs:
   ferry controller --data-dir DIR [--listen HOST:PORT] [--grpc-listen HOST:PORT] [--public-url URL]
   ferry agent --config FILE [--host-name NAME] [--controller-url URL] [--token-file FILE] [--state-dir DIR]
   ferry agent schema             print the agent configuration's JSON Schema
-  ferry agent check-config --config FILE
+  ferry agent check-config --config FILE   also refuses health checks this machine cannot run
   ferry agent gc --config FILE   delete generations beyond keepGenerations, then collect garbage
   ferry agent apply-bundle FILE --config FILE [--host NAME] [--result FILE]
                                  verify a bundle, activate this host's system from it, no controller needed

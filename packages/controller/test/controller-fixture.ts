@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { silentLogger } from "@ferry/core";
+import { silentLogger, type Logger } from "@ferry/core";
 import { startController, type RunningController } from "@ferry/controller";
 
 export interface TestController {
@@ -15,13 +15,13 @@ export interface TestController {
   stop(): Promise<void>;
 }
 
-export async function startTestController(options: { heartbeatIntervalMs?: number } = {}): Promise<TestController> {
+export async function startTestController(options: { heartbeatIntervalMs?: number; log?: Logger } = {}): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));
   const controller = await startController({
     dataDir,
     listen: { host: "127.0.0.1", port: 0 },
     grpcListen: { host: "127.0.0.1", port: 0 },
-    log: silentLogger(),
+    log: options.log ?? silentLogger(),
     ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
   });
   let stopped = false;

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { FerryError, hashToken, type ErrorCode } from "@ferry/core";
 import { SqliteStateStore, type HostRecord } from "@ferry/controller";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
+import Database from "better-sqlite3";
 
 const root = mkdtempSync(join(tmpdir(), "ferry-store-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -55,6 +56,8 @@ describe("SqliteStateStore hosts", () => {
       agentVersion: "",
       desiredActivate: true,
       rolloutId: "",
+      checksFailingBeforeAndAfter: [],
+      checksRun: 0,
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);
@@ -203,6 +206,41 @@ describe("SqliteStateStore deployments and reports", () => {
     assert.deepEqual(await store.recordReport("a", {}), after1);
     await rejectsCode(store.recordReport("ghost", { lastSeenMs: 1 }), "E_UNKNOWN_HOST");
     await rejectsCode(store.recordReport("ghost", {}), "E_UNKNOWN_HOST");
+  });
+
+  test("a host's checks failing before and after the switch are stored with the result, and survive a reopen", async () => {
+    const { store, file } = open();
+    await store.addHost("a", hashToken("a"), [], 5);
+    const reported = await store.recordReport("a", {
+      phase: HostPhase.HOST_PHASE_ACTIVE,
+      checksFailingBeforeAndAfter: ["systemd:nginx.service", "http:http://x/"],
+      checksRun: 3,
+    });
+    assert.deepEqual([reported.checksFailingBeforeAndAfter, reported.checksRun], [["systemd:nginx.service", "http:http://x/"], 3]);
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const { store: reopened } = open(file);
+    assert.deepEqual((await reopened.getHost("a"))?.checksFailingBeforeAndAfter, ["systemd:nginx.service", "http:http://x/"]);
+    const cleared = await reopened.recordReport("a", { checksFailingBeforeAndAfter: [], checksRun: 0 });
+    assert.deepEqual([cleared.checksFailingBeforeAndAfter, cleared.checksRun], [[], 0]);
+  });
+
+  test("a database from before the check columns is migrated: its hosts read as having no check evidence", async () => {
+    const file = join(root, `state-${++counter}.sqlite`);
+    // Schema version 2: the hosts table as it stood before the checks columns.
+    const old = new Database(file);
+    old.exec(`CREATE TABLE hosts (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]', created_at_ms INTEGER NOT NULL,
+      desired_system TEXT NOT NULL DEFAULT '', desired_serial INTEGER NOT NULL DEFAULT 0, deployment_id TEXT NOT NULL DEFAULT '',
+      activation_mode INTEGER NOT NULL DEFAULT 1, current_system TEXT NOT NULL DEFAULT '', phase INTEGER NOT NULL DEFAULT 1,
+      applied_serial INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER NOT NULL DEFAULT 0, last_error_code TEXT NOT NULL DEFAULT '',
+      last_error_message TEXT NOT NULL DEFAULT '', last_error_output TEXT NOT NULL DEFAULT '', agent_version TEXT NOT NULL DEFAULT '',
+      desired_activate INTEGER NOT NULL DEFAULT 1, rollout_id TEXT NOT NULL DEFAULT '');
+      INSERT INTO hosts (name, token_hash, created_at_ms) VALUES ('old1', 'h', 1);`);
+    old.pragma("user_version = 2");
+    old.close();
+    const { store } = open(file);
+    const host = await store.getHost("old1");
+    assert.deepEqual([host?.checksFailingBeforeAndAfter, host?.checksRun], [[], 0]);
   });
 
   test("events are listed per host, oldest first, the newest `limit` of them", async () => {

@@ -3,7 +3,7 @@ import { ActivationMode, HostPhase, type HostStatus, type WatchHostsResponse } f
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
-import { createOutput, hostStatusJson, phaseName, type Output } from "../output.js";
+import { createOutput, failingChecksNotes, hostStatusJson, phaseName, type Output } from "../output.js";
 
 const MODES: Record<string, ActivationMode> = {
   switch: ActivationMode.ACTIVATION_MODE_SWITCH,
@@ -41,9 +41,12 @@ export async function deployCommand(args: string[]): Promise<number> {
     const final = await waitForHosts(connection, serials, timeoutSeconds * 1000, out);
     const failed = [...final.values()].filter((host) => !SUCCESS_PHASES.has(host.phase) || host.desiredSerial !== serials.get(host.name));
     out.result({ deploymentId: response.deploymentId, success: failed.length === 0, hosts: [...final.values()].map(hostStatusJson) }, () =>
-      [...final.values()]
-        .map((host) => `${host.name}: ${phaseName(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`)
-        .join("\n"),
+      [
+        ...[...final.values()].map(
+          (host) => `${host.name}: ${phaseName(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`,
+        ),
+        ...failingChecksNotes([...final.values()]).map((note) => `warning: ${note}`),
+      ].join("\n"),
     );
     if (failed.length > 0) {
       const first = failed[0] as HostStatus;

@@ -20,5 +20,7 @@ export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
     createdAtMs: record.createdAtMs,
     rolloutId: record.rolloutId,
     desiredActivate: record.desiredActivate,
+    checksFailingBeforeAndAfter: record.checksFailingBeforeAndAfter,
+    checksRun: record.checksRun,
   };
 }

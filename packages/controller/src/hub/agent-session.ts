@@ -27,6 +27,22 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
   E_HELLO_TIMEOUT: 4006,
 };
 
+/** Keys the controller's own log line sets, which an agent's fields must not replace. */
+const RESERVED_FIELDS = new Set(["level", "time", "msg", "pid", "hostname", "component", "host", "serial", "rolloutId", "agentLevel"]);
+
+/** The structured fields of a forwarded agent log line; whatever does not parse as a JSON object is dropped. */
+function agentFields(json: string): Record<string, unknown> {
+  if (json === "" || json.length > 64 * 1024) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return {};
+  return Object.fromEntries(Object.entries(parsed).filter(([key]) => !RESERVED_FIELDS.has(key)));
+}
+
 export interface SessionHooks {
   store: StateStore;
   log: Logger;
@@ -183,7 +199,13 @@ export class AgentSession {
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
         this.hooks.log.info(
-          { host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level },
+          {
+            ...agentFields(body.value.fieldsJson),
+            host: hostName,
+            serial: body.value.serial,
+            rolloutId: body.value.rolloutId || undefined,
+            agentLevel: body.value.level,
+          },
           body.value.message.slice(0, 4096),
         );
         return;
@@ -212,11 +234,19 @@ export class AgentSession {
     const host = await this.hooks.store.getHost(hostName);
     if (!host) return;
     const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
+    // Bounded: the names come from the agent.
+    const stillFailing = result.checksFailingBeforeAndAfter.slice(0, 64).map((name) => name.slice(0, 512));
     await this.hooks.store.appendEvent({
       atMs: this.hooks.now(),
       hostName,
       kind: result.success ? "activation-succeeded" : "activation-failed",
-      data: { serial: result.serial, storePath: result.storePath, errorCode: result.errorCode, errorMessage: result.errorMessage },
+      data: {
+        serial: result.serial,
+        storePath: result.storePath,
+        errorCode: result.errorCode,
+        errorMessage: result.errorMessage,
+        ...(stillFailing.length > 0 ? { checksFailingBeforeAndAfter: stillFailing } : {}),
+      },
     });
     if (result.serial !== host.desiredSerial) {
       // A late answer to an older deployment: it tells us what runs, nothing more.
@@ -229,12 +259,19 @@ export class AgentSession {
         lastErrorCode: result.errorCode,
         lastErrorMessage: result.errorMessage.slice(0, 4096),
         lastErrorOutput: result.output.slice(-16384),
+        checksFailingBeforeAndAfter: stillFailing,
+        checksRun: result.checksRun,
       });
     }
-    this.hooks.log.info(
-      { host: hostName, serial: result.serial, deploymentId: host.deploymentId, success: result.success, code: result.errorCode || undefined },
-      result.success ? "host activated its desired system" : `host failed: ${result.errorMessage}`,
-    );
+    const logged = { host: hostName, serial: result.serial, deploymentId: host.deploymentId, success: result.success, code: result.errorCode || undefined };
+    if (result.success && stillFailing.length > 0) {
+      this.hooks.log.warn(
+        { ...logged, checksFailingBeforeAndAfter: stillFailing, checksRun: result.checksRun },
+        `host activated its desired system; checks failing before and after the switch: ${stillFailing.join(", ")}`,
+      );
+    } else {
+      this.hooks.log.info(logged, result.success ? "host activated its desired system" : `host failed: ${result.errorMessage}`);
+    }
     this.hooks.onHostChanged(hostName);
   }
 

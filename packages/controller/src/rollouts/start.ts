@@ -108,6 +108,7 @@ function definedPolicy(request: StartRolloutRequest): Partial<RolloutPolicy> {
     gate: given.gate,
     rollbackOnAbort: given.rollbackOnAbort,
     skipUnfetchable: given.skipUnfetchable,
+    acceptFailingChecks: given.acceptFailingChecks,
     minExecuted: given.minExecuted || DEFAULT_POLICY.minExecuted,
     maxUnavailable: given.maxUnavailable,
   };

@@ -38,6 +38,8 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX events_by_host ON events (host_name, id);`,
   ROLLOUT_MIGRATION,
+  `ALTER TABLE hosts ADD COLUMN checks_failing TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE hosts ADD COLUMN checks_run INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface HostRow {
@@ -59,6 +61,8 @@ interface HostRow {
   agent_version: string;
   desired_activate: number;
   rollout_id: string;
+  checks_failing: string;
+  checks_run: number;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -70,6 +74,8 @@ const REPORT_COLUMNS: Record<keyof HostReport, string> = {
   lastErrorMessage: "last_error_message",
   lastErrorOutput: "last_error_output",
   agentVersion: "agent_version",
+  checksFailingBeforeAndAfter: "checks_failing",
+  checksRun: "checks_run",
 };
 
 function toRecord(row: HostRow): HostRecord {
@@ -92,6 +98,8 @@ function toRecord(row: HostRow): HostRecord {
     agentVersion: row.agent_version,
     desiredActivate: row.desired_activate === 1,
     rolloutId: row.rollout_id,
+    checksFailingBeforeAndAfter: JSON.parse(row.checks_failing) as string[],
+    checksRun: row.checks_run,
   };
 }
 
@@ -179,10 +187,11 @@ export class SqliteStateStore implements StateStore {
 
   async recordReport(name: string, report: HostReport): Promise<HostRecord> {
     assertHostName(name);
-    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number][];
+    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number | string[]][];
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`).join(", ");
-      const { changes } = this.db.prepare(`UPDATE hosts SET ${assignments} WHERE name = ?`).run(...entries.map(([, value]) => value), name);
+      const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
+      const { changes } = this.db.prepare(`UPDATE hosts SET ${assignments} WHERE name = ?`).run(...values, name);
       if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
     }
     return this.mustGet(name);

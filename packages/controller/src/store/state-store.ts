@@ -21,6 +21,10 @@ export interface HostRecord {
   /** False while the desired system is only to be fetched (rollout prefetch). */
   desiredActivate: boolean;
   rolloutId: string;
+  /** From the last result for the desired serial: checks failing before and after the switch (not counted). */
+  checksFailingBeforeAndAfter: string[];
+  /** From the same result: how many checks judged the new system (0: none ran). */
+  checksRun: number;
 }
 
 export interface DeploymentTarget {
@@ -30,7 +34,19 @@ export interface DeploymentTarget {
 
 /** What an agent told us; only the given fields change. */
 export type HostReport = Partial<
-  Pick<HostRecord, "currentSystem" | "phase" | "appliedSerial" | "lastSeenMs" | "lastErrorCode" | "lastErrorMessage" | "lastErrorOutput" | "agentVersion">
+  Pick<
+    HostRecord,
+    | "currentSystem"
+    | "phase"
+    | "appliedSerial"
+    | "lastSeenMs"
+    | "lastErrorCode"
+    | "lastErrorMessage"
+    | "lastErrorOutput"
+    | "agentVersion"
+    | "checksFailingBeforeAndAfter"
+    | "checksRun"
+  >
 >;
 
 export interface HostEvent {

@@ -160,6 +160,13 @@ export interface HostStatus {
   rolloutId: string;
   /** False while the desired system is only to be fetched (rollout prefetch). */
   desiredActivate: boolean;
+  /**
+   * From the host's last result for its desired system: health checks that
+   * failed before the switch and still failed after it (not counted, so they
+   * prove nothing), and how many checks judged the new system.
+   */
+  checksFailingBeforeAndAfter: string[];
+  checksRun: number;
 }
 
 /** A count ("3") or a share of the rollout's hosts ("25%"). */
@@ -185,6 +192,11 @@ export interface RolloutPolicy {
   prefetchTimeoutMs: number;
   /** Hosts that cannot prefetch: skipped (true) or the rollout pauses (false). */
   skipUnfetchable: boolean;
+  /**
+   * Count a canary as healthy even when none of its health checks passed
+   * (each failed before the switch and still fails); otherwise the rollout pauses.
+   */
+  acceptFailingChecks: boolean;
 }
 
 export interface StartRolloutRequest {
@@ -231,6 +243,11 @@ export interface ControlRolloutRequest {
   id: string;
   action: RolloutAction;
   reason: string;
+  /**
+   * With resume: from now on count canaries whose checks all failed before and
+   * after the switch as healthy (sets the policy's accept_failing_checks).
+   */
+  acceptFailingChecks: boolean;
 }
 
 export interface ControlRolloutResponse {
@@ -1340,6 +1357,8 @@ function createBaseHostStatus(): HostStatus {
     lastErrorOutput: "",
     rolloutId: "",
     desiredActivate: false,
+    checksFailingBeforeAndAfter: [],
+    checksRun: 0,
   };
 }
 
@@ -1395,6 +1414,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     }
     if (message.desiredActivate !== false) {
       writer.uint32(136).bool(message.desiredActivate);
+    }
+    for (const v of message.checksFailingBeforeAndAfter) {
+      writer.uint32(146).string(v!);
+    }
+    if (message.checksRun !== 0) {
+      writer.uint32(152).uint32(message.checksRun);
     }
     return writer;
   },
@@ -1548,6 +1573,22 @@ export const HostStatus: MessageFns<HostStatus> = {
             message.desiredActivate = reader.bool();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.checksFailingBeforeAndAfter.push(reader.string());
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.checksRun = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1623,6 +1664,12 @@ export const HostStatus: MessageFns<HostStatus> = {
         : isSet(object.desired_activate)
           ? globalThis.Boolean(object.desired_activate)
           : false,
+      checksFailingBeforeAndAfter: globalThis.Array.isArray(object?.checksFailingBeforeAndAfter)
+        ? object.checksFailingBeforeAndAfter.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.checks_failing_before_and_after)
+          ? object.checks_failing_before_and_after.map((e: any) => globalThis.String(e))
+          : [],
+      checksRun: isSet(object.checksRun) ? globalThis.Number(object.checksRun) : isSet(object.checks_run) ? globalThis.Number(object.checks_run) : 0,
     };
   },
 
@@ -1679,6 +1726,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     if (message.desiredActivate !== false) {
       obj.desiredActivate = message.desiredActivate;
     }
+    if (message.checksFailingBeforeAndAfter?.length) {
+      obj.checksFailingBeforeAndAfter = message.checksFailingBeforeAndAfter;
+    }
+    if (message.checksRun !== 0) {
+      obj.checksRun = Math.round(message.checksRun);
+    }
     return obj;
   },
 
@@ -1704,6 +1757,8 @@ export const HostStatus: MessageFns<HostStatus> = {
     message.lastErrorOutput = object.lastErrorOutput ?? "";
     message.rolloutId = object.rolloutId ?? "";
     message.desiredActivate = object.desiredActivate ?? false;
+    message.checksFailingBeforeAndAfter = object.checksFailingBeforeAndAfter?.map((e) => e) || [];
+    message.checksRun = object.checksRun ?? 0;
     return message;
   },
 };
@@ -1806,6 +1861,7 @@ function createBaseRolloutPolicy(): RolloutPolicy {
     rollbackOnAbort: false,
     prefetchTimeoutMs: 0,
     skipUnfetchable: false,
+    acceptFailingChecks: false,
   };
 }
 
@@ -1843,6 +1899,9 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     }
     if (message.skipUnfetchable !== false) {
       writer.uint32(88).bool(message.skipUnfetchable);
+    }
+    if (message.acceptFailingChecks !== false) {
+      writer.uint32(96).bool(message.acceptFailingChecks);
     }
     return writer;
   },
@@ -1948,6 +2007,14 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
             message.skipUnfetchable = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.acceptFailingChecks = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1997,6 +2064,11 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
         : isSet(object.skip_unfetchable)
           ? globalThis.Boolean(object.skip_unfetchable)
           : false,
+      acceptFailingChecks: isSet(object.acceptFailingChecks)
+        ? globalThis.Boolean(object.acceptFailingChecks)
+        : isSet(object.accept_failing_checks)
+          ? globalThis.Boolean(object.accept_failing_checks)
+          : false,
     };
   },
 
@@ -2035,6 +2107,9 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     if (message.skipUnfetchable !== false) {
       obj.skipUnfetchable = message.skipUnfetchable;
     }
+    if (message.acceptFailingChecks !== false) {
+      obj.acceptFailingChecks = message.acceptFailingChecks;
+    }
     return obj;
   },
 
@@ -2055,6 +2130,7 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     message.rollbackOnAbort = object.rollbackOnAbort ?? false;
     message.prefetchTimeoutMs = object.prefetchTimeoutMs ?? 0;
     message.skipUnfetchable = object.skipUnfetchable ?? false;
+    message.acceptFailingChecks = object.acceptFailingChecks ?? false;
     return message;
   },
 };
@@ -2707,7 +2783,7 @@ export const ListRolloutsResponse: MessageFns<ListRolloutsResponse> = {
 };
 
 function createBaseControlRolloutRequest(): ControlRolloutRequest {
-  return { id: "", action: 0, reason: "" };
+  return { id: "", action: 0, reason: "", acceptFailingChecks: false };
 }
 
 export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
@@ -2720,6 +2796,9 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     }
     if (message.reason !== "") {
       writer.uint32(26).string(message.reason);
+    }
+    if (message.acceptFailingChecks !== false) {
+      writer.uint32(32).bool(message.acceptFailingChecks);
     }
     return writer;
   },
@@ -2761,6 +2840,14 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
             message.reason = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.acceptFailingChecks = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2778,6 +2865,11 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       action: isSet(object.action) ? rolloutActionFromJSON(object.action) : 0,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      acceptFailingChecks: isSet(object.acceptFailingChecks)
+        ? globalThis.Boolean(object.acceptFailingChecks)
+        : isSet(object.accept_failing_checks)
+          ? globalThis.Boolean(object.accept_failing_checks)
+          : false,
     };
   },
 
@@ -2792,6 +2884,9 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.acceptFailingChecks !== false) {
+      obj.acceptFailingChecks = message.acceptFailingChecks;
+    }
     return obj;
   },
 
@@ -2803,6 +2898,7 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     message.id = object.id ?? "";
     message.action = object.action ?? 0;
     message.reason = object.reason ?? "";
+    message.acceptFailingChecks = object.acceptFailingChecks ?? false;
     return message;
   },
 };
