@@ -98,6 +98,30 @@ let
 
   configFile = json.generate "ferry-agent.json" cfg.settings;
 
+  # What the agent refuses at start-up, caught here where the configuration
+  # alone shows it: a check that can never run fails before the switch too,
+  # counts as "already failing" and silently turns rollback off.
+  unrunnableChecks = lib.concatLists (
+    lib.imap0 (
+      index: check:
+      let
+        kind = check.type or "";
+        where = "healthChecks[${toString index}] (${kind})";
+        program = lib.head ((check.argv or [ ]) ++ [ "" ]);
+        url = check.url or "";
+        units = if kind == "systemd" then check.units or [ ] else [ ];
+      in
+      lib.optional (kind == "command" && !lib.hasPrefix "/" program)
+        "${where}: argv[0] \"${program}\" is not an absolute path; the agent runs no shell and searches no PATH (write e.g. \"\${pkgs.curl}/bin/curl\")"
+      ++ lib.optional (
+        kind == "http" && builtins.match "https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?" url == null
+      ) "${where}: url \"${url}\" is not an http:// or https:// URL with a host"
+      ++ map (unit: "${where}: \"${unit}\" is not a systemd unit name") (
+        lib.filter (unit: builtins.match "[^-/[:space:]][^/[:space:]]*" unit == null) units
+      )
+    ) cfg.settings.healthChecks
+  );
+
   tokenPath = toString cfg.tokenFile;
   isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p || p == builtins.storeDir;
 in
@@ -317,6 +341,14 @@ in
         message = ''
           services.ferry-agent.hostName is empty. Set networking.hostName, or set
           services.ferry-agent.hostName to the name this machine has in the controller.
+        '';
+      }
+      {
+        assertion = unrunnableChecks == [ ];
+        message = ''
+          services.ferry-agent has health checks that cannot run; each would fail before the switch
+          too, count as "already failing" and silently turn rollback off:
+            ${lib.concatStringsSep "\n  " unrunnableChecks}
         '';
       }
       {

@@ -242,6 +242,32 @@ in
     services.ferry-agent.tokenFile = lib.mkForce "${builtins.storeDir}/11111111111111111111111111111111-token";
   };
 
+  # Checks the agent could never run: a shell name without a path, a URL
+  # with a space in its host, a "unit" systemctl would read as an option.
+  agentUnrunnableChecks = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.healthChecks = {
+      systemd.units = [
+        "nginx.service"
+        "--host=evil"
+      ];
+      http = [
+        { url = "https://127.0.0.1/healthz"; }
+        { url = "http://local host:8080/health"; }
+      ];
+      command = [
+        { argv = [ "/run/current-system/sw/bin/true" ]; }
+        {
+          argv = [
+            "sh"
+            "-c"
+            "true"
+          ];
+        }
+      ];
+    };
+  };
+
   agentBadUrl = eval {
     imports = [ validAgent ];
     services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";

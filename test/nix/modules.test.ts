@@ -288,6 +288,15 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
     ["agentBadSubstituter", [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/]],
     ["agentTokenInStore", [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
     ["agentBadUrl", [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
+    [
+      "agentUnrunnableChecks",
+      [
+        /health checks that cannot run/,
+        /healthChecks\[0\] \(systemd\): "--host=evil" is not a systemd unit name/,
+        /healthChecks\[2\] \(http\): url "http:\/\/local host:8080\/health" is not an http:\/\/ or https:\/\/ URL/,
+        /healthChecks\[4\] \(command\): argv\[0\] "sh" is not an absolute path/,
+      ],
+    ],
   ];
   for (const [scenario, patterns] of cases) {
     await t.test(scenario, () => {
@@ -530,4 +539,9 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
   for (const [name, config] of configs) {
     assert.doesNotThrow(() => parseAgentConfig(config), `${name} config rejected by the agent`);
   }
+  // The module's assertion and the agent refuse the same checks, by the same index.
+  assert.throws(
+    () => parseAgentConfig(agentConfigFile(evalScenario("agentUnrunnableChecks"))),
+    /healthChecks\[0\] \(systemd:.*--host=evil.*healthChecks\[2\] \(http:http:\/\/local host.*healthChecks\[4\] \(command:sh -c true\)/s,
+  );
 });

@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core";
 import { HostPhase } from "@ferry/protocol";
+import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
 import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
@@ -31,6 +32,8 @@ export async function startAgent(
   runner: CommandRunner = new ProcessRunner(),
   forwarder?: LogForwarder,
 ): Promise<RunningAgent> {
+  // Before anything else: an agent whose checks cannot run would confirm any system.
+  await assertChecksRunnable(config.healthChecks, runner);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);

@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BundleLedger, FerryError, Nix, ProcessRunner, assertHostName, formatPhase, verifyBundle, type CommandRunner, type Logger } from "@ferry/core";
 import type { ActivationResult } from "@ferry/protocol";
+import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
 import { StateFile } from "./state-file.js";
 import { ActivationTransaction } from "./transaction.js";
@@ -32,6 +33,8 @@ export interface ApplyBundleReport {
   errorCode: string;
   errorMessage: string;
   output: string;
+  /** Health checks that failed before the switch and still fail: not counted, so they prove nothing. */
+  checksFailingBeforeAndAfter: string[];
   previousSystem: string;
   currentSystem: string;
   startedAt: string;
@@ -56,6 +59,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
   const startedAt = new Date(now()).toISOString();
   const hostName = assertHostName(options.hostName ?? config.hostName);
   const runner = options.runner ?? new ProcessRunner();
+  await assertChecksRunnable(config.healthChecks, runner);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const ledger = new BundleLedger(join(config.stateDir, HOST_LEDGER_FILE));
   const workDir = await mkdtemp(join(config.stateDir, "bundle-"));
@@ -136,6 +140,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       errorCode: result.errorCode,
       errorMessage: result.errorMessage,
       output: result.output,
+      checksFailingBeforeAndAfter: result.checksFailingBeforeAndAfter,
       previousSystem,
       currentSystem: result.currentSystem,
       startedAt,

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
 import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, type Mode } from "@ferry/core";
+import { describeCheckProblems, staticCheckProblems } from "./check-validation.js";
 
 /**
  * A host's own default mode, used when a deployment names none. `test` is left
@@ -198,6 +199,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
   assertHostName(copy.hostName);
+  const problems = staticCheckProblems(copy.healthChecks);
+  if (problems.length > 0) throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${describeCheckProblems(problems)}`);
   return copy;
 }
 

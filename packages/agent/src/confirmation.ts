@@ -1,7 +1,7 @@
 import type { CommandRunner, Logger } from "@ferry/core";
 import { FerryError } from "@ferry/core";
 import type { HealthCheck } from "./config.js";
-import { countedFailures, describeOutcomes, runHealthChecks } from "./health-checks.js";
+import { countedFailures, describeOutcomes, failingBeforeAndAfter, runHealthChecks } from "./health-checks.js";
 
 export interface ConfirmationDeps {
   checks: readonly HealthCheck[];
@@ -11,6 +11,13 @@ export interface ConfirmationDeps {
   sleep: (ms: number) => Promise<void>;
   /** Round trip with the controller; undefined when there is no controller (standalone apply). */
   heartbeat: ((timeoutMs: number) => Promise<boolean>) | undefined;
+}
+
+/** How the checks judged the new system once it was confirmed. */
+export interface Confirmation {
+  report: string;
+  checksRun: number;
+  failingBeforeAndAfter: string[];
 }
 
 const RETRY_INTERVAL_MS = 2000;
@@ -27,7 +34,7 @@ export async function confirmNewSystem(
   deadlineMs: number,
   failingBefore: readonly string[],
   requireHeartbeat: boolean,
-): Promise<string> {
+): Promise<Confirmation> {
   let lastReport = "";
   let checksPassed = false;
   let heartbeatPassed = !requireHeartbeat;
@@ -43,7 +50,9 @@ export async function confirmNewSystem(
       heartbeatPassed = heartbeat !== undefined && (await heartbeat(Math.min(HEARTBEAT_TIMEOUT_MS, Math.max(1, deadlineMs - deps.now()))));
     }
     deps.log.debug({ attempt, checksPassed, heartbeatPassed, counted: counted.map((outcome) => outcome.name) }, "confirmation attempt");
-    if (checksPassed && heartbeatPassed) return lastReport;
+    if (checksPassed && heartbeatPassed) {
+      return { report: lastReport, checksRun: outcomes.length, failingBeforeAndAfter: failingBeforeAndAfter(outcomes, failingBefore) };
+    }
     await deps.sleep(Math.min(RETRY_INTERVAL_MS, Math.max(0, deadlineMs - deps.now())));
   }
   if (!checksPassed)

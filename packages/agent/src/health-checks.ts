@@ -59,6 +59,15 @@ export function countedFailures(checks: readonly HealthCheck[], outcomes: readon
   return outcomes.filter((outcome, index) => !outcome.passed && ((checks[index] as HealthCheck).strict || !failingBefore.includes(outcome.name)));
 }
 
+/**
+ * Checks that failed before the switch and fail still, yet were not counted:
+ * the service was already broken (or the check is wrong). Reported with every
+ * result, because they prove nothing about the new system.
+ */
+export function failingBeforeAndAfter(outcomes: readonly CheckOutcome[], failingBefore: readonly string[]): string[] {
+  return outcomes.filter((outcome) => !outcome.passed && failingBefore.includes(outcome.name)).map((outcome) => outcome.name);
+}
+
 export function describeOutcomes(outcomes: readonly CheckOutcome[]): string {
   return outcomes
     .map((outcome) => `${outcome.passed ? "ok  " : "FAIL"} ${outcome.name}${outcome.detail ? `\n     ${outcome.detail.replaceAll("\n", "\n     ")}` : ""}`)

@@ -5,3 +5,4 @@ export { ActivationTransaction, type Desired, type TransactionDeps } from "./tra
 export { collectGarbage } from "./garbage-collection.js";
 export { applyBundle, HOST_LEDGER_FILE, type ApplyBundleOptions, type ApplyBundleReport } from "./apply-bundle.js";
 export { LogForwarder } from "./log-forwarder.js";
+export { assertChecksRunnable } from "./check-validation.js";

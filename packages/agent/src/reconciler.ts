@@ -1,5 +1,5 @@
 import { assertStorePath, FerryError, modeFromWire, type Logger, type Mode } from "@ferry/core";
-import { HostPhase, type ActivationMode, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
+import { ActivationMode, ActivationResult, HostPhase, type DesiredSystem } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
@@ -60,7 +60,9 @@ export class Reconciler {
     if (!last) return;
     const current = this.transaction.currentSystem();
     const booted = last.phase === HostPhase.HOST_PHASE_BOOT_PENDING && last.storePath === current;
-    this.link.send({ $case: "result", value: { ...last, currentSystem: current, ...(booted ? { phase: HostPhase.HOST_PHASE_ACTIVE } : {}) } });
+    // fromPartial: a result stored by an older agent lacks the fields added since, and encoding needs them all.
+    const value = ActivationResult.fromPartial({ ...last, currentSystem: current, ...(booted ? { phase: HostPhase.HOST_PHASE_ACTIVE } : {}) });
+    this.link.send({ $case: "result", value });
   }
 
   idle(): Promise<void> {

@@ -22,6 +22,8 @@ export interface Transaction {
   requireHeartbeat: boolean;
   /** Health checks already failing before the switch: they do not count against the new system. */
   failingBefore: string[];
+  /** How the checks judged the new system, kept from confirmation until the result is recorded. */
+  confirmedChecks?: { run: number; failingBeforeAndAfter: string[] };
   /** The running switch-to-configuration, so a restarted agent can wait for it. */
   switchProcess?: { pid: number; startTicks: string };
   failure?: { code: string; message: string; output: string };

@@ -208,13 +208,20 @@ export class ActivationTransaction {
     if (transaction.phase === "confirming") {
       progress(serial, HostPhase.HOST_PHASE_CONFIRMING, `confirming until ${new Date(transaction.deadlineMs).toISOString()}`);
       try {
-        const report = await confirmNewSystem(
+        const confirmation = await confirmNewSystem(
           { checks: config.healthChecks, runner: this.deps.runner, log, now, sleep: this.deps.sleep, heartbeat: this.deps.heartbeat },
           transaction.deadlineMs,
           transaction.failingBefore,
           transaction.requireHeartbeat,
         );
-        log.info({ serial, resumed, checks: report || undefined }, "new system confirmed");
+        log.info({ serial, resumed, checks: confirmation.report || undefined }, "new system confirmed");
+        transaction.confirmedChecks = { run: confirmation.checksRun, failingBeforeAndAfter: confirmation.failingBeforeAndAfter };
+        if (confirmation.failingBeforeAndAfter.length > 0) {
+          log.warn(
+            { serial, failingBeforeAndAfter: confirmation.failingBeforeAndAfter, checksRun: confirmation.checksRun },
+            `checks failing before and after the switch (not counted, so they prove nothing): ${confirmation.failingBeforeAndAfter.join(", ")}`,
+          );
+        }
       } catch (error) {
         return this.rollBack(transaction, toFerryError(error, "E_CONFIRM_TIMEOUT"));
       }
@@ -234,7 +241,7 @@ export class ActivationTransaction {
       return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure }, true);
     }
     log.info({ serial, storePath: transaction.next }, "new system active and confirmed");
-    return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_ACTIVE }, true);
+    return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_ACTIVE, checks: transaction.confirmedChecks }, true);
   }
 
   private async controllerReachable(): Promise<boolean> {
@@ -363,6 +370,8 @@ export class ActivationTransaction {
       output: outcome.error?.output.slice(-16384) ?? "",
       currentSystem: this.currentSystem(),
       finishedAtMs: this.deps.now(),
+      checksFailingBeforeAndAfter: outcome.checks?.failingBeforeAndAfter ?? [],
+      checksRun: outcome.checks?.run ?? 0,
     };
     this.deps.state.update((draft) => {
       draft.appliedSerial = Math.max(draft.appliedSerial, desired.serial);
@@ -377,4 +386,5 @@ interface Outcome {
   phase: HostPhase;
   error?: FerryError;
   note?: string;
+  checks?: Transaction["confirmedChecks"];
 }

@@ -345,6 +345,46 @@ describe("ActivationTransaction.run (switch strategy)", () => {
     assert.deepEqual(f.system.changes.slice(-2), [setProfileTo(f, PREV), switchTo(PREV)]);
   });
 
+  test("a check failing before and after the switch: confirmed (the baseline rule), and the result names it", async () => {
+    const broken = "/run/ferry-test/check-db";
+    const fine = "/run/ferry-test/check-app";
+    const f = fixture({
+      previous: PREV,
+      profileTarget: PREV,
+      healthChecks: [
+        { type: "command", argv: [fine], timeout: 1 },
+        { type: "command", argv: [broken, "--ping"], timeout: 1 },
+      ],
+    });
+    f.system.script = (argv) => (argv[0] === broken ? { exitCode: 1, stdout: "db down" } : undefined);
+    const result = await f.tx.run(desired(12));
+    assert.equal(result.success, true);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ACTIVE);
+    assert.deepEqual(result.checksFailingBeforeAndAfter, [`command:${broken} --ping`]);
+    assert.equal(result.checksRun, 2);
+    assert.deepEqual(f.readState().lastResult, result, "kept on disk, so a reconnect re-sends it");
+  });
+
+  test("a check failing before the switch and passing after it is not reported", async () => {
+    const check = "/run/ferry-test/check-app";
+    const f = fixture({ previous: PREV, profileTarget: PREV, healthChecks: [{ type: "command", argv: [check], timeout: 1 }] });
+    f.system.script = (argv, fake) => (argv[0] === check ? { exitCode: readlinkSync(fake.f.currentLink) === NEXT ? 0 : 1 } : undefined);
+    const result = await f.tx.run(desired(13));
+    assert.equal(result.success, true);
+    assert.deepEqual(result.checksFailingBeforeAndAfter, []);
+    assert.equal(result.checksRun, 1);
+  });
+
+  test("a strict check counts even when it failed before the switch: rolled back", async () => {
+    const check = "/run/ferry-test/check-app";
+    const f = fixture({ previous: PREV, profileTarget: PREV, healthChecks: [{ type: "command", argv: [check], timeout: 1, strict: true }] });
+    f.system.script = (argv) => (argv[0] === check ? { exitCode: 1 } : undefined);
+    const result = await f.tx.run(desired(14));
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    assert.equal(result.errorCode, "E_HEALTH_CHECK_FAILED");
+    assert.deepEqual(result.checksFailingBeforeAndAfter, []);
+  });
+
   test("with a controller: unreachable before the switch → not switched (E_CONTROLLER_UNREACHABLE)", async () => {
     const f = fixture({ previous: PREV, profileTarget: PREV, heartbeat: async () => false });
     const result = await f.tx.run(desired(10));
@@ -365,8 +405,9 @@ describe("ActivationTransaction.run (switch strategy)", () => {
 
 describe("ActivationTransaction.resume", () => {
   /** A transaction file as a previous agent process left it. */
-  function persist(f: Fixture, phase: string): void {
+  function persist(f: Fixture, phase: string, extra: Record<string, unknown> = {}): void {
     const transaction = {
+      ...extra,
       serial: 11,
       deploymentId: "d11",
       next: NEXT,
@@ -429,6 +470,17 @@ describe("ActivationTransaction.resume", () => {
     assert.equal(result.success, true);
     assert.equal(f.readState().appliedSerial, 11);
     assert.equal(f.readState().transaction, null);
+  });
+
+  test("interrupted after confirmation: the result still names the checks failing before and after", async () => {
+    const first = fixture({ previous: NEXT, profileTarget: NEXT });
+    persist(first, "confirmed", { confirmedChecks: { run: 2, failingBeforeAndAfter: ["systemd:nginx.service"] } });
+    const f = fixture({ reuse: first });
+    const result = await f.tx.resume();
+    assert.ok(result);
+    assert.equal(result.phase, HostPhase.HOST_PHASE_ACTIVE);
+    assert.deepEqual(result.checksFailingBeforeAndAfter, ["systemd:nginx.service"]);
+    assert.equal(result.checksRun, 2);
   });
 
   test("interrupted while rolling back: the rollback is finished", async () => {

@@ -150,6 +150,60 @@ describe("parseAgentConfig", () => {
     badConfig({ ...MINIMAL, trustedPublicKeys: ["k:bad key"] }, /trustedPublicKeys/);
   });
 
+  // A check that cannot run fails before the switch too, counts as "already
+  // failing" and would silently turn rollback off: it is a configuration error.
+  test("a command check whose program is not an absolute path is refused, with its index", () => {
+    badConfig(
+      {
+        ...MINIMAL,
+        healthChecks: [
+          { type: "command", argv: ["/bin/true"] },
+          { type: "command", argv: ["sh", "-c", "curl -f localhost"] },
+        ],
+      },
+      /healthChecks\[1\] \(command:sh -c curl -f localhost\)/,
+      /argv\[0\] "sh" is not an absolute path/,
+    );
+  });
+
+  test("an http check whose URL does not parse is refused, with its index", () => {
+    const error = badConfig(
+      {
+        ...MINIMAL,
+        healthChecks: [
+          { type: "http", url: "http://127.0.0.1/ok" },
+          { type: "http", url: "http://local host:8080/health" },
+        ],
+      },
+      /healthChecks\[1\] \(http:http:\/\/local host:8080\/health\)/,
+      /is not a valid URL/,
+    );
+    assert.doesNotMatch(error.message, /healthChecks\[0\]/);
+  });
+
+  test("a systemd check naming something that is no unit name is refused, with its index", () => {
+    badConfig(
+      { ...MINIMAL, healthChecks: [{ type: "systemd", units: ["nginx.service", "--host=evil"] }] },
+      /healthChecks\[0\]/,
+      /"--host=evil" is not a systemd unit name/,
+    );
+    badConfig({ ...MINIMAL, healthChecks: [{ type: "systemd", units: ["../etc/x.service"] }] }, /"\.\.\/etc\/x\.service" is not a systemd unit name/);
+  });
+
+  test("every check that cannot run is named, each by its own index", () => {
+    const error = badConfig({
+      ...MINIMAL,
+      healthChecks: [
+        { type: "command", argv: ["true"] },
+        { type: "systemd", units: ["sshd.service"] },
+        { type: "systemd", units: ["a b"] },
+      ],
+    });
+    assert.match(error.message, /healthChecks\[0\] \(command:true\): argv\[0\] "true"/);
+    assert.match(error.message, /healthChecks\[2\] \(systemd:a b\): "a b" is not a systemd unit name/);
+    assert.doesNotMatch(error.message, /healthChecks\[1\]/);
+  });
+
   test("non-objects are rejected with E_BAD_CONFIG", () => {
     for (const raw of [null, undefined, 42, "config", []]) badConfig(raw);
   });

@@ -22,7 +22,7 @@ test("only lines about a deployment (with a serial) are forwarded, with their le
   await write(forwarder, `${JSON.stringify({ level: 30, time: "2026-01-01T00:00:00.000Z", msg: "agent started" })}\n`);
   await write(forwarder, `${JSON.stringify({ level: 50, time: "2026-01-01T00:00:01.000Z", msg: "fetch failed", serial: 7, rolloutId: "r-1" })}\n`);
   assert.deepEqual(sent, [
-    { hostName: "", atMs: Date.parse("2026-01-01T00:00:01.000Z"), level: "error", message: "fetch failed", serial: 7, rolloutId: "r-1" },
+    { hostName: "", atMs: Date.parse("2026-01-01T00:00:01.000Z"), level: "error", message: "fetch failed", serial: 7, rolloutId: "r-1", fieldsJson: "" },
   ]);
 });
 
@@ -43,4 +43,38 @@ test("garbage and unattached forwarders drop lines without failing", async () =>
   const { forwarder, sent } = collect();
   await write(forwarder, "{not json}\n\n");
   assert.equal(sent.length, 0);
+});
+
+test("the event's own fields travel with it: failingBefore and the checks' report are not dropped", async () => {
+  const { forwarder, sent } = collect();
+  const event = {
+    level: 40,
+    time: "2026-01-01T00:00:03.000Z",
+    pid: 12,
+    hostname: "web1",
+    component: "agent",
+    host: "web1",
+    serial: 9,
+    deploymentId: "d-9",
+    failingBefore: ["systemd:nginx.service"],
+    msg: "checks already failing before the switch; they count only if strict",
+  };
+  await write(forwarder, `${JSON.stringify(event)}\n`);
+  await write(
+    forwarder,
+    `${JSON.stringify({ level: 30, time: event.time, serial: 9, checks: "FAIL systemd:nginx.service\n     inactive", msg: "new system confirmed" })}\n`,
+  );
+  assert.equal(sent.length, 2);
+  assert.deepEqual(JSON.parse(sent[0]?.fieldsJson ?? ""), { deploymentId: "d-9", failingBefore: ["systemd:nginx.service"] });
+  assert.deepEqual(JSON.parse(sent[1]?.fieldsJson ?? ""), { checks: "FAIL systemd:nginx.service\n     inactive" });
+});
+
+test("fields are bounded: long texts keep their tail, and an oversized event keeps only its field names", async () => {
+  const { forwarder, sent } = collect();
+  await write(forwarder, `${JSON.stringify({ level: 30, serial: 1, msg: "x", checks: `${"a".repeat(10_000)}END` })}\n`);
+  const checks = (JSON.parse(sent[0]?.fieldsJson ?? "") as { checks: string }).checks;
+  assert.ok(checks.length <= 4096 + 3 && checks.endsWith("END"), `${checks.length} chars`);
+  const many = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, "b".repeat(4000)]));
+  await write(forwarder, `${JSON.stringify({ level: 30, serial: 1, msg: "y", ...many })}\n`);
+  assert.deepEqual(JSON.parse(sent[1]?.fieldsJson ?? ""), { fieldsDropped: Object.keys(many) });
 });

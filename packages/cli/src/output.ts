@@ -94,7 +94,22 @@ export function hostStatusJson(host: HostStatus): Record<string, unknown> {
     lastSeenMs: host.lastSeenMs,
     lastError: host.lastErrorCode ? { code: host.lastErrorCode, message: host.lastErrorMessage, output: host.lastErrorOutput } : null,
     agentVersion: host.agentVersion,
+    healthChecks: { run: host.checksRun, failingBeforeAndAfter: host.checksFailingBeforeAndAfter },
   };
+}
+
+/** The CHECKS cell: how the last confirmation's checks judged the host's system. */
+export function checksCell(host: HostStatus): string {
+  const failing = host.checksFailingBeforeAndAfter.length;
+  if (host.checksRun === 0) return "-";
+  return failing === 0 ? `${host.checksRun} ok` : `${failing}/${host.checksRun} failing before+after`;
+}
+
+/** One line per host whose checks failed before and after its last switch, naming them. */
+export function failingChecksNotes(hosts: readonly HostStatus[]): string[] {
+  return hosts
+    .filter((host) => host.checksFailingBeforeAndAfter.length > 0)
+    .map((host) => `${host.name}: checks failing before and after the switch (not counted): ${host.checksFailingBeforeAndAfter.join(", ")}`);
 }
 
 export { FerryError };

@@ -19,8 +19,8 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
         [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
-        [--rollback-on-abort] [--mode MODE] [--allow-unsigned] [--wait] [--timeout SECONDS]
-  ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
+        [--rollback-on-abort] [--mode MODE] [--allow-unsigned] [--accept-failing-checks] [--wait] [--timeout SECONDS]
+  ferry rollout status ID | list | pause ID | resume ID [--accept-failing-checks] | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
   ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode MODE] [--cache-url URL] [--no-local-verify] [--two-pass]
@@ -31,7 +31,7 @@ Local verbs:
   ferry controller --data-dir DIR [--listen HOST:PORT] [--grpc-listen HOST:PORT] [--public-url URL]
   ferry agent --config FILE [--host-name NAME] [--controller-url URL] [--token-file FILE] [--state-dir DIR]
   ferry agent schema             print the agent configuration's JSON Schema
-  ferry agent check-config --config FILE
+  ferry agent check-config --config FILE   also refuses health checks this machine cannot run
   ferry agent gc --config FILE   delete generations beyond keepGenerations, then collect garbage
   ferry dev host --config FILE [--dir DIR]
                                  run an agent with a private /nix and /run, to try Ferry on one machine

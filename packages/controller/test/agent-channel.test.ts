@@ -14,6 +14,8 @@ import {
   type ControllerBody,
   type Refusal,
 } from "@ferry/protocol";
+import { pino } from "pino";
+import { toHostStatus } from "../src/api/host-status.js";
 import { startTestController, type TestController } from "./controller-fixture.js";
 
 const SYS_A = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1";
@@ -24,9 +26,12 @@ const STEP_MS = 3000;
 
 let t: TestController;
 const sockets: WebSocket[] = [];
+/** Every line the controller logged, parsed. */
+const logged: Record<string, unknown>[] = [];
+const captureLog = pino({ level: "info" }, { write: (line: string) => logged.push(JSON.parse(line) as Record<string, unknown>) });
 
 before(async () => {
-  t = await startTestController({ heartbeatIntervalMs: 1000 });
+  t = await startTestController({ heartbeatIntervalMs: 1000, log: captureLog });
   await t.controller.store.addHost("web1", hashToken(TOKEN), [], Date.now());
   await t.controller.store.addHost("db1", hashToken(OTHER_TOKEN), [], Date.now());
 });
@@ -216,9 +221,11 @@ describe("agent channel refusals", () => {
         output: "o",
         currentSystem: SYS_A,
         finishedAtMs: 1,
+        checksFailingBeforeAndAfter: [],
+        checksRun: 0,
       },
     },
-    { $case: "log", value: { hostName: "db1", atMs: 1, level: "info", message: "spoof", serial: 1, rolloutId: "" } },
+    { $case: "log", value: { hostName: "db1", atMs: 1, level: "info", message: "spoof", serial: 1, rolloutId: "", fieldsJson: "" } },
     { $case: "desiredRequest", value: { hostName: "db1" } },
   ] satisfies AgentBody[]) {
     test(`after a good hello, a ${body.$case} frame naming another host → E_FORBIDDEN_HOST, 4004`, async () => {
@@ -310,6 +317,8 @@ describe("agent channel happy path", () => {
         output: "",
         currentSystem: SYS_A,
         finishedAtMs: Date.now(),
+        checksFailingBeforeAndAfter: [],
+        checksRun: 0,
       },
     });
     // Frames are handled in order, so the ack of a later heartbeat means both were processed.
@@ -351,5 +360,90 @@ describe("agent channel happy path", () => {
       Date.now(),
     );
     assert.equal(deployed?.desiredSerial, 42);
+  });
+});
+
+describe("health checks failing before and after the switch", () => {
+  test("a result naming them is stored, shown in the host's status, recorded as an event and logged with the names", async () => {
+    await t.controller.store.addHost("chk1", hashToken(TOKEN), [], Date.now());
+    const [deployed] = await t.controller.store.recordDeployment(
+      "dep-chk",
+      [{ hostName: "chk1", storePath: SYS_A }],
+      ActivationMode.ACTIVATION_MODE_SWITCH,
+      Date.now(),
+    );
+    assert.ok(deployed);
+    const client = await connect();
+    client.sendBody(hello("chk1", TOKEN, { currentSystem: SYS_B }));
+    assert.equal((await client.next()).$case, "welcome");
+    assert.equal((await client.next()).$case, "desired");
+    client.sendBody({
+      $case: "result",
+      value: {
+        hostName: "chk1",
+        serial: deployed.desiredSerial,
+        storePath: SYS_A,
+        success: true,
+        phase: HostPhase.HOST_PHASE_ACTIVE,
+        errorCode: "",
+        errorMessage: "",
+        output: "",
+        currentSystem: SYS_A,
+        finishedAtMs: Date.now(),
+        checksFailingBeforeAndAfter: ["systemd:nginx.service"],
+        checksRun: 2,
+      },
+    });
+    client.sendBody({ $case: "heartbeat", value: { sequence: 3, sentAtMs: Date.now(), currentSystem: "", phase: 0 } });
+    assert.equal((await client.next()).$case, "heartbeatAck");
+
+    const host = await t.controller.store.getHost("chk1");
+    assert.ok(host);
+    assert.deepEqual([host.checksFailingBeforeAndAfter, host.checksRun], [["systemd:nginx.service"], 2]);
+    const status = toHostStatus(host, true);
+    assert.deepEqual([status.checksFailingBeforeAndAfter, status.checksRun], [["systemd:nginx.service"], 2]);
+    const events = await t.controller.store.listEvents("chk1", 10);
+    assert.deepEqual(events.at(-1)?.data["checksFailingBeforeAndAfter"], ["systemd:nginx.service"]);
+    const line = logged.find((entry) => entry["host"] === "chk1" && Array.isArray(entry["checksFailingBeforeAndAfter"]));
+    assert.ok(line, "the controller logged the result with the check names");
+    assert.equal(line["level"], 40, "as a warning");
+    assert.match(String(line["msg"]), /checks failing before and after the switch: systemd:nginx\.service/);
+  });
+
+  test("a forwarded agent log line keeps its own fields (failingBefore, checks) in the controller's log", async () => {
+    await t.controller.store.addHost("log1", hashToken(TOKEN), [], Date.now());
+    const client = await connect();
+    client.sendBody(hello("log1", TOKEN));
+    assert.equal((await client.next()).$case, "welcome");
+    const fields = { failingBefore: ["systemd:nginx.service"], checks: "FAIL systemd:nginx.service", host: "db1", level: 60 };
+    client.sendBody({
+      $case: "log",
+      value: {
+        hostName: "log1",
+        atMs: 1,
+        level: "warn",
+        message: "checks already failing before the switch",
+        serial: 5,
+        rolloutId: "",
+        fieldsJson: JSON.stringify(fields),
+      },
+    });
+    client.sendBody({
+      $case: "log",
+      value: { hostName: "log1", atMs: 1, level: "info", message: "not json fields", serial: 5, rolloutId: "", fieldsJson: "{oops" },
+    });
+    client.sendBody({ $case: "heartbeat", value: { sequence: 4, sentAtMs: Date.now(), currentSystem: "", phase: 0 } });
+    assert.equal((await client.next()).$case, "heartbeatAck");
+    const line = logged.find((entry) => entry["msg"] === "checks already failing before the switch");
+    assert.ok(line);
+    assert.deepEqual(line["failingBefore"], ["systemd:nginx.service"]);
+    assert.equal(line["checks"], "FAIL systemd:nginx.service");
+    assert.equal(line["host"], "log1", "an agent's fields cannot replace the controller's own");
+    assert.equal(line["level"], 30);
+    assert.equal(line["agentLevel"], "warn");
+    assert.ok(
+      logged.some((entry) => entry["msg"] === "not json fields"),
+      "a line with unreadable fields is still logged",
+    );
   });
 });

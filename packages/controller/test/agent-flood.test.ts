@@ -58,11 +58,13 @@ const maximalResult = (serial: number): AgentBody =>
       storePath: SYSTEM,
       success: false,
       phase: HostPhase.HOST_PHASE_FAILED,
-      errorCode: "E_".padEnd(300_000, "X"),
-      errorMessage: "m".repeat(300_000),
-      output: "o".repeat(300_000),
+      errorCode: "E_".padEnd(250_000, "X"),
+      errorMessage: "m".repeat(250_000),
+      output: "o".repeat(250_000),
       currentSystem: SYSTEM,
       finishedAtMs: Date.now(),
+      checksFailingBeforeAndAfter: Array.from({ length: 200 }, (_, i) => `command:${i}`.padEnd(300, "c")),
+      checksRun: 200,
     },
   }) satisfies AgentBody;
 
@@ -93,7 +95,10 @@ test("maximal result frames in a loop cannot grow the database past the per-host
   assert.ok(sent > EVENTS_PER_HOST * 2, `only ${sent} frames were sent`);
   const events = await t.controller.store.listEvents("flood-1", 10_000);
   assert.ok(events.length <= EVENTS_PER_HOST, `${events.length} events kept`);
-  for (const event of events) assert.ok(String(event.data["errorMessage"]).length < 4200 && String(event.data["errorCode"]).length < 200);
+  for (const event of events) {
+    assert.ok(String(event.data["errorMessage"]).length < 4200 && String(event.data["errorCode"]).length < 200);
+    assert.ok(JSON.stringify(event.data["checksFailingBeforeAndAfter"] ?? []).length < 64 * 600);
+  }
   const host = await t.controller.store.getHost("flood-1");
   assert.ok((host?.lastErrorOutput.length ?? 0) < 17_000 && (host?.agentVersion.length ?? 0) <= 64);
   const bytes = ["state.sqlite", "state.sqlite-wal"].reduce((sum, name) => sum + (statSync(join(t.dataDir, name), { throwIfNoEntry: false })?.size ?? 0), 0);

@@ -64,6 +64,7 @@ function policy(patch: Partial<PolicyMessage> = {}): PolicyMessage {
     rollbackOnAbort: false,
     prefetchTimeoutMs: 0,
     skipUnfetchable: false,
+    acceptFailingChecks: false,
     ...patch,
   };
 }
@@ -204,6 +205,12 @@ class Harness {
   async booted(name: string): Promise<void> {
     const record = await this.host(name);
     await this.store.recordReport(name, { phase: HostPhase.HOST_PHASE_ACTIVE, currentSystem: record.desiredSystem });
+  }
+
+  /** A confirmation whose health checks named `failing` as failing before and after the switch, of `run` checks. */
+  async confirmedWithFailingChecks(name: string, failing: string[], run: number): Promise<void> {
+    await this.report(name, HostPhase.HOST_PHASE_ACTIVE);
+    await this.store.recordReport(name, { checksFailingBeforeAndAfter: failing, checksRun: run });
   }
 
   async fetched(names: readonly string[]): Promise<void> {
@@ -1163,5 +1170,111 @@ describe("Manual deploys and maintenance windows", () => {
       "only the rollout's prefetch",
     );
     assert.equal((await h.host("db-1")).rolloutId, id);
+  });
+});
+
+describe("RolloutEngine: health checks failing before and after the switch", () => {
+  const NGINX = "systemd:nginx.service";
+
+  test("a canary confirmed while every check failed before and after pauses the rollout, saying why", async () => {
+    const h = await harness();
+    const hosts = fleet(3);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1), maxUnavailable: 2 });
+    await h.prefetchAll(id);
+    await h.tick();
+    assert.deepEqual(activated(h), ["web-1"]);
+    await h.confirmedWithFailingChecks("web-1", [NGINX], 1);
+    await h.tick();
+
+    const rollout = await h.rollout(id);
+    assert.equal(rollout.state, "paused");
+    assert.match(rollout.reason, /the canary proves nothing about this release \(web-1: none of its 1 health check\(s\) passed/);
+    assert.match(rollout.reason, /systemd:nginx\.service/);
+    assert.match(rollout.reason, /--accept-failing-checks/);
+    const canary = await h.rolloutHost(id, "web-1");
+    assert.deepEqual([canary.state, canary.errorCode], ["confirmed", "E_CHECKS_UNPROVEN"]);
+    // Paused: the next wave is not started.
+    h.advance(MINUTE);
+    await h.tick(2);
+    assert.deepEqual(activated(h), ["web-1"]);
+
+    // A plain resume does not accept it: the rollout stays paused and says how to go on.
+    await rejectsCode(h.engine.control(id, "resume", ""), "E_CHECKS_UNPROVEN");
+    await h.settle();
+    assert.equal((await h.rollout(id)).state, "paused");
+
+    await h.engine.control(id, "resume", "", { acceptFailingChecks: true });
+    await h.settle();
+    await h.tick(2);
+    const resumed = await h.rollout(id);
+    assert.equal(resumed.policy.acceptFailingChecks, true, "the acceptance is part of the stored policy");
+    assert.equal(resumed.state, "running");
+    assert.deepEqual(activated(h).sort(), ["web-1", "web-2", "web-3"]);
+  });
+
+  test("the acceptance survives a controller restart", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1) });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.confirmedWithFailingChecks("web-1", [NGINX], 1);
+    await h.tick();
+    await h.engine.control(id, "resume", "", { acceptFailingChecks: true });
+    await h.restart();
+    await h.tick(2);
+    assert.equal((await h.rollout(id)).state, "running");
+    assert.deepEqual(activated(h), ["web-1", "web-2"]);
+  });
+
+  test("started with acceptFailingChecks, such a canary counts as healthy; the host still carries the evidence", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1), acceptFailingChecks: true });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.confirmedWithFailingChecks("web-1", [NGINX], 1);
+    await h.tick(2);
+    assert.equal((await h.rollout(id)).state, "running");
+    assert.deepEqual(activated(h), ["web-1", "web-2"]);
+    assert.equal((await h.rolloutHost(id, "web-1")).errorCode, "E_CHECKS_UNPROVEN");
+  });
+
+  test("a canary with some checks passing is healthy; the failing ones are recorded on the host (E_CHECKS_FAILING)", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { canary: count(1) });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.confirmedWithFailingChecks("web-1", [NGINX], 3);
+    await h.tick(2);
+    assert.equal((await h.rollout(id)).state, "running");
+    assert.deepEqual(activated(h), ["web-1", "web-2"]);
+    const canary = await h.rolloutHost(id, "web-1");
+    assert.deepEqual([canary.state, canary.errorCode], ["confirmed", "E_CHECKS_FAILING"]);
+    assert.match(canary.errorMessage, /1 of 3 health checks failed before the switch and still fail \(systemd:nginx\.service\)/);
+    await h.active(["web-2"]);
+    await h.tick(2);
+    const done = await h.rollout(id);
+    assert.equal(done.state, "completed");
+    assert.equal((await h.rolloutHost(id, "web-2")).errorCode, "", "a host whose checks all passed carries nothing");
+  });
+
+  test("hosts outside a canary wave are reported, never paused on", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const id = await h.start(hosts, { maxUnavailable: 2 });
+    await h.prefetchAll(id);
+    await h.tick();
+    await h.confirmedWithFailingChecks("web-1", [NGINX], 1);
+    await h.active(["web-2"]);
+    await h.tick(2);
+    assert.equal((await h.rollout(id)).state, "completed");
+    assert.equal((await h.rolloutHost(id, "web-1")).errorCode, "E_CHECKS_UNPROVEN");
   });
 });

@@ -58,6 +58,8 @@ describe("SqliteStateStore hosts", () => {
       desiredActivate: true,
       rolloutId: "",
       heldForWindow: false,
+      checksFailingBeforeAndAfter: [],
+      checksRun: 0,
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);
@@ -222,6 +224,23 @@ describe("SqliteStateStore deployments and reports", () => {
     assert.equal((await store.getHost("a"))?.previousSystem, SYS_B);
   });
 
+  test("a host's checks failing before and after the switch are stored with the result, and survive a reopen", async () => {
+    const { store, file } = open();
+    await store.addHost("a", hashToken("a"), [], 5);
+    const reported = await store.recordReport("a", {
+      phase: HostPhase.HOST_PHASE_ACTIVE,
+      checksFailingBeforeAndAfter: ["systemd:nginx.service", "http:http://x/"],
+      checksRun: 3,
+    });
+    assert.deepEqual([reported.checksFailingBeforeAndAfter, reported.checksRun], [["systemd:nginx.service", "http:http://x/"], 3]);
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const { store: reopened } = open(file);
+    assert.deepEqual((await reopened.getHost("a"))?.checksFailingBeforeAndAfter, ["systemd:nginx.service", "http:http://x/"]);
+    const cleared = await reopened.recordReport("a", { checksFailingBeforeAndAfter: [], checksRun: 0 });
+    assert.deepEqual([cleared.checksFailingBeforeAndAfter, cleared.checksRun], [[], 0]);
+  });
+
   test("events are listed per host, oldest first, the newest `limit` of them", async () => {
     const { store } = open();
     for (let i = 1; i <= 5; i++) await store.appendEvent({ atMs: i, hostName: "a", kind: `k${i}`, data: { i, nested: { ok: true } } });
@@ -307,13 +326,16 @@ describe("SqliteStateStore durability", () => {
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
     const db = new Database(file);
-    db.exec("ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
+    db.exec(
+      "ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run; ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;",
+    );
     db.close();
 
     const { store: upgraded } = open(file);
     assert.equal((await upgraded.getHost("a"))?.activationMode, ActivationMode.ACTIVATION_MODE_UNSPECIFIED);
     assert.equal((await upgraded.getHost("b"))?.activationMode, ActivationMode.ACTIVATION_MODE_BOOT);
     assert.equal((await upgraded.getHost("a"))?.heldForWindow, false);
+    assert.deepEqual([(await upgraded.getHost("a"))?.checksFailingBeforeAndAfter, (await upgraded.getHost("a"))?.checksRun], [[], 0]);
   });
 
   test("a second store on the same file sees committed writes", async () => {

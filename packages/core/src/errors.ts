@@ -34,6 +34,10 @@ export const ERROR_HINTS = {
   E_ACTIVATION_TIMEOUT: "switch-to-configuration did not finish in time; raise activationTimeout or find the hung unit.",
   E_PROFILE_FAILED: "nix-env could not set the system profile; check free space and permissions on /nix/var/nix/profiles.",
   E_HEALTH_CHECK_FAILED: "A health check failed on the new system; the agent restored the previous one. See the check output.",
+  E_CHECKS_FAILING:
+    "Confirmed, but some health checks failed before the switch and still fail; they were not counted, so they prove nothing. Fix the service or the check (ferry status HOST names them).",
+  E_CHECKS_UNPROVEN:
+    "No health check passed on the new system (each failed before the switch too), so a rollout's canary does not count it healthy. Fix the checks, or accept: ferry rollout resume ID --accept-failing-checks.",
   E_CONFIRM_TIMEOUT: "The new system did not prove itself healthy and connected before confirmTimeout; the previous one was restored.",
   E_NO_SPACE:
     "A disk is full: on a host, /nix lacks the closure size plus the reserve (collect garbage); on the controller, its data directory. Free space or grow the disk.",

@@ -54,9 +54,22 @@ const AGENT_BODIES: AgentBody[] = [
       output: "line 1\nline 2\n\u0000binary?",
       currentSystem: PATH,
       finishedAtMs: -5,
+      checksFailingBeforeAndAfter: ["systemd:nginx.service", "command:/bin/sh -c ü"],
+      checksRun: 3,
     },
   },
-  { $case: "log", value: { hostName: "web1", atMs: 123, level: "warn", message: "disk almost full", serial: 3, rolloutId: "r-1" } },
+  {
+    $case: "log",
+    value: {
+      hostName: "web1",
+      atMs: 123,
+      level: "warn",
+      message: "disk almost full",
+      serial: 3,
+      rolloutId: "r-1",
+      fieldsJson: '{"failingBefore":["systemd:nginx.service"]}',
+    },
+  },
   { $case: "desiredRequest", value: { hostName: "web1" } },
   {
     $case: "dryActivateOutcome",
@@ -188,19 +201,25 @@ describe("frame errors", () => {
     // A valid frame just above the limit is still refused by size.
     const big = encodeAgentFrame({
       $case: "log",
-      value: { hostName: "web1", atMs: 1, level: "info", message: "x".repeat(MAX_FRAME_BYTES), serial: 1, rolloutId: "" },
+      value: { hostName: "web1", atMs: 1, level: "info", message: "x".repeat(MAX_FRAME_BYTES), serial: 1, rolloutId: "", fieldsJson: "" },
     });
     assert.ok(big.length > MAX_FRAME_BYTES);
     throwsFrame(() => decodeAgentFrame(big), "E_FRAME_TOO_LARGE");
   });
 
   test("a frame of exactly MAX_FRAME_BYTES is accepted", () => {
-    const overhead = encodeAgentFrame({ $case: "log", value: { hostName: "web1", atMs: 1, level: "info", message: "", serial: 1, rolloutId: "" } }).length;
+    const overhead = encodeAgentFrame({
+      $case: "log",
+      value: { hostName: "web1", atMs: 1, level: "info", message: "", serial: 1, rolloutId: "", fieldsJson: "" },
+    }).length;
     // Grow the message until the frame is exactly at the limit (the length varints grow too).
     let size = MAX_FRAME_BYTES - overhead - 6;
     let frame: Uint8Array = new Uint8Array();
     for (let i = 0; i < 10 && frame.length !== MAX_FRAME_BYTES; i++) {
-      frame = encodeAgentFrame({ $case: "log", value: { hostName: "web1", atMs: 1, level: "info", message: "y".repeat(size), serial: 1, rolloutId: "" } });
+      frame = encodeAgentFrame({
+        $case: "log",
+        value: { hostName: "web1", atMs: 1, level: "info", message: "y".repeat(size), serial: 1, rolloutId: "", fieldsJson: "" },
+      });
       size += MAX_FRAME_BYTES - frame.length;
     }
     assert.equal(frame.length, MAX_FRAME_BYTES);

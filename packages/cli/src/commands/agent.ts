@@ -1,6 +1,7 @@
 import { createLogger, FerryError, Nix, ProcessRunner } from "@ferry/core";
-import { AGENT_CONFIG_SCHEMA, type AgentConfig, collectGarbage, loadAgentConfig, LogForwarder, startAgent } from "@ferry/agent";
+import { AGENT_CONFIG_SCHEMA, type AgentConfig, assertChecksRunnable, collectGarbage, loadAgentConfig, LogForwarder, startAgent } from "@ferry/agent";
 import { parse, requireString } from "../args.js";
+import { createOutput } from "../output.js";
 import { waitForSignal } from "./controller.js";
 import { applyBundleCommand } from "./agent-apply-bundle.js";
 
@@ -10,9 +11,12 @@ export async function agentCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (args[0] === "check-config") {
-    const { values } = parse(args.slice(1), { config: { type: "string" } }, false);
-    loadAgentConfig(requireString(values.config, "--config"));
-    process.stdout.write("configuration is valid\n");
+    const { values } = parse(args.slice(1), { config: { type: "string" }, json: { type: "boolean", default: false } }, false);
+    const file = requireString(values.config, "--config");
+    const config = loadAgentConfig(file);
+    // Run on the host itself: whether a program exists or systemd knows a unit is a fact of this machine.
+    await assertChecksRunnable(config.healthChecks, new ProcessRunner());
+    createOutput(values.json).result({ valid: true, config: file, healthChecks: config.healthChecks.length }, () => "configuration is valid\n");
     return 0;
   }
   if (args[0] === "apply-bundle") return applyBundleCommand(args.slice(1));

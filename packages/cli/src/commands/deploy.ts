@@ -3,7 +3,7 @@ import { HostPhase, type HostStatus, type WatchHostsResponse, type WindowHold } 
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
-import { EXIT_NOT_EVERY_HOST, createOutput, hostStatusJson, type Output } from "../output.js";
+import { EXIT_NOT_EVERY_HOST, createOutput, failingChecksNotes, hostStatusJson, type Output } from "../output.js";
 
 export function parseTarget(argument: string): { hostName: string; storePath: string } {
   const eq = argument.indexOf("=");
@@ -54,13 +54,14 @@ export async function deployCommand(args: string[]): Promise<number> {
     const failed = final.filter((host) => outcomeOf(host, deploymentId) === "failed");
     const waiting = final.filter((host) => outcomeOf(host, deploymentId) === "held");
     out.result({ deploymentId, mode: mode ?? null, success: failed.length === 0, ...windowsJson, hosts: final.map(hostStatusJson) }, () =>
-      final
-        .map((host) =>
+      [
+        ...final.map((host) =>
           outcomeOf(host, deploymentId) === "held"
             ? `${host.name}: fetched; activates when its maintenance window opens`
             : `${host.name}: ${formatPhase(host.phase)}${host.lastErrorCode ? ` (${host.lastErrorCode}: ${host.lastErrorMessage})` : ""}`,
-        )
-        .join("\n"),
+        ),
+        ...failingChecksNotes(final).map((note) => `warning: ${note}`),
+      ].join("\n"),
     );
     if (failed.length > 0) {
       const first = failed[0] as HostStatus;

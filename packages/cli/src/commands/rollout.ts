@@ -63,6 +63,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     "rollback-on-abort": { type: "boolean", default: false },
     mode: { type: "string" },
     "allow-unsigned": { type: "boolean", default: false },
+    "accept-failing-checks": { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
   });
@@ -80,6 +81,7 @@ async function rolloutStart(args: string[]): Promise<number> {
     rollbackOnAbort: values["rollback-on-abort"],
     prefetchTimeoutMs: values["prefetch-timeout"] ? parseDuration(values["prefetch-timeout"], "--prefetch-timeout") : 0,
     skipUnfetchable: values["skip-unfetchable"],
+    acceptFailingChecks: values["accept-failing-checks"],
   };
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
@@ -204,11 +206,21 @@ const ACTIONS = {
 } as const;
 
 async function rolloutControl(verb: keyof typeof ACTIONS, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, reason: { type: "string", default: "" } });
+  const { values, positionals } = parse(args, {
+    ...CONNECTION_OPTIONS,
+    reason: { type: "string", default: "" },
+    "accept-failing-checks": { type: "boolean", default: false },
+  });
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", `usage: ferry rollout ${verb} ID`);
+  if (values["accept-failing-checks"] && verb !== "resume") throw new FerryError("E_BAD_ARGUMENT", "--accept-failing-checks goes with rollout start or resume");
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const { rollout } = await connection.call(connection.client.controlRollout, { id: positionals[0] as string, action: ACTIONS[verb], reason: values.reason });
+    const { rollout } = await connection.call(connection.client.controlRollout, {
+      id: positionals[0] as string,
+      action: ACTIONS[verb],
+      reason: values.reason,
+      acceptFailingChecks: values["accept-failing-checks"],
+    });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.result({ rollout: rolloutJson(rollout) }, () => renderRollout(rollout));
     return 0;

@@ -1,7 +1,7 @@
 import { assertHostName, formatPhase } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
 import { withConnection } from "../client.js";
-import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
+import { ago, checksCell, createOutput, failingChecksNotes, hostStatusJson, shortPath, table } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, CONNECTION_OPTIONS);
@@ -17,9 +17,13 @@ export async function statusCommand(args: string[]): Promise<number> {
         shortPath(h.currentSystem),
         shortPath(h.desiredSystem),
         ago(h.lastSeenMs),
+        checksCell(h),
         h.lastErrorCode ? `${h.lastErrorCode}: ${h.lastErrorMessage.slice(0, 80)}` : "-",
       ]);
-      return table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "LAST ERROR"], rows);
+      const notes = failingChecksNotes(hosts);
+      return (
+        table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "LAST ERROR"], rows) + (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
+      );
     });
     return 0;
   });

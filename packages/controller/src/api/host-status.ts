@@ -22,5 +22,7 @@ export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
     desiredActivate: record.desiredActivate,
     heldForWindow: record.heldForWindow,
     mode: record.activationMode,
+    checksFailingBeforeAndAfter: record.checksFailingBeforeAndAfter,
+    checksRun: record.checksRun,
   };
 }

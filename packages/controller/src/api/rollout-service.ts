@@ -97,8 +97,8 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
     controlRollout: unary("ControlRollout", async (request: ControlRolloutRequest): Promise<ControlRolloutResponse> => {
       const action = ACTIONS[request.action];
       if (!action) throw new FerryError("E_BAD_ARGUMENT", "unknown rollout action");
-      const record = await deps.engine.control(request.id, action, request.reason.slice(0, 500));
-      deps.log.info({ rolloutId: request.id, action }, "rollout control");
+      const record = await deps.engine.control(request.id, action, request.reason.slice(0, 500), { acceptFailingChecks: request.acceptFailingChecks });
+      deps.log.info({ rolloutId: request.id, action, acceptFailingChecks: request.acceptFailingChecks || undefined }, "rollout control");
       return { rollout: toRolloutMessage(record) };
     }),
 

@@ -34,6 +34,21 @@ const CLOSE_CODES: Partial<Record<ErrorCode, number>> = {
 const AUTH_REFUSAL = "unknown host or wrong token";
 /** Compared against when the host does not exist, so both refusals cost the same. */
 const UNKNOWN_HOST_TOKEN_HASH = hashToken(randomBytes(32).toString("hex"));
+/** Keys the controller's own log line sets, which an agent's fields must not replace. */
+const RESERVED_FIELDS = new Set(["level", "time", "msg", "pid", "hostname", "component", "host", "serial", "rolloutId", "agentLevel"]);
+
+/** The structured fields of a forwarded agent log line; whatever does not parse as a JSON object is dropped. */
+function agentFields(json: string): Record<string, unknown> {
+  if (json === "" || json.length > 64 * 1024) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return {};
+  return Object.fromEntries(Object.entries(parsed).filter(([key]) => !RESERVED_FIELDS.has(key)));
+}
 
 export interface SessionHooks {
   store: StateStore;
@@ -205,7 +220,13 @@ export class AgentSession {
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
         this.hooks.log.info(
-          { host: hostName, serial: body.value.serial, rolloutId: body.value.rolloutId || undefined, agentLevel: body.value.level },
+          {
+            ...agentFields(body.value.fieldsJson),
+            host: hostName,
+            serial: body.value.serial,
+            rolloutId: body.value.rolloutId || undefined,
+            agentLevel: body.value.level,
+          },
           capText(body.value.message, AGENT_TEXT_LIMITS.logMessage),
         );
         return;
@@ -234,6 +255,8 @@ export class AgentSession {
     const host = await this.hooks.store.getHost(hostName);
     if (!host) return;
     const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
+    // Bounded: the names come from the agent.
+    const stillFailing = result.checksFailingBeforeAndAfter.slice(0, 64).map((name) => name.slice(0, 512));
     await this.hooks.store.appendEvent({
       atMs: this.hooks.now(),
       hostName,
@@ -243,6 +266,7 @@ export class AgentSession {
         storePath: result.storePath,
         errorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
         errorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
+        ...(stillFailing.length > 0 ? { checksFailingBeforeAndAfter: stillFailing } : {}),
       },
     });
     if (result.serial !== host.desiredSerial) {
@@ -256,18 +280,28 @@ export class AgentSession {
         lastErrorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
         lastErrorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
         lastErrorOutput: capOutput(result.output, AGENT_TEXT_LIMITS.output),
+        checksFailingBeforeAndAfter: stillFailing,
+        checksRun: result.checksRun,
       });
     }
-    this.hooks.log.info(
-      {
-        host: hostName,
-        serial: result.serial,
-        deploymentId: host.deploymentId,
-        success: result.success,
-        code: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode) || undefined,
-      },
-      result.success ? "host activated its desired system" : `host failed: ${capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage)}`,
-    );
+    const logged = {
+      host: hostName,
+      serial: result.serial,
+      deploymentId: host.deploymentId,
+      success: result.success,
+      code: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode) || undefined,
+    };
+    if (result.success && stillFailing.length > 0) {
+      this.hooks.log.warn(
+        { ...logged, checksFailingBeforeAndAfter: stillFailing, checksRun: result.checksRun },
+        `host activated its desired system; checks failing before and after the switch: ${stillFailing.join(", ")}`,
+      );
+    } else {
+      this.hooks.log.info(
+        logged,
+        result.success ? "host activated its desired system" : `host failed: ${capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage)}`,
+      );
+    }
     this.hooks.onHostChanged(hostName);
   }
 

@@ -5,6 +5,7 @@ import type { MaintenanceWindowRecord, RolloutHostRecord, RolloutHostState, Roll
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import { releaseHeldDeploys } from "./held-deploys.js";
 import { completionReason } from "./outcome.js";
+import { confirmedEvidence, unprovenCanaries, unprovenReason } from "./check-evidence.js";
 import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
 
@@ -142,7 +143,8 @@ export class RolloutEngine {
         else await this.setHost(rollout, host, "unfetchable", ...failure);
       } else if (IN_FLIGHT.has(host.state)) {
         const state = activationState(record, host.storePath);
-        await this.setHost(rollout, host, state, ...(FAILED.has(state) ? failure : []));
+        if (state === "confirmed") await this.setHost(rollout, host, state, ...confirmedEvidence(record));
+        else await this.setHost(rollout, host, state, ...(FAILED.has(state) ? failure : []));
       } else if (record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) {
         await this.setHost(rollout, host, "reverted", "", "the previous system is the boot default again; it runs after the next reboot");
       } else {
@@ -219,6 +221,8 @@ export class RolloutEngine {
       const why = canaryFailed ? "the canary failed" : `${failed.length} of ${executed.length} finished hosts failed`;
       return this.abort(rollout, `${why}: ${failed.map((h) => `${h.name} ${h.errorCode}`).join(", ")}`);
     }
+    const unproven = unprovenCanaries(rollout);
+    if (unproven.length > 0) return this.transition(rollout, "paused", unprovenReason(unproven));
     if (rollout.resumeAtMs > now) return;
     const wave = targets.filter((h) => h.wave === rollout.currentWave);
     if (wave.every((h) => FINISHED.has(h.state))) {
@@ -266,8 +270,24 @@ export class RolloutEngine {
     }
   }
 
+  /** A canary confirmed without a passing check pauses the rollout: resuming must say it accepts that. */
+  private async acceptFailingChecks(rollout: RolloutRecord, accept: boolean): Promise<void> {
+    if (accept) {
+      rollout.policy = { ...rollout.policy, acceptFailingChecks: true };
+      await this.rollouts.updateRollout(rollout.id, { policy: rollout.policy }, this.deps.now());
+      return;
+    }
+    const unproven = unprovenCanaries(rollout);
+    if (unproven.length > 0) throw new FerryError("E_CHECKS_UNPROVEN", `rollout ${rollout.id} stays paused: ${unprovenReason(unproven)}`);
+  }
+
   /** Operator actions; each is valid only in some states. */
-  async control(id: string, action: "pause" | "resume" | "abort" | "promote", reason: string): Promise<RolloutRecord> {
+  async control(
+    id: string,
+    action: "pause" | "resume" | "abort" | "promote",
+    reason: string,
+    options: { acceptFailingChecks?: boolean } = {},
+  ): Promise<RolloutRecord> {
     const rollout = await this.rollouts.getRollout(id);
     const refuse = () => new FerryError("E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${rollout.state}`);
     switch (action) {
@@ -277,6 +297,7 @@ export class RolloutEngine {
         break;
       case "resume":
         if (rollout.state !== "paused") throw refuse();
+        await this.acceptFailingChecks(rollout, options.acceptFailingChecks === true);
         if (rollout.currentWave === 0) {
           // Paused after prefetch: resuming means going on without the hosts that could not fetch.
           for (const host of rollout.hosts.filter((h) => h.state === "unfetchable"))

@@ -60,4 +60,5 @@ export const DEFAULT_POLICY: RolloutPolicy = {
   rollbackOnAbort: false,
   prefetchTimeoutMs: 30 * 60_000,
   skipUnfetchable: false,
+  acceptFailingChecks: false,
 };

@@ -111,6 +111,7 @@ function definedPolicy(request: StartRolloutRequest): Partial<RolloutPolicy> {
     gate: given.gate,
     rollbackOnAbort: given.rollbackOnAbort,
     skipUnfetchable: given.skipUnfetchable,
+    acceptFailingChecks: given.acceptFailingChecks,
     minExecuted: given.minExecuted || DEFAULT_POLICY.minExecuted,
     maxUnavailable: given.maxUnavailable,
   };

@@ -35,6 +35,8 @@ export interface RolloutPolicy {
   rollbackOnAbort: boolean;
   prefetchTimeoutMs: number;
   skipUnfetchable: boolean;
+  /** Count a canary whose checks all failed before and after the switch as healthy, instead of pausing. */
+  acceptFailingChecks: boolean;
 }
 
 export interface RolloutHostRecord {
@@ -70,7 +72,7 @@ export interface RolloutRecord {
   hosts: RolloutHostRecord[];
 }
 
-export type RolloutPatch = Partial<Pick<RolloutRecord, "state" | "currentWave" | "reason" | "phaseStartedAtMs" | "resumeAtMs">>;
+export type RolloutPatch = Partial<Pick<RolloutRecord, "state" | "currentWave" | "reason" | "phaseStartedAtMs" | "resumeAtMs" | "policy">>;
 export type RolloutHostPatch = Partial<Pick<RolloutHostRecord, "state" | "errorCode" | "errorMessage">>;
 
 export interface MaintenanceWindowRecord {

@@ -88,11 +88,15 @@ const PATCH_COLUMNS: Record<string, string> = {
   resumeAtMs: "resume_at_ms",
   errorCode: "error_code",
   errorMessage: "error_message",
+  policy: "policy",
 };
 
 function assignments(patch: object): { sql: string; values: unknown[] } {
   const entries = Object.entries(patch).filter(([, value]) => value !== undefined);
-  return { sql: entries.map(([key]) => `${PATCH_COLUMNS[key] as string} = ?`).join(", "), values: entries.map(([, value]) => value) };
+  return {
+    sql: entries.map(([key]) => `${PATCH_COLUMNS[key] as string} = ?`).join(", "),
+    values: entries.map(([, value]) => (typeof value === "object" ? JSON.stringify(value) : value)),
+  };
 }
 
 export class SqliteRolloutStore implements RolloutStore {
@@ -119,7 +123,8 @@ export class SqliteRolloutStore implements RolloutStore {
       state: row.state as RolloutRecord["state"],
       environment: row.environment,
       manifestDigest: row.manifest_digest,
-      policy: JSON.parse(row.policy) as RolloutRecord["policy"],
+      // Rollouts stored before a policy key existed read as its default.
+      policy: { acceptFailingChecks: false, ...(JSON.parse(row.policy) as Partial<RolloutRecord["policy"]>) } as RolloutRecord["policy"],
       mode: row.mode as ActivationMode,
       waveCount: row.wave_count,
       currentWave: row.current_wave,

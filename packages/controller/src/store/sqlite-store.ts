@@ -52,6 +52,9 @@ const MIGRATIONS: readonly string[] = [
    UPDATE hosts SET activation_mode = ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED} WHERE activation_mode = ${ActivationMode.ACTIVATION_MODE_SWITCH};`,
   // What ran before the current system: the cache keeps its closure (ferry cache rm).
   `ALTER TABLE hosts ADD COLUMN previous_system TEXT NOT NULL DEFAULT '';`,
+  // Health checks that failed before and after the switch, from the host's last result.
+  `ALTER TABLE hosts ADD COLUMN checks_failing TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE hosts ADD COLUMN checks_run INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface HostRow {
@@ -75,6 +78,8 @@ interface HostRow {
   desired_activate: number;
   rollout_id: string;
   held_for_window: number;
+  checks_failing: string;
+  checks_run: number;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -86,6 +91,8 @@ const REPORT_COLUMNS: Record<keyof HostReport, string> = {
   lastErrorMessage: "last_error_message",
   lastErrorOutput: "last_error_output",
   agentVersion: "agent_version",
+  checksFailingBeforeAndAfter: "checks_failing",
+  checksRun: "checks_run",
 };
 
 function toRecord(row: HostRow): HostRecord {
@@ -110,6 +117,8 @@ function toRecord(row: HostRow): HostRecord {
     desiredActivate: row.desired_activate === 1,
     rolloutId: row.rollout_id,
     heldForWindow: row.held_for_window === 1,
+    checksFailingBeforeAndAfter: JSON.parse(row.checks_failing) as string[],
+    checksRun: row.checks_run,
   };
 }
 
@@ -218,10 +227,10 @@ export class SqliteStateStore implements StateStore {
 
   async recordReport(name: string, report: HostReport): Promise<HostRecord> {
     assertHostName(name);
-    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number][];
+    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number | string[]][];
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`);
-      const values = entries.map(([, value]) => value);
+      const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
       if (report.currentSystem !== undefined) {
         // The right-hand sides see the row as it was before this UPDATE.
         assignments.push("previous_system = CASE WHEN current_system NOT IN ('', ?) THEN current_system ELSE previous_system END");

@@ -25,6 +25,10 @@ export interface HostRecord {
   rolloutId: string;
   /** The desired system is fetched now and activated when the host's maintenance window opens. */
   heldForWindow: boolean;
+  /** From the last result for the desired serial: checks failing before and after the switch (not counted). */
+  checksFailingBeforeAndAfter: string[];
+  /** From the same result: how many checks judged the new system (0: none ran). */
+  checksRun: number;
 }
 
 export interface DeploymentTarget {
@@ -36,7 +40,19 @@ export interface DeploymentTarget {
 
 /** What an agent told us; only the given fields change. */
 export type HostReport = Partial<
-  Pick<HostRecord, "currentSystem" | "phase" | "appliedSerial" | "lastSeenMs" | "lastErrorCode" | "lastErrorMessage" | "lastErrorOutput" | "agentVersion">
+  Pick<
+    HostRecord,
+    | "currentSystem"
+    | "phase"
+    | "appliedSerial"
+    | "lastSeenMs"
+    | "lastErrorCode"
+    | "lastErrorMessage"
+    | "lastErrorOutput"
+    | "agentVersion"
+    | "checksFailingBeforeAndAfter"
+    | "checksRun"
+  >
 >;
 
 /** How much deployment history the controller keeps. */

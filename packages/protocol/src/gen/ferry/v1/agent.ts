@@ -105,6 +105,17 @@ export interface ActivationResult {
   output: string;
   currentSystem: string;
   finishedAtMs: number;
+  /**
+   * Names of the health checks that failed before the switch and still failed
+   * when the new system was confirmed. They were not counted against it, so
+   * they prove nothing about it; empty unless this result confirmed a system.
+   */
+  checksFailingBeforeAndAfter: string[];
+  /**
+   * How many health checks judged the new system; 0 when none ran (no checks
+   * configured, boot mode, or the system was already in place).
+   */
+  checksRun: number;
 }
 
 export interface LogLine {
@@ -114,6 +125,11 @@ export interface LogLine {
   message: string;
   serial: number;
   rolloutId: string;
+  /**
+   * The event's other structured fields (e.g. failingBefore, checks) as a JSON
+   * object, bounded; empty when it had none.
+   */
+  fieldsJson: string;
 }
 
 export interface DesiredSystemRequest {
@@ -1376,6 +1392,8 @@ function createBaseActivationResult(): ActivationResult {
     output: "",
     currentSystem: "",
     finishedAtMs: 0,
+    checksFailingBeforeAndAfter: [],
+    checksRun: 0,
   };
 }
 
@@ -1410,6 +1428,12 @@ export const ActivationResult: MessageFns<ActivationResult> = {
     }
     if (message.finishedAtMs !== 0) {
       writer.uint32(80).int64(message.finishedAtMs);
+    }
+    for (const v of message.checksFailingBeforeAndAfter) {
+      writer.uint32(90).string(v!);
+    }
+    if (message.checksRun !== 0) {
+      writer.uint32(96).uint32(message.checksRun);
     }
     return writer;
   },
@@ -1507,6 +1531,22 @@ export const ActivationResult: MessageFns<ActivationResult> = {
             message.finishedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.checksFailingBeforeAndAfter.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.checksRun = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1543,6 +1583,12 @@ export const ActivationResult: MessageFns<ActivationResult> = {
         : isSet(object.finished_at_ms)
           ? globalThis.Number(object.finished_at_ms)
           : 0,
+      checksFailingBeforeAndAfter: globalThis.Array.isArray(object?.checksFailingBeforeAndAfter)
+        ? object.checksFailingBeforeAndAfter.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.checks_failing_before_and_after)
+          ? object.checks_failing_before_and_after.map((e: any) => globalThis.String(e))
+          : [],
+      checksRun: isSet(object.checksRun) ? globalThis.Number(object.checksRun) : isSet(object.checks_run) ? globalThis.Number(object.checks_run) : 0,
     };
   },
 
@@ -1578,6 +1624,12 @@ export const ActivationResult: MessageFns<ActivationResult> = {
     if (message.finishedAtMs !== 0) {
       obj.finishedAtMs = Math.round(message.finishedAtMs);
     }
+    if (message.checksFailingBeforeAndAfter?.length) {
+      obj.checksFailingBeforeAndAfter = message.checksFailingBeforeAndAfter;
+    }
+    if (message.checksRun !== 0) {
+      obj.checksRun = Math.round(message.checksRun);
+    }
     return obj;
   },
 
@@ -1596,12 +1648,14 @@ export const ActivationResult: MessageFns<ActivationResult> = {
     message.output = object.output ?? "";
     message.currentSystem = object.currentSystem ?? "";
     message.finishedAtMs = object.finishedAtMs ?? 0;
+    message.checksFailingBeforeAndAfter = object.checksFailingBeforeAndAfter?.map((e) => e) || [];
+    message.checksRun = object.checksRun ?? 0;
     return message;
   },
 };
 
 function createBaseLogLine(): LogLine {
-  return { hostName: "", atMs: 0, level: "", message: "", serial: 0, rolloutId: "" };
+  return { hostName: "", atMs: 0, level: "", message: "", serial: 0, rolloutId: "", fieldsJson: "" };
 }
 
 export const LogLine: MessageFns<LogLine> = {
@@ -1623,6 +1677,9 @@ export const LogLine: MessageFns<LogLine> = {
     }
     if (message.rolloutId !== "") {
       writer.uint32(50).string(message.rolloutId);
+    }
+    if (message.fieldsJson !== "") {
+      writer.uint32(58).string(message.fieldsJson);
     }
     return writer;
   },
@@ -1688,6 +1745,14 @@ export const LogLine: MessageFns<LogLine> = {
             message.rolloutId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.fieldsJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1708,6 +1773,7 @@ export const LogLine: MessageFns<LogLine> = {
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
       rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
+      fieldsJson: isSet(object.fieldsJson) ? globalThis.String(object.fieldsJson) : isSet(object.fields_json) ? globalThis.String(object.fields_json) : "",
     };
   },
 
@@ -1731,6 +1797,9 @@ export const LogLine: MessageFns<LogLine> = {
     if (message.rolloutId !== "") {
       obj.rolloutId = message.rolloutId;
     }
+    if (message.fieldsJson !== "") {
+      obj.fieldsJson = message.fieldsJson;
+    }
     return obj;
   },
 
@@ -1745,6 +1814,7 @@ export const LogLine: MessageFns<LogLine> = {
     message.message = object.message ?? "";
     message.serial = object.serial ?? 0;
     message.rolloutId = object.rolloutId ?? "";
+    message.fieldsJson = object.fieldsJson ?? "";
     return message;
   },
 };

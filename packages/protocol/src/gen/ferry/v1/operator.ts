@@ -182,6 +182,13 @@ export interface HostStatus {
   heldForWindow: boolean;
   /** How the desired system is to be activated. */
   mode: ActivationMode;
+  /**
+   * From the host's last result for its desired system: health checks that
+   * failed before the switch and still failed after it (not counted, so they
+   * prove nothing), and how many checks judged the new system.
+   */
+  checksFailingBeforeAndAfter: string[];
+  checksRun: number;
 }
 
 /** A count ("3") or a share of the rollout's hosts ("25%"). */
@@ -207,6 +214,11 @@ export interface RolloutPolicy {
   prefetchTimeoutMs: number;
   /** Hosts that cannot prefetch: skipped (true) or the rollout pauses (false). */
   skipUnfetchable: boolean;
+  /**
+   * Count a canary as healthy even when none of its health checks passed
+   * (each failed before the switch and still fails); otherwise the rollout pauses.
+   */
+  acceptFailingChecks: boolean;
 }
 
 export interface StartRolloutRequest {
@@ -257,6 +269,11 @@ export interface ControlRolloutRequest {
   id: string;
   action: RolloutAction;
   reason: string;
+  /**
+   * With resume: from now on count canaries whose checks all failed before and
+   * after the switch as healthy (sets the policy's accept_failing_checks).
+   */
+  acceptFailingChecks: boolean;
 }
 
 export interface ControlRolloutResponse {
@@ -1547,6 +1564,8 @@ function createBaseHostStatus(): HostStatus {
     desiredActivate: false,
     heldForWindow: false,
     mode: 0,
+    checksFailingBeforeAndAfter: [],
+    checksRun: 0,
   };
 }
 
@@ -1608,6 +1627,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     }
     if (message.mode !== 0) {
       writer.uint32(152).int32(message.mode);
+    }
+    for (const v of message.checksFailingBeforeAndAfter) {
+      writer.uint32(162).string(v!);
+    }
+    if (message.checksRun !== 0) {
+      writer.uint32(168).uint32(message.checksRun);
     }
     return writer;
   },
@@ -1777,6 +1802,22 @@ export const HostStatus: MessageFns<HostStatus> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.checksFailingBeforeAndAfter.push(reader.string());
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.checksRun = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1858,6 +1899,12 @@ export const HostStatus: MessageFns<HostStatus> = {
           ? globalThis.Boolean(object.held_for_window)
           : false,
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      checksFailingBeforeAndAfter: globalThis.Array.isArray(object?.checksFailingBeforeAndAfter)
+        ? object.checksFailingBeforeAndAfter.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.checks_failing_before_and_after)
+          ? object.checks_failing_before_and_after.map((e: any) => globalThis.String(e))
+          : [],
+      checksRun: isSet(object.checksRun) ? globalThis.Number(object.checksRun) : isSet(object.checks_run) ? globalThis.Number(object.checks_run) : 0,
     };
   },
 
@@ -1920,6 +1967,12 @@ export const HostStatus: MessageFns<HostStatus> = {
     if (message.mode !== 0) {
       obj.mode = activationModeToJSON(message.mode);
     }
+    if (message.checksFailingBeforeAndAfter?.length) {
+      obj.checksFailingBeforeAndAfter = message.checksFailingBeforeAndAfter;
+    }
+    if (message.checksRun !== 0) {
+      obj.checksRun = Math.round(message.checksRun);
+    }
     return obj;
   },
 
@@ -1947,6 +2000,8 @@ export const HostStatus: MessageFns<HostStatus> = {
     message.desiredActivate = object.desiredActivate ?? false;
     message.heldForWindow = object.heldForWindow ?? false;
     message.mode = object.mode ?? 0;
+    message.checksFailingBeforeAndAfter = object.checksFailingBeforeAndAfter?.map((e) => e) || [];
+    message.checksRun = object.checksRun ?? 0;
     return message;
   },
 };
@@ -2049,6 +2104,7 @@ function createBaseRolloutPolicy(): RolloutPolicy {
     rollbackOnAbort: false,
     prefetchTimeoutMs: 0,
     skipUnfetchable: false,
+    acceptFailingChecks: false,
   };
 }
 
@@ -2086,6 +2142,9 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     }
     if (message.skipUnfetchable !== false) {
       writer.uint32(88).bool(message.skipUnfetchable);
+    }
+    if (message.acceptFailingChecks !== false) {
+      writer.uint32(96).bool(message.acceptFailingChecks);
     }
     return writer;
   },
@@ -2191,6 +2250,14 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
             message.skipUnfetchable = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.acceptFailingChecks = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2240,6 +2307,11 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
         : isSet(object.skip_unfetchable)
           ? globalThis.Boolean(object.skip_unfetchable)
           : false,
+      acceptFailingChecks: isSet(object.acceptFailingChecks)
+        ? globalThis.Boolean(object.acceptFailingChecks)
+        : isSet(object.accept_failing_checks)
+          ? globalThis.Boolean(object.accept_failing_checks)
+          : false,
     };
   },
 
@@ -2278,6 +2350,9 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     if (message.skipUnfetchable !== false) {
       obj.skipUnfetchable = message.skipUnfetchable;
     }
+    if (message.acceptFailingChecks !== false) {
+      obj.acceptFailingChecks = message.acceptFailingChecks;
+    }
     return obj;
   },
 
@@ -2298,6 +2373,7 @@ export const RolloutPolicy: MessageFns<RolloutPolicy> = {
     message.rollbackOnAbort = object.rollbackOnAbort ?? false;
     message.prefetchTimeoutMs = object.prefetchTimeoutMs ?? 0;
     message.skipUnfetchable = object.skipUnfetchable ?? false;
+    message.acceptFailingChecks = object.acceptFailingChecks ?? false;
     return message;
   },
 };
@@ -2988,7 +3064,7 @@ export const ListRolloutsResponse: MessageFns<ListRolloutsResponse> = {
 };
 
 function createBaseControlRolloutRequest(): ControlRolloutRequest {
-  return { id: "", action: 0, reason: "" };
+  return { id: "", action: 0, reason: "", acceptFailingChecks: false };
 }
 
 export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
@@ -3001,6 +3077,9 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     }
     if (message.reason !== "") {
       writer.uint32(26).string(message.reason);
+    }
+    if (message.acceptFailingChecks !== false) {
+      writer.uint32(32).bool(message.acceptFailingChecks);
     }
     return writer;
   },
@@ -3042,6 +3121,14 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
             message.reason = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.acceptFailingChecks = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3059,6 +3146,11 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       action: isSet(object.action) ? rolloutActionFromJSON(object.action) : 0,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      acceptFailingChecks: isSet(object.acceptFailingChecks)
+        ? globalThis.Boolean(object.acceptFailingChecks)
+        : isSet(object.accept_failing_checks)
+          ? globalThis.Boolean(object.accept_failing_checks)
+          : false,
     };
   },
 
@@ -3073,6 +3165,9 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.acceptFailingChecks !== false) {
+      obj.acceptFailingChecks = message.acceptFailingChecks;
+    }
     return obj;
   },
 
@@ -3084,6 +3179,7 @@ export const ControlRolloutRequest: MessageFns<ControlRolloutRequest> = {
     message.id = object.id ?? "";
     message.action = object.action ?? 0;
     message.reason = object.reason ?? "";
+    message.acceptFailingChecks = object.acceptFailingChecks ?? false;
     return message;
   },
 };
