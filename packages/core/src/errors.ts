@@ -53,6 +53,8 @@ export const ERROR_HINTS = {
   E_BUNDLE_HOST_MISSING: "The bundle has no system for this host; check --host and the bundle's hosts (ferry bundle inspect FILE).",
   E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
+  E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
+  E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

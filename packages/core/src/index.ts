@@ -1,6 +1,7 @@
 export * from "./errors.js";
 export * from "./validate.js";
 export * from "./atomic-file.js";
+export * from "./file-locks.js";
 export * from "./tokens.js";
 export * from "./logger.js";
 export * from "./runner.js";
