@@ -55,6 +55,7 @@ export const ERROR_HINTS = {
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
   E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
+  E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -6,6 +6,7 @@ export * from "./tokens.js";
 export * from "./logger.js";
 export * from "./runner.js";
 export * from "./nix.js";
+export * from "./key-pair.js";
 export * from "./narinfo.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
