@@ -178,7 +178,7 @@ export class AgentSession {
         return this.onResult(hostName, body.value);
       case "dryActivateOutcome":
         this.requireOwnHost(hostName, body.value.hostName);
-        this.hooks.onDryActivateOutcome(body.value);
+        this.hooks.onDryActivateOutcome({ ...body.value, hostName });
         return;
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
@@ -190,8 +190,15 @@ export class AgentSession {
     }
   }
 
+  /** An agent configured before names were canonical may write its name as `Web-2`; it is still `web-2`. */
   private requireOwnHost(authenticated: string, claimed: string): void {
-    if (claimed !== authenticated) {
+    let canonical: string | undefined;
+    try {
+      canonical = assertHostName(claimed);
+    } catch {
+      canonical = undefined;
+    }
+    if (canonical !== authenticated) {
       throw new FerryError("E_FORBIDDEN_HOST", `host ${authenticated} may not speak for ${JSON.stringify(claimed.slice(0, 253))}`);
     }
   }

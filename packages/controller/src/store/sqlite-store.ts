@@ -5,7 +5,7 @@ import type { DeploymentTarget, HostEvent, HostRecord, HostReport, StateStore } 
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
-const MIGRATIONS: readonly string[] = [
+const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   `CREATE TABLE hosts (
      name TEXT PRIMARY KEY,
      token_hash TEXT NOT NULL,
@@ -38,7 +38,33 @@ const MIGRATIONS: readonly string[] = [
    );
    CREATE INDEX events_by_host ON events (host_name, id);`,
   ROLLOUT_MIGRATION,
+  lowerCaseHostNames,
 ];
+
+/**
+ * Host names ignore case (assertHostName returns them in lower case), but
+ * earlier versions stored them as typed. Two hosts differing only in case
+ * cannot be merged without choosing whose token and history win, so the
+ * controller refuses to start and says how to remove one. The unique index
+ * keeps any later code path from storing such a pair again.
+ */
+function lowerCaseHostNames(db: Database.Database): void {
+  const clashes = db.prepare("SELECT json_group_array(name) AS names FROM hosts GROUP BY lower(name) HAVING count(*) > 1").all() as { names: string }[];
+  if (clashes.length > 0) {
+    const groups = clashes.map((row) => (JSON.parse(row.names) as string[]).map((name) => JSON.stringify(name)).join(" and "));
+    const example = (JSON.parse((clashes[0] as { names: string }).names) as string[])[0] as string;
+    throw new FerryError(
+      "E_HOST_CASE_CLASH",
+      `hosts ${groups.join("; ")} differ only in letter case, and host names now ignore case; keep one of each: ` +
+        `remove the others with the previous Ferry version (ferry host remove NAME) or with: sqlite3 ${db.name} "DELETE FROM hosts WHERE name = '${example}'"`,
+    );
+  }
+  db.exec(`UPDATE hosts SET name = lower(name);
+    UPDATE events SET host_name = lower(host_name);
+    UPDATE OR IGNORE rollout_hosts SET name = lower(name);
+    UPDATE maintenance_windows SET host_name = lower(host_name);
+    CREATE UNIQUE INDEX hosts_name_ignoring_case ON hosts (lower(name));`);
+}
 
 interface HostRow {
   name: string;
@@ -106,7 +132,12 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma("synchronous = FULL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
-    this.migrate();
+    try {
+      this.migrate();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
     this.rollouts = new SqliteRolloutStore(this.db);
   }
 
@@ -114,7 +145,9 @@ export class SqliteStateStore implements StateStore {
     const version = this.db.pragma("user_version", { simple: true }) as number;
     for (let next = version; next < MIGRATIONS.length; next++) {
       this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[next] as string);
+        const migration = MIGRATIONS[next] as string | ((db: Database.Database) => void);
+        if (typeof migration === "string") this.db.exec(migration);
+        else migration(this.db);
         this.db.pragma(`user_version = ${next + 1}`);
       })();
     }
@@ -130,8 +163,8 @@ export class SqliteStateStore implements StateStore {
     return toRecord(row);
   }
 
-  async addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord> {
-    assertHostName(name);
+  async addHost(given: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord> {
+    const name = assertHostName(given);
     if (this.row(name)) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
     this.db
       .prepare("INSERT INTO hosts (name, token_hash, tags, created_at_ms) VALUES (?, ?, ?, ?)")
@@ -139,14 +172,14 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
-  async removeHost(name: string): Promise<void> {
-    assertHostName(name);
+  async removeHost(given: string): Promise<void> {
+    const name = assertHostName(given);
     const { changes } = this.db.prepare("DELETE FROM hosts WHERE name = ?").run(name);
     if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
   }
 
-  async getHost(name: string): Promise<HostRecord | undefined> {
-    assertHostName(name);
+  async getHost(given: string): Promise<HostRecord | undefined> {
+    const name = assertHostName(given);
     const row = this.row(name);
     return row && toRecord(row);
   }
@@ -158,11 +191,8 @@ export class SqliteStateStore implements StateStore {
     return names.map((name) => this.mustGet(assertHostName(name)));
   }
 
-  async recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
-    for (const target of targets) {
-      assertHostName(target.hostName);
-      assertStorePath(target.storePath);
-    }
+  async recordDeployment(deploymentId: string, given: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
+    const targets = given.map((target) => ({ hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
     const update = this.db.prepare(
       `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = 1, rollout_id = '',
          phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
@@ -177,8 +207,8 @@ export class SqliteStateStore implements StateStore {
     })();
   }
 
-  async recordReport(name: string, report: HostReport): Promise<HostRecord> {
-    assertHostName(name);
+  async recordReport(given: string, report: HostReport): Promise<HostRecord> {
+    const name = assertHostName(given);
     const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number][];
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`).join(", ");
@@ -188,8 +218,8 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
-  async raiseSerialFloor(name: string, serial: number): Promise<HostRecord> {
-    assertHostName(name);
+  async raiseSerialFloor(given: string, serial: number): Promise<HostRecord> {
+    const name = assertHostName(given);
     this.db.prepare("UPDATE hosts SET desired_serial = ?, applied_serial = ? WHERE name = ? AND desired_serial < ?").run(serial, serial, name, serial);
     return this.mustGet(name);
   }
@@ -197,11 +227,13 @@ export class SqliteStateStore implements StateStore {
   async appendEvent(event: HostEvent): Promise<void> {
     this.db
       .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
-      .run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
+      .run(event.atMs, assertHostName(event.hostName), event.kind, JSON.stringify(event.data));
   }
 
   async listEvents(hostName: string, limit: number): Promise<HostEvent[]> {
-    const rows = this.db.prepare("SELECT at_ms, host_name, kind, data FROM events WHERE host_name = ? ORDER BY id DESC LIMIT ?").all(hostName, limit) as {
+    const rows = this.db
+      .prepare("SELECT at_ms, host_name, kind, data FROM events WHERE host_name = ? ORDER BY id DESC LIMIT ?")
+      .all(assertHostName(hostName), limit) as {
       at_ms: number;
       host_name: string;
       kind: string;
