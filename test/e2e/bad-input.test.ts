@@ -170,5 +170,33 @@ describe(
       assert.equal(result.code, 0, result.stderr);
       await waitFor("db-1 on generation 5", () => fleet.host("db-1").currentSystem() === next || undefined);
     });
+
+    test("host names ignore case: Web-2 is web-2 for host add, the agent's hello, deploy and status", async () => {
+      // Registered as Web-2 and configured as Web-2 on the host, as a DNS user would type it.
+      const host = await fleet.addHost("Web-2");
+      const added = await status("WEB-2");
+      assert.equal(added.name, "web-2");
+      const again = await errorOf(["host", "add", "web-2"]);
+      assert.equal(again.code, "E_HOST_EXISTS");
+      assert.match(again.message, /host web-2 already exists/);
+      const system = await buildFixtureSystem("web-2", 1);
+      await fleet.push([system]);
+      const deployed = await fleet.cli(["deploy", `web-2=${system}`, "--wait", "--timeout", "120", "--json"]);
+      assert.equal(deployed.code, 0, deployed.stderr);
+      assert.deepEqual(
+        deployed.json<{ hosts: HostJson[] }>().hosts.map((entry) => entry.name),
+        ["web-2"],
+      );
+      assert.equal(host.currentSystem(), system);
+      const shown = await status("WEB-2");
+      assert.equal(shown.currentSystem, system);
+      assert.equal(shown.online, true);
+      const listed = (await fleet.mustCli(["host", "list", "--json"])).json<{ hosts: HostJson[] }>().hosts;
+      assert.deepEqual(
+        listed.map((entry) => entry.name).filter((name) => /web/i.test(name)),
+        ["web-2"],
+      );
+      assert.match((await fleet.mustCli(["status", "wEb-2"])).stdout, /^web-2 +online/m);
+    });
   },
 );

@@ -20,6 +20,11 @@ export class ControllerProcess {
     return join(this.dataDir, "admin.token");
   }
 
+  /** The running controller's pid, for tests that look for it in messages or kill it. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** The operator address for the CLI. */
   get address(): string {
     return `127.0.0.1:${this.grpcPort}`;

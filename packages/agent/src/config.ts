@@ -198,7 +198,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     const errors = (validate.errors ?? []).filter((error) => (error.keyword !== "oneOf" && error.keyword !== "const") || (validate.errors ?? []).length === 1);
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
-  assertHostName(copy.hostName);
+  copy.hostName = assertHostName(copy.hostName);
   const problems = staticCheckProblems(copy.healthChecks);
   if (problems.length > 0) throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${describeCheckProblems(problems)}`);
   return copy;

@@ -131,6 +131,10 @@ describe("parseAgentConfig", () => {
     }
   });
 
+  test("the host name comes out canonical: an agent configured as Web-1 says hello as web-1", () => {
+    assert.equal(parseAgentConfig({ ...MINIMAL, hostName: "Web-1" }).hostName, "web-1");
+  });
+
   test("URLs with the wrong scheme are rejected, naming the key", () => {
     badConfig({ ...MINIMAL, controllerUrl: "http://127.0.0.1:7070/agent" }, /controllerUrl/);
     badConfig({ ...MINIMAL, controllerUrl: "ws://with space/agent" }, /controllerUrl/);

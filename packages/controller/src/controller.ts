@@ -59,11 +59,34 @@ function requestCarriesToken(request: IncomingMessage, tokenHash: string): boole
   return false;
 }
 
+/**
+ * Starts every part, or none: a start that fails at any step (a port in use, a
+ * database it cannot migrate) closes what it opened and lets go of the data
+ * directory, removing it if this start created it.
+ */
 export async function startController(options: ControllerOptions): Promise<RunningController> {
-  const { log } = options;
   const dataDir = openDataDir(options.dataDir);
+  const undo: (() => unknown)[] = [];
+  try {
+    return await startParts(options, dataDir, undo);
+  } catch (error) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // Keep undoing: the start's own error is the one to report.
+      }
+    }
+    dataDir.abandon();
+    throw error;
+  }
+}
+
+async function startParts(options: ControllerOptions, dataDir: DataDir, undo: (() => unknown)[]): Promise<RunningController> {
+  const { log } = options;
   const history = { ...DEFAULT_HISTORY_RETENTION, ...options.history };
   const store = new SqliteStateStore(dataDir.databaseFile, history);
+  undo.push(() => store.close());
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
   const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
@@ -141,9 +164,11 @@ export async function startController(options: ControllerOptions): Promise<Runni
     http.once("error", reject);
     http.listen(options.listen.port, options.listen.host, () => resolve());
   });
+  undo.push(() => new Promise((resolve) => http.close(resolve)));
   const httpPort = (http.address() as AddressInfo).port;
 
   const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {
     ...createOperatorService({
       store,
@@ -195,6 +220,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       });
       governor.close();
       await store.close();
+      dataDir.release();
       log.info("controller stopped");
     },
   };

@@ -275,6 +275,21 @@ describe("agent channel happy path", () => {
     assert.ok((host?.lastSeenMs ?? 0) >= before);
   });
 
+  test("an agent configured as DB1 is host db1: welcomed under the canonical name, its frames naming DB1 accepted", async () => {
+    const client = await connect();
+    client.sendBody(hello("DB1", OTHER_TOKEN, { currentSystem: SYS_B }));
+    const welcome = await client.next();
+    assert.deepEqual(welcome.$case === "welcome" && welcome.value.hostName, "db1");
+    client.sendBody({ $case: "progress", value: { hostName: "Db1", serial: 0, phase: HostPhase.HOST_PHASE_IDLE, message: "", bytesDone: 0, bytesTotal: 0 } });
+    client.sendBody({ $case: "heartbeat", value: { sequence: 7, sentAtMs: Date.now(), currentSystem: SYS_B, phase: HostPhase.HOST_PHASE_IDLE } });
+    const ack = await client.next();
+    assert.deepEqual(ack.$case === "heartbeatAck" && ack.value.sequence, 7, `frames: ${JSON.stringify(client.frames)}`);
+    assert.deepEqual(
+      (await t.controller.store.listHosts()).map((host) => host.name),
+      ["db1", "web1"],
+    );
+  });
+
   test("a host with a desired system gets DesiredSystem right after Welcome; progress and result are recorded", async () => {
     const [deployed] = await t.controller.store.recordDeployment(
       "dep-1",

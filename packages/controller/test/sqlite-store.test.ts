@@ -8,6 +8,14 @@ import { FerryError, hashToken, type ErrorCode } from "@ferry/core";
 import { SqliteStateStore, type HostRecord } from "@ferry/controller";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
 
+/** Removes what migrations after version 2 added, leaving the schema a version-2 release wrote. */
+function dropPostVersion2Schema(db: Database.Database): void {
+  db.exec(`DROP INDEX IF EXISTS hosts_name_ignoring_case;
+    ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run;
+    ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window;
+    ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;`);
+}
+
 const root = mkdtempSync(join(tmpdir(), "ferry-store-"));
 after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -326,9 +334,7 @@ describe("SqliteStateStore durability", () => {
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
     const db = new Database(file);
-    db.exec(
-      "ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run; ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;",
-    );
+    dropPostVersion2Schema(db);
     db.close();
 
     const { store: upgraded } = open(file);
@@ -343,5 +349,84 @@ describe("SqliteStateStore durability", () => {
     const { store: other } = open(file);
     await store.addHost("shared", hashToken("s"), [], 1);
     assert.equal((await other.getHost("shared"))?.name, "shared");
+  });
+});
+
+describe("SqliteStateStore host names ignore case", () => {
+  test("Web-2 is stored, found and deployed as web-2; adding web-2 after Web-2 → E_HOST_EXISTS", async () => {
+    const { store } = open();
+    const added = await store.addHost("Web-2", hashToken("first"), [], 1);
+    assert.equal(added.name, "web-2");
+    await rejectsCode(store.addHost("web-2", hashToken("second"), [], 2), "E_HOST_EXISTS");
+    await rejectsCode(store.addHost("WEB-2", hashToken("second"), [], 2), "E_HOST_EXISTS");
+    assert.equal((await store.getHost("WEB-2"))?.tokenHash, hashToken("first"));
+    const [deployed] = await store.recordDeployment("d1", [{ hostName: "wEb-2", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 3);
+    assert.equal(deployed?.name, "web-2");
+    assert.equal((await store.recordReport("WEB-2", { lastSeenMs: 4 })).lastSeenMs, 4);
+    assert.deepEqual(
+      (await store.listHosts(["Web-2"])).map((host) => [host.name, host.desiredSystem]),
+      [["web-2", SYS_A]],
+    );
+    await store.removeHost("WEB-2");
+    assert.deepEqual(await store.listHosts(), []);
+  });
+
+  /** Turns a current database back into what version 2 (names stored as typed) left, with `names` as its hosts. */
+  function asVersion2(file: string, names: string[]): void {
+    const db = new Database(file);
+    dropPostVersion2Schema(db);
+    db.exec("DELETE FROM hosts");
+    for (const name of names) db.prepare("INSERT INTO hosts (name, token_hash, created_at_ms) VALUES (?, ?, 1)").run(name, hashToken(name));
+    db.prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (1, ?, 'x', '{}')").run(names[0]);
+    db.prepare("INSERT INTO maintenance_windows (id, host_name, tag, cron, duration_ms, timezone) VALUES ('w1', ?, '', '* * * * *', 60000, 'UTC')").run(
+      names[0],
+    );
+    db.pragma("user_version = 2");
+    db.close();
+  }
+
+  test("a database from before keeps its mixed-case hosts, renamed to lower case with their events and windows", async () => {
+    const { store, file } = open();
+    await store.close();
+    asVersion2(file, ["Web-2", "db-1"]);
+    const { store: migrated } = open(file);
+    assert.deepEqual(
+      (await migrated.listHosts()).map((host) => [host.name, host.tokenHash]),
+      [
+        ["db-1", hashToken("db-1")],
+        ["web-2", hashToken("Web-2")],
+      ],
+    );
+    assert.equal((await migrated.listEvents("web-2", 10)).length, 1);
+    assert.deepEqual(
+      (await migrated.rollouts.listWindows()).map((window) => window.hostName),
+      ["web-2"],
+    );
+    await rejectsCode(migrated.addHost("WEB-2", hashToken("again"), [], 2), "E_HOST_EXISTS");
+  });
+
+  test("a database holding Web-2 and web-2 is refused with E_HOST_CASE_CLASH naming both, and left as it was", async () => {
+    const { store, file } = open();
+    await store.close();
+    asVersion2(file, ["Web-2", "web-2", "db-1"]);
+    assert.throws(
+      () => new SqliteStateStore(file),
+      (error: unknown) => error instanceof FerryError && error.code === "E_HOST_CASE_CLASH" && /"Web-2" and "web-2"/.test(error.message),
+    );
+    const db = new Database(file, { readonly: true });
+    assert.equal(db.pragma("user_version", { simple: true }), 2);
+    assert.deepEqual(
+      (db.prepare("SELECT name FROM hosts ORDER BY name").all() as { name: string }[]).map((row) => row.name),
+      ["Web-2", "db-1", "web-2"],
+    );
+    db.close();
+  });
+
+  test("the schema itself refuses two names differing only in case", async () => {
+    const { store, file } = open();
+    await store.addHost("web-2", hashToken("a"), [], 1);
+    const db = new Database(file);
+    assert.throws(() => db.prepare("INSERT INTO hosts (name, token_hash, created_at_ms) VALUES ('Web-2', 'x', 1)").run(), /UNIQUE/);
+    db.close();
   });
 });

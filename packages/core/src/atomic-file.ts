@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync, unlinkSync } from "node:fs";
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, writeSync, unlinkSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 
@@ -7,8 +7,12 @@ import { randomBytes } from "node:crypto";
  * new content, never a mix: write a temp file in the same directory, fsync it,
  * rename it over the target, then fsync the directory so the rename survives
  * power loss.
+ *
+ * With `replace: false` an existing file is kept and Node's EEXIST error
+ * thrown: the temp file is hard-linked into place, which, unlike a check
+ * followed by a rename, cannot race with another writer.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, options: { replace?: boolean } = {}): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
@@ -24,11 +28,19 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
     throw error;
   }
   closeSync(fd);
-  try {
-    renameSync(temp, path);
-  } catch (error) {
-    unlinkSync(temp);
-    throw error;
+  if (options.replace === false) {
+    try {
+      linkSync(temp, path);
+    } finally {
+      unlinkSync(temp);
+    }
+  } else {
+    try {
+      renameSync(temp, path);
+    } catch (error) {
+      unlinkSync(temp);
+      throw error;
+    }
   }
   fsyncDirectory(dir);
 }

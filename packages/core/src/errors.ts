@@ -4,7 +4,7 @@
  */
 export const ERROR_HINTS = {
   E_BAD_STORE_PATH: "A store path looks like /nix/store/<32 base32 chars>-<name>.",
-  E_BAD_HOST_NAME: "Host names are DNS labels: letters, digits and '-', dot-separated, at most 253 chars.",
+  E_BAD_HOST_NAME: "Host names are DNS labels: letters, digits and '-', dot-separated, at most 253 chars; case does not matter (Web-2 is web-2).",
   E_BAD_TAG: "Tags use letters, digits, '-', '_' and '.', at most 63 chars.",
   E_BAD_ARGUMENT: "Run the command with --help to see its arguments.",
   E_BAD_CONFIG: "Fix the named key in the configuration file.",
@@ -73,6 +73,10 @@ export const ERROR_HINTS = {
   E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
   E_BUSY: "The controller is at a limit it sets to protect itself (uploads, streams); retry shortly.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
+  E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
+  E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
+  E_HOST_CASE_CLASH: "Host names ignore case; remove one of the named hosts from the database as the message says, then start again.",
+  E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

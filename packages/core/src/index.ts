@@ -1,11 +1,13 @@
 export * from "./errors.js";
 export * from "./validate.js";
 export * from "./atomic-file.js";
+export * from "./file-locks.js";
 export * from "./tokens.js";
 export * from "./logger.js";
 export * from "./runner.js";
 export * from "./nix.js";
 export * from "./modes.js";
+export * from "./key-pair.js";
 export * from "./narinfo.js";
 export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";

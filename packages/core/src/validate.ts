@@ -55,8 +55,11 @@ export function assertStoreHash(value: string): string {
 const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
 /**
- * The single gate for host names. A host name becomes a file name, a database
- * key and a log field, so only DNS-style names pass: no '/', no '..', no spaces.
+ * The single gate for host names, and the one place their case is decided. A
+ * host name becomes a file name, a database key and a log field, so only
+ * DNS-style names pass: no '/', no '..', no spaces. DNS names ignore case
+ * (RFC 4343), so `Web-2` and `web-2` are one host: the result is the canonical
+ * lower-case form, and callers keep the result rather than their input.
  */
 export function assertHostName(value: unknown): string {
   if (typeof value !== "string" || value.length === 0 || value.length > 253) {
@@ -66,7 +69,27 @@ export function assertHostName(value: unknown): string {
   if (!labels.every((label) => HOST_LABEL.test(label))) {
     throw new FerryError("E_BAD_HOST_NAME", `invalid host name: ${JSON.stringify(value.slice(0, 300))}`);
   }
-  return value;
+  return value.toLowerCase();
+}
+
+/**
+ * Canonicalises the keys of a host → value map (a manifest, HOST=PATH
+ * arguments). Two keys naming one host are refused, since either silently
+ * winning would deploy something nobody chose.
+ */
+export function canonicalHostMap<T>(entries: Iterable<readonly [string, T]>): Map<string, T> {
+  const out = new Map<string, T>();
+  const given = new Map<string, string>();
+  for (const [name, value] of entries) {
+    const canonical = assertHostName(name);
+    const earlier = given.get(canonical);
+    if (earlier !== undefined) {
+      throw new FerryError("E_BAD_HOST_NAME", `${JSON.stringify(earlier)} and ${JSON.stringify(name)} are the same host (${canonical}); name it once`);
+    }
+    given.set(canonical, name);
+    out.set(canonical, value);
+  }
+  return out;
 }
 
 const TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;

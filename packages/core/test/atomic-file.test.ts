@@ -64,6 +64,20 @@ describe("writeFileAtomic", () => {
     assert.deepEqual(readdirSync(dir), ["token"]);
   });
 
+  test("with replace: false an existing file is kept and EEXIST thrown; a new one is written; no temp files either way", () => {
+    const dir = freshDir();
+    const file = join(dir, "secret");
+    writeFileAtomic(file, "first\n", 0o600, { replace: false });
+    assert.equal(readFileSync(file, "utf8"), "first\n");
+    assert.throws(
+      () => writeFileAtomic(file, "second\n", 0o600, { replace: false }),
+      (error: unknown) => (error as { code?: string }).code === "EEXIST",
+    );
+    assert.equal(readFileSync(file, "utf8"), "first\n");
+    assert.equal(modeOf(file), 0o600);
+    assert.deepEqual(readdirSync(dir), ["secret"]);
+  });
+
   test("many successive writes leave exactly one file with the last content", () => {
     const dir = freshDir();
     const file = join(dir, "state.json");

@@ -1,6 +1,16 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { FerryError, assertHostName, assertStorePath, assertTag, isStorePath, parseHostPort, parseStorePath, type ErrorCode } from "@ferry/core";
+import {
+  FerryError,
+  assertHostName,
+  assertStorePath,
+  canonicalHostMap,
+  assertTag,
+  isStorePath,
+  parseHostPort,
+  parseStorePath,
+  type ErrorCode,
+} from "@ferry/core";
 
 /** Asserts that `fn` throws a FerryError carrying `code`. */
 function throwsCode(fn: () => unknown, code: ErrorCode): void {
@@ -96,8 +106,15 @@ describe("assertHostName", () => {
       "a".repeat(63),
       `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`,
     ]) {
-      assert.equal(assertHostName(name), name);
+      assert.equal(assertHostName(name), name.toLowerCase());
     }
+  });
+
+  test("returns the canonical lower-case name: Web-2, WEB-2 and web-2 are one host", () => {
+    for (const name of ["Web-2", "WEB-2", "web-2", "wEb-2"]) assert.equal(assertHostName(name), "web-2");
+    assert.equal(assertHostName("DB.Example.ORG"), "db.example.org");
+    // Only ASCII letters fold: anything else is refused before case is considered.
+    throwsCode(() => assertHostName("K\u212a"), "E_BAD_HOST_NAME");
   });
 
   test("rejects path tricks, spaces, empty labels, bad hyphens, overlong names and labels", () => {
@@ -130,6 +147,36 @@ describe("assertHostName", () => {
 
   test("rejects non-strings", () => {
     for (const value of [undefined, null, 1, ["a"], { name: "a" }]) throwsCode(() => assertHostName(value), "E_BAD_HOST_NAME");
+  });
+});
+
+describe("canonicalHostMap", () => {
+  test("keys come out canonical, values unchanged, order kept", () => {
+    assert.deepEqual(
+      [
+        ...canonicalHostMap([
+          ["Web-2", 1],
+          ["db-1", 2],
+        ]),
+      ],
+      [
+        ["web-2", 1],
+        ["db-1", 2],
+      ],
+    );
+  });
+
+  test("two keys naming one host are refused, naming both spellings", () => {
+    assert.throws(
+      () =>
+        canonicalHostMap([
+          ["Web-2", "/a"],
+          ["web-2", "/b"],
+        ]),
+      (error: unknown) =>
+        error instanceof FerryError && error.code === "E_BAD_HOST_NAME" && /"Web-2" and "web-2" are the same host \(web-2\)/.test(error.message),
+    );
+    throwsCode(() => canonicalHostMap([["a/b", 1]]), "E_BAD_HOST_NAME");
   });
 });
 

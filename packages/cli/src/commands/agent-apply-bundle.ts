@@ -1,4 +1,4 @@
-import { createLogger, FerryError, writeFileAtomic } from "@ferry/core";
+import { assertHostName, createLogger, FerryError, writeFileAtomic } from "@ferry/core";
 import { applyBundle, loadAgentConfig } from "@ferry/agent";
 import { parse, requireString } from "../args.js";
 import { createOutput } from "../output.js";
@@ -14,12 +14,13 @@ export async function applyBundleCommand(args: string[]): Promise<number> {
   if (positionals.length !== 1)
     throw new FerryError("E_BAD_ARGUMENT", "usage: ferry agent apply-bundle FILE --config AGENT.json [--host NAME] [--result FILE]");
   const config = loadAgentConfig(requireString(values.config, "--config"));
+  const hostName = values.host ? assertHostName(values.host) : config.hostName;
   const log = createLogger("agent", { level: config.logLevel, destination: 2 });
   const { report } = await applyBundle({
     bundleFile: positionals[0] as string,
     config,
-    ...(values.host ? { hostName: values.host } : {}),
-    log: log.child({ host: values.host ?? config.hostName, mode: "apply-bundle" }),
+    hostName,
+    log: log.child({ host: hostName, mode: "apply-bundle" }),
   });
   const text = `${JSON.stringify(report, null, 2)}\n`;
   if (values.result) writeFileAtomic(values.result, text, 0o644);

@@ -5,6 +5,7 @@ import {
   Nix,
   ProcessRunner,
   TarReader,
+  canonicalHostMap,
   assertHostName,
   assertStorePath,
   createBundle,
@@ -54,9 +55,7 @@ function readHostsFile(file: string): Record<string, string> {
   if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts) || Object.keys(hosts).length === 0) {
     throw new FerryError("E_BAD_ARGUMENT", `${file} must hold {"hosts": {"HOST": "/nix/store/…", …}}`);
   }
-  const out: Record<string, string> = {};
-  for (const [name, path] of Object.entries(hosts)) out[assertHostName(name)] = assertStorePath(path);
-  return out;
+  return Object.fromEntries(canonicalHostMap(Object.entries(hosts).map(([name, path]) => [name, assertStorePath(path)])));
 }
 
 function trustedKeys(values: (string | boolean)[] | undefined): string[] {

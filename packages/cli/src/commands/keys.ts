@@ -1,22 +1,20 @@
-import { mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { FerryError, Nix, ProcessRunner } from "@ferry/core";
+import { FerryError, Nix, ProcessRunner, generateKeyPair } from "@ferry/core";
 import { parse, requireString } from "../args.js";
 import { createOutput } from "../output.js";
 
 export async function keysCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== "generate") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'keys ${verb ?? ""}': use generate`);
-  const { values } = parse(rest, { name: { type: "string" }, out: { type: "string" }, json: { type: "boolean", default: false } }, false);
+  const { values } = parse(
+    rest,
+    { name: { type: "string" }, out: { type: "string" }, force: { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+    false,
+  );
   const name = requireString(values.name, "--name");
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     throw new FerryError("E_BAD_ARGUMENT", `key name ${JSON.stringify(name)} may hold only letters, digits, '.', '_' and '-'`);
   const dir = requireString(values.out, "--out");
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const secretFile = join(dir, `${name}.secret`);
-  const publicFile = join(dir, `${name}.public`);
-  await new Nix(new ProcessRunner()).generateKey(name, secretFile, publicFile);
-  const publicKey = readFileSync(publicFile, "utf8").trim();
+  const { secretFile, publicFile, publicKey } = await generateKeyPair(new Nix(new ProcessRunner()), name, dir, { force: values.force });
   createOutput(values.json).result({ name, secretFile, publicFile, publicKey }, () => `secret key: ${secretFile}\npublic key: ${publicFile}\n${publicKey}\n`);
   return 0;
 }

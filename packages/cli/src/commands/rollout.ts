@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
-import { FerryError, assertHostName, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
+import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
 import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { withConnection, type OperatorConnection } from "../client.js";
@@ -39,7 +39,7 @@ export function readManifest(file: string): Record<string, string> {
   if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts))
     throw new FerryError("E_BAD_ARGUMENT", `${file} must look like {"hosts": {"HOST": "/nix/store/…"}}`);
   const entries = Object.entries(hosts as Record<string, unknown>);
-  return Object.fromEntries(entries.map(([host, path]) => [assertHostName(host), parseTarget(`${host}=${String(path)}`).storePath]));
+  return Object.fromEntries(canonicalHostMap(entries.map(([host, path]) => [host, parseTarget(`${host}=${String(path)}`).storePath])));
 }
 
 async function rolloutStart(args: string[]): Promise<number> {

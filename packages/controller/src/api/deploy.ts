@@ -9,17 +9,18 @@ export function newId(prefix: string, nowMs: number): string {
   return `${prefix}-${nowMs.toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
-/** Validates targets: good names and paths, each host once, every host known. */
-export async function validateTargets(store: StateStore, targets: readonly HostTarget[]): Promise<void> {
-  if (targets.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name at least one HOST=STOREPATH");
+/** Validates targets: good names and paths, each host once, every host known. Returns them with canonical host names. */
+export async function validateTargets(store: StateStore, given: readonly HostTarget[]): Promise<HostTarget[]> {
+  if (given.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name at least one HOST=STOREPATH");
   const seen = new Set<string>();
-  for (const target of targets) {
-    assertHostName(target.hostName);
-    assertStorePath(target.storePath);
-    if (seen.has(target.hostName)) throw new FerryError("E_BAD_ARGUMENT", `host ${target.hostName} named twice`);
-    seen.add(target.hostName);
-  }
+  const targets = given.map((target) => {
+    const hostName = assertHostName(target.hostName);
+    if (seen.has(hostName)) throw new FerryError("E_BAD_ARGUMENT", `host ${hostName} named twice`);
+    seen.add(hostName);
+    return { hostName, storePath: assertStorePath(target.storePath) };
+  });
   await store.listHosts([...seen]);
+  return targets;
 }
 
 export interface CacheRequirements {
@@ -75,12 +76,12 @@ export interface RecordedDeploy {
 export async function recordDeploy(
   store: StateStore,
   cache: BinaryCache,
-  targets: readonly HostTarget[],
+  given: readonly HostTarget[],
   options: DeployOptions,
   nowMs: number,
 ): Promise<RecordedDeploy> {
   assertWireMode(options.mode);
-  await validateTargets(store, targets);
+  const targets = await validateTargets(store, given);
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),

@@ -9,6 +9,7 @@ import {
   type DryActivateRequest,
   type DryActivateResponse,
   type GetInfoResponse,
+  type HostTarget,
   type ListHostsRequest,
   type ListHostsResponse,
   type OperatorServiceServer,
@@ -38,8 +39,8 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
 
   const unary = unaryHandler(deps.log, deps.adminTokenHash);
 
-  async function statuses(names: readonly string[]) {
-    names.forEach(assertHostName);
+  async function statuses(given: readonly string[]) {
+    const names = given.map(assertHostName);
     return (await deps.store.listHosts(names)).map((record) => toHostStatus(record, deps.hub.isOnline(record.name)));
   }
 
@@ -87,8 +88,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     }),
 
     dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {
-      const target = { hostName: request.hostName, storePath: request.storePath };
-      await validateTargets(deps.store, [target]);
+      const [target] = (await validateTargets(deps.store, [{ hostName: request.hostName, storePath: request.storePath }])) as [HostTarget];
       // A dry run switches nothing, and the host checks signatures itself.
       await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
@@ -112,11 +112,11 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       Promise.resolve()
         .then(() => {
           authenticate(call, deps.adminTokenHash);
-          call.request.names.forEach(assertHostName);
+          const names = call.request.names.map(assertHostName);
           // Listen before taking the snapshot, so no change falls in between.
-          watched = new Set(call.request.names);
+          watched = new Set(names);
           deps.hostEvents.on("changed", send);
-          return statuses(call.request.names);
+          return statuses(names);
         })
         .then((initial) => {
           for (const host of initial) call.write({ host });

@@ -106,11 +106,10 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
       const window = request.window;
       if (!window) throw new FerryError("E_BAD_ARGUMENT", "no window given");
       if ((window.hostName === "") === (window.tag === "")) throw new FerryError("E_BAD_ARGUMENT", "a window applies to exactly one host or one tag");
-      if (window.hostName) assertHostName(window.hostName);
       if (window.tag) assertTag(window.tag);
       const record = {
         id: newId("w", now()),
-        hostName: window.hostName,
+        hostName: window.hostName && assertHostName(window.hostName),
         tag: window.tag,
         cron: window.cron.trim(),
         durationMs: window.durationMs,

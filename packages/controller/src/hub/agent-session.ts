@@ -215,7 +215,7 @@ export class AgentSession {
         return this.onResult(hostName, body.value);
       case "dryActivateOutcome":
         this.requireOwnHost(hostName, body.value.hostName);
-        this.hooks.onDryActivateOutcome({ ...body.value, output: capOutput(body.value.output, AGENT_TEXT_LIMITS.dryActivateOutput) });
+        this.hooks.onDryActivateOutcome({ ...body.value, hostName, output: capOutput(body.value.output, AGENT_TEXT_LIMITS.dryActivateOutput) });
         return;
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
@@ -233,8 +233,15 @@ export class AgentSession {
     }
   }
 
+  /** An agent configured before names were canonical may write its name as `Web-2`; it is still `web-2`. */
   private requireOwnHost(authenticated: string, claimed: string): void {
-    if (claimed !== authenticated) {
+    let canonical: string | undefined;
+    try {
+      canonical = assertHostName(claimed);
+    } catch {
+      canonical = undefined;
+    }
+    if (canonical !== authenticated) {
       throw new FerryError("E_FORBIDDEN_HOST", `host ${authenticated} may not speak for ${JSON.stringify(claimed.slice(0, 253))}`);
     }
   }

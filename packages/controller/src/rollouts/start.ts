@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode, canonicalHostMap } from "@ferry/core";
 import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
@@ -19,23 +19,21 @@ export function manifestDigest(entries: Record<string, string>): string {
 
 /** Picks the targets: named hosts and tagged hosts (union), each with its path from the arguments or the manifest. */
 async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<HostTarget[]> {
-  const paths = new Map<string, string>(Object.entries(request.manifest));
-  for (const target of request.targets) paths.set(target.hostName, target.storePath);
-  for (const [host, path] of paths) {
-    assertHostName(host);
-    assertStorePath(path);
+  const paths = canonicalHostMap(Object.entries(request.manifest).map(([host, path]) => [host, assertStorePath(path)] as const));
+  for (const [host, path] of canonicalHostMap(request.targets.map((target) => [target.hostName, assertStorePath(target.storePath)] as const))) {
+    paths.set(host, path);
   }
   let names: string[];
   if (request.hostNames.length === 0 && request.tags.length === 0) {
     names = [...paths.keys()];
   } else {
-    request.hostNames.forEach(assertHostName);
+    const hostNames = request.hostNames.map(assertHostName);
     const tags = request.tags.map(assertTag);
     const tagged = tags.length === 0 ? [] : (await store.listHosts()).filter((host) => host.tags.some((tag) => tags.includes(tag))).map((host) => host.name);
-    names = [...new Set([...request.hostNames, ...tagged])];
+    names = [...new Set([...hostNames, ...tagged])];
     const unmapped = names.filter((name) => !paths.has(name));
-    if (request.hostNames.some((name) => unmapped.includes(name))) {
-      throw new FerryError("E_NO_TARGETS", `no store path given for ${unmapped.filter((name) => request.hostNames.includes(name)).join(", ")}`);
+    if (hostNames.some((name) => unmapped.includes(name))) {
+      throw new FerryError("E_NO_TARGETS", `no store path given for ${unmapped.filter((name) => hostNames.includes(name)).join(", ")}`);
     }
     // Tagged hosts missing from the manifest are outside this release: leave them be.
     names = names.filter((name) => paths.has(name));
@@ -47,11 +45,9 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
 export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
   const mode = assertWireMode(request.mode);
-  const targets = await selectTargets(store, request);
-  await validateTargets(store, targets);
-  const digest = manifestDigest(
-    Object.keys(request.manifest).length > 0 ? request.manifest : Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])),
-  );
+  const targets = await validateTargets(store, await selectTargets(store, request));
+  const manifest = Object.keys(request.manifest).length > 0 ? Object.fromEntries(canonicalHostMap(Object.entries(request.manifest))) : undefined;
+  const digest = manifestDigest(manifest ?? Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])));
   const environment = request.environment || (request.tags.length === 1 ? (request.tags[0] as string) : "");
   if (request.afterEnvironment) {
     const before = await store.rollouts.findCompletedRollout(digest, request.afterEnvironment);

@@ -166,12 +166,10 @@ export class SqliteRolloutStore implements RolloutStore {
           rollout.mode,
         );
       for (const host of rollout.hosts) {
-        assertHostName(host.name);
-        assertStorePath(host.storePath);
         insertHost.run(
           rollout.id,
-          host.name,
-          host.storePath,
+          assertHostName(host.name),
+          assertStorePath(host.storePath),
           host.wave,
           host.state,
           host.serial,
@@ -215,20 +213,22 @@ export class SqliteRolloutStore implements RolloutStore {
     const { sql, values } = assignments(patch);
     if (!sql) return;
     this.db.transaction(() => {
-      this.db.prepare(`UPDATE rollout_hosts SET ${sql}, updated_at_ms = ? WHERE rollout_id = ? AND name = ?`).run(...values, nowMs, id, hostName);
+      this.db
+        .prepare(`UPDATE rollout_hosts SET ${sql}, updated_at_ms = ? WHERE rollout_id = ? AND name = ?`)
+        .run(...values, nowMs, id, assertHostName(hostName));
       this.db.prepare("UPDATE rollouts SET updated_at_ms = ? WHERE id = ?").run(nowMs, id);
     })();
   }
 
   async assignDesired(
     id: string,
-    hostName: string,
+    given: string,
     assignment: { storePath: string; activate: boolean; mode: ActivationMode },
     state: RolloutHostState,
     nowMs: number,
   ): Promise<number> {
     const { storePath, activate, mode } = assignment;
-    assertHostName(hostName);
+    const hostName = assertHostName(given);
     assertStorePath(storePath);
     return this.db.transaction(() => {
       // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
@@ -258,7 +258,7 @@ export class SqliteRolloutStore implements RolloutStore {
   async addWindow(window: MaintenanceWindowRecord): Promise<void> {
     this.db
       .prepare("INSERT INTO maintenance_windows (id, host_name, tag, cron, duration_ms, timezone) VALUES (?, ?, ?, ?, ?, ?)")
-      .run(window.id, window.hostName, window.tag, window.cron, window.durationMs, window.timezone);
+      .run(window.id, window.hostName && assertHostName(window.hostName), window.tag, window.cron, window.durationMs, window.timezone);
   }
 
   async listWindows(): Promise<MaintenanceWindowRecord[]> {

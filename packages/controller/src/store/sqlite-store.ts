@@ -13,7 +13,7 @@ import {
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
-const MIGRATIONS: readonly string[] = [
+const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   `CREATE TABLE hosts (
      name TEXT PRIMARY KEY,
      token_hash TEXT NOT NULL,
@@ -55,7 +55,33 @@ const MIGRATIONS: readonly string[] = [
   // Health checks that failed before and after the switch, from the host's last result.
   `ALTER TABLE hosts ADD COLUMN checks_failing TEXT NOT NULL DEFAULT '[]';
    ALTER TABLE hosts ADD COLUMN checks_run INTEGER NOT NULL DEFAULT 0;`,
+  lowerCaseHostNames,
 ];
+
+/**
+ * Host names ignore case (assertHostName returns them in lower case), but
+ * earlier versions stored them as typed. Two hosts differing only in case
+ * cannot be merged without choosing whose token and history win, so the
+ * controller refuses to start and says how to remove one. The unique index
+ * keeps any later code path from storing such a pair again.
+ */
+function lowerCaseHostNames(db: Database.Database): void {
+  const clashes = db.prepare("SELECT json_group_array(name) AS names FROM hosts GROUP BY lower(name) HAVING count(*) > 1").all() as { names: string }[];
+  if (clashes.length > 0) {
+    const groups = clashes.map((row) => (JSON.parse(row.names) as string[]).map((name) => JSON.stringify(name)).join(" and "));
+    const example = (JSON.parse((clashes[0] as { names: string }).names) as string[])[0] as string;
+    throw new FerryError(
+      "E_HOST_CASE_CLASH",
+      `hosts ${groups.join("; ")} differ only in letter case, and host names now ignore case; keep one of each: ` +
+        `remove the others with the previous Ferry version (ferry host remove NAME) or with: sqlite3 ${db.name} "DELETE FROM hosts WHERE name = '${example}'"`,
+    );
+  }
+  db.exec(`UPDATE hosts SET name = lower(name);
+    UPDATE events SET host_name = lower(host_name);
+    UPDATE OR IGNORE rollout_hosts SET name = lower(name);
+    UPDATE maintenance_windows SET host_name = lower(host_name);
+    CREATE UNIQUE INDEX hosts_name_ignoring_case ON hosts (lower(name));`);
+}
 
 interface HostRow {
   name: string;
@@ -136,18 +162,27 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma("synchronous = FULL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
-    this.migrate();
+    try {
+      this.migrate();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
     this.rollouts = new SqliteRolloutStore(this.db);
   }
 
   private migrate(): void {
     const version = this.db.pragma("user_version", { simple: true }) as number;
-    for (let next = version; next < MIGRATIONS.length; next++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[next] as string);
-        this.db.pragma(`user_version = ${next + 1}`);
-      })();
-    }
+    // One transaction for the whole upgrade: a migration that refuses (E_HOST_CASE_CLASH)
+    // leaves the file exactly as the previous release wrote it.
+    this.db.transaction(() => {
+      for (let next = version; next < MIGRATIONS.length; next++) {
+        const migration = MIGRATIONS[next] as string | ((db: Database.Database) => void);
+        if (typeof migration === "string") this.db.exec(migration);
+        else migration(this.db);
+      }
+      if (version < MIGRATIONS.length) this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    })();
   }
 
   private row(name: string): HostRow | undefined {
@@ -160,8 +195,8 @@ export class SqliteStateStore implements StateStore {
     return toRecord(row);
   }
 
-  async addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord> {
-    assertHostName(name);
+  async addHost(given: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord> {
+    const name = assertHostName(given);
     if (this.row(name)) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
     this.db
       .prepare("INSERT INTO hosts (name, token_hash, tags, created_at_ms, activation_mode) VALUES (?, ?, ?, ?, ?)")
@@ -169,14 +204,14 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
-  async removeHost(name: string): Promise<void> {
-    assertHostName(name);
+  async removeHost(given: string): Promise<void> {
+    const name = assertHostName(given);
     const { changes } = this.db.prepare("DELETE FROM hosts WHERE name = ?").run(name);
     if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
   }
 
-  async getHost(name: string): Promise<HostRecord | undefined> {
-    assertHostName(name);
+  async getHost(given: string): Promise<HostRecord | undefined> {
+    const name = assertHostName(given);
     const row = this.row(name);
     return row && toRecord(row);
   }
@@ -188,11 +223,8 @@ export class SqliteStateStore implements StateStore {
     return names.map((name) => this.mustGet(assertHostName(name)));
   }
 
-  async recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
-    for (const target of targets) {
-      assertHostName(target.hostName);
-      assertStorePath(target.storePath);
-    }
+  async recordDeployment(deploymentId: string, given: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
+    const targets = given.map((target) => ({ ...target, hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
     // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
     const update = this.db.prepare(
       `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = ?, held_for_window = ?,
@@ -213,8 +245,8 @@ export class SqliteStateStore implements StateStore {
     return (this.db.prepare("SELECT * FROM hosts WHERE held_for_window = 1 ORDER BY name").all() as HostRow[]).map(toRecord);
   }
 
-  async releaseHeld(name: string, deploymentId: string): Promise<HostRecord | undefined> {
-    assertHostName(name);
+  async releaseHeld(given: string, deploymentId: string): Promise<HostRecord | undefined> {
+    const name = assertHostName(given);
     // A new serial: the agent already finished the fetch-only one and ignores anything not newer.
     const { changes } = this.db
       .prepare(
@@ -225,8 +257,8 @@ export class SqliteStateStore implements StateStore {
     return changes === 0 ? undefined : this.mustGet(name);
   }
 
-  async recordReport(name: string, report: HostReport): Promise<HostRecord> {
-    assertHostName(name);
+  async recordReport(given: string, report: HostReport): Promise<HostRecord> {
+    const name = assertHostName(given);
     const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number | string[]][];
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`);
@@ -242,20 +274,21 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
-  async raiseSerialFloor(name: string, serial: number): Promise<HostRecord> {
-    assertHostName(name);
+  async raiseSerialFloor(given: string, serial: number): Promise<HostRecord> {
+    const name = assertHostName(given);
     this.db.prepare("UPDATE hosts SET desired_serial = ?, applied_serial = ? WHERE name = ? AND desired_serial < ?").run(serial, serial, name, serial);
     return this.mustGet(name);
   }
 
   async appendEvent(event: HostEvent): Promise<void> {
+    const hostName = assertHostName(event.hostName);
     this.db.transaction(() => {
       this.db
         .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
-        .run(event.atMs, event.hostName, event.kind, JSON.stringify(event.data));
+        .run(event.atMs, hostName, event.kind, JSON.stringify(event.data));
       this.db
         .prepare("DELETE FROM events WHERE host_name = ? AND id <= (SELECT id FROM events WHERE host_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)")
-        .run(event.hostName, event.hostName, this.eventsPerHost);
+        .run(hostName, hostName, this.eventsPerHost);
     })();
   }
 
@@ -264,7 +297,9 @@ export class SqliteStateStore implements StateStore {
   }
 
   async listEvents(hostName: string, limit: number): Promise<HostEvent[]> {
-    const rows = this.db.prepare("SELECT at_ms, host_name, kind, data FROM events WHERE host_name = ? ORDER BY id DESC LIMIT ?").all(hostName, limit) as {
+    const rows = this.db
+      .prepare("SELECT at_ms, host_name, kind, data FROM events WHERE host_name = ? ORDER BY id DESC LIMIT ?")
+      .all(assertHostName(hostName), limit) as {
       at_ms: number;
       host_name: string;
       kind: string;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { FerryError } from "../errors.js";
-import { assertHostName, assertStorePath } from "../validate.js";
+import { assertHostName, assertStorePath, canonicalHostMap } from "../validate.js";
 import { findValidSignature, signText, type PublicKey, type SigningKey } from "./keys.js";
 
 /** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
@@ -103,8 +103,7 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   if (raw["version"] !== BUNDLE_VERSION) {
     throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(raw["version"])}; this Ferry reads version ${BUNDLE_VERSION}`);
   }
-  const hosts: Record<string, string> = {};
-  for (const [name, path] of Object.entries(object(raw["hosts"], "hosts"))) hosts[assertHostName(name)] = assertStorePath(path);
+  const hosts = Object.fromEntries(canonicalHostMap(Object.entries(object(raw["hosts"], "hosts")).map(([name, path]) => [name, assertStorePath(path)])));
   if (Object.keys(hosts).length === 0) throw bad("names no host");
   if (!Array.isArray(raw["paths"]) || !Array.isArray(raw["omitted"])) throw bad("paths and omitted must be lists");
   const seen = new Set<string>();
