@@ -18,6 +18,7 @@ import {
   type StartRolloutResponse,
 } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
+import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
 import { planRollout } from "../rollouts/start.js";
 import { validateWindow } from "../rollouts/windows.js";
@@ -50,6 +51,7 @@ export function toRolloutMessage(record: RolloutRecord): Rollout {
     createdAtMs: record.createdAtMs,
     updatedAtMs: record.updatedAtMs,
     resumeAtMs: record.resumeAtMs,
+    phaseDeadlineAtMs: phaseDeadlineAtMs(record),
     hosts: record.hosts.map((host) => ({
       name: host.name,
       storePath: host.storePath,

@@ -268,6 +268,12 @@ export interface Rollout {
   updatedAtMs: number;
   hosts: RolloutHost[];
   resumeAtMs: number;
+  /**
+   * When the current phase gives up if unfinished: the prefetch timeout while
+   * prefetching, the wave's progress deadline while a wave runs. 0 while
+   * nothing is timed (no progress deadline, paused, at a gate, ended).
+   */
+  phaseDeadlineAtMs: number;
 }
 
 export interface MaintenanceWindow {
@@ -3091,6 +3097,7 @@ function createBaseRollout(): Rollout {
     updatedAtMs: 0,
     hosts: [],
     resumeAtMs: 0,
+    phaseDeadlineAtMs: 0,
   };
 }
 
@@ -3134,6 +3141,9 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.resumeAtMs !== 0) {
       writer.uint32(104).int64(message.resumeAtMs);
+    }
+    if (message.phaseDeadlineAtMs !== 0) {
+      writer.uint32(112).int64(message.phaseDeadlineAtMs);
     }
     return writer;
   },
@@ -3255,6 +3265,14 @@ export const Rollout: MessageFns<Rollout> = {
             message.resumeAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.phaseDeadlineAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3294,6 +3312,11 @@ export const Rollout: MessageFns<Rollout> = {
           : 0,
       hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => RolloutHost.fromJSON(e)) : [],
       resumeAtMs: isSet(object.resumeAtMs) ? globalThis.Number(object.resumeAtMs) : isSet(object.resume_at_ms) ? globalThis.Number(object.resume_at_ms) : 0,
+      phaseDeadlineAtMs: isSet(object.phaseDeadlineAtMs)
+        ? globalThis.Number(object.phaseDeadlineAtMs)
+        : isSet(object.phase_deadline_at_ms)
+          ? globalThis.Number(object.phase_deadline_at_ms)
+          : 0,
     };
   },
 
@@ -3338,6 +3361,9 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.resumeAtMs !== 0) {
       obj.resumeAtMs = Math.round(message.resumeAtMs);
     }
+    if (message.phaseDeadlineAtMs !== 0) {
+      obj.phaseDeadlineAtMs = Math.round(message.phaseDeadlineAtMs);
+    }
     return obj;
   },
 
@@ -3359,6 +3385,7 @@ export const Rollout: MessageFns<Rollout> = {
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.hosts = object.hosts?.map((e) => RolloutHost.fromPartial(e)) || [];
     message.resumeAtMs = object.resumeAtMs ?? 0;
+    message.phaseDeadlineAtMs = object.phaseDeadlineAtMs ?? 0;
     return message;
   },
 };
