@@ -1,5 +1,5 @@
 import type { Rollout, RolloutHost } from "@ferry/protocol";
-import { clean, countHosts, countParts, formatDuration, waveLabel } from "./rollout-states.js";
+import { clean, countHosts, countParts, formatDuration, isDone, waveLabel } from "./rollout-states.js";
 
 /**
  * What changed between two looks at a rollout, as plain lines for CI logs
@@ -9,19 +9,19 @@ import { clean, countHosts, countParts, formatDuration, waveLabel } from "./roll
  */
 export function changeLines(previous: Rollout | undefined, next: Rollout, now: number): string[] {
   const stamp = `[+${formatDuration(now - next.createdAtMs)}]`;
-  const lines: string[] = [];
-  if (!previous) lines.push(...planLines(next));
+  const before = new Map((previous?.hosts ?? []).map((host) => [host.name, host]));
+  const moved = next.hosts.filter((host) => {
+    const old = before.get(host.name);
+    return old ? old.state !== host.state || old.errorCode !== host.errorCode : host.state !== "pending";
+  });
+  // In the order things happen: hosts reach their results, the rollout moves on, the next hosts start.
+  const lines = [...(previous ? [] : planLines(next)), ...moved.filter((host) => isDone(host.state)).map((host) => hostLine(next, host))];
   if (!previous || previous.state !== next.state || previous.reason !== next.reason) {
     const line = stateLine(previous, next);
     if (line) lines.push(line);
   }
   if (next.currentWave > 0 && (previous?.currentWave ?? 0) !== next.currentWave) lines.push(waveLine(next, now));
-  const before = new Map((previous?.hosts ?? []).map((host) => [host.name, host]));
-  for (const host of next.hosts) {
-    const old = before.get(host.name);
-    const changed = old ? old.state !== host.state || old.errorCode !== host.errorCode : host.state !== "pending";
-    if (changed) lines.push(hostLine(next, host));
-  }
+  lines.push(...moved.filter((host) => !isDone(host.state)).map((host) => hostLine(next, host)));
   return lines.map((line) => `${stamp} ${line}`);
 }
 

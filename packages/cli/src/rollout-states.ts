@@ -63,10 +63,13 @@ export function countHosts(hosts: readonly RolloutHost[]): HostCounts {
   return { total: hosts.length, done, byCategory, otherStates };
 }
 
+/** Hosts of an aborted rollout that never started stay "waiting" forever: "not started" is true before and after. */
+const LABEL: Partial<Record<HostCategory, string>> = { waiting: "not started" };
+
 /** "3 confirmed", "1 reverting", … for every category with hosts, then unknown states by name. */
 export function countParts(counts: HostCounts): string[] {
   const parts = CATEGORIES.filter((category) => category !== "other" && counts.byCategory[category] > 0).map(
-    (category) => `${counts.byCategory[category]} ${category}`,
+    (category) => `${counts.byCategory[category]} ${LABEL[category] ?? category}`,
   );
   for (const [state, count] of Object.entries(counts.otherStates)) parts.push(`${count} ${clean(state)}`);
   return parts;

@@ -1,5 +1,16 @@
 import type { Rollout, RolloutHost } from "@ferry/protocol";
-import { categoryOf, clean, countHosts, countParts, formatDuration, hasEnded, waveLabel, type HostCategory, type HostCounts } from "./rollout-states.js";
+import {
+  categoryOf,
+  clean,
+  countHosts,
+  countParts,
+  formatDuration,
+  hasEnded,
+  isFinished,
+  waveLabel,
+  type HostCategory,
+  type HostCounts,
+} from "./rollout-states.js";
 import { fit, flow, words, type FlowItem } from "./text-flow.js";
 
 export interface ViewOptions {
@@ -59,7 +70,7 @@ function head(rollout: Rollout, options: ViewOptions, width: number): string[] {
 
 function title(rollout: Rollout, now: number): FlowItem[] {
   const phase = rollout.currentWave === 0 ? "prefetch" : `wave ${rollout.currentWave}/${rollout.waveCount}`;
-  const elapsed = hasEnded(rollout) ? `took ${formatDuration(rollout.updatedAtMs - rollout.createdAtMs)}` : formatDuration(now - rollout.createdAtMs);
+  const elapsed = isFinished(rollout) ? `took ${formatDuration(rollout.updatedAtMs - rollout.createdAtMs)}` : formatDuration(now - rollout.createdAtMs);
   const parts = [`rollout ${rollout.id}`, clean(rollout.state), phase, elapsed, ...(rollout.environment ? [`env ${clean(rollout.environment)}`] : [])];
   return parts.map((text) => ({ text, separator: " · " }));
 }

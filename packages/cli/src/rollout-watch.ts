@@ -37,7 +37,8 @@ export function interruptedMessage(id: string, watchCommand: string): string {
   return [
     `Stopped watching. Rollout ${id} goes on on the controller.`,
     `  watch it again:  ${watchCommand}`,
-    `  stop it:         ferry rollout pause ${id}   (or: ferry rollout abort ${id})`,
+    `  pause it:        ferry rollout pause ${id}`,
+    `  abort it:        ferry rollout abort ${id}`,
     "",
   ].join("\n");
 }
@@ -149,7 +150,7 @@ class LiveSink implements Sink {
       // One row stays free for the cursor, below the frame.
       maxLines: Math.max(3, (this.stream.rows || 24) - 1),
       notice: this.notice,
-      footer: isFinished(this.rollout) ? [] : ["Ctrl-C stops watching; the rollout goes on."],
+      footer: ["Ctrl-C stops watching; the rollout goes on."],
     });
     this.drawnWidth = width;
     this.update(this.lines.join("\n"));
@@ -166,9 +167,14 @@ class LiveSink implements Sink {
     this.draw();
   }
 
+  /**
+   * The last frame stays in the scrollback as the record of the watch, so it
+   * is written whole: every wave and host, however tall, and no footer.
+   */
   close(): void {
     this.stream.off("resize", this.onResize);
-    this.draw();
+    this.update.clear();
+    if (this.rollout) this.stream.write(`${renderRollout(this.rollout, { width: this.width, now: this.now() }).join("\n")}\n`);
     this.update.done();
   }
 }

@@ -37,13 +37,13 @@ describe("rollout live view", () => {
 
   test("the 60-column view of an aborted rollout mid-revert, as a person sees it", () => {
     assert.deepEqual(view(MIXED, 60), [
-      "rollout r-mhz3k1c0-5f2a9e · aborted · wave 2/4 · took 3m07s",
+      "rollout r-mhz3k1c0-5f2a9e · aborted · wave 2/4 · 3m12s ·",
       "env production",
       "aborted: 2 of 3 finished hosts failed: web-4",
       "E_HEALTH_CHECK_FAILED, web-5 E_ACTIVATION_FAILED · waiting",
       "for 2 host(s) still switching",
       "  11 hosts: 1 confirmed · 1 activating · 1 reverting ·",
-      "  2 failed · 1 skipped · 5 waiting",
+      "  2 failed · 1 skipped · 5 not started",
       "  canary  [##########] 1/1 done",
       "      confirmed web-1",
       "  wave 2  [xxxxxx~~..] 3/4 done · 2 failed",

@@ -72,7 +72,7 @@ function scripted(answers: (Rollout | Error)[]): () => Promise<Rollout> {
 const WATCH = "ferry rollout status r-mhz3k1c0-5f2a9e --wait";
 
 describe("rollout watch", () => {
-  test("without a terminal: plain lines, one per change, no escape codes, a closing summary", async () => {
+  test("without a terminal: plain lines, one per change in the order things happen, no escape codes, a closing summary", async () => {
     const stream = new FakeStream(false);
     const result = await watchRollout({
       id: "r-mhz3k1c0-5f2a9e",
@@ -99,13 +99,13 @@ describe("rollout watch", () => {
       "[+3m12s] web-1 activating (canary)",
       "[+3m12s] web-2 prefetched (wave 2)",
       "[+3m12s] web-3 prefetched (wave 2)",
-      "[+3m12s] wave 2 (2/2): web-2, web-3 started",
       "[+3m12s] web-1 confirmed (canary)",
+      "[+3m12s] wave 2 (2/2): web-2, web-3 started",
       "[+3m12s] web-2 activating (wave 2)",
       "[+3m12s] web-3 activating (wave 2)",
-      "[+3m12s] completed: 2 confirmed, 1 failed, 0 skipped",
       "[+3m12s] web-2 confirmed (wave 2)",
       "[+3m12s] web-3 rolled-back E_HEALTH_CHECK_FAILED: unit web.service failed (wave 2)",
+      "[+3m12s] completed: 2 confirmed, 1 failed, 0 skipped",
       "rollout r-mhz3k1c0-5f2a9e completed: 3 hosts: 2 confirmed · 1 failed",
     ]);
   });
@@ -150,6 +150,32 @@ describe("rollout watch", () => {
     // After the resize every frame is laid out for 60 columns.
     for (const frame of after) for (const line of frame.split("\n")) assert.ok(stringWidth(line) <= 60, JSON.stringify(line));
     assert.match(after.join(""), /rolled-back web-3 \(E_HEALTH_CHECK_FAILED\)/, "the last frame shows how it ended");
+  });
+
+  test("in a short terminal the frames fold to its height, and the last frame is written whole for the scrollback", async () => {
+    const stream = new FakeStream(true, 60, 8);
+    const hosts = Array.from({ length: 8 }, (_, i) => host(`node-${i + 1}`, i + 1, "confirmed"));
+    const running = rollout({ currentWave: 8, hosts: hosts.map((h, i) => (i === 7 ? { ...h, state: "activating" } : h)) });
+    const done = rollout({ state: "completed", currentWave: 8, hosts });
+    const result = await watchRollout({
+      id: "r-mhz3k1c0-5f2a9e",
+      fetch: scripted([running, done]),
+      stream: stream.asStream(),
+      live: true,
+      timeoutMs: 60_000,
+      watchCommand: WATCH,
+      pollMs: 1,
+      now: () => NOW,
+      signals: new EventEmitter(),
+    });
+    assert.equal(result.outcome, "finished");
+    const first = stripAnsi(stream.chunks[0] as string)
+      .trimEnd()
+      .split("\n");
+    assert.ok(first.length <= 7, `the live frame fits 8 rows:\n${first.join("\n")}`);
+    const last = stripAnsi(stream.chunks[stream.chunks.length - 1] as string);
+    for (const h of hosts) assert.match(last, new RegExp(`confirmed ${h.name}\\b`), "every host in the record");
+    assert.doesNotMatch(last, /Ctrl-C/);
   });
 
   test("a resize erases the old frame by the rows it takes once the terminal has re-wrapped it", async () => {
