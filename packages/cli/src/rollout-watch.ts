@@ -45,6 +45,7 @@ export function interruptedMessage(id: string, watchCommand: string): string {
 
 interface Sink {
   show(rollout: Rollout, notice: string): void;
+  /** Ends the view; a second call does nothing. */
   close(): void;
 }
 
@@ -90,7 +91,6 @@ export async function watchRollout(options: WatchOptions): Promise<WatchResult> 
         return { outcome: "finished", rollout: last };
       }
       if (now() > deadline) {
-        sink.close();
         throw new FerryError(
           "E_DEPLOY_TIMEOUT",
           `rollout ${options.id} still ${last?.state ?? "unknown"} after ${formatDuration(options.timeoutMs)}; it goes on on the controller: watch it with ${options.watchCommand}`,
@@ -103,6 +103,8 @@ export async function watchRollout(options: WatchOptions): Promise<WatchResult> 
     options.stream.write(`${options.live ? "\n" : ""}${interruptedMessage(options.id, options.watchCommand)}`);
     return { outcome: "interrupted", rollout: last };
   } finally {
+    // Also on errors: the cursor comes back and the resize handler goes.
+    sink.close();
     signals.off("SIGINT", interrupt);
     stop.abort();
   }
@@ -121,6 +123,7 @@ class LiveSink implements Sink {
   private drawnWidth = 0;
   private rollout: Rollout | undefined;
   private notice = "";
+  private closed = false;
   private readonly onResize = () => this.resized();
 
   constructor(
@@ -172,6 +175,8 @@ class LiveSink implements Sink {
    * is written whole: every wave and host, however tall, and no footer.
    */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.stream.off("resize", this.onResize);
     this.update.clear();
     if (this.rollout) this.stream.write(`${renderRollout(this.rollout, { width: this.width, now: this.now() }).join("\n")}\n`);
