@@ -5,7 +5,9 @@ import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
-import { isFinished, renderRollout, rolloutCounts } from "../rollout-view.js";
+import { countHosts, finishedCleanly } from "../rollout-states.js";
+import { renderRollout } from "../rollout-view.js";
+import { canDrawLive, watchRollout } from "../rollout-watch.js";
 import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
 import { parseTarget } from "./deploy.js";
 
@@ -98,66 +100,84 @@ async function rolloutStart(args: string[]): Promise<number> {
       allowUnsigned: values["allow-unsigned"],
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
+    const watchAgain = watchCommand(rollout.id, values);
     out.note(`started rollout ${rollout.id}: ${rollout.hosts.length} host(s) in ${rollout.waveCount} wave(s)`);
     if (!values.wait) {
-      out.result({ rollout: rolloutJson(rollout) }, () => renderRollout(rollout));
+      out.note(`watch it with: ${watchAgain}`);
+      out.result({ rollout: rolloutJson(rollout) }, () => staticView(rollout));
       return 0;
     }
-    const final = await follow(connection, rollout.id, positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
-    out.result({ rollout: rolloutJson(final) }, () => `rollout ${final.id} ${final.state}: ${final.reason}\n`);
-    return exitStatus(final);
+    return follow(connection, rollout.id, watchAgain, positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
   });
 }
 
-/** `rollout start --wait`: 0 every host confirmed, 3 done but some skipped, 1 aborted or some failed. */
+/** `--wait`'s exit status: 0 every host confirmed, 3 done but some skipped, 1 aborted or some failed. */
 function exitStatus(rollout: Rollout): number {
+  // A controller older than the outcome field: every host confirmed or skipped is success.
+  if (rollout.outcome === "") return finishedCleanly(rollout) ? 0 : 1;
   if (rollout.outcome === "all-confirmed") return 0;
   if (rollout.outcome === "some-skipped") return EXIT_NOT_EVERY_HOST;
   return 1;
 }
 
-/** Polls the rollout and redraws its view until it ends; polling survives controller restarts. */
-async function follow(connection: OperatorConnection, id: string, timeoutMs: number, out: Output): Promise<Rollout> {
-  const deadline = Date.now() + timeoutMs;
-  const live = process.stderr.isTTY && !out.json;
-  let shown = "";
-  let lines = 0;
-  for (;;) {
-    let rollout: Rollout | undefined;
-    try {
-      rollout = (await connection.call(connection.client.getRollout, { id })).rollout;
-    } catch (error) {
-      if (!(error instanceof FerryError) || error.code !== "E_CONTROLLER_UNREACHABLE") throw error;
-      out.note("controller unreachable; still waiting");
-    }
-    if (rollout) {
-      const view = renderRollout(rollout);
-      if (view !== shown) {
-        if (live && lines > 0) process.stderr.write(`\x1b[${lines}A\x1b[J`);
-        if (!out.json) process.stderr.write(view);
-        shown = view;
-        lines = view.split("\n").length - 1;
-      }
-      if (isFinished(rollout)) return rollout;
-    }
-    if (Date.now() > deadline)
-      throw new FerryError("E_DEPLOY_TIMEOUT", `rollout ${id} still ${rollout?.state ?? "unknown"} after ${timeoutMs / 1000}s; it goes on without you`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+/** Watches until the rollout finishes; exits as exitStatus says, 130 on Ctrl-C. */
+async function follow(connection: OperatorConnection, id: string, watchAgain: string, timeoutMs: number, out: Output): Promise<number> {
+  const result = await watchRollout({
+    id,
+    fetch: async () => {
+      const { rollout } = await connection.call(connection.client.getRollout, { id });
+      if (!rollout) throw new FerryError("E_UNKNOWN_ROLLOUT", `no rollout ${id}`);
+      return rollout;
+    },
+    stream: process.stderr,
+    live: canDrawLive(process.stderr, out.json),
+    timeoutMs,
+    watchCommand: watchAgain,
+  });
+  if (result.outcome === "interrupted") {
+    if (out.json) out.result({ rollout: result.rollout ? rolloutJson(result.rollout) : null, interrupted: true, watchCommand: watchAgain }, () => "");
+    return 130;
   }
+  out.result({ rollout: rolloutJson(result.rollout) }, () => "");
+  return exitStatus(result.rollout);
+}
+
+/** `ferry rollout status ID --wait`, with the connection flags this invocation was given, quoted for a shell. */
+function watchCommand(id: string, flags: { controller?: string; "token-file"?: string }): string {
+  const words = ["ferry", "rollout", "status", id, "--wait"];
+  if (flags.controller) words.push("--controller", flags.controller);
+  if (flags["token-file"]) words.push("--token-file", flags["token-file"]);
+  return words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`)).join(" ");
+}
+
+/** The view printed once, for verbs that do not watch. */
+function staticView(rollout: Rollout): string {
+  const width = process.stdout.isTTY ? process.stdout.columns || 100 : 100;
+  return `${renderRollout(rollout, { width, now: Date.now() }).join("\n")}\n`;
 }
 
 export function rolloutJson(rollout: Rollout): Record<string, unknown> {
+  const counts = countHosts(rollout.hosts);
   const skipped = rollout.hosts
     .filter((host) => host.state === "skipped")
     .map((host) => ({ host: host.name, code: host.errorCode, reason: host.errorMessage }));
-  return { ...rollout, mode: formatMode(rollout.mode), counts: rolloutCounts(rollout), skipped };
+  return {
+    ...rollout,
+    mode: formatMode(rollout.mode),
+    counts: { total: counts.total, done: counts.done, ...counts.byCategory, otherStates: counts.otherStates },
+    skipped,
+  };
 }
 
 async function rolloutStatus(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry rollout status ID");
+  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, wait: { type: "boolean", default: false }, timeout: { type: "string" } });
+  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry rollout status ID [--wait [--timeout S]]");
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
+    if (values.wait) {
+      const id = positionals[0] as string;
+      return follow(connection, id, watchCommand(id, values), positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
+    }
     const { rollout } = await connection.call(connection.client.getRollout, { id: positionals[0] as string });
     if (!rollout) throw new FerryError("E_UNKNOWN_ROLLOUT", "no such rollout");
     out.result({ rollout: rolloutJson(rollout) }, () => {
@@ -169,7 +189,7 @@ async function rolloutStatus(args: string[]): Promise<number> {
       const knobs = policy
         ? `canary ${formatQuantity(policy.canary)}, batch ${formatQuantity(policy.batch)}, max-unavailable ${policy.maxUnavailable}, failure-threshold ${formatQuantity(policy.failureThreshold)}${policy.gate ? ", gated" : ""}, mode ${formatMode(rollout.mode)}`
         : "";
-      return `${renderRollout(rollout)}  started by ${rollout.requestedBy} at ${new Date(rollout.createdAtMs).toISOString()}; ${knobs}\n\n${hosts}`;
+      return `${staticView(rollout)}  started by ${rollout.requestedBy} at ${new Date(rollout.createdAtMs).toISOString()}; ${knobs}\n\n${hosts}`;
     });
     return 0;
   });
@@ -222,7 +242,7 @@ async function rolloutControl(verb: keyof typeof ACTIONS, args: string[]): Promi
       acceptFailingChecks: values["accept-failing-checks"],
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
-    out.result({ rollout: rolloutJson(rollout) }, () => renderRollout(rollout));
+    out.result({ rollout: rolloutJson(rollout) }, () => staticView(rollout));
     return 0;
   });
 }

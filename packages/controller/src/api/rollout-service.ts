@@ -18,6 +18,7 @@ import {
   type StartRolloutResponse,
 } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
+import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
 import { rolloutOutcome } from "../rollouts/outcome.js";
 import { planRollout } from "../rollouts/start.js";
@@ -53,6 +54,7 @@ export function toRolloutMessage(record: RolloutRecord): Rollout {
     resumeAtMs: record.resumeAtMs,
     mode: record.mode,
     outcome: rolloutOutcome(record),
+    phaseDeadlineAtMs: phaseDeadlineAtMs(record),
     hosts: record.hosts.map((host) => ({
       name: host.name,
       storePath: host.storePath,

@@ -6,6 +6,7 @@ import type { HostRecord, StateStore } from "../store/state-store.js";
 import { releaseHeldDeploys } from "./held-deploys.js";
 import { completionReason } from "./outcome.js";
 import { confirmedEvidence, unprovenCanaries, unprovenReason } from "./check-evidence.js";
+import { phaseDeadlineAtMs } from "./deadline.js";
 import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
 
@@ -172,7 +173,7 @@ export class RolloutEngine {
   private async stepPrefetch(rollout: RolloutRecord): Promise<void> {
     const now = this.deps.now();
     for (const host of rollout.hosts.filter((h) => h.state === "pending")) await this.assign(rollout, host, host.storePath, false, "prefetching");
-    if (now - rollout.phaseStartedAtMs > rollout.policy.prefetchTimeoutMs) {
+    if (now > phaseDeadlineAtMs(rollout)) {
       for (const host of rollout.hosts.filter((h) => h.state === "prefetching")) {
         await this.setHost(rollout, host, "unfetchable", "E_PREFETCH_TIMEOUT", "did not fetch its closure before the prefetch timeout");
       }
@@ -230,7 +231,8 @@ export class RolloutEngine {
       if (policy.gate) return this.transition(rollout, "waiting-gate", `wave ${rollout.currentWave} done; promote to start wave ${rollout.currentWave + 1}`);
       return this.beginWave(rollout, rollout.currentWave + 1, policy.pauseMs > 0 ? now + policy.pauseMs : 0);
     }
-    if (policy.progressDeadlineMs > 0 && now - rollout.phaseStartedAtMs > policy.progressDeadlineMs) {
+    const deadline = phaseDeadlineAtMs(rollout);
+    if (deadline > 0 && now > deadline) {
       const unbooted = wave.filter((h) => h.state === "boot-pending").map((h) => h.name);
       const detail = unbooted.length > 0 ? `; installed for the next boot but not running it yet: ${unbooted.join(", ")}` : "";
       return this.abort(rollout, `wave ${rollout.currentWave} exceeded its progress deadline${detail}`);

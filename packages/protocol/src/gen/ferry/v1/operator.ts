@@ -318,6 +318,12 @@ export interface Rollout {
    * (no host failed, some were skipped: see their error fields), some-failed, aborted.
    */
   outcome: string;
+  /**
+   * When the current phase gives up if unfinished: the prefetch timeout while
+   * prefetching, the wave's progress deadline while a wave runs. 0 while
+   * nothing is timed (no progress deadline, paused, at a gate, ended).
+   */
+  phaseDeadlineAtMs: number;
 }
 
 export interface MaintenanceWindow {
@@ -3470,6 +3476,7 @@ function createBaseRollout(): Rollout {
     resumeAtMs: 0,
     mode: 0,
     outcome: "",
+    phaseDeadlineAtMs: 0,
   };
 }
 
@@ -3519,6 +3526,9 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.outcome !== "") {
       writer.uint32(122).string(message.outcome);
+    }
+    if (message.phaseDeadlineAtMs !== 0) {
+      writer.uint32(128).int64(message.phaseDeadlineAtMs);
     }
     return writer;
   },
@@ -3656,6 +3666,14 @@ export const Rollout: MessageFns<Rollout> = {
             message.outcome = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.phaseDeadlineAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3697,6 +3715,11 @@ export const Rollout: MessageFns<Rollout> = {
       resumeAtMs: isSet(object.resumeAtMs) ? globalThis.Number(object.resumeAtMs) : isSet(object.resume_at_ms) ? globalThis.Number(object.resume_at_ms) : 0,
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
       outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      phaseDeadlineAtMs: isSet(object.phaseDeadlineAtMs)
+        ? globalThis.Number(object.phaseDeadlineAtMs)
+        : isSet(object.phase_deadline_at_ms)
+          ? globalThis.Number(object.phase_deadline_at_ms)
+          : 0,
     };
   },
 
@@ -3747,6 +3770,9 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.outcome !== "") {
       obj.outcome = message.outcome;
     }
+    if (message.phaseDeadlineAtMs !== 0) {
+      obj.phaseDeadlineAtMs = Math.round(message.phaseDeadlineAtMs);
+    }
     return obj;
   },
 
@@ -3770,6 +3796,7 @@ export const Rollout: MessageFns<Rollout> = {
     message.resumeAtMs = object.resumeAtMs ?? 0;
     message.mode = object.mode ?? 0;
     message.outcome = object.outcome ?? "";
+    message.phaseDeadlineAtMs = object.phaseDeadlineAtMs ?? 0;
     return message;
   },
 };
