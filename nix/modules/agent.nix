@@ -184,6 +184,17 @@ in
       '';
     };
 
+    preSwitchControllerWait = mkOption {
+      type = types.nullOr types.ints.unsigned;
+      default = null;
+      example = 15;
+      description = ''
+        Seconds the agent keeps trying to reach the controller just before it
+        switches (it never switches a host the controller could not then
+        judge); `0` tries once. `null` waits as long as `confirmTimeout`.
+      '';
+    };
+
     activationTimeout = mkOption {
       type = types.ints.positive;
       default = 600;
@@ -341,7 +352,8 @@ in
         ;
       tokenFile = tokenCredential;
       healthChecks = renderedHealthChecks;
-    };
+    }
+    // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; };
 
     # The CLI on the host, e.g. for `ferry agent apply-bundle` on air-gapped sites.
     environment.systemPackages = [ cfg.package ];

@@ -235,8 +235,9 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   const s = evalScenario("agentFull");
   assert.deepEqual(s.failedAssertions, []);
   const config = agentConfigFile(s);
-  assert.ok(Object.keys(config).every((key) => AGENT_CONFIG_KEYS.includes(key)));
+  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait"].includes(key)));
   assert.equal(config.hostName, "edge-7");
+  assert.equal(config.preSwitchControllerWait, 0, "0 is a value, not unset");
   assert.equal(config.strategy, "switch");
   assert.equal(config.confirmTimeout, 60);
   assert.equal(config.logLevel, "debug");

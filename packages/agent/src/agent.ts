@@ -9,6 +9,7 @@ import type { LogForwarder } from "./log-forwarder.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
+import { compileAgentConfig } from "./settings.js";
 import { StateFile } from "./state-file.js";
 import { ActivationTransaction } from "./transaction.js";
 
@@ -26,11 +27,12 @@ function reportedPhase(state: StateFile, current: string): HostPhase {
 }
 
 export async function startAgent(
-  config: AgentConfig,
+  fileConfig: AgentConfig,
   log: Logger,
   runner: CommandRunner = new ProcessRunner(),
   forwarder?: LogForwarder,
 ): Promise<RunningAgent> {
+  const config = compileAgentConfig(fileConfig);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
@@ -39,8 +41,8 @@ export async function startAgent(
     url: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
-    heartbeatIntervalMs: config.heartbeatInterval * 1000,
-    reconnectMaxDelayMs: config.reconnectMaxDelay * 1000,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    reconnectMaxDelayMs: config.reconnectMaxDelayMs,
     log: hostLog,
     hello: () => ({
       currentSystem: transaction.currentSystem(),

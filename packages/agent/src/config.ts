@@ -37,6 +37,8 @@ export interface AgentConfig {
   currentSystemLink: string;
   strategy: Strategy;
   confirmTimeout: number;
+  /** Unset: confirmTimeout (see settings.ts). */
+  preSwitchControllerWait?: number;
   activationTimeout: number;
   fetchTimeout: number;
   keepGenerations: number;
@@ -94,6 +96,13 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       description: "How a new system is activated: trial (test, confirm, then make it the boot default), switch, or boot (next reboot only).",
     },
     confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
+    preSwitchControllerWait: {
+      type: "number",
+      nullable: true,
+      minimum: 0,
+      description:
+        "Seconds the agent keeps trying to reach the controller just before a switch (it never switches a host the controller could not then judge); 0 tries once. Unset: confirmTimeout.",
+    },
     activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },
     fetchTimeout: { type: "number", minimum: 1, default: 3600, description: "Seconds allowed for realising a closure." },
     keepGenerations: { type: "integer", minimum: 1, default: 5, description: "System generations kept when collecting garbage." },

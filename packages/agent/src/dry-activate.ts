@@ -1,13 +1,13 @@
 import { join } from "node:path";
 import { assertStorePath, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
-import type { AgentConfig } from "./config.js";
+import type { AgentSettings } from "./settings.js";
 
 /**
  * Realises the system under the host's own trust settings, then asks it what
  * a switch would do. Nothing is activated and no state is written.
  */
-export async function dryActivate(command: DryActivateCommand, config: AgentConfig, nix: Nix, log: Logger): Promise<DryActivateOutcome> {
+export async function dryActivate(command: DryActivateCommand, config: AgentSettings, nix: Nix, log: Logger): Promise<DryActivateOutcome> {
   const answer = { requestId: command.requestId, hostName: config.hostName };
   try {
     const path = assertStorePath(command.storePath);
@@ -15,9 +15,9 @@ export async function dryActivate(command: DryActivateCommand, config: AgentConf
       substituters: config.substituters,
       trustedPublicKeys: config.trustedPublicKeys,
       gcRoot: join(config.stateDir, "gcroots", "dry-activate"),
-      timeoutMs: config.fetchTimeout * 1000,
+      timeoutMs: config.fetchTimeoutMs,
     });
-    const output = await nix.switchToConfiguration(path, "dry-activate", config.activationTimeout * 1000);
+    const output = await nix.switchToConfiguration(path, "dry-activate", config.activationTimeoutMs);
     log.info({ storePath: path }, "dry-activate done");
     return { ...answer, success: true, errorCode: "", errorMessage: "", output };
   } catch (error) {

@@ -1,11 +1,11 @@
 import { assertStorePath, FerryError, type Logger } from "@ferry/core";
 import { ActivationMode, HostPhase, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
-import type { AgentConfig } from "./config.js";
+import type { AgentSettings } from "./settings.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
 import type { ActivationStrategy, StateFile } from "./state-file.js";
 
-export function strategyFor(mode: ActivationMode, configured: AgentConfig["strategy"]): ActivationStrategy {
+export function strategyFor(mode: ActivationMode, configured: AgentSettings["strategy"]): ActivationStrategy {
   if (mode === ActivationMode.ACTIVATION_MODE_BOOT) return "boot";
   if (mode === ActivationMode.ACTIVATION_MODE_TEST) return "test";
   return configured;
@@ -24,7 +24,7 @@ export class Reconciler {
     private readonly transaction: ActivationTransaction,
     private readonly state: StateFile,
     private readonly link: ControllerLink,
-    private readonly config: AgentConfig,
+    private readonly config: AgentSettings,
     private readonly log: Logger,
   ) {}
 
