@@ -11,6 +11,7 @@ import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
 import { compileAgentConfig } from "./settings.js";
 import { StateFile } from "./state-file.js";
+import { SwitchLock } from "./switch-lock.js";
 import { ActivationTransaction } from "./transaction.js";
 
 export interface RunningAgent {
@@ -51,6 +52,8 @@ export async function startAgent(
     }),
   });
   const afterPersist = faultInjectionFromEnv(hostLog);
+  // One lock for every switch script this agent runs: activations, their rollbacks, dry-activates.
+  const switchLock = new SwitchLock(config.switchLockFile);
   const transaction: ActivationTransaction = new ActivationTransaction({
     config,
     nix,
@@ -63,6 +66,7 @@ export async function startAgent(
       link.send({ $case: "progress", value: { hostName: config.hostName, serial, phase, message, bytesDone: 0, bytesTotal: 0 } });
     },
     heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
+    switchLock,
     ...(afterPersist ? { afterPersist } : {}),
   });
   forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));
@@ -70,7 +74,7 @@ export async function startAgent(
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
   link.on("dryActivate", (command) => {
-    void dryActivate(command, config, nix, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
+    void dryActivate(command, config, nix, switchLock, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
   });
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
@@ -85,6 +89,7 @@ export async function startAgent(
       gc?.stop();
       link.stop();
       await reconciler.idle();
+      state.close();
     },
   };
 }

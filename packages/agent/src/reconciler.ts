@@ -1,4 +1,4 @@
-import { assertStorePath, FerryError, type Logger } from "@ferry/core";
+import { assertStorePath, toFerryError, type Logger } from "@ferry/core";
 import { ActivationMode, HostPhase, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
 import type { AgentSettings } from "./settings.js";
 import type { ActivationTransaction } from "./transaction.js";
@@ -11,6 +11,10 @@ export function strategyFor(mode: ActivationMode, configured: AgentSettings["str
   return configured;
 }
 
+/** What the reconciler needs of the transaction and the link. */
+export type ReconcilerTransaction = Pick<ActivationTransaction, "run" | "resume" | "prefetch" | "refuse" | "currentSystem">;
+export type ReconcilerLink = Pick<ControllerLink, "send">;
+
 /**
  * Turns "the controller wants X" into at most one activation at a time. A
  * newer desired system that arrives mid-activation waits; intermediate ones
@@ -21,9 +25,9 @@ export class Reconciler {
   private running: Promise<void> | undefined;
 
   constructor(
-    private readonly transaction: ActivationTransaction,
+    private readonly transaction: ReconcilerTransaction,
     private readonly state: StateFile,
-    private readonly link: ControllerLink,
+    private readonly link: ReconcilerLink,
     private readonly config: AgentSettings,
     private readonly log: Logger,
   ) {}
@@ -39,6 +43,7 @@ export class Reconciler {
       .then((result) => {
         if (result) this.report(result);
       })
+      .catch((error: unknown) => this.failed(error, "resuming the interrupted activation failed"))
       .finally(() => {
         this.running = undefined;
         this.kick();
@@ -79,18 +84,39 @@ export class Reconciler {
     });
   }
 
+  /**
+   * Applies the latest desired system until none is newer than the applied
+   * serial. An error that escapes a transaction is logged with its code and
+   * ends this round, not the process: the next desired system or reconnect
+   * starts another, which first finishes a transaction still left open.
+   */
   private async drain(): Promise<void> {
     for (;;) {
-      const desired = this.latest;
-      if (!desired || desired.serial <= this.state.state.appliedSerial) return;
-      await this.apply(desired);
+      try {
+        if (this.state.state.transaction) {
+          const result = await this.transaction.resume();
+          if (result) this.report(result);
+          continue;
+        }
+        const desired = this.latest;
+        if (!desired || desired.serial <= this.state.state.appliedSerial) return;
+        await this.apply(desired);
+      } catch (error) {
+        this.failed(error, "activation stopped by an unexpected error; trying again on the next desired system or reconnect");
+        return;
+      }
     }
+  }
+
+  private failed(error: unknown, message: string): void {
+    const failure = toFerryError(error, "E_INTERNAL");
+    this.log.error({ code: failure.code, err: failure.message, stack: failure.cause instanceof Error ? failure.cause.stack : failure.stack }, message);
   }
 
   private async apply(desired: DesiredSystem): Promise<void> {
     const log = this.log.child({ serial: desired.serial, deploymentId: desired.deploymentId, rolloutId: desired.rolloutId || undefined });
     if (desired.storePath === "") {
-      this.state.update((draft) => {
+      this.state.record((draft) => {
         draft.appliedSerial = desired.serial;
       });
       return;
@@ -98,7 +124,7 @@ export class Reconciler {
     try {
       assertStorePath(desired.storePath);
     } catch (error) {
-      const failure = error as FerryError;
+      const failure = toFerryError(error, "E_BAD_STORE_PATH");
       log.error({ code: failure.code }, failure.message);
       this.report(this.transaction.refuse(desired.serial, failure));
       return;

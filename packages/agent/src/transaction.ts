@@ -8,7 +8,7 @@ import { describeOutcomes, runHealthChecks } from "./health-checks.js";
 import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
 import { afterFailure, onResume, recordedFailure, type Decision } from "./rollback-decision.js";
 import { settingsOf, type AgentSettings } from "./settings.js";
-import type { ActivationStrategy, StateFile, Transaction, TransactionPhase } from "./state-file.js";
+import type { ActivationStrategy, AgentState, StateFile, Transaction, TransactionPhase } from "./state-file.js";
 import { describeHolder, SwitchLock } from "./switch-lock.js";
 import { readProfile, readSystemLink } from "./system-links.js";
 
@@ -48,6 +48,8 @@ interface Outcome {
 type Step = (transaction: Transaction) => Promise<ActivationResult | undefined>;
 
 const HEARTBEAT_TIMEOUT_MS = 5000;
+/** Phases whose write must succeed before their step runs; see persist(). */
+const BEFORE_THE_SWITCH: ReadonlySet<TransactionPhase> = new Set(["fetching", "fetched", "activating"]);
 const CONTROLLER_RETRY_MS = 1000;
 const ORPHAN_POLL_MS = 500;
 
@@ -106,7 +108,13 @@ export class ActivationTransaction {
         requireHeartbeat: this.deps.heartbeat !== undefined,
         failingBefore: [],
       };
-      await this.persist(transaction);
+      try {
+        await this.persist(transaction);
+      } catch (error) {
+        const failure = toFerryError(error, "E_STATE_WRITE_FAILED");
+        log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "not started: the transaction could not be recorded");
+        return this.finish(desired, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure });
+      }
       return await this.advance(transaction);
     } finally {
       release();
@@ -292,10 +300,20 @@ export class ActivationTransaction {
     return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_ROLLED_BACK, error: withChecks });
   }
 
+  /**
+   * Records the transaction's phase. Until the switch, a phase that cannot be
+   * written stops the transaction (its step must not run unrecorded). From
+   * the switch on, a full disk must not stop the agent from finishing,
+   * confirming or rolling back: what it cannot write yet it keeps in memory
+   * and writes as soon as it can, and the phase left on disk still leads a
+   * restarted agent to the same end (rollback-decision.ts).
+   */
   private async persist(transaction: Transaction): Promise<void> {
-    this.deps.state.update((draft) => {
+    const change = (draft: AgentState): void => {
       draft.transaction = structuredClone(transaction);
-    });
+    };
+    if (BEFORE_THE_SWITCH.has(transaction.phase)) this.deps.state.update(change);
+    else this.deps.state.record(change);
     await this.deps.afterPersist?.(transaction.phase);
   }
 
@@ -318,7 +336,7 @@ export class ActivationTransaction {
       const startTicks = processStartTicks(pid);
       if (startTicks === undefined) return;
       transaction.switchProcess = { pid, startTicks };
-      this.deps.state.update((draft) => {
+      this.deps.state.record((draft) => {
         if (draft.transaction) draft.transaction.switchProcess = { pid, startTicks };
       });
     };
@@ -362,7 +380,7 @@ export class ActivationTransaction {
   /** Records the outcome, drops the transaction and keeps GC roots for what runs now. */
   private async close(transaction: Transaction, outcome: Outcome, keepNextAlive = false): Promise<ActivationResult> {
     if (keepNextAlive) await this.updateGcRoots(transaction.next, transaction.previous);
-    this.deps.state.update((draft) => {
+    this.deps.state.record((draft) => {
       draft.transaction = null;
     });
     return this.finish({ serial: transaction.serial, storePath: transaction.next }, outcome);
@@ -391,7 +409,7 @@ export class ActivationTransaction {
       currentSystem: this.currentSystem(),
       finishedAtMs: this.deps.now(),
     };
-    this.deps.state.update((draft) => {
+    this.deps.state.record((draft) => {
       draft.appliedSerial = Math.max(draft.appliedSerial, desired.serial);
       draft.lastResult = result;
     });

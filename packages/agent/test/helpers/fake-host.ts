@@ -4,6 +4,8 @@
 import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { Nix, silentLogger, type CommandResult, type CommandRunner, type CommandSpec, type Logger } from "@ferry/core";
 import type { HostPhase } from "@ferry/protocol";
 import { parseAgentConfig, type AgentConfig } from "../../src/config.js";
@@ -24,7 +26,7 @@ function setLink(link: string, target: string): void {
   symlinkSync(target, link);
 }
 
-export type Script = (argv: readonly string[]) => Partial<CommandResult> | Promise<Partial<CommandResult>> | undefined;
+export type Script = (argv: readonly string[]) => Partial<CommandResult> | undefined | Promise<Partial<CommandResult> | undefined>;
 
 export class FakeRunner implements CommandRunner {
   readonly calls: string[][] = [];
@@ -145,3 +147,15 @@ export const desired = (serial: number, storePath = NEXT, strategy: "switch" | "
   deploymentId: `d${serial}`,
   strategy,
 });
+
+/** A logger whose JSON events a test can read back. */
+export function capturingLogger(): { log: Logger; events: Record<string, unknown>[] } {
+  const events: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n")) if (line.startsWith("{")) events.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: "debug" }, sink), events };
+}
