@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { mustExec } from "./exec.js";
 
@@ -9,8 +10,25 @@ export type FixtureBehaviour = "ok" | "fail-activation" | "fail-health" | "break
 /** Salt shared by one test run, so its store paths are new to every cache and host. */
 export const RUN_SALT = randomBytes(6).toString("hex");
 
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A ferry-agent.service for the system, starting an agent build of its own named by `tag`, with `config` as --config. */
+export interface FixtureAgentUnit {
+  tag: string;
+  config: string;
+}
+
 /** Builds a fixture system with the real Nix into the machine's store and returns its path. */
-export async function buildFixtureSystem(name: string, generation: number, behaviour: FixtureBehaviour = "ok"): Promise<string> {
+export async function buildFixtureSystem(name: string, generation: number, behaviour: FixtureBehaviour = "ok", agentUnit?: FixtureAgentUnit): Promise<string> {
+  const agentArgs = agentUnit
+    ? [
+        ["agentTag", agentUnit.tag],
+        ["agentConfig", agentUnit.config],
+        ["cliDir", join(REPO, "packages", "cli")],
+        ["nodeModules", join(REPO, "node_modules")],
+        ["node", process.execPath],
+      ].flatMap(([key, value]) => ["--argstr", key as string, value as string])
+    : [];
   const out = await mustExec([
     "nix-build",
     SYSTEM_NIX,
@@ -27,6 +45,7 @@ export async function buildFixtureSystem(name: string, generation: number, behav
     "--argstr",
     "salt",
     RUN_SALT,
+    ...agentArgs,
     // Fixtures are built locally; asking the default public cache would only wait for a timeout here.
     "--option",
     "substituters",

@@ -26,6 +26,7 @@ const AGENT_CONFIG_KEYS = [
   "keepGenerations",
   "logLevel",
   "profile",
+  "selfRestart",
   "stateDir",
   "strategy",
   "substituters",
@@ -184,6 +185,7 @@ test("agent: systemd unit", { skip }, () => {
   assert.equal(unit.stopIfChanged, false);
   assert.equal(unit.serviceConfig.KillMode, "process");
   assert.equal(unit.serviceConfig.Restart, "always");
+  assert.equal(unit.serviceConfig.RestartForceExitStatus, 75, "the agent's self-restart status restarts it whatever Restart= says");
   assert.equal(unit.serviceConfig.StateDirectory, "ferry-agent");
   assert.equal(unit.serviceConfig.LoadCredential, `token:${TOKEN_FILE}`);
   assert.equal(unit.serviceConfig.User, undefined, "the agent must run as root");
@@ -212,6 +214,7 @@ test("agent: rendered JSON configuration", { skip }, () => {
     keepGenerations: 5,
     logLevel: "info",
     profile: "/nix/var/nix/profiles/system",
+    selfRestart: true,
     stateDir: "/var/lib/ferry-agent",
     strategy: "trial",
     substituters: ["http://controller:7070/cache"],
@@ -374,8 +377,12 @@ test("example fleet: configuration.nix per environment", { skip }, async (t) => 
 test("agent: rendered configurations pass the agent schema", { skip }, async (t) => {
   const specifier = "@ferry/agent";
   let parseAgentConfig: (raw: unknown) => unknown;
+  let restartStatus: number;
   try {
-    ({ parseAgentConfig } = (await import(specifier)) as { parseAgentConfig: (raw: unknown) => unknown });
+    ({ parseAgentConfig, RESTART_EXIT_STATUS: restartStatus } = (await import(specifier)) as {
+      parseAgentConfig: (raw: unknown) => unknown;
+      RESTART_EXIT_STATUS: number;
+    });
   } catch (error) {
     t.skip(`@ferry/agent is not built (run npm run build): ${(error as Error).message.split("\n")[0]}`);
     return;
@@ -389,4 +396,9 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
   for (const [name, config] of configs) {
     assert.doesNotThrow(() => parseAgentConfig(config), `${name} config rejected by the agent`);
   }
+  assert.equal(
+    service(evalScenario("agentDefault"), "ferry-agent").serviceConfig.RestartForceExitStatus,
+    restartStatus,
+    "the unit restarts on the agent's status",
+  );
 });

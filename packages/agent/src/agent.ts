@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core";
 import { HostPhase } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
+import { agentVersion, describeBuild, runningBuild } from "./agent-build.js";
 import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
 import type { LogForwarder } from "./log-forwarder.js";
@@ -10,12 +11,15 @@ import { faultInjectionFromEnv } from "./fault-injection.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
 import { compileAgentConfig } from "./settings.js";
+import { RESTART_EXIT_STATUS, SelfRestart } from "./self-restart.js";
 import { StateFile } from "./state-file.js";
 import { SwitchLock } from "./switch-lock.js";
 import { ActivationTransaction } from "./transaction.js";
 
 export interface RunningAgent {
   stop(): Promise<void>;
+  /** Resolves with the exit status the agent asks for on its own (a restart into a new build); stop() it first. */
+  exitRequested: Promise<number>;
 }
 
 /** The phase to announce on connect; a boot-pending system that now runs has arrived. */
@@ -38,6 +42,7 @@ export async function startAgent(
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
   const nix = new Nix(runner);
+  const running = runningBuild();
   const link: ControllerLink = new ControllerLink({
     url: config.controllerUrl,
     hostName: config.hostName,
@@ -45,6 +50,7 @@ export async function startAgent(
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     reconnectMaxDelayMs: config.reconnectMaxDelayMs,
     log: hostLog,
+    agentVersion: agentVersion(running),
     hello: () => ({
       currentSystem: transaction.currentSystem(),
       appliedSerial: state.state.appliedSerial,
@@ -70,7 +76,24 @@ export async function startAgent(
     ...(afterPersist ? { afterPersist } : {}),
   });
   forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));
-  const reconciler = new Reconciler(transaction, state, link, config, hostLog);
+  const selfRestart = new SelfRestart({
+    settings: config,
+    state,
+    log: hostLog,
+    running,
+    currentSystem: () => transaction.currentSystem(),
+    switchLock,
+    now: Date.now,
+    ...(afterPersist ? { pause: afterPersist } : {}),
+  });
+  selfRestart.reportPreviousRestart();
+  let requestExit: (status: number) => void = () => undefined;
+  const exitRequested = new Promise<number>((resolve) => (requestExit = resolve));
+  const reconciler = new Reconciler(transaction, state, link, config, hostLog, async () => {
+    if (!(await selfRestart.afterSettled())) return false;
+    requestExit(RESTART_EXIT_STATUS);
+    return true;
+  });
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
   link.on("dryActivate", (command) => {
@@ -79,12 +102,20 @@ export async function startAgent(
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
   hostLog.info(
-    { controllerUrl: config.controllerUrl, stateDir: config.stateDir, strategy: config.strategy, currentSystem: transaction.currentSystem() },
+    {
+      controllerUrl: config.controllerUrl,
+      stateDir: config.stateDir,
+      strategy: config.strategy,
+      currentSystem: transaction.currentSystem(),
+      version: agentVersion(running),
+      build: describeBuild(running),
+    },
     "agent started",
   );
   void reconciler.resume();
   const gc = scheduleGarbageCollection(config, nix, hostLog, () => reconciler.busy);
   return {
+    exitRequested,
     async stop() {
       gc?.stop();
       link.stop();

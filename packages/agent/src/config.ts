@@ -49,6 +49,8 @@ export interface AgentConfig {
   /** Free space on /nix that a fetch must leave untouched, in MiB. */
   diskReserveMiB: number;
   healthChecks: HealthCheck[];
+  /** After an activation settles, restart into the agent build the running system's unit names (see self-restart.ts). */
+  selfRestart: boolean;
   heartbeatInterval: number;
   reconnectMaxDelay: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -158,6 +160,12 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
           },
         ],
       } as unknown as JSONSchemaType<HealthCheck>,
+    },
+    selfRestart: {
+      type: "boolean",
+      default: false,
+      description:
+        "After an activation settles, if the running system's ferry-agent.service starts another agent build (package or arguments), exit with status 75 so that the service manager starts that build. Only where something restarts the agent on that status: the NixOS module sets it with RestartForceExitStatus=75.",
     },
     heartbeatInterval: { type: "number", minimum: 0.1, default: 10, description: "Seconds between heartbeats to the controller." },
     reconnectMaxDelay: { type: "number", minimum: 0.1, default: 60, description: "Upper bound, in seconds, of the reconnect backoff." },

@@ -3,6 +3,7 @@ export { loadAgentConfig, parseAgentConfig, AGENT_CONFIG_SCHEMA, type AgentConfi
 export { compileAgentConfig, type AgentSettings } from "./settings.js";
 export { StateFile, type AgentState, type Transaction } from "./state-file.js";
 export { ActivationTransaction, type Desired, type TransactionDeps } from "./transaction.js";
+export { RESTART_EXIT_STATUS } from "./self-restart.js";
 export { collectGarbage } from "./garbage-collection.js";
 export { applyBundle, HOST_LEDGER_FILE, type ApplyBundleOptions, type ApplyBundleReport } from "./apply-bundle.js";
 export { LogForwarder } from "./log-forwarder.js";

@@ -23,6 +23,7 @@ export type ReconcilerLink = Pick<ControllerLink, "send">;
 export class Reconciler {
   private latest: DesiredSystem | undefined;
   private running: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(
     private readonly transaction: ReconcilerTransaction,
@@ -30,6 +31,8 @@ export class Reconciler {
     private readonly link: ReconcilerLink,
     private readonly config: AgentSettings,
     private readonly log: Logger,
+    /** Called once an activation settled and nothing newer is waiting; true stops the reconciler for good (the agent exits). */
+    private readonly onSettled: () => Promise<boolean> = async () => false,
   ) {}
 
   get busy(): boolean {
@@ -40,8 +43,10 @@ export class Reconciler {
   resume(): Promise<void> {
     this.running = this.transaction
       .resume()
-      .then((result) => {
-        if (result) this.report(result);
+      .then(async (result) => {
+        if (!result) return;
+        this.report(result);
+        await this.settled();
       })
       .catch((error: unknown) => this.failed(error, "resuming the interrupted activation failed"))
       .finally(() => {
@@ -78,7 +83,7 @@ export class Reconciler {
   }
 
   private kick(): void {
-    if (this.running) return;
+    if (this.running || this.stopped) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
     });
@@ -91,20 +96,31 @@ export class Reconciler {
    * starts another, which first finishes a transaction still left open.
    */
   private async drain(): Promise<void> {
+    let activated = false;
     for (;;) {
       try {
         if (this.state.state.transaction) {
           const result = await this.transaction.resume();
           if (result) this.report(result);
+          activated = true;
           continue;
         }
         const desired = this.latest;
-        if (!desired || desired.serial <= this.state.state.appliedSerial) return;
-        await this.apply(desired);
+        if (!desired || desired.serial <= this.state.state.appliedSerial) break;
+        if (await this.apply(desired)) activated = true;
       } catch (error) {
         this.failed(error, "activation stopped by an unexpected error; trying again on the next desired system or reconnect");
         return;
       }
+    }
+    if (activated) await this.settled();
+  }
+
+  private async settled(): Promise<void> {
+    try {
+      if (await this.onSettled()) this.stopped = true;
+    } catch (error) {
+      this.failed(error, "checking for a new agent build failed");
     }
   }
 
@@ -113,13 +129,14 @@ export class Reconciler {
     this.log.error({ code: failure.code, err: failure.message, stack: failure.cause instanceof Error ? failure.cause.stack : failure.stack }, message);
   }
 
-  private async apply(desired: DesiredSystem): Promise<void> {
+  /** Answers one desired system; true when that ran an activation. */
+  private async apply(desired: DesiredSystem): Promise<boolean> {
     const log = this.log.child({ serial: desired.serial, deploymentId: desired.deploymentId, rolloutId: desired.rolloutId || undefined });
     if (desired.storePath === "") {
       this.state.record((draft) => {
         draft.appliedSerial = desired.serial;
       });
-      return;
+      return false;
     }
     try {
       assertStorePath(desired.storePath);
@@ -127,15 +144,16 @@ export class Reconciler {
       const failure = toFerryError(error, "E_BAD_STORE_PATH");
       log.error({ code: failure.code }, failure.message);
       this.report(this.transaction.refuse(desired.serial, failure));
-      return;
+      return false;
     }
     if (!desired.activate) {
       log.info({ storePath: desired.storePath }, "prefetch requested");
       this.report(await this.transaction.prefetch({ serial: desired.serial, storePath: desired.storePath }));
-      return;
+      return false;
     }
     const strategy = strategyFor(desired.mode, this.config.strategy);
     log.info({ storePath: desired.storePath, strategy }, "new desired system");
     this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));
+    return true;
   }
 }

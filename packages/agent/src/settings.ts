@@ -22,6 +22,7 @@ export interface AgentSettings {
   readonly diskReserveMiB: number;
   readonly healthChecks: HealthCheck[];
   readonly logLevel: AgentConfig["logLevel"];
+  readonly selfRestart: boolean;
   /** How long the new system has to prove itself, from the end of the switch. */
   readonly confirmTimeoutMs: number;
   /** How long switch-to-configuration may run before it is killed. */
@@ -52,6 +53,7 @@ export function compileAgentConfig(config: AgentConfig): AgentSettings {
     diskReserveMiB: config.diskReserveMiB,
     healthChecks: structuredClone(config.healthChecks),
     logLevel: config.logLevel,
+    selfRestart: config.selfRestart,
     confirmTimeoutMs: seconds(config.confirmTimeout),
     activationTimeoutMs: seconds(config.activationTimeout),
     fetchTimeoutMs: seconds(config.fetchTimeout),

@@ -30,6 +30,15 @@ export interface Transaction {
   failure?: { code: string; message: string; output: string };
 }
 
+/** A restart into another agent build, recorded before the exit; the next process checks that it took. */
+export interface AgentRestart {
+  from: string;
+  to: string;
+  requestedAtMs: number;
+  /** The new process came back as the old build: do not exit for the same target again. */
+  ineffective?: boolean;
+}
+
 export interface AgentState {
   version: 1;
   /** Serial of the last desired system this agent finished with. */
@@ -37,6 +46,7 @@ export interface AgentState {
   transaction: Transaction | null;
   /** The last result, re-sent after every reconnect until a newer one replaces it. */
   lastResult: ActivationResult | null;
+  agentRestart?: AgentRestart | null;
 }
 
 const EMPTY: AgentState = { version: 1, appliedSerial: 0, transaction: null, lastResult: null };

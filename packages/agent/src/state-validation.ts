@@ -49,6 +49,11 @@ export function parseAgentState(text: string): AgentState {
   expect(isCount(state["appliedSerial"]), "appliedSerial is not a serial");
   checkTransaction(state["transaction"]);
   checkResult(state["lastResult"]);
+  const restart = state["agentRestart"];
+  expect(
+    restart === undefined || restart === null || (isObject(restart) && typeof restart["from"] === "string" && typeof restart["to"] === "string"),
+    "agentRestart lacks from or to",
+  );
   return {
     ...(parsed as unknown as AgentState),
     transaction: (state["transaction"] ?? null) as AgentState["transaction"],

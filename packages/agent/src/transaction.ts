@@ -5,11 +5,11 @@ import type { AgentConfig } from "./config.js";
 import { confirmNewSystem } from "./confirmation.js";
 import { fetchClosure } from "./fetch-closure.js";
 import { describeOutcomes, runHealthChecks } from "./health-checks.js";
-import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
 import { afterFailure, onResume, recordedFailure, type Decision } from "./rollback-decision.js";
 import { settingsOf, type AgentSettings } from "./settings.js";
 import type { ActivationStrategy, AgentState, StateFile, Transaction, TransactionPhase } from "./state-file.js";
 import { describeHolder, SwitchLock } from "./switch-lock.js";
+import { SystemSwitch } from "./system-switch.js";
 import { readProfile, readSystemLink } from "./system-links.js";
 
 export interface TransactionDeps {
@@ -51,7 +51,6 @@ const HEARTBEAT_TIMEOUT_MS = 5000;
 /** Phases whose write must succeed before their step runs; see persist(). */
 const BEFORE_THE_SWITCH: ReadonlySet<TransactionPhase> = new Set(["fetching", "fetched", "activating"]);
 const CONTROLLER_RETRY_MS = 1000;
-const ORPHAN_POLL_MS = 500;
 
 /**
  * The activation transaction: fetch, switch, confirm, or roll back. Each phase
@@ -63,11 +62,13 @@ const ORPHAN_POLL_MS = 500;
 export class ActivationTransaction {
   private readonly config: AgentSettings;
   private readonly switchLock: SwitchLock;
+  private readonly system: SystemSwitch;
   private readonly steps: Record<TransactionPhase, Step>;
 
   constructor(private readonly deps: TransactionDeps) {
     this.config = settingsOf(deps.config);
     this.switchLock = deps.switchLock ?? new SwitchLock(this.config.switchLockFile);
+    this.system = new SystemSwitch({ ...deps, config: this.config });
     this.steps = {
       fetching: (transaction) => this.fetch(transaction),
       fetched: (transaction) => this.checkBeforeSwitch(transaction),
@@ -150,7 +151,7 @@ export class ActivationTransaction {
         { serial: transaction.serial, phase: transaction.phase, next: transaction.next, previous: transaction.previous },
         "resuming an interrupted activation",
       );
-      if (transaction.phase === "activating") await this.waitForOrphanedSwitch(transaction);
+      if (transaction.phase === "activating") await this.system.waitForOrphan(transaction);
       return await this.follow(transaction, onResume(transaction, { now: this.deps.now(), currentSystem: this.currentSystem() }));
     } finally {
       release();
@@ -222,7 +223,7 @@ export class ActivationTransaction {
   private async switch(transaction: Transaction): Promise<ActivationResult | undefined> {
     const { log, now } = this.deps;
     this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_ACTIVATING, `${transaction.strategy}: switching to ${transaction.next}`);
-    await this.switchTo(transaction);
+    await this.system.activate(transaction);
     if (transaction.strategy === "boot") {
       log.info({ serial: transaction.serial, storePath: transaction.next }, "installed as the boot default; it runs after the next reboot");
       return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
@@ -252,11 +253,7 @@ export class ActivationTransaction {
 
   /** Confirmed: a trial makes the new system the boot default only now. */
   private async makeBootDefault(transaction: Transaction): Promise<ActivationResult> {
-    const { config } = this;
-    if (transaction.strategy === "trial") {
-      if (readProfile(config.profile) !== transaction.next) await this.deps.nix.setProfile(config.profile, transaction.next);
-      await this.deps.nix.switchToConfiguration(transaction.next, "boot", config.activationTimeoutMs);
-    }
+    if (transaction.strategy === "trial") await this.system.makeBootDefault(transaction.next);
     this.deps.log.info({ serial: transaction.serial, storePath: transaction.next }, "new system active and confirmed");
     return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_ACTIVE }, true);
   }
@@ -274,7 +271,7 @@ export class ActivationTransaction {
 
   private async restorePrevious(transaction: Transaction): Promise<ActivationResult> {
     const { config } = this;
-    const { nix, log } = this.deps;
+    const { log } = this.deps;
     const failure = recordedFailure(transaction);
     if (transaction.previous === "") {
       return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure, note: "there is no previous system to return to" });
@@ -282,8 +279,7 @@ export class ActivationTransaction {
     this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_ROLLING_BACK, `restoring ${transaction.previous}`);
     let after = "";
     try {
-      if (readProfile(config.profile) !== transaction.previous) await nix.setProfile(config.profile, transaction.previous);
-      await nix.switchToConfiguration(transaction.previous, "switch", config.activationTimeoutMs);
+      await this.system.restore(transaction.previous);
       after = describeOutcomes(await runHealthChecks(config.healthChecks, this.deps.runner));
     } catch (error) {
       const rollbackError = toFerryError(error, "E_ROLLBACK_FAILED");
@@ -326,54 +322,6 @@ export class ActivationTransaction {
       if (await heartbeat(HEARTBEAT_TIMEOUT_MS)) return true;
       if (now() >= deadline) return false;
       await sleep(CONTROLLER_RETRY_MS);
-    }
-  }
-
-  private async switchTo(transaction: Transaction): Promise<void> {
-    const { config } = this;
-    const { nix } = this.deps;
-    const recordPid = (pid: number): void => {
-      const startTicks = processStartTicks(pid);
-      if (startTicks === undefined) return;
-      transaction.switchProcess = { pid, startTicks };
-      this.deps.state.record((draft) => {
-        if (draft.transaction) draft.transaction.switchProcess = { pid, startTicks };
-      });
-    };
-    switch (transaction.strategy) {
-      case "trial":
-      case "test":
-        await nix.switchToConfiguration(transaction.next, "test", config.activationTimeoutMs, recordPid);
-        return;
-      case "switch":
-        await nix.setProfile(config.profile, transaction.next);
-        await nix.switchToConfiguration(transaction.next, "switch", config.activationTimeoutMs, recordPid);
-        return;
-      case "boot":
-        await nix.setProfile(config.profile, transaction.next);
-        await nix.switchToConfiguration(transaction.next, "boot", config.activationTimeoutMs, recordPid);
-        return;
-    }
-  }
-
-  /**
-   * A switch started by an earlier agent process may still be running (the
-   * unit's KillMode spares it). Wait for it, but not past the deadline: a
-   * switch that hangs is killed, never waited on forever.
-   */
-  private async waitForOrphanedSwitch(transaction: Transaction): Promise<void> {
-    const orphan = transaction.switchProcess;
-    if (!orphan || !isSameProcessAlive(orphan)) return;
-    const { log, now, sleep } = this.deps;
-    log.warn({ pid: orphan.pid }, "a switch-to-configuration from before the restart is still running; waiting for it");
-    while (isSameProcessAlive(orphan) && now() < transaction.deadlineMs) await sleep(ORPHAN_POLL_MS);
-    if (isSameProcessAlive(orphan)) {
-      log.error({ pid: orphan.pid }, "the orphaned switch-to-configuration outlived its deadline; killing it");
-      try {
-        process.kill(-orphan.pid, "SIGKILL");
-      } catch {
-        process.kill(orphan.pid, "SIGKILL");
-      }
     }
   }
 

@@ -27,7 +27,7 @@ describe("Reconciler: an error escaping a transaction does not end the agent", (
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  function setUp(behaviour: { failRuns: number; failResume?: boolean }) {
+  function setUp(behaviour: { failRuns: number; failResume?: boolean; onSettled?: () => Promise<boolean> }) {
     const { log, events } = capturingLogger();
     const state = new StateFile(dir, log);
     const calls: string[] = [];
@@ -83,7 +83,7 @@ describe("Reconciler: an error escaping a transaction does not end the agent", (
         trustedPublicKeys: ["k:QUJD"],
       }),
     );
-    const reconciler = new Reconciler(transaction, state, link, settings, log);
+    const reconciler = new Reconciler(transaction, state, link, settings, log, behaviour.onSettled);
     return { reconciler, state, calls, sent, events };
   }
 
@@ -128,5 +128,22 @@ describe("Reconciler: an error escaping a transaction does not end the agent", (
     const { reconciler, events } = setUp({ failRuns: 0, failResume: true });
     await reconciler.resume();
     assert.ok(events.some((event) => event["code"] === "E_INTERNAL" && /resume exploded/.test(String(event["err"]))));
+  });
+
+  test("once an activation settled, a restart request stops the reconciler before any further work", async () => {
+    const asked: string[][] = [];
+    const { reconciler, calls } = setUp({
+      failRuns: 0,
+      onSettled: async () => {
+        asked.push([...calls]);
+        return true;
+      },
+    });
+    reconciler.onDesired(desired(1));
+    await reconciler.idle();
+    assert.deepEqual(asked, [["run 1"]], "asked once, after the activation settled");
+    reconciler.onDesired(desired(2));
+    await reconciler.idle();
+    assert.deepEqual(calls, ["run 1"], "nothing runs after the restart was requested");
   });
 });

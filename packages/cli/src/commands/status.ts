@@ -17,9 +17,10 @@ export async function statusCommand(args: string[]): Promise<number> {
         shortPath(h.currentSystem),
         shortPath(h.desiredSystem),
         ago(h.lastSeenMs),
+        h.agentVersion || "-",
         h.lastErrorCode ? `${h.lastErrorCode}: ${h.lastErrorMessage.slice(0, 80)}` : "-",
       ]);
-      return table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "LAST ERROR"], rows);
+      return table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "AGENT", "LAST ERROR"], rows);
     });
     return 0;
   });
