@@ -57,6 +57,8 @@ export const ERROR_HINTS = {
   E_STATE_CORRUPT: "The agent's state.json was damaged or missing; it carried on from state.json.backup and kept the damaged file aside.",
   E_STATE_UNREADABLE:
     "Neither state.json nor state.json.backup in the agent's stateDir is readable: restore one, or remove both to start afresh (forgetting any activation in progress).",
+  E_AGENT_RESTART_INEFFECTIVE:
+    "The agent exited to restart into the build its unit names but came back as the old one: check the unit's ExecStart (drop-ins?) and RestartForceExitStatus=75.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
 } as const;
 
