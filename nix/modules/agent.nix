@@ -210,6 +210,17 @@ in
       '';
     };
 
+    preSwitchControllerWait = mkOption {
+      type = types.nullOr types.ints.unsigned;
+      default = null;
+      example = 15;
+      description = ''
+        Seconds the agent keeps trying to reach the controller just before it
+        switches (it never switches a host the controller could not then
+        judge); `0` tries once. `null` waits as long as `confirmTimeout`.
+      '';
+    };
+
     activationTimeout = mkOption {
       type = types.ints.positive;
       default = 600;
@@ -375,7 +386,10 @@ in
         ;
       tokenFile = tokenCredential;
       healthChecks = renderedHealthChecks;
-    };
+      # The unit below restarts the agent on its restart status, so it may ask for one.
+      selfRestart = true;
+    }
+    // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; };
 
     # The CLI on the host, e.g. for `ferry agent apply-bundle` on air-gapped sites.
     environment.systemPackages = [ cfg.package ];
@@ -388,8 +402,10 @@ in
 
       # The agent runs switch-to-configuration itself. If switching restarted
       # (or stopped and started) this unit, it would kill the transaction it is
-      # in the middle of. A new agent package takes effect on the next restart
-      # of the unit (or reboot); the agent resumes from its state file.
+      # in the middle of. Instead the agent restarts itself into a new agent
+      # package or configuration once the activation has settled and is
+      # recorded: it exits with status 75, which RestartForceExitStatus turns
+      # into a restart from the unit as the switch reloaded it.
       restartIfChanged = false;
       stopIfChanged = false;
 
@@ -411,6 +427,8 @@ in
       serviceConfig = {
         ExecStart = "${lib.getExe cfg.package} agent --config ${configFile}";
         Restart = "always";
+        # The agent's "restart me into the new build" status (self-restart.ts).
+        RestartForceExitStatus = 75;
         RestartSec = 5;
         # Only the agent's main process is killed when the unit stops or
         # restarts: a switch-to-configuration (or rollback) child must outlive

@@ -5,6 +5,9 @@ import { exec, mustExec, waitFor, type ExecResult } from "./exec.js";
 import { releaseSlot, takeSlot } from "./net-slots.js";
 import { FERRY_BIN } from "./paths.js";
 
+/** The exit status by which the agent asks its service manager for a restart (packages/agent/src/self-restart.ts). */
+const AGENT_RESTART_STATUS = 75;
+
 export interface AgentSettings {
   controllerPort: number;
   token: string;
@@ -114,19 +117,43 @@ export class SimHost {
     return file;
   }
 
-  /** Starts the real `ferry agent` inside the host; its log is appended to agent.log. */
+  /**
+   * Starts the real `ferry agent` inside the host; its log is appended to
+   * agent.log. Like systemd with the NixOS module's unit, it runs the
+   * ExecStart of the running system's ferry-agent.service when that system
+   * has one (fixture systems built with an agent unit), and starts the agent
+   * again when it exits with the restart status 75 (RestartForceExitStatus),
+   * then without the test's fault injection.
+   */
   startAgent(env: Record<string, string> = {}): void {
     if (this.agent) throw new Error(`agent of ${this.name} already running`);
     const log = openSync(this.agentLog, "a");
-    const [program, ...args] = this.argv([process.execPath, FERRY_BIN, "agent", "--config", join(this.dir, "agent.json")]);
+    const [program, ...args] = this.argv(this.agentCommand());
     const child = spawn(program as string, args, {
       env: { ...this.env(), ...env },
       stdio: ["ignore", log, log],
     });
-    child.on("exit", () => {
-      if (this.agent === child) this.agent = undefined;
+    child.on("exit", (code) => {
+      if (this.agent !== child) return;
+      this.agent = undefined;
+      if (code === AGENT_RESTART_STATUS) this.startAgent();
     });
     this.agent = child;
+  }
+
+  /** The agent's command line: the running system's unit's ExecStart, or the checkout's ferry. */
+  agentCommand(): string[] {
+    const system = this.currentSystem();
+    if (system) {
+      try {
+        const unit = readFileSync(join(this.dir, system, "etc/systemd/system/ferry-agent.service"), "utf8");
+        const execStart = /^ExecStart=(.+)$/m.exec(unit)?.[1];
+        if (execStart) return execStart.trim().split(/\s+/);
+      } catch {
+        // No agent unit in this system.
+      }
+    }
+    return [process.execPath, FERRY_BIN, "agent", "--config", join(this.dir, "agent.json")];
   }
 
   async stopAgent(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
@@ -198,6 +225,7 @@ export class SimHost {
     appliedSerial: number;
     transaction: { phase: string; switchProcess?: { pid: number } } | null;
     lastResult: { errorCode: string; phase: number } | null;
+    agentRestart?: { from: string; to: string; ineffective?: boolean } | null;
   } {
     return JSON.parse(readFileSync(join(this.stateDir, "state.json"), "utf8")) as ReturnType<SimHost["agentState"]>;
   }

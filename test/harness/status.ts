@@ -10,6 +10,7 @@ export interface HostJson {
   desiredSerial: number;
   appliedSerial: number;
   lastError: { code: string; message: string; output: string } | null;
+  agentVersion: string;
 }
 
 export async function hostStatus(fleet: Fleet, name: string): Promise<HostJson> {

@@ -194,6 +194,7 @@ in
       hostName = "edge-7";
       strategy = "switch";
       confirmTimeout = 60;
+      preSwitchControllerWait = 0;
       healthChecks = {
         systemd = {
           units = [ "nginx.service" ];

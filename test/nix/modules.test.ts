@@ -27,6 +27,7 @@ const AGENT_CONFIG_KEYS = [
   "keepGenerations",
   "logLevel",
   "profile",
+  "selfRestart",
   "stateDir",
   "strategy",
   "substituters",
@@ -209,6 +210,7 @@ test("agent: systemd unit", { skip }, () => {
   assert.equal(unit.stopIfChanged, false);
   assert.equal(unit.serviceConfig.KillMode, "process");
   assert.equal(unit.serviceConfig.Restart, "always");
+  assert.equal(unit.serviceConfig.RestartForceExitStatus, 75, "the agent's self-restart status restarts it whatever Restart= says");
   assert.equal(unit.serviceConfig.StateDirectory, "ferry-agent");
   assert.equal(unit.serviceConfig.LoadCredential, `token:${TOKEN_FILE}`);
   assert.equal(unit.serviceConfig.User, undefined, "the agent must run as root");
@@ -237,6 +239,7 @@ test("agent: rendered JSON configuration", { skip }, () => {
     keepGenerations: 5,
     logLevel: "info",
     profile: "/nix/var/nix/profiles/system",
+    selfRestart: true,
     stateDir: "/var/lib/ferry-agent",
     strategy: "trial",
     substituters: ["http://controller:7070/cache"],
@@ -260,8 +263,9 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   const s = evalScenario("agentFull");
   assert.deepEqual(s.failedAssertions, []);
   const config = agentConfigFile(s);
-  assert.ok(Object.keys(config).every((key) => AGENT_CONFIG_KEYS.includes(key)));
+  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait"].includes(key)));
   assert.equal(config.hostName, "edge-7");
+  assert.equal(config.preSwitchControllerWait, 0, "0 is a value, not unset");
   assert.equal(config.strategy, "switch");
   assert.equal(config.confirmTimeout, 60);
   assert.equal(config.logLevel, "debug");
@@ -524,8 +528,12 @@ test("example fleet: configuration.nix per environment", { skip }, async (t) => 
 test("agent: rendered configurations pass the agent schema", { skip }, async (t) => {
   const specifier = "@ferry/agent";
   let parseAgentConfig: (raw: unknown) => unknown;
+  let restartStatus: number;
   try {
-    ({ parseAgentConfig } = (await import(specifier)) as { parseAgentConfig: (raw: unknown) => unknown });
+    ({ parseAgentConfig, RESTART_EXIT_STATUS: restartStatus } = (await import(specifier)) as {
+      parseAgentConfig: (raw: unknown) => unknown;
+      RESTART_EXIT_STATUS: number;
+    });
   } catch (error) {
     t.skip(`@ferry/agent is not built (run npm run build): ${(error as Error).message.split("\n")[0]}`);
     return;
@@ -543,5 +551,10 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
   assert.throws(
     () => parseAgentConfig(agentConfigFile(evalScenario("agentUnrunnableChecks"))),
     /healthChecks\[0\] \(systemd:.*--host=evil.*healthChecks\[2\] \(http:http:\/\/local host.*healthChecks\[4\] \(command:sh -c true\)/s,
+  );
+  assert.equal(
+    service(evalScenario("agentDefault"), "ferry-agent").serviceConfig.RestartForceExitStatus,
+    restartStatus,
+    "the unit restarts on the agent's status",
   );
 });

@@ -4,17 +4,23 @@ import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core
 import { HostPhase } from "@ferry/protocol";
 import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
+import { agentVersion, describeBuild, runningBuild } from "./agent-build.js";
 import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
 import type { LogForwarder } from "./log-forwarder.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
+import { compileAgentConfig } from "./settings.js";
+import { RESTART_EXIT_STATUS, SelfRestart } from "./self-restart.js";
 import { StateFile } from "./state-file.js";
+import { SwitchLock } from "./switch-lock.js";
 import { ActivationTransaction } from "./transaction.js";
 
 export interface RunningAgent {
   stop(): Promise<void>;
+  /** Resolves with the exit status the agent asks for on its own (a restart into a new build); stop() it first. */
+  exitRequested: Promise<number>;
 }
 
 /** The phase to announce on connect; a boot-pending system that now runs has arrived. */
@@ -27,24 +33,27 @@ function reportedPhase(state: StateFile, current: string): HostPhase {
 }
 
 export async function startAgent(
-  config: AgentConfig,
+  fileConfig: AgentConfig,
   log: Logger,
   runner: CommandRunner = new ProcessRunner(),
   forwarder?: LogForwarder,
 ): Promise<RunningAgent> {
   // Before anything else: an agent whose checks cannot run would confirm any system.
-  await assertChecksRunnable(config.healthChecks, runner);
+  await assertChecksRunnable(fileConfig.healthChecks, runner);
+  const config = compileAgentConfig(fileConfig);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
   const nix = new Nix(runner);
+  const running = runningBuild();
   const link: ControllerLink = new ControllerLink({
     url: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
-    heartbeatIntervalMs: config.heartbeatInterval * 1000,
-    reconnectMaxDelayMs: config.reconnectMaxDelay * 1000,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    reconnectMaxDelayMs: config.reconnectMaxDelayMs,
     log: hostLog,
+    agentVersion: agentVersion(running),
     hello: () => ({
       currentSystem: transaction.currentSystem(),
       appliedSerial: state.state.appliedSerial,
@@ -52,6 +61,8 @@ export async function startAgent(
     }),
   });
   const afterPersist = faultInjectionFromEnv(hostLog);
+  // One lock for every switch script this agent runs: activations, their rollbacks, dry-activates.
+  const switchLock = new SwitchLock(config.switchLockFile);
   const transaction: ActivationTransaction = new ActivationTransaction({
     config,
     nix,
@@ -64,28 +75,55 @@ export async function startAgent(
       link.send({ $case: "progress", value: { hostName: config.hostName, serial, phase, message, bytesDone: 0, bytesTotal: 0 } });
     },
     heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
+    switchLock,
     ...(afterPersist ? { afterPersist } : {}),
   });
   forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));
-  const reconciler = new Reconciler(transaction, state, link, config, hostLog);
+  const selfRestart = new SelfRestart({
+    settings: config,
+    state,
+    log: hostLog,
+    running,
+    currentSystem: () => transaction.currentSystem(),
+    switchLock,
+    now: Date.now,
+    ...(afterPersist ? { pause: afterPersist } : {}),
+  });
+  selfRestart.reportPreviousRestart();
+  let requestExit: (status: number) => void = () => undefined;
+  const exitRequested = new Promise<number>((resolve) => (requestExit = resolve));
+  const reconciler = new Reconciler(transaction, state, link, config, hostLog, async () => {
+    if (!(await selfRestart.afterSettled())) return false;
+    requestExit(RESTART_EXIT_STATUS);
+    return true;
+  });
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
   link.on("dryActivate", (command) => {
-    void dryActivate(command, config, nix, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
+    void dryActivate(command, config, nix, switchLock, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
   });
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();
   hostLog.info(
-    { controllerUrl: config.controllerUrl, stateDir: config.stateDir, strategy: config.strategy, currentSystem: transaction.currentSystem() },
+    {
+      controllerUrl: config.controllerUrl,
+      stateDir: config.stateDir,
+      strategy: config.strategy,
+      currentSystem: transaction.currentSystem(),
+      version: agentVersion(running),
+      build: describeBuild(running),
+    },
     "agent started",
   );
   void reconciler.resume();
   const gc = scheduleGarbageCollection(config, nix, hostLog, () => reconciler.busy);
   return {
+    exitRequested,
     async stop() {
       gc?.stop();
       link.stop();
       await reconciler.idle();
+      state.close();
     },
   };
 }

@@ -8,6 +8,7 @@ import { BundleLedger, FerryError, Nix, ProcessRunner, assertHostName, formatPha
 import type { ActivationResult } from "@ferry/protocol";
 import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
+import { compileAgentConfig } from "./settings.js";
 import { StateFile } from "./state-file.js";
 import { ActivationTransaction } from "./transaction.js";
 
@@ -54,7 +55,8 @@ export const HOST_LEDGER_FILE = "bundles.json";
  * checks alone and rolls back on failure.
  */
 export async function applyBundle(options: ApplyBundleOptions): Promise<{ report: ApplyBundleReport; result: ActivationResult }> {
-  const { config, log } = options;
+  const { log } = options;
+  const config = compileAgentConfig(options.config);
   const now = options.now ?? Date.now;
   const startedAt = new Date(now()).toISOString();
   const hostName = assertHostName(options.hostName ?? config.hostName);

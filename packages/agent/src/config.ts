@@ -44,6 +44,8 @@ export interface AgentConfig {
   currentSystemLink: string;
   strategy: Strategy;
   confirmTimeout: number;
+  /** Unset: confirmTimeout (see settings.ts). */
+  preSwitchControllerWait?: number;
   activationTimeout: number;
   fetchTimeout: number;
   keepGenerations: number;
@@ -54,6 +56,8 @@ export interface AgentConfig {
   /** Free space on /nix that a fetch must leave untouched, in MiB. */
   diskReserveMiB: number;
   healthChecks: HealthCheck[];
+  /** After an activation settles, restart into the agent build the running system's unit names (see self-restart.ts). */
+  selfRestart: boolean;
   heartbeatInterval: number;
   reconnectMaxDelay: number;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -105,6 +109,13 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       description: `How a new system is activated when the deployment names no mode: ${STRATEGIES.map((mode) => `${mode} (${MODE_SUMMARY[mode]})`).join("; ")}.`,
     },
     confirmTimeout: { type: "number", minimum: 1, default: 120, description: "Seconds a new system has to prove itself healthy." },
+    preSwitchControllerWait: {
+      type: "number",
+      nullable: true,
+      minimum: 0,
+      description:
+        "Seconds the agent keeps trying to reach the controller just before a switch (it never switches a host the controller could not then judge); 0 tries once. Unset: confirmTimeout.",
+    },
     activationTimeout: { type: "number", minimum: 1, default: 600, description: "Seconds after which a hung switch-to-configuration is killed." },
     fetchTimeout: { type: "number", minimum: 1, default: 3600, description: "Seconds allowed for realising a closure." },
     keepGenerations: { type: "integer", minimum: 1, default: 5, description: "System generations kept when collecting garbage." },
@@ -160,6 +171,12 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
           },
         ],
       } as unknown as JSONSchemaType<HealthCheck>,
+    },
+    selfRestart: {
+      type: "boolean",
+      default: false,
+      description:
+        "After an activation settles, if the running system's ferry-agent.service starts another agent build (package or arguments), exit with status 75 so that the service manager starts that build. Only where something restarts the agent on that status: the NixOS module sets it with RestartForceExitStatus=75.",
     },
     heartbeatInterval: { type: "number", minimum: 0.1, default: 10, description: "Seconds between heartbeats to the controller." },
     reconnectMaxDelay: { type: "number", minimum: 0.1, default: 60, description: "Upper bound, in seconds, of the reconnect backoff." },

@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import { FERRY_VERSION, type Logger } from "@ferry/core";
+import type { Logger } from "@ferry/core";
 import {
   MAX_FRAME_BYTES,
   decodeControllerFrame,
@@ -20,6 +20,8 @@ export interface LinkOptions {
   heartbeatIntervalMs: number;
   reconnectMaxDelayMs: number;
   log: Logger;
+  /** This build's version, as `ferry status` shows it. */
+  agentVersion: string;
   /** What to say in Hello: read fresh at every connection. */
   hello: () => Omit<Hello, "hostName" | "token" | "agentVersion">;
 }
@@ -110,7 +112,10 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
     this.socket = socket;
     socket.on("open", () => {
       socket.send(
-        encodeAgentFrame({ $case: "hello", value: { hostName: this.options.hostName, token, agentVersion: FERRY_VERSION, ...this.options.hello() } }),
+        encodeAgentFrame({
+          $case: "hello",
+          value: { hostName: this.options.hostName, token, agentVersion: this.options.agentVersion, ...this.options.hello() },
+        }),
         {
           binary: true,
         },

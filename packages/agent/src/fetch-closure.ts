@@ -1,11 +1,11 @@
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
-import type { AgentConfig } from "./config.js";
+import type { AgentSettings } from "./settings.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
 export interface FetchDeps {
-  config: AgentConfig;
+  config: AgentSettings;
   nix: Nix;
   log: Logger;
   sleep: (ms: number) => Promise<void>;
@@ -29,7 +29,7 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
         substituters: config.substituters,
         trustedPublicKeys: config.trustedPublicKeys,
         gcRoot: join(config.stateDir, "gcroots", rootName),
-        timeoutMs: config.fetchTimeout * 1000,
+        timeoutMs: config.fetchTimeoutMs,
       });
       await requireTrustedSignatures(deps, path);
       return;

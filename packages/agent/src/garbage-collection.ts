@@ -2,18 +2,20 @@ import cron from "node-cron";
 import type { Logger, Nix } from "@ferry/core";
 import type { AgentConfig } from "./config.js";
 
+type GcConfig = Pick<AgentConfig, "profile" | "keepGenerations" | "gcSchedule">;
+
 /**
  * Deletes system generations beyond `keepGenerations`, then collects garbage.
  * The agent's own GC roots keep the current and previous systems whatever
  * the profile says.
  */
-export async function collectGarbage(config: AgentConfig, nix: Nix, log: Logger): Promise<void> {
+export async function collectGarbage(config: GcConfig, nix: Nix, log: Logger): Promise<void> {
   await nix.deleteOldGenerations(config.profile, config.keepGenerations);
   const output = await nix.collectGarbage();
   log.info({ keepGenerations: config.keepGenerations, summary: output.trim().split("\n").at(-1) }, "garbage collected");
 }
 
-export function scheduleGarbageCollection(config: AgentConfig, nix: Nix, log: Logger, busy: () => boolean): { stop(): void } | undefined {
+export function scheduleGarbageCollection(config: GcConfig, nix: Nix, log: Logger, busy: () => boolean): { stop(): void } | undefined {
   if (!config.gcSchedule) return undefined;
   const task = cron.schedule(
     config.gcSchedule,

@@ -1,14 +1,18 @@
-import { assertStorePath, FerryError, modeFromWire, type Logger, type Mode } from "@ferry/core";
+import { assertStorePath, modeFromWire, toFerryError, type Logger, type Mode } from "@ferry/core";
 import { ActivationMode, ActivationResult, HostPhase, type DesiredSystem } from "@ferry/protocol";
-import type { AgentConfig } from "./config.js";
+import type { AgentSettings } from "./settings.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
 import type { StateFile } from "./state-file.js";
 
 /** The deployment's mode when it names one, else the host's own strategy. */
-export function strategyFor(mode: ActivationMode, configured: AgentConfig["strategy"]): Mode {
+export function strategyFor(mode: ActivationMode, configured: AgentSettings["strategy"]): Mode {
   return modeFromWire(mode) ?? configured;
 }
+
+/** What the reconciler needs of the transaction and the link. */
+export type ReconcilerTransaction = Pick<ActivationTransaction, "run" | "resume" | "prefetch" | "refuse" | "currentSystem">;
+export type ReconcilerLink = Pick<ControllerLink, "send">;
 
 /**
  * Turns "the controller wants X" into at most one activation at a time. A
@@ -18,13 +22,16 @@ export function strategyFor(mode: ActivationMode, configured: AgentConfig["strat
 export class Reconciler {
   private latest: DesiredSystem | undefined;
   private running: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(
-    private readonly transaction: ActivationTransaction,
+    private readonly transaction: ReconcilerTransaction,
     private readonly state: StateFile,
-    private readonly link: ControllerLink,
-    private readonly config: AgentConfig,
+    private readonly link: ReconcilerLink,
+    private readonly config: AgentSettings,
     private readonly log: Logger,
+    /** Called once an activation settled and nothing newer is waiting; true stops the reconciler for good (the agent exits). */
+    private readonly onSettled: () => Promise<boolean> = async () => false,
   ) {}
 
   get busy(): boolean {
@@ -35,9 +42,12 @@ export class Reconciler {
   resume(): Promise<void> {
     this.running = this.transaction
       .resume()
-      .then((result) => {
-        if (result) this.report(result);
+      .then(async (result) => {
+        if (!result) return;
+        this.report(result);
+        await this.settled();
       })
+      .catch((error: unknown) => this.failed(error, "resuming the interrupted activation failed"))
       .finally(() => {
         this.running = undefined;
         this.kick();
@@ -74,43 +84,77 @@ export class Reconciler {
   }
 
   private kick(): void {
-    if (this.running) return;
+    if (this.running || this.stopped) return;
     this.running = this.drain().finally(() => {
       this.running = undefined;
     });
   }
 
+  /**
+   * Applies the latest desired system until none is newer than the applied
+   * serial. An error that escapes a transaction is logged with its code and
+   * ends this round, not the process: the next desired system or reconnect
+   * starts another, which first finishes a transaction still left open.
+   */
   private async drain(): Promise<void> {
+    let activated = false;
     for (;;) {
-      const desired = this.latest;
-      if (!desired || desired.serial <= this.state.state.appliedSerial) return;
-      await this.apply(desired);
+      try {
+        if (this.state.state.transaction) {
+          const result = await this.transaction.resume();
+          if (result) this.report(result);
+          activated = true;
+          continue;
+        }
+        const desired = this.latest;
+        if (!desired || desired.serial <= this.state.state.appliedSerial) break;
+        if (await this.apply(desired)) activated = true;
+      } catch (error) {
+        this.failed(error, "activation stopped by an unexpected error; trying again on the next desired system or reconnect");
+        return;
+      }
+    }
+    if (activated) await this.settled();
+  }
+
+  private async settled(): Promise<void> {
+    try {
+      if (await this.onSettled()) this.stopped = true;
+    } catch (error) {
+      this.failed(error, "checking for a new agent build failed");
     }
   }
 
-  private async apply(desired: DesiredSystem): Promise<void> {
+  private failed(error: unknown, message: string): void {
+    const failure = toFerryError(error, "E_INTERNAL");
+    this.log.error({ code: failure.code, err: failure.message, stack: failure.cause instanceof Error ? failure.cause.stack : failure.stack }, message);
+  }
+
+  /** Answers one desired system; true when that ran an activation. */
+  private async apply(desired: DesiredSystem): Promise<boolean> {
     const log = this.log.child({ serial: desired.serial, deploymentId: desired.deploymentId, rolloutId: desired.rolloutId || undefined });
     if (desired.storePath === "") {
-      this.state.update((draft) => {
+      this.state.record((draft) => {
         draft.appliedSerial = desired.serial;
       });
-      return;
+      return false;
     }
     try {
       assertStorePath(desired.storePath);
     } catch (error) {
-      const failure = error as FerryError;
+      const failure = toFerryError(error, "E_BAD_STORE_PATH");
       log.error({ code: failure.code }, failure.message);
       this.report(this.transaction.refuse(desired.serial, failure));
-      return;
+      return false;
     }
     if (!desired.activate) {
       log.info({ storePath: desired.storePath }, "prefetch requested");
       this.report(await this.transaction.prefetch({ serial: desired.serial, storePath: desired.storePath }));
-      return;
+      return false;
     }
     const strategy = strategyFor(desired.mode, this.config.strategy);
     log.info({ storePath: desired.storePath, strategy }, "new desired system");
     this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));
+    return true;
   }
 }

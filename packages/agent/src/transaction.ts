@@ -1,17 +1,20 @@
 import { join } from "node:path";
-import { FerryError, toFerryError, type CommandRunner, type ErrorCode, type Logger, type Mode, type Nix } from "@ferry/core";
+import { FerryError, toFerryError, type CommandRunner, type Logger, type Mode, type Nix } from "@ferry/core";
 import { HostPhase, type ActivationResult } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import { confirmNewSystem } from "./confirmation.js";
 import { fetchClosure } from "./fetch-closure.js";
 import { describeOutcomes, runHealthChecks } from "./health-checks.js";
-import { isSameProcessAlive, processStartTicks } from "./process-identity.js";
-import type { StateFile, Transaction, TransactionPhase } from "./state-file.js";
-import { switchLockHolder } from "./switch-lock.js";
+import { afterFailure, onResume, recordedFailure, type Decision } from "./rollback-decision.js";
+import { settingsOf, type AgentSettings } from "./settings.js";
+import type { AgentState, StateFile, Transaction, TransactionPhase } from "./state-file.js";
+import { describeHolder, SwitchLock } from "./switch-lock.js";
+import { SystemSwitch } from "./system-switch.js";
 import { readProfile, readSystemLink } from "./system-links.js";
 
 export interface TransactionDeps {
-  config: AgentConfig;
+  /** Compiled settings; given the file form instead, it is compiled once here. */
+  config: AgentSettings | AgentConfig;
   nix: Nix;
   runner: CommandRunner;
   state: StateFile;
@@ -21,6 +24,8 @@ export interface TransactionDeps {
   progress: (serial: number, phase: HostPhase, message: string) => void;
   /** Round trip with the controller; undefined when applying without one. */
   heartbeat: ((timeoutMs: number) => Promise<boolean>) | undefined;
+  /** Shared with dry-activate, so the agent never runs two switch scripts at once; absent, the transaction has its own. */
+  switchLock?: SwitchLock;
   /** Test-only fault injection: called after each phase is persisted. */
   afterPersist?: (phase: TransactionPhase) => Promise<void>;
 }
@@ -32,22 +37,57 @@ export interface Desired {
   strategy: Mode;
 }
 
+interface Outcome {
+  success: boolean;
+  phase: HostPhase;
+  error?: FerryError;
+  note?: string;
+  checks?: Transaction["confirmedChecks"];
+}
+
+/** One phase's work: settles the transaction (a result), or moves it to its next phase and persists that. */
+type Step = (transaction: Transaction) => Promise<ActivationResult | undefined>;
+
+const HEARTBEAT_TIMEOUT_MS = 5000;
+/** Phases whose write must succeed before their step runs; see persist(). */
+const BEFORE_THE_SWITCH: ReadonlySet<TransactionPhase> = new Set(["fetching", "fetched", "activating"]);
+const CONTROLLER_RETRY_MS = 1000;
+
 /**
  * The activation transaction: fetch, switch, confirm, or roll back. Each phase
- * is persisted before its step runs, so resume() can always tell what may
- * have happened and finish the job; a host is never left half-switched.
+ * is persisted before its step runs, so a new process can tell what may have
+ * happened and finish the job; a host is never left half-switched. A fresh
+ * run and a resumed one go through the same steps; only where a resumed one
+ * starts differs (rollback-decision.ts).
  */
 export class ActivationTransaction {
-  constructor(private readonly deps: TransactionDeps) {}
+  private readonly config: AgentSettings;
+  private readonly switchLock: SwitchLock;
+  private readonly system: SystemSwitch;
+  private readonly steps: Record<TransactionPhase, Step>;
+
+  constructor(private readonly deps: TransactionDeps) {
+    this.config = settingsOf(deps.config);
+    this.switchLock = deps.switchLock ?? new SwitchLock(this.config.switchLockFile);
+    this.system = new SystemSwitch({ ...deps, config: this.config });
+    this.steps = {
+      fetching: (transaction) => this.fetch(transaction),
+      fetched: (transaction) => this.checkBeforeSwitch(transaction),
+      activating: (transaction) => this.switch(transaction),
+      confirming: (transaction) => this.confirm(transaction),
+      confirmed: (transaction) => this.makeBootDefault(transaction),
+      "rolling-back": (transaction) => this.restorePrevious(transaction),
+    };
+  }
 
   currentSystem(): string {
-    return readSystemLink(this.deps.config.currentSystemLink);
+    return readSystemLink(this.config.currentSystemLink);
   }
 
   async run(desired: Desired): Promise<ActivationResult> {
-    const { config, log, now } = this.deps;
+    const { log, now } = this.deps;
     const current = this.currentSystem();
-    const profile = readProfile(config.profile);
+    const profile = readProfile(this.config.profile);
     if (
       desired.strategy === "boot"
         ? profile === desired.storePath
@@ -56,20 +96,31 @@ export class ActivationTransaction {
       log.info({ serial: desired.serial, storePath: desired.storePath }, "desired system already in place");
       return this.finish(desired, { success: true, phase: current === desired.storePath ? HostPhase.HOST_PHASE_ACTIVE : HostPhase.HOST_PHASE_BOOT_PENDING });
     }
-    const transaction: Transaction = {
-      serial: desired.serial,
-      deploymentId: desired.deploymentId,
-      next: desired.storePath,
-      previous: current,
-      strategy: desired.strategy,
-      phase: "fetching",
-      startedAtMs: now(),
-      deadlineMs: 0,
-      requireHeartbeat: this.deps.heartbeat !== undefined,
-      failingBefore: [],
-    };
-    await this.persist(transaction);
-    return this.drive(transaction);
+    const release = await this.switchLock.acquire(`activating serial ${desired.serial}`);
+    try {
+      const transaction: Transaction = {
+        serial: desired.serial,
+        deploymentId: desired.deploymentId,
+        next: desired.storePath,
+        previous: current,
+        strategy: desired.strategy,
+        phase: "fetching",
+        startedAtMs: now(),
+        deadlineMs: 0,
+        requireHeartbeat: this.deps.heartbeat !== undefined,
+        failingBefore: [],
+      };
+      try {
+        await this.persist(transaction);
+      } catch (error) {
+        const failure = toFerryError(error, "E_STATE_WRITE_FAILED");
+        log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "not started: the transaction could not be recorded");
+        return this.finish(desired, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure });
+      }
+      return await this.advance(transaction);
+    } finally {
+      release();
+    }
   }
 
   /**
@@ -80,7 +131,7 @@ export class ActivationTransaction {
     const { log, progress } = this.deps;
     progress(desired.serial, HostPhase.HOST_PHASE_FETCHING, `prefetching ${desired.storePath}`);
     try {
-      await fetchClosure(this.deps, desired.storePath, "prefetched");
+      await fetchClosure({ ...this.deps, config: this.config }, desired.storePath, "prefetched");
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
       log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "prefetch failed");
@@ -94,262 +145,17 @@ export class ActivationTransaction {
   async resume(): Promise<ActivationResult | undefined> {
     const stored = this.deps.state.state.transaction;
     if (!stored) return undefined;
-    const transaction = structuredClone(stored);
-    const { log, now } = this.deps;
-    log.warn(
-      { serial: transaction.serial, phase: transaction.phase, next: transaction.next, previous: transaction.previous },
-      "resuming an interrupted activation",
-    );
-    switch (transaction.phase) {
-      case "fetching":
-      case "fetched":
-        return this.drive({ ...transaction, phase: "fetching" });
-      case "activating": {
-        await this.waitForOrphanedSwitch(transaction);
-        if (this.currentSystem() !== transaction.next) {
-          return this.rollBack(transaction, new FerryError("E_INTERRUPTED", "the agent stopped while switching; the new system did not come up"));
-        }
-        // NixOS points /run/current-system at the new system early in activation, so
-        // a moved link does not prove the switch finished: run it again (it is
-        // idempotent) and judge by its exit status.
-        try {
-          await this.switchTo(transaction);
-        } catch (error) {
-          return this.rollBack(transaction, toFerryError(error, "E_ACTIVATION_FAILED"));
-        }
-        if (transaction.strategy === "boot") return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
-        delete transaction.switchProcess;
-        return this.drive(
-          { ...transaction, phase: "confirming", deadlineMs: Math.min(transaction.deadlineMs, now() + this.deps.config.confirmTimeout * 1000) },
-          true,
-        );
-      }
-      case "confirming":
-        if (now() >= transaction.deadlineMs) {
-          return this.rollBack(transaction, new FerryError("E_CONFIRM_TIMEOUT", "the confirmation deadline passed while the agent was down"));
-        }
-        if (this.currentSystem() !== transaction.next) {
-          return this.rollBack(transaction, new FerryError("E_INTERRUPTED", "the host is no longer running the new system (rebooted before confirmation?)"));
-        }
-        return this.drive(transaction, true);
-      case "confirmed":
-        return this.drive(transaction, true);
-      case "rolling-back":
-        return this.rollBack(
-          transaction,
-          new FerryError((transaction.failure?.code ?? "E_INTERRUPTED") as ErrorCode, transaction.failure?.message ?? "rollback interrupted", {
-            output: transaction.failure?.output ?? "",
-          }),
-        );
-    }
-  }
-
-  private async persist(transaction: Transaction): Promise<void> {
-    this.deps.state.update((draft) => {
-      draft.transaction = structuredClone(transaction);
-    });
-    await this.deps.afterPersist?.(transaction.phase);
-  }
-
-  private async drive(transaction: Transaction, resumed = false): Promise<ActivationResult> {
-    const { config, nix, log, progress, now } = this.deps;
-    const serial = transaction.serial;
-    if (transaction.phase === "fetching") {
-      progress(serial, HostPhase.HOST_PHASE_FETCHING, `fetching ${transaction.next}`);
-      try {
-        await fetchClosure(this.deps, transaction.next, "next");
-      } catch (error) {
-        const failure = toFerryError(error, "E_FETCH_FAILED");
-        log.error({ serial, code: failure.code, err: failure.message }, "fetch failed; the running system is untouched");
-        return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure });
-      }
-      transaction.phase = "fetched";
-      await this.persist(transaction);
-    }
-    if (transaction.phase === "fetched") {
-      const outcomes = await runHealthChecks(config.healthChecks, this.deps.runner);
-      transaction.failingBefore = outcomes.filter((outcome) => !outcome.passed).map((outcome) => outcome.name);
-      if (transaction.failingBefore.length > 0)
-        log.warn({ serial, failingBefore: transaction.failingBefore }, "checks already failing before the switch; they count only if strict");
-      if (transaction.requireHeartbeat && !(await this.controllerReachable())) {
-        // Our choice: never switch a host that cannot reach the controller, so the heartbeat can judge it.
-        return this.close(transaction, {
-          success: false,
-          phase: HostPhase.HOST_PHASE_FAILED,
-          error: new FerryError("E_CONTROLLER_UNREACHABLE", "not switched: the controller was unreachable just before the switch"),
-        });
-      }
-      const holder = switchLockHolder(config.switchLockFile);
-      if (holder) {
-        return this.close(transaction, {
-          success: false,
-          phase: HostPhase.HOST_PHASE_FAILED,
-          error: new FerryError("E_SWITCH_LOCKED", `not switched: ${config.switchLockFile} is held by pid ${holder.pid} (${holder.command || "unknown"})`),
-        });
-      }
-      transaction.phase = "activating";
-      transaction.deadlineMs = now() + (config.activationTimeout + config.confirmTimeout) * 1000;
-      await this.persist(transaction);
-      progress(serial, HostPhase.HOST_PHASE_ACTIVATING, `${transaction.strategy}: switching to ${transaction.next}`);
-      try {
-        await this.switchTo(transaction);
-      } catch (error) {
-        return this.rollBack(transaction, toFerryError(error, "E_ACTIVATION_FAILED"));
-      }
-      if (transaction.strategy === "boot") {
-        log.info({ serial, storePath: transaction.next }, "installed as the boot default; it runs after the next reboot");
-        return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
-      }
-      transaction.phase = "confirming";
-      transaction.deadlineMs = now() + config.confirmTimeout * 1000;
-      delete transaction.switchProcess;
-      await this.persist(transaction);
-    }
-    if (transaction.phase === "confirming") {
-      progress(serial, HostPhase.HOST_PHASE_CONFIRMING, `confirming until ${new Date(transaction.deadlineMs).toISOString()}`);
-      try {
-        const confirmation = await confirmNewSystem(
-          { checks: config.healthChecks, runner: this.deps.runner, log, now, sleep: this.deps.sleep, heartbeat: this.deps.heartbeat },
-          transaction.deadlineMs,
-          transaction.failingBefore,
-          transaction.requireHeartbeat,
-        );
-        log.info({ serial, resumed, checks: confirmation.report || undefined }, "new system confirmed");
-        transaction.confirmedChecks = { run: confirmation.checksRun, failingBeforeAndAfter: confirmation.failingBeforeAndAfter };
-        if (confirmation.failingBeforeAndAfter.length > 0) {
-          log.warn(
-            { serial, failingBeforeAndAfter: confirmation.failingBeforeAndAfter, checksRun: confirmation.checksRun },
-            `checks failing before and after the switch (not counted, so they prove nothing): ${confirmation.failingBeforeAndAfter.join(", ")}`,
-          );
-        }
-      } catch (error) {
-        return this.rollBack(transaction, toFerryError(error, "E_CONFIRM_TIMEOUT"));
-      }
-      transaction.phase = "confirmed";
-      await this.persist(transaction);
-    }
-    // confirmed: make the new system the boot default where the strategy left it out.
+    const release = await this.switchLock.acquire(`resuming serial ${stored.serial}`);
     try {
-      if (transaction.strategy === "trial") {
-        if (readProfile(config.profile) !== transaction.next) await nix.setProfile(config.profile, transaction.next);
-        await nix.switchToConfiguration(transaction.next, "boot", config.activationTimeout * 1000);
-      }
-    } catch (error) {
-      // The new system runs and is healthy; only the boot entry failed. Rolling back now would hurt more than it helps.
-      const failure = toFerryError(error, "E_ACTIVATION_FAILED");
-      log.error({ serial, code: failure.code, err: failure.message }, "confirmed, but installing the boot entry failed");
-      return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure }, true);
-    }
-    log.info({ serial, storePath: transaction.next }, "new system active and confirmed");
-    return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_ACTIVE, checks: transaction.confirmedChecks }, true);
-  }
-
-  private async controllerReachable(): Promise<boolean> {
-    const heartbeat = this.deps.heartbeat;
-    if (!heartbeat) return true;
-    const deadline = this.deps.now() + this.deps.config.confirmTimeout * 1000;
-    while (this.deps.now() < deadline) {
-      if (await heartbeat(5000)) return true;
-      await this.deps.sleep(1000);
-    }
-    return false;
-  }
-
-  private async switchTo(transaction: Transaction): Promise<void> {
-    const { config, nix } = this.deps;
-    const timeoutMs = config.activationTimeout * 1000;
-    const recordPid = (pid: number): void => {
-      const startTicks = processStartTicks(pid);
-      if (startTicks === undefined) return;
-      transaction.switchProcess = { pid, startTicks };
-      this.deps.state.update((draft) => {
-        if (draft.transaction) draft.transaction.switchProcess = { pid, startTicks };
-      });
-    };
-    switch (transaction.strategy) {
-      case "trial":
-      case "test":
-        await nix.switchToConfiguration(transaction.next, "test", timeoutMs, recordPid);
-        return;
-      case "switch":
-        await nix.setProfile(config.profile, transaction.next);
-        await nix.switchToConfiguration(transaction.next, "switch", timeoutMs, recordPid);
-        return;
-      case "boot":
-        await nix.setProfile(config.profile, transaction.next);
-        await nix.switchToConfiguration(transaction.next, "boot", timeoutMs, recordPid);
-        return;
-    }
-  }
-
-  /**
-   * A switch started by an earlier agent process may still be running (the
-   * unit's KillMode spares it). Wait for it, but not past the deadline: a
-   * switch that hangs is killed, never waited on forever.
-   */
-  private async waitForOrphanedSwitch(transaction: Transaction): Promise<void> {
-    const orphan = transaction.switchProcess;
-    if (!orphan || !isSameProcessAlive(orphan)) return;
-    const { log, now, sleep } = this.deps;
-    log.warn({ pid: orphan.pid }, "a switch-to-configuration from before the restart is still running; waiting for it");
-    while (isSameProcessAlive(orphan) && now() < transaction.deadlineMs) await sleep(500);
-    if (isSameProcessAlive(orphan)) {
-      log.error({ pid: orphan.pid }, "the orphaned switch-to-configuration outlived its deadline; killing it");
-      try {
-        process.kill(-orphan.pid, "SIGKILL");
-      } catch {
-        process.kill(orphan.pid, "SIGKILL");
-      }
-    }
-  }
-
-  private async rollBack(transaction: Transaction, failure: FerryError): Promise<ActivationResult> {
-    const { config, nix, log, progress } = this.deps;
-    const serial = transaction.serial;
-    log.error({ serial, code: failure.code, err: failure.message, previous: transaction.previous }, "activation failed; rolling back");
-    transaction.phase = "rolling-back";
-    transaction.failure = { code: failure.code, message: failure.message, output: failure.output.slice(-16384) };
-    await this.persist(transaction);
-    if (transaction.previous === "") {
-      return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure, note: "there is no previous system to return to" });
-    }
-    progress(serial, HostPhase.HOST_PHASE_ROLLING_BACK, `restoring ${transaction.previous}`);
-    let after = "";
-    try {
-      if (readProfile(config.profile) !== transaction.previous) await nix.setProfile(config.profile, transaction.previous);
-      await nix.switchToConfiguration(transaction.previous, "switch", config.activationTimeout * 1000);
-      after = describeOutcomes(await runHealthChecks(config.healthChecks, this.deps.runner));
-    } catch (error) {
-      const rollbackError = toFerryError(error, "E_ROLLBACK_FAILED");
-      log.fatal({ serial, code: rollbackError.code, err: rollbackError.message }, "rollback failed: the host needs an operator");
-      const combined = new FerryError("E_ROLLBACK_FAILED", `${failure.code}: ${failure.message}; then the rollback failed: ${rollbackError.message}`, {
-        output: `${failure.output}\n--- rollback ---\n${rollbackError.output}`,
-      });
-      return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: combined });
-    }
-    log.warn({ serial, previous: transaction.previous, code: failure.code }, "previous system restored");
-    const withChecks = after
-      ? new FerryError(failure.code, failure.message, { output: `${failure.output}\n--- checks after rollback ---\n${after}`.trim() })
-      : failure;
-    return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_ROLLED_BACK, error: withChecks });
-  }
-
-  /** Records the outcome, drops the transaction and keeps GC roots for what runs now. */
-  private async close(transaction: Transaction, outcome: Outcome, keepNextAlive = false): Promise<ActivationResult> {
-    if (keepNextAlive) await this.updateGcRoots(transaction.next, transaction.previous);
-    this.deps.state.update((draft) => {
-      draft.transaction = null;
-    });
-    return this.finish({ serial: transaction.serial, storePath: transaction.next }, outcome);
-  }
-
-  private async updateGcRoots(current: string, previous: string): Promise<void> {
-    const roots = join(this.deps.config.stateDir, "gcroots");
-    try {
-      await this.deps.nix.addGcRoot(current, join(roots, "current"));
-      if (previous) await this.deps.nix.addGcRoot(previous, join(roots, "previous"));
-    } catch (error) {
-      this.deps.log.warn({ err: (error as Error).message }, "could not update GC roots");
+      const transaction = structuredClone(stored);
+      this.deps.log.warn(
+        { serial: transaction.serial, phase: transaction.phase, next: transaction.next, previous: transaction.previous },
+        "resuming an interrupted activation",
+      );
+      if (transaction.phase === "activating") await this.system.waitForOrphan(transaction);
+      return await this.follow(transaction, onResume(transaction, { now: this.deps.now(), currentSystem: this.currentSystem() }));
+    } finally {
+      release();
     }
   }
 
@@ -358,9 +164,197 @@ export class ActivationTransaction {
     return this.finish({ serial, storePath: "" }, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error });
   }
 
+  /** Runs one step per phase until one of them settles the transaction. */
+  private async advance(transaction: Transaction): Promise<ActivationResult> {
+    for (;;) {
+      const phase = transaction.phase;
+      let result: ActivationResult | undefined;
+      try {
+        result = await this.steps[phase](transaction);
+      } catch (error) {
+        return this.follow(transaction, afterFailure(phase, error));
+      }
+      if (result) return result;
+      if (transaction.phase === phase) throw new FerryError("E_INTERNAL", `the ${phase} step neither settled the transaction nor moved it on`);
+    }
+  }
+
+  private async follow(transaction: Transaction, decision: Decision): Promise<ActivationResult> {
+    switch (decision.kind) {
+      case "continue":
+        transaction.phase = decision.from;
+        return this.advance(transaction);
+      case "roll-back":
+        return this.rollBack(transaction, decision.failure);
+      case "stop":
+        this.deps.log.error({ serial: transaction.serial, code: decision.failure.code, err: decision.failure.message }, decision.why);
+        return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: decision.failure }, decision.keepNext);
+    }
+  }
+
+  private async fetch(transaction: Transaction): Promise<undefined> {
+    this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_FETCHING, `fetching ${transaction.next}`);
+    await fetchClosure({ ...this.deps, config: this.config }, transaction.next, "next");
+    transaction.phase = "fetched";
+    await this.persist(transaction);
+    return undefined;
+  }
+
+  /** The last look before the switch: the baseline of the health checks, the controller, the lock. */
+  private async checkBeforeSwitch(transaction: Transaction): Promise<undefined> {
+    const { config } = this;
+    const { log, now } = this.deps;
+    const outcomes = await runHealthChecks(config.healthChecks, this.deps.runner);
+    transaction.failingBefore = outcomes.filter((outcome) => !outcome.passed).map((outcome) => outcome.name);
+    if (transaction.failingBefore.length > 0)
+      log.warn({ serial: transaction.serial, failingBefore: transaction.failingBefore }, "checks already failing before the switch; they count only if strict");
+    if (transaction.requireHeartbeat && !(await this.controllerReachable())) {
+      // Our choice: never switch a host that cannot reach the controller, so the heartbeat can judge it.
+      throw new FerryError("E_CONTROLLER_UNREACHABLE", "not switched: the controller was unreachable just before the switch");
+    }
+    const holder = this.switchLock.outsideHolder();
+    if (holder) throw new FerryError("E_SWITCH_LOCKED", `not switched: ${describeHolder(config.switchLockFile, holder)}`);
+    transaction.phase = "activating";
+    // The switch may take activationTimeout, then the new system has confirmTimeout to prove itself.
+    transaction.deadlineMs = now() + config.activationTimeoutMs + config.confirmTimeoutMs;
+    await this.persist(transaction);
+    return undefined;
+  }
+
+  private async switch(transaction: Transaction): Promise<ActivationResult | undefined> {
+    const { log, now } = this.deps;
+    this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_ACTIVATING, `${transaction.strategy}: switching to ${transaction.next}`);
+    await this.system.activate(transaction);
+    if (transaction.strategy === "boot") {
+      log.info({ serial: transaction.serial, storePath: transaction.next }, "installed as the boot default; it runs after the next reboot");
+      return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_BOOT_PENDING }, true);
+    }
+    transaction.phase = "confirming";
+    // A switch re-run after a restart does not extend the deadline set before the first one.
+    transaction.deadlineMs = Math.min(transaction.deadlineMs, now() + this.config.confirmTimeoutMs);
+    delete transaction.switchProcess;
+    await this.persist(transaction);
+    return undefined;
+  }
+
+  private async confirm(transaction: Transaction): Promise<undefined> {
+    const { log, now, sleep, heartbeat, runner } = this.deps;
+    this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_CONFIRMING, `confirming until ${new Date(transaction.deadlineMs).toISOString()}`);
+    const confirmation = await confirmNewSystem(
+      { checks: this.config.healthChecks, runner, log, now, sleep, heartbeat },
+      transaction.deadlineMs,
+      transaction.failingBefore,
+      transaction.requireHeartbeat,
+    );
+    log.info({ serial: transaction.serial, checks: confirmation.report || undefined }, "new system confirmed");
+    transaction.confirmedChecks = { run: confirmation.checksRun, failingBeforeAndAfter: confirmation.failingBeforeAndAfter };
+    if (confirmation.failingBeforeAndAfter.length > 0) {
+      log.warn(
+        { serial: transaction.serial, failingBeforeAndAfter: confirmation.failingBeforeAndAfter, checksRun: confirmation.checksRun },
+        `checks failing before and after the switch (not counted, so they prove nothing): ${confirmation.failingBeforeAndAfter.join(", ")}`,
+      );
+    }
+    transaction.phase = "confirmed";
+    await this.persist(transaction);
+    return undefined;
+  }
+
+  /** Confirmed: a trial makes the new system the boot default only now. */
+  private async makeBootDefault(transaction: Transaction): Promise<ActivationResult> {
+    if (transaction.strategy === "trial") await this.system.makeBootDefault(transaction.next);
+    this.deps.log.info({ serial: transaction.serial, storePath: transaction.next }, "new system active and confirmed");
+    return this.close(transaction, { success: true, phase: HostPhase.HOST_PHASE_ACTIVE, checks: transaction.confirmedChecks }, true);
+  }
+
+  private async rollBack(transaction: Transaction, failure: FerryError): Promise<ActivationResult> {
+    this.deps.log.error(
+      { serial: transaction.serial, code: failure.code, err: failure.message, previous: transaction.previous },
+      "activation failed; rolling back",
+    );
+    transaction.phase = "rolling-back";
+    transaction.failure = { code: failure.code, message: failure.message, output: failure.output.slice(-16384) };
+    await this.persist(transaction);
+    return this.advance(transaction);
+  }
+
+  private async restorePrevious(transaction: Transaction): Promise<ActivationResult> {
+    const { config } = this;
+    const { log } = this.deps;
+    const failure = recordedFailure(transaction);
+    if (transaction.previous === "") {
+      return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: failure, note: "there is no previous system to return to" });
+    }
+    this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_ROLLING_BACK, `restoring ${transaction.previous}`);
+    let after = "";
+    try {
+      await this.system.restore(transaction.previous);
+      after = describeOutcomes(await runHealthChecks(config.healthChecks, this.deps.runner));
+    } catch (error) {
+      const rollbackError = toFerryError(error, "E_ROLLBACK_FAILED");
+      log.fatal({ serial: transaction.serial, code: rollbackError.code, err: rollbackError.message }, "rollback failed: the host needs an operator");
+      const combined = new FerryError("E_ROLLBACK_FAILED", `${failure.code}: ${failure.message}; then the rollback failed: ${rollbackError.message}`, {
+        output: `${failure.output}\n--- rollback ---\n${rollbackError.output}`,
+      });
+      return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_FAILED, error: combined });
+    }
+    log.warn({ serial: transaction.serial, previous: transaction.previous, code: failure.code }, "previous system restored");
+    const withChecks = after
+      ? new FerryError(failure.code, failure.message, { output: `${failure.output}\n--- checks after rollback ---\n${after}`.trim() })
+      : failure;
+    return this.close(transaction, { success: false, phase: HostPhase.HOST_PHASE_ROLLED_BACK, error: withChecks });
+  }
+
+  /**
+   * Records the transaction's phase. Until the switch, a phase that cannot be
+   * written stops the transaction (its step must not run unrecorded). From
+   * the switch on, a full disk must not stop the agent from finishing,
+   * confirming or rolling back: what it cannot write yet it keeps in memory
+   * and writes as soon as it can, and the phase left on disk still leads a
+   * restarted agent to the same end (rollback-decision.ts).
+   */
+  private async persist(transaction: Transaction): Promise<void> {
+    const change = (draft: AgentState): void => {
+      draft.transaction = structuredClone(transaction);
+    };
+    if (BEFORE_THE_SWITCH.has(transaction.phase)) this.deps.state.update(change);
+    else this.deps.state.record(change);
+    await this.deps.afterPersist?.(transaction.phase);
+  }
+
+  /** At least one round trip attempt, then more until preSwitchControllerWait has passed. */
+  private async controllerReachable(): Promise<boolean> {
+    const { heartbeat, now, sleep } = this.deps;
+    if (!heartbeat) return true;
+    const deadline = now() + this.config.preSwitchControllerWaitMs;
+    for (;;) {
+      if (await heartbeat(HEARTBEAT_TIMEOUT_MS)) return true;
+      if (now() >= deadline) return false;
+      await sleep(CONTROLLER_RETRY_MS);
+    }
+  }
+
+  /** Records the outcome, drops the transaction and keeps GC roots for what runs now. */
+  private async close(transaction: Transaction, outcome: Outcome, keepNextAlive = false): Promise<ActivationResult> {
+    if (keepNextAlive) await this.updateGcRoots(transaction.next, transaction.previous);
+    this.deps.state.record((draft) => {
+      draft.transaction = null;
+    });
+    return this.finish({ serial: transaction.serial, storePath: transaction.next }, outcome);
+  }
+
+  private async updateGcRoots(current: string, previous: string): Promise<void> {
+    const roots = join(this.config.stateDir, "gcroots");
+    try {
+      await this.deps.nix.addGcRoot(current, join(roots, "current"));
+      if (previous) await this.deps.nix.addGcRoot(previous, join(roots, "previous"));
+    } catch (error) {
+      this.deps.log.warn({ err: (error as Error).message }, "could not update GC roots");
+    }
+  }
+
   private finish(desired: { serial: number; storePath: string }, outcome: Outcome): ActivationResult {
     const result: ActivationResult = {
-      hostName: this.deps.config.hostName,
+      hostName: this.config.hostName,
       serial: desired.serial,
       storePath: desired.storePath,
       success: outcome.success,
@@ -373,18 +367,10 @@ export class ActivationTransaction {
       checksFailingBeforeAndAfter: outcome.checks?.failingBeforeAndAfter ?? [],
       checksRun: outcome.checks?.run ?? 0,
     };
-    this.deps.state.update((draft) => {
+    this.deps.state.record((draft) => {
       draft.appliedSerial = Math.max(draft.appliedSerial, desired.serial);
       draft.lastResult = result;
     });
     return result;
   }
-}
-
-interface Outcome {
-  success: boolean;
-  phase: HostPhase;
-  error?: FerryError;
-  note?: string;
-  checks?: Transaction["confirmedChecks"];
 }

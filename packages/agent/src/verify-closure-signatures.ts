@@ -1,10 +1,10 @@
 import { join } from "node:path";
 import { FerryError, findUntrustedPath, parsePublicKeys, trustedSigner, type Logger, type Nix, type PublicKey } from "@ferry/core";
-import type { AgentConfig } from "./config.js";
+import type { AgentSettings } from "./settings.js";
 import { readSystemLink } from "./system-links.js";
 
 export interface SignatureCheckDeps {
-  config: AgentConfig;
+  config: Pick<AgentSettings, "stateDir" | "substituters" | "trustedPublicKeys">;
   nix: Nix;
   log: Logger;
 }
@@ -50,7 +50,7 @@ export async function requireTrustedSignatures(deps: SignatureCheckDeps, path: s
   log.debug({ storePath: path, paths: infos.length }, "every path of the closure is signed by a trusted key");
 }
 
-function trustedKeys(config: AgentConfig): Map<string, PublicKey> {
+function trustedKeys(config: SignatureCheckDeps["config"]): Map<string, PublicKey> {
   try {
     return parsePublicKeys(config.trustedPublicKeys);
   } catch (error) {

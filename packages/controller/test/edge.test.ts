@@ -84,8 +84,12 @@ describe("the HTTP edge under abuse", () => {
 
   test("an unauthenticated flood is held within the caps and the listener keeps answering", async () => {
     const flood = await Promise.all(Array.from({ length: 200 }, (_, i) => rawClient(i % 2 === 0 ? "127.0.0.2" : "127.0.0.3")));
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const held = flood.filter(({ socket }) => !socket.destroyed).length;
+    // The server cuts the excess at once; under load the client may take a moment to see it.
+    let held = flood.length;
+    for (let waited = 0; waited < 5000 && held > 2 * LIMITS.maxPendingPerAddress; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      held = flood.filter(({ socket }) => !socket.destroyed).length;
+    }
     assert.ok(held <= 2 * LIMITS.maxPendingPerAddress, `${held} idle sockets held open`);
     const health = await fetch(`${t.baseUrl}/healthz`);
     assert.equal(health.status, 200);

@@ -72,6 +72,13 @@ export const ERROR_HINTS = {
   E_BUNDLE_HOST_MISSING: "The bundle has no system for this host; check --host and the bundle's hosts (ferry bundle inspect FILE).",
   E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
   E_BUSY: "The controller is at a limit it sets to protect itself (uploads, streams); retry shortly.",
+  E_STATE_WRITE_FAILED:
+    "The agent cannot write its state file (disk full or read-only?); free space in its stateDir. It keeps the state in memory and writes it once it can.",
+  E_STATE_CORRUPT: "The agent's state.json was damaged or missing; it carried on from state.json.backup and kept the damaged file aside.",
+  E_STATE_UNREADABLE:
+    "Neither state.json nor state.json.backup in the agent's stateDir is readable: restore one, or remove both to start afresh (forgetting any activation in progress).",
+  E_AGENT_RESTART_INEFFECTIVE:
+    "The agent exited to restart into the build its unit names but came back as the old one: check the unit's ExecStart (drop-ins?) and RestartForceExitStatus=75.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
   E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",

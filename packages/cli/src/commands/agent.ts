@@ -51,7 +51,8 @@ export async function runAgentUntilSignal(config: AgentConfig): Promise<number> 
   const forwarder = new LogForwarder();
   const log = createLogger("agent", { level: config.logLevel, also: forwarder });
   const agent = await startAgent(config, log, new ProcessRunner(), forwarder);
-  await waitForSignal();
+  // A signal stops the agent; so does its own request to restart into a new build (a distinct status for systemd).
+  const status = await Promise.race([waitForSignal().then(() => 0), agent.exitRequested]);
   await agent.stop();
-  return 0;
+  return status;
 }

@@ -18,11 +18,13 @@ export async function statusCommand(args: string[]): Promise<number> {
         shortPath(h.desiredSystem),
         ago(h.lastSeenMs),
         checksCell(h),
+        h.agentVersion || "-",
         h.lastErrorCode ? `${h.lastErrorCode}: ${h.lastErrorMessage.slice(0, 80)}` : "-",
       ]);
       const notes = failingChecksNotes(hosts);
       return (
-        table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "LAST ERROR"], rows) + (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
+        table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "AGENT", "LAST ERROR"], rows) +
+        (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
       );
     });
     return 0;

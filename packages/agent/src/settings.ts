@@ -1,0 +1,74 @@
+import type { AgentConfig, HealthCheck, Strategy } from "./config.js";
+
+/**
+ * The agent's configuration as the code uses it: compiled once from the file
+ * form (config.ts, in seconds, as operators write it) into durations in
+ * milliseconds with every default filled in. Nothing downstream multiplies by
+ * 1000 or falls back to another key.
+ */
+export interface AgentSettings {
+  readonly controllerUrl: string;
+  readonly hostName: string;
+  readonly tokenFile: string;
+  readonly substituters: string[];
+  readonly trustedPublicKeys: string[];
+  readonly stateDir: string;
+  readonly profile: string;
+  readonly currentSystemLink: string;
+  readonly strategy: Strategy;
+  readonly keepGenerations: number;
+  readonly gcSchedule: string;
+  readonly switchLockFile: string;
+  readonly diskReserveMiB: number;
+  readonly healthChecks: HealthCheck[];
+  readonly logLevel: AgentConfig["logLevel"];
+  readonly selfRestart: boolean;
+  /** How long the new system has to prove itself, from the end of the switch. */
+  readonly confirmTimeoutMs: number;
+  /** How long switch-to-configuration may run before it is killed. */
+  readonly activationTimeoutMs: number;
+  readonly fetchTimeoutMs: number;
+  /** How long to keep trying to reach the controller just before switching. */
+  readonly preSwitchControllerWaitMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly reconnectMaxDelayMs: number;
+  readonly bundleSiteName: string | undefined;
+  readonly bundleMinSequence: number | undefined;
+}
+
+const seconds = (value: number): number => Math.round(value * 1000);
+
+export function compileAgentConfig(config: AgentConfig): AgentSettings {
+  return {
+    controllerUrl: config.controllerUrl,
+    hostName: config.hostName,
+    tokenFile: config.tokenFile,
+    substituters: [...config.substituters],
+    trustedPublicKeys: [...config.trustedPublicKeys],
+    stateDir: config.stateDir,
+    profile: config.profile,
+    currentSystemLink: config.currentSystemLink,
+    strategy: config.strategy,
+    keepGenerations: config.keepGenerations,
+    gcSchedule: config.gcSchedule,
+    switchLockFile: config.switchLockFile,
+    diskReserveMiB: config.diskReserveMiB,
+    healthChecks: structuredClone(config.healthChecks),
+    logLevel: config.logLevel,
+    selfRestart: config.selfRestart,
+    confirmTimeoutMs: seconds(config.confirmTimeout),
+    activationTimeoutMs: seconds(config.activationTimeout),
+    fetchTimeoutMs: seconds(config.fetchTimeout),
+    // Unset, the agent waits as long as it would give the new system to confirm: the behaviour before this was a setting.
+    preSwitchControllerWaitMs: seconds(config.preSwitchControllerWait ?? config.confirmTimeout),
+    heartbeatIntervalMs: seconds(config.heartbeatInterval),
+    reconnectMaxDelayMs: seconds(config.reconnectMaxDelay),
+    bundleSiteName: config.bundleSiteName,
+    bundleMinSequence: config.bundleMinSequence,
+  };
+}
+
+/** Accepts either form, so an embedder holding the file form need not compile it; compiled settings pass through untouched. */
+export function settingsOf(config: AgentConfig | AgentSettings): AgentSettings {
+  return "confirmTimeoutMs" in config ? config : compileAgentConfig(config);
+}
