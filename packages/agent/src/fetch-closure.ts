@@ -1,6 +1,6 @@
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
+import { FerryError, findUntrustedPath, parsePublicKeys, toFerryError, type Logger, type Nix, type PublicKey, type SignedPathInfo } from "@ferry/core";
 import type { AgentSettings } from "./settings.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
@@ -24,45 +24,99 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
   await checkDiskSpace(deps, path);
   const { config, nix, log, sleep } = deps;
   for (let attempt = 1; ; attempt++) {
+    const watchdog = watchFreeSpace(deps, path);
     try {
       await nix.realise(path, {
         substituters: config.substituters,
         trustedPublicKeys: config.trustedPublicKeys,
         gcRoot: join(config.stateDir, "gcroots", rootName),
         timeoutMs: config.fetchTimeoutMs,
+        signal: watchdog.signal,
       });
       await requireTrustedSignatures(deps, path);
       return;
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
-      // A bad signature will not fix itself; a missing path may still be uploading.
-      if (failure.code === "E_UNSIGNED_PATH" || failure.code === "E_BAD_CONFIG" || attempt >= FETCH_ATTEMPTS) throw failure;
+      // A bad signature will not fix itself, nor will a full disk; a missing path may still be uploading.
+      if (NOT_RETRIED.has(failure.code) || attempt >= FETCH_ATTEMPTS) throw failure;
       log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
       await sleep(2000 * 2 ** (attempt - 1));
+    } finally {
+      watchdog.stop();
     }
   }
 }
 
+const NOT_RETRIED = new Set(["E_UNSIGNED_PATH", "E_BAD_CONFIG", "E_NO_SPACE"]);
+const WATCHDOG_INTERVAL_MS = 1000;
+
+/**
+ * While a fetch runs, /nix must keep half the reserve free: the sizes checked
+ * beforehand are the closure's, but anything else may fill the disk meanwhile.
+ * Crossing the line kills the fetch with E_NO_SPACE instead of filling /nix.
+ */
+function watchFreeSpace(deps: FetchDeps, path: string): { signal: AbortSignal; stop(): void } {
+  const controller = new AbortController();
+  const floor = (deps.config.diskReserveMiB * MIB) / 2;
+  const timer = setInterval(() => {
+    void freeBytes().then((free) => {
+      if (free >= floor || controller.signal.aborted) return;
+      controller.abort(
+        new FerryError(
+          "E_NO_SPACE",
+          `stopped fetching ${path}: /nix fell to ${Math.floor(free / MIB)} MiB free, below half the ${deps.config.diskReserveMiB} MiB reserve`,
+        ),
+      );
+    });
+  }, WATCHDOG_INTERVAL_MS);
+  timer.unref();
+  return { signal: controller.signal, stop: () => clearInterval(timer) };
+}
+
+async function freeBytes(): Promise<number> {
+  const fs = await statfs("/nix");
+  return fs.bavail * fs.bsize;
+}
+
+/**
+ * The closure must fit on /nix with the reserve left over. The sizes come from
+ * the host's first substituter, which the host does not trust: a size counts
+ * only when a trusted key signed it (a NAR size is part of what a Nix
+ * signature covers, and Nix checks it when it substitutes), so a cache cannot
+ * understate a closure to fill the disk.
+ */
 async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
   const { config, nix, log } = deps;
   const substituter = config.substituters[0] as string;
-  let sizes: { path: string; narSize: number }[];
+  let infos: SignedPathInfo[];
   try {
-    sizes = await nix.closureNarSizes(path, substituter);
+    infos = await nix.closureInfosFrom(path, substituter);
   } catch (error) {
-    // Sizes are advisory; the fetch itself reports a missing or unsigned closure precisely.
-    log.warn({ err: (error as Error).message }, "could not read closure sizes; skipping the disk-space check");
+    // The fetch itself reports a missing closure precisely, and the watchdog guards the disk.
+    log.warn({ err: (error as Error).message }, "could not read closure sizes; relying on the disk-space watchdog");
     return;
   }
-  const missing = new Set(await nix.invalidPaths(sizes.map((entry) => entry.path)));
-  const needed = sizes.filter((entry) => missing.has(entry.path)).reduce((sum, entry) => sum + entry.narSize, 0);
-  const fs = await statfs("/nix");
-  const free = fs.bavail * fs.bsize;
+  const missing = new Set(await nix.invalidPaths(infos.map((entry) => entry.path)));
+  const toFetch = infos.filter((entry) => missing.has(entry.path));
+  const untrusted = findUntrustedPath(toFetch, trustedKeysOf(config));
+  if (untrusted) {
+    throw new FerryError("E_UNSIGNED_PATH", `${untrusted.path}: ${untrusted.reason} (in ${substituter}); its size and contents cannot be trusted`);
+  }
+  const needed = toFetch.reduce((sum, entry) => sum + entry.narSize, 0);
+  const free = await freeBytes();
   const reserve = config.diskReserveMiB * MIB;
   if (needed > free - reserve) {
     throw new FerryError(
       "E_NO_SPACE",
       `fetching ${path} needs ${Math.ceil(needed / MIB)} MiB; /nix has ${Math.floor(free / MIB)} MiB free and keeps ${config.diskReserveMiB} MiB in reserve`,
     );
+  }
+}
+
+function trustedKeysOf(config: AgentSettings): Map<string, PublicKey> {
+  try {
+    return parsePublicKeys(config.trustedPublicKeys);
+  } catch (error) {
+    throw new FerryError("E_BAD_CONFIG", `trustedPublicKeys: ${(error as Error).message}`);
   }
 }

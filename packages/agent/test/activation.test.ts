@@ -266,7 +266,12 @@ describe("ActivationTransaction.run (switch strategy)", () => {
   test("a closure already in the store but not signed by a trusted key: refused after the fetch, before any switch", async () => {
     const f = fixture({ previous: PREV, profileTarget: PREV });
     // What nix-store --realise never checks: a path that was valid before it ran, built on the host.
-    f.system.script = (argv) => (argv[0] === "nix" && argv.includes("--sigs") ? { stdout: JSON.stringify([pathInfoJson(NEXT, null)]) } : undefined);
+    f.system.script = (argv) =>
+      argv[0] === "nix" && argv.includes("--sigs")
+        ? { stdout: JSON.stringify([pathInfoJson(NEXT, null)]) }
+        : argv[0] === "nix-store" && argv.includes("--print-invalid")
+          ? { stdout: "" } // already valid here: nothing to fetch, so the disk-space check has nothing to judge
+          : undefined;
     const result = await f.tx.run(desired(4));
     assert.deepEqual(f.system.changes, [fetchOf(NEXT)]);
     assert.equal(result.errorCode, "E_UNSIGNED_PATH");
@@ -279,10 +284,30 @@ describe("ActivationTransaction.run (switch strategy)", () => {
 
   test("not enough disk space: E_NO_SPACE before anything is fetched", async () => {
     const f = fixture({ previous: PREV, profileTarget: PREV });
-    f.system.script = (argv) => (argv[0] === "nix" && argv.includes("path-info") ? { stdout: JSON.stringify([{ path: NEXT, narSize: 2 ** 52 }]) } : undefined);
+    // A closure whose trusted signature covers its (huge) NAR size.
+    f.system.script = (argv) =>
+      argv[0] === "nix" && argv.includes("--recursive") ? { stdout: JSON.stringify([pathInfoJson(NEXT, HOST_KEY, [], 2 ** 52)]) } : undefined;
     const result = await f.tx.run(desired(4));
     assert.deepEqual(f.system.changes, []);
     assert.equal(result.errorCode, "E_NO_SPACE");
+  });
+
+  test("a cache understating an unsigned closure's size cannot pass the disk-space check: refused before anything is fetched", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) =>
+      argv[0] === "nix" && argv.includes("--recursive") ? { stdout: JSON.stringify([{ ...pathInfoJson(NEXT, null), narSize: 1 }]) } : undefined;
+    const result = await f.tx.run(desired(4));
+    assert.deepEqual(f.system.changes, []);
+    assert.equal(result.errorCode, "E_UNSIGNED_PATH");
+  });
+
+  test("a closure whose signature covers another size is refused before the fetch: the size was altered", async () => {
+    const f = fixture({ previous: PREV, profileTarget: PREV });
+    f.system.script = (argv) =>
+      argv[0] === "nix" && argv.includes("--recursive") ? { stdout: JSON.stringify([{ ...pathInfoJson(NEXT, HOST_KEY), narSize: 1 }]) } : undefined;
+    const result = await f.tx.run(desired(4));
+    assert.deepEqual(f.system.changes, []);
+    assert.equal(result.errorCode, "E_UNSIGNED_PATH");
     assert.equal(result.phase, HostPhase.HOST_PHASE_FAILED);
   });
 

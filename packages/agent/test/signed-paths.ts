@@ -25,9 +25,8 @@ export interface PathInfoJson {
 }
 
 /** The path's entry, with a signature by `key` over its fingerprint unless `key` is null; contents derive from the path. */
-export function pathInfoJson(path: string, key: TestKey | null, references: string[] = []): PathInfoJson {
+export function pathInfoJson(path: string, key: TestKey | null, references: string[] = [], narSize = 4096): PathInfoJson {
   const digest = createHash("sha256").update(path).digest();
-  const narSize = 4096;
   const info: PathInfoJson = { path, narHash: `sha256-${digest.toString("base64")}`, narSize, references, ultimate: key === null };
   if (key) info.signatures = [signText(key.secret, narInfoFingerprint(path, `sha256:${toNixBase32(digest)}`, narSize, references))];
   return info;

@@ -1,5 +1,5 @@
 import { parseSignedPathInfos, type SignedPathInfo } from "./closure-signatures.js";
-import { FerryError, type ErrorCode } from "./errors.js";
+import { FerryError, toFerryError, type ErrorCode } from "./errors.js";
 import { describeExit, outputTail, type CommandResult, type CommandRunner } from "./runner.js";
 import { assertStorePath } from "./validate.js";
 
@@ -19,6 +19,8 @@ export interface SubstituteOptions {
   /** Indirect GC root that keeps the realised closure alive. */
   gcRoot?: string;
   timeoutMs?: number;
+  /** Aborting kills the fetch (the disk-space watchdog uses it). */
+  signal?: AbortSignal;
 }
 
 export type SwitchAction = "switch" | "boot" | "test" | "dry-activate";
@@ -82,8 +84,14 @@ export class Nix {
       "0",
     ];
     if (options.gcRoot) argv.push("--add-root", options.gcRoot);
-    const result = await this.runner.run({ argv, env: this.env, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    const result = await this.runner.run({
+      argv,
+      env: this.env,
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
     if (result.exitCode === 0 && !result.timedOut) return;
+    if (options.signal?.aborted) throw toFerryError(options.signal.reason, "E_FETCH_FAILED");
     const output = outputTail(result);
     if (/is not signed by any of the keys|lacks a signature by a trusted key/.test(output)) {
       throw new FerryError("E_UNSIGNED_PATH", `${path} (or part of its closure) is not signed by a trusted key`, { output });
@@ -136,18 +144,21 @@ export class Nix {
   }
 
   /** Sizes of the closure's paths as the substituters describe them, for the disk-space check. */
-  async closureNarSizes(path: string, substituter: string): Promise<{ path: string; narSize: number }[]> {
+  /**
+   * The closure of `path` as the substituter describes it, with signatures:
+   * sizes are only worth what a trusted signature over them is worth.
+   */
+  async closureInfosFrom(path: string, substituter: string): Promise<SignedPathInfo[]> {
     assertStorePath(path);
     const result = await this.run(
-      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--recursive", "--store", substituter, "--option", "narinfo-cache-negative-ttl", "0", path],
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--recursive", "--store", substituter, ...FRESH_NARINFO, path],
       "E_FETCH_FAILED",
       `nix path-info --store ${substituter}`,
       120_000,
       undefined,
       LISTING_LIMIT,
     );
-    const parsed = JSON.parse(result.stdout) as { path: string; narSize: number }[];
-    return parsed.map((entry) => ({ path: assertStorePath(entry.path), narSize: Number(entry.narSize) }));
+    return parseSignedPathInfos(result.stdout);
   }
 
   /** NAR hash, size and references of valid paths of this store (`nix path-info --json`). */

@@ -20,6 +20,8 @@ export interface CommandSpec {
    * process group, so Ctrl-C reaches it) instead of having its output captured.
    */
   inheritStdio?: boolean;
+  /** Aborting kills the command's process group, as a timeout does. */
+  signal?: AbortSignal;
   /** Told the child's pid as soon as it exists, so a transaction can record it. */
   onSpawn?: (pid: number) => void;
   /** Bytes of stdout kept (its tail); a listing that is parsed whole needs all of it. */
@@ -110,6 +112,12 @@ export class ProcessRunner implements CommandRunner {
               killGroup(child.pid, "SIGTERM");
               setTimeout(() => killGroup(child.pid, "SIGKILL"), 5000).unref();
             }, spec.timeoutMs);
+      const onAbort = (): void => {
+        killGroup(child.pid, "SIGTERM");
+        setTimeout(() => killGroup(child.pid, "SIGKILL"), 5000).unref();
+      };
+      if (spec.signal?.aborted) onAbort();
+      else spec.signal?.addEventListener("abort", onAbort, { once: true });
       child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
       child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
       child.on("error", (error) => {
@@ -118,6 +126,7 @@ export class ProcessRunner implements CommandRunner {
       });
       child.on("close", (exitCode, signal) => {
         if (timer) clearTimeout(timer);
+        spec.signal?.removeEventListener("abort", onAbort);
         resolve({ argv: spec.argv, exitCode, signal, stdout: stdout.text(), stderr: stderr.text(), timedOut });
       });
       child.stdin.on("error", () => undefined);
