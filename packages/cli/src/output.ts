@@ -1,4 +1,4 @@
-import { FerryError, toFerryError } from "@ferry/core";
+import { FerryError, explainSystemError, toFerryError } from "@ferry/core";
 import { HostPhase, type HostStatus } from "@ferry/protocol";
 
 export interface Output {
@@ -27,7 +27,8 @@ function ensureNewline(text: string): string {
 
 /** Prints `error E_CODE: message` and its hint, or the same as JSON; returns the exit code. */
 export function reportError(error: unknown, json: boolean): number {
-  const ferry: FerryError = toFerryError(error);
+  // A missing file or module that escaped as a plain Node error still gets its code, not "this is a bug".
+  const ferry: FerryError = explainSystemError(error) ?? toFerryError(error);
   if (json) {
     process.stdout.write(
       `${JSON.stringify({ error: { code: ferry.code, message: ferry.message, hint: ferry.hint, output: ferry.output || undefined } }, null, 2)}\n`,

@@ -1,21 +1,23 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FerryError, Nix, ProcessRunner, assertStorePath } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { FerryError, Nix, ProcessRunner, assertReadable, assertStorePath } from "@ferry/core";
+import { parseVerb } from "../args.js";
+import { readEnv } from "../spec/env.js";
+import { VERBS } from "../spec/index.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 
 export async function cacheCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== "push") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push`);
-  const { values, positionals } = parse(rest, { ...CONNECTION_OPTIONS, "signing-key-file": { type: "string" }, "cache-url": { type: "string" } });
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache push STOREPATH... [--signing-key-file KEY]");
+  const { values, positionals } = parseVerb(VERBS["cache push"], rest);
+  if (values["signing-key-file"]) assertReadable(values["signing-key-file"], "signing key");
   const roots = positionals.map(assertStorePath);
   const out = createOutput(values.json);
   const nix = new Nix(new ProcessRunner());
   return withConnection(values, async (connection) => {
-    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    const cacheUrl = values["cache-url"] ?? readEnv("FERRY_CACHE_URL") ?? (await discoverCacheUrl(connection));
     const closure = await nix.closure(roots);
     const signingKey = values["signing-key-file"];
     if (signingKey) {

@@ -1,6 +1,7 @@
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase, type HostStatus, type WatchHostsResponse } from "@ferry/protocol";
-import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
+import { parseVerb, positiveSeconds } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
 import { createOutput, hostStatusJson, phaseName, type Output } from "../output.js";
@@ -18,17 +19,11 @@ export function parseTarget(argument: string): { hostName: string; storePath: st
 }
 
 export async function deployCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    wait: { type: "boolean", default: false },
-    timeout: { type: "string" },
-    mode: { type: "string", default: "switch" },
-  });
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--wait] [--timeout SECONDS]");
+  const { values, positionals } = parseVerb(VERBS.deploy, args);
   const targets = positionals.map(parseTarget);
   const mode = MODES[values.mode];
   if (mode === undefined) throw new FerryError("E_BAD_ARGUMENT", `--mode must be switch, boot or test, got ${JSON.stringify(values.mode)}`);
-  const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
+  const timeoutSeconds = positiveSeconds(values.timeout, "--timeout");
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     const response = await connection.call(connection.client.deploy, { targets, mode });
