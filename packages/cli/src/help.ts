@@ -76,7 +76,7 @@ export function usageLine(spec: VerbSpec): string {
 export function verbHelp(spec: VerbSpec, width = helpWidth()): string {
   const flagRows = Object.entries(spec.flags).map(([name, flag]) => [flagTerm(name, flag), flagText(flag)] as const);
   const parts = [
-    `ferry ${verbName(spec)} — ${spec.summary}`,
+    wrap(`ferry ${verbName(spec)} — ${spec.summary}`, width).join("\n  "),
     `Usage:\n  ${usageLine(spec)}${flagRows.length > 0 ? " [FLAGS]" : ""}`,
     `Flags:\n${columns([...flagRows, HELP_FLAG_LINE], width)}`,
   ];

@@ -20,8 +20,16 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
   return { ...env, XDG_CONFIG_HOME: join(mkdtempSync(join(tmpdir(), "ferry-cli-test-")), "config"), ...extra };
 }
 
-export async function ferry(args: readonly string[], env: Record<string, string> = cleanEnv(), timeoutMs = 30_000): Promise<CliResult> {
-  const result = await exec([process.execPath, FERRY_MAIN, ...args], { env, timeoutMs });
+export async function ferry(
+  args: readonly string[],
+  env: Record<string, string> = cleanEnv(),
+  options: { cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const result = await exec([process.execPath, FERRY_MAIN, ...args], {
+    env,
+    timeoutMs: options.timeoutMs ?? 30_000,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
   return {
     ...result,
     json<T>() {
