@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { FerryError } from "@ferry/core";
-import { explainFailure } from "./client.js";
 import { groupHelp, overview, verbHelp } from "./help.js";
 import { reportError } from "./output.js";
 import { childrenOf, resolveVerb } from "./spec/index.js";
@@ -49,7 +48,10 @@ async function run(argv: string[]): Promise<number> {
 
 const argv = process.argv.slice(2);
 run(argv)
-  .catch(async (error: unknown) => reportError(await explainFailure(error), argv.includes("--json")))
+  .catch(async (error: unknown) => {
+    const { explainFailure } = await import("./client.js");
+    return reportError(await explainFailure(error), argv.includes("--json"));
+  })
   .then((code) => {
     process.exitCode = code;
   });
