@@ -89,9 +89,12 @@ export function explainSystemError(error: unknown): FerryError | undefined {
   if (code === "ERR_DLOPEN_FAILED" || NATIVE_FAILURE.test(error.message)) {
     const name = packageOf(error.message) ?? "the native modules";
     const rebuild = name === "the native modules" ? "npm rebuild" : `npm rebuild ${name}`;
+    const reason = error.message.startsWith("Could not locate the bindings file")
+      ? "its compiled .node file is missing (never built?)"
+      : (error.message.split("\n")[0] ?? "").slice(0, 300);
     return new FerryError(
       "E_NATIVE_MODULE",
-      `native module ${name} cannot be loaded by Node.js ${process.version}; run \`${rebuild}\` (or \`npm ci\`) in the Ferry checkout. ${error.message.split("\n")[0]}`,
+      `native module ${name} cannot be loaded by Node.js ${process.version}: ${reason}; run \`${rebuild}\` (or \`npm ci\`) in the Ferry checkout`,
       { cause: error },
     );
   }

@@ -152,7 +152,10 @@ describe("native modules", () => {
     const explained = explainSystemError(caught(() => bindings({ bindings: "better_sqlite3.node", module_root: root })));
     assert.ok(explained instanceof FerryError);
     assert.equal(explained.code, "E_NATIVE_MODULE");
-    assert.match(explained.message, /run `npm rebuild better-sqlite3`/);
+    assert.equal(
+      explained.message,
+      `native module better-sqlite3 cannot be loaded by Node.js ${process.version}: its compiled .node file is missing (never built?); run \`npm rebuild better-sqlite3\` (or \`npm ci\`) in the Ferry checkout`,
+    );
   });
 
   test("other errors are left alone", () => {
