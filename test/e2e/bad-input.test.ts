@@ -46,7 +46,7 @@ describe(
       assert.equal(result.code, 1);
       assert.equal(result.json<{ error: { code: string } }>().error.code, "E_AUTH");
       const missing = await fleet.cli(["status", "--token-file", join(fleet.dir, "absent.token")]);
-      assert.match(missing.stderr, /error E_AUTH: cannot read token file/);
+      assert.match(missing.stderr, /error E_FILE_NOT_FOUND: operator token file \S*absent\.token does not exist/);
       const hosts = (await fleet.mustCli(["host", "list", "--json"])).json<{ hosts: HostJson[] }>().hosts;
       assert.deepEqual(
         hosts.map((host) => host.name),

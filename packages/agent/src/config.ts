@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
-import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, type Mode } from "@ferry/core";
+import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, readTextFile, type Mode } from "@ferry/core";
 import { describeCheckProblems, staticCheckProblems } from "./check-validation.js";
 
 /**
@@ -222,11 +221,12 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
 }
 
 export function loadAgentConfig(file: string, overrides: Partial<AgentConfig> = {}): AgentConfig {
+  const text = readTextFile(file, "agent configuration");
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
+    raw = JSON.parse(text);
   } catch (error) {
-    throw new FerryError("E_BAD_CONFIG", `cannot read ${file}: ${(error as Error).message}`);
+    throw new FerryError("E_BAD_CONFIG", `${file} is not valid JSON: ${(error as Error).message}`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FerryError("E_BAD_CONFIG", `${file} must hold a JSON object`);
   return parseAgentConfig({ ...raw, ...overrides });

@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import type { Logger } from "@ferry/core";
+import { fileError, type Logger } from "@ferry/core";
 import {
   MAX_FRAME_BYTES,
   decodeControllerFrame,
@@ -105,7 +105,8 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
     try {
       token = readFileSync(this.options.tokenFile, "utf8").trim();
     } catch (error) {
-      log.error({ code: "E_AUTH", tokenFile: this.options.tokenFile, err: (error as Error).message }, "cannot read the agent token");
+      const failure = fileError(error, this.options.tokenFile, "agent token file");
+      log.error({ code: failure.code, tokenFile: this.options.tokenFile, err: failure.message }, "cannot read the agent token");
       return this.scheduleReconnect();
     }
     const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000 });

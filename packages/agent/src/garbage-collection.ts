@@ -9,10 +9,13 @@ type GcConfig = Pick<AgentConfig, "profile" | "keepGenerations" | "gcSchedule">;
  * The agent's own GC roots keep the current and previous systems whatever
  * the profile says.
  */
-export async function collectGarbage(config: GcConfig, nix: Nix, log: Logger): Promise<void> {
+/** Returns nix-store's last line, such as "1234 store paths deleted, 56.78 MiB freed". */
+export async function collectGarbage(config: GcConfig, nix: Nix, log: Logger): Promise<{ keepGenerations: number; summary: string }> {
   await nix.deleteOldGenerations(config.profile, config.keepGenerations);
   const output = await nix.collectGarbage();
-  log.info({ keepGenerations: config.keepGenerations, summary: output.trim().split("\n").at(-1) }, "garbage collected");
+  const summary = output.trim().split("\n").at(-1) ?? "";
+  log.info({ keepGenerations: config.keepGenerations, summary }, "garbage collected");
+  return { keepGenerations: config.keepGenerations, summary };
 }
 
 export function scheduleGarbageCollection(config: GcConfig, nix: Nix, log: Logger, busy: () => boolean): { stop(): void } | undefined {

@@ -225,12 +225,20 @@ describe("loadAgentConfig", () => {
     assert.equal(config.hostName, "web1");
   });
 
-  test("a missing file, invalid JSON or a non-object → E_BAD_CONFIG naming the file", () => {
+  test("a missing file → E_FILE_NOT_FOUND naming it", () => {
+    const missing = join(dir, "missing.json");
+    assert.throws(
+      () => loadAgentConfig(missing),
+      (error: unknown) => error instanceof FerryError && error.code === "E_FILE_NOT_FOUND" && error.message === `agent configuration ${missing} does not exist`,
+    );
+  });
+
+  test("invalid JSON or a non-object → E_BAD_CONFIG naming the file", () => {
     const bad = join(dir, "bad.json");
     writeFileSync(bad, "{ not json");
     const list = join(dir, "list.json");
     writeFileSync(list, "[]");
-    for (const file of [join(dir, "missing.json"), bad, list]) {
+    for (const file of [bad, list]) {
       assert.throws(
         () => loadAgentConfig(file),
         (error: unknown) => error instanceof FerryError && error.code === "E_BAD_CONFIG" && error.message.includes(file),

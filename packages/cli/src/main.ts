@@ -1,68 +1,57 @@
 #!/usr/bin/env node
-import { FERRY_VERSION } from "@ferry/core";
-import { agentCommand } from "./commands/agent.js";
-import { cacheCommand } from "./commands/cache.js";
-import { controllerCommand } from "./commands/controller.js";
-import { deployCommand } from "./commands/deploy.js";
-import { hostCommand } from "./commands/host.js";
-import { keysCommand } from "./commands/keys.js";
-import { statusCommand } from "./commands/status.js";
-import { rolloutCommand } from "./commands/rollout.js";
-import { windowCommand } from "./commands/window.js";
-import { bundleCommand } from "./commands/bundle.js";
-import { siteCommand } from "./commands/site.js";
-import { dryActivateCommand } from "./commands/dry-activate.js";
-import { devCommand } from "./commands/dev.js";
+import { FerryError } from "@ferry/core";
+import { groupHelp, overview, verbHelp } from "./help.js";
 import { reportError } from "./output.js";
-import { USAGE } from "./usage.js";
+import { childrenOf, resolveVerb } from "./spec/index.js";
+import { closest } from "./suggest.js";
+import { COMMANDS } from "./dispatch.js";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  controller: controllerCommand,
-  agent: agentCommand,
-  host: hostCommand,
-  cache: cacheCommand,
-  keys: keysCommand,
-  deploy: deployCommand,
-  status: statusCommand,
-  rollout: rolloutCommand,
-  window: windowCommand,
-  bundle: bundleCommand,
-  site: siteCommand,
-  "dry-activate": dryActivateCommand,
-  dev: devCommand,
-};
-
-async function main(argv: string[]): Promise<number> {
-  const [verb, ...rest] = argv;
-  if (verb === undefined || verb === "help" || verb === "--help" || verb === "-h") {
-    process.stdout.write(USAGE);
-    return verb === undefined ? 2 : 0;
-  }
-  if (verb === "--version" || verb === "version") {
-    process.stdout.write(`ferry ${FERRY_VERSION}\n`);
-    return 0;
-  }
-  const command = COMMANDS[verb];
-  if (!command) {
-    process.stderr.write(`unknown command ${JSON.stringify(verb)}\n\n${USAGE}`);
-    return 2;
-  }
-  if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  try {
-    return await command(rest);
-  } catch (error) {
-    return reportError(error, rest.includes("--json"));
-  }
+/** --help or -h among a verb's own arguments (not after "--"). */
+function asksForHelp(args: readonly string[]): boolean {
+  const end = args.indexOf("--");
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
+async function run(argv: string[]): Promise<number> {
+  const first = argv[0];
+  if (first === undefined) {
+    process.stderr.write(overview());
+    return 2;
+  }
+  // `ferry --help` and `ferry --version` are the verbs help and version, --json included.
+  const words = first === "--help" || first === "-h" ? ["help", ...argv.slice(1)] : first === "--version" ? ["version", ...argv.slice(1)] : argv;
+  const resolved = resolveVerb(words);
+  if (resolved.kind === "unknown") {
+    const where = resolved.path.length > 0 ? `ferry ${resolved.path.join(" ")} ` : "ferry ";
+    const guess = closest(resolved.word, childrenOf(resolved.path));
+    throw new FerryError(
+      "E_BAD_ARGUMENT",
+      `unknown command ${JSON.stringify(`${where}${resolved.word}`)}${guess ? `; did you mean ${where}${guess}?` : ""} (${where.trim()} --help lists the verbs)`,
+    );
+  }
+  if (resolved.kind === "group") {
+    if (asksForHelp(resolved.rest)) {
+      process.stdout.write(groupHelp(resolved.path));
+      return 0;
+    }
+    throw new FerryError("E_BAD_ARGUMENT", `ferry ${resolved.path.join(" ")} needs a verb: ${childrenOf(resolved.path).join(", ")}`);
+  }
+  if (asksForHelp(resolved.rest)) {
+    process.stdout.write(verbHelp(resolved.spec));
+    return 0;
+  }
+  const load = COMMANDS[words[0] as string];
+  if (!load) throw new FerryError("E_INTERNAL", `no command module for ${JSON.stringify(words[0])}`);
+  const command = await load();
+  return command(words.slice(1));
+}
+
+const argv = process.argv.slice(2);
+run(argv)
+  .catch(async (error: unknown) => {
+    const { explainFailure } = await import("./client.js");
+    return reportError(await explainFailure(error), argv.includes("--json"));
+  })
+  .then((code) => {
     process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.exitCode = reportError(error, false);
-  },
-);
+  });

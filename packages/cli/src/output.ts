@@ -1,4 +1,4 @@
-import { FerryError, formatMode, formatPhase, toFerryError } from "@ferry/core";
+import { FerryError, explainSystemError, formatMode, formatPhase, toFerryError } from "@ferry/core";
 import type { HostStatus } from "@ferry/protocol";
 
 export interface Output {
@@ -33,7 +33,8 @@ export const EXIT_NOT_EVERY_HOST = 3;
 
 /** Prints `error E_CODE: message` and its hint, or the same as JSON; returns the exit code. */
 export function reportError(error: unknown, json: boolean): number {
-  const ferry: FerryError = toFerryError(error);
+  // A missing file or module that escaped as a plain Node error still gets its code, not "this is a bug".
+  const ferry: FerryError = explainSystemError(error) ?? toFerryError(error);
   if (json) {
     process.stdout.write(
       `${JSON.stringify({ error: { code: ferry.code, message: ferry.message, hint: ferry.hint, output: ferry.output || undefined } }, null, 2)}\n`,

@@ -8,6 +8,7 @@ import { changeLines, summaryLine } from "./rollout-log.js";
 import { formatDuration, isFinished } from "./rollout-states.js";
 import { renderRollout } from "./rollout-view.js";
 import { stringWidth } from "./text-flow.js";
+import { readEnv } from "./spec/env.js";
 
 export interface WatchOptions {
   id: string;
@@ -30,7 +31,7 @@ export type WatchResult = { outcome: "finished"; rollout: Rollout } | { outcome:
 
 /** The live view when the stream is a terminal that can take it and no one asked for JSON. */
 export function canDrawLive(stream: NodeJS.WriteStream, json: boolean): boolean {
-  return !json && stream.isTTY === true && process.env["TERM"] !== "dumb";
+  return !json && stream.isTTY === true && readEnv("TERM") !== "dumb";
 }
 
 export function interruptedMessage(id: string, watchCommand: string): string {

@@ -27,8 +27,7 @@ export function parseQuantity(value: string, flag: string): { value: number; per
   return quantity;
 }
 
-export function parseCount(value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
+export function parseCount(value: string, flag: string): number {
   if (!/^\d+$/.test(value)) throw new FerryError("E_BAD_ARGUMENT", `${flag} expects a whole number, got ${JSON.stringify(value)}`);
   return Number(value);
 }
@@ -36,4 +35,12 @@ export function parseCount(value: string | undefined, flag: string, fallback: nu
 export function formatQuantity(quantity: { value: number; percent: boolean } | undefined): string {
   if (!quantity) return "-";
   return `${quantity.value}${quantity.percent ? "%" : ""}`;
+}
+
+/** The inverse of parseDuration for whole units: 1800000 → "30m". */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [...Object.entries(UNIT_MS)].reverse()) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }

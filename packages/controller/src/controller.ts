@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
-import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
+import { FERRY_VERSION, listenError, tokenMatchesHash, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
@@ -161,7 +161,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     else socket.destroy();
   });
   await new Promise<void>((resolve, reject) => {
-    http.once("error", reject);
+    http.once("error", (error) => reject(listenError(error, options.listen, "the agent and cache listener, --listen")));
     http.listen(options.listen.port, options.listen.host, () => resolve());
   });
   undo.push(() => new Promise((resolve) => http.close(resolve)));
@@ -186,6 +186,12 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
     grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
+  }).catch(async (error: unknown) => {
+    // The HTTP listener is already open: left behind, it would keep a failed controller running.
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+    await store.close();
+    throw listenError(error, options.grpcListen, "the operator gRPC listener, --grpc-listen");
   });
 
   engine.start();

@@ -54,7 +54,7 @@ export const ERROR_HINTS = {
   E_HOST_OFFLINE: "The host's agent is not connected; check ferry status and the host's link.",
   E_COMMAND_FAILED: "An external command failed; its output is attached.",
   E_COMMAND_TIMEOUT: "An external command did not finish in time.",
-  E_CONTROLLER_UNREACHABLE: "Check --controller / FERRY_CONTROLLER and that the controller runs.",
+  E_CONTROLLER_UNREACHABLE: "Check the controller address (--controller, FERRY_CONTROLLER or the context: ferry context show) and that the controller runs.",
   E_DEPLOY_TIMEOUT: "The hosts did not report in time; ferry status shows where each one stands.",
   E_DEPLOY_FAILED: "A host reported a failure; ferry status HOST shows its error.",
   E_CACHE_UPLOAD: "The upload to the controller's cache failed; check the operator token and the cache URL.",
@@ -79,6 +79,13 @@ export const ERROR_HINTS = {
     "Neither state.json nor state.json.backup in the agent's stateDir is readable: restore one, or remove both to start afresh (forgetting any activation in progress).",
   E_AGENT_RESTART_INEFFECTIVE:
     "The agent exited to restart into the build its unit names but came back as the old one: check the unit's ExecStart (drop-ins?) and RestartForceExitStatus=75.",
+  E_ADDRESS_IN_USE: "Another process listens on that address: stop it, or give this one another port (ferry controller --listen / --grpc-listen).",
+  E_FILE_NOT_FOUND: "Check the named file's path; a relative path starts from the current directory.",
+  E_FILE_UNREADABLE: "Check the named file's permissions and its directory's (ls -ld), and that it is a file, not a directory.",
+  E_NATIVE_MODULE: "A native module is not built for this Node.js: run the npm command in the message in the Ferry checkout (npm ci rebuilds everything).",
+  E_UNKNOWN_CONTEXT: "List contexts with ferry context list; create one with ferry context set NAME --controller HOST:PORT --token-file FILE.",
+  E_NOT_OPERATOR_PORT:
+    "Point --controller (FERRY_CONTROLLER, or the context) at the controller's gRPC operator address (its --grpc-listen), not its HTTP port.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
   E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",

@@ -13,3 +13,4 @@ export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
 export * from "./write-fully.js";
+export * from "./system-errors.js";

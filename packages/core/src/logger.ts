@@ -3,12 +3,15 @@ import { pino, destination, multistream, stdTimeFunctions, type Level, type Logg
 
 export type { Logger } from "pino";
 
+/** The level when neither the caller nor FERRY_LOG_LEVEL names one. */
+export const DEFAULT_LOG_LEVEL = "info";
+
 /**
  * One JSON event per line on stdout, or stderr for CLI verbs whose stdout is
  * their result. Fields such as host and rollout ids are bound with child().
  */
 export function createLogger(component: string, options: { level?: string; destination?: 1 | 2; also?: Writable } = {}): Logger {
-  const level = options.level ?? process.env["FERRY_LOG_LEVEL"] ?? "info";
+  const level = options.level ?? process.env["FERRY_LOG_LEVEL"] ?? DEFAULT_LOG_LEVEL;
   const main = destination({ fd: options.destination ?? 1, sync: true });
   // `also` receives the same lines from info up, e.g. to forward them to the controller.
   const stream = options.also

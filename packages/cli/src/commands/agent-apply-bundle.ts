@@ -1,18 +1,13 @@
-import { assertHostName, createLogger, FerryError, writeFileAtomic } from "@ferry/core";
+import { assertHostName, assertReadable, createLogger, writeFileAtomic } from "@ferry/core";
 import { applyBundle, loadAgentConfig } from "@ferry/agent";
-import { parse, requireString } from "../args.js";
+import { parseVerb, requireString } from "../args.js";
 import { createOutput } from "../output.js";
+import { VERBS } from "../spec/index.js";
 
 /** `ferry agent apply-bundle FILE --config AGENT.json [--host NAME] [--result FILE]`: logs go to stderr, the result to stdout and FILE. */
 export async function applyBundleCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    config: { type: "string" },
-    host: { type: "string" },
-    result: { type: "string" },
-    json: { type: "boolean", default: false },
-  });
-  if (positionals.length !== 1)
-    throw new FerryError("E_BAD_ARGUMENT", "usage: ferry agent apply-bundle FILE --config AGENT.json [--host NAME] [--result FILE]");
+  const { values, positionals } = parseVerb(VERBS["agent apply-bundle"], args);
+  assertReadable(positionals[0] as string, "bundle");
   const config = loadAgentConfig(requireString(values.config, "--config"));
   const hostName = values.host ? assertHostName(values.host) : config.hostName;
   const log = createLogger("agent", { level: config.logLevel, destination: 2 });

@@ -1,4 +1,4 @@
-import { createReadStream, readFileSync, statSync } from "node:fs";
+import { createReadStream, statSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   FerryError,
@@ -13,15 +13,19 @@ import {
   parseInventory,
   parseManifest,
   parseOptionalMode,
+  assertReadable,
   readBundleHead,
   readSecretKeyFile,
+  readTextFile,
   verifyBundle,
   type BundleManifest,
 } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
+import { parseVerb, requireString } from "../args.js";
 import { parseDuration } from "../units.js";
 import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
+import { readEnv } from "../spec/env.js";
+import { VERBS } from "../spec/index.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 
@@ -45,11 +49,12 @@ export async function bundleCommand(args: string[]): Promise<number> {
 
 /** `{"hosts": {"web-1": "/nix/store/…"}}` */
 function readHostsFile(file: string): Record<string, string> {
+  const text = readTextFile(file, "manifest");
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
+    raw = JSON.parse(text);
   } catch (error) {
-    throw new FerryError("E_BAD_ARGUMENT", `cannot read ${file}: ${(error as Error).message}`);
+    throw new FerryError("E_BAD_ARGUMENT", `manifest ${file} is not valid JSON: ${(error as Error).message}`);
   }
   const hosts = (raw as { hosts?: unknown } | null)?.hosts;
   if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts) || Object.keys(hosts).length === 0) {
@@ -58,9 +63,9 @@ function readHostsFile(file: string): Record<string, string> {
   return Object.fromEntries(canonicalHostMap(Object.entries(hosts).map(([name, path]) => [name, assertStorePath(path)])));
 }
 
-function trustedKeys(values: (string | boolean)[] | undefined): string[] {
-  const keys = (values ?? []).filter((value): value is string => typeof value === "string");
-  const fromEnv = process.env["FERRY_TRUSTED_KEYS"]?.split(/\s+/).filter(Boolean) ?? [];
+function trustedKeys(values: string[] | undefined): string[] {
+  const keys = values ?? [];
+  const fromEnv = readEnv("FERRY_TRUSTED_KEYS")?.split(/\s+/).filter(Boolean) ?? [];
   const all = [...keys, ...fromEnv];
   if (all.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name the keys to trust: --trusted-key NAME:BASE64 (repeatable) or FERRY_TRUSTED_KEYS");
   return all;
@@ -82,31 +87,14 @@ function summary(manifest: BundleManifest): Record<string, unknown> {
   };
 }
 
-/** Long enough to carry a bundle to a site by hand, short enough that a lost one stops working. */
-const DEFAULT_EXPIRY = "30d";
-
 async function create(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    {
-      manifest: { type: "string" },
-      output: { type: "string", short: "o" },
-      "signing-key-file": { type: "string" },
-      since: { type: "string" },
-      sequence: { type: "string" },
-      site: { type: "string" },
-      "expires-in": { type: "string", default: DEFAULT_EXPIRY },
-      "work-dir": { type: "string" },
-      json: { type: "boolean", default: false },
-    },
-    false,
-  );
+  const { values } = parseVerb(VERBS["bundle create"], args);
   const hosts = readHostsFile(requireString(values.manifest, "--manifest"));
   const output = resolve(requireString(values.output, "-o/--output"));
-  const keyFile = values["signing-key-file"] ?? process.env["FERRY_SIGNING_KEY_FILE"];
+  const keyFile = values["signing-key-file"] ?? readEnv("FERRY_SIGNING_KEY_FILE");
   if (!keyFile) throw new FerryError("E_BAD_ARGUMENT", "a bundle must be signed: pass --signing-key-file KEY (or set FERRY_SIGNING_KEY_FILE)");
   const signingKey = readSecretKeyFile(keyFile);
-  const since = values.since === undefined ? undefined : parseInventory(readFileSync(values.since, "utf8"));
+  const since = values.since === undefined ? undefined : parseInventory(readTextFile(values.since, "site inventory"));
   const sequence = values.sequence === undefined ? undefined : Number(values.sequence);
   if (sequence !== undefined && !(Number.isSafeInteger(sequence) && sequence > 0))
     throw new FerryError("E_BAD_ARGUMENT", "--sequence expects a positive integer");
@@ -136,9 +124,9 @@ async function create(args: string[]): Promise<number> {
 }
 
 async function verify(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { "trusted-key": { type: "string", multiple: true }, json: { type: "boolean", default: false } });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle verify FILE --trusted-key KEY...");
+  const { values, positionals } = parseVerb(VERBS["bundle verify"], args);
   const file = positionals[0] as string;
+  assertReadable(file, "bundle");
   const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: trustedKeys(values["trusted-key"]) });
   createOutput(values.json).result(
     { file, valid: true, signer: verified.signer, manifestSha256: verified.manifestSha256, bytes: verified.bytes, ...summary(verified.manifest) },
@@ -148,9 +136,9 @@ async function verify(args: string[]): Promise<number> {
 }
 
 async function inspect(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { json: { type: "boolean", default: false } });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle inspect FILE [--json]");
+  const { values, positionals } = parseVerb(VERBS["bundle inspect"], args);
   const file = positionals[0] as string;
+  assertReadable(file, "bundle");
   const head = await readBundleHead(new TarReader(createReadStream(file, { highWaterMark: MIB })));
   const manifest = parseManifest(head.manifestBytes);
   const signers = head.signatureFile
@@ -181,26 +169,18 @@ async function inspect(args: string[]): Promise<number> {
 }
 
 async function importBundle(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    "trusted-key": { type: "string", multiple: true },
-    deploy: { type: "boolean", default: false },
-    mode: { type: "string" },
-    "cache-url": { type: "string" },
-    "no-local-verify": { type: "boolean", default: false },
-    "two-pass": { type: "boolean", default: false },
-  });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle import FILE [--deploy] --trusted-key KEY...");
+  const { values, positionals } = parseVerb(VERBS["bundle import"], args);
   const file = positionals[0] as string;
+  assertReadable(file, "bundle");
   const mode = parseOptionalMode(values.mode);
   const localVerify = !values["no-local-verify"];
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  const connection = connect(values);
   const client = siteClient(connection);
   try {
-    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    const cacheUrl = values["cache-url"] ?? readEnv("FERRY_CACHE_URL") ?? (await discoverCacheUrl(connection));
     const uploadUrl = bundleUploadUrl(cacheUrl);
     if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token))) {
       // One pass: the controller verifies everything with its own keys while staging the files, and publishes only a sound bundle.

@@ -12,7 +12,9 @@ import {
   trustedSigner,
   type SignedPathInfo,
 } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { parseVerb } from "../args.js";
+import { readEnv } from "../spec/env.js";
+import { VERBS } from "../spec/index.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 
@@ -27,7 +29,7 @@ export async function cacheCommand(args: string[]): Promise<number> {
 function signingKeyFile(flag: string | undefined, unsigned: boolean): string | undefined {
   if (flag && unsigned) throw new FerryError("E_BAD_ARGUMENT", "--signing-key-file and --unsigned exclude each other");
   if (unsigned) return undefined;
-  const file = flag ?? process.env["FERRY_SIGNING_KEY_FILE"];
+  const file = flag ?? readEnv("FERRY_SIGNING_KEY_FILE");
   if (!file) {
     throw new FerryError(
       "E_PUSH_UNSIGNED",
@@ -57,13 +59,7 @@ function sameContents(local: SignedPathInfo, cached: SignedPathInfo): boolean {
  * push before anything is uploaded.
  */
 async function cachePush(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    "signing-key-file": { type: "string" },
-    unsigned: { type: "boolean", default: false },
-    "cache-url": { type: "string" },
-  });
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned]");
+  const { values, positionals } = parseVerb(VERBS["cache push"], args);
   const roots = positionals.map(assertStorePath);
   const keyFile = signingKeyFile(values["signing-key-file"], values.unsigned);
   // Read before anything else happens, so a bad key file changes nothing.
@@ -71,7 +67,7 @@ async function cachePush(args: string[]): Promise<number> {
   const out = createOutput(values.json);
   const nix = new Nix(new ProcessRunner());
   return withConnection(values, async (connection) => {
-    const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
+    const cacheUrl = values["cache-url"] ?? readEnv("FERRY_CACHE_URL") ?? (await discoverCacheUrl(connection));
     return withNetrc(cacheUrl, connection.token, async (netrcFile) => {
       const closure = await nix.closure(roots);
       const local = new Map((await nix.pathInfos(closure)).map((info) => [info.path, { ...info, signatures: [], ultimate: false }]));
@@ -120,8 +116,7 @@ async function cachePush(args: string[]): Promise<number> {
 }
 
 async function cacheRemove(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
-  if (positionals.length === 0) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry cache rm STOREPATH...");
+  const { values, positionals } = parseVerb(VERBS["cache rm"], args);
   const storePaths = positionals.map(assertStorePath);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {

@@ -1,6 +1,7 @@
 import { FerryError, assertHostName, assertStorePath, formatPhase, modeToWire, parseOptionalMode } from "@ferry/core";
 import { HostPhase, type HostStatus, type WatchHostsResponse, type WindowHold } from "@ferry/protocol";
-import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
+import { parseVerb, positiveSeconds } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, failingChecksNotes, hostStatusJson, type Output } from "../output.js";
@@ -12,19 +13,10 @@ export function parseTarget(argument: string): { hostName: string; storePath: st
 }
 
 export async function deployCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    wait: { type: "boolean", default: false },
-    timeout: { type: "string" },
-    mode: { type: "string" },
-    "ignore-windows": { type: "boolean", default: false },
-    "allow-unsigned": { type: "boolean", default: false },
-  });
-  if (positionals.length === 0)
-    throw new FerryError("E_BAD_ARGUMENT", "usage: ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--wait] [--timeout SECONDS]");
+  const { values, positionals } = parseVerb(VERBS.deploy, args);
   const targets = positionals.map(parseTarget);
   const mode = parseOptionalMode(values.mode);
-  const timeoutSeconds = positiveSeconds(values.timeout, "--timeout", 900);
+  const timeoutSeconds = positiveSeconds(values.timeout, "--timeout");
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     const response = await connection.call(connection.client.deploy, {

@@ -3,7 +3,8 @@ import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FerryError, ProcessRunner, describeExit } from "@ferry/core";
 import { loadAgentConfig } from "@ferry/agent";
-import { parse, requireString } from "../args.js";
+import { parseVerb } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { runAgentUntilSignal } from "./agent.js";
 
 const INSIDE_FLAG = "--inside-namespace";
@@ -16,17 +17,13 @@ const INSIDE_FLAG = "--inside-namespace";
  */
 export async function devCommand(args: string[]): Promise<number> {
   if (args[0] !== "host") throw new FerryError("E_BAD_ARGUMENT", "usage: ferry dev host --config FILE [--dir DIR]");
-  const { values } = parse(
-    args.slice(1),
-    { config: { type: "string" }, dir: { type: "string" }, [INSIDE_FLAG.slice(2)]: { type: "boolean", default: false } },
-    false,
-  );
-  const configFile = resolve(requireString(values.config, "--config"));
+  const { values } = parseVerb(VERBS["dev host"], args.slice(1));
+  const configFile = resolve(values.config);
   // Validate before entering the namespace, so a mistake is reported plainly.
   const config = loadAgentConfig(configFile);
   const dir = resolve(values.dir ?? `/var/tmp/ferry-dev/${config.hostName}`);
   const stateDir = `${dir}/state`;
-  if (values[INSIDE_FLAG.slice(2)]) return insideNamespace(configFile, dir, stateDir);
+  if (values["inside-namespace"]) return insideNamespace(configFile, dir, stateDir);
 
   if (process.getuid?.() !== 0) throw new FerryError("E_BAD_ARGUMENT", "ferry dev host needs root: it mounts a private /nix and /run");
   mkdirSync(`${dir}/nix`, { recursive: true });

@@ -1,16 +1,16 @@
 import { FerryError, isErrorCode } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
+import { parseVerb, positiveSeconds } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 import { parseTarget } from "./deploy.js";
 
 export async function dryActivateCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, timeout: { type: "string" } });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry dry-activate HOST=STOREPATH [--timeout SECONDS]");
+  const { values, positionals } = parseVerb(VERBS["dry-activate"], args);
   const target = parseTarget(positionals[0] as string);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const timeoutMs = positiveSeconds(values.timeout, "--timeout", 600) * 1000;
+    const timeoutMs = positiveSeconds(values.timeout, "--timeout") * 1000;
     const response = await connection.call(connection.client.dryActivate, { ...target, timeoutMs });
     if (!response.success) {
       throw new FerryError(isErrorCode(response.errorCode) ? response.errorCode : "E_ACTIVATION_FAILED", `${target.hostName}: ${response.errorMessage}`, {

@@ -1,5 +1,6 @@
 import { FerryError, assertHostName, formatPhase, writeFileAtomic } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { parseVerb } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { withConnection } from "../client.js";
 import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
 
@@ -18,8 +19,7 @@ export async function hostCommand(args: string[]): Promise<number> {
 }
 
 async function hostAdd(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, tag: { type: "string", multiple: true, default: [] }, "token-out": { type: "string" } });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host add NAME [--tag TAG]... [--token-out FILE]");
+  const { values, positionals } = parseVerb(VERBS["host add"], args);
   const name = assertHostName(positionals[0]);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
@@ -36,7 +36,7 @@ async function hostAdd(args: string[]): Promise<number> {
 }
 
 async function hostList(args: string[]): Promise<number> {
-  const { values } = parse(args, CONNECTION_OPTIONS, false);
+  const { values } = parseVerb(VERBS["host list"], args);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     const { hosts } = await connection.call(connection.client.listHosts, { names: [] });
@@ -51,8 +51,7 @@ async function hostList(args: string[]): Promise<number> {
 }
 
 async function hostRemove(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry host remove NAME");
+  const { values, positionals } = parseVerb(VERBS["host remove"], args);
   const name = assertHostName(positionals[0]);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {

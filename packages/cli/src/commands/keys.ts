@@ -1,15 +1,12 @@
 import { FerryError, Nix, ProcessRunner, generateKeyPair } from "@ferry/core";
-import { parse, requireString } from "../args.js";
+import { parseVerb, requireString } from "../args.js";
 import { createOutput } from "../output.js";
+import { VERBS } from "../spec/index.js";
 
 export async function keysCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== "generate") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'keys ${verb ?? ""}': use generate`);
-  const { values } = parse(
-    rest,
-    { name: { type: "string" }, out: { type: "string" }, force: { type: "boolean", default: false }, json: { type: "boolean", default: false } },
-    false,
-  );
+  const { values } = parseVerb(VERBS["keys generate"], rest);
   const name = requireString(values.name, "--name");
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     throw new FerryError("E_BAD_ARGUMENT", `key name ${JSON.stringify(name)} may hold only letters, digits, '.', '_' and '-'`);

@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
-import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
+import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode, readTextFile } from "@ferry/core";
 import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
-import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
+import { parseVerb, positiveSeconds } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { countHosts, finishedCleanly } from "../rollout-states.js";
@@ -31,11 +31,12 @@ export async function rolloutCommand(args: string[]): Promise<number> {
 }
 
 export function readManifest(file: string): Record<string, string> {
+  const text = readTextFile(file, "manifest");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(file, "utf8"));
+    parsed = JSON.parse(text);
   } catch (error) {
-    throw new FerryError("E_BAD_ARGUMENT", `cannot read manifest ${file}: ${(error as Error).message}`);
+    throw new FerryError("E_BAD_ARGUMENT", `manifest ${file} is not valid JSON: ${(error as Error).message}`);
   }
   const hosts = (parsed as { hosts?: unknown } | null)?.hosts;
   if (typeof hosts !== "object" || hosts === null || Array.isArray(hosts))
@@ -45,38 +46,15 @@ export function readManifest(file: string): Record<string, string> {
 }
 
 async function rolloutStart(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    manifest: { type: "string" },
-    hosts: { type: "string" },
-    tag: { type: "string", multiple: true, default: [] },
-    environment: { type: "string", default: "" },
-    after: { type: "string", default: "" },
-    canary: { type: "string" },
-    batch: { type: "string" },
-    "max-unavailable": { type: "string" },
-    "failure-threshold": { type: "string" },
-    "min-executed": { type: "string" },
-    pause: { type: "string" },
-    gate: { type: "boolean", default: false },
-    "progress-deadline": { type: "string" },
-    "prefetch-timeout": { type: "string" },
-    "skip-unfetchable": { type: "boolean", default: false },
-    "rollback-on-abort": { type: "boolean", default: false },
-    mode: { type: "string" },
-    "allow-unsigned": { type: "boolean", default: false },
-    "accept-failing-checks": { type: "boolean", default: false },
-    wait: { type: "boolean", default: false },
-    timeout: { type: "string" },
-  });
+  const { values, positionals } = parseVerb(VERBS["rollout start"], args);
   if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
   const mode = parseOptionalMode(values.mode);
   const policy: RolloutPolicy = {
     canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
     batch: values.batch ? parseQuantity(values.batch, "--batch") : undefined,
-    maxUnavailable: parseCount(values["max-unavailable"], "--max-unavailable", 1),
+    maxUnavailable: parseCount(values["max-unavailable"], "--max-unavailable"),
     failureThreshold: values["failure-threshold"] ? parseQuantity(values["failure-threshold"], "--failure-threshold") : undefined,
-    minExecuted: parseCount(values["min-executed"], "--min-executed", 1),
+    minExecuted: parseCount(values["min-executed"], "--min-executed"),
     pauseMs: values.pause ? parseDuration(values.pause, "--pause") : 0,
     gate: values.gate,
     progressDeadlineMs: values["progress-deadline"] ? parseDuration(values["progress-deadline"], "--progress-deadline") : 0,
@@ -107,7 +85,7 @@ async function rolloutStart(args: string[]): Promise<number> {
       out.result({ rollout: rolloutJson(rollout) }, () => staticView(rollout));
       return 0;
     }
-    return follow(connection, rollout.id, watchAgain, positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
+    return follow(connection, rollout.id, watchAgain, positiveSeconds(values.timeout, "--timeout") * 1000, out);
   });
 }
 
@@ -170,13 +148,12 @@ export function rolloutJson(rollout: Rollout): Record<string, unknown> {
 }
 
 async function rolloutStatus(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { ...CONNECTION_OPTIONS, wait: { type: "boolean", default: false }, timeout: { type: "string" } });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry rollout status ID [--wait [--timeout S]]");
+  const { values, positionals } = parseVerb(VERBS["rollout status"], args);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     if (values.wait) {
       const id = positionals[0] as string;
-      return follow(connection, id, watchCommand(id, values), positiveSeconds(values.timeout, "--timeout", 3600) * 1000, out);
+      return follow(connection, id, watchCommand(id, values), positiveSeconds(values.timeout, "--timeout") * 1000, out);
     }
     const { rollout } = await connection.call(connection.client.getRollout, { id: positionals[0] as string });
     if (!rollout) throw new FerryError("E_UNKNOWN_ROLLOUT", "no such rollout");
@@ -196,10 +173,10 @@ async function rolloutStatus(args: string[]): Promise<number> {
 }
 
 async function rolloutList(args: string[]): Promise<number> {
-  const { values } = parse(args, { ...CONNECTION_OPTIONS, limit: { type: "string" } }, false);
+  const { values } = parseVerb(VERBS["rollout list"], args);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const { rollouts } = await connection.call(connection.client.listRollouts, { limit: parseCount(values.limit, "--limit", 50) });
+    const { rollouts } = await connection.call(connection.client.listRollouts, { limit: parseCount(values.limit, "--limit") });
     out.result({ rollouts: rollouts.map(rolloutJson) }, () =>
       table(
         ["ID", "STATE", "ENV", "HOSTS", "WAVE", "BY", "STARTED"],
@@ -226,20 +203,14 @@ const ACTIONS = {
 } as const;
 
 async function rolloutControl(verb: keyof typeof ACTIONS, args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {
-    ...CONNECTION_OPTIONS,
-    reason: { type: "string", default: "" },
-    "accept-failing-checks": { type: "boolean", default: false },
-  });
-  if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", `usage: ferry rollout ${verb} ID`);
-  if (values["accept-failing-checks"] && verb !== "resume") throw new FerryError("E_BAD_ARGUMENT", "--accept-failing-checks goes with rollout start or resume");
+  const { values, positionals } = parseVerb(VERBS[`rollout ${verb}`], args);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     const { rollout } = await connection.call(connection.client.controlRollout, {
       id: positionals[0] as string,
       action: ACTIONS[verb],
       reason: values.reason,
-      acceptFailingChecks: values["accept-failing-checks"],
+      acceptFailingChecks: "accept-failing-checks" in values && values["accept-failing-checks"] === true,
     });
     if (!rollout) throw new FerryError("E_INTERNAL", "the controller returned no rollout");
     out.result({ rollout: rolloutJson(rollout) }, () => staticView(rollout));

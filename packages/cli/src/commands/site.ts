@@ -1,16 +1,17 @@
 import { resolve } from "node:path";
 import { FerryError, serializeInventory, writeFileAtomic } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
+import { parseVerb, requireString } from "../args.js";
 import { connect } from "../client.js";
 import { createOutput } from "../output.js";
+import { VERBS } from "../spec/index.js";
 import { readInventory, siteClient } from "./site-client.js";
 
 export async function siteCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== "inventory") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'site ${verb ?? ""}': use inventory`);
-  const { values } = parse(rest, { ...CONNECTION_OPTIONS, output: { type: "string", short: "o" } }, false);
+  const { values } = parseVerb(VERBS["site inventory"], rest);
   const output = resolve(requireString(values.output, "-o/--output"));
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  const connection = connect(values);
   const client = siteClient(connection);
   try {
     const { storePaths, lastSequence } = await readInventory(connection, client);

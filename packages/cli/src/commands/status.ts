@@ -1,10 +1,11 @@
 import { assertHostName, formatPhase } from "@ferry/core";
-import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { parseVerb } from "../args.js";
+import { VERBS } from "../spec/index.js";
 import { withConnection } from "../client.js";
 import { ago, checksCell, createOutput, failingChecksNotes, hostStatusJson, shortPath, table } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, CONNECTION_OPTIONS);
+  const { values, positionals } = parseVerb(VERBS.status, args);
   const names = positionals.map(assertHostName);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { FerryError } from "../errors.js";
+import { readTextFile } from "../system-errors.js";
 
 /**
  * Ed25519 keys in Nix's own text format, so operators handle one kind of key:
@@ -50,13 +50,7 @@ export function parseSecretKey(text: string): SigningKey {
 }
 
 export function readSecretKeyFile(file: string): SigningKey {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    throw new FerryError("E_BAD_ARGUMENT", `cannot read signing key ${file}: ${(error as Error).message}`);
-  }
-  return parseSecretKey(text);
+  return parseSecretKey(readTextFile(file, "signing key"));
 }
 
 /** Parses many public keys; duplicates by name keep the first. */

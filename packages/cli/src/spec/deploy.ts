@@ -1,0 +1,77 @@
+import { CONNECTION_ENV, CONNECTION_FLAGS, EXAMPLE_PATH, MODE_FLAG } from "./common.js";
+import type { VerbSpec } from "./types.js";
+
+export const CACHE_PUSH = {
+  path: ["cache", "push"],
+  summary: "upload store paths and their closures to the controller's binary cache",
+  section: "operator",
+  positionals: { synopsis: "STOREPATH...", min: 1, complete: "file" },
+  flags: {
+    "signing-key-file": {
+      type: "string",
+      value: "FILE",
+      complete: "file",
+      description: "sign every path of the closure with this secret key first (ferry keys generate); pushing again adds signatures",
+      defaultText: "$FERRY_SIGNING_KEY_FILE",
+    },
+    unsigned: { type: "boolean", default: false, description: "push without signing (hosts refuse such paths until they are pushed again with a key)" },
+    "cache-url": {
+      type: "string",
+      value: "URL",
+      description: "upload here instead",
+      defaultText: "$FERRY_CACHE_URL, else the cache the controller advertises",
+    },
+    ...CONNECTION_FLAGS,
+  },
+  env: [...CONNECTION_ENV, "FERRY_CACHE_URL", "FERRY_SIGNING_KEY_FILE"],
+  example: `ferry cache push ${EXAMPLE_PATH} --signing-key-file keys/ci-1.secret`,
+  notes:
+    "Without a key (flag or variable) the push is refused (E_PUSH_UNSIGNED) unless --unsigned is given. A path the cache holds with other contents stops the push before anything is uploaded (E_CACHE_CONFLICT).",
+} as const satisfies VerbSpec;
+
+export const CACHE_RM = {
+  path: ["cache", "rm"],
+  summary: "remove paths from the controller's cache that no host's desired, current or previous system needs",
+  section: "operator",
+  positionals: { synopsis: "STOREPATH...", min: 1 },
+  flags: CONNECTION_FLAGS,
+  env: CONNECTION_ENV,
+  example: `ferry cache rm ${EXAMPLE_PATH}`,
+  notes: "Refused (E_CACHE_PATH_IN_USE, nothing removed) while a host or an active rollout needs a path through its closure.",
+} as const satisfies VerbSpec;
+
+export const DEPLOY = {
+  path: ["deploy"],
+  summary: "record the system each host should run; with --wait, follow the hosts until they settle",
+  section: "operator",
+  positionals: { synopsis: "HOST=STOREPATH...", min: 1 },
+  flags: {
+    wait: { type: "boolean", default: false, description: "wait until every host activated its system, failed or rolled back" },
+    timeout: { type: "string", value: "SECONDS", default: "900", description: "with --wait, give up waiting after this long (the deployment goes on)" },
+    mode: MODE_FLAG,
+    "ignore-windows": { type: "boolean", default: false, description: "activate now even on hosts whose maintenance window is closed (the result names them)" },
+    "allow-unsigned": {
+      type: "boolean",
+      default: false,
+      description: "record it although the cache holds no signature for some closure path (hosts still check their own keys)",
+    },
+    ...CONNECTION_FLAGS,
+  },
+  env: CONNECTION_ENV,
+  example: `ferry deploy web-1=${EXAMPLE_PATH} --wait`,
+  notes:
+    "A host whose maintenance windows are all closed fetches now and activates when one opens. Exit status with --wait: 0 when every host runs its new system, 1 when one failed or rolled back, 3 when hosts wait for their window.",
+} as const satisfies VerbSpec;
+
+export const DRY_ACTIVATE = {
+  path: ["dry-activate"],
+  summary: "ask a host what switching to a system would change, without switching",
+  section: "operator",
+  positionals: { synopsis: "HOST=STOREPATH", min: 1, max: 1 },
+  flags: {
+    timeout: { type: "string", value: "SECONDS", default: "600", description: "give up after this long (the host fetches the closure first)" },
+    ...CONNECTION_FLAGS,
+  },
+  env: CONNECTION_ENV,
+  example: `ferry dry-activate web-1=${EXAMPLE_PATH}`,
+} as const satisfies VerbSpec;

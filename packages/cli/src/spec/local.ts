@@ -1,0 +1,148 @@
+import { DEFAULT_LOG_LEVEL } from "@ferry/core";
+import { JSON_FLAG } from "./common.js";
+import type { VerbSpec } from "./types.js";
+
+export const KEYS_GENERATE = {
+  path: ["keys", "generate"],
+  summary: "make a Nix signing key pair: DIR/NAME.secret and DIR/NAME.public",
+  section: "local",
+  flags: {
+    name: { type: "string", required: true, value: "NAME", description: "the key's name, part of every signature" },
+    out: { type: "string", required: true, value: "DIR", complete: "directory", description: "the directory to write both files to" },
+    force: {
+      type: "boolean",
+      default: false,
+      description: "replace an existing key pair of that name (hosts trusting the old public key stop trusting new pushes)",
+    },
+    ...JSON_FLAG,
+  },
+  env: [],
+  example: "ferry keys generate --name ci-1 --out keys",
+} as const satisfies VerbSpec;
+
+export const CONTROLLER = {
+  path: ["controller"],
+  summary: "run the controller: agent link and binary cache over HTTP, operator API over gRPC",
+  section: "local",
+  flags: {
+    "data-dir": { type: "string", required: true, value: "DIR", complete: "directory", description: "state, cache and DIR/admin.token, the operator token" },
+    listen: {
+      type: "string",
+      value: "HOST:PORT",
+      default: "0.0.0.0:7070",
+      description: "HTTP for agents (/agent), the binary cache (/cache), bundle uploads and GET /healthz",
+    },
+    "grpc-listen": { type: "string", value: "HOST:PORT", default: "127.0.0.1:7071", description: "the operator API the CLI talks to (--controller)" },
+    "public-url": {
+      type: "string",
+      value: "URL",
+      description: "how agents and uploaders reach --listen, when that differs (proxy, NAT)",
+      defaultText: "the address the CLI dialled",
+    },
+    "heartbeat-interval": { type: "string", value: "SECONDS", default: "10", description: "how often agents prove their link is alive" },
+    "log-level": {
+      type: "string",
+      value: "LEVEL",
+      choices: ["trace", "debug", "info", "warn", "error", "fatal", "silent"],
+      description: "JSON log lines on stdout from this level up",
+      defaultText: `$FERRY_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL}`,
+    },
+    ...JSON_FLAG,
+  },
+  env: ["FERRY_LOG_LEVEL"],
+  example: "ferry controller --data-dir /var/lib/ferry --grpc-listen 127.0.0.1:7071",
+  notes:
+    "Runs until SIGINT or SIGTERM. GET /healthz on --listen answers 200 ok while it runs. With --json, a failure to start is printed as JSON (logs are JSON lines already).",
+} as const satisfies VerbSpec;
+
+const CONFIG_FLAG = {
+  type: "string",
+  required: true,
+  value: "FILE",
+  complete: "file",
+  description: "the agent's JSON configuration (ferry agent schema describes it)",
+} as const;
+
+export const AGENT = {
+  path: ["agent"],
+  summary: "run the agent on a host: pull, activate, check, roll back",
+  section: "local",
+  flags: {
+    config: CONFIG_FLAG,
+    "host-name": { type: "string", value: "NAME", description: "overrides the configuration's hostName" },
+    "controller-url": { type: "string", value: "URL", description: "overrides controllerUrl (ws://HOST:PORT/agent)" },
+    "token-file": { type: "string", value: "FILE", complete: "file", description: "overrides tokenFile, the agent token from ferry host add" },
+    "state-dir": { type: "string", value: "DIR", complete: "directory", description: "overrides stateDir" },
+    ...JSON_FLAG,
+  },
+  env: ["FERRY_AGENT_FAULT"],
+  example: "ferry agent --config /etc/ferry/agent.json",
+  notes: "Runs until SIGINT or SIGTERM; logs JSON lines on stdout at the configuration's logLevel. With --json, a failure to start is printed as JSON.",
+} as const satisfies VerbSpec;
+
+export const AGENT_SCHEMA = {
+  path: ["agent", "schema"],
+  summary: "print the JSON Schema of the agent configuration, with every default",
+  section: "local",
+  flags: JSON_FLAG,
+  env: [],
+  example: "ferry agent schema > agent-config.schema.json",
+  notes: "The schema is JSON with or without --json.",
+} as const satisfies VerbSpec;
+
+export const AGENT_CHECK_CONFIG = {
+  path: ["agent", "check-config"],
+  summary: "validate an agent configuration file without starting anything",
+  section: "local",
+  flags: { config: CONFIG_FLAG, ...JSON_FLAG },
+  env: [],
+  example: "ferry agent check-config --config /etc/ferry/agent.json --json",
+  notes: "With --json, prints the configuration with every default filled in.",
+} as const satisfies VerbSpec;
+
+export const AGENT_GC = {
+  path: ["agent", "gc"],
+  summary: "delete system generations beyond keepGenerations, then collect garbage",
+  section: "local",
+  flags: { config: CONFIG_FLAG, ...JSON_FLAG },
+  env: [],
+  example: "ferry agent gc --config /etc/ferry/agent.json",
+} as const satisfies VerbSpec;
+
+export const DEV_HOST = {
+  path: ["dev", "host"],
+  summary: "run an agent with a private /nix and /run, to try Ferry on one machine",
+  section: "local",
+  flags: {
+    config: CONFIG_FLAG,
+    dir: {
+      type: "string",
+      value: "DIR",
+      complete: "directory",
+      description: "where the private /nix and the agent's state live",
+      defaultText: "/var/tmp/ferry-dev/HOSTNAME",
+    },
+    "inside-namespace": { type: "boolean", default: false, description: "internal: set when ferry re-runs itself inside the mount namespace" },
+    ...JSON_FLAG,
+  },
+  env: [],
+  example: "ferry dev host --config agent.json",
+  notes:
+    "Needs root. Only /nix and /run are private: a real NixOS system's switch-to-configuration would still change this machine's /etc and systemd units, so deploy stand-in systems here (the README's quick start) and real ones to real hosts.",
+} as const satisfies VerbSpec;
+
+export const AGENT_APPLY_BUNDLE = {
+  path: ["agent", "apply-bundle"],
+  summary: "verify a bundle and activate this host's system from it, with no controller",
+  section: "local",
+  positionals: { synopsis: "FILE", min: 1, max: 1, complete: "file" },
+  flags: {
+    config: CONFIG_FLAG,
+    host: { type: "string", value: "NAME", description: "take this host's system from the bundle", defaultText: "the configuration's hostName" },
+    result: { type: "string", value: "FILE", complete: "file", description: "also write the JSON result to FILE" },
+    ...JSON_FLAG,
+  },
+  env: [],
+  example: "ferry agent apply-bundle /media/usb/site-a.ferry --config /etc/ferry/agent.json",
+  notes: "Logs go to stderr, the result to stdout.",
+} as const satisfies VerbSpec;
