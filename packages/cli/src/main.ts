@@ -13,6 +13,8 @@ import { bundleCommand } from "./commands/bundle.js";
 import { siteCommand } from "./commands/site.js";
 import { dryActivateCommand } from "./commands/dry-activate.js";
 import { devCommand } from "./commands/dev.js";
+import { tokenCommand } from "./commands/token.js";
+import { auditCommand } from "./commands/audit.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
 
@@ -30,6 +32,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   site: siteCommand,
   "dry-activate": dryActivateCommand,
   dev: devCommand,
+  token: tokenCommand,
+  audit: auditCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,12 +1,14 @@
-import { MODES, MODE_SUMMARY } from "@ferry/core";
+import { MODES, MODE_SUMMARY, SCOPES, SCOPE_SUMMARY } from "@ferry/core";
 
 export const USAGE = `ferry — pull-based deployments for NixOS fleets
 
 Operator verbs (reach the controller by gRPC; --controller HOST:PORT or
 FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
-  ferry host add NAME [--tag TAG]... [--token-out FILE]
+  ferry host add NAME [--tag TAG]... --token-out FILE|-    the agent token goes to FILE (0600), or stdout with -
   ferry host list
   ferry host remove NAME
+  ferry host rotate-token HOST --token-out FILE|-   new agent token; the connected agent stays connected and
+                                 presents the new one (from its tokenFile) when it next connects
   ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned] [--cache-url URL]
                                  key also from FERRY_SIGNING_KEY_FILE; pushing again adds signatures
   ferry cache rm STOREPATH...    remove paths no host's desired/current/previous system needs
@@ -25,6 +27,11 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry window list | remove ID
   ferry bundle import FILE --trusted-key KEY... [--deploy] [--mode MODE] [--cache-url URL] [--no-local-verify] [--two-pass]
   ferry site inventory -o FILE   which paths the site's cache holds, for bundle create --since
+  ferry token create NAME --scope SCOPE... [--tag TAG]... [--environment ENV]... [--expires DURATION]
+        --token-out FILE|-       a named operator token; --tag/--environment limit its deploy scope
+  ferry token list [--all] | revoke NAME | rotate NAME [--expires DURATION] --token-out FILE|-
+        rotate admin rewrites DATA_DIR/admin.token; an old secret is refused at once
+  ferry audit [--limit N] [--token NAME]   who did what, newest first
 
 Local verbs:
   ferry keys generate --name NAME --out DIR
@@ -41,6 +48,9 @@ Local verbs:
         [--site NAME] [--expires-in DURATION|never]   (default 30d)
   ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
   ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
+
+SCOPE (what an operator token may do; DATA_DIR/admin.token is the built-in admin token):
+${SCOPES.map((scope) => `  ${scope.padEnd(15)} ${SCOPE_SUMMARY[scope]}`).join("\n")}
 
 MODE (how hosts activate; without --mode each host's own strategy, trial unless its config says otherwise):
 ${MODES.map((mode) => `  ${mode.padEnd(8)} ${MODE_SUMMARY[mode]}`).join("\n")}

@@ -307,7 +307,10 @@ describe("SqliteStateStore durability", () => {
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
     const db = new Database(file);
-    db.exec("ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
+    db.exec(
+      "DROP TABLE operator_tokens; DROP TABLE audit; ALTER TABLE deployments DROP COLUMN requested_by; " +
+        "ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;",
+    );
     db.close();
 
     const { store: upgraded } = open(file);

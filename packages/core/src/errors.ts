@@ -69,6 +69,10 @@ export const ERROR_HINTS = {
   E_BUNDLE_INCOMPLETE: "The site lacks paths a delta bundle left out; make a new inventory (ferry site inventory) and a bundle --since it.",
   E_BUSY: "The controller is at a limit it sets to protect itself (uploads, streams); retry shortly.",
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
+  E_SCOPE:
+    "The operator token lacks the scope (or the tag/environment) this needs; ferry token list shows what each token may do. Use a token that has it, or have an admin create one (ferry token create).",
+  E_UNKNOWN_TOKEN: "List tokens with: ferry token list.",
+  E_TOKEN_EXISTS: "Pick another name, or revoke the token first: ferry token revoke NAME (or give it a new secret: ferry token rotate NAME).",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

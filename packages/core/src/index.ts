@@ -6,6 +6,7 @@ export * from "./logger.js";
 export * from "./runner.js";
 export * from "./nix.js";
 export * from "./modes.js";
+export * from "./scopes.js";
 export * from "./narinfo.js";
 export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";

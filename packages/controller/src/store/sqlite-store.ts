@@ -11,6 +11,8 @@ import {
   type StateStore,
 } from "./state-store.js";
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
+import { SqliteTokenStore, TOKENS_SCHEMA } from "./sqlite-tokens.js";
+import { AUDIT_SCHEMA, SqliteAuditStore } from "./sqlite-audit.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
 const MIGRATIONS: readonly string[] = [
@@ -52,6 +54,10 @@ const MIGRATIONS: readonly string[] = [
    UPDATE hosts SET activation_mode = ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED} WHERE activation_mode = ${ActivationMode.ACTIVATION_MODE_SWITCH};`,
   // What ran before the current system: the cache keeps its closure (ferry cache rm).
   `ALTER TABLE hosts ADD COLUMN previous_system TEXT NOT NULL DEFAULT '';`,
+  // Named operator tokens with scopes, the audit trail, and who asked for each deployment.
+  `${TOKENS_SCHEMA}
+   ${AUDIT_SCHEMA}
+   ALTER TABLE deployments ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';`,
 ];
 
 interface HostRow {
@@ -116,6 +122,8 @@ function toRecord(row: HostRow): HostRecord {
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
   readonly rollouts: SqliteRolloutStore;
+  readonly tokens: SqliteTokenStore;
+  readonly audit: SqliteAuditStore;
 
   private readonly eventsPerHost: number;
 
@@ -129,6 +137,8 @@ export class SqliteStateStore implements StateStore {
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
     this.rollouts = new SqliteRolloutStore(this.db);
+    this.tokens = new SqliteTokenStore(this.db);
+    this.audit = new SqliteAuditStore(this.db);
   }
 
   private migrate(): void {
@@ -166,6 +176,13 @@ export class SqliteStateStore implements StateStore {
     if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
   }
 
+  async setHostToken(name: string, tokenHash: string): Promise<HostRecord> {
+    assertHostName(name);
+    const { changes } = this.db.prepare("UPDATE hosts SET token_hash = ? WHERE name = ?").run(tokenHash, name);
+    if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+    return this.mustGet(name);
+  }
+
   async getHost(name: string): Promise<HostRecord | undefined> {
     assertHostName(name);
     const row = this.row(name);
@@ -179,7 +196,13 @@ export class SqliteStateStore implements StateStore {
     return names.map((name) => this.mustGet(assertHostName(name)));
   }
 
-  async recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
+  async recordDeployment(
+    deploymentId: string,
+    targets: readonly DeploymentTarget[],
+    mode: ActivationMode,
+    nowMs: number,
+    requestedBy = "",
+  ): Promise<HostRecord[]> {
     for (const target of targets) {
       assertHostName(target.hostName);
       assertStorePath(target.storePath);
@@ -195,7 +218,9 @@ export class SqliteStateStore implements StateStore {
         const { changes } = update.run(target.storePath, deploymentId, mode, held ? 0 : 1, held ? 1 : 0, HostPhase.HOST_PHASE_PENDING, target.hostName);
         if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
       }
-      this.db.prepare("INSERT INTO deployments (id, created_at_ms, targets) VALUES (?, ?, ?)").run(deploymentId, nowMs, JSON.stringify(targets));
+      this.db
+        .prepare("INSERT INTO deployments (id, created_at_ms, targets, requested_by) VALUES (?, ?, ?, ?)")
+        .run(deploymentId, nowMs, JSON.stringify(targets), requestedBy);
       return targets.map((target) => this.mustGet(target.hostName));
     })();
   }
