@@ -161,7 +161,12 @@ describe("deploy and the cache's signatures", () => {
     const lib = await upload("lib");
     const system = await upload("system", [lib.path], [sig("fleet-1")]);
     const refused = await refusedWith(
-      deploy({ targets: [{ hostName: "web-1", storePath: system.path }], mode: ActivationMode.ACTIVATION_MODE_SWITCH, ignoreWindows: false, allowUnsigned: false }),
+      deploy({
+        targets: [{ hostName: "web-1", storePath: system.path }],
+        mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+        ignoreWindows: false,
+        allowUnsigned: false,
+      }),
     );
     assert.equal(refused.code, "E_CACHE_UNSIGNED");
     assert.match(refused.message, new RegExp(`no signature for 1 path\\(s\\) of the closure of ${system.path}: ${lib.path}`));
@@ -205,7 +210,12 @@ describe("ferry cache rm (RemoveCachePaths)", () => {
     await store.recordReport("db-1", { currentSystem: oldSystem.path });
     await store.recordReport("db-1", { currentSystem: newSystem.path });
     assert.equal((await store.getHost("db-1"))?.previousSystem, oldSystem.path);
-    await deploy({ targets: [{ hostName: "db-1", storePath: desired.path }], mode: ActivationMode.ACTIVATION_MODE_SWITCH, ignoreWindows: false, allowUnsigned: false });
+    await deploy({
+      targets: [{ hostName: "db-1", storePath: desired.path }],
+      mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+      ignoreWindows: false,
+      allowUnsigned: false,
+    });
 
     for (const [path, holder] of [
       [wantedLib.path, `db-1's desired system, ${desired.path} \\(it is in its closure\\)`],

@@ -143,7 +143,8 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
         })
         .catch((error: unknown) => {
           stop();
-          call.destroy(toServiceError(error) as Error);
+          // grpc-js sends a stream's status from end(), which its "error" handler calls; destroy() would send none.
+          call.emit("error", toServiceError(error));
         });
     },
   };

@@ -264,7 +264,8 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
           call.write({ storePaths: batch, lastSequence });
           call.end();
         })
-        .catch((error: unknown) => call.destroy(toServiceError(error) as Error));
+        // grpc-js sends a stream's status from end(), which its "error" handler calls; destroy() would send none.
+        .catch((error: unknown) => call.emit("error", toServiceError(error)));
     },
   };
 }
