@@ -315,6 +315,14 @@ describe("the audit trail", () => {
     });
     assert.equal(upload.status, 200, await upload.text());
 
+    const ops = await createToken(address, t.adminToken, "window-keeper", ["hosts:admin"]);
+    const { window } = await must<{ window: { id: string } }>(
+      "AddMaintenanceWindow",
+      { window: { id: "", hostName: "", tag: "staging", cron: "0 3 * * *", durationMs: 3_600_000, timezone: "UTC" } },
+      ops,
+    );
+    await must("RemoveMaintenanceWindow", { id: window.id }, ops);
+
     const { entries } = await must<ListAuditResponse>("ListAudit", { limit: 1000 }, t.adminToken);
     const did = (actor: string, action: string, target?: string): boolean =>
       entries.some((entry) => entry.actor === actor && entry.action === action && (target === undefined || entry.target === target));
@@ -332,6 +340,8 @@ describe("the audit trail", () => {
     assert.ok(did("ci-staging", "rollout.abort"));
     assert.ok(did("ci-production", "rollout.abort"));
     assert.ok(did("site-import", "bundle.import", `sequence ${bundle.manifest.sequence}`));
+    assert.ok(did("window-keeper", "window.add", window.id));
+    assert.ok(did("window-keeper", "window.remove", window.id));
     assert.ok(!entries.some((entry) => entry.actor === "mallory@laptop"), "a client-supplied name is never the actor");
     const start = entries.find((entry) => entry.actor === "ci-staging" && entry.action === "rollout.start");
     assert.equal((JSON.parse(start?.detailJson ?? "{}") as { clientNote?: string }).clientNote, "mallory@laptop");
