@@ -12,7 +12,11 @@
 #
 # Environment:
 #   FERRY_CONTROLLER        controller gRPC address, HOST:PORT (read by ferry)
-#   FERRY_TOKEN_FILE        operator token file (read by ferry)
+#   FERRY_TOKEN_FILE        operator token file (read by ferry). Each step needs
+#                           a scope: push cache:push; staging / production deploy
+#                           (limited to that environment's tag and environment)
+#                           and read. CI gives each job its own token; the admin
+#                           token (DATA_DIR/admin.token) can run every step.
 #   FERRY_SIGNING_KEY_FILE  secret cache-signing key (push step); its public half
 #                           is services.ferry-agent.trustedPublicKeys
 #   FERRY                   ferry command to use (default: `ferry` on PATH, else

@@ -42,7 +42,7 @@ describe(
     test("a wrong or missing operator token", async () => {
       const wrong = join(fleet.dir, "wrong.token");
       writeFileSync(wrong, "not-the-token\n");
-      const result = await fleet.cli(["host", "add", "intruder", "--token-file", wrong, "--json"]);
+      const result = await fleet.cli(["host", "add", "intruder", "--token-out", "-", "--token-file", wrong, "--json"]);
       assert.equal(result.code, 1);
       assert.equal(result.json<{ error: { code: string } }>().error.code, "E_AUTH");
       const missing = await fleet.cli(["status", "--token-file", join(fleet.dir, "absent.token")]);

@@ -64,7 +64,7 @@ export class Fleet {
   async addHost(name: string, options: { tags?: string[]; agentConfig?: Record<string, unknown>; start?: boolean } = {}): Promise<SimHost> {
     const host = await SimHost.create(name, join(this.dir, "hosts"));
     this.hosts.set(name, host);
-    const added = await this.mustCli(["host", "add", name, ...(options.tags ?? []).flatMap((tag) => ["--tag", tag]), "--json"]);
+    const added = await this.mustCli(["host", "add", name, ...(options.tags ?? []).flatMap((tag) => ["--tag", tag]), "--token-out", "-", "--json"]);
     host.writeAgentConfig({
       controllerPort: this.controller.httpPort,
       token: added.json<{ agentToken: string }>().agentToken,

@@ -15,6 +15,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   site: async () => (await import("./commands/site.js")).siteCommand,
   "dry-activate": async () => (await import("./commands/dry-activate.js")).dryActivateCommand,
   dev: async () => (await import("./commands/dev.js")).devCommand,
+  token: async () => (await import("./commands/token.js")).tokenCommand,
+  audit: async () => (await import("./commands/audit.js")).auditCommand,
   context: async () => (await import("./commands/context.js")).contextCommand,
   completion: async () => (await import("./commands/completion.js")).completionCommand,
   help: async () => (await import("./commands/help.js")).helpCommand,

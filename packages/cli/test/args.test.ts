@@ -18,7 +18,7 @@ describe("parseVerb", () => {
     assert.equal(values.wait, false);
     assert.equal(values.controller, undefined);
     assert.deepEqual(positionals, ["web-1=/nix/store/x"]);
-    assert.deepEqual(parseVerb(VERBS["host add"], ["web-1"]).values.tag, []);
+    assert.deepEqual(parseVerb(VERBS["host add"], ["web-1", "--token-out", "-"]).values.tag, []);
   });
 
   test("an unknown flag is refused, with the nearest one suggested", () => {

@@ -84,6 +84,24 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
     },
     { verb: "host list", args: () => ["host", "list"], expect: (r) => assert.equal((r["hosts"] as Json[]).length, 1) },
     {
+      verb: "host rotate-token",
+      args: () => ["host", "rotate-token", "web-1", "--token-out", file("web-1.rotated.token")],
+      expect: (r) => assert.equal(typeof r, "object"),
+    },
+    {
+      verb: "token create",
+      args: () => ["token", "create", "reader", "--scope", "read", "--token-out", file("reader.token")],
+      expect: (r) => assert.equal((r["token"] as Json)["name"], "reader"),
+    },
+    { verb: "token list", args: () => ["token", "list"], expect: (r) => assert.ok((r["tokens"] as Json[]).some((t) => t["name"] === "reader")) },
+    {
+      verb: "token rotate",
+      args: () => ["token", "rotate", "reader", "--token-out", file("reader.rotated.token")],
+      expect: (r) => assert.equal((r["token"] as Json)["name"], "reader"),
+    },
+    { verb: "token revoke", args: () => ["token", "revoke", "reader"], expect: (r) => assert.equal((r["token"] as Json)["name"], "reader") },
+    { verb: "audit", args: () => ["audit"], expect: (r) => assert.ok((r["entries"] as Json[]).length > 0) },
+    {
       verb: "cache push",
       args: () => ["cache", "push", system, "--signing-key-file", file("keys/ci-1.secret")],
       expect: (r) => assert.equal(r["signed"], true),

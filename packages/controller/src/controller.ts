@@ -2,9 +2,15 @@ import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
-import { FERRY_VERSION, listenError, tokenMatchesHash, type Logger } from "@ferry/core";
-import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
+import { FERRY_VERSION, listenError, toFerryError, type Logger } from "@ferry/core";
+import { AccessServiceService, OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
+import { createAccessService } from "./api/access-service.js";
+import { AuditLog } from "./audit/audit-log.js";
+import { createAuthenticator } from "./auth/authenticate.js";
+import { admitHttp, identifyHttpCaller } from "./auth/credentials.js";
+import { HTTP_REQUIREMENTS } from "./auth/endpoint-scopes.js";
+import { TokenAdmin } from "./auth/token-admin.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
 import { createCacheHandlers } from "./api/cache-service.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
@@ -47,18 +53,6 @@ const AGENT_PATH = "/agent";
 const HISTORY_PRUNE_INTERVAL_MS = 3_600_000;
 const CACHE_PREFIX = "/cache/";
 
-/** Reads the operator token from HTTP Basic (what `nix copy` sends from a netrc) or Bearer. */
-function requestCarriesToken(request: IncomingMessage, tokenHash: string): boolean {
-  const header = request.headers.authorization ?? "";
-  if (header.startsWith("Bearer ")) return tokenMatchesHash(header.slice(7).trim(), tokenHash);
-  if (header.startsWith("Basic ")) {
-    const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
-    const password = decoded.slice(decoded.indexOf(":") + 1);
-    return decoded.includes(":") && tokenMatchesHash(password, tokenHash);
-  }
-  return false;
-}
-
 /**
  * Starts every part, or none: a start that fails at any step (a port in use, a
  * database it cannot migrate) closes what it opened and lets go of the data
@@ -89,7 +83,11 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => store.close());
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
-  const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
+  const authenticator = createAuthenticator(store.tokens, log.child({ part: "auth" }));
+  const tokenAdmin = new TokenAdmin(store.tokens, dataDir.adminTokenFile);
+  await tokenAdmin.adoptAdminFile(dataDir.adminTokenHash);
+  const audit = new AuditLog(store.audit, log.child({ part: "audit" }));
+  const cache = new BinaryCache(dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
   const hub = new AgentHub({
@@ -118,18 +116,21 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     hub,
     cache,
     log: log.child({ part: "site" }),
-    adminTokenHash: dataDir.adminTokenHash,
+    authenticator,
+    audit,
     hostEvents,
     dataDir: dataDir.root,
   });
 
   const governor = new ConnectionGovernor({ ...DEFAULT_EDGE_LIMITS, ...options.edgeLimits }, log.child({ part: "edge" }));
-  const http = createServer(governor.serverOptions(), (request: IncomingMessage, response: ServerResponse) => {
+  const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = (request.url ?? "/").split("?")[0] as string;
-    const authorized = requestCarriesToken(request, dataDir.adminTokenHash);
-    if (authorized) governor.trust(request.socket);
+    // Who it is, found once; each endpoint checks what it requires (auth/endpoint-scopes.ts).
+    const caller = await identifyHttpCaller(authenticator, request);
+    const authenticated = "principal" in caller;
+    if (authenticated) governor.trust(request.socket);
     const isUpload = request.method === "PUT" || request.method === "POST";
-    if (isUpload && authorized) {
+    if (isUpload && authenticated) {
       if (!governor.beginUpload()) {
         refuseUpload(request, response, 503, "E_BUSY: too many uploads in progress; retry shortly\n", { "retry-after": "5" });
         return;
@@ -144,14 +145,22 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
         response.writeHead(400, { "content-type": "text/plain" }).end("malformed URL encoding\n");
         return;
       }
-      void cache.handle(request, response, relative);
+      await cache.handle(request, response, relative, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /cache/*"]).name);
     } else if (path === BUNDLE_UPLOAD_PATH) {
-      void handleBundleUpload(site, request, response, authorized);
+      await handleBundleUpload(site, request, response, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /bundles/upload"]));
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {
       response.writeHead(404).end();
     }
+  };
+  const http = createServer(governor.serverOptions(), (request: IncomingMessage, response: ServerResponse) => {
+    route(request, response).catch((error: unknown) => {
+      const failure = toFerryError(error);
+      log.error({ err: failure.message, code: failure.code, url: request.url }, "HTTP request failed");
+      if (!response.headersSent) response.writeHead(500, { "content-type": "text/plain" });
+      response.end(`${failure.code}: ${failure.message}\n`);
+    });
   });
   governor.attach(http);
   http.on("upgrade", (request, socket: Socket, head) => {
@@ -175,14 +184,16 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       hub,
       cache,
       log: log.child({ part: "api" }),
-      adminTokenHash: dataDir.adminTokenHash,
+      authenticator,
+      audit,
       hostEvents,
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
     }),
-    ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
-    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash }),
+    ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
+    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), authenticator, audit }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
+  grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
     grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
@@ -198,6 +209,9 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const pruneHistory = async (): Promise<void> => {
     const deleted = await store.pruneEvents(Date.now() - history.maxAgeMs);
     if (deleted > 0) log.info({ deleted, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old deployment history");
+    // The audit trail is history too, kept as long.
+    const audited = await store.audit.prune(Date.now() - history.maxAgeMs);
+    if (audited > 0) log.info({ deleted: audited, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old audit entries");
   };
   await pruneHistory();
   const pruneTimer = setInterval(
@@ -225,6 +239,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
         http.closeAllConnections();
       });
       governor.close();
+      await audit.flush();
       await store.close();
       dataDir.release();
       log.info("controller stopped");

@@ -91,6 +91,10 @@ export const ERROR_HINTS = {
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
   E_HOST_CASE_CLASH: "Host names ignore case; remove one of the named hosts from the database as the message says, then start again.",
   E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
+  E_SCOPE:
+    "The operator token lacks the scope (or the tag/environment) this needs; ferry token list shows what each token may do. Use a token that has it, or have an admin create one (ferry token create).",
+  E_UNKNOWN_TOKEN: "List tokens with: ferry token list.",
+  E_TOKEN_EXISTS: "Pick another name, or revoke the token first: ferry token revoke NAME (or give it a new secret: ferry token rotate NAME).",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

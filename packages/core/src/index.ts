@@ -8,6 +8,7 @@ export * from "./runner.js";
 export * from "./nix.js";
 export * from "./modes.js";
 export * from "./key-pair.js";
+export * from "./scopes.js";
 export * from "./narinfo.js";
 export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";

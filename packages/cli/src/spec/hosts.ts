@@ -3,12 +3,18 @@ import type { VerbSpec } from "./types.js";
 
 export const HOST_ADD = {
   path: ["host", "add"],
-  summary: "register a host and print its agent token (shown once)",
+  summary: "register a host; its agent token goes where --token-out says (shown once)",
   section: "operator",
   positionals: { synopsis: "NAME", min: 1, max: 1 },
   flags: {
     tag: { type: "string", multiple: true, default: [], value: "TAG", description: "a tag rollouts and windows can select the host by (repeatable)" },
-    "token-out": { type: "string", value: "FILE", complete: "file", description: "write the agent token to FILE (mode 0600) instead of printing it" },
+    "token-out": {
+      type: "string",
+      required: true,
+      value: "FILE|-",
+      complete: "file",
+      description: "where the agent token goes: FILE (mode 0600), or - for stdout",
+    },
     ...CONNECTION_FLAGS,
   },
   env: CONNECTION_ENV,

@@ -1,3 +1,4 @@
+import { AUDIT, HOST_ROTATE_TOKEN, TOKEN_CREATE, TOKEN_LIST, TOKEN_REVOKE, TOKEN_ROTATE } from "./access.js";
 import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
 import { COMPLETION, CONTEXT_LIST, CONTEXT_REMOVE, CONTEXT_SET, CONTEXT_SHOW, CONTEXT_USE, HELP, VERSION } from "./cli.js";
 import { CACHE_PUSH, CACHE_RM, DEPLOY, DRY_ACTIVATE } from "./deploy.js";
@@ -12,6 +13,7 @@ export const VERBS = {
   "host add": HOST_ADD,
   "host list": HOST_LIST,
   "host remove": HOST_REMOVE,
+  "host rotate-token": HOST_ROTATE_TOKEN,
   "cache push": CACHE_PUSH,
   "cache rm": CACHE_RM,
   deploy: DEPLOY,
@@ -29,6 +31,11 @@ export const VERBS = {
   "window remove": WINDOW_REMOVE,
   "bundle import": BUNDLE_IMPORT,
   "site inventory": SITE_INVENTORY,
+  "token create": TOKEN_CREATE,
+  "token list": TOKEN_LIST,
+  "token revoke": TOKEN_REVOKE,
+  "token rotate": TOKEN_ROTATE,
+  audit: AUDIT,
   "keys generate": KEYS_GENERATE,
   controller: CONTROLLER,
   agent: AGENT,
@@ -54,6 +61,7 @@ export type VerbId = keyof typeof VERBS;
 
 /** Verbs that only group others: `ferry rollout --help` lists its members. */
 export const GROUPS: Readonly<Record<string, string>> = {
+  token: "named operator tokens with scopes",
   dev: "try Ferry on one machine",
   host: "register, list and remove hosts",
   cache: "fill the controller's binary cache",

@@ -1,5 +1,7 @@
 import type { EventEmitter } from "node:events";
 import type { Logger } from "@ferry/core";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { Authenticator } from "../auth/authenticate.js";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { StateStore } from "../store/state-store.js";
@@ -10,7 +12,8 @@ export interface ApiDeps {
   hub: AgentHub;
   cache: BinaryCache;
   log: Logger;
-  adminTokenHash: string;
+  authenticator: Authenticator;
+  audit: AuditLog;
   /** Emits "changed" with a host name whenever a host's status may have changed. */
   hostEvents: EventEmitter;
   now?: () => number;

@@ -16,6 +16,7 @@ import {
 } from "@ferry/core";
 import { PublishBundleResponse } from "@ferry/protocol";
 import type { BundleSite } from "./site-service.js";
+import type { Principal } from "../auth/authorize.js";
 import { refuseUpload } from "../edge/refuse-upload.js";
 
 /** Where the single-pass import is served, beside the cache prefix on the HTTP listener. */
@@ -146,7 +147,7 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
   response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
 }
 
-const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409, E_NO_SPACE: 507 };
+const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_SCOPE: 403, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409, E_NO_SPACE: 507 };
 
 /**
  * `PUT /bundles/upload?deploy=1&mode=switch` with the operator token and the
@@ -159,14 +160,14 @@ const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_INTERNAL: 500, E
  * narinfos) and the import recorded; on any failure the staging directory is
  * removed, so a refused bundle leaves nothing in the cache, ledger or database.
  */
-export async function handleBundleUpload(site: BundleSite, request: IncomingMessage, response: ServerResponse, authorized: boolean): Promise<void> {
+export async function handleBundleUpload(site: BundleSite, request: IncomingMessage, response: ServerResponse, admit: () => Principal): Promise<void> {
   if (request.method !== "PUT") {
     refuseUpload(request, response, 405, "bundles are uploaded with PUT\n", { allow: "PUT" });
     return;
   }
   let staging: Staging | undefined;
   try {
-    if (!authorized) throw new FerryError("E_AUTH", "bundle uploads need the operator token");
+    const importer = admit();
     const query = new URL(request.url ?? "/", "http://localhost").searchParams;
     const deploy = query.get("deploy") === "1";
     const mode = modeToWire(parseOptionalMode(query.get("mode"), "mode"));
@@ -189,7 +190,7 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
         await site.precheck(manifest, deploy);
         await requireClosuresComplete(site, manifest, stage);
         await stage.publish(site.deps.cache.dir);
-        return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode);
+        return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode, importer.name);
       });
     } finally {
       // Gone before the client hears anything: a refusal leaves no trace, even for a moment.

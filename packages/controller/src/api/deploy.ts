@@ -63,6 +63,8 @@ export interface DeployOptions {
   ignoreWindows: boolean;
   /** Record it although the cache holds no signature for some closure path. */
   allowUnsigned?: boolean;
+  /** Name of the token that asked for it, recorded with the deployment. */
+  requestedBy?: string;
 }
 
 export interface RecordedDeploy {
@@ -89,6 +91,6 @@ export async function recordDeploy(
   );
   const windows = await decideWindows(store, targets, options.ignoreWindows, nowMs);
   const deploymentId = newId("d", nowMs);
-  const records = await store.recordDeployment(deploymentId, windows.targets, options.mode, nowMs);
+  const records = await store.recordDeployment(deploymentId, windows.targets, options.mode, nowMs, options.requestedBy ?? "");
   return { deploymentId, records, held: windows.held, windowsIgnored: windows.ignored };
 }

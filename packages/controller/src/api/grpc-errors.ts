@@ -13,6 +13,9 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_BUSY: status.RESOURCE_EXHAUSTED,
   E_CACHE_UNSIGNED: status.FAILED_PRECONDITION,
   E_CACHE_PATH_IN_USE: status.FAILED_PRECONDITION,
+  E_SCOPE: status.PERMISSION_DENIED,
+  E_UNKNOWN_TOKEN: status.NOT_FOUND,
+  E_TOKEN_EXISTS: status.ALREADY_EXISTS,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

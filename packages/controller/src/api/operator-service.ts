@@ -21,7 +21,9 @@ import {
 import { toHostStatus } from "./host-status.js";
 import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
-import { authenticate, unaryHandler } from "./unary.js";
+import { admitRpc, unaryHandler } from "./unary.js";
+import { authorize } from "../auth/authorize.js";
+import { deployTarget } from "../auth/deploy-target.js";
 import type { ApiDeps } from "./api-deps.js";
 
 export interface OperatorServiceDeps extends ApiDeps {
@@ -37,7 +39,7 @@ type CacheMethods = "removeCachePaths";
 export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods | CacheMethods> {
   const now = deps.now ?? Date.now;
 
-  const unary = unaryHandler(deps.log, deps.adminTokenHash);
+  const unary = unaryHandler(deps.log, deps.authenticator);
 
   async function statuses(given: readonly string[]) {
     const names = given.map(assertHostName);
@@ -47,33 +49,50 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
   return {
     getInfo: unary("GetInfo", async (): Promise<GetInfoResponse> => ({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, ...deps.info })),
 
-    addHost: unary("AddHost", async (request: AddHostRequest): Promise<AddHostResponse> => {
+    addHost: unary("AddHost", async (request: AddHostRequest, caller): Promise<AddHostResponse> => {
       const name = assertHostName(request.name);
       const tags = request.tags.map(assertTag);
       const token = generateToken();
       const record = await deps.store.addHost(name, hashToken(token), tags, now());
-      deps.log.info({ host: name, tags }, "host added");
+      deps.log.info({ host: name, tags, token: caller.name }, "host added");
+      await deps.audit.record(caller.name, "host.add", name, { tags });
       return { host: toHostStatus(record, false), agentToken: token };
     }),
 
-    removeHost: unary("RemoveHost", async (request: RemoveHostRequest): Promise<RemoveHostResponse> => {
+    removeHost: unary("RemoveHost", async (request: RemoveHostRequest, caller): Promise<RemoveHostResponse> => {
       const name = assertHostName(request.name);
       await deps.store.removeHost(name);
       deps.hub.disconnect(name, "host removed by operator");
-      deps.log.info({ host: name }, "host removed");
+      deps.log.info({ host: name, token: caller.name }, "host removed");
+      await deps.audit.record(caller.name, "host.remove", name);
       return {};
     }),
 
     listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => ({ hosts: await statuses(request.names) })),
 
-    deploy: unary("Deploy", async (request: DeployRequest): Promise<DeployResponse> => {
+    deploy: unary("Deploy", async (request: DeployRequest, caller): Promise<DeployResponse> => {
+      await validateTargets(deps.store, request.targets);
+      authorize(
+        caller,
+        "deploy",
+        await deployTarget(
+          deps.store,
+          request.targets.map((target) => target.hostName),
+        ),
+      );
       const { deploymentId, records, held, windowsIgnored } = await recordDeploy(
         deps.store,
         deps.cache,
         request.targets,
-        { mode: request.mode, ignoreWindows: request.ignoreWindows, allowUnsigned: request.allowUnsigned },
+        { mode: request.mode, ignoreWindows: request.ignoreWindows, allowUnsigned: request.allowUnsigned, requestedBy: caller.name },
         now(),
       );
+      await deps.audit.record(caller.name, "deploy", deploymentId, {
+        hosts: Object.fromEntries(request.targets.map((target) => [target.hostName, target.storePath])),
+        mode: request.mode,
+        ignoreWindows: request.ignoreWindows,
+        allowUnsigned: request.allowUnsigned,
+      });
       for (const record of records) {
         deps.log.info(
           { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem, heldForWindow: record.heldForWindow || undefined },
@@ -87,11 +106,13 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))), held, windowsIgnored };
     }),
 
-    dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {
+    dryActivate: unary("DryActivate", async (request: DryActivateRequest, caller): Promise<DryActivateResponse> => {
       const [target] = (await validateTargets(deps.store, [{ hostName: request.hostName, storePath: request.storePath }])) as [HostTarget];
+      authorize(caller, "deploy", await deployTarget(deps.store, [target.hostName]));
       // A dry run switches nothing, and the host checks signatures itself.
       await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
+      await deps.audit.record(caller.name, "dry-activate", target.hostName, { storePath: target.storePath });
       const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs);
       return { success: outcome.success, output: outcome.output, errorCode: outcome.errorCode, errorMessage: outcome.errorMessage };
     }),
@@ -109,9 +130,8 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       };
       call.on("cancelled", stop);
       call.on("close", stop);
-      Promise.resolve()
+      admitRpc(deps.authenticator, call, "WatchHosts")
         .then(() => {
-          authenticate(call, deps.adminTokenHash);
           const names = call.request.names.map(assertHostName);
           // Listen before taking the snapshot, so no change falls in between.
           watched = new Set(names);
@@ -123,7 +143,8 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
         })
         .catch((error: unknown) => {
           stop();
-          call.destroy(toServiceError(error) as Error);
+          // grpc-js sends a stream's status from end(), which its "error" handler calls; destroy() would send none.
+          call.emit("error", toServiceError(error));
         });
     },
   };

@@ -17,6 +17,10 @@ import {
   type StartRolloutRequest,
   type StartRolloutResponse,
 } from "@ferry/protocol";
+import type { AuditLog } from "../audit/audit-log.js";
+import type { Authenticator } from "../auth/authenticate.js";
+import { authorize } from "../auth/authorize.js";
+import { deployTarget } from "../auth/deploy-target.js";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
@@ -33,7 +37,8 @@ export interface RolloutServiceDeps {
   cache: BinaryCache;
   engine: RolloutEngine;
   log: Logger;
-  adminTokenHash: string;
+  authenticator: Authenticator;
+  audit: AuditLog;
   rolloutEvents: EventEmitter;
   now?: () => number;
 }
@@ -78,12 +83,28 @@ const ACTIONS: Partial<Record<RolloutAction, "pause" | "resume" | "abort" | "pro
 /** Rollout and maintenance-window handlers of the operator service. */
 export function createRolloutHandlers(deps: RolloutServiceDeps) {
   const now = deps.now ?? Date.now;
-  const unary = unaryHandler(deps.log, deps.adminTokenHash);
+  const unary = unaryHandler(deps.log, deps.authenticator);
   return {
-    startRollout: unary("StartRollout", async (request: StartRolloutRequest): Promise<StartRolloutResponse> => {
-      const record = await planRollout(deps.store, deps.cache, request, now());
+    startRollout: unary("StartRollout", async (request: StartRolloutRequest, caller): Promise<StartRolloutResponse> => {
+      // Who asked is the token's name, never what the client says.
+      const record = await planRollout(deps.store, deps.cache, { ...request, requestedBy: caller.name }, now());
+      authorize(
+        caller,
+        "deploy",
+        await deployTarget(
+          deps.store,
+          record.hosts.map((host) => host.name),
+          record.environment,
+        ),
+      );
       await deps.store.rollouts.createRollout(record);
       deps.log.info({ rolloutId: record.id, hosts: record.hosts.length, waves: record.waveCount, requestedBy: record.requestedBy }, "rollout started");
+      await deps.audit.record(caller.name, "rollout.start", record.id, {
+        environment: record.environment,
+        hosts: Object.fromEntries(record.hosts.map((host) => [host.name, host.storePath])),
+        mode: record.mode,
+        ...(request.requestedBy ? { clientNote: request.requestedBy.slice(0, 200) } : {}),
+      });
       deps.engine.poke();
       return { rollout: toRolloutMessage(await deps.store.rollouts.getRollout(record.id)) };
     }),
@@ -96,15 +117,27 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
       rollouts: (await deps.store.rollouts.listRollouts(Math.min(request.limit || 50, 1000))).map(toRolloutMessage),
     })),
 
-    controlRollout: unary("ControlRollout", async (request: ControlRolloutRequest): Promise<ControlRolloutResponse> => {
+    controlRollout: unary("ControlRollout", async (request: ControlRolloutRequest, caller): Promise<ControlRolloutResponse> => {
       const action = ACTIONS[request.action];
       if (!action) throw new FerryError("E_BAD_ARGUMENT", "unknown rollout action");
-      const record = await deps.engine.control(request.id, action, request.reason.slice(0, 500), { acceptFailingChecks: request.acceptFailingChecks });
-      deps.log.info({ rolloutId: request.id, action, acceptFailingChecks: request.acceptFailingChecks || undefined }, "rollout control");
+      const rollout = await deps.store.rollouts.getRollout(request.id);
+      authorize(
+        caller,
+        "deploy",
+        await deployTarget(
+          deps.store,
+          rollout.hosts.map((host) => host.name),
+          rollout.environment,
+        ),
+      );
+      const reason = request.reason.slice(0, 500);
+      const record = await deps.engine.control(request.id, action, reason, { acceptFailingChecks: request.acceptFailingChecks });
+      deps.log.info({ rolloutId: request.id, action, acceptFailingChecks: request.acceptFailingChecks || undefined, token: caller.name }, "rollout control");
+      await deps.audit.record(caller.name, `rollout.${action}` as const, request.id, reason ? { reason } : {});
       return { rollout: toRolloutMessage(record) };
     }),
 
-    addMaintenanceWindow: unary("AddMaintenanceWindow", async (request: AddMaintenanceWindowRequest): Promise<AddMaintenanceWindowResponse> => {
+    addMaintenanceWindow: unary("AddMaintenanceWindow", async (request: AddMaintenanceWindowRequest, caller): Promise<AddMaintenanceWindowResponse> => {
       const window = request.window;
       if (!window) throw new FerryError("E_BAD_ARGUMENT", "no window given");
       if ((window.hostName === "") === (window.tag === "")) throw new FerryError("E_BAD_ARGUMENT", "a window applies to exactly one host or one tag");
@@ -120,6 +153,12 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
       validateWindow(record);
       await deps.store.rollouts.addWindow(record);
       deps.engine.poke();
+      await deps.audit.record(caller.name, "window.add", record.id, {
+        hostName: record.hostName,
+        tag: record.tag,
+        cron: record.cron,
+        durationMs: record.durationMs,
+      });
       return { window: record };
     }),
 
@@ -127,10 +166,14 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
       windows: await deps.store.rollouts.listWindows(),
     })),
 
-    removeMaintenanceWindow: unary("RemoveMaintenanceWindow", async (request: RemoveMaintenanceWindowRequest): Promise<RemoveMaintenanceWindowResponse> => {
-      await deps.store.rollouts.removeWindow(request.id);
-      deps.engine.poke();
-      return {};
-    }),
+    removeMaintenanceWindow: unary(
+      "RemoveMaintenanceWindow",
+      async (request: RemoveMaintenanceWindowRequest, caller): Promise<RemoveMaintenanceWindowResponse> => {
+        await deps.store.rollouts.removeWindow(request.id);
+        deps.engine.poke();
+        await deps.audit.record(caller.name, "window.remove", request.id);
+        return {};
+      },
+    ),
   };
 }

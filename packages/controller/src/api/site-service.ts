@@ -18,7 +18,7 @@ import type { ActivationMode, InventoryRequest, InventoryResponse, PublishBundle
 import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { toHostStatus } from "./host-status.js";
-import { authenticate } from "./unary.js";
+import { admitRpc } from "./unary.js";
 import type { ApiDeps } from "./api-deps.js";
 
 export interface SiteServiceDeps extends ApiDeps {
@@ -55,8 +55,15 @@ export interface BundleSite {
   trustedKeys(): Promise<string[]>;
   /** Checks that record nothing: sequence above the ledger's, hosts known (with deploy), omitted paths present. */
   precheck(manifest: BundleManifest, deploy: boolean): Promise<void>;
-  /** Records the import in the ledger and, with deploy, the desired systems. The caller has checked the cache. */
-  record(manifest: BundleManifest, manifestBytes: Buffer, signer: string, deploy: boolean, mode: ActivationMode): Promise<PublishBundleResponse>;
+  /** Records the import in the ledger and, with deploy, the desired systems, under the importing token's name. The caller has checked the cache. */
+  record(
+    manifest: BundleManifest,
+    manifestBytes: Buffer,
+    signer: string,
+    deploy: boolean,
+    mode: ActivationMode,
+    importedBy: string,
+  ): Promise<PublishBundleResponse>;
 }
 
 export function createBundleSite(deps: SiteServiceDeps): BundleSite {
@@ -89,7 +96,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       if (deploy) await validateTargets(deps.store, targetsOf(manifest));
       await requireOmittedPresent(manifest);
     },
-    async record(manifest, manifestBytes, signer, deploy, mode) {
+    async record(manifest, manifestBytes, signer, deploy, mode, importedBy) {
       ledger.record({
         sequence: manifest.sequence,
         manifestSha256: sha256Hex(manifestBytes),
@@ -99,10 +106,24 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
         hosts: manifest.hosts,
         ...(manifest.site === null ? {} : { site: manifest.site }),
       });
-      deps.log.info({ sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts) }, "bundle imported");
+      deps.log.info(
+        { sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts), token: importedBy },
+        "bundle imported",
+      );
       const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
-      if (!deploy) return base;
-      const { deploymentId, records } = await recordDeploy(deps.store, deps.cache, targetsOf(manifest), { mode, ignoreWindows: false }, now());
+      const audited = { sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: manifest.hosts, deploy };
+      if (!deploy) {
+        await deps.audit.record(importedBy, "bundle.import", `sequence ${manifest.sequence}`, audited);
+        return base;
+      }
+      const { deploymentId, records } = await recordDeploy(
+        deps.store,
+        deps.cache,
+        targetsOf(manifest),
+        { mode, ignoreWindows: false, requestedBy: importedBy },
+        now(),
+      );
+      await deps.audit.record(importedBy, "bundle.import", `sequence ${manifest.sequence}`, { ...audited, deploymentId });
       for (const record of records) {
         deps.log.info(
           { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },
@@ -142,7 +163,7 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
     }
   }
 
-  async function publish(header: PublishBundleRequest, manifestBytes: Buffer): Promise<PublishBundleResponse> {
+  async function publish(header: PublishBundleRequest, manifestBytes: Buffer, importedBy: string): Promise<PublishBundleResponse> {
     const signer = verifyManifestSignature(manifestBytes, header.manifestSignature, parsePublicKeys(await site.trustedKeys()));
     const manifest = parseManifest(manifestBytes);
     await site.precheck(manifest, header.deploy);
@@ -150,70 +171,76 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
     await requireBundleFilesInCache(manifest);
     // Completeness only: the bundle's own narinfos were verified against the site's keys above.
     await requireClosuresInCache(deps.cache, Object.values(manifest.hosts), { allowUnsigned: true });
-    return site.record(manifest, manifestBytes, signer, header.deploy, header.mode);
+    return site.record(manifest, manifestBytes, signer, header.deploy, header.mode, importedBy);
   }
 
   let publishStreams = 0;
+
+  /** Buffers the manifest of an admitted PublishBundle stream, then publishes it. */
+  function receive(
+    call: ServerReadableStream<PublishBundleRequest, PublishBundleResponse>,
+    callback: sendUnaryData<PublishBundleResponse>,
+    importedBy: string,
+    refuse: (error: unknown) => void,
+  ): void {
+    if (call.cancelled) return;
+    if (publishStreams >= MAX_PUBLISH_STREAMS) {
+      refuse(new FerryError("E_BUSY", `${MAX_PUBLISH_STREAMS} bundle publications are already in progress`));
+      return;
+    }
+    publishStreams++;
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      publishStreams--;
+      clearTimeout(deadline);
+    };
+    const deadline = setTimeout(() => {
+      finish();
+      refuse(new FerryError("E_BUSY", `the manifest did not arrive within ${PUBLISH_DEADLINE_MS / 1000} s`));
+    }, PUBLISH_DEADLINE_MS);
+    deadline.unref();
+    let header: PublishBundleRequest | undefined;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed: unknown;
+    call.on("data", (message: PublishBundleRequest) => {
+      header ??= message;
+      size += message.manifestChunk.length;
+      if (size > MAX_MANIFEST_BYTES) failed ??= new FerryError("E_BUNDLE_FORMAT", `the manifest exceeds ${MAX_MANIFEST_BYTES} bytes`);
+      else chunks.push(Buffer.from(message.manifestChunk));
+    });
+    call.on("error", () => finish());
+    call.on("cancelled", () => finish());
+    call.on("end", () => {
+      if (finished) return;
+      Promise.resolve()
+        .then(() => {
+          if (failed) throw failed;
+          if (!header) throw new FerryError("E_BAD_ARGUMENT", "PublishBundle received no manifest");
+          const first = header;
+          return serialized(() => publish(first, Buffer.concat(chunks), importedBy));
+        })
+        .finally(finish)
+        .then((response) => callback(null, response), refuse);
+    });
+  }
+
   return {
     publishBundle: (call: ServerReadableStream<PublishBundleRequest, PublishBundleResponse>, callback: sendUnaryData<PublishBundleResponse>): void => {
       const refuse = (error: unknown): void => {
         deps.log.info({ rpc: "PublishBundle", code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message }, "bundle refused");
         callback(toServiceError(error));
       };
-      // The token is in the call's metadata: check it before reading a byte of the stream.
-      try {
-        authenticate(call, deps.adminTokenHash);
-      } catch (error) {
-        refuse(error);
-        return;
-      }
-      if (publishStreams >= MAX_PUBLISH_STREAMS) {
-        refuse(new FerryError("E_BUSY", `${MAX_PUBLISH_STREAMS} bundle publications are already in progress`));
-        return;
-      }
-      publishStreams++;
-      let finished = false;
-      const finish = (): void => {
-        if (finished) return;
-        finished = true;
-        publishStreams--;
-        clearTimeout(deadline);
-      };
-      const deadline = setTimeout(() => {
-        finish();
-        refuse(new FerryError("E_BUSY", `the manifest did not arrive within ${PUBLISH_DEADLINE_MS / 1000} s`));
-      }, PUBLISH_DEADLINE_MS);
-      deadline.unref();
-      let header: PublishBundleRequest | undefined;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let failed: unknown;
-      call.on("data", (message: PublishBundleRequest) => {
-        header ??= message;
-        size += message.manifestChunk.length;
-        if (size > MAX_MANIFEST_BYTES) failed ??= new FerryError("E_BUNDLE_FORMAT", `the manifest exceeds ${MAX_MANIFEST_BYTES} bytes`);
-        else chunks.push(Buffer.from(message.manifestChunk));
-      });
-      call.on("error", () => finish());
-      call.on("cancelled", () => finish());
-      call.on("end", () => {
-        if (finished) return;
-        Promise.resolve()
-          .then(() => {
-            if (failed) throw failed;
-            if (!header) throw new FerryError("E_BAD_ARGUMENT", "PublishBundle received no manifest");
-            const first = header;
-            return serialized(() => publish(first, Buffer.concat(chunks)));
-          })
-          .finally(finish)
-          .then((response) => callback(null, response), refuse);
-      });
+      // The token is in the call's metadata: check it before reading a byte of the stream
+      // (nothing flows until receive() listens for data).
+      admitRpc(deps.authenticator, call, "PublishBundle").then((caller) => receive(call, callback, caller.name, refuse), refuse);
     },
 
     inventory: (call: ServerWritableStream<InventoryRequest, InventoryResponse>): void => {
-      Promise.resolve()
+      admitRpc(deps.authenticator, call, "Inventory")
         .then(async () => {
-          authenticate(call, deps.adminTokenHash);
           const { siteName } = readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE));
           const lastSequence = siteName === undefined ? ledger.highestSequence() : ledger.lastSequence(siteName);
           const names = (await readdir(deps.cache.dir)).filter((name) => /^[0-9a-z]{32}\.narinfo$/.test(name)).sort();
@@ -237,7 +264,8 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
           call.write({ storePaths: batch, lastSequence });
           call.end();
         })
-        .catch((error: unknown) => call.destroy(toServiceError(error) as Error));
+        // grpc-js sends a stream's status from end(), which its "error" handler calls; destroy() would send none.
+        .catch((error: unknown) => call.emit("error", toServiceError(error)));
     },
   };
 }

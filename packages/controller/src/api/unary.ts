@@ -1,24 +1,37 @@
 import type { ServerUnaryCall, sendUnaryData } from "@grpc/grpc-js";
-import { FerryError, tokenMatchesHash, type Logger } from "@ferry/core";
+import { FerryError, type Logger } from "@ferry/core";
+import type { Authenticator } from "../auth/authenticate.js";
+import type { Principal } from "../auth/authorize.js";
+import { admitCall } from "../auth/credentials.js";
+import { RPC_REQUIREMENTS, type RpcName } from "../auth/endpoint-scopes.js";
 import { toServiceError } from "./grpc-errors.js";
 
-export function authenticate(call: { metadata: { get(key: string): unknown[] } }, adminTokenHash: string): void {
-  const header = String(call.metadata.get("authorization")[0] ?? "");
-  const token = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
-  if (!token || !tokenMatchesHash(token, adminTokenHash)) throw new FerryError("E_AUTH", "missing or wrong operator token");
+/** Authenticates a call (unary or streaming) and checks what its method requires (auth/endpoint-scopes.ts). */
+export function admitRpc(authenticator: Authenticator, call: { metadata: { get(key: string): unknown[] } }, rpc: RpcName): Promise<Principal> {
+  return admitCall(authenticator, call.metadata, RPC_REQUIREMENTS[rpc]);
 }
 
-/** Wraps an async handler as a grpc-js unary handler: authenticate, run, map errors to status + code trailer. */
-export function unaryHandler(log: Logger, adminTokenHash: string) {
-  return <Req, Res>(name: string, handler: (request: Req) => Promise<Res>) =>
+/**
+ * Wraps an async handler as a grpc-js unary handler: admit the caller for the
+ * method, run the handler with the caller's token, map errors to status +
+ * code trailer.
+ */
+export function unaryHandler(log: Logger, authenticator: Authenticator) {
+  return <Req, Res>(rpc: RpcName, handler: (request: Req, caller: Principal) => Promise<Res>) =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      Promise.resolve()
-        .then(() => authenticate(call, adminTokenHash))
-        .then(() => handler(call.request))
+      let caller: Principal | undefined;
+      admitRpc(authenticator, call, rpc)
+        .then((principal) => {
+          caller = principal;
+          return handler(call.request, principal);
+        })
         .then(
           (response) => callback(null, response),
           (error: unknown) => {
-            log.info({ rpc: name, code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message }, "operator call refused");
+            log.info(
+              { rpc, token: caller?.name, code: error instanceof FerryError ? error.code : "E_INTERNAL", err: (error as Error).message },
+              "operator call refused",
+            );
             callback(toServiceError(error));
           },
         );

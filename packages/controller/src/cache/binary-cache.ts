@@ -26,8 +26,12 @@ const MAX_NARINFO_BYTES = 64 * 1024;
 const UPLOAD_TEMP_PREFIX = ".upload-";
 /** HTTP status of a refused cache request, by error code; other refusals are 400, bugs 500. */
 const CACHE_STATUS: Partial<Record<string, number>> = { E_CACHE_CONFLICT: 409, E_NO_SPACE: 507 };
+const AUTH_CHALLENGE = { "www-authenticate": 'Basic realm="ferry-cache"' };
 
-export type UploadAuthorizer = (request: IncomingMessage) => boolean;
+/** Admits an upload: returns the uploading token's name, or throws E_AUTH (no valid token) or E_SCOPE. */
+export type UploadAdmission = () => string;
+/** Told of each narinfo an upload stored, with the uploading token's name (the audit trail). */
+export type UploadRecorder = (uploader: string, storePath: string) => void;
 
 /**
  * A standard Nix HTTP binary cache over a directory: what `nix copy --to`
@@ -43,7 +47,7 @@ export class BinaryCache {
 
   constructor(
     readonly dir: string,
-    private readonly authorizeUpload: UploadAuthorizer,
+    private readonly recordUpload: UploadRecorder,
     private readonly log: Logger,
   ) {
     mkdirSync(join(dir, "nar"), { recursive: true });
@@ -52,10 +56,10 @@ export class BinaryCache {
   }
 
   /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
-  async handle(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+  async handle(request: IncomingMessage, response: ServerResponse, relative: string, admitUpload: UploadAdmission): Promise<void> {
     try {
       if (request.method === "GET" || request.method === "HEAD") return await this.serve(request, response, relative);
-      if (request.method === "PUT") return await this.upload(request, response, relative);
+      if (request.method === "PUT") return await this.upload(request, response, relative, admitUpload);
       response.writeHead(405, { allow: "GET, HEAD, PUT" }).end();
     } catch (error) {
       const ferry = toFerryError(error);
@@ -91,9 +95,14 @@ export class BinaryCache {
     await pipeline(createReadStream(file), response);
   }
 
-  private async upload(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
-    if (!this.authorizeUpload(request)) {
-      refuseUpload(request, response, 401, "E_AUTH: uploads need the operator token\n", { "www-authenticate": 'Basic realm="ferry-cache"' });
+  private async upload(request: IncomingMessage, response: ServerResponse, relative: string, admitUpload: UploadAdmission): Promise<void> {
+    let uploader: string;
+    try {
+      uploader = admitUpload();
+    } catch (error) {
+      const refusal = toFerryError(error);
+      if (refusal.code === "E_SCOPE") refuseUpload(request, response, 403, `E_SCOPE: ${refusal.message}\n`);
+      else refuseUpload(request, response, 401, `E_AUTH: uploads need an operator token with the cache:push scope (${refusal.message})\n`, AUTH_CHALLENGE);
       return;
     }
     const narinfo = NARINFO_FILE.exec(relative);
@@ -108,6 +117,7 @@ export class BinaryCache {
         throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} uploaded as ${relative}`);
       }
       await this.exclusive(() => this.storeNarInfo(relative, text, info));
+      this.recordUpload(uploader, info.storePath);
     } else {
       await this.storeFile(relative, request);
     }

@@ -11,6 +11,8 @@ import {
   type StateStore,
 } from "./state-store.js";
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
+import { SqliteTokenStore, TOKENS_SCHEMA } from "./sqlite-tokens.js";
+import { AUDIT_SCHEMA, SqliteAuditStore } from "./sqlite-audit.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
 const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
@@ -56,6 +58,10 @@ const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   `ALTER TABLE hosts ADD COLUMN checks_failing TEXT NOT NULL DEFAULT '[]';
    ALTER TABLE hosts ADD COLUMN checks_run INTEGER NOT NULL DEFAULT 0;`,
   lowerCaseHostNames,
+  // Named operator tokens with scopes, the audit trail, and who asked for each deployment.
+  `${TOKENS_SCHEMA}
+   ${AUDIT_SCHEMA}
+   ALTER TABLE deployments ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';`,
 ];
 
 /**
@@ -151,6 +157,8 @@ function toRecord(row: HostRow): HostRecord {
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
   readonly rollouts: SqliteRolloutStore;
+  readonly tokens: SqliteTokenStore;
+  readonly audit: SqliteAuditStore;
 
   private readonly eventsPerHost: number;
 
@@ -169,6 +177,8 @@ export class SqliteStateStore implements StateStore {
       throw error;
     }
     this.rollouts = new SqliteRolloutStore(this.db);
+    this.tokens = new SqliteTokenStore(this.db);
+    this.audit = new SqliteAuditStore(this.db);
   }
 
   private migrate(): void {
@@ -210,6 +220,13 @@ export class SqliteStateStore implements StateStore {
     if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
   }
 
+  async setHostToken(given: string, tokenHash: string): Promise<HostRecord> {
+    const name = assertHostName(given);
+    const { changes } = this.db.prepare("UPDATE hosts SET token_hash = ? WHERE name = ?").run(tokenHash, name);
+    if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+    return this.mustGet(name);
+  }
+
   async getHost(given: string): Promise<HostRecord | undefined> {
     const name = assertHostName(given);
     const row = this.row(name);
@@ -223,7 +240,13 @@ export class SqliteStateStore implements StateStore {
     return names.map((name) => this.mustGet(assertHostName(name)));
   }
 
-  async recordDeployment(deploymentId: string, given: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]> {
+  async recordDeployment(
+    deploymentId: string,
+    given: readonly DeploymentTarget[],
+    mode: ActivationMode,
+    nowMs: number,
+    requestedBy = "",
+  ): Promise<HostRecord[]> {
     const targets = given.map((target) => ({ ...target, hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
     // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
     const update = this.db.prepare(
@@ -236,7 +259,9 @@ export class SqliteStateStore implements StateStore {
         const { changes } = update.run(target.storePath, deploymentId, mode, held ? 0 : 1, held ? 1 : 0, HostPhase.HOST_PHASE_PENDING, target.hostName);
         if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
       }
-      this.db.prepare("INSERT INTO deployments (id, created_at_ms, targets) VALUES (?, ?, ?)").run(deploymentId, nowMs, JSON.stringify(targets));
+      this.db
+        .prepare("INSERT INTO deployments (id, created_at_ms, targets, requested_by) VALUES (?, ?, ?, ?)")
+        .run(deploymentId, nowMs, JSON.stringify(targets), requestedBy);
       return targets.map((target) => this.mustGet(target.hostName));
     })();
   }

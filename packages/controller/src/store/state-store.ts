@@ -1,4 +1,5 @@
 import type { ActivationMode, HostPhase } from "@ferry/protocol";
+import type { AuditStore, TokenStore } from "./access-records.js";
 import type { RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
@@ -78,13 +79,23 @@ export interface HostEvent {
  */
 export interface StateStore {
   readonly rollouts: RolloutStore;
+  readonly tokens: TokenStore;
+  readonly audit: AuditStore;
   addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord>;
   removeHost(name: string): Promise<void>;
+  /** Replaces a host's agent token hash; E_UNKNOWN_HOST when there is no such host. */
+  setHostToken(name: string, tokenHash: string): Promise<HostRecord>;
   getHost(name: string): Promise<HostRecord | undefined>;
   /** Every host when `names` is empty; E_UNKNOWN_HOST for a name not found. */
   listHosts(names?: readonly string[]): Promise<HostRecord[]>;
-  /** Records a new desired system for each target in one transaction. */
-  recordDeployment(deploymentId: string, targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): Promise<HostRecord[]>;
+  /** Records a new desired system for each target in one transaction; `requestedBy` names the token. */
+  recordDeployment(
+    deploymentId: string,
+    targets: readonly DeploymentTarget[],
+    mode: ActivationMode,
+    nowMs: number,
+    requestedBy?: string,
+  ): Promise<HostRecord[]>;
   /** A new currentSystem moves the one it replaces to previousSystem. */
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
   /** Hosts whose deployment waits for a maintenance window. */
