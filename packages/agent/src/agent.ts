@@ -39,6 +39,7 @@ export async function startAgent(
     url: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
+    tls: { caFile: config.caFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
     heartbeatIntervalMs: config.heartbeatInterval * 1000,
     reconnectMaxDelayMs: config.reconnectMaxDelay * 1000,
     log: hostLog,

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
-import { FerryError, assertHostName } from "@ferry/core";
+import { FerryError, assertHostName, assertTransportAllowed } from "@ferry/core";
 
 export type Strategy = "switch" | "trial" | "boot";
 
@@ -54,6 +54,13 @@ export interface AgentConfig {
   bundleSiteName?: string;
   /** apply-bundle: the lowest bundle sequence this host takes, even with an empty ledger. */
   bundleMinSequence?: number;
+  /** CA bundle for wss:// and https:// (controller link and Nix), instead of the system trust store. */
+  caFile?: string;
+  /** Client certificate (PEM, chain allowed) and key for a controller that asks agents for one. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Permits ws:// and http:// to a non-loopback address: the token would cross the network in clear. */
+  allowInsecureTransport: boolean;
 }
 
 const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
@@ -72,7 +79,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     controllerUrl: {
       type: "string",
       pattern: "^wss?://[^\\s]+$",
-      description: "WebSocket URL of the controller's agent endpoint, e.g. ws://controller:7070/agent.",
+      description:
+        "WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set.",
     },
     hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
     tokenFile: { type: "string", minLength: 1, description: "File holding this host's agent token; read at every connection." },
@@ -80,7 +88,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       type: "array",
       minItems: 1,
       items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" },
-      description: "Binary caches to fetch closures from.",
+      description:
+        "Binary caches to fetch closures from; http:// only to loopback unless allowInsecureTransport is set. Those on the controller's host get this host's name and token (netrc) for a private cache.",
     },
     trustedPublicKeys: {
       type: "array",
@@ -169,6 +178,24 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       nullable: true,
       description: "apply-bundle: the lowest bundle sequence taken, so that a fresh host does not accept any old signed bundle.",
     },
+    caFile: {
+      type: "string",
+      nullable: true,
+      minLength: 1,
+      description: "PEM CA bundle that signed the controller's certificate, used instead of the system trust store (controller link and Nix fetches).",
+    },
+    tlsCertFile: {
+      type: "string",
+      nullable: true,
+      minLength: 1,
+      description: "Client certificate (PEM) presented to a controller started with --agent-client-ca; needs tlsKeyFile.",
+    },
+    tlsKeyFile: { type: "string", nullable: true, minLength: 1, description: "Private key (PEM) of tlsCertFile." },
+    allowInsecureTransport: {
+      type: "boolean",
+      default: false,
+      description: "Allow ws:// and http:// to a non-loopback address. The agent token then crosses the network in clear: only on a network you trust.",
+    },
   },
 };
 
@@ -192,6 +219,12 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
   assertHostName(copy.hostName);
+  if (Boolean(copy.tlsCertFile) !== Boolean(copy.tlsKeyFile)) {
+    throw new FerryError("E_BAD_CONFIG", "invalid agent configuration: tlsCertFile and tlsKeyFile go together: set both or neither");
+  }
+  const allowed = copy.allowInsecureTransport;
+  assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
+  for (const url of copy.substituters) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
   return copy;
 }
 

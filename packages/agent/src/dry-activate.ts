@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { assertStorePath, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
+import { cacheTransport } from "./cache-transport.js";
 import type { AgentConfig } from "./config.js";
 
 /**
@@ -16,6 +17,7 @@ export async function dryActivate(command: DryActivateCommand, config: AgentConf
       trustedPublicKeys: config.trustedPublicKeys,
       gcRoot: join(config.stateDir, "gcroots", "dry-activate"),
       timeoutMs: config.fetchTimeout * 1000,
+      ...cacheTransport(config),
     });
     const output = await nix.switchToConfiguration(path, "dry-activate", config.activationTimeout * 1000);
     log.info({ storePath: path }, "dry-activate done");

@@ -1,6 +1,7 @@
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
+import { FerryError, toFerryError, type ErrorCode, type Logger, type Nix } from "@ferry/core";
+import { cacheTransport, diagnoseSubstituters } from "./cache-transport.js";
 import type { AgentConfig } from "./config.js";
 
 export interface FetchDeps {
@@ -28,16 +29,28 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
         trustedPublicKeys: config.trustedPublicKeys,
         gcRoot: join(config.stateDir, "gcroots", rootName),
         timeoutMs: config.fetchTimeout * 1000,
+        ...cacheTransport(config),
       });
       return;
     } catch (error) {
-      const failure = toFerryError(error, "E_FETCH_FAILED");
+      const failure = await diagnosed(config, path, toFerryError(error, "E_FETCH_FAILED"));
       // A bad signature will not fix itself; a missing path may still be uploading.
-      if (failure.code === "E_UNSIGNED_PATH" || attempt >= FETCH_ATTEMPTS) throw failure;
+      if (FINAL_FAILURES.has(failure.code) || attempt >= FETCH_ATTEMPTS) throw failure;
       log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
       await sleep(2000 * 2 ** (attempt - 1));
     }
   }
+}
+
+/** What Nix reports vaguely (a missing path, a refused certificate) may have a precise cause. */
+const VAGUE_FAILURES = new Set<ErrorCode>(["E_PATH_NOT_IN_CACHE", "E_FETCH_FAILED", "E_TLS_UNTRUSTED"]);
+/** Failures a retry cannot fix: a bad signature, refused credentials, a refused certificate. */
+const FINAL_FAILURES = new Set<ErrorCode>(["E_UNSIGNED_PATH", "E_CACHE_AUTH", "E_TLS_UNTRUSTED", "E_TLS_EXPIRED", "E_TLS_NAME_MISMATCH"]);
+
+async function diagnosed(config: AgentConfig, path: string, failure: FerryError): Promise<FerryError> {
+  if (!VAGUE_FAILURES.has(failure.code)) return failure;
+  const cause = await diagnoseSubstituters(config, path).catch(() => undefined);
+  return cause ? new FerryError(cause.code, cause.message, { output: failure.output, cause: failure }) : failure;
 }
 
 async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
@@ -45,7 +58,7 @@ async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
   const substituter = config.substituters[0] as string;
   let sizes: { path: string; narSize: number }[];
   try {
-    sizes = await nix.closureNarSizes(path, substituter);
+    sizes = await nix.closureNarSizes(path, substituter, cacheTransport(config));
   } catch (error) {
     // Sizes are advisory; the fetch itself reports a missing or unsigned closure precisely.
     log.warn({ err: (error as Error).message }, "could not read closure sizes; skipping the disk-space check");

@@ -9,6 +9,10 @@ export type Options = NonNullable<ParseArgsConfig["options"]>;
 export const CONNECTION_OPTIONS = {
   controller: { type: "string" },
   "token-file": { type: "string" },
+  ca: { type: "string" },
+  "client-cert": { type: "string" },
+  "client-key": { type: "string" },
+  insecure: { type: "boolean", default: false },
   json: { type: "boolean", default: false },
 } as const satisfies Options;
 

@@ -1,8 +1,10 @@
 import { EventEmitter } from "node:events";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
-import { FERRY_VERSION, tokenMatchesHash, type Logger } from "@ferry/core";
+import { FERRY_VERSION, FerryError, type Logger } from "@ferry/core";
 import { OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
@@ -10,10 +12,13 @@ import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./ap
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
+import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
 import { refuseUpload } from "./edge/refuse-upload.js";
+import { requestCarriesToken } from "./edge/request-credentials.js";
+import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
 import { SqliteStateStore } from "./store/sqlite-store.js";
 import type { StateStore } from "./store/state-store.js";
 
@@ -26,6 +31,10 @@ export interface ControllerOptions {
   heartbeatIntervalMs?: number;
   /** Connection and upload limits of the HTTP listener; unset fields keep their defaults. */
   edgeLimits?: Partial<EdgeLimits>;
+  /** Serve https/wss and gRPC over TLS with these files; plaintext when absent. */
+  tls?: ControllerTlsFiles;
+  /** Cache reads need a host's or the operator's credentials (HTTP Basic); public when false. */
+  privateCache?: boolean;
   log: Logger;
 }
 
@@ -34,26 +43,20 @@ export interface RunningController {
   httpPort: number;
   grpcPort: number;
   store: StateStore;
+  /** Whether both listeners speak TLS. */
+  tls: boolean;
+  /** Re-reads the TLS files for new connections (SIGHUP); throws E_TLS_MATERIAL and keeps the old ones on a bad file. */
+  reloadTls(): void;
   stop(): Promise<void>;
 }
 
 const AGENT_PATH = "/agent";
 const CACHE_PREFIX = "/cache/";
 
-/** Reads the operator token from HTTP Basic (what `nix copy` sends from a netrc) or Bearer. */
-function requestCarriesToken(request: IncomingMessage, tokenHash: string): boolean {
-  const header = request.headers.authorization ?? "";
-  if (header.startsWith("Bearer ")) return tokenMatchesHash(header.slice(7).trim(), tokenHash);
-  if (header.startsWith("Basic ")) {
-    const decoded = Buffer.from(header.slice(6).trim(), "base64").toString("utf8");
-    const password = decoded.slice(decoded.indexOf(":") + 1);
-    return decoded.includes(":") && tokenMatchesHash(password, tokenHash);
-  }
-  return false;
-}
-
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   const { log } = options;
+  // Bad certificate files stop the start-up before anything listens.
+  const tls = options.tls ? new ControllerTls(options.tls, log.child({ part: "tls" })) : undefined;
   const dataDir = openDataDir(options.dataDir);
   const store = new SqliteStateStore(dataDir.databaseFile);
   const hostEvents = new EventEmitter();
@@ -92,7 +95,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
   });
 
   const governor = new ConnectionGovernor({ ...DEFAULT_EDGE_LIMITS, ...options.edgeLimits }, log.child({ part: "edge" }));
-  const http = createServer(governor.serverOptions(), (request: IncomingMessage, response: ServerResponse) => {
+  const handleRequest = (request: IncomingMessage, response: ServerResponse): void => {
     const path = (request.url ?? "/").split("?")[0] as string;
     const authorized = requestCarriesToken(request, dataDir.adminTokenHash);
     if (authorized) governor.trust(request.socket);
@@ -112,7 +115,9 @@ export async function startController(options: ControllerOptions): Promise<Runni
         response.writeHead(400, { "content-type": "text/plain" }).end("malformed URL encoding\n");
         return;
       }
-      void cache.handle(request, response, relative);
+      const isRead = request.method === "GET" || request.method === "HEAD";
+      if (options.privateCache && isRead && !isPublicCacheFile(relative)) void privateRead(request, response, relative);
+      else void cache.handle(request, response, relative);
     } else if (path === BUNDLE_UPLOAD_PATH) {
       void handleBundleUpload(site, request, response, authorized);
     } else if (path === "/healthz") {
@@ -120,13 +125,37 @@ export async function startController(options: ControllerOptions): Promise<Runni
     } else {
       response.writeHead(404).end();
     }
-  });
+  };
+  const privateRead = async (request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> => {
+    const reader = await authenticateCacheReader(request, store, dataDir.adminTokenHash).catch(() => undefined);
+    if (!reader) {
+      response.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Basic realm="ferry-cache"' }).end("E_CACHE_AUTH: this cache is private\n");
+      return;
+    }
+    governor.trust(request.socket);
+    await cache.handle(request, response, relative);
+  };
+  let http: HttpServer | HttpsServer;
+  if (tls) {
+    const secure = createHttpsServer({ ...governor.serverOptions(), ...tls.httpsOptions() }, handleRequest);
+    tls.attachHttps(secure);
+    http = secure;
+  } else {
+    http = createServer(governor.serverOptions(), handleRequest);
+  }
   governor.attach(http);
-  http.on("upgrade", (request, socket: Socket, head) => {
+  http.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
     // An agent link is long-lived and proves itself alive with heartbeats; the hub times it out.
     socket.setTimeout(0);
-    if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head, () => governor.trust(socket));
-    else socket.destroy();
+    if ((request.url ?? "").split("?")[0] !== AGENT_PATH) {
+      socket.destroy();
+    } else if (tls && !tls.agentCertificateAccepted(socket as TLSSocket)) {
+      // Said in a header, because the agent cannot read a refused upgrade's body.
+      socket.end("HTTP/1.1 403 Forbidden\r\nx-ferry-error-code: E_TLS_CLIENT_CERT\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      log.warn({ remote: socket.remoteAddress }, "agent refused: no client certificate signed by --agent-client-ca");
+    } else {
+      hub.handleUpgrade(request, socket, head, () => governor.trust(socket));
+    }
   });
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);
@@ -143,24 +172,41 @@ export async function startController(options: ControllerOptions): Promise<Runni
       log: log.child({ part: "api" }),
       adminTokenHash: dataDir.adminTokenHash,
       hostEvents,
-      info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
+      info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), adminTokenHash: dataDir.adminTokenHash, rolloutEvents }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
-    grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
+    const credentials = tls ? tls.grpcCredentials() : ServerCredentials.createInsecure();
+    grpc.bindAsync(`${host}:${options.grpcListen.port}`, credentials, (error, port) => (error ? reject(error) : resolve(port)));
   });
 
   engine.start();
-  log.info({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, httpPort, grpcPort, dataDir: dataDir.root }, "controller started");
+  log.info(
+    {
+      version: FERRY_VERSION,
+      protocolVersion: PROTOCOL_VERSION,
+      httpPort,
+      grpcPort,
+      dataDir: dataDir.root,
+      tls: tls !== undefined,
+      privateCache: Boolean(options.privateCache),
+    },
+    "controller started",
+  );
 
   return {
     dataDir,
     httpPort,
     grpcPort,
     store,
+    tls: tls !== undefined,
+    reloadTls() {
+      if (!tls) throw new FerryError("E_BAD_ARGUMENT", "this controller runs without TLS; nothing to reload");
+      tls.reload();
+    },
     async stop() {
       await engine.stop();
       hub.close();

@@ -9,3 +9,5 @@ export * from "./narinfo.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
 export * from "./write-fully.js";
+export * from "./transport.js";
+export * from "./netrc.js";

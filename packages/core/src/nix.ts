@@ -4,7 +4,19 @@ import { assertStorePath } from "./validate.js";
 
 const EXPERIMENTAL = ["--extra-experimental-features", "nix-command"];
 
-export interface SubstituteOptions {
+/** How Nix reaches an HTTPS cache: whose CA it trusts, which credentials it sends. */
+export interface CacheTransport {
+  /**
+   * CA bundle Nix verifies the cache's certificate with, instead of the
+   * system's. Passed as NIX_SSL_CERT_FILE: Nix 2.8 has no `ssl-cert-file`
+   * setting, and later versions still take their default from that variable.
+   */
+  caFile?: string | undefined;
+  /** netrc file with the HTTP Basic credentials for the cache (Nix's `netrc-file`). */
+  netrcFile?: string | undefined;
+}
+
+export interface SubstituteOptions extends CacheTransport {
   substituters: readonly string[];
   trustedPublicKeys: readonly string[];
   /** Indirect GC root that keeps the realised closure alive. */
@@ -24,8 +36,15 @@ export class Nix {
     private readonly env: Readonly<Record<string, string>> = {},
   ) {}
 
-  private async run(argv: string[], code: ErrorCode, what: string, timeoutMs?: number, input?: string): Promise<CommandResult> {
-    const result = await this.runner.run({ argv, env: this.env, ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(input === undefined ? {} : { input }) });
+  private async run(
+    argv: string[],
+    code: ErrorCode,
+    what: string,
+    timeoutMs?: number,
+    input?: string,
+    env: Readonly<Record<string, string>> = this.env,
+  ): Promise<CommandResult> {
+    const result = await this.runner.run({ argv, env, ...(timeoutMs === undefined ? {} : { timeoutMs }), ...(input === undefined ? {} : { input }) });
     if (result.timedOut) {
       throw new FerryError(code === "E_ACTIVATION_FAILED" ? "E_ACTIVATION_TIMEOUT" : "E_COMMAND_TIMEOUT", `${what} timed out`, { output: outputTail(result) });
     }
@@ -66,10 +85,20 @@ export class Nix {
       "max-jobs",
       "0",
     ];
+    argv.push(...transportArgs(options));
     if (options.gcRoot) argv.push("--add-root", options.gcRoot);
-    const result = await this.runner.run({ argv, env: this.env, ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }) });
+    const result = await this.runner.run({
+      argv,
+      env: this.transportEnv(options),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
     if (result.exitCode === 0 && !result.timedOut) return;
     const output = outputTail(result);
+    if (/HTTP error 401|401 Unauthorized/.test(output)) {
+      throw new FerryError("E_CACHE_AUTH", `the binary cache refused this host's credentials while fetching ${path}`, { output });
+    }
+    const tls = /SSL certificate problem|SSL peer certificate|certificate verify failed|SSL: no alternative certificate subject name/.exec(output);
+    if (tls) throw new FerryError(tlsCodeOfCurlOutput(output), `the substituter's TLS certificate was refused while fetching ${path}`, { output });
     if (/is not signed by any of the keys|lacks a signature by a trusted key/.test(output)) {
       throw new FerryError("E_UNSIGNED_PATH", `${path} (or part of its closure) is not signed by a trusted key`, { output });
     }
@@ -114,13 +143,28 @@ export class Nix {
   }
 
   /** Sizes of the closure's paths as the substituters describe them, for the disk-space check. */
-  async closureNarSizes(path: string, substituter: string): Promise<{ path: string; narSize: number }[]> {
+  async closureNarSizes(path: string, substituter: string, transport: CacheTransport = {}): Promise<{ path: string; narSize: number }[]> {
     assertStorePath(path);
     const result = await this.run(
-      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--recursive", "--store", substituter, "--option", "narinfo-cache-negative-ttl", "0", path],
+      [
+        "nix",
+        ...EXPERIMENTAL,
+        "path-info",
+        "--json",
+        "--recursive",
+        "--store",
+        substituter,
+        "--option",
+        "narinfo-cache-negative-ttl",
+        "0",
+        ...transportArgs(transport),
+        path,
+      ],
       "E_FETCH_FAILED",
       `nix path-info --store ${substituter}`,
       120_000,
+      undefined,
+      this.transportEnv(transport),
     );
     const parsed = JSON.parse(result.stdout) as { path: string; narSize: number }[];
     return parsed.map((entry) => ({ path: assertStorePath(entry.path), narSize: Number(entry.narSize) }));
@@ -165,7 +209,7 @@ export class Nix {
     await this.run(["nix", ...EXPERIMENTAL, "store", "sign", "--key-file", keyFile, ...paths], "E_COMMAND_FAILED", "nix store sign");
   }
 
-  async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
+  async copyTo(url: string, paths: readonly string[], transport: CacheTransport = {}): Promise<void> {
     paths.forEach(assertStorePath);
     // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
     const argv = [
@@ -182,11 +226,32 @@ export class Nix {
       "0",
       ...paths,
     ];
-    if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
-    await this.run(argv, "E_CACHE_UPLOAD", `nix copy --to ${url}`);
+    argv.push(...transportArgs(transport));
+    const result = await this.runner.run({ argv, env: this.transportEnv(transport) });
+    if (result.exitCode === 0 && !result.timedOut) return;
+    const output = outputTail(result);
+    if (/SSL certificate problem|SSL peer certificate|certificate verify failed|SSL: no alternative certificate subject name/.test(output)) {
+      throw new FerryError(tlsCodeOfCurlOutput(output), `the cache's TLS certificate was refused by nix copy --to ${url}`, { output });
+    }
+    throw new FerryError("E_CACHE_UPLOAD", `nix copy --to ${url} ${describeExit(result)}`, { output });
+  }
+
+  private transportEnv(transport: CacheTransport): Readonly<Record<string, string>> {
+    return transport.caFile ? { ...this.env, NIX_SSL_CERT_FILE: transport.caFile } : this.env;
   }
 
   async generateKey(name: string, secretFile: string, publicFile: string): Promise<void> {
     await this.run(["nix-store", "--generate-binary-cache-key", name, secretFile, publicFile], "E_COMMAND_FAILED", "nix-store --generate-binary-cache-key");
   }
+}
+
+function transportArgs(transport: CacheTransport): string[] {
+  return transport.netrcFile ? ["--option", "netrc-file", transport.netrcFile] : [];
+}
+
+/** curl's wording of a certificate Nix refused, mapped to the code a user acts on. */
+function tlsCodeOfCurlOutput(output: string): ErrorCode {
+  if (/certificate has expired|certificate is not yet valid/i.test(output)) return "E_TLS_EXPIRED";
+  if (/subject name|does not match target host name|no alternative certificate subject name/i.test(output)) return "E_TLS_NAME_MISMATCH";
+  return "E_TLS_UNTRUSTED";
 }

@@ -18,7 +18,7 @@ import {
 import { ActivationMode } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
 import { parseDuration } from "../units.js";
-import { connect, discoverCacheUrl } from "../client.js";
+import { connectionFlags, connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
@@ -203,18 +203,19 @@ async function importBundle(args: string[]): Promise<number> {
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
   const out = createOutput(values.json);
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  const connection = connect(connectionFlags(values));
   const client = siteClient(connection);
   try {
     const cacheUrl = values["cache-url"] ?? process.env["FERRY_CACHE_URL"] ?? (await discoverCacheUrl(connection));
     const uploadUrl = bundleUploadUrl(cacheUrl);
-    if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token))) {
+    if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token, connection.transport.tls))) {
       // One pass: the controller verifies everything with its own keys while staging the files, and publishes only a sound bundle.
       out.note(`sending ${file} to ${uploadUrl.origin}${localVerify ? ", verifying it here as it goes" : ""}`);
       const streamed = await streamBundle({
         file,
         url: uploadUrl,
         token: connection.token,
+        tls: connection.transport.tls,
         deploy: values.deploy,
         mode: values.mode,
         ...(keys ? { trustedKeys: keys } : {}),
@@ -252,7 +253,7 @@ async function importBundle(args: string[]): Promise<number> {
     await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
     // 3. Only now do files reach the cache.
     out.note(`uploading ${manifest.paths.length} paths to ${cacheUrl}`);
-    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token);
+    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token, connection.transport.tls);
     // 4. Publish: the controller checks the cache against the manifest, records the sequence and, with --deploy, the desired systems.
     const response = await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, { ...options, checkOnly: false });
     out.result(

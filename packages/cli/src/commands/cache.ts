@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FerryError, Nix, ProcessRunner, assertStorePath } from "@ferry/core";
+import { FerryError, Nix, ProcessRunner, assertStorePath, formatNetrc } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
@@ -23,19 +23,20 @@ export async function cacheCommand(args: string[]): Promise<number> {
       await nix.sign(signingKey, closure);
     }
     out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths) to ${cacheUrl}`);
-    await uploadWithToken(nix, cacheUrl, closure, connection.token);
+    await uploadWithToken(nix, cacheUrl, closure, connection.token, connection.transport.caFile);
     out.result({ cacheUrl, roots, paths: closure.length, signed: Boolean(signingKey) }, () => `pushed ${closure.length} paths to ${cacheUrl}\n`);
     return 0;
   });
 }
 
 /** `nix copy` authenticates from a netrc file; it lives only for this upload. */
-async function uploadWithToken(nix: Nix, cacheUrl: string, paths: string[], token: string): Promise<void> {
+async function uploadWithToken(nix: Nix, cacheUrl: string, paths: string[], token: string, caFile: string | undefined): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "ferry-netrc-"));
   try {
     const netrc = join(dir, "netrc");
-    writeFileSync(netrc, `machine ${new URL(cacheUrl).hostname} login ferry password ${token}\n`, { mode: 0o600 });
-    await nix.copyTo(cacheUrl, paths, netrc);
+    writeFileSync(netrc, formatNetrc([{ machine: new URL(cacheUrl).hostname, login: "ferry", password: token }]), { mode: 0o600 });
+    // Nix checks the cache's certificate against the CA the gRPC connection trusts.
+    await nix.copyTo(cacheUrl, paths, { netrcFile: netrc, caFile });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { FerryError, serializeInventory, writeFileAtomic } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse, requireString } from "../args.js";
-import { connect } from "../client.js";
+import { connectionFlags, connect } from "../client.js";
 import { createOutput } from "../output.js";
 import { readInventory, siteClient } from "./site-client.js";
 
@@ -10,7 +10,7 @@ export async function siteCommand(args: string[]): Promise<number> {
   if (verb !== "inventory") throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'site ${verb ?? ""}': use inventory`);
   const { values } = parse(rest, { ...CONNECTION_OPTIONS, output: { type: "string", short: "o" } }, false);
   const output = resolve(requireString(values.output, "-o/--output"));
-  const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
+  const connection = connect(connectionFlags(values));
   const client = siteClient(connection);
   try {
     const { storePaths, lastSequence } = await readInventory(connection, client);
