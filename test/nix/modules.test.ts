@@ -345,7 +345,10 @@ test("controller: ACME certificates read in place under their group", { skip }, 
   const s = evalScenario("controllerAcme");
   assert.deepEqual(s.failedAssertions, []);
   const sc = service(s, "ferry-controller").serviceConfig;
-  assert.match(String(sc.ExecStart), / --tls-cert \/var\/lib\/acme\/ferry\.example\.net\/fullchain\.pem --tls-key \/var\/lib\/acme\/ferry\.example\.net\/key\.pem$/);
+  assert.match(
+    String(sc.ExecStart),
+    / --tls-cert \/var\/lib\/acme\/ferry\.example\.net\/fullchain\.pem --tls-key \/var\/lib\/acme\/ferry\.example\.net\/key\.pem$/,
+  );
   assert.deepEqual(sc.SupplementaryGroups, ["acme"]);
   assert.equal(sc.LoadCredential, undefined, "systemd does not refresh credentials on reload; renewed files must be read in place");
   assert.ok(sc.ExecReload);

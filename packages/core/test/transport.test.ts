@@ -35,11 +35,24 @@ describe("plaintext only to loopback", () => {
   });
 
   test("ws://, http:// and grpc:// elsewhere are refused unless allowed; TLS and file:// always pass", () => {
-    assert.equal(code(() => assertTransportAllowed("ws://10.0.0.1/agent", false, "controllerUrl", "allow it")), "E_INSECURE_TRANSPORT");
-    assert.equal(code(() => assertTransportAllowed("grpc://ctl.example:7071", false, "--controller", "pass --insecure")), "E_INSECURE_TRANSPORT");
-    assert.equal(code(() => assertTransportAllowed("ws://10.0.0.1/agent", true, "controllerUrl", "allow it")), "no error");
+    assert.equal(
+      code(() => assertTransportAllowed("ws://10.0.0.1/agent", false, "controllerUrl", "allow it")),
+      "E_INSECURE_TRANSPORT",
+    );
+    assert.equal(
+      code(() => assertTransportAllowed("grpc://ctl.example:7071", false, "--controller", "pass --insecure")),
+      "E_INSECURE_TRANSPORT",
+    );
+    assert.equal(
+      code(() => assertTransportAllowed("ws://10.0.0.1/agent", true, "controllerUrl", "allow it")),
+      "no error",
+    );
     for (const url of ["wss://ctl.example/agent", "https://ctl.example/cache", "file:///srv/cache", "http://127.0.0.1:7070/cache"]) {
-      assert.equal(code(() => assertTransportAllowed(url, false, "x", "y")), "no error", url);
+      assert.equal(
+        code(() => assertTransportAllowed(url, false, "x", "y")),
+        "no error",
+        url,
+      );
     }
   });
 });
@@ -79,7 +92,11 @@ describe("TLS files", () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test("a certificate with its key and a CA are read", () => {
-    const material = readTlsFiles({ cert: { file: one.certFile, what: "--tls-cert" }, key: { file: one.keyFile, what: "--tls-key" }, ca: { file: ca.certFile, what: "--ca" } });
+    const material = readTlsFiles({
+      cert: { file: one.certFile, what: "--tls-cert" },
+      key: { file: one.keyFile, what: "--tls-key" },
+      ca: { file: ca.certFile, what: "--ca" },
+    });
     assert.ok(material.cert && material.key && material.ca);
   });
 
