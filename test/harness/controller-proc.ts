@@ -29,6 +29,10 @@ export class ControllerProcess {
     readonly settings: ControllerSettings = {},
   ) {}
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get tls(): boolean {
     return this.settings.tls !== undefined;
   }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { FerryError, hashToken, silentLogger } from "@ferry/core";
+import { FerryError, hashToken, silentLogger, type Logger } from "@ferry/core";
 import { startController, type RunningController } from "@ferry/controller";
 import { parseAgentConfig, type AgentConfig } from "@ferry/agent";
 import { cacheTransport, diagnoseSubstituters } from "../src/cache-transport.js";
@@ -136,7 +136,7 @@ describe("cache credentials", () => {
 });
 
 /** A logger whose events the test can read. */
-function recordingLogger(): { log: ReturnType<typeof pino>; events: Record<string, unknown>[] } {
+function recordingLogger(): { log: Logger; events: Record<string, unknown>[] } {
   const events: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { FerryError, assertTransportAllowed, parseHostPort, readTlsFiles, type TlsMaterial } from "@ferry/core";
 
@@ -48,6 +49,9 @@ export function controllerTransport(settings: TransportSettings): ControllerTran
     assertTransportAllowed(`grpc://${address}`, settings.insecure === true, "--controller", "pass --insecure");
     return { address, host, secure, credentials: credentials.createInsecure(), tls: {} };
   }
+  // grpc-js sends the dialled IP address as the TLS server name, and Node
+  // prints a deprecation warning for that on every run; a user cannot act on it.
+  if (isIP(host) !== 0) process.noDeprecation = true;
   const tls = readTlsFiles({
     ca: settings.ca ? { file: settings.ca, what: "--ca" } : undefined,
     cert: settings.clientCert ? { file: settings.clientCert, what: "--client-cert" } : undefined,

@@ -12,7 +12,7 @@ import { connect as tlsConnect } from "node:tls";
 import WebSocket from "ws";
 import { Metadata, credentials, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { classifyTlsFailure, hashToken, silentLogger } from "@ferry/core";
-import { startController, type RunningController } from "@ferry/controller";
+import { startController, type EdgeLimits, type RunningController } from "@ferry/controller";
 import { HostPhase, OperatorServiceClient, decodeControllerFrame, encodeAgentFrame, type GetInfoResponse } from "@ferry/protocol";
 import { TestCa, type IssuedCert } from "../../../test/harness/test-ca.js";
 
@@ -44,7 +44,7 @@ before(async () => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function start(
-  options: { clientCa?: boolean; agentClientCa?: boolean; privateCache?: boolean } = {},
+  options: { clientCa?: boolean; agentClientCa?: boolean; privateCache?: boolean; edgeLimits?: Partial<EdgeLimits> } = {},
 ): Promise<{ controller: RunningController; adminToken: string }> {
   const dataDir = mkdtempSync(join(dir, "data-"));
   const controller = await startController({
@@ -60,6 +60,7 @@ async function start(
       ...(options.agentClientCa ? { agentClientCaFile: ca.certFile } : {}),
     },
     privateCache: options.privateCache ?? false,
+    ...(options.edgeLimits ? { edgeLimits: options.edgeLimits } : {}),
   });
   await controller.store.addHost("web1", hashToken(HOST_TOKEN), [], Date.now());
   await controller.store.addHost("web2", hashToken(OTHER_TOKEN), [], Date.now());
@@ -106,7 +107,7 @@ function basic(login: string, password: string): Record<string, string> {
 }
 
 /** An agent link over wss that says hello as web1; resolves with the socket once welcomed. */
-async function agentLink(port: number, tls: { cert?: string; key?: string } = {}): Promise<WebSocket> {
+async function agentLink(port: number, tls: { cert?: string; key?: string } = {}, as = { hostName: "web1", token: HOST_TOKEN }): Promise<WebSocket> {
   const ws = new WebSocket(`wss://127.0.0.1:${port}/agent`, {
     perMessageDeflate: false,
     ca: readFileSync(ca.certFile),
@@ -121,7 +122,7 @@ async function agentLink(port: number, tls: { cert?: string; key?: string } = {}
   ws.send(
     encodeAgentFrame({
       $case: "hello",
-      value: { hostName: "web1", token: HOST_TOKEN, currentSystem: "", appliedSerial: 0, phase: HostPhase.HOST_PHASE_UNSPECIFIED, agentVersion: "test" },
+      value: { ...as, currentSystem: "", appliedSerial: 0, phase: HostPhase.HOST_PHASE_UNSPECIFIED, agentVersion: "test" },
     } as Parameters<typeof encodeAgentFrame>[0]),
     { binary: true },
   );
@@ -185,6 +186,21 @@ describe("controller TLS", () => {
     } finally {
       copyFileSync(server.certFile, certFile);
       copyFileSync(server.keyFile, keyFile);
+      await controller.stop();
+    }
+  });
+
+  test("agents authenticated over TLS leave the unauthenticated connection budget", async () => {
+    // Two pending sockets per address at most: a third link is admitted only if the first two were counted out once welcomed.
+    const { controller } = await start({ edgeLimits: { maxPendingPerAddress: 2 } });
+    try {
+      const links = [
+        await agentLink(controller.httpPort, {}, { hostName: "web1", token: HOST_TOKEN }),
+        await agentLink(controller.httpPort, {}, { hostName: "web2", token: OTHER_TOKEN }),
+      ];
+      const third = await agentLink(controller.httpPort, {}, { hostName: "web1", token: HOST_TOKEN });
+      for (const ws of [...links, third]) ws.terminate();
+    } finally {
       await controller.stop();
     }
   });
