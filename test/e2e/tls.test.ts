@@ -6,7 +6,7 @@
 // certificate rotated by SIGHUP under connected agents.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync, statSync } from "node:fs";
+import { copyFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { connect as tlsConnect } from "node:tls";
@@ -84,6 +84,29 @@ describe("TLS everywhere, with a private cache", { skip: root }, () => {
     assert.equal(fleet.host("web-1").currentSystem(), systems[0]);
     // The agent signed in to the private cache with a netrc only root can read.
     assert.equal(statSync(join(fleet.host("web-1").stateDir, "cache.netrc")).mode & 0o777, 0o600);
+  });
+
+  test("bundle import over https: streamed in one pass, and file by file with --two-pass", async () => {
+    writeFileSync(join(fleet.controller.dataDir, "bundle-trusted-keys"), `${fleet.key.publicKey}\n`);
+    const bundles: string[] = [];
+    for (const [name, generation] of [
+      ["one", 3],
+      ["two", 4],
+    ] as const) {
+      const manifest = join(fleet.dir, `${name}.hosts.json`);
+      writeFileSync(manifest, JSON.stringify({ hosts: { "web-1": await buildFixtureSystem("web-1", generation) } }));
+      const bundle = join(fleet.dir, `${name}.ferry`);
+      await fleet.mustCli(["bundle", "create", "--manifest", manifest, "-o", bundle, "--signing-key-file", fleet.key.secretFile]);
+      bundles.push(bundle);
+    }
+    for (const [bundle, extra] of [
+      [bundles[0] as string, []],
+      [bundles[1] as string, ["--two-pass"]],
+    ] as const) {
+      const imported = await fleet.cli(["bundle", "import", bundle, "--trusted-key", fleet.key.publicKey, "--json", ...extra]);
+      assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+      assert.ok(imported.json<{ uploadedBytes: number }>().uploadedBytes > 0);
+    }
   });
 
   test("private cache: no credentials or a wrong host token get 401, the host's own token gets the narinfo", async () => {

@@ -59,17 +59,18 @@ export async function diagnoseSubstituters(config: AgentConfig, storePath: strin
       const base = new URL(substituter.endsWith("/") ? substituter : `${substituter}/`);
       if (base.protocol !== "https:" && base.protocol !== "http:") continue;
       const url = new URL(`${hash}.narinfo`, base);
-      const headers: Record<string, string> = credentialed.has(new URL(substituter).href)
+      const signsIn = credentialed.has(new URL(substituter).href);
+      const headers: Record<string, string> = signsIn
         ? { authorization: `Basic ${Buffer.from(`${config.hostName}:${readToken(config)}`).toString("base64")}` }
         : {};
       try {
         const response = await request(url, { method: "HEAD", headers, dispatcher, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
         await response.body.dump();
         if (response.statusCode === 401) {
-          return new FerryError(
-            "E_CACHE_AUTH",
-            `${substituter} refused the credentials of ${config.hostName} (HTTP 401): the cache is private and the token does not match`,
-          );
+          const why = signsIn
+            ? `refused the credentials of ${config.hostName} (HTTP 401)`
+            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controller's host, ${new URL(config.controllerUrl).hostname}`;
+          return new FerryError("E_CACHE_AUTH", `${substituter} ${why}`);
         }
       } catch (error) {
         const code = classifyTlsFailure(error) ?? classifyTlsFailure((error as { cause?: unknown }).cause);

@@ -127,7 +127,14 @@ export async function startController(options: ControllerOptions): Promise<Runni
     }
   };
   const privateRead = async (request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> => {
-    const reader = await authenticateCacheReader(request, store, dataDir.adminTokenHash).catch(() => undefined);
+    let reader;
+    try {
+      reader = await authenticateCacheReader(request, store, dataDir.adminTokenHash);
+    } catch (error) {
+      log.error({ err: (error as Error).message }, "cache read authentication failed");
+      response.writeHead(500, { "content-type": "text/plain" }).end("E_INTERNAL: cannot check credentials\n");
+      return;
+    }
     if (!reader) {
       response.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Basic realm="ferry-cache"' }).end("E_CACHE_AUTH: this cache is private\n");
       return;
