@@ -12,9 +12,9 @@ let
   helloPort = 8080;
 
   # Where the Ferry controller runs. Agents dial out to it; nothing connects
-  # to the hosts. Put a TLS proxy in front and use wss:// / https:// on any
-  # network you do not trust.
-  controller = "ferry-controller.example.internal:7070";
+  # to the hosts. It serves TLS itself (services.ferry-controller.tls, here
+  # with an ACME certificate), so the agent link is wss:// and the cache https://.
+  controller = "ferry.example.net:7070";
 in
 {
   # --- Placeholder hardware: replace with your nixos-generate-config output.
@@ -45,8 +45,11 @@ in
   # --- The Ferry agent.
   services.ferry-agent = {
     enable = true;
-    controllerUrl = "ws://${controller}/agent";
-    substituters = [ "http://${controller}/cache" ];
+    controllerUrl = "wss://${controller}/agent";
+    substituters = [ "https://${controller}/cache" ];
+    # The certificate comes from a public CA, so the system trust store checks
+    # it. With a CA of your own, give its certificate instead:
+    #   caFile = ./ferry-ca.pem;
     # The public half of the key CI signs with (deploy.sh's FERRY_SIGNING_KEY_FILE):
     #   nix-store --generate-binary-cache-key ferry-fleet-1 cache.sec cache.pub
     # REPLACE this example value with the contents of cache.pub.

@@ -11,7 +11,9 @@
 #        staging / production   ferry rollout start for that environment (production --after staging)
 #
 # Environment:
-#   FERRY_CONTROLLER        controller gRPC address, HOST:PORT (read by ferry)
+#   FERRY_CONTROLLER        controller gRPC address over TLS, https://HOST:PORT (read by ferry)
+#   FERRY_CA_FILE           CA that signed the controller's certificate, when it is
+#                           not from a public CA (read by ferry; also used by nix copy)
 #   FERRY_TOKEN_FILE        operator token file (read by ferry). Each step needs
 #                           a scope: push cache:push; staging / production deploy
 #                           (limited to that environment's tag and environment)

@@ -124,6 +124,23 @@ let
 
   tokenPath = toString cfg.tokenFile;
   isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p || p == builtins.storeDir;
+
+  # What the agent itself refuses (E_INSECURE_TRANSPORT), checked at build
+  # time: a plaintext URL whose host is not loopback.
+  urlHost =
+    url:
+    let
+      m = builtins.match "[a-z]+://(\\[[^]]*]|[^/:]*).*" url;
+    in
+    if m == null then "" else builtins.head m;
+  isLoopback =
+    host:
+    host == "localhost"
+    || lib.hasSuffix ".localhost" host
+    || builtins.match "127\\.[0-9.]+" host != null
+    || host == "[::1]";
+  plaintextAway = scheme: url: lib.hasPrefix "${scheme}://" url && !isLoopback (urlHost url);
+  insecureUrls = lib.filter (plaintextAway "ws") [ cfg.controllerUrl ] ++ lib.filter (plaintextAway "http") cfg.substituters;
 in
 {
   options.services.ferry-agent = {
@@ -182,6 +199,48 @@ in
       description = ''
         Public keys (`name:base64`) a closure must be signed with before the
         agent accepts it. The controller cannot add one.
+      '';
+    };
+
+    caFile = mkOption {
+      type = types.nullOr (types.either types.path types.str);
+      default = null;
+      example = lib.literalExpression "./ferry-ca.pem";
+      description = ''
+        CA certificate (PEM) that signed the controller's certificate, for
+        `wss://` and `https://` (the agent link and Nix's fetches). It replaces
+        the system trust store for both; `null` uses the system trust store
+        (a certificate from a public CA, e.g. ACME). A CA certificate is
+        public, so a path in the Nix store is fine.
+      '';
+    };
+
+    tlsCertFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/ferry-secrets/agent.crt";
+      description = ''
+        Client certificate (PEM) for a controller started with an agent client
+        CA (`services.ferry-controller.tls.agentClientCaFile`). The agent runs
+        as root and reads it, and `tlsKeyFile`, at every connection: renewed
+        files apply without a restart.
+      '';
+    };
+
+    tlsKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/var/lib/ferry-secrets/agent.key";
+      description = "Private key (PEM) of `tlsCertFile`; outside the Nix store.";
+    };
+
+    allowInsecureTransport = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether `ws://` and `http://` URLs to a non-loopback controller are
+        allowed. The agent token then crosses the network in clear, and anyone
+        on the path can act as this host; use it on a network you trust only.
       '';
     };
 
@@ -348,6 +407,28 @@ in
         '';
       }
       {
+        assertion = cfg.allowInsecureTransport || insecureUrls == [ ];
+        message = ''
+          services.ferry-agent: ${lib.concatStringsSep ", " insecureUrls} would send this host's agent token
+          in clear to a machine other than this one. Use wss:// and https:// (services.ferry-controller.tls,
+          with services.ferry-agent.caFile for your own CA), or, on a network you trust, set
+            services.ferry-agent.allowInsecureTransport = true;
+        '';
+      }
+      {
+        assertion = (cfg.tlsCertFile == null) == (cfg.tlsKeyFile == null);
+        message = ''
+          services.ferry-agent.tlsCertFile and tlsKeyFile go together: set both or neither.
+        '';
+      }
+      {
+        assertion = cfg.tlsKeyFile == null || !isStorePath cfg.tlsKeyFile;
+        message = ''
+          services.ferry-agent.tlsKeyFile is in the Nix store (${toString cfg.tlsKeyFile}), where every local user
+          can read it. Give the path of a root-only file outside the store as a string.
+        '';
+      }
+      {
         assertion = cfg.hostName != "";
         message = ''
           services.ferry-agent.hostName is empty. Set networking.hostName, or set
@@ -383,13 +464,17 @@ in
         confirmTimeout
         activationTimeout
         keepGenerations
+        allowInsecureTransport
         ;
       tokenFile = tokenCredential;
       healthChecks = renderedHealthChecks;
       # The unit below restarts the agent on its restart status, so it may ask for one.
       selfRestart = true;
     }
-    // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; };
+    // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; }
+    // lib.optionalAttrs (cfg.caFile != null) { caFile = "${cfg.caFile}"; }
+    // lib.optionalAttrs (cfg.tlsCertFile != null) { inherit (cfg) tlsCertFile; }
+    // lib.optionalAttrs (cfg.tlsKeyFile != null) { inherit (cfg) tlsKeyFile; };
 
     # The CLI on the host, e.g. for `ferry agent apply-bundle` on air-gapped sites.
     environment.systemPackages = [ cfg.package ];

@@ -2,7 +2,8 @@
 #
 # One port (listenAddress) serves agents (WebSocket, /agent) and the binary
 # cache (HTTP, /cache); a second one (grpcListenAddress) serves the operator
-# gRPC API used by the `ferry` CLI and CI.
+# gRPC API used by the `ferry` CLI and CI. With `tls.certFile`/`tls.keyFile`
+# both speak TLS (https/wss and gRPC over TLS).
 {
   config,
   lib,
@@ -81,7 +82,23 @@ let
     "dataDir"
     "listen"
     "grpcListen"
+    "tlsCert"
+    "tlsKey"
+    "clientCa"
+    "agentClientCa"
+    "privateCache"
   ];
+
+  tls = cfg.tls;
+  tlsEnabled = tls.certFile != null && tls.keyFile != null;
+  # Without tls.group the certificate and key reach the unit as systemd
+  # credentials (root-only files work); with it the controller reads them where
+  # they are, as a member of that group, so that a reload sees renewed files.
+  credentialsDir = "/run/credentials/ferry-controller.service";
+  viaCredentials = tlsEnabled && tls.group == null;
+  certPath = if viaCredentials then "${credentialsDir}/tls-cert" else tls.certFile;
+  keyPath = if viaCredentials then "${credentialsDir}/tls-key" else tls.keyFile;
+  isStorePath = p: p != null && lib.hasPrefix "${builtins.storeDir}/" (toString p);
 
   # settings.fooBar = "x" -> --foo-bar x; true -> --foo-bar; false/null -> nothing;
   # a list repeats the flag.
@@ -115,6 +132,22 @@ let
     "--grpc-listen"
     cfg.grpcListenAddress
   ]
+  ++ lib.optionals tlsEnabled [
+    "--tls-cert"
+    certPath
+    "--tls-key"
+    keyPath
+  ]
+  ++ lib.optionals (tls.clientCaFile != null) [
+    "--client-ca"
+    # Interpolated: a path literal is copied into the store (a CA is public).
+    "${tls.clientCaFile}"
+  ]
+  ++ lib.optionals (tls.agentClientCaFile != null) [
+    "--agent-client-ca"
+    "${tls.agentClientCaFile}"
+  ]
+  ++ lib.optional cfg.privateCache "--private-cache"
   ++ lib.concatLists (lib.mapAttrsToList settingFlags cfg.settings);
 
   # Shell-style quoting is understood by systemd's ExecStart; "%" is systemd's
@@ -176,6 +209,67 @@ in
       '';
     };
 
+    tls = {
+      certFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/var/lib/acme/ferry.example.net/fullchain.pem";
+        description = ''
+          PEM certificate (followed by its intermediates) for both listeners:
+          agents and the cache then use `wss://` and `https://`, the CLI
+          `https://HOST:PORT` for gRPC. It must name every address clients dial
+          (subjectAltName). `null` serves plaintext.
+        '';
+      };
+      keyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/var/lib/acme/ferry.example.net/key.pem";
+        description = "PEM private key of `tls.certFile`. Keep it out of the Nix store.";
+      };
+      group = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "acme";
+        description = ''
+          Group that may read `tls.certFile` and `tls.keyFile`, such as
+          `security.acme.certs.<name>.group`. The controller then reads the
+          files in place as a member of that group, and `systemctl reload
+          ferry-controller` (SIGHUP; what `security.acme.certs.<name>.reloadServices`
+          runs after a renewal) switches to renewed files without dropping
+          agents. When `null`, systemd hands the files over with
+          `LoadCredential=` (they may be readable by root only), and systemd
+          does not refresh credentials on reload: a new certificate takes a restart.
+        '';
+      };
+      clientCaFile = mkOption {
+        type = types.nullOr (types.either types.path types.str);
+        default = null;
+        description = "CA (PEM) whose client certificates operators must present on the gRPC port (mutual TLS).";
+      };
+      agentClientCaFile = mkOption {
+        type = types.nullOr (types.either types.path types.str);
+        default = null;
+        description = ''
+          CA (PEM) whose client certificates agents must present on `/agent`.
+          Cache reads still authenticate by token only: Nix cannot present
+          a client certificate.
+        '';
+      };
+    };
+
+    privateCache = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether reading the binary cache needs credentials: a host signs in with
+        its name and agent token (its agent writes the netrc for Nix), the
+        operator with the operator token. The cache is public by default: it
+        only holds what you pushed, and hosts check every path's signature.
+        Turn this on when closures may embed secrets.
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -217,6 +311,26 @@ in
         message = ''
           services.ferry-controller.settings must not set ${lib.concatStringsSep ", " reservedSettings}:
           use services.ferry-controller.dataDir / listenAddress / grpcListenAddress.
+        '';
+      }
+      {
+        assertion = (tls.certFile == null) == (tls.keyFile == null);
+        message = ''
+          services.ferry-controller.tls.certFile and tls.keyFile go together: set both (TLS) or neither (plaintext).
+        '';
+      }
+      {
+        assertion = !(isStorePath tls.keyFile);
+        message = ''
+          services.ferry-controller.tls.keyFile is in the Nix store (${toString tls.keyFile}), which every local user
+          can read. Give the path of a file outside the store as a string, e.g. the key.pem of
+          security.acme.certs.<name>.directory.
+        '';
+      }
+      {
+        assertion = tlsEnabled || (tls.clientCaFile == null && tls.agentClientCaFile == null);
+        message = ''
+          services.ferry-controller.tls.clientCaFile and tls.agentClientCaFile need TLS: set tls.certFile and tls.keyFile too.
         '';
       }
       {
@@ -330,6 +444,19 @@ in
         ];
         # Refuse rather than kill on a filtered call.
         SystemCallErrorNumber = "EPERM";
+      }
+      // lib.optionalAttrs tlsEnabled {
+        # SIGHUP: the controller re-reads its certificate files for new connections.
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+      }
+      // lib.optionalAttrs viaCredentials {
+        LoadCredential = [
+          "tls-cert:${tls.certFile}"
+          "tls-key:${tls.keyFile}"
+        ];
+      }
+      // lib.optionalAttrs (tlsEnabled && tls.group != null) {
+        SupplementaryGroups = [ tls.group ];
       }
       // (
         if staticUser then

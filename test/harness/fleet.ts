@@ -1,9 +1,15 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControllerProcess } from "./controller-proc.js";
+import { ControllerProcess, type ControllerSettings } from "./controller-proc.js";
 import { ferry, type CliResult } from "./ferry-cli.js";
 import { SimHost } from "./sim-host.js";
+
+export interface FleetOptions {
+  controller?: ControllerSettings;
+  /** The CA the CLI and every agent trust: set with `controller.tls`, so that all traffic runs over TLS. */
+  caFile?: string;
+}
 
 export interface SigningKey {
   name: string;
@@ -21,13 +27,17 @@ export class Fleet {
   readonly controller: ControllerProcess;
   key!: SigningKey;
 
-  private constructor(readonly dir: string) {
-    this.controller = new ControllerProcess(join(dir, "controller"));
+  private constructor(
+    readonly dir: string,
+    readonly options: FleetOptions,
+  ) {
+    this.controller = new ControllerProcess(join(dir, "controller"), options.controller);
   }
 
-  static async start(label: string): Promise<Fleet> {
+  /** A fleet in a new directory; `prepare` runs first with that directory (to make certificates in it). */
+  static async start(label: string, prepare: (dir: string) => Promise<FleetOptions> | FleetOptions = () => ({})): Promise<Fleet> {
     const dir = mkdtempSync(join(tmpdir(), `ferry-${label}-`));
-    const fleet = new Fleet(dir);
+    const fleet = new Fleet(dir, await prepare(dir));
     try {
       await fleet.controller.start();
       fleet.key = await fleet.generateKey("ferry-test-1");
@@ -39,7 +49,11 @@ export class Fleet {
   }
 
   get env(): Record<string, string> {
-    return { FERRY_CONTROLLER: this.controller.address, FERRY_TOKEN_FILE: this.controller.tokenFile };
+    return {
+      FERRY_CONTROLLER: this.controller.address,
+      FERRY_TOKEN_FILE: this.controller.tokenFile,
+      ...(this.options.caFile ? { FERRY_CA_FILE: this.options.caFile } : {}),
+    };
   }
 
   /** The CLI, already pointed at this fleet's controller. */
@@ -69,6 +83,7 @@ export class Fleet {
       controllerPort: this.controller.httpPort,
       token: added.json<{ agentToken: string }>().agentToken,
       trustedPublicKeys: [this.key.publicKey],
+      ...(this.options.caFile ? { caFile: this.options.caFile } : {}),
       ...(options.agentConfig ? { extra: options.agentConfig } : {}),
     });
     if (options.start !== false) host.startAgent();

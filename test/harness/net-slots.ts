@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const SLOT_DIR = "/tmp/ferry-test-netslots";
-const SLOTS = 250;
+export const SLOTS = 250;
 
 function alive(pid: number): boolean {
   try {

@@ -2,8 +2,16 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exec, mustExec, waitFor, type ExecResult } from "./exec.js";
-import { releaseSlot, takeSlot } from "./net-slots.js";
+import { SLOTS, releaseSlot, takeSlot } from "./net-slots.js";
 import { FERRY_BIN } from "./paths.js";
+
+/**
+ * Every address a simulated host can reach the controller at: a controller
+ * certificate naming them all serves any host, whichever slot it gets.
+ */
+export function everyGatewayAddress(): string[] {
+  return Array.from({ length: SLOTS }, (_, index) => `10.231.${index + 1}.1`);
+}
 
 /** The exit status by which the agent asks its service manager for a restart (packages/agent/src/self-restart.ts). */
 const AGENT_RESTART_STATUS = 75;
@@ -12,6 +20,8 @@ export interface AgentSettings {
   controllerPort: number;
   token: string;
   trustedPublicKeys: string[];
+  /** wss:// and https:// to the controller, trusting this CA; plaintext (explicitly allowed) without it. */
+  caFile?: string;
   extra?: Record<string, unknown>;
 }
 
@@ -34,7 +44,7 @@ export class SimHost {
     private readonly slot: number,
   ) {
     this.netns = `ferry-h${slot}`;
-    this.gateway = `10.231.${slot}.1`;
+    this.gateway = everyGatewayAddress()[slot - 1] as string;
     this.address = `10.231.${slot}.2`;
     this.stateDir = join(dir, "agent-state");
   }
@@ -100,11 +110,13 @@ export class SimHost {
   writeAgentConfig(settings: AgentSettings): string {
     const tokenFile = join(this.dir, "token");
     writeFileSync(tokenFile, `${settings.token}\n`, { mode: 0o600 });
+    const secure = settings.caFile !== undefined;
     const config = {
-      controllerUrl: `ws://${this.gateway}:${settings.controllerPort}/agent`,
+      controllerUrl: `${secure ? "wss" : "ws"}://${this.gateway}:${settings.controllerPort}/agent`,
       hostName: this.name,
       tokenFile,
-      substituters: [`http://${this.gateway}:${settings.controllerPort}/cache`],
+      substituters: [`${secure ? "https" : "http"}://${this.gateway}:${settings.controllerPort}/cache`],
+      ...(secure ? { caFile: settings.caFile } : { allowInsecureTransport: true }),
       trustedPublicKeys: settings.trustedPublicKeys,
       stateDir: this.stateDir,
       heartbeatInterval: 1,

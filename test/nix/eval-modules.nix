@@ -23,6 +23,7 @@ let
   pkgs = {
     inherit lib;
     systemd = fakeDrv "systemd" { meta.mainProgram = "systemctl"; };
+    coreutils = fakeDrv "coreutils" { };
     nodejs_20 = fakeDrv "nodejs-20" { meta.mainProgram = "node"; };
     python3 = fakeDrv "python3" { };
     makeWrapper = fakeDrv "make-wrapper" { };
@@ -156,6 +157,7 @@ let
           confirmTimeout
           activationTimeout
           keepGenerations
+          allowInsecureTransport
           settings
           ;
         packageName = config.services.ferry-agent.package.name;
@@ -167,6 +169,7 @@ let
           listenAddress
           grpcListenAddress
           openFirewall
+          privateCache
           settings
           ;
       };
@@ -178,9 +181,9 @@ let
     networking.hostName = "web-1";
     services.ferry-agent = {
       enable = true;
-      controllerUrl = "ws://controller:7070/agent";
+      controllerUrl = "wss://controller.example:7070/agent";
       tokenFile = "/var/lib/ferry-secrets/agent-token";
-      substituters = [ "http://controller:7070/cache" ];
+      substituters = [ "https://controller.example:7070/cache" ];
       trustedPublicKeys = [ "ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg==" ];
     };
   };
@@ -269,6 +272,55 @@ in
     };
   };
 
+  # Plaintext to another machine: refused unless explicitly allowed.
+  agentInsecure = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      controllerUrl = lib.mkForce "ws://controller:7070/agent";
+      substituters = lib.mkForce [
+        "http://controller:7070/cache"
+        "https://cache.example.org"
+      ];
+    };
+  };
+
+  agentInsecureAllowed = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      controllerUrl = lib.mkForce "ws://controller:7070/agent";
+      substituters = lib.mkForce [ "http://controller:7070/cache" ];
+      allowInsecureTransport = true;
+    };
+  };
+
+  agentLoopback = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      controllerUrl = lib.mkForce "ws://127.0.0.1:7070/agent";
+      substituters = lib.mkForce [
+        "http://localhost:7070/cache"
+        "http://[::1]:7070/cache"
+      ];
+    };
+  };
+
+  agentTls = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      caFile = "/etc/ferry/ca.pem";
+      tlsCertFile = "/var/lib/ferry-secrets/agent.crt";
+      tlsKeyFile = "/var/lib/ferry-secrets/agent.key";
+    };
+  };
+
+  agentTlsBad = lib.mapAttrs (_: extra: eval { imports = [ validAgent ]; services.ferry-agent = extra; }) {
+    halfPair.tlsCertFile = "/var/lib/ferry-secrets/agent.crt";
+    keyInStore = {
+      tlsCertFile = "/var/lib/ferry-secrets/agent.crt";
+      tlsKeyFile = "${builtins.storeDir}/11111111111111111111111111111111-agent.key";
+    };
+  };
+
   agentBadUrl = eval {
     imports = [ validAgent ];
     services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";
@@ -293,6 +345,41 @@ in
         ];
       };
     };
+  };
+
+  # TLS with files handed over as systemd credentials, both client CAs, private cache.
+  controllerTls = eval {
+    services.ferry-controller = {
+      enable = true;
+      tls = {
+        certFile = "/etc/ferry/tls/fullchain.pem";
+        keyFile = "/etc/ferry/tls/key.pem";
+        clientCaFile = "/etc/ferry/operators-ca.pem";
+        agentClientCaFile = "/etc/ferry/agents-ca.pem";
+      };
+      privateCache = true;
+    };
+  };
+
+  # ACME: the files read in place under the certificate's group, reloaded by SIGHUP.
+  controllerAcme = eval {
+    services.ferry-controller = {
+      enable = true;
+      tls = {
+        certFile = "/var/lib/acme/ferry.example.net/fullchain.pem";
+        keyFile = "/var/lib/acme/ferry.example.net/key.pem";
+        group = "acme";
+      };
+    };
+  };
+
+  controllerTlsBad = lib.mapAttrs (_: tls: eval { services.ferry-controller = { enable = true; inherit tls; }; }) {
+    halfPair.certFile = "/etc/ferry/tls/fullchain.pem";
+    keyInStore = {
+      certFile = "/etc/ferry/tls/fullchain.pem";
+      keyFile = "${builtins.storeDir}/11111111111111111111111111111111-key.pem";
+    };
+    clientCaWithoutTls.clientCaFile = "/etc/ferry/operators-ca.pem";
   };
 
   controllerBad = eval {

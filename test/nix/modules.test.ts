@@ -20,6 +20,7 @@ const TOKEN_FILE = "/var/lib/ferry-secrets/agent-token";
 // Every key the agent accepts in its JSON configuration.
 const AGENT_CONFIG_KEYS = [
   "activationTimeout",
+  "allowInsecureTransport",
   "confirmTimeout",
   "controllerUrl",
   "healthChecks",
@@ -63,6 +64,7 @@ interface Scenario {
     confirmTimeout: number;
     activationTimeout: number;
     keepGenerations: number;
+    allowInsecureTransport: boolean;
     packageName: string;
     settings: Record<string, unknown>;
   };
@@ -72,6 +74,7 @@ interface Scenario {
     listenAddress: string;
     grpcListenAddress: string;
     openFirewall: boolean;
+    privateCache: boolean;
     settings: Record<string, unknown>;
   };
 }
@@ -232,8 +235,9 @@ test("agent: rendered JSON configuration", { skip }, () => {
   assert.deepEqual(Object.keys(config).sort(), AGENT_CONFIG_KEYS);
   assert.deepEqual(config, {
     activationTimeout: 600,
+    allowInsecureTransport: false,
     confirmTimeout: 120,
-    controllerUrl: "ws://controller:7070/agent",
+    controllerUrl: "wss://controller.example:7070/agent",
     healthChecks: [],
     hostName: "web-1",
     keepGenerations: 5,
@@ -242,7 +246,7 @@ test("agent: rendered JSON configuration", { skip }, () => {
     selfRestart: true,
     stateDir: "/var/lib/ferry-agent",
     strategy: "trial",
-    substituters: ["http://controller:7070/cache"],
+    substituters: ["https://controller.example:7070/cache"],
     tokenFile: CREDENTIAL,
     trustedPublicKeys: ["ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg=="],
   });
@@ -309,6 +313,66 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
       for (const pattern of patterns) assert.match(failedAssertions[0] ?? "", pattern);
     });
   }
+});
+
+test("agent: plaintext to another machine is refused with the reason, unless allowed", { skip }, () => {
+  const refused = evalScenario("agentInsecure").failedAssertions;
+  assert.equal(refused.length, 1, refused.join("\n"));
+  assert.match(refused[0] ?? "", /ws:\/\/controller:7070\/agent, http:\/\/controller:7070\/cache would send this host's agent token\s+in clear/);
+  assert.match(refused[0] ?? "", /allowInsecureTransport = true/);
+  assert.doesNotMatch(refused[0] ?? "", /cache\.example\.org/, "https substituters are fine");
+  const allowed = evalScenario("agentInsecureAllowed");
+  assert.deepEqual(allowed.failedAssertions, []);
+  assert.equal(agentConfigFile(allowed).allowInsecureTransport, true);
+  assert.deepEqual(evalScenario("agentLoopback").failedAssertions, [], "loopback is not a network");
+});
+
+test("agent: CA file and client certificate reach the configuration", { skip }, () => {
+  const s = evalScenario("agentTls");
+  assert.deepEqual(s.failedAssertions, []);
+  const config = agentConfigFile(s);
+  assert.equal(config.caFile, "/etc/ferry/ca.pem");
+  assert.equal(config.tlsCertFile, "/var/lib/ferry-secrets/agent.crt");
+  assert.equal(config.tlsKeyFile, "/var/lib/ferry-secrets/agent.key");
+  assert.equal(config.allowInsecureTransport, false);
+  const bad = evalScenario<Record<string, Scenario>>("agentTlsBad");
+  assert.match(bad.halfPair?.failedAssertions.join("\n") ?? "", /tlsCertFile and tlsKeyFile go together/);
+  assert.match(bad.keyInStore?.failedAssertions.join("\n") ?? "", /tlsKeyFile is in the Nix store/);
+});
+
+test("controller: TLS from systemd credentials, client CAs, private cache, reload by SIGHUP", { skip }, () => {
+  const s = evalScenario("controllerTls");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.equal(s.controller.privateCache, true);
+  const sc = service(s, "ferry-controller").serviceConfig;
+  assert.match(
+    String(sc.ExecStart),
+    / controller --data-dir \/var\/lib\/ferry-controller --listen 0\.0\.0\.0:7070 --grpc-listen 127\.0\.0\.1:7071 --tls-cert \/run\/credentials\/ferry-controller\.service\/tls-cert --tls-key \/run\/credentials\/ferry-controller\.service\/tls-key --client-ca \/etc\/ferry\/operators-ca\.pem --agent-client-ca \/etc\/ferry\/agents-ca\.pem --private-cache$/,
+  );
+  assert.deepEqual(sc.LoadCredential, ["tls-cert:/etc/ferry/tls/fullchain.pem", "tls-key:/etc/ferry/tls/key.pem"]);
+  assert.match(String(sc.ExecReload), /-coreutils\/bin\/kill -HUP \$MAINPID$/);
+  assert.equal(sc.SupplementaryGroups, undefined);
+});
+
+test("controller: ACME certificates read in place under their group", { skip }, () => {
+  const s = evalScenario("controllerAcme");
+  assert.deepEqual(s.failedAssertions, []);
+  const sc = service(s, "ferry-controller").serviceConfig;
+  assert.match(
+    String(sc.ExecStart),
+    / --tls-cert \/var\/lib\/acme\/ferry\.example\.net\/fullchain\.pem --tls-key \/var\/lib\/acme\/ferry\.example\.net\/key\.pem$/,
+  );
+  assert.deepEqual(sc.SupplementaryGroups, ["acme"]);
+  assert.equal(sc.LoadCredential, undefined, "systemd does not refresh credentials on reload; renewed files must be read in place");
+  assert.ok(sc.ExecReload);
+  assert.equal(service(evalScenario("controllerDefault"), "ferry-controller").serviceConfig.ExecReload, undefined, "nothing to reload without TLS");
+});
+
+test("controller: TLS settings that cannot work are refused with the reason", { skip }, () => {
+  const bad = evalScenario<Record<string, Scenario>>("controllerTlsBad");
+  assert.match(bad.halfPair?.failedAssertions.join("\n") ?? "", /tls\.certFile and tls\.keyFile go together/);
+  assert.match(bad.keyInStore?.failedAssertions.join("\n") ?? "", /tls\.keyFile is in the Nix store/);
+  assert.match(bad.clientCaWithoutTls?.failedAssertions.join("\n") ?? "", /clientCaFile and tls\.agentClientCaFile need TLS/);
 });
 
 test("controller: systemd unit and defaults", { skip }, () => {
@@ -542,6 +606,8 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
   const configs: [string, Record<string, unknown>][] = [
     ["agentDefault", agentConfigFile(evalScenario("agentDefault"))],
     ["agentFull", agentConfigFile(evalScenario("agentFull"))],
+    ["agentTls", agentConfigFile(evalScenario("agentTls"))],
+    ["agentInsecureAllowed", agentConfigFile(evalScenario("agentInsecureAllowed"))],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];
   for (const [name, config] of configs) {

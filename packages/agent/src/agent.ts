@@ -50,6 +50,7 @@ export async function startAgent(
     url: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
+    tls: { caFile: config.caFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     reconnectMaxDelayMs: config.reconnectMaxDelayMs,
     log: hostLog,

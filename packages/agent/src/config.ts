@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
-import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, readTextFile, type Mode } from "@ferry/core";
+import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, assertTransportAllowed, readTextFile, type Mode } from "@ferry/core";
 import { describeCheckProblems, staticCheckProblems } from "./check-validation.js";
 
 /**
@@ -64,6 +64,13 @@ export interface AgentConfig {
   bundleSiteName?: string;
   /** apply-bundle: the lowest bundle sequence this host takes, even with an empty ledger. */
   bundleMinSequence?: number;
+  /** CA bundle for wss:// and https:// (controller link and Nix), instead of the system trust store. */
+  caFile?: string;
+  /** Client certificate (PEM, chain allowed) and key for a controller that asks agents for one. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Permits ws:// and http:// to a non-loopback address: the token would cross the network in clear. */
+  allowInsecureTransport: boolean;
 }
 
 const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
@@ -82,7 +89,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     controllerUrl: {
       type: "string",
       pattern: "^wss?://[^\\s]+$",
-      description: "WebSocket URL of the controller's agent endpoint, e.g. ws://controller:7070/agent.",
+      description:
+        "WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set.",
     },
     hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
     tokenFile: { type: "string", minLength: 1, description: "File holding this host's agent token; read at every connection." },
@@ -90,7 +98,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       type: "array",
       minItems: 1,
       items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" },
-      description: "Binary caches to fetch closures from.",
+      description:
+        "Binary caches to fetch closures from; http:// only to loopback unless allowInsecureTransport is set. Those on the controller's host get this host's name and token (netrc) for a private cache.",
     },
     trustedPublicKeys: {
       type: "array",
@@ -192,6 +201,24 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       nullable: true,
       description: "apply-bundle: the lowest bundle sequence taken, so that a fresh host does not accept any old signed bundle.",
     },
+    caFile: {
+      type: "string",
+      nullable: true,
+      minLength: 1,
+      description: "PEM CA bundle that signed the controller's certificate, used instead of the system trust store (controller link and Nix fetches).",
+    },
+    tlsCertFile: {
+      type: "string",
+      nullable: true,
+      minLength: 1,
+      description: "Client certificate (PEM) presented to a controller started with --agent-client-ca; needs tlsKeyFile.",
+    },
+    tlsKeyFile: { type: "string", nullable: true, minLength: 1, description: "Private key (PEM) of tlsCertFile." },
+    allowInsecureTransport: {
+      type: "boolean",
+      default: false,
+      description: "Allow ws:// and http:// to a non-loopback address. The agent token then crosses the network in clear: only on a network you trust.",
+    },
   },
 };
 
@@ -217,6 +244,12 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   copy.hostName = assertHostName(copy.hostName);
   const problems = staticCheckProblems(copy.healthChecks);
   if (problems.length > 0) throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${describeCheckProblems(problems)}`);
+  if (Boolean(copy.tlsCertFile) !== Boolean(copy.tlsKeyFile)) {
+    throw new FerryError("E_BAD_CONFIG", "invalid agent configuration: tlsCertFile and tlsKeyFile go together: set both or neither");
+  }
+  const allowed = copy.allowInsecureTransport;
+  assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
+  for (const url of copy.substituters) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
   return copy;
 }
 

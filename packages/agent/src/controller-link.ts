@@ -1,7 +1,8 @@
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import WebSocket from "ws";
-import { fileError, type Logger } from "@ferry/core";
+import type { IncomingMessage } from "node:http";
+import { classifyTlsFailure, fileError, isErrorCode, readTlsFiles, toFerryError, type Logger, type TlsMaterial } from "@ferry/core";
 import {
   MAX_FRAME_BYTES,
   decodeControllerFrame,
@@ -17,6 +18,8 @@ export interface LinkOptions {
   url: string;
   hostName: string;
   tokenFile: string;
+  /** CA bundle and client certificate for wss://; read at every connection, so renewed files apply without a restart. */
+  tls?: { caFile?: string | undefined; certFile?: string | undefined; keyFile?: string | undefined };
   heartbeatIntervalMs: number;
   reconnectMaxDelayMs: number;
   log: Logger;
@@ -109,8 +112,22 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
       log.error({ code: failure.code, tokenFile: this.options.tokenFile, err: failure.message }, "cannot read the agent token");
       return this.scheduleReconnect();
     }
-    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000 });
+    let tls: TlsMaterial;
+    try {
+      tls = this.readTls();
+    } catch (error) {
+      const failure = toFerryError(error, "E_TLS_MATERIAL");
+      log.error({ code: failure.code, err: failure.message }, "cannot read the TLS files");
+      return this.scheduleReconnect();
+    }
+    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...tls });
     this.socket = socket;
+    socket.on("unexpected-response", (_request, response: IncomingMessage) => {
+      const code = String(response.headers["x-ferry-error-code"] ?? "");
+      log.error({ code: isErrorCode(code) ? code : "E_CONTROLLER_UNREACHABLE", status: response.statusCode }, "the controller refused the agent link");
+      response.resume();
+      socket.terminate();
+    });
     socket.on("open", () => {
       socket.send(
         encodeAgentFrame({
@@ -157,7 +174,12 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
           return;
       }
     });
-    socket.on("error", (error) => log.debug({ err: error.message }, "controller link error"));
+    socket.on("error", (error) => {
+      // A certificate problem will not fix itself: say so loudly, with the code that names the fix.
+      const tlsCode = classifyTlsFailure(error);
+      if (tlsCode) log.error({ code: tlsCode, url: this.options.url, err: error.message }, "TLS with the controller failed");
+      else log.debug({ err: error.message }, "controller link error");
+    });
     socket.on("close", (code, reason) => {
       const wasWelcomed = this.welcomed;
       this.welcomed = false;
@@ -169,6 +191,16 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
         this.emit("disconnected");
       }
       this.scheduleReconnect();
+    });
+  }
+
+  private readTls(): TlsMaterial {
+    const files = this.options.tls;
+    if (!files) return {};
+    return readTlsFiles({
+      ca: files.caFile ? { file: files.caFile, what: "caFile" } : undefined,
+      cert: files.certFile ? { file: files.certFile, what: "tlsCertFile" } : undefined,
+      key: files.keyFile ? { file: files.keyFile, what: "tlsKeyFile" } : undefined,
     });
   }
 

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { assertStorePath, FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
+import { cacheTransport } from "./cache-transport.js";
 import type { AgentSettings } from "./settings.js";
 import { describeHolder, type SwitchLock } from "./switch-lock.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
@@ -22,6 +23,7 @@ export async function dryActivate(command: DryActivateCommand, config: AgentSett
       trustedPublicKeys: config.trustedPublicKeys,
       gcRoot: join(config.stateDir, "gcroots", "dry-activate"),
       timeoutMs: config.fetchTimeoutMs,
+      ...cacheTransport(config),
     });
     await requireTrustedSignatures({ config, nix, log }, path);
     const release = lock.tryAcquire("running a dry-activate");

@@ -1,6 +1,17 @@
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { FerryError, findUntrustedPath, parsePublicKeys, toFerryError, type Logger, type Nix, type PublicKey, type SignedPathInfo } from "@ferry/core";
+import {
+  FerryError,
+  findUntrustedPath,
+  parsePublicKeys,
+  toFerryError,
+  type ErrorCode,
+  type Logger,
+  type Nix,
+  type PublicKey,
+  type SignedPathInfo,
+} from "@ferry/core";
+import { cacheTransport, diagnoseSubstituters } from "./cache-transport.js";
 import type { AgentSettings } from "./settings.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
@@ -32,13 +43,14 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
         gcRoot: join(config.stateDir, "gcroots", rootName),
         timeoutMs: config.fetchTimeoutMs,
         signal: watchdog.signal,
+        ...cacheTransport(config),
       });
       await requireTrustedSignatures(deps, path);
       return;
     } catch (error) {
-      const failure = toFerryError(error, "E_FETCH_FAILED");
-      // A bad signature will not fix itself, nor will a full disk; a missing path may still be uploading.
-      if (NOT_RETRIED.has(failure.code) || attempt >= FETCH_ATTEMPTS) throw failure;
+      const failure = await diagnosed(config, path, toFerryError(error, "E_FETCH_FAILED"));
+      // A bad signature will not fix itself, nor will a full disk or refused credentials; a missing path may still be uploading.
+      if (FINAL_FAILURES.has(failure.code) || attempt >= FETCH_ATTEMPTS) throw failure;
       log.warn({ attempt, code: failure.code, err: failure.message }, "fetch failed; retrying");
       await sleep(2000 * 2 ** (attempt - 1));
     } finally {
@@ -47,8 +59,25 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
   }
 }
 
-const NOT_RETRIED = new Set(["E_UNSIGNED_PATH", "E_BAD_CONFIG", "E_NO_SPACE"]);
+/** What Nix reports vaguely (a missing path, a refused certificate) may have a precise cause. */
+const VAGUE_FAILURES = new Set<ErrorCode>(["E_PATH_NOT_IN_CACHE", "E_FETCH_FAILED", "E_TLS_UNTRUSTED"]);
+/** Failures a retry cannot fix: a bad signature, a full disk, refused credentials, a refused certificate. */
+const FINAL_FAILURES = new Set<ErrorCode>([
+  "E_UNSIGNED_PATH",
+  "E_BAD_CONFIG",
+  "E_NO_SPACE",
+  "E_CACHE_AUTH",
+  "E_TLS_UNTRUSTED",
+  "E_TLS_EXPIRED",
+  "E_TLS_NAME_MISMATCH",
+]);
 const WATCHDOG_INTERVAL_MS = 1000;
+
+async function diagnosed(config: AgentSettings, path: string, failure: FerryError): Promise<FerryError> {
+  if (!VAGUE_FAILURES.has(failure.code)) return failure;
+  const cause = await diagnoseSubstituters(config, path).catch(() => undefined);
+  return cause ? new FerryError(cause.code, cause.message, { output: failure.output, cause: failure }) : failure;
+}
 
 /**
  * While a fetch runs, /nix must keep half the reserve free: the sizes checked
@@ -90,7 +119,7 @@ async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
   const substituter = config.substituters[0] as string;
   let infos: SignedPathInfo[];
   try {
-    infos = await nix.closureInfosFrom(path, substituter);
+    infos = await nix.closureInfosFrom(path, substituter, cacheTransport(config));
   } catch (error) {
     // The fetch itself reports a missing closure precisely, and the watchdog guards the disk.
     log.warn({ err: (error as Error).message }, "could not read closure sizes; relying on the disk-space watchdog");

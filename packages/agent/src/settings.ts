@@ -33,6 +33,10 @@ export interface AgentSettings {
   readonly heartbeatIntervalMs: number;
   readonly reconnectMaxDelayMs: number;
   readonly bundleSiteName: string | undefined;
+  readonly caFile: string | undefined;
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  readonly allowInsecureTransport: boolean;
   readonly bundleMinSequence: number | undefined;
 }
 
@@ -64,6 +68,10 @@ export function compileAgentConfig(config: AgentConfig): AgentSettings {
     heartbeatIntervalMs: seconds(config.heartbeatInterval),
     reconnectMaxDelayMs: seconds(config.reconnectMaxDelay),
     bundleSiteName: config.bundleSiteName,
+    caFile: config.caFile,
+    tlsCertFile: config.tlsCertFile,
+    tlsKeyFile: config.tlsKeyFile,
+    allowInsecureTransport: config.allowInsecureTransport,
     bundleMinSequence: config.bundleMinSequence,
   };
 }

@@ -129,6 +129,8 @@ function fixture(options: Options = {}): Fixture {
   const currentLink = join(dir, "run", "current-system");
   const stateFile = join(stateDir, "state.json");
   mkdirSync(stateDir, { recursive: true });
+  // The agent signs in to its controller's cache with this token (a netrc written before each fetch).
+  writeFileSync(join(dir, "token"), "activation-test-token\n", { mode: 0o600 });
   if (options.previous !== undefined) setLink(currentLink, options.previous);
   if (options.profileTarget !== undefined) setProfileLink(profile, options.profileTarget);
   const config = parseAgentConfig({

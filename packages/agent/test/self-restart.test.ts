@@ -81,7 +81,7 @@ describe("SelfRestart", () => {
         controllerUrl: "ws://127.0.0.1:1/agent",
         hostName: "web1",
         tokenFile: "t",
-        substituters: ["http://x/"],
+        substituters: ["http://127.0.0.1:1/cache"],
         trustedPublicKeys: ["k:QUJD"],
         selfRestart: options.selfRestart ?? true,
       }),

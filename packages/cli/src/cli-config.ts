@@ -19,6 +19,9 @@ import { readEnv } from "./spec/env.js";
 export interface ContextSettings {
   controller?: string;
   tokenFile?: string;
+  caFile?: string;
+  clientCert?: string;
+  clientKey?: string;
 }
 
 export interface CliConfig {
@@ -26,7 +29,7 @@ export interface CliConfig {
   contexts: Record<string, ContextSettings>;
 }
 
-const CONTEXT_KEYS: Record<keyof ContextSettings, true> = { controller: true, tokenFile: true };
+const CONTEXT_KEYS: Record<keyof ContextSettings, true> = { controller: true, tokenFile: true, caFile: true, clientCert: true, clientKey: true };
 const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function configFile(): string {
@@ -75,7 +78,10 @@ function validate(raw: unknown, file: string): CliConfig {
       if (typeof setting !== "string" || setting === "") throw bad(`contexts.${name}.${key} must be a non-empty string`);
       settings[key as keyof ContextSettings] = setting;
     }
-    if (settings.tokenFile !== undefined && !isAbsolute(settings.tokenFile)) settings.tokenFile = resolve(dirname(file), settings.tokenFile);
+    for (const key of ["tokenFile", "caFile", "clientCert", "clientKey"] as const) {
+      const path = settings[key];
+      if (path !== undefined && !isAbsolute(path)) settings[key] = resolve(dirname(file), path);
+    }
     config.contexts[name] = settings;
   }
   if (currentContext !== undefined) config.currentContext = currentContext;

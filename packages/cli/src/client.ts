@@ -1,14 +1,16 @@
-import { Metadata, credentials, status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
-import { FerryError, isErrorCode, parseHostPort, readTextFile } from "@ferry/core";
+import { Metadata, status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
+import { FerryError, classifyTlsFailure, isErrorCode, readTextFile } from "@ferry/core";
 import { OperatorServiceClient } from "@ferry/protocol";
 import { resolveConnectionSettings, type ConnectionFlags } from "./connection-settings.js";
 import { probeHttp1 } from "./http-probe.js";
 import { CONTROLLER } from "./spec/local.js";
+import { controllerTransport, type ControllerTransport } from "./transport.js";
 
 export interface OperatorConnection {
   address: string;
   host: string;
   token: string;
+  transport: ControllerTransport;
   client: OperatorServiceClient;
   metadata(): Metadata;
   call<Req, Res>(
@@ -36,6 +38,8 @@ export function toCliError(error: ServiceError, address?: string): FerryError {
   const code = String(error.metadata?.get("ferry-error-code")[0] ?? "");
   const details = cleanGrpcDetails(error.details || error.message);
   if (isErrorCode(code)) return new FerryError(code, details);
+  const tls = error.code === status.UNAVAILABLE ? classifyTlsFailure(error.details) : undefined;
+  if (tls) return new FerryError(tls, `TLS with the controller failed: ${details}`);
   if (error.code === status.UNAVAILABLE || error.code === status.DEADLINE_EXCEEDED) {
     return new FerryError("E_CONTROLLER_UNREACHABLE", `cannot reach the controller${address ? ` at ${address}` : ""}: ${details}`);
   }
@@ -53,8 +57,14 @@ export function connect(flags: ConnectionFlags): OperatorConnection {
       "E_BAD_ARGUMENT",
       "no controller address: pass --controller HOST:PORT, set FERRY_CONTROLLER, or make a context (ferry context set NAME --controller HOST:PORT --token-file FILE)",
     );
-  const address = settings.controller.value;
-  const { host } = parseHostPort(address, settings.controller.from);
+  const transport = controllerTransport({
+    controller: settings.controller.value,
+    ca: settings.ca?.value,
+    clientCert: settings.clientCert?.value,
+    clientKey: settings.clientKey?.value,
+    insecure: settings.insecure,
+  });
+  const { address, host } = transport;
   if (!settings.tokenFile) throw new FerryError("E_AUTH", "no operator token: pass --token-file FILE, set FERRY_TOKEN_FILE, or name it in a context");
   const tokenFile = settings.tokenFile;
   let token: string;
@@ -66,7 +76,7 @@ export function connect(flags: ConnectionFlags): OperatorConnection {
   }
   if (token === "") throw new FerryError("E_AUTH", `operator token file ${tokenFile.value} is empty`);
   dialled.add(address);
-  const client = new OperatorServiceClient(address, credentials.createInsecure());
+  const client = new OperatorServiceClient(address, transport.credentials);
   const metadata = (): Metadata => {
     const m = new Metadata();
     m.set("authorization", `Bearer ${token}`);
@@ -76,6 +86,7 @@ export function connect(flags: ConnectionFlags): OperatorConnection {
     address,
     host,
     token,
+    transport,
     client,
     metadata,
     call(method, request) {
@@ -127,5 +138,5 @@ export async function discoverCacheUrl(connection: OperatorConnection): Promise<
   const info = await connection.call(connection.client.getInfo, {});
   if (info.publicUrl) return `${info.publicUrl.replace(/\/$/, "")}${info.cachePath}`;
   const host = connection.host.includes(":") ? `[${connection.host}]` : connection.host;
-  return `http://${host}:${info.httpPort}${info.cachePath}`;
+  return `${info.tls ? "https" : "http"}://${host}:${info.httpPort}${info.cachePath}`;
 }

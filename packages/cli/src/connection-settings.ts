@@ -10,6 +10,12 @@ export interface Setting {
 export interface ConnectionSettings {
   controller?: Setting;
   tokenFile?: Setting;
+  /** TLS: the CA the controller's certificate must chain to, and a client certificate for mTLS. */
+  ca?: Setting;
+  clientCert?: Setting;
+  clientKey?: Setting;
+  /** Plaintext to a non-loopback controller was asked for (--insecure / FERRY_INSECURE=1). */
+  insecure: boolean;
   context?: Setting;
   configFile: string;
 }
@@ -18,6 +24,10 @@ export interface ConnectionFlags {
   controller?: string | undefined;
   "token-file"?: string | undefined;
   context?: string | undefined;
+  ca?: string | undefined;
+  "client-cert"?: string | undefined;
+  "client-key"?: string | undefined;
+  insecure?: boolean | undefined;
 }
 
 function pick(flag: string | undefined, flagName: string, env: string | undefined, envName: string): Setting | undefined {
@@ -34,12 +44,18 @@ function pick(flag: string | undefined, flagName: string, env: string | undefine
  */
 export function resolveConnectionSettings(flags: ConnectionFlags, options: { readContext?: boolean } = {}): ConnectionSettings {
   const file = configFile();
-  const settings: ConnectionSettings = { configFile: file };
+  const settings: ConnectionSettings = { configFile: file, insecure: flags.insecure === true || readEnv("FERRY_INSECURE") === "1" };
   const controller = pick(flags.controller, "--controller", readEnv("FERRY_CONTROLLER"), "FERRY_CONTROLLER");
   const tokenFile = pick(flags["token-file"], "--token-file", readEnv("FERRY_TOKEN_FILE"), "FERRY_TOKEN_FILE");
   const chosen = pick(flags.context, "--context", readEnv("FERRY_CONTEXT"), "FERRY_CONTEXT");
   if (controller) settings.controller = controller;
   if (tokenFile) settings.tokenFile = tokenFile;
+  const ca = pick(flags.ca, "--ca", readEnv("FERRY_CA_FILE"), "FERRY_CA_FILE");
+  const clientCert = pick(flags["client-cert"], "--client-cert", readEnv("FERRY_CLIENT_CERT"), "FERRY_CLIENT_CERT");
+  const clientKey = pick(flags["client-key"], "--client-key", readEnv("FERRY_CLIENT_KEY"), "FERRY_CLIENT_KEY");
+  if (ca) settings.ca = ca;
+  if (clientCert) settings.clientCert = clientCert;
+  if (clientKey) settings.clientKey = clientKey;
   if (!chosen && controller && tokenFile && !options.readContext) return settings;
   const config = readCliConfig(file);
   const context = chosen ?? (config.currentContext === undefined ? undefined : { value: config.currentContext, from: "currentContext" });
@@ -49,5 +65,8 @@ export function resolveConnectionSettings(flags: ConnectionFlags, options: { rea
   const from = `context ${JSON.stringify(context.value)}`;
   if (!settings.controller && named.controller) settings.controller = { value: named.controller, from };
   if (!settings.tokenFile && named.tokenFile) settings.tokenFile = { value: named.tokenFile, from };
+  if (!settings.ca && named.caFile) settings.ca = { value: named.caFile, from };
+  if (!settings.clientCert && named.clientCert) settings.clientCert = { value: named.clientCert, from };
+  if (!settings.clientKey && named.clientKey) settings.clientKey = { value: named.clientKey, from };
   return settings;
 }

@@ -22,7 +22,7 @@ describe("the CLI configuration file", () => {
     for (const [text, detail] of [
       ["{", /is not valid JSON/],
       ["[]", /expected an object/],
-      ['{"contexts": {"a": {"tokenfile": "x"}}}', /contexts\.a: unknown key "tokenfile" \(known: controller, tokenFile\)/],
+      ['{"contexts": {"a": {"tokenfile": "x"}}}', /contexts\.a: unknown key "tokenfile" \(known: controller, tokenFile, caFile, clientCert, clientKey\)/],
       ['{"contexts": {"a": {"controller": 7071}}}', /contexts\.a\.controller must be a non-empty string/],
       ['{"contexts": {"a b": {}}}', /context name "a b"/],
       ['{"current": "a"}', /unknown key "current"/],

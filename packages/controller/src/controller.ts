@@ -1,8 +1,10 @@
 import { EventEmitter } from "node:events";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { Server as GrpcServer, ServerCredentials } from "@grpc/grpc-js";
-import { FERRY_VERSION, listenError, toFerryError, type Logger } from "@ferry/core";
+import { FERRY_VERSION, FerryError, listenError, toFerryError, type Logger } from "@ferry/core";
 import { AccessServiceService, OperatorServiceService, PROTOCOL_VERSION, SiteServiceService } from "@ferry/protocol";
 import { createOperatorService } from "./api/operator-service.js";
 import { createAccessService } from "./api/access-service.js";
@@ -17,6 +19,8 @@ import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./ap
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
+import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
+import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
@@ -38,6 +42,10 @@ export interface ControllerOptions {
   agentFrameRate?: FrameRate;
   /** How long and how much deployment history is kept (default 30 days, 1000 events per host). */
   history?: Partial<HistoryRetention>;
+  /** Serve https/wss and gRPC over TLS with these files; plaintext when absent. */
+  tls?: ControllerTlsFiles;
+  /** Cache reads need a host's or an operator's credentials (HTTP Basic); public when false. */
+  privateCache?: boolean;
   log: Logger;
 }
 
@@ -46,6 +54,10 @@ export interface RunningController {
   httpPort: number;
   grpcPort: number;
   store: StateStore;
+  /** Whether both listeners speak TLS. */
+  tls: boolean;
+  /** Re-reads the TLS files for new connections (SIGHUP); throws E_TLS_MATERIAL and keeps the old ones on a bad file. */
+  reloadTls(): void;
   stop(): Promise<void>;
 }
 
@@ -59,6 +71,8 @@ const CACHE_PREFIX = "/cache/";
  * directory, removing it if this start created it.
  */
 export async function startController(options: ControllerOptions): Promise<RunningController> {
+  // Bad certificate files stop the start-up before anything is created or listens.
+  if (options.tls) new ControllerTls(options.tls, options.log.child({ part: "tls" }));
   const dataDir = openDataDir(options.dataDir);
   const undo: (() => unknown)[] = [];
   try {
@@ -78,6 +92,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
 
 async function startParts(options: ControllerOptions, dataDir: DataDir, undo: (() => unknown)[]): Promise<RunningController> {
   const { log } = options;
+  const tls = options.tls ? new ControllerTls(options.tls, log.child({ part: "tls" })) : undefined;
   const history = { ...DEFAULT_HISTORY_RETENTION, ...options.history };
   const store = new SqliteStateStore(dataDir.databaseFile, history);
   undo.push(() => store.close());
@@ -145,6 +160,18 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
         response.writeHead(400, { "content-type": "text/plain" }).end("malformed URL encoding\n");
         return;
       }
+      const isRead = request.method === "GET" || request.method === "HEAD";
+      if (options.privateCache && isRead && !isPublicCacheFile(relative) && !authenticated) {
+        // Not an operator token: a host's own name and agent token, or nothing.
+        const reader = await authenticateCacheReader(request, store, dataDir.adminTokenHash);
+        if (!reader) {
+          response
+            .writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Basic realm="ferry-cache"' })
+            .end("E_CACHE_AUTH: this cache is private\n");
+          return;
+        }
+        governor.trust(request.socket);
+      }
       await cache.handle(request, response, relative, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /cache/*"]).name);
     } else if (path === BUNDLE_UPLOAD_PATH) {
       await handleBundleUpload(site, request, response, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /bundles/upload"]));
@@ -154,20 +181,35 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       response.writeHead(404).end();
     }
   };
-  const http = createServer(governor.serverOptions(), (request: IncomingMessage, response: ServerResponse) => {
+  const handleRequest = (request: IncomingMessage, response: ServerResponse): void => {
     route(request, response).catch((error: unknown) => {
       const failure = toFerryError(error);
       log.error({ err: failure.message, code: failure.code, url: request.url }, "HTTP request failed");
       if (!response.headersSent) response.writeHead(500, { "content-type": "text/plain" });
       response.end(`${failure.code}: ${failure.message}\n`);
     });
-  });
+  };
+  let http: HttpServer | HttpsServer;
+  if (tls) {
+    const secure = createHttpsServer({ ...governor.serverOptions(), ...tls.httpsOptions() }, handleRequest);
+    tls.attachHttps(secure);
+    http = secure;
+  } else {
+    http = createServer(governor.serverOptions(), handleRequest);
+  }
   governor.attach(http);
-  http.on("upgrade", (request, socket: Socket, head) => {
+  http.on("upgrade", (request: IncomingMessage, socket: Socket, head: Buffer) => {
     // An agent link is long-lived and proves itself alive with heartbeats; the hub times it out.
     socket.setTimeout(0);
-    if ((request.url ?? "").split("?")[0] === AGENT_PATH) hub.handleUpgrade(request, socket, head, () => governor.trust(socket));
-    else socket.destroy();
+    if ((request.url ?? "").split("?")[0] !== AGENT_PATH) {
+      socket.destroy();
+    } else if (tls && !tls.agentCertificateAccepted(socket as TLSSocket)) {
+      // Said in a header, because the agent cannot read a refused upgrade's body.
+      socket.end("HTTP/1.1 403 Forbidden\r\nx-ferry-error-code: E_TLS_CLIENT_CERT\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      log.warn({ remote: socket.remoteAddress }, "agent refused: no client certificate signed by --agent-client-ca");
+    } else {
+      hub.handleUpgrade(request, socket, head, () => governor.trust(socket));
+    }
   });
   await new Promise<void>((resolve, reject) => {
     http.once("error", (error) => reject(listenError(error, options.listen, "the agent and cache listener, --listen")));
@@ -187,7 +229,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       authenticator,
       audit,
       hostEvents,
-      info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "" },
+      info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
     ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), authenticator, audit }),
@@ -196,7 +238,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));
   const grpcPort = await new Promise<number>((resolve, reject) => {
     const host = options.grpcListen.host.includes(":") ? `[${options.grpcListen.host}]` : options.grpcListen.host;
-    grpc.bindAsync(`${host}:${options.grpcListen.port}`, ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port)));
+    const credentials = tls ? tls.grpcCredentials() : ServerCredentials.createInsecure();
+    grpc.bindAsync(`${host}:${options.grpcListen.port}`, credentials, (error, port) => (error ? reject(error) : resolve(port)));
   }).catch(async (error: unknown) => {
     // The HTTP listener is already open: left behind, it would keep a failed controller running.
     http.closeAllConnections();
@@ -219,13 +262,29 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     HISTORY_PRUNE_INTERVAL_MS,
   );
   pruneTimer.unref();
-  log.info({ version: FERRY_VERSION, protocolVersion: PROTOCOL_VERSION, httpPort, grpcPort, dataDir: dataDir.root }, "controller started");
+  log.info(
+    {
+      version: FERRY_VERSION,
+      protocolVersion: PROTOCOL_VERSION,
+      httpPort,
+      grpcPort,
+      dataDir: dataDir.root,
+      tls: tls !== undefined,
+      privateCache: Boolean(options.privateCache),
+    },
+    "controller started",
+  );
 
   return {
     dataDir,
     httpPort,
     grpcPort,
     store,
+    tls: tls !== undefined,
+    reloadTls() {
+      if (!tls) throw new FerryError("E_BAD_ARGUMENT", "this controller runs without TLS; nothing to reload");
+      tls.reload();
+    },
     async stop() {
       clearInterval(pruneTimer);
       await engine.stop();

@@ -95,6 +95,17 @@ export const ERROR_HINTS = {
     "The operator token lacks the scope (or the tag/environment) this needs; ferry token list shows what each token may do. Use a token that has it, or have an admin create one (ferry token create).",
   E_UNKNOWN_TOKEN: "List tokens with: ferry token list.",
   E_TOKEN_EXISTS: "Pick another name, or revoke the token first: ferry token revoke NAME (or give it a new secret: ferry token rotate NAME).",
+  E_INSECURE_TRANSPORT:
+    "Plaintext is allowed to loopback only: use https://, grpcs:// or wss:// with the controller's certificate, or allow it explicitly on a network you trust (CLI: --insecure; agent: allowInsecureTransport = true).",
+  E_TLS_UNTRUSTED: "The peer's certificate is not signed by a CA this side trusts: give the CA that signed it (CLI: --ca FILE; agent: caFile).",
+  E_TLS_EXPIRED: "A certificate is expired or not yet valid: renew it and reload the controller (SIGHUP / systemctl reload), or check this machine's clock.",
+  E_TLS_NAME_MISMATCH:
+    "The certificate does not name the address dialled: connect by a DNS name or IP listed in its subjectAltName, or reissue it with that name.",
+  E_TLS_CLIENT_CERT:
+    "The controller wants a client certificate signed by its client CA: give one (CLI: --client-cert/--client-key; agent: tlsCertFile/tlsKeyFile).",
+  E_TLS_MATERIAL: "A certificate, key or CA file is unreadable or not PEM, or the key does not belong to the certificate; check the file named.",
+  E_CACHE_AUTH:
+    "The private binary cache refused the credentials: check the host's agent token (or the operator token) and that the substituter is the controller.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -9,11 +9,19 @@ const LISTING_LIMIT = 256 * 1024 * 1024;
 /** Nix remembers what a cache holds for days; a cache that just changed must be asked afresh. */
 const FRESH_NARINFO = ["--option", "narinfo-cache-positive-ttl", "0", "--option", "narinfo-cache-negative-ttl", "0"];
 
-function netrc(file: string | undefined): string[] {
-  return file ? ["--option", "netrc-file", file] : [];
+/** How Nix reaches an HTTPS cache: whose CA it trusts, which credentials it sends. */
+export interface CacheTransport {
+  /**
+   * CA bundle Nix verifies the cache's certificate with, instead of the
+   * system's. Passed as NIX_SSL_CERT_FILE: Nix 2.8 has no `ssl-cert-file`
+   * setting, and later versions still take their default from that variable.
+   */
+  caFile?: string | undefined;
+  /** netrc file with the HTTP Basic credentials for the cache (Nix's `netrc-file`). */
+  netrcFile?: string | undefined;
 }
 
-export interface SubstituteOptions {
+export interface SubstituteOptions extends CacheTransport {
   substituters: readonly string[];
   trustedPublicKeys: readonly string[];
   /** Indirect GC root that keeps the realised closure alive. */
@@ -35,10 +43,18 @@ export class Nix {
     private readonly env: Readonly<Record<string, string>> = {},
   ) {}
 
-  private async run(argv: string[], code: ErrorCode, what: string, timeoutMs?: number, input?: string, stdoutLimit?: number): Promise<CommandResult> {
+  private async run(
+    argv: string[],
+    code: ErrorCode,
+    what: string,
+    timeoutMs?: number,
+    input?: string,
+    stdoutLimit?: number,
+    env: Readonly<Record<string, string>> = this.env,
+  ): Promise<CommandResult> {
     const result = await this.runner.run({
       argv,
-      env: this.env,
+      env,
       ...(timeoutMs === undefined ? {} : { timeoutMs }),
       ...(input === undefined ? {} : { input }),
       ...(stdoutLimit === undefined ? {} : { stdoutLimit }),
@@ -83,16 +99,22 @@ export class Nix {
       "max-jobs",
       "0",
     ];
+    argv.push(...transportArgs(options));
     if (options.gcRoot) argv.push("--add-root", options.gcRoot);
     const result = await this.runner.run({
       argv,
-      env: this.env,
+      env: this.transportEnv(options),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     });
     if (result.exitCode === 0 && !result.timedOut) return;
     if (options.signal?.aborted) throw toFerryError(options.signal.reason, "E_FETCH_FAILED");
     const output = outputTail(result);
+    if (/HTTP error 401|401 Unauthorized/.test(output)) {
+      throw new FerryError("E_CACHE_AUTH", `the binary cache refused this host's credentials while fetching ${path}`, { output });
+    }
+    const tls = /SSL certificate problem|SSL peer certificate|certificate verify failed|SSL: no alternative certificate subject name/.exec(output);
+    if (tls) throw new FerryError(tlsCodeOfCurlOutput(output), `the substituter's TLS certificate was refused while fetching ${path}`, { output });
     if (/is not signed by any of the keys|lacks a signature by a trusted key/.test(output)) {
       throw new FerryError("E_UNSIGNED_PATH", `${path} (or part of its closure) is not signed by a trusted key`, { output });
     }
@@ -143,20 +165,20 @@ export class Nix {
     return outputTail(result);
   }
 
-  /** Sizes of the closure's paths as the substituters describe them, for the disk-space check. */
   /**
    * The closure of `path` as the substituter describes it, with signatures:
    * sizes are only worth what a trusted signature over them is worth.
    */
-  async closureInfosFrom(path: string, substituter: string): Promise<SignedPathInfo[]> {
+  async closureInfosFrom(path: string, substituter: string, transport: CacheTransport = {}): Promise<SignedPathInfo[]> {
     assertStorePath(path);
     const result = await this.run(
-      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--recursive", "--store", substituter, ...FRESH_NARINFO, path],
+      ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--recursive", "--store", substituter, ...FRESH_NARINFO, ...transportArgs(transport), path],
       "E_FETCH_FAILED",
       `nix path-info --store ${substituter}`,
       120_000,
       undefined,
       LISTING_LIMIT,
+      this.transportEnv(transport),
     );
     return parseSignedPathInfos(result.stdout);
   }
@@ -201,11 +223,11 @@ export class Nix {
    * --store URL`): NAR hash, size, references and signatures of each path it
    * has; paths it lacks are left out.
    */
-  async cachedPathInfos(url: string, paths: readonly string[], netrcFile?: string): Promise<SignedPathInfo[]> {
+  async cachedPathInfos(url: string, paths: readonly string[], transport: CacheTransport = {}): Promise<SignedPathInfo[]> {
     paths.forEach(assertStorePath);
     if (paths.length === 0) return [];
-    const argv = ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--store", url, ...FRESH_NARINFO, ...netrc(netrcFile), ...paths];
-    const result = await this.run(argv, "E_CACHE_UPLOAD", `nix path-info --store ${url}`, 600_000, undefined, LISTING_LIMIT);
+    const argv = ["nix", ...EXPERIMENTAL, "path-info", "--json", "--sigs", "--store", url, ...FRESH_NARINFO, ...transportArgs(transport), ...paths];
+    const result = await this.run(argv, "E_CACHE_UPLOAD", `nix path-info --store ${url}`, 600_000, undefined, LISTING_LIMIT, this.transportEnv(transport));
     return parseSignedPathInfos(result.stdout, { skipInvalid: true });
   }
 
@@ -215,15 +237,18 @@ export class Nix {
    * contents (NAR hash, size, references). Adding a signature grants
    * nothing: whoever relies on one verifies it.
    */
-  async copySignatures(paths: readonly string[], stores: { from: string; to?: string; netrcFile?: string }): Promise<void> {
+  async copySignatures(paths: readonly string[], stores: { from: string; to?: string } & CacheTransport): Promise<void> {
     paths.forEach(assertStorePath);
     if (paths.length === 0) return;
     const target = stores.to === undefined ? [] : ["--store", stores.to];
     await this.run(
-      ["nix", ...EXPERIMENTAL, "store", "copy-sigs", ...target, "--substituter", stores.from, ...FRESH_NARINFO, ...netrc(stores.netrcFile), ...paths],
+      ["nix", ...EXPERIMENTAL, "store", "copy-sigs", ...target, "--substituter", stores.from, ...FRESH_NARINFO, ...transportArgs(stores), ...paths],
       "E_COMMAND_FAILED",
       `nix store copy-sigs --substituter ${stores.from}${stores.to === undefined ? "" : ` --store ${stores.to}`}`,
       600_000,
+      undefined,
+      undefined,
+      this.transportEnv(stores),
     );
   }
 
@@ -259,7 +284,7 @@ export class Nix {
     await this.run(["nix", ...EXPERIMENTAL, "store", "sign", "--key-file", keyFile, ...paths], "E_COMMAND_FAILED", "nix store sign");
   }
 
-  async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
+  async copyTo(url: string, paths: readonly string[], transport: CacheTransport = {}): Promise<void> {
     paths.forEach(assertStorePath);
     // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
     const argv = [
@@ -276,11 +301,32 @@ export class Nix {
       "0",
       ...paths,
     ];
-    if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
-    await this.run(argv, "E_CACHE_UPLOAD", `nix copy --to ${url}`);
+    argv.push(...transportArgs(transport));
+    const result = await this.runner.run({ argv, env: this.transportEnv(transport) });
+    if (result.exitCode === 0 && !result.timedOut) return;
+    const output = outputTail(result);
+    if (/SSL certificate problem|SSL peer certificate|certificate verify failed|SSL: no alternative certificate subject name/.test(output)) {
+      throw new FerryError(tlsCodeOfCurlOutput(output), `the cache's TLS certificate was refused by nix copy --to ${url}`, { output });
+    }
+    throw new FerryError("E_CACHE_UPLOAD", `nix copy --to ${url} ${describeExit(result)}`, { output });
+  }
+
+  private transportEnv(transport: CacheTransport): Readonly<Record<string, string>> {
+    return transport.caFile ? { ...this.env, NIX_SSL_CERT_FILE: transport.caFile } : this.env;
   }
 
   async generateKey(name: string, secretFile: string, publicFile: string): Promise<void> {
     await this.run(["nix-store", "--generate-binary-cache-key", name, secretFile, publicFile], "E_COMMAND_FAILED", "nix-store --generate-binary-cache-key");
   }
+}
+
+function transportArgs(transport: CacheTransport): string[] {
+  return transport.netrcFile ? ["--option", "netrc-file", transport.netrcFile] : [];
+}
+
+/** curl's wording of a certificate Nix refused, mapped to the code a user acts on. */
+function tlsCodeOfCurlOutput(output: string): ErrorCode {
+  if (/certificate has expired|certificate is not yet valid/i.test(output)) return "E_TLS_EXPIRED";
+  if (/subject name|does not match target host name|no alternative certificate subject name/i.test(output)) return "E_TLS_NAME_MISMATCH";
+  return "E_TLS_UNTRUSTED";
 }

@@ -1,7 +1,7 @@
 // A host for agent unit tests: temp profile and current-system symlinks, and a
 // command runner that answers like Nix and NixOS (nix-env --set moves the
 // profile, switch/test move current-system) unless a test scripts otherwise.
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { Writable } from "node:stream";
@@ -96,6 +96,8 @@ export function fakeHost(options: { previous?: string; stateDir?: string; config
     void runner.run({ argv: ["nix-env", "-p", profile, "--set", options.previous] });
     runner.calls.length = 0;
   }
+  // The agent reads its token for the cache's netrc before a fetch.
+  writeFileSync(join(dir, "token"), "fake-host-token\n", { mode: 0o600 });
   const config = parseAgentConfig({
     controllerUrl: "ws://127.0.0.1:1/agent",
     hostName: "web1",

@@ -1,7 +1,7 @@
 import { createReadStream, statSync } from "node:fs";
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { FerryError, isErrorCode, verifyBundle, type Mode, type VerifiedBundle } from "@ferry/core";
+import { FerryError, isErrorCode, verifyBundle, type Mode, type TlsMaterial, type VerifiedBundle } from "@ferry/core";
 import { PublishBundleResponse } from "@ferry/protocol";
 
 const CHUNK = 1024 * 1024;
@@ -11,11 +11,12 @@ export function bundleUploadUrl(cacheUrl: string): URL {
   return new URL("../bundles/upload", cacheUrl.endsWith("/") ? cacheUrl : `${cacheUrl}/`);
 }
 
-function send(url: URL, method: string, token: string, size?: number): ClientRequest {
-  return (url.protocol === "https:" ? httpsRequest : httpRequest)(url, {
+function send(url: URL, method: string, token: string, tls: TlsMaterial, size?: number): ClientRequest {
+  const options = {
     method,
     headers: { authorization: `Bearer ${token}`, ...(size === undefined ? {} : { "content-type": "application/x-ferry-bundle", "content-length": size }) },
-  });
+  };
+  return url.protocol === "https:" ? httpsRequest(url, { ...tls, ...options }) : httpRequest(url, options);
 }
 
 function readReply(answer: IncomingMessage): Promise<{ status: number; body: string }> {
@@ -29,8 +30,8 @@ function readReply(answer: IncomingMessage): Promise<{ status: number; body: str
 }
 
 /** Whether the controller has the endpoint (405 to a GET); a controller from before it answers 404. */
-export async function supportsSinglePass(url: URL, token: string): Promise<boolean> {
-  const request = send(url, "GET", token);
+export async function supportsSinglePass(url: URL, token: string, tls: TlsMaterial = {}): Promise<boolean> {
+  const request = send(url, "GET", token, tls);
   const reply = await new Promise<{ status: number }>((resolve, reject) => {
     request.on("response", (answer: IncomingMessage) => void readReply(answer).then(resolve, reject));
     request.on("error", (error) => reject(new FerryError("E_CACHE_UPLOAD", `cannot reach ${url.origin}: ${error.message}`)));
@@ -70,6 +71,8 @@ export async function streamBundle(options: {
   file: string;
   url: URL;
   token: string;
+  /** CA and client certificate for an https:// controller. */
+  tls?: TlsMaterial;
   deploy: boolean;
   /** Absent: each host's own strategy. */
   mode: Mode | undefined;
@@ -79,7 +82,7 @@ export async function streamBundle(options: {
   const url = new URL(options.url);
   url.searchParams.set("deploy", options.deploy ? "1" : "0");
   if (options.mode) url.searchParams.set("mode", options.mode);
-  const request = send(url, "PUT", options.token, size);
+  const request = send(url, "PUT", options.token, options.tls ?? {}, size);
   let responded = false;
   const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
     request.on("response", (message: IncomingMessage) => {

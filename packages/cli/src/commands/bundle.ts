@@ -182,13 +182,14 @@ async function importBundle(args: string[]): Promise<number> {
   try {
     const cacheUrl = values["cache-url"] ?? readEnv("FERRY_CACHE_URL") ?? (await discoverCacheUrl(connection));
     const uploadUrl = bundleUploadUrl(cacheUrl);
-    if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token))) {
+    if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token, connection.transport.tls))) {
       // One pass: the controller verifies everything with its own keys while staging the files, and publishes only a sound bundle.
       out.note(`sending ${file} to ${uploadUrl.origin}${localVerify ? ", verifying it here as it goes" : ""}`);
       const streamed = await streamBundle({
         file,
         url: uploadUrl,
         token: connection.token,
+        tls: connection.transport.tls,
         deploy: values.deploy,
         mode,
         ...(keys ? { trustedKeys: keys } : {}),
@@ -226,7 +227,7 @@ async function importBundle(args: string[]): Promise<number> {
     await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
     // 3. Only now do files reach the cache.
     out.note(`uploading ${manifest.paths.length} paths to ${cacheUrl}`);
-    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token);
+    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token, connection.transport.tls);
     // 4. Publish: the controller checks the cache against the manifest, records the sequence and, with --deploy, the desired systems.
     const response = await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, { ...options, checkOnly: false });
     out.result(

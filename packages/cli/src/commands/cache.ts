@@ -8,6 +8,7 @@ import {
   assertStorePath,
   parsePublicKeys,
   parseSha256,
+  formatNetrc,
   readSecretKeyFile,
   trustedSigner,
   type SignedPathInfo,
@@ -69,9 +70,11 @@ async function cachePush(args: string[]): Promise<number> {
   return withConnection(values, async (connection) => {
     const cacheUrl = values["cache-url"] ?? readEnv("FERRY_CACHE_URL") ?? (await discoverCacheUrl(connection));
     return withNetrc(cacheUrl, connection.token, async (netrcFile) => {
+      // Nix checks the cache's certificate against the CA the gRPC connection trusts.
+      const transport = { netrcFile, caFile: connection.transport.caFile };
       const closure = await nix.closure(roots);
       const local = new Map((await nix.pathInfos(closure)).map((info) => [info.path, { ...info, signatures: [], ultimate: false }]));
-      const cached = new Map((await nix.cachedPathInfos(cacheUrl, closure, netrcFile)).map((info) => [info.path, info]));
+      const cached = new Map((await nix.cachedPathInfos(cacheUrl, closure, transport)).map((info) => [info.path, info]));
       const conflicts = [...cached.values()].filter((info) => !sameContents(local.get(info.path) as SignedPathInfo, info));
       if (conflicts.length > 0) {
         const first = conflicts[0] as SignedPathInfo;
@@ -88,15 +91,15 @@ async function cachePush(args: string[]): Promise<number> {
         out.note("pushing unsigned paths (--unsigned): hosts refuse them until they are pushed again with a signing key");
       }
       out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths, ${cached.size} already in the cache) to ${cacheUrl}`);
-      await nix.copyTo(cacheUrl, closure, netrcFile);
+      await nix.copyTo(cacheUrl, closure, transport);
       let signaturesAdded = 0;
       if (key) {
         const ours = parsePublicKeys([key.publicKey]);
         const lacking = [...cached.values()].filter((info) => trustedSigner(info, ours) === undefined).map((info) => info.path);
         if (lacking.length > 0) {
           out.note(`adding signatures by ${key.name} to ${lacking.length} path(s) already in the cache`);
-          await nix.copySignatures(lacking, { from: "auto", to: cacheUrl, netrcFile });
-          const after = await nix.cachedPathInfos(cacheUrl, lacking, netrcFile);
+          await nix.copySignatures(lacking, { from: "auto", to: cacheUrl, ...transport });
+          const after = await nix.cachedPathInfos(cacheUrl, lacking, transport);
           const still = lacking.filter((path) => !after.some((info) => info.path === path && trustedSigner(info, ours) !== undefined));
           if (still.length > 0)
             throw new FerryError("E_CACHE_UPLOAD", `the cache did not keep the signature by ${key.name} of ${still.length} path(s), e.g. ${still[0]}`);
@@ -137,7 +140,7 @@ async function withNetrc<T>(cacheUrl: string, token: string, work: (netrcFile: s
   const dir = mkdtempSync(join(tmpdir(), "ferry-netrc-"));
   try {
     const netrc = join(dir, "netrc");
-    writeFileSync(netrc, `machine ${new URL(cacheUrl).hostname} login ferry password ${token}\n`, { mode: 0o600 });
+    writeFileSync(netrc, formatNetrc([{ machine: new URL(cacheUrl).hostname, login: "ferry", password: token }]), { mode: 0o600 });
     return await work(netrc);
   } finally {
     rmSync(dir, { recursive: true, force: true });

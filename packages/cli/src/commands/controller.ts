@@ -1,11 +1,12 @@
 import { setLogger } from "@grpc/grpc-js";
-import { createLogger, parseHostPort } from "@ferry/core";
-import { startController } from "@ferry/controller";
+import { FerryError, createLogger, parseHostPort, toFerryError } from "@ferry/core";
+import { startController, type ControllerTlsFiles } from "@ferry/controller";
 import { parseVerb, positiveSeconds, requireString } from "../args.js";
 import { VERBS } from "../spec/index.js";
 
 export async function controllerCommand(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.controller, args);
+  const tls = tlsFiles(values);
   const log = createLogger("controller", values["log-level"] === undefined ? {} : { level: values["log-level"] });
   // grpc-js would print its own "E …" lines on stderr; they become log events like the rest.
   const grpcLog = log.child({ part: "grpc" });
@@ -16,9 +17,23 @@ export async function controllerCommand(args: string[]): Promise<number> {
     grpcListen: parseHostPort(values["grpc-listen"], "--grpc-listen"),
     ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),
     heartbeatIntervalMs: positiveSeconds(values["heartbeat-interval"], "--heartbeat-interval") * 1000,
+    ...(tls ? { tls } : {}),
+    privateCache: values["private-cache"],
     log,
   });
+  // SIGHUP re-reads the certificates (certbot/ACME renewals, systemctl reload); open connections stay up.
+  const reload = (): void => {
+    if (!controller.tls) return void log.warn("SIGHUP ignored: the controller runs without TLS");
+    try {
+      controller.reloadTls();
+    } catch (error) {
+      const failure = toFerryError(error, "E_TLS_MATERIAL");
+      log.error({ code: failure.code, err: failure.message }, "TLS reload failed; the previous certificates stay in use");
+    }
+  };
+  process.on("SIGHUP", reload);
   await waitForSignal();
+  process.off("SIGHUP", reload);
   await controller.stop();
   return 0;
 }
@@ -29,4 +44,14 @@ export function waitForSignal(): Promise<void> {
     process.once("SIGINT", done);
     process.once("SIGTERM", done);
   });
+}
+
+function tlsFiles(values: { "tls-cert"?: string; "tls-key"?: string; "client-ca"?: string; "agent-client-ca"?: string }): ControllerTlsFiles | undefined {
+  const { "tls-cert": certFile, "tls-key": keyFile, "client-ca": clientCaFile, "agent-client-ca": agentClientCaFile } = values;
+  if (!certFile && !keyFile) {
+    if (clientCaFile || agentClientCaFile) throw new FerryError("E_BAD_ARGUMENT", "--client-ca and --agent-client-ca need TLS: give --tls-cert and --tls-key");
+    return undefined;
+  }
+  if (!certFile || !keyFile) throw new FerryError("E_BAD_ARGUMENT", "--tls-cert and --tls-key go together: give both");
+  return { certFile, keyFile, ...(clientCaFile ? { clientCaFile } : {}), ...(agentClientCaFile ? { agentClientCaFile } : {}) };
 }

@@ -2,15 +2,14 @@ import { createReadStream } from "node:fs";
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from "node:http";
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { createHash } from "node:crypto";
-import { credentials } from "@grpc/grpc-js";
-import { FerryError, TarReader, readBundleHead, type BundleFile, type BundleManifest } from "@ferry/core";
+import { FerryError, TarReader, readBundleHead, type BundleFile, type BundleManifest, type TlsMaterial } from "@ferry/core";
 import { ActivationMode, SiteServiceClient, type InventoryResponse, type PublishBundleResponse } from "@ferry/protocol";
 import { toCliError, type OperatorConnection } from "../client.js";
 
 const CHUNK = 1024 * 1024;
 
 export function siteClient(connection: OperatorConnection): SiteServiceClient {
-  return new SiteServiceClient(connection.address, credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  return new SiteServiceClient(connection.address, connection.transport.credentials, { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
 }
 
 /** Sends manifest + signature to SiteService.PublishBundle, the manifest split into 1 MiB messages. */
@@ -63,7 +62,13 @@ const IN_FLIGHT = 6;
  * matches the manifest: a file changed since the verification pass is aborted
  * mid-upload, and the cache, which keeps only complete uploads, stores nothing of it.
  */
-export async function uploadBundleFiles(file: string, manifest: BundleManifest, cacheUrl: string, token: string): Promise<{ files: number; bytes: number }> {
+export async function uploadBundleFiles(
+  file: string,
+  manifest: BundleManifest,
+  cacheUrl: string,
+  token: string,
+  tls: TlsMaterial = {},
+): Promise<{ files: number; bytes: number }> {
   const expected = new Map<string, BundleFile>([[manifest.nixCacheInfo.file, manifest.nixCacheInfo]]);
   const narOf = new Map<string, string>();
   for (const path of manifest.paths) {
@@ -73,7 +78,7 @@ export async function uploadBundleFiles(file: string, manifest: BundleManifest, 
   }
   const base = new URL(cacheUrl.endsWith("/") ? cacheUrl : `${cacheUrl}/`);
   const secure = base.protocol === "https:";
-  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
+  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT, ...tls }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
   const reader = new TarReader(createReadStream(file, { highWaterMark: CHUNK }));
   await readBundleHead(reader);
   const pending = new Map<string, Promise<void>>();

@@ -28,10 +28,29 @@ export const CONNECTION_FLAGS = {
     description: "use this context of the CLI configuration (ferry context list)",
     defaultText: "$FERRY_CONTEXT, else the current context",
   },
+  ca: {
+    type: "string",
+    value: "FILE",
+    complete: "file",
+    description: "PEM CA the controller's certificate must chain to (with --controller https://… or grpcs://…)",
+    defaultText: "$FERRY_CA_FILE, else the context's caFile, else the system's",
+  },
+  "client-cert": { type: "string", value: "FILE", complete: "file", description: "client certificate for a controller started with --client-ca" },
+  "client-key": { type: "string", value: "FILE", complete: "file", description: "the client certificate's key" },
+  insecure: { type: "boolean", default: false, description: "allow plaintext gRPC to a controller that is not on loopback" },
   ...JSON_FLAG,
 } as const;
 
-export const CONNECTION_ENV = ["FERRY_CONTROLLER", "FERRY_TOKEN_FILE", "FERRY_CONTEXT", "XDG_CONFIG_HOME"] as const satisfies readonly EnvName[];
+export const CONNECTION_ENV = [
+  "FERRY_CONTROLLER",
+  "FERRY_TOKEN_FILE",
+  "FERRY_CONTEXT",
+  "XDG_CONFIG_HOME",
+  "FERRY_CA_FILE",
+  "FERRY_CLIENT_CERT",
+  "FERRY_CLIENT_KEY",
+  "FERRY_INSECURE",
+] as const satisfies readonly EnvName[];
 
 export const MODE_FLAG = {
   type: "string",

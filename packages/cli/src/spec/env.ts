@@ -15,6 +15,10 @@ export const ENV = {
   FERRY_SIGNING_KEY_FILE: "secret key file, when --signing-key-file is not given",
   FERRY_LOG_LEVEL: `log level (trace, debug, info, warn, error), when --log-level is not given; default ${DEFAULT_LOG_LEVEL}`,
   FERRY_AGENT_FAULT: "tests only: pause-after:PHASE stops the agent right after it recorded PHASE",
+  FERRY_CA_FILE: "PEM file of the CA the controller's certificate must chain to, when --ca is not given",
+  FERRY_CLIENT_CERT: "client certificate (PEM) for a controller that requires one (--client-ca), when --client-cert is not given",
+  FERRY_CLIENT_KEY: "the client certificate's key, when --client-key is not given",
+  FERRY_INSECURE: "1 allows plaintext gRPC to a controller that is not on loopback, like --insecure",
   TERM: "TERM=dumb makes rollout watches print plain lines instead of redrawing the terminal",
 } as const;
 

@@ -1,4 +1,5 @@
 import type { Server, ServerOptions } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Logger } from "@ferry/core";
 
@@ -40,7 +41,11 @@ const REFUSAL_SUMMARY_MS = 10_000;
  * pending budget.
  */
 export class ConnectionGovernor {
-  private readonly pending = new Set<Socket>();
+  /**
+   * Keyed by the remote address and port: behind TLS, the socket a request
+   * arrives on wraps the TCP socket admitted here, and both share that key.
+   */
+  private readonly pending = new Map<string, Socket>();
   private readonly perAddress = new Map<string, number>();
   private uploads = 0;
   private refused = 0;
@@ -63,7 +68,7 @@ export class ConnectionGovernor {
     };
   }
 
-  attach(server: Server): void {
+  attach(server: Server | HttpsServer): void {
     server.timeout = this.limits.idleTimeoutMs;
     server.on("connection", (socket: Socket) => this.admit(socket));
   }
@@ -76,18 +81,22 @@ export class ConnectionGovernor {
       socket.destroy();
       return;
     }
-    this.pending.add(socket);
+    const key = peerKey(socket);
+    this.pending.set(key, socket);
     this.perAddress.set(address, fromAddress + 1);
-    socket.once("close", () => this.release(socket, address));
+    socket.once("close", () => this.release(key, socket, address));
   }
 
   /** The socket proved who it is: it no longer counts against the unauthenticated budget. */
   trust(socket: Socket): void {
-    if (this.pending.has(socket)) this.release(socket, socket.remoteAddress ?? "?");
+    const key = peerKey(socket);
+    const admitted = this.pending.get(key);
+    if (admitted) this.release(key, admitted, socket.remoteAddress ?? "?");
   }
 
-  private release(socket: Socket, address: string): void {
-    if (!this.pending.delete(socket)) return;
+  private release(key: string, socket: Socket, address: string): void {
+    if (this.pending.get(key) !== socket) return;
+    this.pending.delete(key);
     const left = (this.perAddress.get(address) ?? 1) - 1;
     if (left <= 0) this.perAddress.delete(address);
     else this.perAddress.set(address, left);
@@ -123,4 +132,8 @@ export class ConnectionGovernor {
   close(): void {
     if (this.summaryTimer) clearTimeout(this.summaryTimer);
   }
+}
+
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? "?"}|${socket.remotePort ?? "?"}`;
 }

@@ -90,6 +90,8 @@ export interface GetInfoResponse {
    */
   httpPort: number;
   publicUrl: string;
+  /** The agent/cache listener speaks HTTPS (and the gRPC port TLS). */
+  tls: boolean;
 }
 
 export interface AddHostRequest {
@@ -434,7 +436,7 @@ export const GetInfoRequest: MessageFns<GetInfoRequest> = {
 };
 
 function createBaseGetInfoResponse(): GetInfoResponse {
-  return { version: "", protocolVersion: 0, cachePath: "", httpPort: 0, publicUrl: "" };
+  return { version: "", protocolVersion: 0, cachePath: "", httpPort: 0, publicUrl: "", tls: false };
 }
 
 export const GetInfoResponse: MessageFns<GetInfoResponse> = {
@@ -453,6 +455,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.publicUrl !== "") {
       writer.uint32(42).string(message.publicUrl);
+    }
+    if (message.tls !== false) {
+      writer.uint32(48).bool(message.tls);
     }
     return writer;
   },
@@ -510,6 +515,14 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
             message.publicUrl = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.tls = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -533,6 +546,7 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
       cachePath: isSet(object.cachePath) ? globalThis.String(object.cachePath) : isSet(object.cache_path) ? globalThis.String(object.cache_path) : "",
       httpPort: isSet(object.httpPort) ? globalThis.Number(object.httpPort) : isSet(object.http_port) ? globalThis.Number(object.http_port) : 0,
       publicUrl: isSet(object.publicUrl) ? globalThis.String(object.publicUrl) : isSet(object.public_url) ? globalThis.String(object.public_url) : "",
+      tls: isSet(object.tls) ? globalThis.Boolean(object.tls) : false,
     };
   },
 
@@ -553,6 +567,9 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     if (message.publicUrl !== "") {
       obj.publicUrl = message.publicUrl;
     }
+    if (message.tls !== false) {
+      obj.tls = message.tls;
+    }
     return obj;
   },
 
@@ -566,6 +583,7 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     message.cachePath = object.cachePath ?? "";
     message.httpPort = object.httpPort ?? 0;
     message.publicUrl = object.publicUrl ?? "";
+    message.tls = object.tls ?? false;
     return message;
   },
 };
