@@ -11,3 +11,5 @@ export * from "./closure-signatures.js";
 export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
 export * from "./write-fully.js";
+export * from "./intent.js";
+export * from "./intent-file.js";
