@@ -58,6 +58,7 @@ describe("SqliteStateStore hosts", () => {
       desiredActivate: true,
       rolloutId: "",
       heldForWindow: false,
+      desiredIntent: undefined,
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);
@@ -307,7 +308,9 @@ describe("SqliteStateStore durability", () => {
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
     const db = new Database(file);
-    db.exec("ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;");
+    db.exec(
+      "ALTER TABLE hosts DROP COLUMN desired_intent; ALTER TABLE rollout_hosts DROP COLUMN intent; ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window; ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;",
+    );
     db.close();
 
     const { store: upgraded } = open(file);

@@ -1,16 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertWireMode } from "@ferry/core";
-import type { ActivationMode, HostTarget, WindowHold } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, assertWireMode, checkRelayedIntent, intentModeOfWire } from "@ferry/core";
+import type { ActivationMode, WindowHold } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import { decideWindows } from "../rollouts/held-deploys.js";
-import type { HostRecord, StateStore } from "../store/state-store.js";
+import type { DeploymentTarget, HostRecord, StateStore } from "../store/state-store.js";
 
 export function newId(prefix: string, nowMs: number): string {
   return `${prefix}-${nowMs.toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
 /** Validates targets: good names and paths, each host once, every host known. */
-export async function validateTargets(store: StateStore, targets: readonly HostTarget[]): Promise<void> {
+export async function validateTargets(store: StateStore, targets: readonly Pick<DeploymentTarget, "hostName" | "storePath">[]): Promise<void> {
   if (targets.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name at least one HOST=STOREPATH");
   const seen = new Set<string>();
   for (const target of targets) {
@@ -71,16 +71,29 @@ export interface RecordedDeploy {
   windowsIgnored: WindowHold[];
 }
 
+/**
+ * Refuses intents that cannot be for their target: another host, path or
+ * mode, malformed, or not valid now. The controller holds no host's keys, so
+ * the signature is the host's to check; this only spares an operator a
+ * deployment every host would refuse.
+ */
+export function checkTargetIntents(targets: readonly DeploymentTarget[], mode: ActivationMode, nowMs: number): void {
+  for (const target of targets) {
+    if (target.intent) checkRelayedIntent(target.intent, { hostName: target.hostName, storePath: target.storePath, mode: intentModeOfWire(mode) }, nowMs);
+  }
+}
+
 /** The whole of a deploy: validate, check the cache, apply windows, record atomically. Pushing to agents is the caller's. */
 export async function recordDeploy(
   store: StateStore,
   cache: BinaryCache,
-  targets: readonly HostTarget[],
+  targets: readonly DeploymentTarget[],
   options: DeployOptions,
   nowMs: number,
 ): Promise<RecordedDeploy> {
   assertWireMode(options.mode);
   await validateTargets(store, targets);
+  checkTargetIntents(targets, options.mode, nowMs);
   await requireClosuresInCache(
     cache,
     targets.map((target) => target.storePath),

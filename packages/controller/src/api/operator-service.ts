@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { FERRY_VERSION, assertHostName, assertTag, generateToken, hashToken } from "@ferry/core";
+import { FERRY_VERSION, assertHostName, assertTag, checkRelayedIntent, generateToken, hashToken } from "@ferry/core";
 import {
   PROTOCOL_VERSION,
   type AddHostRequest,
@@ -89,10 +89,11 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     dryActivate: unary("DryActivate", async (request: DryActivateRequest): Promise<DryActivateResponse> => {
       const target = { hostName: request.hostName, storePath: request.storePath };
       await validateTargets(deps.store, [target]);
+      if (request.intent) checkRelayedIntent(request.intent, { ...target, mode: "dry-activate" }, now());
       // A dry run switches nothing, and the host checks signatures itself.
       await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
-      const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs);
+      const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs, request.intent);
       return { success: outcome.success, output: outcome.output, errorCode: outcome.errorCode, errorMessage: outcome.errorMessage };
     }),
 

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode } from "@ferry/core";
-import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode, intentsByHost } from "@ferry/core";
+import type { SignedIntent, StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
-import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
+import { checkTargetIntents, newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
 import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
-import type { StateStore } from "../store/state-store.js";
+import type { DeploymentTarget, StateStore } from "../store/state-store.js";
 import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
 
 /** Same manifest, same digest, whatever the order of its entries. */
@@ -18,7 +18,7 @@ export function manifestDigest(entries: Record<string, string>): string {
 }
 
 /** Picks the targets: named hosts and tagged hosts (union), each with its path from the arguments or the manifest. */
-async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<HostTarget[]> {
+async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<DeploymentTarget[]> {
   const paths = new Map<string, string>(Object.entries(request.manifest));
   for (const target of request.targets) paths.set(target.hostName, target.storePath);
   for (const [host, path] of paths) {
@@ -41,7 +41,9 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
     names = names.filter((name) => paths.has(name));
   }
   if (names.length === 0) throw new FerryError("E_NO_TARGETS", "the selection matches no host with a store path");
-  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string }));
+  // Intents for hosts outside the selection are dropped here: the controller keeps none it was not asked to use.
+  const intents = intentsByHost([...request.intents, ...request.targets.flatMap((target): SignedIntent[] => (target.intent ? [target.intent] : []))]);
+  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string, intent: intents.get(hostName) }));
 }
 
 export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
@@ -49,6 +51,7 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
   const mode = assertWireMode(request.mode);
   const targets = await selectTargets(store, request);
   await validateTargets(store, targets);
+  checkTargetIntents(targets, mode, nowMs);
   const digest = manifestDigest(
     Object.keys(request.manifest).length > 0 ? request.manifest : Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])),
   );
@@ -100,6 +103,7 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
       errorMessage: "",
       previousSystem: hosts[index]?.currentSystem ?? "",
       updatedAtMs: nowMs,
+      intent: target.intent,
     })),
   };
 }

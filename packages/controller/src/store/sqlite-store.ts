@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
+import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import {
   DEFAULT_HISTORY_RETENTION,
   type DeploymentTarget,
@@ -52,6 +53,9 @@ const MIGRATIONS: readonly string[] = [
    UPDATE hosts SET activation_mode = ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED} WHERE activation_mode = ${ActivationMode.ACTIVATION_MODE_SWITCH};`,
   // What ran before the current system: the cache keeps its closure (ferry cache rm).
   `ALTER TABLE hosts ADD COLUMN previous_system TEXT NOT NULL DEFAULT '';`,
+  // Signed deploy intents, relayed unchanged to the host ('' for none).
+  `ALTER TABLE hosts ADD COLUMN desired_intent TEXT NOT NULL DEFAULT '';
+   ALTER TABLE rollout_hosts ADD COLUMN intent TEXT NOT NULL DEFAULT '';`,
 ];
 
 interface HostRow {
@@ -75,6 +79,7 @@ interface HostRow {
   desired_activate: number;
   rollout_id: string;
   held_for_window: number;
+  desired_intent: string;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -110,6 +115,7 @@ function toRecord(row: HostRow): HostRecord {
     desiredActivate: row.desired_activate === 1,
     rolloutId: row.rollout_id,
     heldForWindow: row.held_for_window === 1,
+    desiredIntent: decodeStoredIntent(row.desired_intent),
   };
 }
 
@@ -187,12 +193,21 @@ export class SqliteStateStore implements StateStore {
     // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
     const update = this.db.prepare(
       `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = ?, held_for_window = ?,
-         rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+         desired_intent = ?, rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
     );
     return this.db.transaction(() => {
       for (const target of targets) {
         const held = target.heldForWindow === true;
-        const { changes } = update.run(target.storePath, deploymentId, mode, held ? 0 : 1, held ? 1 : 0, HostPhase.HOST_PHASE_PENDING, target.hostName);
+        const { changes } = update.run(
+          target.storePath,
+          deploymentId,
+          mode,
+          held ? 0 : 1,
+          held ? 1 : 0,
+          encodeStoredIntent(target.intent),
+          HostPhase.HOST_PHASE_PENDING,
+          target.hostName,
+        );
         if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
       }
       this.db.prepare("INSERT INTO deployments (id, created_at_ms, targets) VALUES (?, ?, ?)").run(deploymentId, nowMs, JSON.stringify(targets));

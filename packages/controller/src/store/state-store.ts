@@ -1,4 +1,4 @@
-import type { ActivationMode, HostPhase } from "@ferry/protocol";
+import type { ActivationMode, HostPhase, SignedIntent } from "@ferry/protocol";
 import type { RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
@@ -25,6 +25,8 @@ export interface HostRecord {
   rolloutId: string;
   /** The desired system is fetched now and activated when the host's maintenance window opens. */
   heldForWindow: boolean;
+  /** The signed intent the desired system was recorded with, relayed to the host unchanged; undefined: unsigned. */
+  desiredIntent: SignedIntent | undefined;
 }
 
 export interface DeploymentTarget {
@@ -32,6 +34,8 @@ export interface DeploymentTarget {
   storePath: string;
   /** Fetch now, activate when a maintenance window opens (see releaseHeld). */
   heldForWindow?: boolean;
+  /** Stored and relayed as given; the host checks it. */
+  intent?: SignedIntent | undefined;
 }
 
 /** What an agent told us; only the given fields change. */
