@@ -7,6 +7,8 @@ import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
 import type { LogForwarder } from "./log-forwarder.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
+import { IntentFloor } from "./intent-floor.js";
+import { IntentGate } from "./intent-policy.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
 import { StateFile } from "./state-file.js";
@@ -64,11 +66,12 @@ export async function startAgent(
     ...(afterPersist ? { afterPersist } : {}),
   });
   forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));
-  const reconciler = new Reconciler(transaction, state, link, config, hostLog);
+  const intents = new IntentGate(config, new IntentFloor(config.stateDir), Date.now);
+  const reconciler = new Reconciler(transaction, state, link, config, hostLog, intents);
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
   link.on("dryActivate", (command) => {
-    void dryActivate(command, config, nix, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
+    void dryActivate(command, config, nix, hostLog, intents).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
   });
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();

@@ -2,16 +2,20 @@ import { join } from "node:path";
 import { assertStorePath, toFerryError, type Logger, type Nix } from "@ferry/core";
 import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
+import type { IntentGate } from "./intent-policy.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
 /**
  * Realises the system under the host's own trust settings, then asks it what
- * a switch would do. Nothing is activated and no state is written.
+ * a switch would do. Nothing is activated and no state is written; the intent
+ * policy is checked first (a dry run runs the system's own activation script
+ * in dry mode, so a host that requires signed intents requires one here too).
  */
-export async function dryActivate(command: DryActivateCommand, config: AgentConfig, nix: Nix, log: Logger): Promise<DryActivateOutcome> {
+export async function dryActivate(command: DryActivateCommand, config: AgentConfig, nix: Nix, log: Logger, intents: IntentGate): Promise<DryActivateOutcome> {
   const answer = { requestId: command.requestId, hostName: config.hostName };
   try {
     const path = assertStorePath(command.storePath);
+    intents.check({ storePath: path, mode: "dry-activate", effectiveMode: "dry-activate", intent: command.intent });
     await nix.realise(path, {
       substituters: config.substituters,
       trustedPublicKeys: config.trustedPublicKeys,

@@ -1,8 +1,9 @@
-import { assertStorePath, FerryError, modeFromWire, type Logger, type Mode } from "@ferry/core";
+import { assertStorePath, describeIntent, intentModeOfWire, modeFromWire, toFerryError, type Logger, type Mode } from "@ferry/core";
 import { HostPhase, type ActivationMode, type ActivationResult, type DesiredSystem } from "@ferry/protocol";
 import type { AgentConfig } from "./config.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
+import type { Admission, IntentGate } from "./intent-policy.js";
 import type { StateFile } from "./state-file.js";
 
 /** The deployment's mode when it names one, else the host's own strategy. */
@@ -25,6 +26,7 @@ export class Reconciler {
     private readonly link: ControllerLink,
     private readonly config: AgentConfig,
     private readonly log: Logger,
+    private readonly intents: IntentGate,
   ) {}
 
   get busy(): boolean {
@@ -94,11 +96,17 @@ export class Reconciler {
       });
       return;
     }
+    // A prefetch switches nothing, so it needs no intent; the activation that follows does.
+    let admission: Admission = { signed: false };
+    const strategy = strategyFor(desired.mode, this.config.strategy);
     try {
       assertStorePath(desired.storePath);
+      if (desired.activate) {
+        admission = this.intents.admit({ storePath: desired.storePath, mode: intentModeOfWire(desired.mode), effectiveMode: strategy, intent: desired.intent });
+      }
     } catch (error) {
-      const failure = error as FerryError;
-      log.error({ code: failure.code }, failure.message);
+      const failure = toFerryError(error);
+      log.error({ code: failure.code, storePath: desired.storePath.slice(0, 300) }, `refused: ${failure.message}`);
       this.report(this.transaction.refuse(desired.serial, failure));
       return;
     }
@@ -107,8 +115,8 @@ export class Reconciler {
       this.report(await this.transaction.prefetch({ serial: desired.serial, storePath: desired.storePath }));
       return;
     }
-    const strategy = strategyFor(desired.mode, this.config.strategy);
-    log.info({ storePath: desired.storePath, strategy }, "new desired system");
+    const intent = admission.signed ? describeIntent(admission.intent, admission.signer) : "unsigned";
+    log.info({ storePath: desired.storePath, strategy, intent }, "new desired system");
     this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));
   }
 }
