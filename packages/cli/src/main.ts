@@ -13,6 +13,7 @@ import { bundleCommand } from "./commands/bundle.js";
 import { siteCommand } from "./commands/site.js";
 import { dryActivateCommand } from "./commands/dry-activate.js";
 import { devCommand } from "./commands/dev.js";
+import { intentCommand } from "./commands/intent.js";
 import { reportError } from "./output.js";
 import { USAGE } from "./usage.js";
 
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   site: siteCommand,
   "dry-activate": dryActivateCommand,
   dev: devCommand,
+  intent: intentCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

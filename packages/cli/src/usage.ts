@@ -11,15 +11,19 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
                                  key also from FERRY_SIGNING_KEY_FILE; pushing again adds signatures
   ferry cache rm STOREPATH...    remove paths no host's desired/current/previous system needs
   ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--allow-unsigned] [--wait] [--timeout SECONDS]
+        [--intent-key-file KEY [--intent-expires-in DURATION] | --intents FILE]
+        signs a deploy intent per host (key also from FERRY_INTENT_KEY_FILE; default 7d), or sends pre-signed ones
         a host whose maintenance window is closed fetches now and activates when it opens;
         --ignore-windows activates at once (the result names those hosts)
   ferry status [HOST]...
-  ferry dry-activate HOST=STOREPATH [--timeout SECONDS]   what a switch would do on that host
+  ferry dry-activate HOST=STOREPATH [--timeout SECONDS] [--intent-key-file KEY | --intents FILE]
+                                 what a switch would do on that host
   ferry rollout start [HOST=STOREPATH]... [--manifest FILE] [--hosts A,B] [--tag TAG]...
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]
         [--failure-threshold N|N%] [--min-executed N] [--pause DURATION | --gate]
         [--progress-deadline DURATION] [--prefetch-timeout DURATION] [--skip-unfetchable]
         [--rollback-on-abort] [--mode MODE] [--allow-unsigned] [--wait] [--timeout SECONDS]
+        [--intent-key-file KEY [--intent-expires-in DURATION] | --intents FILE]
   ferry rollout status ID | list | pause ID | resume ID | abort ID [--reason TEXT] | promote ID
   ferry window add (--host HOST | --tag TAG) --cron EXPR --duration DURATION [--timezone TZ]
   ferry window list | remove ID
@@ -39,7 +43,12 @@ Local verbs:
                                  verify a bundle, activate this host's system from it, no controller needed
   ferry bundle create --manifest HOSTS.json -o FILE --signing-key-file KEY [--since INVENTORY] [--sequence N]
         [--site NAME] [--expires-in DURATION|never]   (default 30d)
+        [--intent-key-file KEY [--intent-mode MODE] [--intent-expires-in DURATION] | --intents FILE]
   ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
+  ferry intent sign HOST=STOREPATH... [--manifest FILE [--hosts A,B]] [--mode MODE|default|dry-activate]
+        --key-file KEY [--expires-in DURATION] [--version N] [-o FILE]
+                                 sign deploy intents where the key lives (CI); ferry deploy --intents FILE sends them
+  ferry intent show FILE [--trusted-key KEY]...   list (and check) the intents of a file
   ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
 
 MODE (how hosts activate; without --mode each host's own strategy, trial unless its config says otherwise):

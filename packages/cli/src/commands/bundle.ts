@@ -23,6 +23,7 @@ import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
+import { INTENT_EXPIRY, INTENT_OPTIONS, intentExpiryMs, intentKey, parseIntentMode, readIntentsFile, signTargets } from "../intents.js";
 
 const MIB = 1024 * 1024;
 
@@ -80,6 +81,7 @@ function summary(manifest: BundleManifest): Record<string, unknown> {
     since: manifest.since,
     site: manifest.site,
     expiresAt: manifest.expiresAt,
+    intents: manifest.intents.map((signed) => signed.intent),
   };
 }
 
@@ -99,6 +101,8 @@ async function create(args: string[]): Promise<number> {
       "expires-in": { type: "string", default: DEFAULT_EXPIRY },
       "work-dir": { type: "string" },
       json: { type: "boolean", default: false },
+      "intent-mode": { type: "string" },
+      ...INTENT_OPTIONS,
     },
     false,
   );
@@ -114,6 +118,18 @@ async function create(args: string[]): Promise<number> {
   const site = values.site === undefined ? null : assertHostName(values.site);
   const expiresIn = values["expires-in"];
   const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
+  // Intents for the bundle's hosts, checked by each host (apply-bundle) or relayed by the site controller (import --deploy).
+  const intentSigner = intentKey(values);
+  const intents = intentSigner
+    ? signTargets(
+        Object.entries(hosts).map(([hostName, storePath]) => ({ hostName, storePath })),
+        parseIntentMode(values["intent-mode"]),
+        intentSigner,
+        intentExpiryMs(values, expiresIn === "never" ? INTENT_EXPIRY.bundle : expiresIn),
+      )
+    : values.intents === undefined
+      ? []
+      : readIntentsFile(values.intents);
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
   const { manifest, bytes } = await createBundle({
@@ -125,6 +141,7 @@ async function create(args: string[]): Promise<number> {
     ...(sequence === undefined ? {} : { sequence }),
     site,
     expiresAt,
+    intents,
     ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
   });
   out.result(

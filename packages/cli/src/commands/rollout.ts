@@ -1,13 +1,14 @@
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import { FerryError, assertHostName, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
-import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
+import { RolloutAction, type Rollout, type RolloutPolicy, type SignedIntent } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { isFinished, renderRollout, rolloutCounts } from "../rollout-view.js";
 import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
 import { parseTarget } from "./deploy.js";
+import { INTENT_EXPIRY, INTENT_OPTIONS, intentExpiryMs, intentKey, readIntentsFile, signTargets } from "../intents.js";
 
 export async function rolloutCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -65,8 +66,10 @@ async function rolloutStart(args: string[]): Promise<number> {
     "allow-unsigned": { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
+    ...INTENT_OPTIONS,
   });
   if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
+  const key = intentKey(values);
   const mode = parseOptionalMode(values.mode);
   const policy: RolloutPolicy = {
     canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
@@ -82,12 +85,23 @@ async function rolloutStart(args: string[]): Promise<number> {
     skipUnfetchable: values["skip-unfetchable"],
   };
   const out = createOutput(values.json);
+  const targets = positionals.map(parseTarget);
+  const hostNames = values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [];
+  const manifest = values.manifest ? readManifest(values.manifest) : {};
   return withConnection(values, async (connection) => {
+    let intents: SignedIntent[] = values.intents === undefined ? [] : readIntentsFile(values.intents);
+    if (key) {
+      // Signed now, for exactly the hosts this rollout selects: the waves can only release what was signed here.
+      const selected = await selectedTargets(connection, { targets, manifest, hostNames, tags: values.tag });
+      intents = signTargets(selected, mode ?? "default", key, intentExpiryMs(values, INTENT_EXPIRY.rollout));
+      out.note(`signed ${intents.length} intent(s) with ${key.name}`);
+    }
     const { rollout } = await connection.call(connection.client.startRollout, {
-      targets: positionals.map(parseTarget),
-      hostNames: values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [],
+      targets: targets.map((target) => ({ ...target, intent: undefined })),
+      hostNames,
       tags: values.tag,
-      manifest: values.manifest ? readManifest(values.manifest) : {},
+      manifest,
+      intents,
       policy,
       environment: values.environment,
       afterEnvironment: values.after,
@@ -105,6 +119,31 @@ async function rolloutStart(args: string[]): Promise<number> {
     out.result({ rollout: rolloutJson(final) }, () => `rollout ${final.id} ${final.state}: ${final.reason}\n`);
     return exitStatus(final);
   });
+}
+
+/**
+ * The hosts a rollout will cover, as the controller will select them: named
+ * hosts and tagged hosts that have a path, or every host with a path. Tag
+ * membership is the controller's word; name hosts (--hosts) to sign for
+ * exactly those.
+ */
+async function selectedTargets(
+  connection: OperatorConnection,
+  selection: { targets: { hostName: string; storePath: string }[]; manifest: Record<string, string>; hostNames: string[]; tags: string[] },
+): Promise<{ hostName: string; storePath: string }[]> {
+  const paths = new Map<string, string>(Object.entries(selection.manifest));
+  for (const target of selection.targets) paths.set(target.hostName, target.storePath);
+  let names = [...paths.keys()];
+  if (selection.hostNames.length > 0 || selection.tags.length > 0) {
+    const tagged =
+      selection.tags.length === 0
+        ? []
+        : (await connection.call(connection.client.listHosts, { names: [] })).hosts
+            .filter((host) => host.tags.some((tag) => selection.tags.includes(tag)))
+            .map((host) => host.name);
+    names = [...new Set([...selection.hostNames, ...tagged])].filter((name) => paths.has(name));
+  }
+  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string }));
 }
 
 /** `rollout start --wait`: 0 every host confirmed, 3 done but some skipped, 1 aborted or some failed. */
