@@ -161,14 +161,19 @@ describe("deploy and the cache's signatures", () => {
     const lib = await upload("lib");
     const system = await upload("system", [lib.path], [sig("fleet-1")]);
     const refused = await refusedWith(
-      deploy({ targets: [{ hostName: "web-1", storePath: system.path }], mode: ActivationMode.ACTIVATION_MODE_SWITCH, ignoreWindows: false, allowUnsigned: false }),
+      deploy({
+        targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
+        mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+        ignoreWindows: false,
+        allowUnsigned: false,
+      }),
     );
     assert.equal(refused.code, "E_CACHE_UNSIGNED");
     assert.match(refused.message, new RegExp(`no signature for 1 path\\(s\\) of the closure of ${system.path}: ${lib.path}`));
     assert.equal((await t.controller.store.getHost("web-1"))?.desiredSerial, 0);
 
     const allowed = await deploy({
-      targets: [{ hostName: "web-1", storePath: system.path }],
+      targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
       mode: ActivationMode.ACTIVATION_MODE_SWITCH,
       ignoreWindows: false,
       allowUnsigned: true,
@@ -178,7 +183,7 @@ describe("deploy and the cache's signatures", () => {
     // Signed by pushing again: the same deploy passes without the override.
     assert.equal((await put(`${hashOf(lib.path)}.narinfo`, narinfoText(lib, [sig("fleet-1")]))).status, 201);
     const signed = await deploy({
-      targets: [{ hostName: "web-1", storePath: system.path }],
+      targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
       mode: ActivationMode.ACTIVATION_MODE_SWITCH,
       ignoreWindows: false,
       allowUnsigned: false,
@@ -205,7 +210,12 @@ describe("ferry cache rm (RemoveCachePaths)", () => {
     await store.recordReport("db-1", { currentSystem: oldSystem.path });
     await store.recordReport("db-1", { currentSystem: newSystem.path });
     assert.equal((await store.getHost("db-1"))?.previousSystem, oldSystem.path);
-    await deploy({ targets: [{ hostName: "db-1", storePath: desired.path }], mode: ActivationMode.ACTIVATION_MODE_SWITCH, ignoreWindows: false, allowUnsigned: false });
+    await deploy({
+      targets: [{ hostName: "db-1", storePath: desired.path, intent: undefined }],
+      mode: ActivationMode.ACTIVATION_MODE_SWITCH,
+      ignoreWindows: false,
+      allowUnsigned: false,
+    });
 
     for (const [path, holder] of [
       [wantedLib.path, `db-1's desired system, ${desired.path} \\(it is in its closure\\)`],
