@@ -242,6 +242,25 @@ in
     services.ferry-agent.tokenFile = lib.mkForce "${builtins.storeDir}/11111111111111111111111111111111-token";
   };
 
+  agentIntents = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      intentPublicKeys = [ "ferry-ci-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" ];
+      requireSignedIntents = true;
+      allowedUnsignedModes = [ "dry-activate" ];
+    };
+  };
+
+  agentIntentsNoKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.requireSignedIntents = true;
+  };
+
+  agentBadIntentKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.intentPublicKeys = [ "ferry-ci-1:AAAA" ];
+  };
+
   agentBadUrl = eval {
     imports = [ validAgent ];
     services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";

@@ -20,13 +20,16 @@ const TOKEN_FILE = "/var/lib/ferry-secrets/agent-token";
 // Every key the agent accepts in its JSON configuration.
 const AGENT_CONFIG_KEYS = [
   "activationTimeout",
+  "allowedUnsignedModes",
   "confirmTimeout",
   "controllerUrl",
   "healthChecks",
   "hostName",
+  "intentPublicKeys",
   "keepGenerations",
   "logLevel",
   "profile",
+  "requireSignedIntents",
   "stateDir",
   "strategy",
   "substituters",
@@ -230,6 +233,9 @@ test("agent: rendered JSON configuration", { skip }, () => {
   assert.deepEqual(Object.keys(config).sort(), AGENT_CONFIG_KEYS);
   assert.deepEqual(config, {
     activationTimeout: 600,
+    allowedUnsignedModes: ["trial", "switch", "test", "boot", "dry-activate"],
+    intentPublicKeys: [],
+    requireSignedIntents: false,
     confirmTimeout: 120,
     controllerUrl: "ws://controller:7070/agent",
     healthChecks: [],
@@ -273,6 +279,15 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   ]);
 });
 
+test("agent: signed intents policy is rendered as set", { skip }, () => {
+  const s = evalScenario("agentIntents");
+  assert.deepEqual(s.failedAssertions, []);
+  const config = agentConfigFile(s);
+  assert.deepEqual(config.intentPublicKeys, ["ferry-ci-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]);
+  assert.equal(config.requireSignedIntents, true);
+  assert.deepEqual(config.allowedUnsignedModes, ["dry-activate"]);
+});
+
 test("agent: disabled means no unit", { skip }, () => {
   const s = evalScenario("agentDisabled");
   assert.deepEqual(s.failedAssertions, []);
@@ -288,6 +303,8 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
     ["agentBadSubstituter", [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/]],
     ["agentTokenInStore", [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
     ["agentBadUrl", [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
+    ["agentIntentsNoKey", [/requireSignedIntents is set but intentPublicKeys is empty/, /ferry keys generate/]],
+    ["agentBadIntentKey", [/intentPublicKeys must be ed25519 public keys/, /got: ferry-ci-1:AAAA/]],
   ];
   for (const [scenario, patterns] of cases) {
     await t.test(scenario, () => {
@@ -491,6 +508,9 @@ test("example fleet: configuration.nix per environment", { skip }, async (t) => 
       assert.deepEqual(s.failedAssertions, []);
       const settings = s.agent.settings;
       assert.equal(settings.confirmTimeout, confirmTimeout);
+      // The example fleet takes only what CI signed: a controller alone can choose nothing.
+      assert.equal(settings.requireSignedIntents, true);
+      assert.deepEqual(settings.intentPublicKeys, ["ferry-fleet-intents-1:ZXhhbXBsZS1pbnRlbnQta2V5LXJlcGxhY2UtaXQtISE="]);
       assert.deepEqual(settings.healthChecks, [
         { type: "systemd", units: ["hello.service"], strict: false },
         {
@@ -525,6 +545,7 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
   const configs: [string, Record<string, unknown>][] = [
     ["agentDefault", agentConfigFile(evalScenario("agentDefault"))],
     ["agentFull", agentConfigFile(evalScenario("agentFull"))],
+    ["agentIntents", agentConfigFile(evalScenario("agentIntents"))],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];
   for (const [name, config] of configs) {

@@ -95,6 +95,7 @@ async function rolloutStart(args: string[]): Promise<number> {
       const selected = await selectedTargets(connection, { targets, manifest, hostNames, tags: values.tag });
       intents = signTargets(selected, mode ?? "default", key, intentExpiryMs(values, INTENT_EXPIRY.rollout));
       out.note(`signed ${intents.length} intent(s) with ${key.name}`);
+      if (values["rollback-on-abort"]) out.note("note: reverts on abort go out unsigned; hosts that require signed intents refuse them");
     }
     const { rollout } = await connection.call(connection.client.startRollout, {
       targets: targets.map((target) => ({ ...target, intent: undefined })),
