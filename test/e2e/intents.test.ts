@@ -102,12 +102,14 @@ describe("signed deploy intents", { skip: process.getuid?.() !== 0 ? "needs root
       ["g2", 2, "ok"],
       ["g3", 3, "ok"],
       ["g4", 4, "ok"],
+      ["g5", 6, "ok"],
+      ["g6", 7, "ok"],
       ["unhealthy", 5, "fail-health"],
     ] as const) {
       sys[name] = await buildFixtureSystem("web-1", generation, behaviour);
     }
     sys["solo1"] = await buildFixtureSystem("solo", 1);
-    await fleet.push(Object.values(sys));
+    await fleet.push(Object.values(sys).filter((path) => path !== sys["g5"] && path !== sys["g6"]));
     await waitFor("web-1 online", async () => (await hostStatus(fleet, "web-1")).online || undefined);
   });
 
@@ -232,5 +234,46 @@ describe("signed deploy intents", { skip: process.getuid?.() !== 0 ? "needs root
     const applied = await apply(file("signed.ferry"));
     assert.equal(applied.code, 0, applied.stdout + applied.stderr);
     await waitFor("solo runs its system", () => solo.currentSystem() === system("solo1") || undefined, 10_000);
+  });
+
+  test("a site controller relays a bundle's intents with bundle import --deploy; without one the host refuses (E_INTENT_UNSIGNED)", async () => {
+    writeFileSync(join(fleet.controller.dataDir, "bundle-trusted-keys"), `${fleet.key.publicKey}\n`);
+    const bundle = async (name: string, path: string, extra: string[] = []): Promise<string> => {
+      writeFileSync(file(`${name}.hosts.json`), JSON.stringify({ hosts: { "web-1": path } }));
+      await fleet.mustCli([
+        "bundle",
+        "create",
+        "--manifest",
+        file(`${name}.hosts.json`),
+        "-o",
+        file(name),
+        "--signing-key-file",
+        fleet.key.secretFile,
+        ...extra,
+      ]);
+      return file(name);
+    };
+    const importAndSettle = async (bundleFile: string): Promise<HostJson> => {
+      const before = (await hostStatus(fleet, "web-1")).desiredSerial;
+      await fleet.mustCli(["bundle", "import", bundleFile, "--trusted-key", fleet.key.publicKey, "--deploy"]);
+      return waitFor(
+        "web-1 answered the bundle's deployment",
+        async () => {
+          const status = await hostStatus(fleet, "web-1");
+          return status.desiredSerial > before && status.appliedSerial === status.desiredSerial && ["active", "failed"].includes(status.phase)
+            ? status
+            : undefined;
+        },
+        60_000,
+      );
+    };
+    const before = hostSnapshot();
+    const unsigned = await importAndSettle(await bundle("site-unsigned.ferry", system("g5")));
+    assert.equal(unsigned.lastError?.code, "E_INTENT_UNSIGNED");
+    assert.deepEqual(hostSnapshot(), before);
+
+    const signed = await importAndSettle(await bundle("site-signed.ferry", system("g6"), ["--intent-key-file", intentKey.secretFile]));
+    assert.equal(signed.phase, "active", JSON.stringify(signed.lastError));
+    assert.equal(host.currentSystem(), system("g6"));
   });
 });
