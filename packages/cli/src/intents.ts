@@ -33,12 +33,17 @@ export interface IntentFlags {
   intents?: string | undefined;
 }
 
-/** The intent key: --intent-key-file, else FERRY_INTENT_KEY_FILE; undefined means "do not sign". */
+/**
+ * The intent key: --intent-key-file, else FERRY_INTENT_KEY_FILE; undefined
+ * means "do not sign". Pre-signed --intents win over the environment, not
+ * over the flag.
+ */
 export function intentKey(flags: IntentFlags): SigningKey | undefined {
-  const file = flags["intent-key-file"] ?? (process.env["FERRY_INTENT_KEY_FILE"] || undefined);
-  if (file !== undefined && flags.intents !== undefined) {
-    throw new FerryError("E_BAD_ARGUMENT", "--intents (pre-signed) and an intent key (--intent-key-file or FERRY_INTENT_KEY_FILE) exclude each other");
+  if (flags.intents !== undefined) {
+    if (flags["intent-key-file"] !== undefined) throw new FerryError("E_BAD_ARGUMENT", "--intents (pre-signed) and --intent-key-file exclude each other");
+    return undefined;
   }
+  const file = flags["intent-key-file"] ?? (process.env["FERRY_INTENT_KEY_FILE"] || undefined);
   return file === undefined ? undefined : readSecretKeyFile(file);
 }
 

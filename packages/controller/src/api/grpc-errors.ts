@@ -13,6 +13,12 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_BUSY: status.RESOURCE_EXHAUSTED,
   E_CACHE_UNSIGNED: status.FAILED_PRECONDITION,
   E_CACHE_PATH_IN_USE: status.FAILED_PRECONDITION,
+  E_INTENT_MALFORMED: status.INVALID_ARGUMENT,
+  E_INTENT_WRONG_HOST: status.INVALID_ARGUMENT,
+  E_INTENT_PATH_MISMATCH: status.INVALID_ARGUMENT,
+  E_INTENT_MODE_MISMATCH: status.INVALID_ARGUMENT,
+  E_INTENT_EXPIRED: status.FAILED_PRECONDITION,
+  E_INTENT_VERSION: status.INVALID_ARGUMENT,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */
