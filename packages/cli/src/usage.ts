@@ -12,9 +12,9 @@ FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry cache rm STOREPATH...    remove paths no host's desired/current/previous system needs
   ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--allow-unsigned] [--wait] [--timeout SECONDS]
         [--intent-key-file KEY [--intent-expires-in DURATION] | --intents FILE]
-        signs a deploy intent per host (key also from FERRY_INTENT_KEY_FILE; default 7d), or sends pre-signed ones
         a host whose maintenance window is closed fetches now and activates when it opens;
-        --ignore-windows activates at once (the result names those hosts)
+        --ignore-windows activates at once (the result names those hosts); an intent key
+        (also FERRY_INTENT_KEY_FILE) signs a deploy intent per host (valid 7d), --intents sends pre-signed ones
   ferry status [HOST]...
   ferry dry-activate HOST=STOREPATH [--timeout SECONDS] [--intent-key-file KEY | --intents FILE]
                                  what a switch would do on that host
@@ -45,11 +45,11 @@ Local verbs:
         [--site NAME] [--expires-in DURATION|never]   (default 30d)
         [--intent-key-file KEY [--intent-mode MODE] [--intent-expires-in DURATION] | --intents FILE]
   ferry bundle verify FILE --trusted-key KEY...   check both signature layers and every hash
+  ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
   ferry intent sign HOST=STOREPATH... [--manifest FILE [--hosts A,B]] [--mode MODE|default|dry-activate]
         --key-file KEY [--expires-in DURATION] [--version N] [-o FILE]
                                  sign deploy intents where the key lives (CI); ferry deploy --intents FILE sends them
   ferry intent show FILE [--trusted-key KEY]...   list (and check) the intents of a file
-  ferry bundle inspect FILE      list a bundle's hosts and paths (verifies nothing)
 
 MODE (how hosts activate; without --mode each host's own strategy, trial unless its config says otherwise):
 ${MODES.map((mode) => `  ${mode.padEnd(8)} ${MODE_SUMMARY[mode]}`).join("\n")}
