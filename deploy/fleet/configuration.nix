@@ -54,6 +54,13 @@ in
     #   nix-store --generate-binary-cache-key ferry-fleet-1 cache.sec cache.pub
     # REPLACE this example value with the contents of cache.pub.
     trustedPublicKeys = [ "ferry-fleet-1:ZXhhbXBsZS1vbmx5LXJlcGxhY2Utd2l0aC15b3VyLWtleQ==" ];
+    # Deployments must come with a deploy intent signed by the job that
+    # decides (deploy.sh's FERRY_INTENT_KEY_FILE): the controller relays them
+    # but cannot make up, alter or replay one. A key of its own:
+    #   ferry keys generate --name ferry-fleet-intents-1 --out keys/
+    # REPLACE this example value with the contents of keys/ferry-fleet-intents-1.public.
+    intentPublicKeys = [ "ferry-fleet-intents-1:ZXhhbXBsZS1pbnRlbnQta2V5LXJlcGxhY2UtaXQtISE=" ];
+    requireSignedIntents = true;
     # Provisioned once per host, outside the store (root-only, mode 0400).
     tokenFile = "/var/lib/ferry-secrets/agent-token";
 

@@ -8,7 +8,8 @@
 #
 # Steps: build   nix build each host's toplevel; writes fleet-paths.txt (host env path)
 #        push    ferry cache push, signed with $FERRY_SIGNING_KEY_FILE
-#        staging / production   ferry rollout start for that environment (production --after staging)
+#        staging / production   ferry rollout start for that environment (production --after staging),
+#                each host's deploy intent signed with $FERRY_INTENT_KEY_FILE
 #
 # Environment:
 #   FERRY_CONTROLLER        controller gRPC address over TLS, https://HOST:PORT (read by ferry)
@@ -21,6 +22,9 @@
 #                           token (DATA_DIR/admin.token) can run every step.
 #   FERRY_SIGNING_KEY_FILE  secret cache-signing key (push step); its public half
 #                           is services.ferry-agent.trustedPublicKeys
+#   FERRY_INTENT_KEY_FILE   secret intent-signing key (staging and production
+#                           steps), read by ferry rollout start; its public half
+#                           is services.ferry-agent.intentPublicKeys
 #   FERRY                   ferry command to use (default: `ferry` on PATH, else
 #                           `nix run .#ferry --`)
 #   FLEET_PATHS             manifest file (default: ./fleet-paths.txt)
@@ -87,6 +91,7 @@ rollout_env() {
     echo "deploy.sh: no $env hosts in $manifest" >&2
     return 0
   fi
+  : "${FERRY_INTENT_KEY_FILE:?set FERRY_INTENT_KEY_FILE to the secret intent-signing key (hosts require signed intents)}"
   json=$(mktemp)
   awk 'BEGIN { printf "{\"hosts\": {" } { printf "%s\"%s\": \"%s\"", sep, $1, $3; sep = ", " } END { print "}}" }' "$manifest" >"$json"
   echo "rolling out to $env: $hosts" >&2
@@ -96,11 +101,14 @@ rollout_env() {
 
 # Staging all at once; production only after the same manifest completed on
 # staging, prefetched everywhere first, then a canary and batches of a third,
-# aborting (and reverting what switched) at the first failure.
+# aborting at the first failure. A host that fails its checks rolls itself
+# back; hosts already confirmed keep the new system: they require signed
+# intents, and a revert the controller sends on abort carries none (sign a
+# deploy of the previous system to go back).
 step_staging() { rollout_env staging; }
 step_production() {
   rollout_env production --after staging --canary 1 --batch 34% --max-unavailable 1 \
-    --failure-threshold 1 --pause "${FERRY_WAVE_PAUSE:-2m}" --rollback-on-abort
+    --failure-threshold 1 --pause "${FERRY_WAVE_PAUSE:-2m}"
 }
 
 steps=("$@")

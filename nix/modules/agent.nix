@@ -244,6 +244,59 @@ in
       '';
     };
 
+    intentPublicKeys = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "ferry-ci-1:Y2hhbmdlLW1lLXRvLXlvdXItb3duLWludGVudC1rZXk=" ];
+      description = ''
+        Public keys (`name:base64`, as `ferry keys generate` writes them) of the
+        operators or CI jobs allowed to sign deploy intents for this host
+        (`ferry deploy --intent-key-file`, `ferry intent sign`). A signed intent
+        names this host, one store path and one mode, and carries a version
+        this host never goes below. Use a key of its own, not the cache key.
+      '';
+    };
+
+    requireSignedIntents = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Refuse every deployment, dry run and bundle that comes without a deploy
+        intent signed by one of `intentPublicKeys`. With it, a compromised or
+        impersonated controller can withhold updates but never choose what
+        this host runs, roll it back to an older system, or pick its mode.
+      '';
+    };
+
+    allowedUnsignedModes = mkOption {
+      type = types.listOf (
+        types.enum [
+          "trial"
+          "switch"
+          "test"
+          "boot"
+          "dry-activate"
+        ]
+      );
+      default = [
+        "trial"
+        "switch"
+        "test"
+        "boot"
+        "dry-activate"
+      ];
+      example = [
+        "trial"
+        "dry-activate"
+      ];
+      description = ''
+        Without `requireSignedIntents`: what a controller may ask for without a
+        signed intent. A deployment naming no mode counts as this host's
+        `strategy`. Leaving out `boot` keeps a controller from installing a
+        system for the next boot, which skips the trial and its health checks.
+      '';
+    };
+
     strategy = mkOption {
       type = types.enum [
         "trial"
@@ -386,6 +439,23 @@ in
         '';
       }
       {
+        assertion = !cfg.requireSignedIntents || cfg.intentPublicKeys != [ ];
+        message = ''
+          services.ferry-agent.requireSignedIntents is set but intentPublicKeys is empty, so the agent
+          could not accept any deployment. Add the public half of the key your CI or operators sign
+          intents with, e.g.
+            services.ferry-agent.intentPublicKeys = [ "ferry-ci-1:BASE64…" ];
+          (a key pair is made with `ferry keys generate --name ferry-ci-1 --out DIR`).
+        '';
+      }
+      {
+        assertion = lib.all (key: builtins.match "[A-Za-z0-9._+-]+:[A-Za-z0-9+/]{43}=" key != null) cfg.intentPublicKeys;
+        message = ''
+          services.ferry-agent.intentPublicKeys must be ed25519 public keys in Nix's `name:base64` form
+          (the contents of a .public file from `ferry keys generate`); got: ${lib.concatStringsSep ", " cfg.intentPublicKeys}
+        '';
+      }
+      {
         assertion = cfg.substituters != [ ];
         message = ''
           services.ferry-agent.substituters is empty, so the agent has nowhere to fetch closures from.
@@ -460,6 +530,9 @@ in
         hostName
         substituters
         trustedPublicKeys
+        intentPublicKeys
+        requireSignedIntents
+        allowedUnsignedModes
         strategy
         confirmTimeout
         activationTimeout

@@ -321,6 +321,25 @@ in
     };
   };
 
+  agentIntents = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      intentPublicKeys = [ "ferry-ci-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" ];
+      requireSignedIntents = true;
+      allowedUnsignedModes = [ "dry-activate" ];
+    };
+  };
+
+  agentIntentsNoKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.requireSignedIntents = true;
+  };
+
+  agentBadIntentKey = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.intentPublicKeys = [ "ferry-ci-1:AAAA" ];
+  };
+
   agentBadUrl = eval {
     imports = [ validAgent ];
     services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";

@@ -21,13 +21,16 @@ const TOKEN_FILE = "/var/lib/ferry-secrets/agent-token";
 const AGENT_CONFIG_KEYS = [
   "activationTimeout",
   "allowInsecureTransport",
+  "allowedUnsignedModes",
   "confirmTimeout",
   "controllerUrl",
   "healthChecks",
   "hostName",
+  "intentPublicKeys",
   "keepGenerations",
   "logLevel",
   "profile",
+  "requireSignedIntents",
   "selfRestart",
   "stateDir",
   "strategy",
@@ -236,6 +239,9 @@ test("agent: rendered JSON configuration", { skip }, () => {
   assert.deepEqual(config, {
     activationTimeout: 600,
     allowInsecureTransport: false,
+    allowedUnsignedModes: ["trial", "switch", "test", "boot", "dry-activate"],
+    intentPublicKeys: [],
+    requireSignedIntents: false,
     confirmTimeout: 120,
     controllerUrl: "wss://controller.example:7070/agent",
     healthChecks: [],
@@ -281,6 +287,15 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   ]);
 });
 
+test("agent: signed intents policy is rendered as set", { skip }, () => {
+  const s = evalScenario("agentIntents");
+  assert.deepEqual(s.failedAssertions, []);
+  const config = agentConfigFile(s);
+  assert.deepEqual(config.intentPublicKeys, ["ferry-ci-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]);
+  assert.equal(config.requireSignedIntents, true);
+  assert.deepEqual(config.allowedUnsignedModes, ["dry-activate"]);
+});
+
 test("agent: disabled means no unit", { skip }, () => {
   const s = evalScenario("agentDisabled");
   assert.deepEqual(s.failedAssertions, []);
@@ -305,6 +320,8 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
         /healthChecks\[4\] \(command\): argv\[0\] "sh" is not an absolute path/,
       ],
     ],
+    ["agentIntentsNoKey", [/requireSignedIntents is set but intentPublicKeys is empty/, /ferry keys generate/]],
+    ["agentBadIntentKey", [/intentPublicKeys must be ed25519 public keys/, /got: ferry-ci-1:AAAA/]],
   ];
   for (const [scenario, patterns] of cases) {
     await t.test(scenario, () => {
@@ -568,6 +585,9 @@ test("example fleet: configuration.nix per environment", { skip }, async (t) => 
       assert.deepEqual(s.failedAssertions, []);
       const settings = s.agent.settings;
       assert.equal(settings.confirmTimeout, confirmTimeout);
+      // The example fleet takes only what CI signed: a controller alone can choose nothing.
+      assert.equal(settings.requireSignedIntents, true);
+      assert.deepEqual(settings.intentPublicKeys, ["ferry-fleet-intents-1:ZXhhbXBsZS1pbnRlbnQta2V5LXJlcGxhY2UtaXQtISE="]);
       assert.deepEqual(settings.healthChecks, [
         { type: "systemd", units: ["hello.service"], strict: false },
         {
@@ -608,6 +628,7 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
     ["agentFull", agentConfigFile(evalScenario("agentFull"))],
     ["agentTls", agentConfigFile(evalScenario("agentTls"))],
     ["agentInsecureAllowed", agentConfigFile(evalScenario("agentInsecureAllowed"))],
+    ["agentIntents", agentConfigFile(evalScenario("agentIntents"))],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];
   for (const [name, config] of configs) {

@@ -9,6 +9,8 @@ import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
 import type { LogForwarder } from "./log-forwarder.js";
 import { faultInjectionFromEnv } from "./fault-injection.js";
+import { IntentFloor } from "./intent-floor.js";
+import { IntentGate } from "./intent-policy.js";
 import { scheduleGarbageCollection } from "./garbage-collection.js";
 import { Reconciler } from "./reconciler.js";
 import { compileAgentConfig } from "./settings.js";
@@ -93,7 +95,8 @@ export async function startAgent(
   selfRestart.reportPreviousRestart();
   let requestExit: (status: number) => void = () => undefined;
   const exitRequested = new Promise<number>((resolve) => (requestExit = resolve));
-  const reconciler = new Reconciler(transaction, state, link, config, hostLog, async () => {
+  const intents = new IntentGate(config, new IntentFloor(config.stateDir), Date.now);
+  const reconciler = new Reconciler(transaction, state, link, config, hostLog, intents, async () => {
     if (!(await selfRestart.afterSettled())) return false;
     requestExit(RESTART_EXIT_STATUS);
     return true;
@@ -101,7 +104,7 @@ export async function startAgent(
   link.on("desired", (desired) => reconciler.onDesired(desired));
   link.on("connected", () => reconciler.onConnected());
   link.on("dryActivate", (command) => {
-    void dryActivate(command, config, nix, switchLock, hostLog).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
+    void dryActivate(command, config, nix, switchLock, hostLog, intents).then((outcome) => link.send({ $case: "dryActivateOutcome", value: outcome }));
   });
   // The link starts at once: resuming a confirmation needs the heartbeat.
   link.start();

@@ -4,11 +4,30 @@ import { join, dirname } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BundleLedger, FerryError, Nix, ProcessRunner, assertHostName, formatPhase, verifyBundle, type CommandRunner, type Logger } from "@ferry/core";
+import {
+  BundleLedger,
+  FerryError,
+  Nix,
+  ProcessRunner,
+  assertHostName,
+  describeIntent,
+  formatPhase,
+  modeFromWire,
+  readSignedIntent,
+  verifyBundle,
+  wireModeOfIntent,
+  type BundleManifest,
+  type CommandRunner,
+  type IntentMode,
+  type Logger,
+  type Mode,
+} from "@ferry/core";
 import type { ActivationResult } from "@ferry/protocol";
 import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
 import { compileAgentConfig } from "./settings.js";
+import { IntentFloor } from "./intent-floor.js";
+import { IntentGate, type IntentRequest } from "./intent-policy.js";
 import { StateFile } from "./state-file.js";
 import { ActivationTransaction } from "./transaction.js";
 
@@ -93,6 +112,10 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       },
       now(),
     );
+    // The host's intent policy, as under a controller: judged before anything changes, the floor raised just before the switch.
+    const gate = new IntentGate({ ...config, hostName }, new IntentFloor(config.stateDir), now);
+    const { request, strategy } = bundleIntentRequest(manifest, hostName, storePath, config.strategy);
+    gate.check(request);
     log.info({ sequence: manifest.sequence, signer: verified.signer, storePath, paths: manifest.paths.length }, "bundle verified");
 
     const state = new StateFile(config.stateDir, log);
@@ -114,6 +137,8 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       log.warn({ phase: state.state.transaction.phase }, "finishing an interrupted activation before applying the bundle");
       await makeTransaction(config.substituters).resume();
     }
+    const admission = gate.admit(request);
+    log.info({ storePath, strategy, intent: admission.signed ? describeIntent(admission.intent, admission.signer) : "unsigned" }, "applying the bundle");
     ledger.record({
       sequence: manifest.sequence,
       manifestSha256: verified.manifestSha256,
@@ -129,7 +154,7 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
       serial: state.state.appliedSerial,
       storePath,
       deploymentId: `bundle-${manifest.sequence}`,
-      strategy: config.strategy,
+      strategy,
     });
     const report: ApplyBundleReport = {
       format: "ferry-apply-result",
@@ -152,4 +177,15 @@ export async function applyBundle(options: ApplyBundleOptions): Promise<{ report
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A bundle asks its host for its system in the mode its signed intent names
+ * (the host's own strategy when that is `default`, or without an intent).
+ */
+function bundleIntentRequest(manifest: BundleManifest, hostName: string, storePath: string, configured: Mode): { request: IntentRequest; strategy: Mode } {
+  const intent = manifest.intents.find((signed) => readSignedIntent(signed).hostName === hostName);
+  const mode: IntentMode = intent ? readSignedIntent(intent).mode : "default";
+  const strategy = modeFromWire(wireModeOfIntent(mode)) ?? configured;
+  return { request: { storePath, mode, effectiveMode: strategy, intent }, strategy };
 }

@@ -1,5 +1,5 @@
 import { Ajv, type ErrorObject, type JSONSchemaType } from "ajv";
-import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, assertTransportAllowed, readTextFile, type Mode } from "@ferry/core";
+import { DEFAULT_MODE, FerryError, MODES, MODE_SUMMARY, assertHostName, assertTransportAllowed, parsePublicKeys, readTextFile, type Mode } from "@ferry/core";
 import { describeCheckProblems, staticCheckProblems } from "./check-validation.js";
 
 /**
@@ -71,7 +71,17 @@ export interface AgentConfig {
   tlsKeyFile?: string;
   /** Permits ws:// and http:// to a non-loopback address: the token would cross the network in clear. */
   allowInsecureTransport: boolean;
+  /** Keys (Nix format) whose signed deploy intents this host accepts. */
+  intentPublicKeys: string[];
+  /** Refuse every deployment and dry run that carries no intent signed by one of intentPublicKeys. */
+  requireSignedIntents: boolean;
+  /** Without requireSignedIntents: the modes a controller may ask for without a signed intent. */
+  allowedUnsignedModes: UnsignedMode[];
 }
+
+/** What a deployment or dry run may do without a signed intent, when the host allows it. */
+export type UnsignedMode = Mode | "dry-activate";
+export const UNSIGNED_MODES: readonly UnsignedMode[] = [...MODES, "dry-activate"];
 
 const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
 
@@ -219,6 +229,26 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       default: false,
       description: "Allow ws:// and http:// to a non-loopback address. The agent token then crosses the network in clear: only on a network you trust.",
     },
+    intentPublicKeys: {
+      type: "array",
+      default: [],
+      items: { type: "string", pattern: "^[A-Za-z0-9._+-]{1,100}:[A-Za-z0-9+/]{43}=$" },
+      description: "Ed25519 public keys (Nix format, NAME:BASE64) of the operators or CI allowed to sign deploy intents for this host.",
+    },
+    requireSignedIntents: {
+      type: "boolean",
+      default: false,
+      description:
+        "Refuse any deployment, dry run or bundle without a deploy intent signed by one of intentPublicKeys; a controller can then withhold updates but never choose them.",
+    },
+    allowedUnsignedModes: {
+      type: "array",
+      uniqueItems: true,
+      items: { type: "string", enum: UNSIGNED_MODES },
+      default: [...UNSIGNED_MODES],
+      description:
+        "Without requireSignedIntents: the modes (after the host's own strategy fills in a deployment naming none) and dry-activate a controller may ask for without a signed intent; e.g. leave out boot, which skips the trial.",
+    },
   },
 };
 
@@ -250,6 +280,14 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   const allowed = copy.allowInsecureTransport;
   assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
   for (const url of copy.substituters) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
+  try {
+    parsePublicKeys(copy.intentPublicKeys);
+  } catch (error) {
+    throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: intentPublicKeys: ${(error as Error).message}`);
+  }
+  if (copy.requireSignedIntents && copy.intentPublicKeys.length === 0) {
+    throw new FerryError("E_BAD_CONFIG", "invalid agent configuration: requireSignedIntents needs at least one key in intentPublicKeys");
+  }
   return copy;
 }
 

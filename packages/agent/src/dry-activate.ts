@@ -4,6 +4,7 @@ import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
 import { cacheTransport } from "./cache-transport.js";
 import type { AgentSettings } from "./settings.js";
 import { describeHolder, type SwitchLock } from "./switch-lock.js";
+import type { IntentGate } from "./intent-policy.js";
 import { requireTrustedSignatures } from "./verify-closure-signatures.js";
 
 /**
@@ -14,10 +15,19 @@ import { requireTrustedSignatures } from "./verify-closure-signatures.js";
  * (its answer would describe a system about to change, and an operator is
  * waiting for it), while an activation that arrives meanwhile waits for it.
  */
-export async function dryActivate(command: DryActivateCommand, config: AgentSettings, nix: Nix, lock: SwitchLock, log: Logger): Promise<DryActivateOutcome> {
+export async function dryActivate(
+  command: DryActivateCommand,
+  config: AgentSettings,
+  nix: Nix,
+  lock: SwitchLock,
+  log: Logger,
+  intents: IntentGate,
+): Promise<DryActivateOutcome> {
   const answer = { requestId: command.requestId, hostName: config.hostName };
   try {
     const path = assertStorePath(command.storePath);
+    // A dry run runs the system's own activation script in dry mode: a host that requires signed intents requires one here too.
+    intents.check({ storePath: path, mode: "dry-activate", effectiveMode: "dry-activate", intent: command.intent });
     await nix.realise(path, {
       substituters: config.substituters,
       trustedPublicKeys: config.trustedPublicKeys,

@@ -1,9 +1,10 @@
-import { assertStorePath, modeFromWire, toFerryError, type Logger, type Mode } from "@ferry/core";
+import { assertStorePath, describeIntent, intentModeOfWire, modeFromWire, toFerryError, type Logger, type Mode } from "@ferry/core";
 import { ActivationMode, ActivationResult, HostPhase, type DesiredSystem } from "@ferry/protocol";
 import type { AgentSettings } from "./settings.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";
 import type { StateFile } from "./state-file.js";
+import type { Admission, IntentGate } from "./intent-policy.js";
 
 /** The deployment's mode when it names one, else the host's own strategy. */
 export function strategyFor(mode: ActivationMode, configured: AgentSettings["strategy"]): Mode {
@@ -30,6 +31,7 @@ export class Reconciler {
     private readonly link: ReconcilerLink,
     private readonly config: AgentSettings,
     private readonly log: Logger,
+    private readonly intents: IntentGate,
     /** Called once an activation settled and nothing newer is waiting; true stops the reconciler for good (the agent exits). */
     private readonly onSettled: () => Promise<boolean> = async () => false,
   ) {}
@@ -139,11 +141,17 @@ export class Reconciler {
       });
       return false;
     }
+    // A prefetch switches nothing, so it needs no intent; the activation that follows does.
+    let admission: Admission = { signed: false };
+    const strategy = strategyFor(desired.mode, this.config.strategy);
     try {
       assertStorePath(desired.storePath);
+      if (desired.activate) {
+        admission = this.intents.admit({ storePath: desired.storePath, mode: intentModeOfWire(desired.mode), effectiveMode: strategy, intent: desired.intent });
+      }
     } catch (error) {
       const failure = toFerryError(error, "E_BAD_STORE_PATH");
-      log.error({ code: failure.code }, failure.message);
+      log.error({ code: failure.code, storePath: desired.storePath.slice(0, 300) }, `refused: ${failure.message}`);
       this.report(this.transaction.refuse(desired.serial, failure));
       return false;
     }
@@ -152,8 +160,8 @@ export class Reconciler {
       this.report(await this.transaction.prefetch({ serial: desired.serial, storePath: desired.storePath }));
       return false;
     }
-    const strategy = strategyFor(desired.mode, this.config.strategy);
-    log.info({ storePath: desired.storePath, strategy }, "new desired system");
+    const intent = admission.signed ? describeIntent(admission.intent, admission.signer) : "unsigned";
+    log.info({ storePath: desired.storePath, strategy, intent }, "new desired system");
     this.report(await this.transaction.run({ serial: desired.serial, storePath: desired.storePath, deploymentId: desired.deploymentId, strategy }));
     return true;
   }

@@ -37,6 +37,9 @@ export interface AgentSettings {
   readonly tlsCertFile: string | undefined;
   readonly tlsKeyFile: string | undefined;
   readonly allowInsecureTransport: boolean;
+  readonly intentPublicKeys: string[];
+  readonly requireSignedIntents: boolean;
+  readonly allowedUnsignedModes: AgentConfig["allowedUnsignedModes"];
   readonly bundleMinSequence: number | undefined;
 }
 
@@ -72,6 +75,9 @@ export function compileAgentConfig(config: AgentConfig): AgentSettings {
     tlsCertFile: config.tlsCertFile,
     tlsKeyFile: config.tlsKeyFile,
     allowInsecureTransport: config.allowInsecureTransport,
+    intentPublicKeys: [...config.intentPublicKeys],
+    requireSignedIntents: config.requireSignedIntents,
+    allowedUnsignedModes: [...config.allowedUnsignedModes],
     bundleMinSequence: config.bundleMinSequence,
   };
 }

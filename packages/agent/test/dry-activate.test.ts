@@ -7,8 +7,11 @@ import { dryActivate } from "../src/dry-activate.js";
 import { compileAgentConfig } from "../src/settings.js";
 import { SwitchLock } from "../src/switch-lock.js";
 import { desired, fakeHost, NEXT, PREV, SWITCH } from "./helpers/fake-host.js";
+import type { AgentConfig } from "../src/config.js";
+import { IntentFloor } from "../src/intent-floor.js";
+import { IntentGate } from "../src/intent-policy.js";
 
-const command = { requestId: "r1", storePath: NEXT };
+const command = { requestId: "r1", storePath: NEXT, intent: undefined };
 
 describe("dry-activate takes the switch lock", () => {
   test("refused at once while an activation of this agent holds it; the switch script does not run", async () => {
@@ -28,14 +31,14 @@ describe("dry-activate takes the switch lock", () => {
       };
       const activation = host.transaction({ switchLock: lock }).run(desired(3));
       await switchStarted;
-      const outcome = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log);
+      const outcome = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log, openGate(host));
       assert.equal(outcome.success, false);
       assert.equal(outcome.errorCode, "E_SWITCH_LOCKED");
       assert.match(outcome.errorMessage, /activating serial 3/);
       assert.ok(!host.runner.switches.some(([, action]) => action === "dry-activate"), "no dry-activate ran beside the switch");
       finishSwitch();
       assert.equal((await activation).success, true);
-      const after = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log);
+      const after = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log, openGate(host));
       assert.equal(after.success, true, after.errorMessage);
     } finally {
       host.cleanup();
@@ -60,7 +63,7 @@ describe("dry-activate takes the switch lock", () => {
         }
         return undefined;
       };
-      const dry = dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log);
+      const dry = dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log, openGate(host));
       await dryStarted;
       const activation = host.transaction({ switchLock: lock }).run(desired(4));
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -81,7 +84,7 @@ describe("dry-activate takes the switch lock", () => {
     try {
       const lock = new SwitchLock(host.config.switchLockFile);
       for (let i = 0; i < 50 && !lock.outsideHolder(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-      const outcome = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log);
+      const outcome = await dryActivate(command, compileAgentConfig(host.config), new Nix(host.runner), lock, host.log, openGate(host));
       assert.equal(outcome.errorCode, "E_SWITCH_LOCKED");
       assert.match(outcome.errorMessage, new RegExp(`held by pid ${holder.pid} \\(flock`));
       assert.deepEqual(host.runner.switches, []);
@@ -91,3 +94,8 @@ describe("dry-activate takes the switch lock", () => {
     }
   });
 });
+
+/** The intent policy of a host that requires nothing: every mode allowed unsigned. */
+function openGate(host: { config: AgentConfig; stateDir: string }): IntentGate {
+  return new IntentGate(compileAgentConfig(host.config), new IntentFloor(host.stateDir), Date.now);
+}

@@ -9,7 +9,10 @@ import { HostPhase, encodeAgentFrame, decodeAgentFrame, type AgentBody } from "@
 import type { AgentSettings } from "../src/settings.js";
 import { Reconciler, type ReconcilerLink, type ReconcilerTransaction } from "../src/reconciler.js";
 import { StateFile } from "../src/state-file.js";
+import type { IntentGate } from "../src/intent-policy.js";
 
+/** Re-sending a result checks no intent. */
+const openIntentGate = {} as IntentGate;
 const SYSTEM = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1-new";
 const dir = mkdtempSync(join(tmpdir(), "ferry-reconciler-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,7 +35,7 @@ test("a last result stored by an older agent (without the check fields) is re-se
   const frames: Uint8Array[] = [];
   const link = { send: (body: AgentBody) => frames.push(encodeAgentFrame(body)) } as unknown as ReconcilerLink;
   const transaction = { currentSystem: () => SYSTEM } as unknown as ReconcilerTransaction;
-  const reconciler = new Reconciler(transaction, new StateFile(dir, silentLogger()), link, {} as AgentSettings, silentLogger());
+  const reconciler = new Reconciler(transaction, new StateFile(dir, silentLogger()), link, {} as AgentSettings, silentLogger(), openIntentGate);
   reconciler.onConnected();
   assert.equal(frames.length, 1);
   const { body } = decodeAgentFrame(frames[0] as Uint8Array);

@@ -9,6 +9,8 @@ import { Reconciler, type ReconcilerTransaction } from "../src/reconciler.js";
 import { compileAgentConfig } from "../src/settings.js";
 import { StateFile } from "../src/state-file.js";
 import { capturingLogger, NEXT, PREV } from "./helpers/fake-host.js";
+import { IntentFloor } from "../src/intent-floor.js";
+import { IntentGate } from "../src/intent-policy.js";
 
 const desired = (serial: number): DesiredSystem => ({
   hostName: "web1",
@@ -18,6 +20,7 @@ const desired = (serial: number): DesiredSystem => ({
   rolloutId: "",
   mode: ActivationMode.ACTIVATION_MODE_SWITCH,
   activate: true,
+  intent: undefined,
 });
 
 describe("Reconciler: an error escaping a transaction does not end the agent", () => {
@@ -85,7 +88,8 @@ describe("Reconciler: an error escaping a transaction does not end the agent", (
         trustedPublicKeys: ["k:QUJD"],
       }),
     );
-    const reconciler = new Reconciler(transaction, state, link, settings, log, behaviour.onSettled);
+    const gate = new IntentGate(settings, new IntentFloor(dir), Date.now);
+    const reconciler = new Reconciler(transaction, state, link, settings, log, gate, behaviour.onSettled);
     return { reconciler, state, calls, sent, events };
   }
 

@@ -15,6 +15,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   site: async () => (await import("./commands/site.js")).siteCommand,
   "dry-activate": async () => (await import("./commands/dry-activate.js")).dryActivateCommand,
   dev: async () => (await import("./commands/dev.js")).devCommand,
+  intent: async () => (await import("./commands/intent.js")).intentCommand,
   token: async () => (await import("./commands/token.js")).tokenCommand,
   audit: async () => (await import("./commands/audit.js")).auditCommand,
   context: async () => (await import("./commands/context.js")).contextCommand,

@@ -34,7 +34,7 @@ describe("parseVerb", () => {
   test("a missing required flag, value or argument is refused", () => {
     assert.throws(() => parseVerb(VERBS["keys generate"], ["--name", "k"]), badArgument(/^ferry keys generate needs --out DIR/));
     assert.throws(() => parseVerb(VERBS.deploy, ["a=b", "--timeout"]), badArgument(/^--timeout needs a value \(SECONDS\)/));
-    assert.throws(() => parseVerb(VERBS.deploy, []), badArgument(/^usage: ferry deploy HOST=STOREPATH\.\.\./));
+    assert.throws(() => parseVerb(VERBS["dry-activate"], []), badArgument(/^usage: ferry dry-activate HOST=STOREPATH/));
     assert.throws(() => parseVerb(VERBS["host remove"], ["a", "b"]), badArgument(/^usage: ferry host remove NAME/));
     assert.throws(() => parseVerb(VERBS["host list"], ["extra"]), badArgument(/^ferry host list takes no arguments, got "extra"/));
     assert.throws(() => parseVerb(VERBS.deploy, ["a=b", "--wait=yes"]), badArgument(/^--wait takes no value/));

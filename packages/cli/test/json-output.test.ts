@@ -102,6 +102,12 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
     { verb: "token revoke", args: () => ["token", "revoke", "reader"], expect: (r) => assert.equal((r["token"] as Json)["name"], "reader") },
     { verb: "audit", args: () => ["audit"], expect: (r) => assert.ok((r["entries"] as Json[]).length > 0) },
     {
+      verb: "intent sign",
+      args: () => ["intent", "sign", `web-1=${system}`, "--key-file", file("keys/ci-1.secret"), "-o", file("intents.json")],
+      expect: (r) => assert.equal((r["intents"] as Json[]).length, 1),
+    },
+    { verb: "intent show", args: () => ["intent", "show", file("intents.json")], expect: (r) => assert.equal((r["intents"] as Json[]).length, 1) },
+    {
       verb: "cache push",
       args: () => ["cache", "push", system, "--signing-key-file", file("keys/ci-1.secret")],
       expect: (r) => assert.equal(r["signed"], true),

@@ -1,7 +1,8 @@
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { hashToken } from "@ferry/core";
+import { generateKeyPairSync } from "node:crypto";
+import { createIntent, hashToken, parseSecretKey, signIntent, type SigningKey } from "@ferry/core";
 import {
   ActivationMode,
   AgentMessage,
@@ -41,6 +42,12 @@ afterEach(() => {
 after(async () => {
   await t.stop();
 });
+
+function intentKey(name: string): SigningKey {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const raw = [privateKey.export({ format: "jwk" }).d, publicKey.export({ format: "jwk" }).x].map((part) => Buffer.from(part as string, "base64url"));
+  return parseSecretKey(`${name}:${Buffer.concat(raw).toString("base64")}`);
+}
 
 function within<T>(promise: Promise<T>, what: string, ms = STEP_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -312,6 +319,7 @@ describe("agent channel happy path", () => {
         rolloutId: "",
         mode: ActivationMode.ACTIVATION_MODE_SWITCH,
         activate: true,
+        intent: undefined,
       },
     });
 
@@ -345,6 +353,26 @@ describe("agent channel happy path", () => {
     assert.equal(host?.currentSystem, SYS_A);
     const events = await t.controller.store.listEvents("web1", 10);
     assert.equal(events.at(-1)?.kind, "activation-succeeded");
+  });
+
+  test("a signed intent recorded with the desired system reaches the agent unchanged, signature and all", async () => {
+    const intent = signIntent(createIntent({ hostName: "signed1", storePath: SYS_B, mode: "boot", nowMs: Date.now(), expiresInMs: 60_000 }), [
+      intentKey("ferry-ci-1"),
+    ]);
+    await t.controller.store.addHost("signed1", hashToken(TOKEN), [], Date.now());
+    await t.controller.store.recordDeployment(
+      "dep-signed",
+      [{ hostName: "signed1", storePath: SYS_B, intent }],
+      ActivationMode.ACTIVATION_MODE_BOOT,
+      Date.now(),
+    );
+    const client = await connect();
+    client.sendBody(hello("signed1", TOKEN));
+    assert.equal((await client.next()).$case, "welcome");
+    const desired = await client.next();
+    assert.ok(desired.$case === "desired");
+    assert.deepEqual(desired.value.intent, intent);
+    assert.equal(desired.value.mode, ActivationMode.ACTIVATION_MODE_BOOT);
   });
 
   test("a newer connection for the same host supersedes the older one (E_SUPERSEDED, 4005)", async () => {

@@ -162,7 +162,7 @@ describe("deploy and the cache's signatures", () => {
     const system = await upload("system", [lib.path], [sig("fleet-1")]);
     const refused = await refusedWith(
       deploy({
-        targets: [{ hostName: "web-1", storePath: system.path }],
+        targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
         mode: ActivationMode.ACTIVATION_MODE_SWITCH,
         ignoreWindows: false,
         allowUnsigned: false,
@@ -173,7 +173,7 @@ describe("deploy and the cache's signatures", () => {
     assert.equal((await t.controller.store.getHost("web-1"))?.desiredSerial, 0);
 
     const allowed = await deploy({
-      targets: [{ hostName: "web-1", storePath: system.path }],
+      targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
       mode: ActivationMode.ACTIVATION_MODE_SWITCH,
       ignoreWindows: false,
       allowUnsigned: true,
@@ -183,7 +183,7 @@ describe("deploy and the cache's signatures", () => {
     // Signed by pushing again: the same deploy passes without the override.
     assert.equal((await put(`${hashOf(lib.path)}.narinfo`, narinfoText(lib, [sig("fleet-1")]))).status, 201);
     const signed = await deploy({
-      targets: [{ hostName: "web-1", storePath: system.path }],
+      targets: [{ hostName: "web-1", storePath: system.path, intent: undefined }],
       mode: ActivationMode.ACTIVATION_MODE_SWITCH,
       ignoreWindows: false,
       allowUnsigned: false,
@@ -211,7 +211,7 @@ describe("ferry cache rm (RemoveCachePaths)", () => {
     await store.recordReport("db-1", { currentSystem: newSystem.path });
     assert.equal((await store.getHost("db-1"))?.previousSystem, oldSystem.path);
     await deploy({
-      targets: [{ hostName: "db-1", storePath: desired.path }],
+      targets: [{ hostName: "db-1", storePath: desired.path, intent: undefined }],
       mode: ActivationMode.ACTIVATION_MODE_SWITCH,
       ignoreWindows: false,
       allowUnsigned: false,

@@ -8,8 +8,9 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FerryError, hashToken, silentLogger, type ErrorCode } from "@ferry/core";
-import { ActivationMode, HostPhase, type RolloutPolicy as PolicyMessage, type StartRolloutRequest } from "@ferry/protocol";
+import { generateKeyPairSync } from "node:crypto";
+import { FerryError, createIntent, hashToken, parseSecretKey, signIntent, silentLogger, type ErrorCode, type IntentMode } from "@ferry/core";
+import { ActivationMode, HostPhase, type RolloutPolicy as PolicyMessage, type SignedIntent, type StartRolloutRequest } from "@ferry/protocol";
 import { recordDeploy } from "../src/api/deploy.js";
 import { toRolloutMessage } from "../src/api/rollout-service.js";
 import type { BinaryCache } from "../src/cache/binary-cache.js";
@@ -148,10 +149,16 @@ class Harness {
     }
   }
 
-  async start(names: readonly string[], given: Partial<PolicyMessage> = {}, mode = ActivationMode.ACTIVATION_MODE_UNSPECIFIED): Promise<string> {
+  async start(
+    names: readonly string[],
+    given: Partial<PolicyMessage> = {},
+    mode = ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
+    intents: SignedIntent[] = [],
+  ): Promise<string> {
     const request: StartRolloutRequest = {
       allowUnsigned: false,
-      targets: names.map((hostName) => ({ hostName, storePath: NEW(hostName) })),
+      intents,
+      targets: names.map((hostName) => ({ hostName, storePath: NEW(hostName), intent: undefined })),
       hostNames: [],
       tags: [],
       manifest: {},
@@ -771,6 +778,65 @@ describe("RolloutEngine abort", () => {
     await h.tick(2);
     assert.notEqual((await h.rolloutHost(id, "web-2")).state, "activating");
     assert.equal((await h.host("web-2")).desiredSystem, OLD("web-2"), "web-2 switched after the abort: it should be rolled back");
+  });
+});
+
+describe("RolloutEngine and signed intents", () => {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const key = parseSecretKey(
+    `ferry-ci-1:${Buffer.concat([privateKey.export({ format: "jwk" }).d, publicKey.export({ format: "jwk" }).x].map((part) => Buffer.from(part as string, "base64url"))).toString("base64")}`,
+  );
+  const intentFor = (h: Harness, host: string, fields: { path?: string; mode?: IntentMode } = {}): SignedIntent =>
+    signIntent(createIntent({ hostName: host, storePath: fields.path ?? NEW(host), mode: fields.mode ?? "default", nowMs: h.clock.now, expiresInMs: HOUR }), [
+      key,
+    ]);
+
+  test("each host's intent, signed at the start, goes with its prefetch and its activation, never with a revert", async () => {
+    const h = await harness();
+    const hosts = fleet(2);
+    await h.addHosts(hosts);
+    const intents = hosts.map((host) => intentFor(h, host));
+    // An intent for a host outside the selection is not kept.
+    const id = await h.start(hosts, { canary: count(1), batch: count(1), rollbackOnAbort: true }, ActivationMode.ACTIVATION_MODE_UNSPECIFIED, [
+      ...intents,
+      intentFor(h, "web-9"),
+    ]);
+    assert.deepEqual(
+      (await h.rollout(id)).hosts.map((host) => host.intent),
+      intents,
+    );
+    await h.tick();
+    for (const [i, host] of hosts.entries()) assert.deepEqual((await h.host(host)).desiredIntent, intents[i]);
+    await h.prefetchAll(id);
+    await h.tick();
+    assert.equal((await h.host("web-1")).desiredActivate, true);
+    assert.deepEqual((await h.host("web-1")).desiredIntent, intents[0]);
+    await h.active(["web-1"]);
+    await h.tick();
+
+    await h.engine.control(id, "abort", "bad metrics");
+    await h.settle();
+    const reverted = await h.host("web-1");
+    assert.equal(reverted.desiredSystem, OLD("web-1"));
+    assert.equal(reverted.desiredIntent, undefined);
+  });
+
+  test("an intent that cannot be for its host is refused at the start, and nothing is recorded", async () => {
+    const h = await harness();
+    await h.addHosts(["web-1"]);
+    const cases: [SignedIntent, ErrorCode][] = [
+      [intentFor(h, "web-1", { path: OLD("web-1") }), "E_INTENT_PATH_MISMATCH"],
+      [intentFor(h, "web-1", { mode: "boot" }), "E_INTENT_MODE_MISMATCH"],
+      [{ intent: "ferry-intent-v1;web-1", signatures: [] }, "E_INTENT_MALFORMED"],
+    ];
+    for (const [intent, code] of cases) {
+      await assert.rejects(
+        h.start(["web-1"], {}, ActivationMode.ACTIVATION_MODE_UNSPECIFIED, [intent]),
+        (error: unknown) => error instanceof FerryError && error.code === code,
+      );
+    }
+    assert.deepEqual(await h.store.rollouts.listRollouts(10), []);
+    assert.equal((await h.host("web-1")).desiredSerial, 0);
   });
 });
 

@@ -33,6 +33,7 @@ function request(patch: Partial<StartRolloutRequest>): StartRolloutRequest {
     requestedBy: "test",
     mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
     allowUnsigned: false,
+    intents: [],
     ...patch,
   };
 }
@@ -41,7 +42,7 @@ describe("rollout targets ignore the case of host names", () => {
   test("HOST=PATH, --hosts and manifest keys in any case name the stored hosts", async () => {
     await store.addHost("web-2", hashToken("a"), ["prod"], 1);
     await store.addHost("db-1", hashToken("b"), ["prod"], 1);
-    const fromTargets = await planRollout(store, cache, request({ targets: [{ hostName: "Web-2", storePath: SYS_A }] }), 1);
+    const fromTargets = await planRollout(store, cache, request({ targets: [{ hostName: "Web-2", storePath: SYS_A, intent: undefined }] }), 1);
     assert.deepEqual(
       fromTargets.hosts.map((host) => host.name),
       ["web-2"],
@@ -65,8 +66,8 @@ describe("rollout targets ignore the case of host names", () => {
       request({ manifest: { "Web-2": SYS_A, "web-2": SYS_B } }),
       request({
         targets: [
-          { hostName: "Web-2", storePath: SYS_A },
-          { hostName: "web-2", storePath: SYS_B },
+          { hostName: "Web-2", storePath: SYS_A, intent: undefined },
+          { hostName: "web-2", storePath: SYS_B, intent: undefined },
         ],
       }),
     ]) {

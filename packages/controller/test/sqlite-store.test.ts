@@ -11,6 +11,7 @@ import { ActivationMode, HostPhase } from "@ferry/protocol";
 /** Removes what migrations after version 2 added, leaving the schema a version-2 release wrote. */
 function dropPostVersion2Schema(db: Database.Database): void {
   db.exec(`DROP INDEX IF EXISTS hosts_name_ignoring_case;
+    ALTER TABLE hosts DROP COLUMN desired_intent; ALTER TABLE rollout_hosts DROP COLUMN intent;
     DROP TABLE operator_tokens; DROP TABLE audit; ALTER TABLE deployments DROP COLUMN requested_by;
     ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run;
     ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window;
@@ -69,6 +70,7 @@ describe("SqliteStateStore hosts", () => {
       heldForWindow: false,
       checksFailingBeforeAndAfter: [],
       checksRun: 0,
+      desiredIntent: undefined,
     } satisfies HostRecord);
     assert.deepEqual(await store.getHost("web1"), host);
     assert.equal(await store.getHost("web2"), undefined);

@@ -106,6 +106,22 @@ export const ERROR_HINTS = {
   E_TLS_MATERIAL: "A certificate, key or CA file is unreadable or not PEM, or the key does not belong to the certificate; check the file named.",
   E_CACHE_AUTH:
     "The private binary cache refused the credentials: check the host's agent token (or the operator token) and that the substituter is the controller.",
+  E_INTENT_MALFORMED: "The signed intent is not a valid ferry-intent-v1 text; sign it again (ferry intent sign, or deploy --intent-key-file).",
+  E_INTENT_SIGNATURE:
+    "The intent carries no valid signature by a key this host trusts: sign it with a key whose public half is in the agent's intentPublicKeys.",
+  E_INTENT_UNSIGNED:
+    "This host requires signed intents (requireSignedIntents): deploy with --intent-key-file KEY (or FERRY_INTENT_KEY_FILE), or --intents FILE from ferry intent sign.",
+  E_INTENT_MODE_UNSIGNED:
+    "This host takes that mode only with a signed intent (allowedUnsignedModes): sign the deployment (--intent-key-file), or use a mode the host allows unsigned.",
+  E_INTENT_WRONG_HOST: "The intent was signed for another host; sign one naming this host.",
+  E_INTENT_PATH_MISMATCH: "The desired store path is not the one the intent was signed for; deploy exactly the signed path, or sign the new one.",
+  E_INTENT_MODE_MISMATCH: "The requested mode is not the mode the intent was signed for; deploy with the signed --mode, or sign again.",
+  E_INTENT_EXPIRED: "The intent is outside its validity period (expired, or issued in the future); sign a fresh one (--expires-in), or check the clocks.",
+  E_INTENT_REPLAYED:
+    "The intent's version is below the highest this host applied (a replayed or stale intent); sign a new one (versions default to the signing time).",
+  E_INTENT_VERSION: "The intent's version is implausibly far ahead (more than 30 days past this clock); a key may be misused. Sign with the default version.",
+  E_INTENT_STATE:
+    "The host's intent floor (STATE_DIR/intent-floor.json) is unreadable, so the host cannot tell a replay; it refuses signed deployments until an operator restores the file.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -17,3 +17,5 @@ export * from "./write-fully.js";
 export * from "./system-errors.js";
 export * from "./transport.js";
 export * from "./netrc.js";
+export * from "./intent.js";
+export * from "./intent-file.js";

@@ -35,6 +35,7 @@ export {
   DryActivateOutcome,
 } from "./gen/ferry/v1/agent.js";
 export { HostPhase, hostPhaseFromJSON, hostPhaseToJSON, ActivationMode, activationModeFromJSON, activationModeToJSON } from "./gen/ferry/v1/common.js";
+export { SignedIntent } from "./gen/ferry/v1/intent.js";
 export {
   RolloutAction,
   rolloutActionFromJSON,

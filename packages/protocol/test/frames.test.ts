@@ -82,10 +82,19 @@ const CONTROLLER_BODIES: ControllerBody[] = [
   { $case: "heartbeatAck", value: { sequence: 7, serverTimeMs: 99 } },
   {
     $case: "desired",
-    value: { hostName: "web1", storePath: PATH, serial: 42, deploymentId: "d-1", rolloutId: "r-1", mode: ActivationMode.ACTIVATION_MODE_BOOT, activate: true },
+    value: {
+      hostName: "web1",
+      storePath: PATH,
+      serial: 42,
+      deploymentId: "d-1",
+      rolloutId: "r-1",
+      mode: ActivationMode.ACTIVATION_MODE_BOOT,
+      activate: true,
+      intent: { intent: `ferry-intent-v1;web1;${PATH};boot;7;1;2`, signatures: [`ci-1:${"A".repeat(86)}==`] },
+    },
   },
   { $case: "refusal", value: { code: "E_AUTH", message: "wrong token", fatal: true } },
-  { $case: "dryActivate", value: { requestId: "ab12", storePath: PATH } },
+  { $case: "dryActivate", value: { requestId: "ab12", storePath: PATH, intent: undefined } },
 ];
 
 describe("frame round trips", () => {

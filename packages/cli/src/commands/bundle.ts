@@ -28,6 +28,7 @@ import { readEnv } from "../spec/env.js";
 import { VERBS } from "../spec/index.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
+import { INTENT_EXPIRY, intentExpiryMs, intentKey, parseIntentMode, readIntentsFile, signTargets } from "../intents.js";
 
 const MIB = 1024 * 1024;
 
@@ -84,6 +85,7 @@ function summary(manifest: BundleManifest): Record<string, unknown> {
     since: manifest.since,
     site: manifest.site,
     expiresAt: manifest.expiresAt,
+    intents: manifest.intents.map((signed) => signed.intent),
   };
 }
 
@@ -103,6 +105,18 @@ async function create(args: string[]): Promise<number> {
   const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
+  // Intents for the bundle's hosts, checked by each host (apply-bundle) or relayed by the site controller (import --deploy).
+  const intentSigner = intentKey(values);
+  const intents = intentSigner
+    ? signTargets(
+        Object.entries(hosts).map(([hostName, storePath]) => ({ hostName, storePath })),
+        parseIntentMode(values["intent-mode"]),
+        intentSigner,
+        intentExpiryMs(values, expiresIn === "never" ? INTENT_EXPIRY.bundle : expiresIn),
+      )
+    : values.intents === undefined
+      ? []
+      : readIntentsFile(values.intents);
   const { manifest, bytes } = await createBundle({
     nix: new Nix(new ProcessRunner()),
     hosts,
@@ -112,6 +126,7 @@ async function create(args: string[]): Promise<number> {
     ...(sequence === undefined ? {} : { sequence }),
     site,
     expiresAt,
+    intents,
     ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
   });
   out.result(

@@ -1,7 +1,8 @@
 import { FerryError, assertHostName, assertStorePath, formatPhase, modeToWire, parseOptionalMode } from "@ferry/core";
-import { HostPhase, type HostStatus, type WatchHostsResponse, type WindowHold } from "@ferry/protocol";
+import { HostPhase, type HostStatus, type HostTarget, type WatchHostsResponse, type WindowHold } from "@ferry/protocol";
 import { parseVerb, positiveSeconds } from "../args.js";
 import { VERBS } from "../spec/index.js";
+import { INTENT_EXPIRY, deployFromIntents, intentExpiryMs, intentKey, readIntentsFile, signTargets } from "../intents.js";
 import { status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import { withConnection, toCliError, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, failingChecksNotes, hostStatusJson, type Output } from "../output.js";
@@ -14,8 +15,23 @@ export function parseTarget(argument: string): { hostName: string; storePath: st
 
 export async function deployCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS.deploy, args);
-  const targets = positionals.map(parseTarget);
-  const mode = parseOptionalMode(values.mode);
+  if (positionals.length === 0 && values.intents === undefined)
+    throw new FerryError("E_BAD_ARGUMENT", "name at least one HOST=STOREPATH, or give --intents FILE (ferry deploy --help)");
+  const given = positionals.map(parseTarget);
+  let mode = parseOptionalMode(values.mode);
+  const key = intentKey(values);
+  let targets: HostTarget[] = given.map((target) => ({ ...target, intent: undefined }));
+  let signedBy = "";
+  if (values.intents !== undefined) {
+    const fromFile = deployFromIntents(readIntentsFile(values.intents), given, mode);
+    targets = fromFile.targets;
+    mode = fromFile.mode === "default" ? undefined : parseOptionalMode(fromFile.mode);
+    signedBy = `intents from ${values.intents}`;
+  } else if (key) {
+    const signed = signTargets(given, mode ?? "default", key, intentExpiryMs(values, INTENT_EXPIRY.deploy));
+    targets = given.map((target, i) => ({ ...target, intent: signed[i] }));
+    signedBy = `intents signed by ${key.name}`;
+  }
   const timeoutSeconds = positiveSeconds(values.timeout, "--timeout");
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
@@ -26,7 +42,7 @@ export async function deployCommand(args: string[]): Promise<number> {
       allowUnsigned: values["allow-unsigned"],
     });
     const { deploymentId, held, windowsIgnored } = response;
-    out.note(`deployment ${deploymentId}: ${response.hosts.length} host(s), mode ${mode ?? "host default"}`);
+    out.note(`deployment ${deploymentId}: ${response.hosts.length} host(s), mode ${mode ?? "host default"}, ${signedBy || "unsigned"}`);
     const windowLines = [
       ...held.map(
         (hold) => `${hold.hostName}: fetches now, activates when its maintenance window opens (${opening(hold)}); --ignore-windows activates at once`,
@@ -34,7 +50,11 @@ export async function deployCommand(args: string[]): Promise<number> {
       ...windowsIgnored.map((hold) => `${hold.hostName}: activates now, outside its maintenance window (--ignore-windows)`),
     ];
     for (const line of windowLines) out.note(`  ${line}`);
-    const windowsJson = { held: held.map(holdJson), windowsIgnored: windowsIgnored.map(holdJson) };
+    const windowsJson = {
+      signedIntents: targets.filter((target) => target.intent).length,
+      held: held.map(holdJson),
+      windowsIgnored: windowsIgnored.map(holdJson),
+    };
     if (!values.wait) {
       out.result(
         { deploymentId, mode: mode ?? null, ...windowsJson, hosts: response.hosts.map(hostStatusJson) },

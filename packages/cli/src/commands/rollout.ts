@@ -1,8 +1,9 @@
 import { hostname, userInfo } from "node:os";
 import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode, readTextFile } from "@ferry/core";
-import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
+import { RolloutAction, type Rollout, type RolloutPolicy, type SignedIntent } from "@ferry/protocol";
 import { parseVerb, positiveSeconds } from "../args.js";
 import { VERBS } from "../spec/index.js";
+import { INTENT_EXPIRY, intentExpiryMs, intentKey, readIntentsFile, signTargets } from "../intents.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { countHosts, finishedCleanly } from "../rollout-states.js";
@@ -49,6 +50,7 @@ async function rolloutStart(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS["rollout start"], args);
   if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
   const mode = parseOptionalMode(values.mode);
+  const key = intentKey(values);
   const policy: RolloutPolicy = {
     canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
     batch: values.batch ? parseQuantity(values.batch, "--batch") : undefined,
@@ -64,12 +66,24 @@ async function rolloutStart(args: string[]): Promise<number> {
     acceptFailingChecks: values["accept-failing-checks"],
   };
   const out = createOutput(values.json);
+  const targets = positionals.map(parseTarget);
+  const hostNames = values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [];
+  const manifest = values.manifest ? readManifest(values.manifest) : {};
   return withConnection(values, async (connection) => {
+    let intents: SignedIntent[] = values.intents === undefined ? [] : readIntentsFile(values.intents);
+    if (key) {
+      // Signed now, for exactly the hosts this rollout selects: the waves can only release what was signed here.
+      const selected = await selectedTargets(connection, { targets, manifest, hostNames, tags: values.tag });
+      intents = signTargets(selected, mode ?? "default", key, intentExpiryMs(values, INTENT_EXPIRY.rollout));
+      out.note(`signed ${intents.length} intent(s) with ${key.name}`);
+      if (values["rollback-on-abort"]) out.note("note: reverts on abort go out unsigned; hosts that require signed intents refuse them");
+    }
     const { rollout } = await connection.call(connection.client.startRollout, {
-      targets: positionals.map(parseTarget),
-      hostNames: values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [],
+      targets: targets.map((target) => ({ ...target, intent: undefined })),
+      hostNames,
       tags: values.tag,
-      manifest: values.manifest ? readManifest(values.manifest) : {},
+      manifest,
+      intents,
       policy,
       environment: values.environment,
       afterEnvironment: values.after,
@@ -87,6 +101,31 @@ async function rolloutStart(args: string[]): Promise<number> {
     }
     return follow(connection, rollout.id, watchAgain, positiveSeconds(values.timeout, "--timeout") * 1000, out);
   });
+}
+
+/**
+ * The hosts a rollout will cover, as the controller will select them: named
+ * hosts and tagged hosts that have a path, or every host with a path. Tag
+ * membership is the controller's word; name hosts (--hosts) to sign for
+ * exactly those.
+ */
+async function selectedTargets(
+  connection: OperatorConnection,
+  selection: { targets: { hostName: string; storePath: string }[]; manifest: Record<string, string>; hostNames: string[]; tags: string[] },
+): Promise<{ hostName: string; storePath: string }[]> {
+  const paths = new Map<string, string>(Object.entries(selection.manifest));
+  for (const target of selection.targets) paths.set(target.hostName, target.storePath);
+  let names = [...paths.keys()];
+  if (selection.hostNames.length > 0 || selection.tags.length > 0) {
+    const tagged =
+      selection.tags.length === 0
+        ? []
+        : (await connection.call(connection.client.listHosts, { names: [] })).hosts
+            .filter((host) => host.tags.some((tag) => selection.tags.includes(tag)))
+            .map((host) => host.name);
+    names = [...new Set([...selection.hostNames, ...tagged])].filter((name) => paths.has(name));
+  }
+  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string }));
 }
 
 /** `--wait`'s exit status: 0 every host confirmed, 3 done but some skipped, 1 aborted or some failed. */

@@ -1,4 +1,4 @@
-import { CONNECTION_ENV, CONNECTION_FLAGS, JSON_FLAG, MODE_FLAG } from "./common.js";
+import { CONNECTION_ENV, CONNECTION_FLAGS, INTENT_FLAGS, JSON_FLAG, MODE_FLAG } from "./common.js";
 import type { VerbSpec } from "./types.js";
 
 const TRUSTED_KEY = {
@@ -42,9 +42,11 @@ export const BUNDLE_CREATE = {
       description: "after this long no site or host accepts the bundle (90s, 12h, 30d; never for no expiry)",
     },
     "work-dir": { type: "string", value: "DIR", complete: "directory", description: "scratch space for the NARs", defaultText: "beside the output file" },
+    ...INTENT_FLAGS,
+    "intent-mode": { type: "string", value: "MODE", description: "the mode the bundle's intents allow (as ferry intent sign --mode)", defaultText: "default" },
     ...JSON_FLAG,
   },
-  env: ["FERRY_SIGNING_KEY_FILE"],
+  env: ["FERRY_SIGNING_KEY_FILE", "FERRY_INTENT_KEY_FILE"],
   example: "ferry bundle create --manifest hosts.json -o site-a.ferry --signing-key-file keys/release-1.secret",
 } as const satisfies VerbSpec;
 

@@ -62,3 +62,16 @@ export const MODE_FLAG = {
 
 /** Written in examples where a real store path would stand. */
 export const EXAMPLE_PATH = "/nix/store/0c8ahvb2flj8kllmqcqgamv1hbnhr07y-nixos-system-web-1";
+
+/** Signed deploy intents (ferry deploy, rollout start, dry-activate): hosts that require them refuse anything else. */
+export const INTENT_FLAGS = {
+  "intent-key-file": {
+    type: "string",
+    value: "FILE",
+    complete: "file",
+    description: "sign a deploy intent per host with this secret key (hosts trust its public half in intentPublicKeys)",
+    defaultText: "$FERRY_INTENT_KEY_FILE",
+  },
+  "intent-expires-in": { type: "string", value: "DURATION", description: "how long the signed intents stay valid", defaultText: "7d (dry-activate: 1h)" },
+  intents: { type: "string", value: "FILE", complete: "file", description: "send pre-signed intents (ferry intent sign) instead of signing here" },
+} as const;

@@ -1,4 +1,4 @@
-import { CONNECTION_ENV, CONNECTION_FLAGS, EXAMPLE_PATH, MODE_FLAG } from "./common.js";
+import { CONNECTION_ENV, CONNECTION_FLAGS, EXAMPLE_PATH, INTENT_FLAGS, MODE_FLAG } from "./common.js";
 import type { VerbSpec } from "./types.js";
 
 export const CACHE_PUSH = {
@@ -44,7 +44,7 @@ export const DEPLOY = {
   path: ["deploy"],
   summary: "record the system each host should run; with --wait, follow the hosts until they settle",
   section: "operator",
-  positionals: { synopsis: "HOST=STOREPATH...", min: 1 },
+  positionals: { synopsis: "HOST=STOREPATH...", min: 0 },
   flags: {
     wait: { type: "boolean", default: false, description: "wait until every host activated its system, failed or rolled back" },
     timeout: { type: "string", value: "SECONDS", default: "900", description: "with --wait, give up waiting after this long (the deployment goes on)" },
@@ -55,9 +55,10 @@ export const DEPLOY = {
       default: false,
       description: "record it although the cache holds no signature for some closure path (hosts still check their own keys)",
     },
+    ...INTENT_FLAGS,
     ...CONNECTION_FLAGS,
   },
-  env: CONNECTION_ENV,
+  env: [...CONNECTION_ENV, "FERRY_INTENT_KEY_FILE"],
   example: `ferry deploy web-1=${EXAMPLE_PATH} --wait`,
   notes:
     "A host whose maintenance windows are all closed fetches now and activates when one opens. Exit status with --wait: 0 when every host runs its new system, 1 when one failed or rolled back, 3 when hosts wait for their window.",
@@ -70,8 +71,9 @@ export const DRY_ACTIVATE = {
   positionals: { synopsis: "HOST=STOREPATH", min: 1, max: 1 },
   flags: {
     timeout: { type: "string", value: "SECONDS", default: "600", description: "give up after this long (the host fetches the closure first)" },
+    ...INTENT_FLAGS,
     ...CONNECTION_FLAGS,
   },
-  env: CONNECTION_ENV,
+  env: [...CONNECTION_ENV, "FERRY_INTENT_KEY_FILE"],
   example: `ferry dry-activate web-1=${EXAMPLE_PATH}`,
 } as const satisfies VerbSpec;

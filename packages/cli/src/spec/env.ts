@@ -19,6 +19,7 @@ export const ENV = {
   FERRY_CLIENT_CERT: "client certificate (PEM) for a controller that requires one (--client-ca), when --client-cert is not given",
   FERRY_CLIENT_KEY: "the client certificate's key, when --client-key is not given",
   FERRY_INSECURE: "1 allows plaintext gRPC to a controller that is not on loopback, like --insecure",
+  FERRY_INTENT_KEY_FILE: "secret key that signs deploy intents, when --intent-key-file is not given",
   TERM: "TERM=dumb makes rollout watches print plain lines instead of redrawing the terminal",
 } as const;
 

@@ -1,3 +1,4 @@
+import { INTENT_SHOW, INTENT_SIGN } from "./intent.js";
 import { AUDIT, HOST_ROTATE_TOKEN, TOKEN_CREATE, TOKEN_LIST, TOKEN_REVOKE, TOKEN_ROTATE } from "./access.js";
 import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
 import { COMPLETION, CONTEXT_LIST, CONTEXT_REMOVE, CONTEXT_SET, CONTEXT_SHOW, CONTEXT_USE, HELP, VERSION } from "./cli.js";
@@ -36,6 +37,8 @@ export const VERBS = {
   "token revoke": TOKEN_REVOKE,
   "token rotate": TOKEN_ROTATE,
   audit: AUDIT,
+  "intent sign": INTENT_SIGN,
+  "intent show": INTENT_SHOW,
   "keys generate": KEYS_GENERATE,
   controller: CONTROLLER,
   agent: AGENT,
@@ -61,6 +64,7 @@ export type VerbId = keyof typeof VERBS;
 
 /** Verbs that only group others: `ferry rollout --help` lists its members. */
 export const GROUPS: Readonly<Record<string, string>> = {
+  intent: "signed deploy intents: what a host runs only if a trusted key approved it",
   token: "named operator tokens with scopes",
   dev: "try Ferry on one machine",
   host: "register, list and remove hosts",

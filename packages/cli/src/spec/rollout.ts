@@ -1,6 +1,6 @@
 import { DEFAULT_POLICY } from "@ferry/controller";
 import { formatDuration, formatQuantity } from "../units.js";
-import { CONNECTION_ENV, CONNECTION_FLAGS, MODE_FLAG, EXAMPLE_PATH } from "./common.js";
+import { CONNECTION_ENV, CONNECTION_FLAGS, MODE_FLAG, EXAMPLE_PATH, INTENT_FLAGS } from "./common.js";
 import type { VerbSpec } from "./types.js";
 
 // The controller fills in what a rollout leaves unset; help shows its values.
@@ -64,11 +64,12 @@ export const ROLLOUT_START = {
       default: false,
       description: "count a canary whose health checks all failed before and after the switch as healthy, instead of pausing",
     },
+    ...INTENT_FLAGS,
     wait: { type: "boolean", default: false, description: "follow the rollout until it ends (exit 0 all confirmed, 3 some skipped, 1 otherwise)" },
     timeout: { type: "string", value: "SECONDS", default: "3600", description: "with --wait, stop following after this long (the rollout goes on)" },
     ...CONNECTION_FLAGS,
   },
-  env: [...CONNECTION_ENV, "TERM"],
+  env: [...CONNECTION_ENV, "TERM", "FERRY_INTENT_KEY_FILE"],
   example: "ferry rollout start --manifest hosts.json --tag web --canary 1 --batch 25% --pause 5m --wait",
   notes: `Targets: HOST=STOREPATH arguments, or --manifest narrowed by --hosts and --tag. Example manifest: {"hosts": {"web-1": "${EXAMPLE_PATH}"}}`,
 } as const satisfies VerbSpec;

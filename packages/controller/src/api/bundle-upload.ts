@@ -178,7 +178,7 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
     try {
       const verified = await verifyBundle(request as AsyncIterable<Buffer>, {
         trustedKeys: await site.trustedKeys(),
-        onManifest: ({ manifest }) => site.precheck(manifest, deploy),
+        onManifest: ({ manifest }) => site.precheck(manifest, deploy, mode),
         sink: async (name, _size, body) => {
           // The cache serves its own nix-cache-info.
           if (name.startsWith("nar/") || name.endsWith(".narinfo")) await stage.write(name, body);
@@ -187,7 +187,7 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
       const { manifest } = verified;
       bytes = verified.bytes;
       result = await site.serialized(async () => {
-        await site.precheck(manifest, deploy);
+        await site.precheck(manifest, deploy, mode);
         await requireClosuresComplete(site, manifest, stage);
         await stage.publish(site.deps.cache.dir);
         return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode, importer.name);

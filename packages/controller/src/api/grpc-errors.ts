@@ -16,6 +16,12 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_SCOPE: status.PERMISSION_DENIED,
   E_UNKNOWN_TOKEN: status.NOT_FOUND,
   E_TOKEN_EXISTS: status.ALREADY_EXISTS,
+  E_INTENT_MALFORMED: status.INVALID_ARGUMENT,
+  E_INTENT_WRONG_HOST: status.INVALID_ARGUMENT,
+  E_INTENT_PATH_MISMATCH: status.INVALID_ARGUMENT,
+  E_INTENT_MODE_MISMATCH: status.INVALID_ARGUMENT,
+  E_INTENT_EXPIRED: status.FAILED_PRECONDITION,
+  E_INTENT_VERSION: status.INVALID_ARGUMENT,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

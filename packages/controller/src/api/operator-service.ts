@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from "@grpc/grpc-js";
-import { FERRY_VERSION, assertHostName, assertTag, generateToken, hashToken } from "@ferry/core";
+import { FERRY_VERSION, assertHostName, assertTag, checkRelayedIntent, generateToken, hashToken } from "@ferry/core";
 import {
   PROTOCOL_VERSION,
   type AddHostRequest,
@@ -109,11 +109,12 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     dryActivate: unary("DryActivate", async (request: DryActivateRequest, caller): Promise<DryActivateResponse> => {
       const [target] = (await validateTargets(deps.store, [{ hostName: request.hostName, storePath: request.storePath }])) as [HostTarget];
       authorize(caller, "deploy", await deployTarget(deps.store, [target.hostName]));
+      if (request.intent) checkRelayedIntent(request.intent, { ...target, mode: "dry-activate" }, now());
       // A dry run switches nothing, and the host checks signatures itself.
       await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
       await deps.audit.record(caller.name, "dry-activate", target.hostName, { storePath: target.storePath });
-      const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs);
+      const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs, request.intent);
       return { success: outcome.success, output: outcome.output, errorCode: outcome.errorCode, errorMessage: outcome.errorMessage };
     }),
 

@@ -6,6 +6,7 @@ import {
   readBundlePolicy,
   FerryError,
   MAX_MANIFEST_BYTES,
+  intentsByHost,
   parseManifest,
   parseNarInfo,
   parsePublicKeys,
@@ -15,7 +16,7 @@ import {
   type BundleManifest,
 } from "@ferry/core";
 import type { ActivationMode, InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
-import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
+import { checkTargetIntents, recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { toHostStatus } from "./host-status.js";
 import { admitRpc } from "./unary.js";
@@ -53,8 +54,8 @@ export interface BundleSite {
   serialized<T>(work: () => Promise<T>): Promise<T>;
   /** The controller's own trusted keys, read afresh each time (keys rotate without a restart). */
   trustedKeys(): Promise<string[]>;
-  /** Checks that record nothing: sequence above the ledger's, hosts known (with deploy), omitted paths present. */
-  precheck(manifest: BundleManifest, deploy: boolean): Promise<void>;
+  /** Checks that record nothing: sequence above the ledger's, hosts known and intents matching (with deploy), omitted paths present. */
+  precheck(manifest: BundleManifest, deploy: boolean, mode: ActivationMode): Promise<void>;
   /** Records the import in the ledger and, with deploy, the desired systems, under the importing token's name. The caller has checked the cache. */
   record(
     manifest: BundleManifest,
@@ -70,7 +71,11 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
   const now = deps.now ?? Date.now;
   const ledger = new BundleLedger(join(deps.dataDir, BUNDLE_LEDGER_FILE));
   let queue: Promise<unknown> = Promise.resolve();
-  const targetsOf = (manifest: BundleManifest) => Object.entries(manifest.hosts).map(([hostName, storePath]) => ({ hostName, storePath }));
+  // The bundle's signed intents travel with its hosts' desired systems, unchanged.
+  const targetsOf = (manifest: BundleManifest) => {
+    const intents = intentsByHost(manifest.intents);
+    return Object.entries(manifest.hosts).map(([hostName, storePath]) => ({ hostName, storePath, intent: intents.get(hostName) }));
+  };
 
   async function requireOmittedPresent(manifest: BundleManifest): Promise<void> {
     const absent: string[] = [];
@@ -91,9 +96,12 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       return run;
     },
     trustedKeys: () => readTrustedKeys(deps.dataDir),
-    async precheck(manifest, deploy) {
+    async precheck(manifest, deploy, mode) {
       ledger.assertAcceptable(manifest, readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE)), now());
-      if (deploy) await validateTargets(deps.store, targetsOf(manifest));
+      if (deploy) {
+        await validateTargets(deps.store, targetsOf(manifest));
+        checkTargetIntents(targetsOf(manifest), mode, now());
+      }
       await requireOmittedPresent(manifest);
     },
     async record(manifest, manifestBytes, signer, deploy, mode, importedBy) {
@@ -166,7 +174,7 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
   async function publish(header: PublishBundleRequest, manifestBytes: Buffer, importedBy: string): Promise<PublishBundleResponse> {
     const signer = verifyManifestSignature(manifestBytes, header.manifestSignature, parsePublicKeys(await site.trustedKeys()));
     const manifest = parseManifest(manifestBytes);
-    await site.precheck(manifest, header.deploy);
+    await site.precheck(manifest, header.deploy, header.mode);
     if (header.checkOnly) return { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
     await requireBundleFilesInCache(manifest);
     // Completeness only: the bundle's own narinfos were verified against the site's keys above.

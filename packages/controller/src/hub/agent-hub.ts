@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { randomBytes } from "node:crypto";
 import { FerryError, type Logger } from "@ferry/core";
-import { MAX_FRAME_BYTES, type DryActivateOutcome } from "@ferry/protocol";
+import { MAX_FRAME_BYTES, type DryActivateOutcome, type SignedIntent } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import { AgentSession } from "./agent-session.js";
 import { DEFAULT_FRAME_RATE, type FrameRate } from "./agent-limits.js";
@@ -73,8 +73,8 @@ export class AgentHub {
     this.sessions.get(host.name)?.sendDesired(host);
   }
 
-  /** Asks a connected agent for its dry-activate output of `storePath`. */
-  dryActivate(hostName: string, storePath: string, timeoutMs: number): Promise<DryActivateOutcome> {
+  /** Asks a connected agent for its dry-activate output of `storePath`; the intent, when given, is relayed for the host to check. */
+  dryActivate(hostName: string, storePath: string, timeoutMs: number, intent?: SignedIntent): Promise<DryActivateOutcome> {
     const session = this.sessions.get(hostName);
     if (!session) return Promise.reject(new FerryError("E_HOST_OFFLINE", `${hostName} is not connected`));
     const requestId = randomBytes(8).toString("hex");
@@ -90,7 +90,7 @@ export class AgentHub {
         else resolve(outcome);
       };
       this.dryRuns.set(requestId, { hostName, settle });
-      session.send({ $case: "dryActivate", value: { requestId, storePath } });
+      session.send({ $case: "dryActivate", value: { requestId, storePath, intent } });
     });
   }
 

@@ -121,6 +121,7 @@ export class AgentSession {
         rolloutId: host.rolloutId,
         mode: host.activationMode,
         activate: host.desiredActivate,
+        intent: host.desiredIntent,
       },
     });
   }

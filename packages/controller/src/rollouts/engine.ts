@@ -102,7 +102,9 @@ export class RolloutEngine {
   }
 
   private async assign(rollout: RolloutRecord, host: RolloutHostRecord, storePath: string, activate: boolean, state: RolloutHostState): Promise<void> {
-    host.serial = await this.rollouts.assignDesired(rollout.id, host.name, { storePath, activate, mode: rollout.mode }, state, this.deps.now());
+    // The intent signed at the start approves the rollout's own system only; a revert goes out unsigned.
+    const intent = storePath === host.storePath ? host.intent : undefined;
+    host.serial = await this.rollouts.assignDesired(rollout.id, host.name, { storePath, activate, mode: rollout.mode, intent }, state, this.deps.now());
     host.state = state;
     const record = await this.deps.store.getHost(host.name);
     if (record) this.deps.hub.pushDesired(record);

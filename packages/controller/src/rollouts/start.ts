@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode, canonicalHostMap } from "@ferry/core";
-import type { HostTarget, StartRolloutRequest } from "@ferry/protocol";
+import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode, canonicalHostMap, intentsByHost } from "@ferry/core";
+import type { SignedIntent, StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
-import { newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
+import { checkTargetIntents, newId, requireClosuresInCache, validateTargets } from "../api/deploy.js";
 import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
-import type { StateStore } from "../store/state-store.js";
+import type { DeploymentTarget, StateStore } from "../store/state-store.js";
 import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
 
 /** Same manifest, same digest, whatever the order of its entries. */
@@ -18,7 +18,7 @@ export function manifestDigest(entries: Record<string, string>): string {
 }
 
 /** Picks the targets: named hosts and tagged hosts (union), each with its path from the arguments or the manifest. */
-async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<HostTarget[]> {
+async function selectTargets(store: StateStore, request: StartRolloutRequest): Promise<DeploymentTarget[]> {
   const paths = canonicalHostMap(Object.entries(request.manifest).map(([host, path]) => [host, assertStorePath(path)] as const));
   for (const [host, path] of canonicalHostMap(request.targets.map((target) => [target.hostName, assertStorePath(target.storePath)] as const))) {
     paths.set(host, path);
@@ -39,13 +39,16 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
     names = names.filter((name) => paths.has(name));
   }
   if (names.length === 0) throw new FerryError("E_NO_TARGETS", "the selection matches no host with a store path");
-  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string }));
+  // Intents for hosts outside the selection are dropped here: the controller keeps none it was not asked to use.
+  const intents = intentsByHost([...request.intents, ...request.targets.flatMap((target): SignedIntent[] => (target.intent ? [target.intent] : []))]);
+  return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string, intent: intents.get(hostName) }));
 }
 
 export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
   const mode = assertWireMode(request.mode);
   const targets = await validateTargets(store, await selectTargets(store, request));
+  checkTargetIntents(targets, mode, nowMs);
   const manifest = Object.keys(request.manifest).length > 0 ? Object.fromEntries(canonicalHostMap(Object.entries(request.manifest))) : undefined;
   const digest = manifestDigest(manifest ?? Object.fromEntries(targets.map((t) => [t.hostName, t.storePath])));
   const environment = request.environment || (request.tags.length === 1 ? (request.tags[0] as string) : "");
@@ -96,6 +99,7 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
       errorMessage: "",
       previousSystem: hosts[index]?.currentSystem ?? "",
       updatedAtMs: nowMs,
+      intent: target.intent,
     })),
   };
 }

@@ -1,4 +1,4 @@
-import type { ActivationMode } from "@ferry/protocol";
+import type { ActivationMode, SignedIntent } from "@ferry/protocol";
 
 export interface Quantity {
   value: number;
@@ -51,6 +51,8 @@ export interface RolloutHostRecord {
   /** What the host ran when the rollout started: the target of a rollback on abort. */
   previousSystem: string;
   updatedAtMs: number;
+  /** Signed when the rollout started; relayed with the host's prefetch and activation (never with a revert). */
+  intent?: SignedIntent | undefined;
 }
 
 export interface RolloutRecord {
@@ -101,7 +103,7 @@ export interface RolloutStore {
   assignDesired(
     id: string,
     hostName: string,
-    assignment: { storePath: string; activate: boolean; mode: ActivationMode },
+    assignment: { storePath: string; activate: boolean; mode: ActivationMode; intent: SignedIntent | undefined },
     state: RolloutHostState,
     nowMs: number,
   ): Promise<number>;

@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
-import { HostPhase, type ActivationMode } from "@ferry/protocol";
+import { HostPhase, type ActivationMode, type SignedIntent } from "@ferry/protocol";
+import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import type {
   MaintenanceWindowRecord,
   RolloutHostPatch,
@@ -78,6 +79,7 @@ interface RolloutHostRow {
   error_message: string;
   previous_system: string;
   updated_at_ms: number;
+  intent: string;
 }
 
 const PATCH_COLUMNS: Record<string, string> = {
@@ -114,6 +116,7 @@ export class SqliteRolloutStore implements RolloutStore {
       errorMessage: row.error_message,
       previousSystem: row.previous_system,
       updatedAtMs: row.updated_at_ms,
+      intent: decodeStoredIntent(row.intent),
     }));
   }
 
@@ -140,8 +143,8 @@ export class SqliteRolloutStore implements RolloutStore {
 
   async createRollout(rollout: RolloutRecord): Promise<void> {
     const insertHost = this.db.prepare(
-      `INSERT INTO rollout_hosts (rollout_id, name, store_path, wave, state, serial, error_code, error_message, previous_system, updated_at_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO rollout_hosts (rollout_id, name, store_path, wave, state, serial, error_code, error_message, previous_system, updated_at_ms, intent)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.db.transaction(() => {
       this.db
@@ -177,6 +180,7 @@ export class SqliteRolloutStore implements RolloutStore {
           host.errorMessage,
           host.previousSystem,
           host.updatedAtMs,
+          encodeStoredIntent(host.intent),
         );
       }
     })();
@@ -223,11 +227,11 @@ export class SqliteRolloutStore implements RolloutStore {
   async assignDesired(
     id: string,
     given: string,
-    assignment: { storePath: string; activate: boolean; mode: ActivationMode },
+    assignment: { storePath: string; activate: boolean; mode: ActivationMode; intent: SignedIntent | undefined },
     state: RolloutHostState,
     nowMs: number,
   ): Promise<number> {
-    const { storePath, activate, mode } = assignment;
+    const { storePath, activate, mode, intent } = assignment;
     const hostName = assertHostName(given);
     assertStorePath(storePath);
     return this.db.transaction(() => {
@@ -235,9 +239,9 @@ export class SqliteRolloutStore implements RolloutStore {
       const { changes } = this.db
         .prepare(
           `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, desired_activate = ?, activation_mode = ?, held_for_window = 0,
-             rollout_id = ?, deployment_id = ?, phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+             desired_intent = ?, rollout_id = ?, deployment_id = ?, phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
         )
-        .run(storePath, activate ? 1 : 0, mode, id, id, HostPhase.HOST_PHASE_PENDING, hostName);
+        .run(storePath, activate ? 1 : 0, mode, encodeStoredIntent(intent), id, id, HostPhase.HOST_PHASE_PENDING, hostName);
       if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${hostName}`);
       const { desired_serial: serial } = this.db.prepare("SELECT desired_serial FROM hosts WHERE name = ?").get(hostName) as { desired_serial: number };
       this.db

@@ -1,6 +1,7 @@
 import Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
+import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import {
   DEFAULT_HISTORY_RETENTION,
   type DeploymentTarget,
@@ -62,6 +63,9 @@ const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   `${TOKENS_SCHEMA}
    ${AUDIT_SCHEMA}
    ALTER TABLE deployments ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';`,
+  // Signed deploy intents, relayed unchanged to the host ('' for none).
+  `ALTER TABLE hosts ADD COLUMN desired_intent TEXT NOT NULL DEFAULT '';
+   ALTER TABLE rollout_hosts ADD COLUMN intent TEXT NOT NULL DEFAULT '';`,
 ];
 
 /**
@@ -112,6 +116,7 @@ interface HostRow {
   held_for_window: number;
   checks_failing: string;
   checks_run: number;
+  desired_intent: string;
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -151,6 +156,7 @@ function toRecord(row: HostRow): HostRecord {
     heldForWindow: row.held_for_window === 1,
     checksFailingBeforeAndAfter: JSON.parse(row.checks_failing) as string[],
     checksRun: row.checks_run,
+    desiredIntent: decodeStoredIntent(row.desired_intent),
   };
 }
 
@@ -251,12 +257,21 @@ export class SqliteStateStore implements StateStore {
     // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
     const update = this.db.prepare(
       `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = ?, held_for_window = ?,
-         rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+         desired_intent = ?, rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
     );
     return this.db.transaction(() => {
       for (const target of targets) {
         const held = target.heldForWindow === true;
-        const { changes } = update.run(target.storePath, deploymentId, mode, held ? 0 : 1, held ? 1 : 0, HostPhase.HOST_PHASE_PENDING, target.hostName);
+        const { changes } = update.run(
+          target.storePath,
+          deploymentId,
+          mode,
+          held ? 0 : 1,
+          held ? 1 : 0,
+          encodeStoredIntent(target.intent),
+          HostPhase.HOST_PHASE_PENDING,
+          target.hostName,
+        );
         if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
       }
       this.db

@@ -1,4 +1,4 @@
-import type { ActivationMode, HostPhase } from "@ferry/protocol";
+import type { ActivationMode, HostPhase, SignedIntent } from "@ferry/protocol";
 import type { AuditStore, TokenStore } from "./access-records.js";
 import type { RolloutStore } from "./rollout-records.js";
 
@@ -30,6 +30,8 @@ export interface HostRecord {
   checksFailingBeforeAndAfter: string[];
   /** From the same result: how many checks judged the new system (0: none ran). */
   checksRun: number;
+  /** The signed intent the desired system was recorded with, relayed to the host unchanged; undefined: unsigned. */
+  desiredIntent: SignedIntent | undefined;
 }
 
 export interface DeploymentTarget {
@@ -37,6 +39,8 @@ export interface DeploymentTarget {
   storePath: string;
   /** Fetch now, activate when a maintenance window opens (see releaseHeld). */
   heldForWindow?: boolean;
+  /** Stored and relayed as given; the host checks it. */
+  intent?: SignedIntent | undefined;
 }
 
 /** What an agent told us; only the given fields change. */

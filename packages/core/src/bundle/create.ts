@@ -1,8 +1,11 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type { SignedIntent } from "@ferry/protocol";
 import { dirname, join } from "node:path";
 import { FerryError } from "../errors.js";
 import type { Nix } from "../nix.js";
 import { parseStorePath } from "../validate.js";
+import { readSignedIntent } from "../intent.js";
+import { intentsByHost } from "../intent-file.js";
 import type { SigningKey } from "./keys.js";
 import type { BundleManifest, OmittedPath } from "./manifest.js";
 import type { SiteInventory } from "./inventory.js";
@@ -21,6 +24,8 @@ export interface CreateBundleOptions {
   site?: string | null;
   /** When sites and hosts stop accepting the bundle; null for never. */
   expiresAt?: Date | null;
+  /** Signed deploy intents for some of the hosts. */
+  intents?: readonly SignedIntent[];
   now?: Date;
   /** Scratch space for the NARs; defaults to a directory beside the output. */
   workDir?: string;
@@ -37,6 +42,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
   const now = options.now ?? new Date();
   const roots = [...new Set(Object.values(options.hosts))];
   if (roots.length === 0) throw new FerryError("E_BAD_ARGUMENT", "the bundle manifest names no host");
+  checkBundleIntents(options.intents ?? [], options.hosts);
   const missing = await nix.invalidPaths(roots);
   if (missing.length > 0) throw new FerryError("E_BAD_STORE_PATH", `not in the local store (build it first): ${missing.join(", ")}`);
   const closure = await nix.closure(roots);
@@ -66,11 +72,27 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
       since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
       site: options.site ?? null,
       expiresAt: options.expiresAt ?? null,
+      intents: options.intents ?? [],
       signingKey: options.signingKey,
       output: options.output,
       now,
     });
   } finally {
     await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Each intent names one of the bundle's hosts and exactly its system, in a mode that deploys. */
+function checkBundleIntents(intents: readonly SignedIntent[], hosts: Record<string, string>): void {
+  intentsByHost(intents);
+  for (const signed of intents) {
+    const intent = readSignedIntent(signed);
+    if (hosts[intent.hostName] !== intent.storePath) {
+      throw new FerryError(
+        "E_BAD_ARGUMENT",
+        `an intent approves ${intent.storePath} for ${intent.hostName}, but the bundle gives that host ${hosts[intent.hostName] ?? "nothing"}`,
+      );
+    }
+    if (intent.mode === "dry-activate") throw new FerryError("E_BAD_ARGUMENT", `the intent for ${intent.hostName} is a dry-activate intent; a bundle deploys`);
   }
 }

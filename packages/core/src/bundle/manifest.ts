@@ -1,13 +1,16 @@
 import { createHash } from "node:crypto";
+import type { SignedIntent } from "@ferry/protocol";
 import { FerryError } from "../errors.js";
+import { readSignedIntent } from "../intent.js";
+import { signedIntentsFromJson } from "../intent-file.js";
 import { assertHostName, assertStorePath, canonicalHostMap } from "../validate.js";
 import { findValidSignature, signText, type PublicKey, type SigningKey } from "./keys.js";
 
 /** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
 export const BUNDLE_FORMAT = "ferry-bundle";
 export const BUNDLE_VERSION = 1;
-/** 1.1 added `site` and `expiresAt`; 1.0 bundles (neither) are still read. */
-export const BUNDLE_MINOR_VERSION = 1;
+/** 1.1 added `site` and `expiresAt`, 1.2 `intents`; 1.0 and 1.1 bundles are still read. */
+export const BUNDLE_MINOR_VERSION = 2;
 export const MANIFEST_FILE = "manifest.json";
 export const SIGNATURE_FILE = "manifest.sig";
 export const CACHE_INFO_FILE = "nix-cache-info";
@@ -56,6 +59,8 @@ export interface BundleManifest {
   site: string | null;
   /** After this instant (ISO 8601, UTC) no site or host takes the bundle. */
   expiresAt: string | null;
+  /** Signed deploy intents for some of the hosts (at most one each); hosts check them with their intentPublicKeys. */
+  intents: SignedIntent[];
 }
 
 const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
@@ -135,6 +140,7 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   const site = raw["site"] === null || raw["site"] === undefined ? null : assertHostName(raw["site"]);
   const expiresAt = raw["expiresAt"] === null || raw["expiresAt"] === undefined ? null : text(raw["expiresAt"], "expiresAt", ISO_TIME);
   if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) throw bad("expiresAt is not a time");
+  const intents = parseIntents(raw["intents"], hosts);
   return {
     format: BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
@@ -151,7 +157,23 @@ export function parseManifest(bytes: Buffer): BundleManifest {
     },
     site,
     expiresAt,
+    intents,
   };
+}
+
+function parseIntents(value: unknown, hosts: Record<string, string>): SignedIntent[] {
+  if (value === null || value === undefined) return [];
+  let intents: SignedIntent[];
+  try {
+    intents = signedIntentsFromJson(value, "intents");
+  } catch (error) {
+    throw bad((error as Error).message);
+  }
+  for (const signed of intents) {
+    const host = readSignedIntent(signed).hostName;
+    if (!(host in hosts)) throw bad(`an intent names ${host}, which the bundle has no system for`);
+  }
+  return intents;
 }
 
 export function sha256Hex(data: string | Uint8Array): string {

@@ -1,3 +1,5 @@
+import type { SignedIntent } from "@ferry/protocol";
+import { signedIntentToJson } from "../intent-file.js";
 import { writeFully } from "../write-fully.js";
 import { createReadStream } from "node:fs";
 import { open, readFile, rename, stat, unlink, type FileHandle } from "node:fs/promises";
@@ -36,6 +38,8 @@ export interface WriteBundleOptions {
   site?: string | null;
   /** When the bundle stops being accepted; null for never. */
   expiresAt?: Date | null;
+  /** Signed deploy intents for the bundle's hosts. */
+  intents?: readonly SignedIntent[];
   signingKey: SigningKey;
   output: string;
   now: Date;
@@ -207,6 +211,7 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
     since: options.since,
     site: options.site ?? null,
     expiresAt: options.expiresAt ? options.expiresAt.toISOString() : null,
+    intents: (options.intents ?? []).map(signedIntentToJson),
   };
   const manifestText = `${JSON.stringify(manifest, null, 1)}\n`;
   const temp = `${options.output}.partial`;

@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ActivationMode, activationModeFromJSON, activationModeToJSON, HostPhase, hostPhaseFromJSON, hostPhaseToJSON } from "./common.js";
+import { SignedIntent } from "./intent.js";
 
 export const protobufPackage = "ferry.v1";
 
@@ -81,6 +82,11 @@ export interface DesiredSystem {
   mode: ActivationMode;
   /** False asks for prefetch only: realise the closure, do not activate. */
   activate: boolean;
+  /**
+   * The signed intent this desired system was recorded with, relayed
+   * unchanged; absent for unsigned deployments (the host's policy decides).
+   */
+  intent: SignedIntent | undefined;
 }
 
 export interface Progress {
@@ -153,6 +159,11 @@ export interface Refusal {
 export interface DryActivateCommand {
   requestId: string;
   storePath: string;
+  /**
+   * A signed intent of mode dry-activate for this host and path; hosts that
+   * require signed intents refuse a dry run without one.
+   */
+  intent: SignedIntent | undefined;
 }
 
 export interface DryActivateOutcome {
@@ -1063,7 +1074,16 @@ export const HeartbeatAck: MessageFns<HeartbeatAck> = {
 };
 
 function createBaseDesiredSystem(): DesiredSystem {
-  return { hostName: "", storePath: "", serial: 0, deploymentId: "", rolloutId: "", mode: 0, activate: false };
+  return {
+    hostName: "",
+    storePath: "",
+    serial: 0,
+    deploymentId: "",
+    rolloutId: "",
+    mode: 0,
+    activate: false,
+    intent: undefined,
+  };
 }
 
 export const DesiredSystem: MessageFns<DesiredSystem> = {
@@ -1088,6 +1108,9 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
     }
     if (message.activate !== false) {
       writer.uint32(56).bool(message.activate);
+    }
+    if (message.intent !== undefined) {
+      SignedIntent.encode(message.intent, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1161,6 +1184,14 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
             message.activate = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.intent = SignedIntent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1186,6 +1217,7 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
       rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
       mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
       activate: isSet(object.activate) ? globalThis.Boolean(object.activate) : false,
+      intent: isSet(object.intent) ? SignedIntent.fromJSON(object.intent) : undefined,
     };
   },
 
@@ -1212,6 +1244,9 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
     if (message.activate !== false) {
       obj.activate = message.activate;
     }
+    if (message.intent !== undefined) {
+      obj.intent = SignedIntent.toJSON(message.intent);
+    }
     return obj;
   },
 
@@ -1227,6 +1262,7 @@ export const DesiredSystem: MessageFns<DesiredSystem> = {
     message.rolloutId = object.rolloutId ?? "";
     message.mode = object.mode ?? 0;
     message.activate = object.activate ?? false;
+    message.intent = object.intent !== undefined && object.intent !== null ? SignedIntent.fromPartial(object.intent) : undefined;
     return message;
   },
 };
@@ -1990,7 +2026,7 @@ export const Refusal: MessageFns<Refusal> = {
 };
 
 function createBaseDryActivateCommand(): DryActivateCommand {
-  return { requestId: "", storePath: "" };
+  return { requestId: "", storePath: "", intent: undefined };
 }
 
 export const DryActivateCommand: MessageFns<DryActivateCommand> = {
@@ -2000,6 +2036,9 @@ export const DryActivateCommand: MessageFns<DryActivateCommand> = {
     }
     if (message.storePath !== "") {
       writer.uint32(18).string(message.storePath);
+    }
+    if (message.intent !== undefined) {
+      SignedIntent.encode(message.intent, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2033,6 +2072,14 @@ export const DryActivateCommand: MessageFns<DryActivateCommand> = {
             message.storePath = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.intent = SignedIntent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2049,6 +2096,7 @@ export const DryActivateCommand: MessageFns<DryActivateCommand> = {
     return {
       requestId: isSet(object.requestId) ? globalThis.String(object.requestId) : isSet(object.request_id) ? globalThis.String(object.request_id) : "",
       storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      intent: isSet(object.intent) ? SignedIntent.fromJSON(object.intent) : undefined,
     };
   },
 
@@ -2060,6 +2108,9 @@ export const DryActivateCommand: MessageFns<DryActivateCommand> = {
     if (message.storePath !== "") {
       obj.storePath = message.storePath;
     }
+    if (message.intent !== undefined) {
+      obj.intent = SignedIntent.toJSON(message.intent);
+    }
     return obj;
   },
 
@@ -2070,6 +2121,7 @@ export const DryActivateCommand: MessageFns<DryActivateCommand> = {
     const message = createBaseDryActivateCommand();
     message.requestId = object.requestId ?? "";
     message.storePath = object.storePath ?? "";
+    message.intent = object.intent !== undefined && object.intent !== null ? SignedIntent.fromPartial(object.intent) : undefined;
     return message;
   },
 };

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { ActivationMode, activationModeFromJSON, activationModeToJSON, HostPhase, hostPhaseFromJSON, hostPhaseToJSON } from "./common.js";
+import { SignedIntent } from "./intent.js";
 
 export const protobufPackage = "ferry.v1";
 
@@ -123,6 +124,11 @@ export interface ListHostsResponse {
 export interface HostTarget {
   hostName: string;
   storePath: string;
+  /**
+   * Signed by the operator or CI for exactly this host, path and mode; the
+   * controller relays it to the host, which checks it.
+   */
+  intent: SignedIntent | undefined;
 }
 
 export interface DeployRequest {
@@ -240,6 +246,12 @@ export interface StartRolloutRequest {
   mode: ActivationMode;
   /** As DeployRequest.allow_unsigned. */
   allowUnsigned: boolean;
+  /**
+   * Signed intents for the rollout's hosts (matched by the host they name),
+   * given to each host with its desired system; hosts outside the selection
+   * are ignored.
+   */
+  intents: SignedIntent[];
 }
 
 export interface StartRolloutRequest_ManifestEntry {
@@ -363,6 +375,8 @@ export interface DryActivateRequest {
   hostName: string;
   storePath: string;
   timeoutMs: number;
+  /** Intent of mode dry-activate, relayed to the host. */
+  intent: SignedIntent | undefined;
 }
 
 export interface DryActivateResponse {
@@ -1014,7 +1028,7 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
 };
 
 function createBaseHostTarget(): HostTarget {
-  return { hostName: "", storePath: "" };
+  return { hostName: "", storePath: "", intent: undefined };
 }
 
 export const HostTarget: MessageFns<HostTarget> = {
@@ -1024,6 +1038,9 @@ export const HostTarget: MessageFns<HostTarget> = {
     }
     if (message.storePath !== "") {
       writer.uint32(18).string(message.storePath);
+    }
+    if (message.intent !== undefined) {
+      SignedIntent.encode(message.intent, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1057,6 +1074,14 @@ export const HostTarget: MessageFns<HostTarget> = {
             message.storePath = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.intent = SignedIntent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1073,6 +1098,7 @@ export const HostTarget: MessageFns<HostTarget> = {
     return {
       hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      intent: isSet(object.intent) ? SignedIntent.fromJSON(object.intent) : undefined,
     };
   },
 
@@ -1084,6 +1110,9 @@ export const HostTarget: MessageFns<HostTarget> = {
     if (message.storePath !== "") {
       obj.storePath = message.storePath;
     }
+    if (message.intent !== undefined) {
+      obj.intent = SignedIntent.toJSON(message.intent);
+    }
     return obj;
   },
 
@@ -1094,6 +1123,7 @@ export const HostTarget: MessageFns<HostTarget> = {
     const message = createBaseHostTarget();
     message.hostName = object.hostName ?? "";
     message.storePath = object.storePath ?? "";
+    message.intent = object.intent !== undefined && object.intent !== null ? SignedIntent.fromPartial(object.intent) : undefined;
     return message;
   },
 };
@@ -2414,6 +2444,7 @@ function createBaseStartRolloutRequest(): StartRolloutRequest {
     requestedBy: "",
     mode: 0,
     allowUnsigned: false,
+    intents: [],
   };
 }
 
@@ -2448,6 +2479,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     }
     if (message.allowUnsigned !== false) {
       writer.uint32(80).bool(message.allowUnsigned);
+    }
+    for (const v of message.intents) {
+      SignedIntent.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2548,6 +2582,14 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
             message.allowUnsigned = reader.bool();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.intents.push(SignedIntent.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2594,6 +2636,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
         : isSet(object.allow_unsigned)
           ? globalThis.Boolean(object.allow_unsigned)
           : false,
+      intents: globalThis.Array.isArray(object?.intents) ? object.intents.map((e: any) => SignedIntent.fromJSON(e)) : [],
     };
   },
 
@@ -2635,6 +2678,9 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     if (message.allowUnsigned !== false) {
       obj.allowUnsigned = message.allowUnsigned;
     }
+    if (message.intents?.length) {
+      obj.intents = message.intents.map((e) => SignedIntent.toJSON(e));
+    }
     return obj;
   },
 
@@ -2661,6 +2707,7 @@ export const StartRolloutRequest: MessageFns<StartRolloutRequest> = {
     message.requestedBy = object.requestedBy ?? "";
     message.mode = object.mode ?? 0;
     message.allowUnsigned = object.allowUnsigned ?? false;
+    message.intents = object.intents?.map((e) => SignedIntent.fromPartial(e)) || [];
     return message;
   },
 };
@@ -4343,7 +4390,7 @@ export const RemoveMaintenanceWindowResponse: MessageFns<RemoveMaintenanceWindow
 };
 
 function createBaseDryActivateRequest(): DryActivateRequest {
-  return { hostName: "", storePath: "", timeoutMs: 0 };
+  return { hostName: "", storePath: "", timeoutMs: 0, intent: undefined };
 }
 
 export const DryActivateRequest: MessageFns<DryActivateRequest> = {
@@ -4356,6 +4403,9 @@ export const DryActivateRequest: MessageFns<DryActivateRequest> = {
     }
     if (message.timeoutMs !== 0) {
       writer.uint32(24).uint64(message.timeoutMs);
+    }
+    if (message.intent !== undefined) {
+      SignedIntent.encode(message.intent, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -4397,6 +4447,14 @@ export const DryActivateRequest: MessageFns<DryActivateRequest> = {
             message.timeoutMs = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.intent = SignedIntent.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4414,6 +4472,7 @@ export const DryActivateRequest: MessageFns<DryActivateRequest> = {
       hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
       storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
       timeoutMs: isSet(object.timeoutMs) ? globalThis.Number(object.timeoutMs) : isSet(object.timeout_ms) ? globalThis.Number(object.timeout_ms) : 0,
+      intent: isSet(object.intent) ? SignedIntent.fromJSON(object.intent) : undefined,
     };
   },
 
@@ -4428,6 +4487,9 @@ export const DryActivateRequest: MessageFns<DryActivateRequest> = {
     if (message.timeoutMs !== 0) {
       obj.timeoutMs = Math.round(message.timeoutMs);
     }
+    if (message.intent !== undefined) {
+      obj.intent = SignedIntent.toJSON(message.intent);
+    }
     return obj;
   },
 
@@ -4439,6 +4501,7 @@ export const DryActivateRequest: MessageFns<DryActivateRequest> = {
     message.hostName = object.hostName ?? "";
     message.storePath = object.storePath ?? "";
     message.timeoutMs = object.timeoutMs ?? 0;
+    message.intent = object.intent !== undefined && object.intent !== null ? SignedIntent.fromPartial(object.intent) : undefined;
     return message;
   },
 };
