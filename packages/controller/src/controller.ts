@@ -90,6 +90,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
   const cache = new BinaryCache(dataDir.cacheDir, (request) => requestCarriesToken(request, dataDir.adminTokenHash), log.child({ part: "cache" }));
+  undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
   const hub = new AgentHub({
@@ -219,6 +220,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
         http.closeAllConnections();
       });
       governor.close();
+      cache.close();
       await store.close();
       dataDir.release();
       log.info("controller stopped");

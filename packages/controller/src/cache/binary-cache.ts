@@ -1,5 +1,5 @@
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, readdir, rename, stat, unlink } from "node:fs/promises";
+import { createWriteStream, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { readFile, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -17,9 +17,10 @@ import {
   type NarInfo,
 } from "@ferry/core";
 import { mergeNarInfoUpload } from "./narinfo-merge.js";
+import { NARINFO_FILE, NarInfoIndex } from "./narinfo-index.js";
+import { sendFile } from "./send-file.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
-const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
 const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
 /** Temp files of uploads in flight; ones left by a crash are removed at start. */
@@ -40,6 +41,7 @@ export type UploadAuthorizer = (request: IncomingMessage) => boolean;
 export class BinaryCache {
   /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
   private writes: Promise<unknown> = Promise.resolve();
+  private readonly index: NarInfoIndex;
 
   constructor(
     readonly dir: string,
@@ -49,6 +51,12 @@ export class BinaryCache {
     mkdirSync(join(dir, "nar"), { recursive: true });
     // No upload is in flight before the controller listens: any temp file is a crash's leftover.
     for (const name of readdirSync(dir)) if (name.startsWith(UPLOAD_TEMP_PREFIX)) rmSync(join(dir, name), { force: true });
+    this.index = new NarInfoIndex(dir, log);
+    log.info({ narinfos: this.index.size }, "cache index loaded");
+  }
+
+  close(): void {
+    this.index.close();
   }
 
   /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
@@ -67,28 +75,31 @@ export class BinaryCache {
   }
 
   private async serve(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+    const headOnly = request.method === "HEAD";
     if (relative === "nix-cache-info") {
       response.writeHead(200, { "content-type": "text/x-nix-cache-info", "content-length": NIX_CACHE_INFO.length });
-      response.end(request.method === "HEAD" ? undefined : NIX_CACHE_INFO);
+      response.end(headOnly ? undefined : NIX_CACHE_INFO);
       return;
     }
-    if (!NARINFO_FILE.test(relative) && !NAR_FILE.test(relative)) {
+    const narinfo = NARINFO_FILE.exec(relative);
+    if (narinfo) {
+      const text = this.index.get(narinfo[1] as string);
+      if (!text) {
+        response.writeHead(404).end();
+        return;
+      }
+      response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": text.length });
+      response.end(headOnly ? undefined : text);
+      return;
+    }
+    if (!NAR_FILE.test(relative)) {
       response.writeHead(404).end();
       return;
     }
-    const file = join(this.dir, relative);
-    const info = await stat(file).catch(() => undefined);
-    if (!info?.isFile()) {
-      response.writeHead(404).end();
-      return;
-    }
-    const type = relative.endsWith(".narinfo") ? "text/x-nix-narinfo" : "application/x-nix-nar";
-    response.writeHead(200, { "content-type": type, "content-length": info.size });
-    if (request.method === "HEAD") {
-      response.end();
-      return;
-    }
-    await pipeline(createReadStream(file), response);
+    const sent = await sendFile(join(this.dir, relative), response, "application/x-nix-nar", headOnly);
+    if (!sent) response.writeHead(404).end();
+    // A substituter that stops reading (it had the path already, or was interrupted) is routine.
+    else if (!sent.complete) this.log.debug({ path: relative }, "client left before the NAR was sent");
   }
 
   private async upload(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
@@ -116,18 +127,47 @@ export class BinaryCache {
   }
 
   private async storeNarInfo(relative: string, text: string, info: NarInfo): Promise<void> {
-    const stored = await readFile(join(this.dir, relative), "utf8").catch(() => undefined);
+    const hash = parseStorePath(info.storePath).hash;
+    const stored = this.index.get(hash)?.toString("utf8");
     if (stored !== undefined) {
       const merged = mergeNarInfoUpload(stored, text);
       if (merged.added.length === 0) return;
       this.log.info({ storePath: info.storePath, added: merged.added.map((sig) => sig.slice(0, sig.indexOf(":"))) }, "signatures added to a cached path");
-      await this.storeFile(relative, Buffer.from(merged.text));
+      const bytes = Buffer.from(merged.text);
+      await this.storeFile(relative, bytes);
+      this.index.set(hash, bytes);
       return;
     }
     if (!NAR_FILE.test(info.url) || !(await stat(join(this.dir, info.url)).catch(() => undefined))) {
       throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} names NAR ${info.url}, which was not uploaded`);
     }
-    await this.storeFile(relative, Buffer.from(text));
+    const bytes = Buffer.from(text);
+    await this.storeFile(relative, bytes);
+    this.index.set(hash, bytes);
+  }
+
+  /**
+   * Moves files staged in `sourceDir` (same filesystem) into the cache, NARs
+   * before the narinfos that point at them, makes the renames durable and
+   * serves the narinfos from then on. `names` are cache-relative
+   * (`nar/….nar.zst`, `….narinfo`); a narinfo already present is replaced.
+   * Bundle publishing goes through here so the index never misses a path.
+   */
+  async publishStaged(sourceDir: string, names: Iterable<string>): Promise<void> {
+    const all = [...names];
+    const nars = all.filter((name) => NAR_FILE.test(name));
+    const narinfos = all.filter((name) => NARINFO_FILE.test(name));
+    const other = all.find((name) => !NAR_FILE.test(name) && !NARINFO_FILE.test(name));
+    if (other !== undefined) throw new FerryError("E_BAD_ARGUMENT", `not a cache file name: ${JSON.stringify(other.slice(0, 200))}`);
+    await this.exclusive(async () => {
+      for (const name of nars) await rename(join(sourceDir, name), join(this.dir, name));
+      if (nars.length > 0) fsyncDirectory(join(this.dir, "nar"));
+      const texts = new Map<string, Buffer>();
+      for (const name of narinfos) texts.set(name, await readFile(join(sourceDir, name)));
+      for (const name of narinfos) await rename(join(sourceDir, name), join(this.dir, name));
+      if (narinfos.length > 0) fsyncDirectory(this.dir);
+      for (const [name, text] of texts) this.index.set(NARINFO_FILE.exec(name)?.[1] as string, text);
+    });
   }
 
   private async storeFile(relative: string, source: NodeJS.ReadableStream | Buffer): Promise<void> {
@@ -151,8 +191,8 @@ export class BinaryCache {
 
   async narInfo(hash: string): Promise<NarInfo | undefined> {
     assertStoreHash(hash);
-    const text = await readFile(join(this.dir, `${hash}.narinfo`), "utf8").catch(() => undefined);
-    return text === undefined ? undefined : parseNarInfo(text);
+    const text = this.index.get(hash);
+    return text === undefined ? undefined : parseNarInfo(text.toString("utf8"));
   }
 
   /**
@@ -201,23 +241,22 @@ export class BinaryCache {
       const nars = new Set<string>();
       for (const path of new Set(paths)) {
         const file = join(this.dir, `${parseStorePath(path).hash}.narinfo`);
-        const info = await this.narInfo(parseStorePath(path).hash).catch(() => undefined);
+        const hash = parseStorePath(path).hash;
+        const info = await this.narInfo(hash).catch(() => undefined);
         try {
           await unlink(file);
         } catch {
           absent.push(path);
           continue;
+        } finally {
+          this.index.delete(hash);
         }
         removed.push(path);
         if (info && NAR_FILE.test(info.url)) nars.add(info.url);
       }
       if (removed.length > 0) fsyncDirectory(this.dir);
       if (nars.size > 0) {
-        for (const name of await readdir(this.dir)) {
-          if (!NARINFO_FILE.test(name)) continue;
-          const text = await readFile(join(this.dir, name), "utf8").catch(() => "");
-          for (const nar of nars) if (text.includes(`URL: ${nar}\n`)) nars.delete(nar);
-        }
+        for (const nar of nars) if (this.index.namingNar(nar).length > 0) nars.delete(nar);
         for (const nar of nars) await unlink(join(this.dir, nar)).catch(() => undefined);
       }
       this.log.info({ removed, absent, nars: [...nars] }, "paths removed from the cache");
