@@ -248,7 +248,12 @@ export class Nix {
     await this.run(["nix", ...EXPERIMENTAL, "store", "sign", "--key-file", keyFile, ...paths], "E_COMMAND_FAILED", "nix store sign");
   }
 
-  async copyTo(url: string, paths: readonly string[], netrcFile?: string): Promise<void> {
+  /**
+   * Copies `paths` and, unless `noRecursive`, their closures to `url`. With
+   * `noRecursive` every reference must already be in the destination (a
+   * binary cache checks), so a caller that splits a closure orders the parts.
+   */
+  async copyTo(url: string, paths: readonly string[], netrcFile?: string, options: { noRecursive?: boolean } = {}): Promise<void> {
     paths.forEach(assertStorePath);
     // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
     const argv = [
@@ -263,6 +268,7 @@ export class Nix {
       "--option",
       "narinfo-cache-negative-ttl",
       "0",
+      ...(options.noRecursive ? ["--no-recursive"] : []),
       ...paths,
     ];
     if (netrcFile) argv.push("--option", "netrc-file", netrcFile);
