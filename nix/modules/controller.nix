@@ -324,7 +324,8 @@ in
         };
         # Only the cache's own names: upload temp files and bundle staging
         # folders (dot-names) are never served.
-        locations."~ ^/cache/([0-9a-z]{32}\\.narinfo|nar/[0-9a-z]{52}\\.nar(\\.[a-z0-9]+)?)$" = {
+        # Quoted: nginx reads an unquoted "{" as the start of the block.
+        locations."~ \"^/cache/([0-9a-z]{32}\\.narinfo|nar/[0-9a-z]{52}\\.nar(\\.[a-z0-9]+)?)$\"" = {
           alias = "${cacheDir}/$1";
           extraConfig = ''
             limit_except GET { deny all; }
