@@ -161,6 +161,25 @@ describe("NAR serving", () => {
     assert.equal((await get(s, "nar/2222222222222222222222222222222222222222222222222222.nar")).status, 404);
   });
 
+  test("concurrent downloads of different NARs, with a client leaving among them, each get their own bytes (read buffers are reused)", async () => {
+    const files = Array.from({ length: 4 }, (_, i) => ({
+      name: `nar/${String(i).repeat(52)}.nar`,
+      bytes: randomBytes(3 * 1024 * 1024 + i * 7919),
+    }));
+    for (const f of files) writeFileSync(join(dir, f.name), f.bytes);
+    for (let round = 0; round < 3; round++) {
+      const aborted = new AbortController();
+      const leaver = fetch(`${s.url}/${files[0]?.name}`, { signal: aborted.signal }).then(async (r) => {
+        const reader = r.body?.getReader();
+        await reader?.read();
+        aborted.abort();
+      });
+      const bodies = await Promise.all(files.map(async (f) => Buffer.from(await (await get(s, f.name)).arrayBuffer())));
+      await leaver.catch(() => undefined);
+      bodies.forEach((body, i) => assert.ok(body.equals(files[i]?.bytes as Buffer), `round ${round}: ${files[i]?.name} differs`));
+    }
+  });
+
   test("a client leaving mid-NAR is logged at debug, never as a warning, and the server keeps serving", async () => {
     writeFileSync(join(dir, BIG), Buffer.concat([big, big, big, big]));
     const before = s.lines.length;
