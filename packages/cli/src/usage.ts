@@ -5,15 +5,15 @@ export const USAGE = `ferry — pull-based deployments for NixOS fleets
 Operator verbs (reach the controller by gRPC; --controller HOST:PORT or
 FERRY_CONTROLLER, --token-file FILE or FERRY_TOKEN_FILE; each accepts --json):
   ferry host add NAME [--tag TAG]... [--token-out FILE]
-  ferry host list
+  ferry host list [--phase PHASE]... [--tag TAG]...
   ferry host remove NAME
-  ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned] [--cache-url URL]
+  ferry cache push STOREPATH... [--signing-key-file KEY | --unsigned] [--cache-url URL] [--jobs N]
                                  key also from FERRY_SIGNING_KEY_FILE; pushing again adds signatures
   ferry cache rm STOREPATH...    remove paths no host's desired/current/previous system needs
   ferry deploy HOST=STOREPATH... [--mode MODE] [--ignore-windows] [--allow-unsigned] [--wait] [--timeout SECONDS]
         a host whose maintenance window is closed fetches now and activates when it opens;
         --ignore-windows activates at once (the result names those hosts)
-  ferry status [HOST]...
+  ferry status [HOST]... [--phase PHASE]... [--tag TAG]...
   ferry dry-activate HOST=STOREPATH [--timeout SECONDS]   what a switch would do on that host
   ferry rollout start [HOST=STOREPATH]... [--manifest FILE] [--hosts A,B] [--tag TAG]...
         [--environment ENV] [--after ENV] [--canary N|N%] [--batch N|N%] [--max-unavailable N]

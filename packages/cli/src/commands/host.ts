@@ -1,5 +1,6 @@
 import { FerryError, assertHostName, formatPhase, writeFileAtomic } from "@ferry/core";
 import { CONNECTION_OPTIONS, parse } from "../args.js";
+import { hostFilter, listAllHosts } from "../host-pages.js";
 import { withConnection } from "../client.js";
 import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
 
@@ -36,10 +37,11 @@ async function hostAdd(args: string[]): Promise<number> {
 }
 
 async function hostList(args: string[]): Promise<number> {
-  const { values } = parse(args, CONNECTION_OPTIONS, false);
+  const { values } = parse(args, { ...CONNECTION_OPTIONS, phase: { type: "string", multiple: true }, tag: { type: "string", multiple: true } }, false);
+  const filter = hostFilter([], values.phase, values.tag);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const { hosts } = await connection.call(connection.client.listHosts, { names: [] });
+    const hosts = await listAllHosts(connection, filter);
     out.result({ hosts: hosts.map(hostStatusJson) }, () =>
       table(
         ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],
