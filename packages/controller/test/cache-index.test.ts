@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, type Server } from "node:http";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -203,5 +203,33 @@ describe("NAR serving", () => {
     );
     assert.equal(logged.find((line) => line.msg === "client left before the NAR was sent")?.level, 20);
     assert.equal((await get(s, `${HASH}.narinfo`)).status, 200);
+  });
+
+  test("an upload the client abandons is logged at debug, leaves no temp file, and stores nothing", async () => {
+    const before = s.lines.length;
+    const target = `nar/${"5".repeat(52)}.nar`;
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${s.url}/${target}`, { method: "PUT", headers: { "content-length": String(8 * 1024 * 1024) } });
+      req.on("error", () => resolve());
+      req.write(randomBytes(1024 * 1024), () =>
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 50),
+      );
+    });
+    await eventually("the abandoned upload to be logged", () =>
+      Promise.resolve(s.lines.slice(before).some((line) => line.msg === "client left during a cache request")),
+    );
+    const logged = s.lines.slice(before);
+    assert.deepEqual(
+      logged.filter((line) => line.level >= 40),
+      [],
+    );
+    assert.equal((await get(s, target)).status, 404);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith(".upload-")),
+      [],
+    );
   });
 });

@@ -56,6 +56,11 @@ export class BinaryCache {
       response.writeHead(405, { allow: "GET, HEAD, PUT" }).end();
     } catch (error) {
       const ferry = toFerryError(error);
+      if (clientLeft(error)) {
+        // The client hung up (an aborted upload or download): routine, and no one is left to answer.
+        this.log.debug({ err: ferry.message, path: relative, method: request.method }, "client left during a cache request");
+        return;
+      }
       this.log.warn({ err: ferry.message, code: ferry.code, path: relative, method: request.method }, "cache request failed");
       const status = CACHE_STATUS[ferry.code] ?? (ferry.code === "E_INTERNAL" ? 500 : 400);
       if (!response.headersSent) response.writeHead(status, { "content-type": "text/plain" });
@@ -159,7 +164,7 @@ export class BinaryCache {
     });
   }
 
-  private async storeFile(relative: string, source: NodeJS.ReadableStream | Buffer): Promise<void> {
+  private async storeFile(relative: string, source: IncomingMessage | Buffer): Promise<void> {
     const target = join(this.dir, relative);
     const temp = join(this.dir, `${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
     try {
@@ -254,6 +259,12 @@ export class BinaryCache {
   }
 }
 
+/** How Node reports a request body cut off by the client: routine, not the cache's failure. */
+function clientLeft(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || (code === undefined && message === "aborted");
+}
+
 async function readBounded(stream: IncomingMessage, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -279,7 +290,7 @@ async function syncDirectory(dir: string): Promise<void> {
 const WRITE_BATCH = 1 << 20;
 
 /** Writes the upload in 1 MiB batches, one write in flight while the next batch fills, then syncs. */
-async function writeStreamToFile(source: NodeJS.ReadableStream | Buffer, file: string): Promise<void> {
+async function writeStreamToFile(source: IncomingMessage | Buffer, file: string): Promise<void> {
   const out = await open(file, "wx", 0o644);
   try {
     if (Buffer.isBuffer(source)) await writeFully(out, [source]);
@@ -300,6 +311,8 @@ async function writeStreamToFile(source: NodeJS.ReadableStream | Buffer, file: s
         }
       }
       await writing;
+      // An aborted request ends the iteration without an error: a partial body must not become a NAR.
+      if (!(source as IncomingMessage).complete) throw new FerryError("E_BAD_ARGUMENT", "the upload ended before its last byte");
       await writeFully(out, batch);
     }
     await out.sync();
