@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `npm test`, `npm run demo` and `npm run bench` need on a fresh
-# Debian machine: Nix (Debian's nix-bin), iproute2 and util-linux for the
+# Debian machine (with --bench also nginx-light and wrk, for the cache
+# benchmark): Nix (Debian's nix-bin), iproute2 and util-linux for the
 # simulated hosts, a C++ toolchain for better-sqlite3, and the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ command -v nix-store >/dev/null 2>&1 || missing+=(nix-bin)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+# Only `npm run bench` compares against nginx and drives wrk; tests never need them.
+if [ "${1:-}" = --bench ]; then
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+fi
 if [ ! -d node_modules ]; then
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v make >/dev/null 2>&1 || missing+=(make)

@@ -3,7 +3,8 @@
 # One port (listenAddress) serves agents (WebSocket, /agent) and the binary
 # cache (HTTP, /cache); a second one (grpcListenAddress) serves the operator
 # gRPC API used by the `ferry` CLI and CI. With `tls.certFile`/`tls.keyFile`
-# both speak TLS (https/wss and gRPC over TLS).
+# both speak TLS (https/wss and gRPC over TLS). With `nginx.enable`, nginx also
+# serves the cache's files read-only on a port of its own.
 {
   config,
   lib,
@@ -27,8 +28,23 @@ let
       m = builtins.match "/var/lib/(.+)" dataDir;
     in
     if m == null then null else builtins.head m;
-  staticUser = stateDirectory == null;
+  # nginx must reach the cache through the data directory: a DynamicUser's
+  # StateDirectory sits under /var/lib/private (mode 0700, root), so serving
+  # with nginx needs the fixed user too.
+  staticUser = stateDirectory == null || cfg.nginx.enable;
   user = "ferry-controller";
+  nginxGroup = config.services.nginx.group or "nginx";
+  cacheDir = "${dataDir}/cache";
+  # "0.0.0.0:7080" -> "0.0.0.0", "[::]:7080" -> "[::]".
+  hostOf =
+    address:
+    let
+      m = builtins.match "(.*):[0-9]+" address;
+    in
+    if m == null then null else builtins.head m;
+  nginxPort = portOf cfg.nginx.listenAddress;
+  # The controller answers nix-cache-info itself; nginx serves the same text from a file.
+  nixCacheInfo = pkgs.writeText "nix-cache-info" "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 
   # Path components of letters, digits and ._@+- only: the path is written
   # unquoted into StateDirectory=, ReadWritePaths= and tmpfiles.d, where
@@ -273,7 +289,35 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Whether to open the port of `listenAddress` (only that one) in the firewall.";
+      description = ''
+        Whether to open the port of `listenAddress` (and of `nginx.listenAddress`
+        when nginx serves the cache) in the firewall; never the gRPC port.
+      '';
+    };
+
+    nginx = {
+      enable = lib.mkEnableOption ''
+        serving the binary cache's files with nginx on `nginx.listenAddress`, at
+        `http://HOST:PORT/cache` (the directory is a standard Nix file cache).
+        nginx answers GET and HEAD only: uploads (`ferry cache push`, bundle
+        imports), the agents' WebSocket and the operator API stay with the
+        controller, and hosts list nginx's URL in `services.ferry-agent.substituters`.
+        The controller then runs as the system user `ferry-controller` (also under
+        /var/lib), and the nginx group gets, by ACL, passage through the data
+        directory and read access to its `cache` folder only, not to the database
+        or tokens; the file system must support POSIX ACLs (ext4, XFS, btrfs do)
+      '';
+      listenAddress = mkOption {
+        type = types.str;
+        default = "0.0.0.0:7080";
+        example = "[::]:80";
+        description = "HOST:PORT on which nginx serves the cache (plain HTTP; put TLS in front with your own virtual host if needed).";
+      };
+      virtualHost = mkOption {
+        type = types.str;
+        default = "ferry-cache";
+        description = "Name of the `services.nginx.virtualHosts` entry this module defines; set more of its options there.";
+      };
     };
 
     settings = mkOption {
@@ -363,9 +407,49 @@ in
           controller needs one of its own (it is made mode 0700 for the controller's user), such as ${dataDir}/ferry.
         '';
       }
+      {
+        assertion = !cfg.nginx.enable || nginxPort != null && nginxPort != listenPort;
+        message = ''
+          services.ferry-controller.nginx.listenAddress must be HOST:PORT on another port than listenAddress
+          (the controller keeps that one), e.g. "0.0.0.0:7080"; got "${cfg.nginx.listenAddress}".
+        '';
+      }
     ];
 
-    networking.firewall.allowedTCPPorts = lib.mkIf (cfg.openFirewall && listenPort != null) [ listenPort ];
+    networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall (
+      lib.filter (p: p != null) [
+        listenPort
+        (if cfg.nginx.enable then nginxPort else null)
+      ]
+    );
+
+    services.nginx = lib.mkIf cfg.nginx.enable {
+      enable = true;
+      virtualHosts.${cfg.nginx.virtualHost} = {
+        listen = [
+          {
+            addr = hostOf cfg.nginx.listenAddress;
+            port = nginxPort;
+          }
+        ];
+        locations."= /cache/nix-cache-info" = {
+          alias = "${nixCacheInfo}";
+          extraConfig = "default_type text/x-nix-cache-info;";
+        };
+        # Only the cache's own names: upload temp files and bundle staging
+        # folders (dot-names) are never served.
+        # Quoted: nginx reads an unquoted "{" as the start of the block.
+        locations."~ \"^/cache/([0-9a-z]{32}\\.narinfo|nar/[0-9a-z]{52}\\.nar(\\.[a-z0-9]+)?)$\"" = {
+          alias = "${cacheDir}/$1";
+          extraConfig = ''
+            limit_except GET { deny all; }
+            types { text/x-nix-narinfo narinfo; }
+            default_type application/x-nix-nar;
+          '';
+        };
+        locations."/cache/".return = "404";
+      };
+    };
 
     environment.systemPackages = [ cfg.package ];
 
@@ -379,13 +463,34 @@ in
     };
     users.groups = lib.mkIf staticUser { ${user} = { }; };
 
-    systemd.tmpfiles.settings = lib.mkIf staticUser {
-      ferry-controller.${dataDir}.d = {
-        inherit user;
-        group = user;
-        mode = "0700";
-      };
-    };
+    systemd.tmpfiles.settings = lib.mkIf staticUser (
+      {
+        ferry-controller.${dataDir} = {
+          d = {
+            inherit user;
+            group = user;
+            mode = "0700";
+          };
+        }
+        // lib.optionalAttrs cfg.nginx.enable {
+          # Passage only: nginx can open the cache's files by name, list nothing here.
+          "a+".argument = "group:${nginxGroup}:--x";
+        };
+      }
+      // lib.optionalAttrs cfg.nginx.enable {
+        # Files made later inherit the default entry; the controller creates
+        # them group-readable (0644), so under a default ACL the umask does not
+        # hide them from nginx. A+ also fixes files made before nginx was on.
+        ferry-controller-nginx.${cacheDir} = {
+          d = {
+            inherit user;
+            group = user;
+            mode = "0700";
+          };
+          "A+".argument = "group:${nginxGroup}:r-X,default:group:${nginxGroup}:r-X";
+        };
+      }
+    );
 
     systemd.services.ferry-controller = {
       description = "Ferry controller";

@@ -1,7 +1,15 @@
-// `npm run bench`: every benchmark, one after another. Not a test: it prints
-// figures and writes test/bench/RESULTS.md.
+// `npm run bench`: every benchmark, one after another; `npm run bench -- NAME…`
+// only those named (bundle, cache). Not a test: it prints figures and writes
+// test/bench/RESULTS.md.
 import { runBundleBench } from "./bundle.bench.js";
+import { runCacheBench } from "./cache.bench.js";
 import { runTlsBench } from "./tls.bench.js";
 
-await runBundleBench();
-await runTlsBench();
+const BENCHES: Record<string, () => Promise<void>> = { bundle: runBundleBench, cache: runCacheBench, tls: runTlsBench };
+const chosen = process.argv.slice(2);
+const unknown = chosen.filter((name) => !(name in BENCHES));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown bench ${unknown.join(", ")}: choose from ${Object.keys(BENCHES).join(", ")}\n`);
+  process.exit(2);
+}
+for (const name of chosen.length > 0 ? chosen : Object.keys(BENCHES)) await (BENCHES[name] as () => Promise<void>)();

@@ -113,6 +113,12 @@ let
         type = types.attrsOf (types.attrsOf (types.attrsOf (types.attrsOf types.str)));
         default = { };
       };
+      # Declared (as plain data) so a module setting it does not make the
+      # freeform `services` depend on the module's own condition.
+      services.nginx = mkOption {
+        type = types.attrsOf types.anything;
+        default = { };
+      };
       users.users = mkOption {
         type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
         default = { };
@@ -173,6 +179,8 @@ let
           settings
           ;
       };
+      # Freeform here (no nginx module in the stub): what the controller module set.
+      inherit (config.services) nginx;
     };
 
   eval = module: evalWith { modules = [ module ]; };
@@ -418,6 +426,22 @@ in
   };
 
   # Outside /var/lib: a system user, tmpfiles and a ReadWritePaths hole.
+  controllerNginx = eval {
+    services.ferry-controller = {
+      enable = true;
+      openFirewall = true;
+      nginx.enable = true;
+    };
+  };
+
+  controllerNginxSamePort = eval {
+    services.ferry-controller = {
+      enable = true;
+      nginx.enable = true;
+      nginx.listenAddress = "[::]:7070";
+    };
+  };
+
   controllerCustomDir = eval {
     services.ferry-controller = {
       enable = true;

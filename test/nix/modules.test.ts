@@ -80,6 +80,13 @@ interface Scenario {
     privateCache: boolean;
     settings: Record<string, unknown>;
   };
+  nginx: {
+    enable?: boolean;
+    virtualHosts?: Record<
+      string,
+      { listen: { addr: string; port: number }[]; locations: Record<string, { alias?: string; return?: string; extraConfig?: string }> }
+    >;
+  };
 }
 
 interface PackageScenario {
@@ -484,6 +491,60 @@ test("controller: dataDir outside /var/lib gets a system user, tmpfiles and writ
   assert.deepEqual(s.tmpfiles, {
     "ferry-controller": { "/srv/ferry": { d: { user: "ferry-controller", group: "ferry-controller", mode: "0700" } } },
   });
+});
+
+test("controller: nginx.enable serves the cache directory read-only on its own port, the controller keeps the rest", { skip }, () => {
+  const s = evalScenario("controllerNginx");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.deepEqual(s.firewallPorts, [7070, 7080], "both HTTP ports, never gRPC");
+  const unit = service(s, "ferry-controller");
+  assert.match(
+    String(unit.serviceConfig.ExecStart),
+    / controller --data-dir \/var\/lib\/ferry-controller --listen 0\.0\.0\.0:7070 /,
+    "uploads and agents stay on the controller",
+  );
+  // nginx cannot pass /var/lib/private, where a DynamicUser's state lives.
+  assert.equal(unit.serviceConfig.DynamicUser, undefined);
+  assert.equal(unit.serviceConfig.User, "ferry-controller");
+  assert.deepEqual(unit.serviceConfig.ReadWritePaths, ["/var/lib/ferry-controller"]);
+  assert.deepEqual(s.tmpfiles, {
+    "ferry-controller": {
+      "/var/lib/ferry-controller": {
+        d: { user: "ferry-controller", group: "ferry-controller", mode: "0700" },
+        "a+": { argument: "group:nginx:--x" },
+      },
+    },
+    "ferry-controller-nginx": {
+      "/var/lib/ferry-controller/cache": {
+        d: { user: "ferry-controller", group: "ferry-controller", mode: "0700" },
+        "A+": { argument: "group:nginx:r-X,default:group:nginx:r-X" },
+      },
+    },
+  });
+  assert.equal(s.nginx.enable, true);
+  const vhost = s.nginx.virtualHosts?.["ferry-cache"];
+  assert.ok(vhost, JSON.stringify(s.nginx));
+  assert.deepEqual(vhost.listen, [{ addr: "0.0.0.0", port: 7080 }]);
+  const info = vhost.locations["= /cache/nix-cache-info"];
+  assert.ok(info?.alias && readFileSync(info.alias, "utf8") === "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n");
+  const files = Object.entries(vhost.locations).find(([path]) => path.startsWith("~ "));
+  assert.ok(files, "a location for the cache's file names");
+  // nginx needs the regex quoted, or it reads its "{" as the start of the block.
+  assert.match(files[0], /^~ ".*"$/);
+  const pattern = new RegExp(files[0].slice(3, -1));
+  for (const ok of ["/cache/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5.narinfo", `/cache/nar/${"a".repeat(52)}.nar.zst`, `/cache/nar/${"a".repeat(52)}.nar`])
+    assert.match(ok, pattern);
+  for (const bad of ["/cache/.upload-1", "/cache/.bundle-x/nar/a.nar", "/cache/../state.sqlite", "/cache/nar/short.nar", "/cache/x.narinfo"])
+    assert.doesNotMatch(bad, pattern);
+  assert.equal(files[1].alias, "/var/lib/ferry-controller/cache/$1");
+  assert.match(files[1].extraConfig ?? "", /limit_except GET \{ deny all; \}/);
+  assert.equal(vhost.locations["/cache/"]?.return, "404", "nothing else under /cache/");
+});
+
+test("controller: nginx on the controller's own port is refused", { skip }, () => {
+  const { failedAssertions } = evalScenario("controllerNginxSamePort");
+  assert.equal(failedAssertions.length, 1, failedAssertions.join("\n"));
+  assert.match(failedAssertions[0] ?? "", /nginx\.listenAddress must be HOST:PORT on another port than listenAddress.*got "\[::\]:7070"/s);
 });
 
 test("controller: unsupported dataDir values are refused with the reason", { skip }, async (t) => {

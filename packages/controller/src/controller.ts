@@ -103,6 +103,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   await tokenAdmin.adoptAdminFile(dataDir.adminTokenHash);
   const audit = new AuditLog(store.audit, log.child({ part: "audit" }));
   const cache = new BinaryCache(dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
+  undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
   const hub = new AgentHub({
@@ -298,6 +299,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
         http.closeAllConnections();
       });
       governor.close();
+      cache.close();
       await audit.flush();
       await store.close();
       dataDir.release();

@@ -284,7 +284,17 @@ export class Nix {
     await this.run(["nix", ...EXPERIMENTAL, "store", "sign", "--key-file", keyFile, ...paths], "E_COMMAND_FAILED", "nix store sign");
   }
 
-  async copyTo(url: string, paths: readonly string[], transport: CacheTransport = {}): Promise<void> {
+  /**
+   * Copies `paths` and, unless `noRecursive`, their closures to `url`. With
+   * `noRecursive` every reference must already be in the destination (a
+   * binary cache checks), so a caller that splits a closure orders the parts.
+   */
+  async copyTo(
+    url: string,
+    paths: readonly string[],
+    transport: CacheTransport = {},
+    options: { noRecursive?: boolean; env?: Readonly<Record<string, string>> } = {},
+  ): Promise<void> {
     paths.forEach(assertStorePath);
     // Nix remembers which paths a cache holds for days; a recreated cache must be asked afresh.
     const argv = [
@@ -299,10 +309,11 @@ export class Nix {
       "--option",
       "narinfo-cache-negative-ttl",
       "0",
+      ...(options.noRecursive ? ["--no-recursive"] : []),
       ...paths,
     ];
     argv.push(...transportArgs(transport));
-    const result = await this.runner.run({ argv, env: this.transportEnv(transport) });
+    const result = await this.runner.run({ argv, env: { ...this.transportEnv(transport), ...options.env } });
     if (result.exitCode === 0 && !result.timedOut) return;
     const output = outputTail(result);
     if (/SSL certificate problem|SSL peer certificate|certificate verify failed|SSL: no alternative certificate subject name/.test(output)) {

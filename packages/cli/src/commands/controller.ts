@@ -7,7 +7,11 @@ import { VERBS } from "../spec/index.js";
 export async function controllerCommand(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.controller, args);
   const tls = tlsFiles(values);
-  const log = createLogger("controller", values["log-level"] === undefined ? {} : { level: values["log-level"] });
+  // With --json, stdout carries only the (error) document; the log goes to stderr.
+  const log = createLogger("controller", {
+    ...(values["log-level"] === undefined ? {} : { level: values["log-level"] }),
+    ...(values.json ? { destination: 2 } : {}),
+  });
   // grpc-js would print its own "E …" lines on stderr; they become log events like the rest.
   const grpcLog = log.child({ part: "grpc" });
   setLogger({ error: (...parts: unknown[]) => grpcLog.warn(parts.join(" ")), info: (...parts: unknown[]) => grpcLog.debug(parts.join(" ")) });

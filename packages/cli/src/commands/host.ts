@@ -1,6 +1,7 @@
 import { FerryError, assertHostName, formatPhase } from "@ferry/core";
 import { parseVerb } from "../args.js";
 import { VERBS } from "../spec/index.js";
+import { hostFilter, listAllHosts } from "../host-pages.js";
 import { withConnection } from "../client.js";
 import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { accessCall, accessClient } from "./access-client.js";
@@ -67,9 +68,10 @@ async function hostRotateToken(args: string[]): Promise<number> {
 
 async function hostList(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS["host list"], args);
+  const filter = hostFilter([], values.phase, values.tag);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const { hosts } = await connection.call(connection.client.listHosts, { names: [] });
+    const hosts = await listAllHosts(connection, filter);
     out.result({ hosts: hosts.map(hostStatusJson) }, () =>
       table(
         ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],

@@ -11,6 +11,7 @@ import { renderRollout } from "../rollout-view.js";
 import { canDrawLive, watchRollout } from "../rollout-watch.js";
 import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
 import { parseTarget } from "./deploy.js";
+import { hostFilter, listAllHosts } from "../host-pages.js";
 
 export async function rolloutCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -120,7 +121,7 @@ async function selectedTargets(
     const tagged =
       selection.tags.length === 0
         ? []
-        : (await connection.call(connection.client.listHosts, { names: [] })).hosts
+        : (await listAllHosts(connection, hostFilter([], [], [])))
             .filter((host) => host.tags.some((tag) => selection.tags.includes(tag)))
             .map((host) => host.name);
     names = [...new Set([...selection.hostNames, ...tagged])].filter((name) => paths.has(name));

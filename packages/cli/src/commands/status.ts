@@ -2,14 +2,15 @@ import { assertHostName, formatPhase } from "@ferry/core";
 import { parseVerb } from "../args.js";
 import { VERBS } from "../spec/index.js";
 import { withConnection } from "../client.js";
+import { hostFilter, listAllHosts } from "../host-pages.js";
 import { ago, checksCell, createOutput, failingChecksNotes, hostStatusJson, shortPath, table } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS.status, args);
-  const names = positionals.map(assertHostName);
+  const filter = hostFilter(positionals.map(assertHostName), values.phase, values.tag);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
-    const { hosts } = await connection.call(connection.client.listHosts, { names });
+    const hosts = await listAllHosts(connection, filter);
     out.result({ hosts: hosts.map(hostStatusJson) }, () => {
       const rows = hosts.map((h) => [
         h.name,

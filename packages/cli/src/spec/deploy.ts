@@ -15,6 +15,7 @@ export const CACHE_PUSH = {
       defaultText: "$FERRY_SIGNING_KEY_FILE",
     },
     unsigned: { type: "boolean", default: false, description: "push without signing (hosts refuse such paths until they are pushed again with a key)" },
+    jobs: { type: "string", value: "N", default: "4", description: "uploads at once, each starting once the paths it refers to are in the cache (1-64)" },
     "cache-url": {
       type: "string",
       value: "URL",

@@ -25,7 +25,11 @@ export const HOST_LIST = {
   path: ["host", "list"],
   summary: "list the registered hosts with their tags and link state",
   section: "operator",
-  flags: CONNECTION_FLAGS,
+  flags: {
+    phase: { type: "string", multiple: true, value: "PHASE", description: "only hosts in this phase (repeatable), e.g. failed, rolled-back, active" },
+    tag: { type: "string", multiple: true, value: "TAG", description: "only hosts carrying this tag (repeatable)" },
+    ...CONNECTION_FLAGS,
+  },
   env: CONNECTION_ENV,
   example: "ferry host list --json",
 } as const satisfies VerbSpec;
@@ -45,7 +49,11 @@ export const STATUS = {
   summary: "what each host runs, should run, and its last error",
   section: "operator",
   positionals: { synopsis: "[HOST]...", min: 0 },
-  flags: CONNECTION_FLAGS,
+  flags: {
+    phase: { type: "string", multiple: true, value: "PHASE", description: "only hosts in this phase (repeatable), e.g. failed, rolled-back, active" },
+    tag: { type: "string", multiple: true, value: "TAG", description: "only hosts carrying this tag (repeatable)" },
+    ...CONNECTION_FLAGS,
+  },
   env: CONNECTION_ENV,
   example: "ferry status web-1 web-2",
 } as const satisfies VerbSpec;

@@ -1,9 +1,8 @@
-import { mkdir, mkdtemp, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   FerryError,
-  fsyncDirectory,
   modeToWire,
   parseOptionalMode,
   writeFully,
@@ -18,6 +17,7 @@ import { PublishBundleResponse } from "@ferry/protocol";
 import type { BundleSite } from "./site-service.js";
 import type { Principal } from "../auth/authorize.js";
 import { refuseUpload } from "../edge/refuse-upload.js";
+import type { BinaryCache } from "../cache/binary-cache.js";
 
 /** Where the single-pass import is served, beside the cache prefix on the HTTP listener. */
 export const BUNDLE_UPLOAD_PATH = "/bundles/upload";
@@ -96,15 +96,10 @@ class Staging {
     while (this.syncs.length > 0) await this.syncs.shift();
   }
 
-  /** Moves the files into the cache: every NAR first, then the narinfos that point at them. */
-  async publish(cacheDir: string): Promise<void> {
+  /** Moves the files into the cache, which orders NARs before narinfos and starts serving them. */
+  async publish(cache: BinaryCache): Promise<void> {
     await this.synced();
-    const nars = [...this.files].filter((name) => name.startsWith("nar/"));
-    const narinfos = [...this.files].filter((name) => !name.startsWith("nar/"));
-    for (const name of nars) await rename(join(this.dir, name), join(cacheDir, name));
-    fsyncDirectory(join(cacheDir, "nar"));
-    for (const name of narinfos) await rename(join(this.dir, name), join(cacheDir, name));
-    fsyncDirectory(cacheDir);
+    await cache.publishStaged(this.dir, this.files);
   }
 
   async remove(): Promise<void> {
@@ -189,7 +184,7 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
       result = await site.serialized(async () => {
         await site.precheck(manifest, deploy, mode);
         await requireClosuresComplete(site, manifest, stage);
-        await stage.publish(site.deps.cache.dir);
+        await stage.publish(site.deps.cache);
         return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode, importer.name);
       });
     } finally {

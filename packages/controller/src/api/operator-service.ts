@@ -19,6 +19,7 @@ import {
   type WatchHostsResponse,
 } from "@ferry/protocol";
 import { toHostStatus } from "./host-status.js";
+import { pageOfHosts } from "./host-pages.js";
 import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { admitRpc, unaryHandler } from "./unary.js";
@@ -68,7 +69,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       return {};
     }),
 
-    listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => ({ hosts: await statuses(request.names) })),
+    listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => pageOfHosts(await statuses(request.names), request)),
 
     deploy: unary("Deploy", async (request: DeployRequest, caller): Promise<DeployResponse> => {
       await validateTargets(deps.store, request.targets);

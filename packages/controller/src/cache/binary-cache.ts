@@ -1,25 +1,15 @@
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync } from "node:fs";
-import { readFile, readdir, rename, stat, unlink } from "node:fs/promises";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { refuseUpload } from "../edge/refuse-upload.js";
-import {
-  FerryError,
-  toFerryError,
-  assertStoreHash,
-  assertStorePath,
-  parseNarInfo,
-  parseStorePath,
-  fsyncDirectory,
-  type Logger,
-  type NarInfo,
-} from "@ferry/core";
+import { FerryError, toFerryError, assertStoreHash, assertStorePath, parseNarInfo, parseStorePath, writeFully, type Logger, type NarInfo } from "@ferry/core";
 import { mergeNarInfoUpload } from "./narinfo-merge.js";
+import { NARINFO_FILE, NarInfoIndex } from "./narinfo-index.js";
+import { sendFile } from "./send-file.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
-const NARINFO_FILE = /^([0-9a-z]{32})\.narinfo$/;
 const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
 /** Temp files of uploads in flight; ones left by a crash are removed at start. */
@@ -44,6 +34,7 @@ export type UploadRecorder = (uploader: string, storePath: string) => void;
 export class BinaryCache {
   /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
   private writes: Promise<unknown> = Promise.resolve();
+  private readonly index: NarInfoIndex;
 
   constructor(
     readonly dir: string,
@@ -53,6 +44,12 @@ export class BinaryCache {
     mkdirSync(join(dir, "nar"), { recursive: true });
     // No upload is in flight before the controller listens: any temp file is a crash's leftover.
     for (const name of readdirSync(dir)) if (name.startsWith(UPLOAD_TEMP_PREFIX)) rmSync(join(dir, name), { force: true });
+    this.index = new NarInfoIndex(dir, log);
+    log.info({ narinfos: this.index.size }, "cache index loaded");
+  }
+
+  close(): void {
+    this.index.close();
   }
 
   /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
@@ -63,6 +60,11 @@ export class BinaryCache {
       response.writeHead(405, { allow: "GET, HEAD, PUT" }).end();
     } catch (error) {
       const ferry = toFerryError(error);
+      if (clientLeft(error)) {
+        // The client hung up (an aborted upload or download): routine, and no one is left to answer.
+        this.log.debug({ err: ferry.message, path: relative, method: request.method }, "client left during a cache request");
+        return;
+      }
       this.log.warn({ err: ferry.message, code: ferry.code, path: relative, method: request.method }, "cache request failed");
       const status = CACHE_STATUS[ferry.code] ?? (ferry.code === "E_INTERNAL" ? 500 : 400);
       if (!response.headersSent) response.writeHead(status, { "content-type": "text/plain" });
@@ -71,28 +73,31 @@ export class BinaryCache {
   }
 
   private async serve(request: IncomingMessage, response: ServerResponse, relative: string): Promise<void> {
+    const headOnly = request.method === "HEAD";
     if (relative === "nix-cache-info") {
       response.writeHead(200, { "content-type": "text/x-nix-cache-info", "content-length": NIX_CACHE_INFO.length });
-      response.end(request.method === "HEAD" ? undefined : NIX_CACHE_INFO);
+      response.end(headOnly ? undefined : NIX_CACHE_INFO);
       return;
     }
-    if (!NARINFO_FILE.test(relative) && !NAR_FILE.test(relative)) {
+    const narinfo = NARINFO_FILE.exec(relative);
+    if (narinfo) {
+      const text = this.index.get(narinfo[1] as string);
+      if (!text) {
+        response.writeHead(404).end();
+        return;
+      }
+      response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": text.length });
+      response.end(headOnly ? undefined : text);
+      return;
+    }
+    if (!NAR_FILE.test(relative)) {
       response.writeHead(404).end();
       return;
     }
-    const file = join(this.dir, relative);
-    const info = await stat(file).catch(() => undefined);
-    if (!info?.isFile()) {
-      response.writeHead(404).end();
-      return;
-    }
-    const type = relative.endsWith(".narinfo") ? "text/x-nix-narinfo" : "application/x-nix-nar";
-    response.writeHead(200, { "content-type": type, "content-length": info.size });
-    if (request.method === "HEAD") {
-      response.end();
-      return;
-    }
-    await pipeline(createReadStream(file), response);
+    const sent = await sendFile(join(this.dir, relative), response, "application/x-nix-nar", headOnly);
+    if (!sent) response.writeHead(404).end();
+    // A substituter that stops reading (it had the path already, or was interrupted) is routine.
+    else if (!sent.complete) this.log.debug({ path: relative }, "client left before the NAR was sent");
   }
 
   private async upload(request: IncomingMessage, response: ServerResponse, relative: string, admitUpload: UploadAdmission): Promise<void> {
@@ -126,27 +131,56 @@ export class BinaryCache {
   }
 
   private async storeNarInfo(relative: string, text: string, info: NarInfo): Promise<void> {
-    const stored = await readFile(join(this.dir, relative), "utf8").catch(() => undefined);
+    const hash = parseStorePath(info.storePath).hash;
+    const stored = this.index.get(hash)?.toString("utf8");
     if (stored !== undefined) {
       const merged = mergeNarInfoUpload(stored, text);
       if (merged.added.length === 0) return;
       this.log.info({ storePath: info.storePath, added: merged.added.map((sig) => sig.slice(0, sig.indexOf(":"))) }, "signatures added to a cached path");
-      await this.storeFile(relative, Buffer.from(merged.text));
+      const bytes = Buffer.from(merged.text);
+      await this.storeFile(relative, bytes);
+      this.index.set(hash, bytes);
       return;
     }
     if (!NAR_FILE.test(info.url) || !(await stat(join(this.dir, info.url)).catch(() => undefined))) {
       throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} names NAR ${info.url}, which was not uploaded`);
     }
-    await this.storeFile(relative, Buffer.from(text));
+    const bytes = Buffer.from(text);
+    await this.storeFile(relative, bytes);
+    this.index.set(hash, bytes);
   }
 
-  private async storeFile(relative: string, source: NodeJS.ReadableStream | Buffer): Promise<void> {
+  /**
+   * Moves files staged in `sourceDir` (same filesystem) into the cache, NARs
+   * before the narinfos that point at them, makes the renames durable and
+   * serves the narinfos from then on. `names` are cache-relative
+   * (`nar/….nar.zst`, `….narinfo`); a narinfo already present is replaced.
+   * Bundle publishing goes through here so the index never misses a path.
+   */
+  async publishStaged(sourceDir: string, names: Iterable<string>): Promise<void> {
+    const all = [...names];
+    const nars = all.filter((name) => NAR_FILE.test(name));
+    const narinfos = all.filter((name) => NARINFO_FILE.test(name));
+    const other = all.find((name) => !NAR_FILE.test(name) && !NARINFO_FILE.test(name));
+    if (other !== undefined) throw new FerryError("E_BAD_ARGUMENT", `not a cache file name: ${JSON.stringify(other.slice(0, 200))}`);
+    await this.exclusive(async () => {
+      for (const name of nars) await rename(join(sourceDir, name), join(this.dir, name));
+      if (nars.length > 0) await syncDirectory(join(this.dir, "nar"));
+      const texts = new Map<string, Buffer>();
+      for (const name of narinfos) texts.set(name, await readFile(join(sourceDir, name)));
+      for (const name of narinfos) await rename(join(sourceDir, name), join(this.dir, name));
+      if (narinfos.length > 0) await syncDirectory(this.dir);
+      for (const [name, text] of texts) this.index.set(NARINFO_FILE.exec(name)?.[1] as string, text);
+    });
+  }
+
+  private async storeFile(relative: string, source: IncomingMessage | Buffer): Promise<void> {
     const target = join(this.dir, relative);
     const temp = join(this.dir, `${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
     try {
       await writeStreamToFile(source, temp);
       await rename(temp, target);
-      fsyncDirectory(join(target, ".."));
+      await syncDirectory(join(target, ".."));
     } catch (error) {
       await unlink(temp).catch(() => undefined);
       throw error;
@@ -161,8 +195,8 @@ export class BinaryCache {
 
   async narInfo(hash: string): Promise<NarInfo | undefined> {
     assertStoreHash(hash);
-    const text = await readFile(join(this.dir, `${hash}.narinfo`), "utf8").catch(() => undefined);
-    return text === undefined ? undefined : parseNarInfo(text);
+    const text = this.index.get(hash);
+    return text === undefined ? undefined : parseNarInfo(text.toString("utf8"));
   }
 
   /**
@@ -211,29 +245,34 @@ export class BinaryCache {
       const nars = new Set<string>();
       for (const path of new Set(paths)) {
         const file = join(this.dir, `${parseStorePath(path).hash}.narinfo`);
-        const info = await this.narInfo(parseStorePath(path).hash).catch(() => undefined);
+        const hash = parseStorePath(path).hash;
+        const info = await this.narInfo(hash).catch(() => undefined);
         try {
           await unlink(file);
         } catch {
           absent.push(path);
           continue;
+        } finally {
+          this.index.delete(hash);
         }
         removed.push(path);
         if (info && NAR_FILE.test(info.url)) nars.add(info.url);
       }
-      if (removed.length > 0) fsyncDirectory(this.dir);
+      if (removed.length > 0) await syncDirectory(this.dir);
       if (nars.size > 0) {
-        for (const name of await readdir(this.dir)) {
-          if (!NARINFO_FILE.test(name)) continue;
-          const text = await readFile(join(this.dir, name), "utf8").catch(() => "");
-          for (const nar of nars) if (text.includes(`URL: ${nar}\n`)) nars.delete(nar);
-        }
+        for (const nar of nars) if (this.index.namingNar(nar).length > 0) nars.delete(nar);
         for (const nar of nars) await unlink(join(this.dir, nar)).catch(() => undefined);
       }
       this.log.info({ removed, absent, nars: [...nars] }, "paths removed from the cache");
       return { removed, absent };
     });
   }
+}
+
+/** How Node reports a request body cut off by the client: routine, not the cache's failure. */
+function clientLeft(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || (code === undefined && message === "aborted");
 }
 
 async function readBounded(stream: IncomingMessage, limit: number): Promise<string> {
@@ -247,11 +286,47 @@ async function readBounded(stream: IncomingMessage, limit: number): Promise<stri
   return Buffer.concat(chunks).toString("utf8");
 }
 
-async function writeStreamToFile(source: NodeJS.ReadableStream | Buffer, file: string): Promise<void> {
-  const out = createWriteStream(file, { mode: 0o644, flush: true });
-  if (Buffer.isBuffer(source)) {
-    await new Promise<void>((resolve, reject) => out.end(source, () => resolve()).on("error", reject));
-    return;
+/** As fsyncDirectory, in the thread pool: a blocking fsync per upload stalled every other request. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
-  await pipeline(source, out);
+}
+
+/** Bytes gathered from an upload before one writev: a 64 KiB write per socket chunk cost more CPU than the copy itself. */
+const WRITE_BATCH = 1 << 20;
+
+/** Writes the upload in 1 MiB batches, one write in flight while the next batch fills, then syncs. */
+async function writeStreamToFile(source: IncomingMessage | Buffer, file: string): Promise<void> {
+  const out = await open(file, "wx", 0o644);
+  try {
+    if (Buffer.isBuffer(source)) await writeFully(out, [source]);
+    else {
+      let batch: Buffer[] = [];
+      let size = 0;
+      let writing: Promise<void> = Promise.resolve();
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        batch.push(chunk);
+        size += chunk.length;
+        if (size >= WRITE_BATCH) {
+          await writing;
+          writing = writeFully(out, batch);
+          // Awaited before the next batch; until then a failure must not count as unhandled.
+          writing.catch(() => undefined);
+          batch = [];
+          size = 0;
+        }
+      }
+      await writing;
+      // An aborted request ends the iteration without an error: a partial body must not become a NAR.
+      if (!(source as IncomingMessage).complete) throw new FerryError("E_BAD_ARGUMENT", "the upload ended before its last byte");
+      await writeFully(out, batch);
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
 }

@@ -115,10 +115,25 @@ export interface RemoveHostResponse {}
 export interface ListHostsRequest {
   /** Empty: every host. */
   names: string[];
+  /**
+   * Paging: hosts come in name order. With page_size 0 and no page_token the
+   * answer holds every matching host in one message (which gRPC refuses past
+   * 4 MiB); clients that page set page_size and pass back next_page_token.
+   */
+  pageSize: number;
+  pageToken: string;
+  /**
+   * Filters, combined with AND; empty: no filter. A host matches phases when
+   * its phase is one of them, tags when it carries every one of them.
+   */
+  phases: HostPhase[];
+  tags: string[];
 }
 
 export interface ListHostsResponse {
   hosts: HostStatus[];
+  /** Empty on the last page. */
+  nextPageToken: string;
 }
 
 export interface HostTarget {
@@ -892,13 +907,29 @@ export const RemoveHostResponse: MessageFns<RemoveHostResponse> = {
 };
 
 function createBaseListHostsRequest(): ListHostsRequest {
-  return { names: [] };
+  return { names: [], pageSize: 0, pageToken: "", phases: [], tags: [] };
 }
 
 export const ListHostsRequest: MessageFns<ListHostsRequest> = {
   encode(message: ListHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.names) {
       writer.uint32(10).string(v!);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    if (message.phases.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.phases) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.tags) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -924,6 +955,48 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
             message.names.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.phases.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.phases.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -937,13 +1010,31 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
   },
 
   fromJSON(object: any): ListHostsRequest {
-    return { names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [] };
+    return {
+      names: globalThis.Array.isArray(object?.names) ? object.names.map((e: any) => globalThis.String(e)) : [],
+      pageSize: isSet(object.pageSize) ? globalThis.Number(object.pageSize) : isSet(object.page_size) ? globalThis.Number(object.page_size) : 0,
+      pageToken: isSet(object.pageToken) ? globalThis.String(object.pageToken) : isSet(object.page_token) ? globalThis.String(object.page_token) : "",
+      phases: globalThis.Array.isArray(object?.phases) ? object.phases.map((e: any) => hostPhaseFromJSON(e)) : [],
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+    };
   },
 
   toJSON(message: ListHostsRequest): unknown {
     const obj: any = {};
     if (message.names?.length) {
       obj.names = message.names;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.phases?.length) {
+      obj.phases = message.phases.map((e) => hostPhaseToJSON(e));
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
     }
     return obj;
   },
@@ -954,18 +1045,25 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
   fromPartial(object: DeepPartial<ListHostsRequest>): ListHostsRequest {
     const message = createBaseListHostsRequest();
     message.names = object.names?.map((e) => e) || [];
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.phases = object.phases?.map((e) => e) || [];
+    message.tags = object.tags?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseListHostsResponse(): ListHostsResponse {
-  return { hosts: [] };
+  return { hosts: [], nextPageToken: "" };
 }
 
 export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   encode(message: ListHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.hosts) {
       HostStatus.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -991,6 +1089,14 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
             message.hosts.push(HostStatus.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1006,6 +1112,11 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   fromJSON(object: any): ListHostsResponse {
     return {
       hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostStatus.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+          ? globalThis.String(object.next_page_token)
+          : "",
     };
   },
 
@@ -1013,6 +1124,9 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
     const obj: any = {};
     if (message.hosts?.length) {
       obj.hosts = message.hosts.map((e) => HostStatus.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1023,6 +1137,7 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   fromPartial(object: DeepPartial<ListHostsResponse>): ListHostsResponse {
     const message = createBaseListHostsResponse();
     message.hosts = object.hosts?.map((e) => HostStatus.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
