@@ -200,7 +200,13 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
 
   test("a host with no controller applies a bundle itself, refuses damage and replays, and rolls back a bad system", async () => {
     const solo = fleet.host("solo");
-    const config = join(solo.dir, "agent.json");
+    // A lone host's minimal configuration: no controller URL, token file or substituter to invent.
+    const config = join(solo.dir, "standalone.json");
+    writeFileSync(config, JSON.stringify({ hostName: "solo", trustedPublicKeys: [fleet.key.publicKey], stateDir: solo.stateDir }));
+    const agentRun = await solo.run([process.execPath, FERRY_BIN, "agent", "--config", config], 30_000);
+    assert.notEqual(agentRun.code, 0, "ferry agent needs a controller");
+    assert.match(agentRun.stderr, /E_BAD_CONFIG/);
+    assert.match(agentRun.stderr, /missing "controllerUrl", "tokenFile", "substituters"/);
     const apply = (bundle: string, result: string) =>
       solo.run([process.execPath, FERRY_BIN, "agent", "apply-bundle", bundle, "--config", config, "--result", result, "--json"], 60_000);
     const good = await create("solo1.ferry", { solo: sys["soloa"] as string, "web-1": sys["web1b"] as string });
