@@ -61,6 +61,10 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       ["web2b", "web-2", 2, "ok"],
       ["soloa", "solo", 1, "ok"],
       ["solob", "solo", 2, "fail-activation"],
+      ["web1c", "web-1", 3, "ok"],
+      ["web2c", "web-2", 3, "ok"],
+      ["web1d", "web-1", 4, "fail-activation"],
+      ["web2d", "web-2", 4, "ok"],
     ] as const) {
       sys[name] = await buildFixtureSystem(host, generation, behaviour);
     }
@@ -241,5 +245,53 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const failure = JSON.parse(readFileSync(file("r3.json"), "utf8")) as { success: boolean; phase: string; errorCode: string; currentSystem: string };
     assert.deepEqual([failure.success, failure.phase, failure.errorCode], [false, "rolled-back", "E_ACTIVATION_FAILED"]);
     assert.equal(solo.currentSystem(), sys["soloa"], "the previous system runs again");
+  });
+
+  test("a bundle imported with --rollout drives a canary rollout at the site; a failing canary stops it; a bad policy changes nothing", async () => {
+    interface RolloutJson {
+      id: string;
+      state: string;
+      reason: string;
+      waveCount: number;
+      hosts: { name: string; wave: number; state: string }[];
+    }
+    // --wait exits 1 on an aborted rollout; its JSON is read either way.
+    const status = async (id: string): Promise<RolloutJson> =>
+      (await fleet.cli(["rollout", "status", id, "--wait", "--timeout", "120", "--json"], 150_000)).json<{ rollout: RolloutJson }>().rollout;
+    const policy = ["--rollout", "--canary", "1", "--batch", "1"];
+
+    const refusedBundle = await create("r0.ferry", { "web-1": sys["web1c"] as string, "web-2": sys["web2c"] as string });
+    const before = siteSnapshot();
+    const refused = await fleet.cli(importArgs(refusedBundle, ...policy, "--failure-threshold", "150%"));
+    assert.notEqual(refused.code, 0, refused.stdout + refused.stderr);
+    assert.equal((JSON.parse(refused.stdout) as ErrorJson).error.code, "E_BAD_ARGUMENT");
+    assert.match(refused.stdout, /cannot exceed 100%/);
+    assert.equal(siteSnapshot(), before, "a refused policy leaves the cache and the ledger as they were");
+
+    const good = await fleet.cli(importArgs(refusedBundle, ...policy));
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    const imported = good.json<{ rolloutId: string; deployed: boolean }>();
+    assert.match(imported.rolloutId, /^r-/);
+    const done = await status(imported.rolloutId);
+    assert.equal(done.state, "completed", JSON.stringify(done));
+    assert.equal(done.waveCount, 2, "a canary wave, then a batch of one");
+    assert.equal(fleet.host("web-1").currentSystem(), sys["web1c"]);
+    assert.equal(fleet.host("web-2").currentSystem(), sys["web2c"]);
+
+    const bad = await create("r1.ferry", { "web-1": sys["web1d"] as string, "web-2": sys["web2d"] as string });
+    const started = await fleet.cli(importArgs(bad, ...policy));
+    assert.equal(started.code, 0, started.stdout + started.stderr);
+    const aborted = await status(started.json<{ rolloutId: string }>().rolloutId);
+    assert.equal(aborted.state, "aborted", JSON.stringify(aborted));
+    assert.match(aborted.reason, /canary failed: web-1 E_ACTIVATION_FAILED/);
+    assert.equal(fleet.host("web-1").currentSystem(), sys["web1c"], "the canary rolled back");
+    assert.equal(fleet.host("web-2").currentSystem(), sys["web2c"], "the rest of the site was never activated");
+    assert.equal(
+      fleet
+        .host("web-2")
+        .switchCalls()
+        .filter(([, system]) => system === sys["web2d"]).length,
+      0,
+    );
   });
 });

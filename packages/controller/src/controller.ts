@@ -116,6 +116,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const site = createBundleSite({
     store,
     hub,
+    engine,
     cache,
     log: log.child({ part: "site" }),
     adminTokenHash: dataDir.adminTokenHash,

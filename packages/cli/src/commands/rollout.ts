@@ -1,14 +1,15 @@
 import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode } from "@ferry/core";
-import { RolloutAction, type Rollout, type RolloutPolicy } from "@ferry/protocol";
+import { RolloutAction, type Rollout } from "@ferry/protocol";
 import { CONNECTION_OPTIONS, parse, positiveSeconds } from "../args.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { countHosts, finishedCleanly } from "../rollout-states.js";
+import { ROLLOUT_POLICY_OPTIONS, parseRolloutPolicy } from "../rollout-policy-flags.js";
 import { renderRollout } from "../rollout-view.js";
 import { canDrawLive, watchRollout } from "../rollout-watch.js";
-import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
+import { formatQuantity, parseCount } from "../units.js";
 import { parseTarget } from "./deploy.js";
 
 export async function rolloutCommand(args: string[]): Promise<number> {
@@ -52,39 +53,14 @@ async function rolloutStart(args: string[]): Promise<number> {
     tag: { type: "string", multiple: true, default: [] },
     environment: { type: "string", default: "" },
     after: { type: "string", default: "" },
-    canary: { type: "string" },
-    batch: { type: "string" },
-    "max-unavailable": { type: "string" },
-    "failure-threshold": { type: "string" },
-    "min-executed": { type: "string" },
-    pause: { type: "string" },
-    gate: { type: "boolean", default: false },
-    "progress-deadline": { type: "string" },
-    "prefetch-timeout": { type: "string" },
-    "skip-unfetchable": { type: "boolean", default: false },
-    "rollback-on-abort": { type: "boolean", default: false },
+    ...ROLLOUT_POLICY_OPTIONS,
     mode: { type: "string" },
     "allow-unsigned": { type: "boolean", default: false },
-    "accept-failing-checks": { type: "boolean", default: false },
     wait: { type: "boolean", default: false },
     timeout: { type: "string" },
   });
-  if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
   const mode = parseOptionalMode(values.mode);
-  const policy: RolloutPolicy = {
-    canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
-    batch: values.batch ? parseQuantity(values.batch, "--batch") : undefined,
-    maxUnavailable: parseCount(values["max-unavailable"], "--max-unavailable", 1),
-    failureThreshold: values["failure-threshold"] ? parseQuantity(values["failure-threshold"], "--failure-threshold") : undefined,
-    minExecuted: parseCount(values["min-executed"], "--min-executed", 1),
-    pauseMs: values.pause ? parseDuration(values.pause, "--pause") : 0,
-    gate: values.gate,
-    progressDeadlineMs: values["progress-deadline"] ? parseDuration(values["progress-deadline"], "--progress-deadline") : 0,
-    rollbackOnAbort: values["rollback-on-abort"],
-    prefetchTimeoutMs: values["prefetch-timeout"] ? parseDuration(values["prefetch-timeout"], "--prefetch-timeout") : 0,
-    skipUnfetchable: values["skip-unfetchable"],
-    acceptFailingChecks: values["accept-failing-checks"],
-  };
+  const policy = parseRolloutPolicy(values);
   const out = createOutput(values.json);
   return withConnection(values, async (connection) => {
     const { rollout } = await connection.call(connection.client.startRollout, {
