@@ -100,8 +100,14 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const inventory = JSON.parse(readFileSync(file("inventory.json"), "utf8")) as { storePaths: string[]; lastSequence: number };
     assert.ok(inventory.storePaths.includes(sys["web2a"] as string));
     assert.ok(inventory.lastSequence > 0);
-    const bundle = await create("b2.ferry", { "web-1": sys["web1b"] as string, "web-2": sys["web2a"] as string }, ["--since", file("inventory.json")]);
-    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ paths: number; omitted: number }>();
+    // --format 1: the layout older sites read, still made and still imported.
+    const bundle = await create("b2.ferry", { "web-1": sys["web1b"] as string, "web-2": sys["web2a"] as string }, [
+      "--since",
+      file("inventory.json"),
+      "--format",
+      "1",
+    ]);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ paths: number; omitted: number; version: number }>();
     assert.deepEqual([inspected.paths, inspected.omitted], [2, 2], "only web-1's new system and its package travel");
     const imported = await fleet.cli(importArgs(bundle, "--deploy"));
     assert.equal(imported.code, 0, imported.stdout + imported.stderr);
@@ -114,20 +120,21 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const good = await create("b3.ferry", { "web-2": sys["web2b"] as string });
     const bytes = readFileSync(good);
     const flipped = Buffer.from(bytes);
-    flipped[bytes.length - 4096] = (flipped[bytes.length - 4096] as number) ^ 0x40;
+    // Inside a NAR (version 2 keeps its manifest at the end).
+    flipped[Math.floor(bytes.length / 2)] = (flipped[Math.floor(bytes.length / 2)] as number) ^ 0x40;
     writeFileSync(file("flipped.ferry"), flipped);
     writeFileSync(file("truncated.ferry"), bytes.subarray(0, Math.floor(bytes.length * 0.7)));
-    // b3's manifest and signature in front of b1's files.
+    // b1's files under b3's manifest and signature (version 2: they come last).
     const b1 = readFileSync(file("b1.ferry"));
-    const headEnd = (buffer: Buffer): number => {
+    const manifestAt = (buffer: Buffer): number => {
       let offset = 0;
-      for (let entry = 0; entry < 2; entry++) {
+      while (buffer.toString("ascii", offset, offset + 13) !== "manifest.json") {
         const size = parseInt(buffer.toString("ascii", offset + 124, offset + 135), 8);
         offset += 512 + Math.ceil(size / 512) * 512;
       }
       return offset;
     };
-    writeFileSync(file("swapped.ferry"), Buffer.concat([bytes.subarray(0, headEnd(bytes)), b1.subarray(headEnd(b1))]));
+    writeFileSync(file("swapped.ferry"), Buffer.concat([b1.subarray(0, manifestAt(b1)), bytes.subarray(manifestAt(bytes))]));
     const untrusted = await create("untrusted.ferry", { "web-2": sys["web2b"] as string }, [], intruder);
     const before = siteSnapshot();
     const serials = JSON.stringify([(await hostStatus(fleet, "web-1")).desiredSerial, (await hostStatus(fleet, "web-2")).desiredSerial]);
@@ -215,7 +222,7 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       solo.run([process.execPath, FERRY_BIN, "agent", "apply-bundle", bundle, "--config", config, "--result", result, "--json"], 60_000);
     const good = await create("solo1.ferry", { solo: sys["soloa"] as string, "web-1": sys["web1b"] as string });
     const damaged = Buffer.from(readFileSync(good));
-    damaged[damaged.length - 3000] = (damaged[damaged.length - 3000] as number) ^ 0x01;
+    damaged[Math.floor(damaged.length / 2)] = (damaged[Math.floor(damaged.length / 2)] as number) ^ 0x01;
     writeFileSync(file("solo-damaged.ferry"), damaged);
 
     const refused = await apply(file("solo-damaged.ferry"), file("r0.json"));

@@ -84,6 +84,8 @@ export const ERROR_HINTS = {
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
   E_HOST_CASE_CLASH: "Host names ignore case; remove one of the named hosts from the database as the message says, then start again.",
   E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
+  E_STORE_PATH_CORRUPT:
+    "A path in the local store no longer matches its recorded hash; repair it (nix-store --verify --check-contents --repair) and create the bundle again.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -13,7 +13,7 @@ import {
   parseInventory,
   parseManifest,
   parseOptionalMode,
-  readBundleHead,
+  readBundleManifest,
   readSecretKeyFile,
   verifyBundle,
   type BundleManifest,
@@ -23,6 +23,7 @@ import { parseDuration } from "../units.js";
 import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
+import { ROLLOUT_POLICY_OPTIONS, parseRolloutPolicy, policyFlagsGiven } from "../rollout-policy-flags.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 
 const MIB = 1024 * 1024;
@@ -97,6 +98,7 @@ async function create(args: string[]): Promise<number> {
       site: { type: "string" },
       "expires-in": { type: "string", default: DEFAULT_EXPIRY },
       "work-dir": { type: "string" },
+      format: { type: "string", default: "2" },
       json: { type: "boolean", default: false },
     },
     false,
@@ -113,10 +115,16 @@ async function create(args: string[]): Promise<number> {
   const site = values.site === undefined ? null : assertHostName(values.site);
   const expiresIn = values["expires-in"];
   const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
+  if (values.format !== "1" && values.format !== "2")
+    throw new FerryError("E_BAD_ARGUMENT", "--format expects 2 (streamed, the default) or 1 (for sites running an older Ferry)");
+  const format = values.format === "1" ? 1 : 2;
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
+  const runner = new ProcessRunner();
   const { manifest, bytes } = await createBundle({
-    nix: new Nix(new ProcessRunner()),
+    nix: new Nix(runner),
+    runner,
+    format,
     hosts,
     output,
     signingKey,
@@ -151,7 +159,7 @@ async function inspect(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { json: { type: "boolean", default: false } });
   if (positionals.length !== 1) throw new FerryError("E_BAD_ARGUMENT", "usage: ferry bundle inspect FILE [--json]");
   const file = positionals[0] as string;
-  const head = await readBundleHead(new TarReader(createReadStream(file, { highWaterMark: MIB })));
+  const head = await readBundleManifest(new TarReader(createReadStream(file, { highWaterMark: MIB })));
   const manifest = parseManifest(head.manifestBytes);
   const signers = head.signatureFile
     .split("\n")
@@ -185,6 +193,8 @@ async function importBundle(args: string[]): Promise<number> {
     ...CONNECTION_OPTIONS,
     "trusted-key": { type: "string", multiple: true },
     deploy: { type: "boolean", default: false },
+    rollout: { type: "boolean", default: false },
+    ...ROLLOUT_POLICY_OPTIONS,
     mode: { type: "string" },
     "cache-url": { type: "string" },
     "no-local-verify": { type: "boolean", default: false },
@@ -195,6 +205,11 @@ async function importBundle(args: string[]): Promise<number> {
   const mode = parseOptionalMode(values.mode);
   const localVerify = !values["no-local-verify"];
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
+  if (values.rollout && values.deploy) throw new FerryError("E_BAD_ARGUMENT", "--deploy and --rollout exclude each other: a rollout deploys in waves");
+  const stray = values.rollout ? [] : policyFlagsGiven(values);
+  if (stray.length > 0) throw new FerryError("E_BAD_ARGUMENT", `${stray.map((flag) => `--${flag}`).join(", ")} only go with --rollout`);
+  const rollout = values.rollout ? parseRolloutPolicy(values) : undefined;
+  if (rollout && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--rollout needs the single-pass import; drop --two-pass");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
   const out = createOutput(values.json);
   const connection = connect({ controller: values.controller, tokenFile: values["token-file"] });
@@ -211,9 +226,11 @@ async function importBundle(args: string[]): Promise<number> {
         token: connection.token,
         deploy: values.deploy,
         mode,
+        ...(rollout ? { rollout } : {}),
         ...(keys ? { trustedKeys: keys } : {}),
       });
       const response = streamed.response;
+      const started = streamed.rollout;
       out.result(
         {
           file,
@@ -225,13 +242,16 @@ async function importBundle(args: string[]): Promise<number> {
           locallyVerified: streamed.verified !== undefined,
           deployed: values.deploy,
           deploymentId: response.deploymentId || null,
+          rolloutId: started?.id ?? null,
           hosts: response.hosts.map(hostStatusJson),
         },
         () =>
           `imported bundle ${response.sequence}: ${response.paths} paths (${(streamed.bytes / MIB).toFixed(1)} MiB)` +
           (values.deploy
             ? `; deployment ${response.deploymentId} for ${response.hosts.map((host) => host.name).join(", ")}`
-            : "; not deployed (pass --deploy)") +
+            : started
+              ? `; rollout ${started.id}: ${started.hosts.length} host(s) in ${started.waveCount} wave(s) (watch it with: ferry rollout status ${started.id} --wait)`
+              : "; not deployed (pass --deploy or --rollout)") +
           "\n",
       );
       return 0;

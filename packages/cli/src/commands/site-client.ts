@@ -3,7 +3,7 @@ import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { createHash } from "node:crypto";
 import { credentials } from "@grpc/grpc-js";
-import { FerryError, TarReader, readBundleHead, type BundleFile, type BundleManifest } from "@ferry/core";
+import { FerryError, MANIFEST_FILE, SIGNATURE_FILE, TarReader, readBundleStart, type BundleFile, type BundleManifest } from "@ferry/core";
 import { ActivationMode, SiteServiceClient, type InventoryResponse, type PublishBundleResponse } from "@ferry/protocol";
 import { toCliError, type OperatorConnection } from "../client.js";
 
@@ -75,7 +75,8 @@ export async function uploadBundleFiles(file: string, manifest: BundleManifest, 
   const secure = base.protocol === "https:";
   const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
   const reader = new TarReader(createReadStream(file, { highWaterMark: CHUNK }));
-  await readBundleHead(reader);
+  // Version 2 carries its manifest and signature last: they are skipped there like here.
+  await readBundleStart(reader);
   const pending = new Map<string, Promise<void>>();
   let failure: unknown;
   let files = 0;
@@ -89,6 +90,10 @@ export async function uploadBundleFiles(file: string, manifest: BundleManifest, 
   try {
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
       if (failure) throw failure;
+      if (entry.name === MANIFEST_FILE || entry.name === SIGNATURE_FILE) {
+        await reader.skip();
+        continue;
+      }
       const want = expected.get(entry.name);
       if (!want || want.size !== entry.size) throw new FerryError("E_BUNDLE_TAMPERED", `${entry.name} changed since the bundle was verified`);
       // The cache serves its own nix-cache-info; the bundle's copy is for file:// use only.

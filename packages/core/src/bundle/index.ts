@@ -3,6 +3,8 @@ export * from "./tar.js";
 export * from "./manifest.js";
 export * from "./verify.js";
 export * from "./write.js";
+export * from "./write-streamed.js";
+export * from "./nar-stream.js";
 export * from "./create.js";
 export * from "./inventory.js";
 export * from "./ledger.js";

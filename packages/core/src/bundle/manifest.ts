@@ -6,9 +6,19 @@ import { findValidSignature, signText, type PublicKey, type SigningKey } from ".
 /** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
 export const BUNDLE_FORMAT = "ferry-bundle";
 export const BUNDLE_VERSION = 1;
+/**
+ * Version 2 streams from the store: the files come first and the signed
+ * manifest last (the writer learns each compressed NAR's hash only as it
+ * writes it). Same manifest fields; readers accept 1 and 2.
+ */
+export const BUNDLE_VERSION_STREAMED = 2;
+export const BUNDLE_VERSIONS: readonly number[] = [BUNDLE_VERSION, BUNDLE_VERSION_STREAMED];
 /** 1.1 added `site` and `expiresAt`; 1.0 bundles (neither) are still read. */
 export const BUNDLE_MINOR_VERSION = 1;
 export const MANIFEST_FILE = "manifest.json";
+/** A version 2 bundle's first entry, with STREAMED_MARKER_TEXT: older readers name it when they refuse the file. */
+export const STREAMED_MARKER_FILE = "ferry-bundle-v2";
+export const STREAMED_MARKER_TEXT = "Ferry bundle, format version 2: the files first, the signed manifest.json and manifest.sig last.\n";
 export const SIGNATURE_FILE = "manifest.sig";
 export const CACHE_INFO_FILE = "nix-cache-info";
 export const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n";
@@ -58,8 +68,8 @@ export interface BundleManifest {
   expiresAt: string | null;
 }
 
-const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
-const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
+export const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
+export const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
 const ISO_TIME = /^\d{4}-\d\d-\d\dT[0-9:.]+Z$/;
 const HASH_TEXT = /^sha256[:-][A-Za-z0-9+/=]{43,52}$/;
 
@@ -100,8 +110,9 @@ export function parseManifest(bytes: Buffer): BundleManifest {
     throw error instanceof FerryError ? error : bad(`not JSON: ${(error as Error).message}`);
   }
   if (raw["format"] !== BUNDLE_FORMAT) throw bad(`not a Ferry bundle manifest (format ${JSON.stringify(raw["format"])})`);
-  if (raw["version"] !== BUNDLE_VERSION) {
-    throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(raw["version"])}; this Ferry reads version ${BUNDLE_VERSION}`);
+  const version = raw["version"];
+  if (typeof version !== "number" || !BUNDLE_VERSIONS.includes(version)) {
+    throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(version)}; this Ferry reads versions ${BUNDLE_VERSIONS.join(" and ")}`);
   }
   const hosts = Object.fromEntries(canonicalHostMap(Object.entries(object(raw["hosts"], "hosts")).map(([name, path]) => [name, assertStorePath(path)])));
   if (Object.keys(hosts).length === 0) throw bad("names no host");
@@ -137,7 +148,7 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   if (expiresAt !== null && Number.isNaN(Date.parse(expiresAt))) throw bad("expiresAt is not a time");
   return {
     format: BUNDLE_FORMAT,
-    version: BUNDLE_VERSION,
+    version,
     minorVersion: count(raw["minorVersion"] ?? 0, "minorVersion"),
     createdAt: text(raw["createdAt"], "createdAt", ISO_TIME),
     sequence: count(raw["sequence"], "sequence"),

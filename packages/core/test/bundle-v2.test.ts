@@ -1,0 +1,253 @@
+// Version 2 bundles (written in one pass from the store, manifest last): a
+// fake streaming runner stands in for `nix-store --dump` and zstd (identity),
+// the real writer and reader do the rest. The e2e bundle test runs them with
+// real Nix and zstd.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import {
+  FerryError,
+  MANIFEST_FILE,
+  SIGNATURE_FILE,
+  STREAMED_MARKER_FILE,
+  TarReader,
+  parseNarInfo,
+  readBundleManifest,
+  toNixBase32,
+  verifyBundle,
+  writeStreamedBundle,
+  type CommandResult,
+  type CommandSpec,
+  type ErrorCode,
+  type StorePathInfo,
+  type StreamingCommand,
+  type StreamingRunner,
+} from "@ferry/core";
+import { chunks, fakeStorePath, makeBundle, makeKey } from "./bundle-helpers.js";
+
+const key = makeKey("site-deploy-1");
+const scratch = mkdtempSync(join(tmpdir(), "ferry-bundle-v2-"));
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** `nix-store --dump P` yields the path's bytes; `zstd` passes its input through unchanged. */
+class FakeStore implements StreamingRunner {
+  readonly dumped: string[] = [];
+  constructor(readonly nars: Map<string, Buffer>) {}
+
+  run(spec: CommandSpec): Promise<CommandResult> {
+    return Promise.reject(new Error(`unexpected ${spec.argv.join(" ")}`));
+  }
+
+  stream(spec: Omit<CommandSpec, "input" | "inheritStdio" | "stdoutLimit" | "onSpawn">): StreamingCommand {
+    const [program, flag, path] = spec.argv;
+    if (program === "nix-store" && flag === "--dump") {
+      this.dumped.push(path as string);
+      const nar = this.nars.get(path as string);
+      const stdout = new PassThrough();
+      if (nar) stdout.end(nar);
+      else stdout.end();
+      return {
+        stdin: new PassThrough(),
+        stdout,
+        done: nar ? Promise.resolve() : Promise.reject(new FerryError("E_COMMAND_FAILED", `path ${path} is not valid`)),
+        kill: () => undefined,
+      };
+    }
+    if (program === "zstd" && spec.purpose === "compress") {
+      const pipe = new PassThrough();
+      return { stdin: pipe, stdout: pipe, done: new Promise((resolve) => pipe.on("end", resolve)), kill: () => undefined };
+    }
+    throw new Error(`unexpected ${spec.argv.join(" ")}`);
+  }
+}
+
+interface Closure {
+  infos: StorePathInfo[];
+  store: FakeStore;
+  system: string;
+}
+
+function closure(sizes = [3000, 5 << 20, 1024]): Closure {
+  const lib = fakeStorePath("lib");
+  const data = fakeStorePath("data");
+  const system = fakeStorePath("nixos-system-web-1");
+  const nars = new Map<string, Buffer>();
+  const refs: Record<string, string[]> = { [lib]: [lib], [data]: [], [system]: [lib, data] };
+  const infos = [system, lib, data].map((path, index): StorePathInfo => {
+    const nar = randomBytes(sizes[index] as number);
+    nars.set(path, nar);
+    return { path, narHash: `sha256:${toNixBase32(createHash("sha256").update(nar).digest())}`, narSize: nar.length, references: refs[path] as string[] };
+  });
+  return { infos, store: new FakeStore(nars), system };
+}
+
+async function write(c: Closure, name: string, sequence = 9): Promise<Buffer> {
+  const output = join(scratch, name);
+  await writeStreamedBundle({
+    runner: c.store,
+    paths: c.infos,
+    omitted: [],
+    hosts: { "web-1": c.system },
+    sequence,
+    since: null,
+    signingKey: key.secret,
+    output,
+    now: new Date("2026-11-22T04:00:00.000Z"),
+  });
+  return readFileSync(output);
+}
+
+async function refused(bytes: Buffer, codes: ErrorCode[], pattern?: RegExp): Promise<void> {
+  await assert.rejects(verifyBundle(chunks(bytes, 65536), { trustedKeys: [key.publicKey] }), (error: unknown) => {
+    assert.ok(error instanceof FerryError, String(error));
+    assert.ok(codes.includes(error.code), `expected ${codes.join("|")}, got ${error.code}: ${error.message}`);
+    if (pattern) assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+async function names(bytes: Buffer): Promise<{ name: string; header: number; data: number; size: number }[]> {
+  const reader = new TarReader(chunks(bytes, 65536));
+  const out = [];
+  for (let entry = await reader.next(); entry; entry = await reader.next()) {
+    out.push({ name: entry.name, header: reader.offset - 512, data: reader.offset, size: entry.size });
+    await reader.skip();
+  }
+  return out;
+}
+
+describe("bundle format version 2 (streamed, manifest last)", () => {
+  test("round trip: files first in dependency order, manifest and signature last; every file verified and handed to the sink", async () => {
+    const c = closure();
+    const bytes = await write(c, "round.ferry");
+    const entries = (await names(bytes)).map((entry) => entry.name);
+    assert.equal(entries[0], STREAMED_MARKER_FILE);
+    assert.equal(entries[1], "nix-cache-info");
+    assert.deepEqual(entries.slice(-2), [MANIFEST_FILE, SIGNATURE_FILE]);
+    const sunk: string[] = [];
+    const verified = await verifyBundle(chunks(bytes, 65536), {
+      trustedKeys: [key.publicKey],
+      sink: async (name, _size, body) => {
+        for await (const _chunk of body) void _chunk;
+        sunk.push(name);
+      },
+    });
+    assert.equal(verified.manifest.version, 2);
+    assert.deepEqual(sunk, entries.slice(1, -2));
+    // Dependencies first: the system, which refers to both, comes last.
+    assert.deepEqual(
+      verified.manifest.paths.map((path) => path.storePath),
+      [...c.infos]
+        .slice(1)
+        .sort((a, b) => a.path.localeCompare(b.path))
+        .map((info) => info.path)
+        .concat(c.system),
+    );
+    for (const path of verified.manifest.paths) {
+      const info = c.infos.find((candidate) => candidate.path === path.storePath) as StorePathInfo;
+      assert.equal(path.narHash, info.narHash, "the NAR hash computed while streaming is Nix's");
+      assert.match(path.nar.file, /^nar\/[0-9a-z]{52}\.nar\.zst$/);
+    }
+    // Each path was read from the store once.
+    assert.equal(c.store.dumped.length, 3);
+    const head = await readBundleManifest(new TarReader(chunks(bytes)));
+    assert.deepEqual(head.manifestBytes, verified.manifestBytes);
+  });
+
+  test("its narinfos are what a Nix file cache holds: URL, zstd, FileHash/FileSize of the stored file, our signature", async () => {
+    const c = closure([10, 20, 30]);
+    const bytes = await write(c, "narinfo.ferry");
+    const reader = new TarReader(chunks(bytes));
+    const files = new Map<string, Buffer>();
+    for (let entry = await reader.next(); entry; entry = await reader.next()) files.set(entry.name, await reader.readAll(1 << 24));
+    const narinfos = [...files].filter(([name]) => name.endsWith(".narinfo"));
+    assert.equal(narinfos.length, 3);
+    for (const [, text] of narinfos) {
+      const info = parseNarInfo(text.toString("utf8"));
+      assert.equal(info.compression, "zstd");
+      const nar = files.get(info.url) as Buffer;
+      assert.equal(info.fileSize, nar.length);
+      assert.match(text.toString("utf8"), new RegExp(`FileHash: sha256:${toNixBase32(createHash("sha256").update(nar).digest())}\\n`));
+      assert.ok(info.sigs.some((sig) => sig.startsWith("site-deploy-1:")));
+    }
+  });
+
+  test("tar(1) lists it", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, async () => {
+    await write(closure([100, 2000, 300]), "tar.ferry");
+    const listed = spawnSync("tar", ["-tf", join(scratch, "tar.ferry")], { encoding: "utf8" });
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.equal(listed.stdout.trim().split("\n").length, 10);
+  });
+
+  test("the same reader still takes version 1 bundles", async () => {
+    const v1 = await makeBundle(key);
+    const verified = await verifyBundle(chunks(v1.bytes), { trustedKeys: [key.publicKey] });
+    assert.equal(verified.manifest.version, 1);
+    const head = await readBundleManifest(new TarReader(chunks(v1.bytes)));
+    assert.deepEqual(head.manifestBytes, verified.manifestBytes);
+  });
+
+  test("truncation anywhere is refused", async () => {
+    const bytes = await write(closure([3000, 300_000, 1024]), "cut.ferry");
+    for (let i = 0; i < 40; i++) {
+      const cut = Math.floor((bytes.length * i) / 40);
+      await refused(bytes.subarray(0, cut), ["E_BUNDLE_TRUNCATED"]);
+    }
+    await refused(bytes.subarray(0, bytes.length - 1025), ["E_BUNDLE_TRUNCATED"]);
+  });
+
+  test("a flipped byte anywhere is refused with a bundle error", async () => {
+    const bytes = await write(closure([3000, 300_000, 1024]), "flip.ferry");
+    const offsets = new Set<number>();
+    for (let i = 0; i < 60; i++) offsets.add(Math.floor((bytes.length * i) / 60));
+    for (const entry of await names(bytes)) [entry.header, entry.header + 130, entry.data, entry.data + entry.size - 1].forEach((o) => offsets.add(o));
+    for (const offset of offsets) {
+      const copy = Buffer.from(bytes);
+      copy[offset] = (copy[offset] as number) ^ 0x20;
+      await refused(copy, ["E_BUNDLE_TAMPERED", "E_BUNDLE_SIGNATURE", "E_BUNDLE_FORMAT", "E_BUNDLE_TRUNCATED"]);
+    }
+  });
+
+  test("a NAR changed in place (same size) is caught by its hash, a manifest from another bundle by the file list", async () => {
+    const c = closure([3000, 300_000, 1024]);
+    const bytes = await write(c, "a.ferry");
+    const entries = await names(bytes);
+    const nar = entries.find((entry) => entry.name.startsWith("nar/") && entry.size > 100_000) as (typeof entries)[0];
+    const copy = Buffer.from(bytes);
+    copy[nar.data + 1000] = (copy[nar.data + 1000] as number) ^ 1;
+    await refused(copy, ["E_BUNDLE_TAMPERED"], /does not match the SHA-256/);
+    // The files of one bundle under the (validly signed) manifest of another.
+    const other = await write(closure([3000, 300_000, 1024]), "b.ferry", 10);
+    const otherEntries = await names(other);
+    const manifestAt = (list: typeof entries) => (list.find((entry) => entry.name === MANIFEST_FILE) as (typeof entries)[0]).header;
+    const spliced = Buffer.concat([bytes.subarray(0, manifestAt(entries)), other.subarray(manifestAt(otherEntries))]);
+    await refused(spliced, ["E_BUNDLE_TAMPERED"], /expected nar\//);
+  });
+
+  test("an untrusted signer is refused, after the stream", async () => {
+    const bytes = await write(closure([10, 10, 10]), "untrusted.ferry");
+    await assert.rejects(verifyBundle(chunks(bytes), { trustedKeys: [makeKey("intruder-1").publicKey] }), (error: unknown) => {
+      assert.equal((error as FerryError).code, "E_BUNDLE_SIGNATURE");
+      return true;
+    });
+  });
+
+  test("a store path whose dump does not match its recorded NAR hash fails the write and leaves no file", async () => {
+    const c = closure([100, 200, 300]);
+    (c.infos[1] as StorePathInfo).narHash = `sha256:${toNixBase32(randomBytes(32))}`;
+    await assert.rejects(write(c, "corrupt.ferry"), (error: unknown) => (error as FerryError).code === "E_STORE_PATH_CORRUPT");
+    assert.equal(existsSync(join(scratch, "corrupt.ferry")), false);
+    assert.equal(existsSync(join(scratch, "corrupt.ferry.partial")), false);
+  });
+
+  test("a failing dump fails the write", async () => {
+    const c = closure([100, 200, 300]);
+    c.store.nars.delete(c.system);
+    await assert.rejects(write(c, "gone.ferry"), (error: unknown) => (error as FerryError).code === "E_COMMAND_FAILED");
+  });
+});
