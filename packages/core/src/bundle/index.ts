@@ -5,6 +5,7 @@ export * from "./verify.js";
 export * from "./write.js";
 export * from "./write-streamed.js";
 export * from "./nar-stream.js";
+export * from "./nar-dump.js";
 export * from "./create.js";
 export * from "./inventory.js";
 export * from "./ledger.js";

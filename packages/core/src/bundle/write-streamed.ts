@@ -19,7 +19,7 @@ import {
   type BundlePath,
   type OmittedPath,
 } from "./manifest.js";
-import { streamCompressedNar } from "./nar-stream.js";
+import { streamCompressedNar, streamPlainNar, type StreamedNar } from "./nar-stream.js";
 import { BLOCK, TAR_END, tarHeader, tarPadding } from "./tar.js";
 import { dependencyOrder } from "./write.js";
 
@@ -33,6 +33,8 @@ export interface StorePathInfo {
 
 export interface WriteStreamedOptions {
   runner: StreamingRunner;
+  /** The NAR of a store path; tests stand in for the store. Default: dumpNar. */
+  narSource?: (storePath: string) => AsyncIterable<Buffer>;
   /** The paths the bundle carries, as the store describes them. */
   paths: readonly StorePathInfo[];
   omitted: readonly OmittedPath[];
@@ -47,6 +49,60 @@ export interface WriteStreamedOptions {
 }
 
 const WRITE_BATCH = 4 << 20;
+/**
+ * Paths streamed at once: the archive takes them in order, but the next ones
+ * start their `nix-store --dump | zstd` meanwhile (hiding process start-up and
+ * using every core), each buffering at most SPOOL_LIMIT bytes until its turn.
+ */
+const LOOKAHEAD = 4;
+/** NARs below this size go in uncompressed (`.nar`): a zstd process per path costs more than it saves. */
+export const COMPRESS_MIN_NAR_SIZE = 64 * 1024;
+const SPOOL_LIMIT = 16 << 20;
+
+/** One path's compressed bytes on their way to the archive: filled by its stream, drained in archive order. */
+class Spool {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private finished = false;
+  private wakeReader: (() => void) | undefined;
+  private wakeWriter: (() => void) | undefined;
+  private cancelled = false;
+
+  async push(chunk: Buffer): Promise<void> {
+    if (this.cancelled) throw new FerryError("E_INTERNAL", "bundle writing stopped");
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    this.wakeReader?.();
+    while (this.bytes > SPOOL_LIMIT) await new Promise<void>((resolve) => (this.wakeWriter = resolve));
+  }
+
+  /** The archive stopped: the stream's next push throws, which ends its commands. */
+  cancel(): void {
+    this.cancelled = true;
+    this.chunks = [];
+    this.bytes = 0;
+    this.wakeWriter?.();
+  }
+
+  finish(): void {
+    this.finished = true;
+    this.wakeReader?.();
+  }
+
+  async *drain(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const chunk = this.chunks.shift();
+      if (chunk) {
+        this.bytes -= chunk.length;
+        if (this.bytes <= SPOOL_LIMIT) this.wakeWriter?.();
+        yield chunk;
+        continue;
+      }
+      if (this.finished) return;
+      await new Promise<void>((resolve) => (this.wakeReader = resolve));
+    }
+  }
+}
 
 /**
  * Appends to the output at known offsets, so that a NAR entry's tar header,
@@ -110,14 +166,14 @@ async function writeAt(out: FileHandle, buffers: Buffer[], at: number): Promise<
   }
 }
 
-function narinfoText(info: StorePathInfo, file: string, fileSha256: Buffer, fileSize: number, narSha256: Buffer, key: SigningKey): string {
+function narinfoText(info: StorePathInfo, file: string, compressed: boolean, fileSha256: Buffer, fileSize: number, narSha256: Buffer, key: SigningKey): string {
   const narHash = `sha256:${toNixBase32(narSha256)}`;
   const references = [...info.references].sort();
   const fingerprint = narInfoFingerprint(info.path, narHash, info.narSize, references);
   return [
     `StorePath: ${info.path}`,
     `URL: ${file}`,
-    "Compression: zstd",
+    `Compression: ${compressed ? "zstd" : "none"}`,
     `FileHash: sha256:${toNixBase32(fileSha256)}`,
     `FileSize: ${fileSize}`,
     `NarHash: ${narHash}`,
@@ -145,6 +201,8 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
   const mtime = Math.floor(options.now.getTime() / 1000);
   const temp = `${options.output}.partial`;
   const out = await open(temp, "w", 0o644);
+  let spools: Spool[] = [];
+  let running: Promise<StreamedNar>[] = [];
   try {
     const writer = new PositionedWriter(out);
     const addSmall = async (name: string, text: string): Promise<void> => {
@@ -154,9 +212,28 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
     await addSmall(STREAMED_MARKER_FILE, STREAMED_MARKER_TEXT);
     await addSmall(CACHE_INFO_FILE, NIX_CACHE_INFO);
     const entries: BundlePath[] = [];
-    for (const info of ordered) {
+    // Started LOOKAHEAD paths ahead of the one being written; each settles with its hashes.
+    spools = ordered.map(() => new Spool());
+    const streams: Promise<StreamedNar>[] = [];
+    running = streams;
+    const start = (index: number): void => {
+      const info = ordered[index];
+      if (!info || streams[index]) return;
+      const spool = spools[index] as Spool;
+      const sink = (chunk: Buffer): Promise<void> => spool.push(chunk);
+      const streamed = (
+        info.narSize < COMPRESS_MIN_NAR_SIZE
+          ? streamPlainNar(info.path, sink, options.narSource)
+          : streamCompressedNar(options.runner, info.path, sink, options.narSource)
+      ).finally(() => spool.finish());
+      streamed.catch(() => undefined);
+      streams[index] = streamed;
+    };
+    for (const [index, info] of ordered.entries()) {
+      for (let ahead = index; ahead < index + LOOKAHEAD; ahead++) start(ahead);
       const headerAt = await writer.reserve(BLOCK);
-      const nar = await streamCompressedNar(options.runner, info.path, (chunk) => writer.append(chunk));
+      for await (const chunk of (spools[index] as Spool).drain()) await writer.append(chunk);
+      const nar = await (streams[index] as Promise<StreamedNar>);
       const expected = parseSha256(info.narHash);
       if (!expected?.equals(nar.narSha256) || nar.narSize !== info.narSize) {
         throw new FerryError(
@@ -164,10 +241,11 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
           `${info.path} in the local store does not match its recorded NAR hash or size; repair it (nix-store --verify --check-contents --repair)`,
         );
       }
-      const file = `nar/${toNixBase32(nar.fileSha256)}.nar.zst`;
+      const compressed = info.narSize >= COMPRESS_MIN_NAR_SIZE;
+      const file = `nar/${toNixBase32(nar.fileSha256)}${compressed ? ".nar.zst" : ".nar"}`;
       await writer.append(tarPadding(nar.fileSize));
       await writer.fill(headerAt, tarHeader(file, nar.fileSize, mtime));
-      const text = narinfoText(info, file, nar.fileSha256, nar.fileSize, nar.narSha256, options.signingKey);
+      const text = narinfoText(info, file, compressed, nar.fileSha256, nar.fileSize, nar.narSha256, options.signingKey);
       const narinfoFile = `${parseStorePath(info.path).hash}.narinfo`;
       await addSmall(narinfoFile, text);
       entries.push({
@@ -202,6 +280,8 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
     await rename(temp, options.output);
     return { manifest, bytes: writer.position };
   } catch (error) {
+    for (const spool of spools) spool.cancel();
+    await Promise.allSettled(running);
     await out.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     throw error;
