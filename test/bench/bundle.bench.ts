@@ -262,6 +262,15 @@ export async function runBundleBench(): Promise<void> {
     const sections = results.map(section);
     for (const s of sections) process.stdout.write(`${s.verdicts.join("; ")}\n`);
     const nixVersion = (await mustExec(["nix", "--version"])).trim();
+    // The analysis is written by hand under this heading; a new run keeps it.
+    const analysisHeading = "### Where the time goes";
+    let analysis = "";
+    try {
+      const previous = readFileSync(join(HERE, "RESULTS.md"), "utf8");
+      if (previous.includes(analysisHeading)) analysis = previous.slice(previous.indexOf(analysisHeading));
+    } catch {
+      // first run
+    }
     writeFileSync(
       join(HERE, "RESULTS.md"),
       `# Benchmark results
@@ -272,11 +281,11 @@ Command: \`BENCH_RUNS=${RUNS} npm run bench\` (runs \`node --import tsx test/ben
 
 - Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${fmt(totalmem() / 2 ** 30, 1)} GiB RAM, shared with other jobs (the load average at the start of each run is in the tables); ${nixVersion}; Node ${process.version}; run ${new Date().toISOString()}.
 - Baselines: \`nix-store --export $(nix-store -qR ROOT) | unshare -m sh -c 'mount --bind FRESH/nix /nix && nix-store --import'\` into an empty store, and the same followed by \`&& sync\` (durable, like a site import must be: the fair baseline).
-- Ferry: \`ferry bundle create --manifest HOSTS.json -o B --signing-key-file K\` (format 2: NARs streamed from the store through \`nix-store --dump\` and \`zstd -3 -T0\`, hashed on the way, manifest last; no scratch copy), then \`ferry bundle import B --trusted-key K\` into a freshly started controller (one pass: streamed once to the controller, verified on both sides, staged, synced, renamed into the cache).
-- Every measured step starts after a \`sync\` (not timed). Times are wall clock; memory is the peak RSS of each command's process tree (\`/usr/bin/time -v\`; create includes \`nix-store --dump\` and \`zstd\`); the controller's is its VmHWM. Medians of ${RUNS}.
+- Ferry: \`ferry bundle create --manifest HOSTS.json -o B --signing-key-file K\` (format 2: each NAR serialised in-process from the store — the bytes of \`nix-store --dump\`, checked against Nix's NAR hash — piped through \`zstd -3 -T0\` (NARs under 64 KiB uncompressed), hashed on the way, manifest last; no scratch copy), then \`ferry bundle import B --trusted-key K\` into a freshly started controller (one pass: streamed once to the controller, verified on both sides, staged, synced, renamed into the cache).
+- Every measured step starts after a \`sync\` (not timed). Times are wall clock; memory is the peak RSS of each command's process tree (\`/usr/bin/time -v\`; create includes its \`zstd\` processes); the controller's is its VmHWM. Medians of ${RUNS}.
 
 ${sections.map((s) => s.text).join("\n")}
-`,
+${analysis}`,
     );
   } finally {
     rmSync(work, { recursive: true, force: true });
