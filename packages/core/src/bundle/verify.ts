@@ -185,6 +185,8 @@ function checkNarInfo(path: BundlePath, text: string, closure: ReadonlySet<strin
 
 /** Most files a version 2 bundle may hold before its manifest: bounds what an unsigned stream can make a reader track. */
 const MAX_STREAMED_FILES = 2_000_000;
+/** Narinfo text kept until the manifest arrives: as much as the largest manifest may list (about 600 bytes a path). */
+const MAX_STREAMED_TEXT_BYTES = MAX_MANIFEST_BYTES;
 
 interface SeenFile extends BundleFile {
   /** Kept for nix-cache-info and narinfos only. */
@@ -200,6 +202,7 @@ interface SeenFile extends BundleFile {
  */
 async function verifyStreamed(reader: TarReader, trusted: ReturnType<typeof parsePublicKeys>, options: VerifyOptions): Promise<VerifiedBundle> {
   const seen: SeenFile[] = [];
+  let keptText = 0;
   let entry = await reader.next();
   for (; entry !== null && entry.name !== MANIFEST_FILE; entry = await reader.next()) {
     const name = entry.name;
@@ -207,6 +210,8 @@ async function verifyStreamed(reader: TarReader, trusted: ReturnType<typeof pars
     if (!isNar && !NARINFO_NAME.test(name) && name !== CACHE_INFO_FILE) throw tampered(`unexpected entry ${JSON.stringify(name)} in the bundle`);
     if (!isNar && entry.size > MAX_NARINFO_BYTES) throw tampered(`${name} is ${entry.size} bytes, too large for its kind`);
     if (seen.length >= MAX_STREAMED_FILES) throw tampered(`more than ${MAX_STREAMED_FILES} files before the manifest`);
+    if (!isNar) keptText += entry.size;
+    if (keptText > MAX_STREAMED_TEXT_BYTES) throw tampered(`more than ${MAX_STREAMED_TEXT_BYTES} bytes of narinfos before the manifest`);
     const hash = createHash("sha256");
     const kept: Buffer[] = [];
     async function* hashed(): AsyncGenerator<Buffer> {
