@@ -16,6 +16,8 @@ import {
   SIGNATURE_FILE,
   STREAMED_MARKER_FILE,
   COMPRESS_MIN_NAR_SIZE,
+  HEAD_FILE,
+  HEAD_SIGNATURE_FILE,
   TarReader,
   dumpNar,
   parseNarInfo,
@@ -123,8 +125,7 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     const c = closure();
     const bytes = await write(c, "round.ferry");
     const entries = (await names(bytes)).map((entry) => entry.name);
-    assert.equal(entries[0], STREAMED_MARKER_FILE);
-    assert.equal(entries[1], "nix-cache-info");
+    assert.deepEqual(entries.slice(0, 4), [STREAMED_MARKER_FILE, HEAD_FILE, HEAD_SIGNATURE_FILE, "nix-cache-info"]);
     assert.deepEqual(entries.slice(-2), [MANIFEST_FILE, SIGNATURE_FILE]);
     const sunk: string[] = [];
     const verified = await verifyBundle(chunks(bytes, 65536), {
@@ -135,7 +136,7 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
       },
     });
     assert.equal(verified.manifest.version, 2);
-    assert.deepEqual(sunk, entries.slice(1, -2));
+    assert.deepEqual(sunk, entries.slice(3, -2));
     // Dependencies first: the system, which refers to both, comes last.
     const order = verified.manifest.paths.map((path) => path.storePath);
     assert.equal(order.length, 3);
@@ -174,7 +175,7 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     await write(closure([100, 2000, 300]), "tar.ferry");
     const listed = spawnSync("tar", ["-tf", join(scratch, "tar.ferry")], { encoding: "utf8" });
     assert.equal(listed.status, 0, listed.stderr);
-    assert.equal(listed.stdout.trim().split("\n").length, 10);
+    assert.equal(listed.stdout.trim().split("\n").length, 12);
   });
 
   test("the same reader still takes version 1 bundles", async () => {
@@ -219,15 +220,59 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     const otherEntries = await names(other);
     const manifestAt = (list: typeof entries) => (list.find((entry) => entry.name === MANIFEST_FILE) as (typeof entries)[0]).header;
     const spliced = Buffer.concat([bytes.subarray(0, manifestAt(entries)), other.subarray(manifestAt(otherEntries))]);
-    await refused(spliced, ["E_BUNDLE_TAMPERED"], /expected nar\//);
+    await refused(spliced, ["E_BUNDLE_TAMPERED"], /disagrees with the bundle's signed head/);
   });
 
-  test("an untrusted signer is refused, after the stream", async () => {
+  test("an untrusted signer is refused by the signed head, before any file reaches the sink", async () => {
     const bytes = await write(closure([10, 10, 10]), "untrusted.ferry");
-    await assert.rejects(verifyBundle(chunks(bytes), { trustedKeys: [makeKey("intruder-1").publicKey] }), (error: unknown) => {
-      assert.equal((error as FerryError).code, "E_BUNDLE_SIGNATURE");
-      return true;
-    });
+    let sunk = 0;
+    await assert.rejects(
+      verifyBundle(chunks(bytes), {
+        trustedKeys: [makeKey("intruder-1").publicKey],
+        sink: async () => {
+          sunk += 1;
+        },
+      }),
+      (error: unknown) => {
+        assert.equal((error as FerryError).code, "E_BUNDLE_SIGNATURE");
+        return true;
+      },
+    );
+    assert.equal(sunk, 0);
+  });
+
+  test("files the signed head did not announce, or more NAR data than it allows, are refused before they are staged", async () => {
+    // Another bundle's files under this bundle's head: the first narinfo is not announced.
+    const a = await write(closure([3000, 300_000, 1024]), "head-a.ferry");
+    const b = await write(closure([3000, 300_000, 1024]), "head-b.ferry", 10);
+    const aEntries = await names(a);
+    const bEntries = await names(b);
+    const at = (list: typeof aEntries, name: string) => (list.find((entry) => entry.name === name) as (typeof aEntries)[0]).header;
+    const mixed = Buffer.concat([a.subarray(0, at(aEntries, "nix-cache-info")), b.subarray(at(bEntries, "nix-cache-info"))]);
+    const staged: string[] = [];
+    await assert.rejects(
+      verifyBundle(chunks(mixed), {
+        trustedKeys: [key.publicKey],
+        sink: async (name, _size, body) => {
+          for await (const _chunk of body) void _chunk;
+          staged.push(name);
+        },
+      }),
+      (error: unknown) => (error as FerryError).code === "E_BUNDLE_TAMPERED" && /not a path the signed head announced/.test((error as FerryError).message),
+    );
+    assert.ok(
+      staged.every((name) => !name.endsWith(".narinfo")),
+      `staged ${staged.join(", ")}`,
+    );
+    // A head announcing tiny paths in front of big NARs.
+    const small = closure([10, 10, 10]);
+    const big = closure([3000, 300_000, 1024]);
+    const smallBytes = await write(small, "head-small.ferry");
+    const bigBytes = await write(big, "head-big.ferry");
+    const sEntries = await names(smallBytes);
+    const gEntries = await names(bigBytes);
+    const swapped = Buffer.concat([smallBytes.subarray(0, at(sEntries, "nix-cache-info")), bigBytes.subarray(at(gEntries, "nix-cache-info"))]);
+    await refused(swapped, ["E_BUNDLE_TAMPERED"], /more NAR data than its signed head announced|not a path the signed head announced/);
   });
 
   test("a store path whose dump does not match its recorded NAR hash fails the write and leaves no file", async () => {

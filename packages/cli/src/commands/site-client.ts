@@ -3,7 +3,17 @@ import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { createHash } from "node:crypto";
 import { credentials } from "@grpc/grpc-js";
-import { FerryError, MANIFEST_FILE, SIGNATURE_FILE, TarReader, readBundleStart, type BundleFile, type BundleManifest } from "@ferry/core";
+import {
+  FerryError,
+  HEAD_FILE,
+  HEAD_SIGNATURE_FILE,
+  MANIFEST_FILE,
+  SIGNATURE_FILE,
+  TarReader,
+  readBundleStart,
+  type BundleFile,
+  type BundleManifest,
+} from "@ferry/core";
 import { ActivationMode, SiteServiceClient, type InventoryResponse, type PublishBundleResponse } from "@ferry/protocol";
 import { toCliError, type OperatorConnection } from "../client.js";
 
@@ -90,7 +100,7 @@ export async function uploadBundleFiles(file: string, manifest: BundleManifest, 
   try {
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
       if (failure) throw failure;
-      if (entry.name === MANIFEST_FILE || entry.name === SIGNATURE_FILE) {
+      if (entry.name === MANIFEST_FILE || entry.name === SIGNATURE_FILE || entry.name === HEAD_FILE || entry.name === HEAD_SIGNATURE_FILE) {
         await reader.skip();
         continue;
       }

@@ -18,6 +18,15 @@ export const BUNDLE_MINOR_VERSION = 1;
 export const MANIFEST_FILE = "manifest.json";
 /** A version 2 bundle's first entry, with STREAMED_MARKER_TEXT: older readers name it when they refuse the file. */
 export const STREAMED_MARKER_FILE = "ferry-bundle-v2";
+/**
+ * A version 2 bundle's signed head, right after the marker: the sequence and
+ * the paths (with NAR sizes) the bundle will carry, in order, so that a reader
+ * checks a signature before it stages a byte, stages only what the head
+ * announced, and bounds its size. The manifest at the end must agree with it.
+ */
+export const HEAD_FILE = "head.json";
+export const HEAD_SIGNATURE_FILE = "head.sig";
+export const HEAD_FORMAT = "ferry-bundle-head";
 export const STREAMED_MARKER_TEXT = "Ferry bundle, format version 2: the files first, the signed manifest.json and manifest.sig last.\n";
 export const SIGNATURE_FILE = "manifest.sig";
 export const CACHE_INFO_FILE = "nix-cache-info";
@@ -198,4 +207,32 @@ export function verifyManifestSignature(manifestBytes: Uint8Array, signatureFile
 /** Every store path the manifest says the hosts' closures consist of. */
 export function closureOf(manifest: BundleManifest): Set<string> {
   return new Set([...manifest.paths.map((entry) => entry.storePath), ...manifest.omitted.map((entry) => entry.storePath)]);
+}
+
+/** A version 2 bundle's head (HEAD_FILE). */
+export interface BundleHead {
+  format: typeof HEAD_FORMAT;
+  version: number;
+  sequence: number;
+  paths: { storePath: string; narSize: number }[];
+}
+
+export function parseBundleHead(bytes: Buffer): BundleHead {
+  let raw: Record<string, unknown>;
+  try {
+    raw = object(JSON.parse(bytes.toString("utf8")), "the head");
+  } catch (error) {
+    throw error instanceof FerryError ? error : bad(`head: not JSON: ${(error as Error).message}`);
+  }
+  if (raw["format"] !== HEAD_FORMAT || raw["version"] !== BUNDLE_VERSION_STREAMED) throw bad("head: not a version 2 bundle head");
+  if (!Array.isArray(raw["paths"])) throw bad("head: paths must be a list");
+  return {
+    format: HEAD_FORMAT,
+    version: BUNDLE_VERSION_STREAMED,
+    sequence: count(raw["sequence"], "head.sequence"),
+    paths: raw["paths"].map((value, i) => {
+      const entry = object(value, `head.paths[${i}]`);
+      return { storePath: assertStorePath(entry["storePath"]), narSize: count(entry["narSize"], `head.paths[${i}].narSize`) };
+    }),
+  };
 }

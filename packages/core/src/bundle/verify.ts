@@ -12,6 +12,9 @@ import {
   SIGNATURE_FILE,
   STREAMED_MARKER_FILE,
   STREAMED_MARKER_TEXT,
+  HEAD_FILE,
+  HEAD_SIGNATURE_FILE,
+  parseBundleHead,
   BUNDLE_VERSION_STREAMED,
   CACHE_INFO_FILE,
   closureOf,
@@ -23,6 +26,7 @@ import {
   type BundlePath,
 } from "./manifest.js";
 import { TarReader } from "./tar.js";
+import { parseStorePath } from "../validate.js";
 
 /**
  * Receives each file of the bundle while it is being verified (to extract it,
@@ -68,12 +72,20 @@ export async function readBundleHead(reader: TarReader): Promise<{ manifestBytes
 }
 
 /** The first entries: a version 1 bundle's manifest and signature, or a version 2 bundle's marker (its manifest comes last). */
-export async function readBundleStart(reader: TarReader): Promise<{ version: 1; manifestBytes: Buffer; signatureFile: string } | { version: 2 }> {
+export async function readBundleStart(
+  reader: TarReader,
+): Promise<{ version: 1; manifestBytes: Buffer; signatureFile: string } | { version: 2; headBytes: Buffer; headSignature: string }> {
   const first = await reader.next();
   if (first?.name === STREAMED_MARKER_FILE) {
     if (!(await reader.readAll(STREAMED_MARKER_TEXT.length)).equals(Buffer.from(STREAMED_MARKER_TEXT)))
       throw new FerryError("E_BUNDLE_FORMAT", `not a Ferry bundle: a damaged ${STREAMED_MARKER_FILE} entry`);
-    return { version: 2 };
+    const head = await reader.next();
+    if (head?.name !== HEAD_FILE) throw tampered(`expected ${HEAD_FILE} after ${STREAMED_MARKER_FILE}, found ${JSON.stringify(head?.name ?? "the end")}`);
+    const headBytes = await reader.readAll(MAX_MANIFEST_BYTES);
+    const sig = await reader.next();
+    if (sig?.name !== HEAD_SIGNATURE_FILE)
+      throw tampered(`expected ${HEAD_SIGNATURE_FILE} after ${HEAD_FILE}, found ${JSON.stringify(sig?.name ?? "the end")}`);
+    return { version: 2, headBytes, headSignature: (await reader.readAll(MAX_SIGNATURE_BYTES)).toString("utf8") };
   }
   if (first?.name !== MANIFEST_FILE)
     throw new FerryError("E_BUNDLE_FORMAT", `not a Ferry bundle: the first entry is ${JSON.stringify(first?.name ?? "missing")}`);
@@ -110,7 +122,7 @@ export async function verifyBundle(source: AsyncIterable<Buffer | Uint8Array | s
   const trusted = parsePublicKeys(options.trustedKeys);
   const reader = new TarReader(source);
   const start = await readBundleStart(reader);
-  if (start.version === 2) return verifyStreamed(reader, trusted, options);
+  if (start.version === 2) return verifyStreamed(reader, trusted, options, start);
   const { manifestBytes, signatureFile } = start;
   // The signature is checked on the raw bytes before the manifest is even parsed.
   const signer = verifyManifestSignature(manifestBytes, signatureFile, trusted);
@@ -200,7 +212,19 @@ interface SeenFile extends BundleFile {
  * against it: the same list, order, sizes and hashes, and the same narinfo
  * checks as version 1. A receiver's onManifest runs after the whole stream.
  */
-async function verifyStreamed(reader: TarReader, trusted: ReturnType<typeof parsePublicKeys>, options: VerifyOptions): Promise<VerifiedBundle> {
+async function verifyStreamed(
+  reader: TarReader,
+  trusted: ReturnType<typeof parsePublicKeys>,
+  options: VerifyOptions,
+  start: { headBytes: Buffer; headSignature: string },
+): Promise<VerifiedBundle> {
+  // The signed head first: nothing unsigned reaches the sink, only the files of paths it announced, within its sizes.
+  verifyManifestSignature(start.headBytes, start.headSignature, trusted);
+  const head = parseBundleHead(start.headBytes);
+  const announced = new Set(head.paths.map((path) => `${parseStorePath(path.storePath).hash}.narinfo`));
+  const narBudget = head.paths.reduce((sum, path) => sum + path.narSize + Math.ceil(path.narSize / 128) + 65_536, 0);
+  let narBytes = 0;
+  let nars = 0;
   const seen: SeenFile[] = [];
   let keptText = 0;
   let entry = await reader.next();
@@ -208,6 +232,12 @@ async function verifyStreamed(reader: TarReader, trusted: ReturnType<typeof pars
     const name = entry.name;
     const isNar = NAR_NAME.test(name);
     if (!isNar && !NARINFO_NAME.test(name) && name !== CACHE_INFO_FILE) throw tampered(`unexpected entry ${JSON.stringify(name)} in the bundle`);
+    if (NARINFO_NAME.test(name) && !announced.has(name)) throw tampered(`${name} is not a path the signed head announced`);
+    if (isNar) {
+      nars += 1;
+      narBytes += entry.size;
+      if (nars > head.paths.length || narBytes > narBudget) throw tampered("the bundle carries more NAR data than its signed head announced");
+    }
     if (!isNar && entry.size > MAX_NARINFO_BYTES) throw tampered(`${name} is ${entry.size} bytes, too large for its kind`);
     if (seen.length >= MAX_STREAMED_FILES) throw tampered(`more than ${MAX_STREAMED_FILES} files before the manifest`);
     if (!isNar) keptText += entry.size;
@@ -239,6 +269,8 @@ async function verifyStreamed(reader: TarReader, trusted: ReturnType<typeof pars
   const signer = verifyManifestSignature(manifestBytes, signatureFile, trusted);
   const manifest = parseManifest(manifestBytes);
   if (manifest.version !== BUNDLE_VERSION_STREAMED) throw tampered(`a version ${manifest.version} manifest at the end of a version 2 bundle`);
+  const listed = JSON.stringify(manifest.paths.map((path) => ({ storePath: path.storePath, narSize: path.narSize })));
+  if (manifest.sequence !== head.sequence || listed !== JSON.stringify(head.paths)) throw tampered("the manifest disagrees with the bundle's signed head");
   const closure = closureOf(manifest);
   await options.onManifest?.({ manifest, signer });
 

@@ -8,6 +8,9 @@ import {
   BUNDLE_MINOR_VERSION,
   BUNDLE_VERSION_STREAMED,
   CACHE_INFO_FILE,
+  HEAD_FILE,
+  HEAD_FORMAT,
+  HEAD_SIGNATURE_FILE,
   MANIFEST_FILE,
   NIX_CACHE_INFO,
   SIGNATURE_FILE,
@@ -15,6 +18,7 @@ import {
   STREAMED_MARKER_TEXT,
   sha256Hex,
   signManifest,
+  type BundleHead,
   type BundleManifest,
   type BundlePath,
   type OmittedPath,
@@ -185,8 +189,8 @@ function narinfoText(info: StorePathInfo, file: string, compressed: boolean, fil
 }
 
 /**
- * Writes a version 2 bundle in one pass from the store: a marker entry,
- * nix-cache-info, then for each path (dependencies first) its NAR, streamed
+ * Writes a version 2 bundle in one pass from the store: a marker entry, the
+ * signed head (sequence and paths), nix-cache-info, then for each path (dependencies first) its NAR, streamed
  * from `nix-store --dump` through zstd and hashed on the way, and its signed
  * narinfo; the manifest and its signature come last, once every hash is
  * known. No scratch copy: each byte is written once. The NAR hash Nix
@@ -210,6 +214,15 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
       await writer.append(Buffer.concat([tarHeader(name, bytes.length, mtime), bytes, tarPadding(bytes.length)]));
     };
     await addSmall(STREAMED_MARKER_FILE, STREAMED_MARKER_TEXT);
+    const head: BundleHead = {
+      format: HEAD_FORMAT,
+      version: BUNDLE_VERSION_STREAMED,
+      sequence: options.sequence,
+      paths: ordered.map((info) => ({ storePath: info.path, narSize: info.narSize })),
+    };
+    const headText = `${JSON.stringify(head)}\n`;
+    await addSmall(HEAD_FILE, headText);
+    await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey]));
     await addSmall(CACHE_INFO_FILE, NIX_CACHE_INFO);
     const entries: BundlePath[] = [];
     // Started LOOKAHEAD paths ahead of the one being written; each settles with its hashes.
