@@ -5,12 +5,12 @@
 // and leaves the cache, the ledger and the hosts' desired systems unchanged.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Fleet, type SigningKey } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
 import { FERRY_BIN } from "../harness/paths.js";
-import { waitFor } from "../harness/exec.js";
+import { mustExec, waitFor } from "../harness/exec.js";
 import { hostStatus, settled } from "../harness/status.js";
 
 interface ErrorJson {
@@ -65,6 +65,7 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       ["web2c", "web-2", 3, "ok"],
       ["web1d", "web-1", 4, "fail-activation"],
       ["web2d", "web-2", 4, "ok"],
+      ["web2e", "web-2", 5, "ok"],
     ] as const) {
       sys[name] = await buildFixtureSystem(host, generation, behaviour);
     }
@@ -300,5 +301,58 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
         .filter(([, system]) => system === sys["web2d"]).length,
       0,
     );
+  });
+
+  test("a file cache Nix wrote (nix copy --to file://DIR, xz) becomes a signed bundle without the store, and deploys", async () => {
+    const cache = file("nix-copy-cache");
+    await mustExec(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", `file://${cache}`, sys["web2e"] as string], { timeoutMs: 120_000 });
+    writeFileSync(file("fc.hosts.json"), JSON.stringify({ hosts: { "web-2": sys["web2e"] } }));
+    const made = await fleet.cli([
+      "bundle",
+      "create",
+      "--manifest",
+      file("fc.hosts.json"),
+      "-o",
+      file("fc.ferry"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+      "--from-file-cache",
+      cache,
+      "--json",
+    ]);
+    assert.equal(made.code, 0, made.stdout + made.stderr);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", file("fc.ferry"), "--json"])).json<{
+      formatVersion: string;
+      closure: { nar: { file: string } }[];
+    }>();
+    assert.equal(inspected.formatVersion, "1.1");
+    assert.ok(
+      inspected.closure.every((path) => path.nar.file.endsWith(".nar.xz")),
+      "Nix's own xz files are carried as they are",
+    );
+    const imported = await fleet.cli(importArgs(file("fc.ferry"), "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    await waitFor(
+      "web-2 running the system from the file cache",
+      async () => (fleet.host("web-2").currentSystem() === sys["web2e"] ? true : undefined),
+      60_000,
+    );
+    // A cache that lacks part of the closure is refused with the command that fills it.
+    mkdirSync(file("empty-cache"), { recursive: true });
+    const refused = await fleet.cli([
+      "bundle",
+      "create",
+      "--manifest",
+      file("fc.hosts.json"),
+      "-o",
+      file("fc2.ferry"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+      "--from-file-cache",
+      file("empty-cache"),
+      "--json",
+    ]);
+    assert.equal(refused.json<ErrorJson>().error.code, "E_BAD_ARGUMENT");
+    assert.match(refused.json<ErrorJson>().error.message, /nix copy --to file:\/\//);
   });
 });

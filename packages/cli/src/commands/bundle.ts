@@ -9,6 +9,7 @@ import {
   assertHostName,
   assertStorePath,
   createBundle,
+  createBundleFromFileCache,
   modeToWire,
   parseInventory,
   parseManifest,
@@ -98,7 +99,8 @@ async function create(args: string[]): Promise<number> {
       site: { type: "string" },
       "expires-in": { type: "string", default: DEFAULT_EXPIRY },
       "work-dir": { type: "string" },
-      format: { type: "string", default: "2" },
+      format: { type: "string" },
+      "from-file-cache": { type: "string" },
       json: { type: "boolean", default: false },
     },
     false,
@@ -115,25 +117,31 @@ async function create(args: string[]): Promise<number> {
   const site = values.site === undefined ? null : assertHostName(values.site);
   const expiresIn = values["expires-in"];
   const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
-  if (values.format !== "1" && values.format !== "2")
+  if (values.format !== undefined && values.format !== "1" && values.format !== "2")
     throw new FerryError("E_BAD_ARGUMENT", "--format expects 2 (streamed, the default) or 1 (for sites running an older Ferry)");
   const format = values.format === "1" ? 1 : 2;
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
   const runner = new ProcessRunner();
-  const { manifest, bytes } = await createBundle({
-    nix: new Nix(runner),
-    runner,
-    format,
-    hosts,
-    output,
-    signingKey,
-    ...(since ? { since } : {}),
-    ...(sequence === undefined ? {} : { sequence }),
-    site,
-    expiresAt,
-    ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
-  });
+  const fromCache = values["from-file-cache"];
+  if (fromCache !== undefined && values.format === "2")
+    throw new FerryError("E_BAD_ARGUMENT", "--from-file-cache makes a format 1 bundle (every hash is known from the narinfos); drop --format 2");
+  const common = { hosts, output, signingKey, ...(since ? { since } : {}), ...(sequence === undefined ? {} : { sequence }), site, expiresAt };
+  const { manifest, bytes } = fromCache
+    ? await createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
+    : await createBundle({
+        nix: new Nix(runner),
+        runner,
+        format,
+        hosts,
+        output,
+        signingKey,
+        ...(since ? { since } : {}),
+        ...(sequence === undefined ? {} : { sequence }),
+        site,
+        expiresAt,
+        ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+      });
   out.result(
     { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
     () =>

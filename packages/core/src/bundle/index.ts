@@ -7,5 +7,6 @@ export * from "./write-streamed.js";
 export * from "./nar-stream.js";
 export * from "./nar-dump.js";
 export * from "./create.js";
+export * from "./from-file-cache.js";
 export * from "./inventory.js";
 export * from "./ledger.js";
