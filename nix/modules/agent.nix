@@ -123,6 +123,8 @@ let
   );
 
   tokenPath = toString cfg.tokenFile;
+  # A standalone host (no controller) only applies bundles by hand.
+  connected = cfg.controllerUrl != null;
   isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p || p == builtins.storeDir;
 
   # What the agent itself refuses (E_INSECURE_TRANSPORT), checked at build
@@ -140,7 +142,7 @@ let
     || builtins.match "127\\.[0-9.]+" host != null
     || host == "[::1]";
   plaintextAway = scheme: url: lib.hasPrefix "${scheme}://" url && !isLoopback (urlHost url);
-  insecureUrls = lib.filter (plaintextAway "ws") [ cfg.controllerUrl ] ++ lib.filter (plaintextAway "http") cfg.substituters;
+  insecureUrls = lib.filter (plaintextAway "ws") (lib.optional connected cfg.controllerUrl) ++ lib.filter (plaintextAway "http") cfg.substituters;
 in
 {
   options.services.ferry-agent = {
@@ -154,12 +156,18 @@ in
     };
 
     controllerUrl = mkOption {
-      type = types.str;
+      type = types.nullOr types.str;
       example = "wss://ferry.example.net/agent";
       description = ''
         WebSocket URL of the controller's agent endpoint (`ws://` or `wss://`,
         path `/agent`). The agent token travels over this link: use `wss://`
         (for example behind a TLS proxy) on any network you do not trust.
+
+        `null` makes a standalone host with no controller: no agent service
+        runs, and the configuration is only written to
+        `/etc/ferry/agent.json` for `ferry agent apply-bundle FILE --config
+        /etc/ferry/agent.json` (air-gapped hosts fed by signed bundles).
+        `tokenFile` and `substituters` are then not needed.
       '';
     };
 
@@ -171,13 +179,15 @@ in
     };
 
     tokenFile = mkOption {
-      type = types.path;
+      type = types.nullOr types.path;
+      default = null;
       example = "/var/lib/ferry-secrets/agent-token";
       description = ''
         File holding this host's agent token. It must live outside the Nix store
         (which is world-readable); provision it out of band or with a secrets
         manager. systemd hands it to the unit with `LoadCredential=`, so the
-        file may be readable by root only.
+        file may be readable by root only. Required unless `controllerUrl` is
+        `null`.
       '';
     };
 
@@ -188,7 +198,8 @@ in
       description = ''
         Binary caches the agent fetches closures from, usually the controller's
         cache at `http(s)://HOST:PORT/cache`. Only these are used; the
-        controller cannot add one.
+        controller cannot add one. Not needed on a standalone host
+        (`controllerUrl = null`), which fetches from the bundle it applies.
       '';
     };
 
@@ -456,11 +467,12 @@ in
         '';
       }
       {
-        assertion = cfg.substituters != [ ];
+        assertion = !connected || cfg.substituters != [ ];
         message = ''
           services.ferry-agent.substituters is empty, so the agent has nowhere to fetch closures from.
           Point it at the controller's binary cache, e.g.
             services.ferry-agent.substituters = [ "https://ferry.example.net/cache" ];
+          (or set services.ferry-agent.controllerUrl = null for a standalone host fed by bundles).
         '';
       }
       {
@@ -470,10 +482,19 @@ in
         '';
       }
       {
-        assertion = builtins.match "wss?://[^/]+(/.*)?/agent" cfg.controllerUrl != null;
+        assertion = !connected || builtins.match "wss?://[^/]+(/.*)?/agent" cfg.controllerUrl != null;
         message = ''
           services.ferry-agent.controllerUrl must be a ws:// or wss:// URL whose path ends in /agent,
-          e.g. "wss://ferry.example.net/agent"; got "${cfg.controllerUrl}".
+          e.g. "wss://ferry.example.net/agent"; got "${toString cfg.controllerUrl}".
+        '';
+      }
+      {
+        assertion = !connected || cfg.tokenFile != null;
+        message = ''
+          services.ferry-agent.tokenFile is not set, so the agent cannot authenticate to ${toString cfg.controllerUrl}.
+          Give the path of a root-only file holding the token `ferry host add` printed, e.g.
+            services.ferry-agent.tokenFile = "/var/lib/ferry-secrets/agent-token";
+          (or set services.ferry-agent.controllerUrl = null for a standalone host fed by bundles).
         '';
       }
       {
@@ -514,7 +535,7 @@ in
         '';
       }
       {
-        assertion = !isStorePath tokenPath;
+        assertion = cfg.tokenFile == null || !isStorePath tokenPath;
         message = ''
           services.ferry-agent.tokenFile is in the Nix store (${tokenPath}), where every local user
           can read it. Put the token in a root-only file outside the store and give its path as a
@@ -526,9 +547,7 @@ in
 
     services.ferry-agent.settings = {
       inherit (cfg)
-        controllerUrl
         hostName
-        substituters
         trustedPublicKeys
         intentPublicKeys
         requireSignedIntents
@@ -539,20 +558,33 @@ in
         keepGenerations
         allowInsecureTransport
         ;
-      tokenFile = tokenCredential;
       healthChecks = renderedHealthChecks;
+    }
+    // lib.optionalAttrs connected {
+      inherit (cfg) controllerUrl substituters;
+      tokenFile = tokenCredential;
       # The unit below restarts the agent on its restart status, so it may ask for one.
       selfRestart = true;
     }
+    // lib.optionalAttrs (!connected && cfg.substituters != [ ]) { inherit (cfg) substituters; }
     // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; }
     // lib.optionalAttrs (cfg.caFile != null) { caFile = "${cfg.caFile}"; }
     // lib.optionalAttrs (cfg.tlsCertFile != null) { inherit (cfg) tlsCertFile; }
     // lib.optionalAttrs (cfg.tlsKeyFile != null) { inherit (cfg) tlsKeyFile; };
 
+    warnings = lib.optional (!connected && cfg.tokenFile != null) ''
+      services.ferry-agent.tokenFile is set but controllerUrl is null: a standalone host connects to
+      no controller, so the token is not used.
+    '';
+
+    # Where `ferry agent apply-bundle FILE --config /etc/ferry/agent.json` finds
+    # this host's configuration, with or without a controller.
+    environment.etc."ferry/agent.json".source = configFile;
+
     # The CLI on the host, e.g. for `ferry agent apply-bundle` on air-gapped sites.
     environment.systemPackages = [ cfg.package ];
 
-    systemd.services.ferry-agent = {
+    systemd.services.ferry-agent = lib.mkIf connected {
       description = "Ferry deployment agent";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];

@@ -5,12 +5,12 @@
 // and leaves the cache, the ledger and the hosts' desired systems unchanged.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Fleet, type SigningKey } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
 import { FERRY_BIN } from "../harness/paths.js";
-import { waitFor } from "../harness/exec.js";
+import { mustExec, waitFor } from "../harness/exec.js";
 import { hostStatus, settled } from "../harness/status.js";
 
 interface ErrorJson {
@@ -61,6 +61,11 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       ["web2b", "web-2", 2, "ok"],
       ["soloa", "solo", 1, "ok"],
       ["solob", "solo", 2, "fail-activation"],
+      ["web1c", "web-1", 3, "ok"],
+      ["web2c", "web-2", 3, "ok"],
+      ["web1d", "web-1", 4, "fail-activation"],
+      ["web2d", "web-2", 4, "ok"],
+      ["web2e", "web-2", 5, "ok"],
     ] as const) {
       sys[name] = await buildFixtureSystem(host, generation, behaviour);
     }
@@ -96,8 +101,14 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const inventory = JSON.parse(readFileSync(file("inventory.json"), "utf8")) as { storePaths: string[]; lastSequence: number };
     assert.ok(inventory.storePaths.includes(sys["web2a"] as string));
     assert.ok(inventory.lastSequence > 0);
-    const bundle = await create("b2.ferry", { "web-1": sys["web1b"] as string, "web-2": sys["web2a"] as string }, ["--since", file("inventory.json")]);
-    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ paths: number; omitted: number }>();
+    // --format 1: the layout older sites read, still made and still imported.
+    const bundle = await create("b2.ferry", { "web-1": sys["web1b"] as string, "web-2": sys["web2a"] as string }, [
+      "--since",
+      file("inventory.json"),
+      "--format",
+      "1",
+    ]);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", bundle, "--json"])).json<{ paths: number; omitted: number; version: number }>();
     assert.deepEqual([inspected.paths, inspected.omitted], [2, 2], "only web-1's new system and its package travel");
     const imported = await fleet.cli(importArgs(bundle, "--deploy"));
     assert.equal(imported.code, 0, imported.stdout + imported.stderr);
@@ -110,20 +121,21 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const good = await create("b3.ferry", { "web-2": sys["web2b"] as string });
     const bytes = readFileSync(good);
     const flipped = Buffer.from(bytes);
-    flipped[bytes.length - 4096] = (flipped[bytes.length - 4096] as number) ^ 0x40;
+    // Inside a NAR (version 2 keeps its manifest at the end).
+    flipped[Math.floor(bytes.length / 2)] = (flipped[Math.floor(bytes.length / 2)] as number) ^ 0x40;
     writeFileSync(file("flipped.ferry"), flipped);
     writeFileSync(file("truncated.ferry"), bytes.subarray(0, Math.floor(bytes.length * 0.7)));
-    // b3's manifest and signature in front of b1's files.
+    // b1's files under b3's manifest and signature (version 2: they come last).
     const b1 = readFileSync(file("b1.ferry"));
-    const headEnd = (buffer: Buffer): number => {
+    const manifestAt = (buffer: Buffer): number => {
       let offset = 0;
-      for (let entry = 0; entry < 2; entry++) {
+      while (buffer.toString("ascii", offset, offset + 13) !== "manifest.json") {
         const size = parseInt(buffer.toString("ascii", offset + 124, offset + 135), 8);
         offset += 512 + Math.ceil(size / 512) * 512;
       }
       return offset;
     };
-    writeFileSync(file("swapped.ferry"), Buffer.concat([bytes.subarray(0, headEnd(bytes)), b1.subarray(headEnd(b1))]));
+    writeFileSync(file("swapped.ferry"), Buffer.concat([b1.subarray(0, manifestAt(b1)), bytes.subarray(manifestAt(bytes))]));
     const untrusted = await create("untrusted.ferry", { "web-2": sys["web2b"] as string }, [], intruder);
     const before = siteSnapshot();
     const serials = JSON.stringify([(await hostStatus(fleet, "web-1")).desiredSerial, (await hostStatus(fleet, "web-2")).desiredSerial]);
@@ -200,12 +212,18 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
 
   test("a host with no controller applies a bundle itself, refuses damage and replays, and rolls back a bad system", async () => {
     const solo = fleet.host("solo");
-    const config = join(solo.dir, "agent.json");
+    // A lone host's minimal configuration: no controller URL, token file or substituter to invent.
+    const config = join(solo.dir, "standalone.json");
+    writeFileSync(config, JSON.stringify({ hostName: "solo", trustedPublicKeys: [fleet.key.publicKey], stateDir: solo.stateDir }));
+    const agentRun = await solo.run([process.execPath, FERRY_BIN, "agent", "--config", config], 30_000);
+    assert.notEqual(agentRun.code, 0, "ferry agent needs a controller");
+    assert.match(agentRun.stderr, /E_BAD_CONFIG/);
+    assert.match(agentRun.stderr, /missing "controllerUrl", "tokenFile", "substituters"/);
     const apply = (bundle: string, result: string) =>
       solo.run([process.execPath, FERRY_BIN, "agent", "apply-bundle", bundle, "--config", config, "--result", result, "--json"], 60_000);
     const good = await create("solo1.ferry", { solo: sys["soloa"] as string, "web-1": sys["web1b"] as string });
     const damaged = Buffer.from(readFileSync(good));
-    damaged[damaged.length - 3000] = (damaged[damaged.length - 3000] as number) ^ 0x01;
+    damaged[Math.floor(damaged.length / 2)] = (damaged[Math.floor(damaged.length / 2)] as number) ^ 0x01;
     writeFileSync(file("solo-damaged.ferry"), damaged);
 
     const refused = await apply(file("solo-damaged.ferry"), file("r0.json"));
@@ -235,5 +253,106 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const failure = JSON.parse(readFileSync(file("r3.json"), "utf8")) as { success: boolean; phase: string; errorCode: string; currentSystem: string };
     assert.deepEqual([failure.success, failure.phase, failure.errorCode], [false, "rolled-back", "E_ACTIVATION_FAILED"]);
     assert.equal(solo.currentSystem(), sys["soloa"], "the previous system runs again");
+  });
+
+  test("a bundle imported with --rollout drives a canary rollout at the site; a failing canary stops it; a bad policy changes nothing", async () => {
+    interface RolloutJson {
+      id: string;
+      state: string;
+      reason: string;
+      waveCount: number;
+      hosts: { name: string; wave: number; state: string }[];
+    }
+    // --wait exits 1 on an aborted rollout; its JSON is read either way.
+    const status = async (id: string): Promise<RolloutJson> =>
+      (await fleet.cli(["rollout", "status", id, "--wait", "--timeout", "120", "--json"], 150_000)).json<{ rollout: RolloutJson }>().rollout;
+    const policy = ["--rollout", "--canary", "1", "--batch", "1"];
+
+    const refusedBundle = await create("r0.ferry", { "web-1": sys["web1c"] as string, "web-2": sys["web2c"] as string });
+    const before = siteSnapshot();
+    const refused = await fleet.cli(importArgs(refusedBundle, ...policy, "--failure-threshold", "150%"));
+    assert.notEqual(refused.code, 0, refused.stdout + refused.stderr);
+    assert.equal((JSON.parse(refused.stdout) as ErrorJson).error.code, "E_BAD_ARGUMENT");
+    assert.match(refused.stdout, /cannot exceed 100%/);
+    assert.equal(siteSnapshot(), before, "a refused policy leaves the cache and the ledger as they were");
+
+    const good = await fleet.cli(importArgs(refusedBundle, ...policy));
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    const imported = good.json<{ rolloutId: string; deployed: boolean }>();
+    assert.match(imported.rolloutId, /^r-/);
+    const done = await status(imported.rolloutId);
+    assert.equal(done.state, "completed", JSON.stringify(done));
+    assert.equal(done.waveCount, 2, "a canary wave, then a batch of one");
+    assert.equal(fleet.host("web-1").currentSystem(), sys["web1c"]);
+    assert.equal(fleet.host("web-2").currentSystem(), sys["web2c"]);
+
+    const bad = await create("r1.ferry", { "web-1": sys["web1d"] as string, "web-2": sys["web2d"] as string });
+    const started = await fleet.cli(importArgs(bad, ...policy));
+    assert.equal(started.code, 0, started.stdout + started.stderr);
+    const aborted = await status(started.json<{ rolloutId: string }>().rolloutId);
+    assert.equal(aborted.state, "aborted", JSON.stringify(aborted));
+    assert.match(aborted.reason, /canary failed: web-1 E_ACTIVATION_FAILED/);
+    assert.equal(fleet.host("web-1").currentSystem(), sys["web1c"], "the canary rolled back");
+    assert.equal(fleet.host("web-2").currentSystem(), sys["web2c"], "the rest of the site was never activated");
+    assert.equal(
+      fleet
+        .host("web-2")
+        .switchCalls()
+        .filter(([, system]) => system === sys["web2d"]).length,
+      0,
+    );
+  });
+
+  test("a file cache Nix wrote (nix copy --to file://DIR, xz) becomes a signed bundle without the store, and deploys", async () => {
+    const cache = file("nix-copy-cache");
+    await mustExec(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", `file://${cache}`, sys["web2e"] as string], { timeoutMs: 120_000 });
+    writeFileSync(file("fc.hosts.json"), JSON.stringify({ hosts: { "web-2": sys["web2e"] } }));
+    const made = await fleet.cli([
+      "bundle",
+      "create",
+      "--manifest",
+      file("fc.hosts.json"),
+      "-o",
+      file("fc.ferry"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+      "--from-file-cache",
+      cache,
+      "--json",
+    ]);
+    assert.equal(made.code, 0, made.stdout + made.stderr);
+    const inspected = (await fleet.mustCli(["bundle", "inspect", file("fc.ferry"), "--json"])).json<{
+      formatVersion: string;
+      closure: { nar: { file: string } }[];
+    }>();
+    assert.equal(inspected.formatVersion, "1.2");
+    assert.ok(
+      inspected.closure.every((path) => path.nar.file.endsWith(".nar.xz")),
+      "Nix's own xz files are carried as they are",
+    );
+    const imported = await fleet.cli(importArgs(file("fc.ferry"), "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    await waitFor(
+      "web-2 running the system from the file cache",
+      async () => (fleet.host("web-2").currentSystem() === sys["web2e"] ? true : undefined),
+      60_000,
+    );
+    // A cache that lacks part of the closure is refused with the command that fills it.
+    mkdirSync(file("empty-cache"), { recursive: true });
+    const refused = await fleet.cli([
+      "bundle",
+      "create",
+      "--manifest",
+      file("fc.hosts.json"),
+      "-o",
+      file("fc2.ferry"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+      "--from-file-cache",
+      file("empty-cache"),
+      "--json",
+    ]);
+    assert.equal(refused.json<ErrorJson>().error.code, "E_BAD_ARGUMENT");
+    assert.match(refused.json<ErrorJson>().error.message, /nix copy --to file:\/\//);
   });
 });

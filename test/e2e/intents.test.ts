@@ -229,7 +229,7 @@ describe("signed deploy intents", { skip: process.getuid?.() !== 0 ? "needs root
 
     await create("signed.ferry", ["--intent-key-file", intentKey.secretFile]);
     const inspected = (await fleet.mustCli(["bundle", "inspect", file("signed.ferry"), "--json"])).json<{ formatVersion: string; intents: string[] }>();
-    assert.equal(inspected.formatVersion, "1.2");
+    assert.equal(inspected.formatVersion, "2.2", "format 2 (streamed), minor 2 (intents)");
     assert.match(inspected.intents[0] ?? "", new RegExp(`^ferry-intent-v1;solo;${system("solo1")};default;`));
     const applied = await apply(file("signed.ferry"));
     assert.equal(applied.code, 0, applied.stdout + applied.stderr);

@@ -105,6 +105,10 @@ let
         type = types.listOf types.package;
         default = [ ];
       };
+      environment.etc = mkOption {
+        type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
+        default = { };
+      };
       systemd.services = mkOption {
         type = types.attrsOf (types.submodule { freeformType = types.attrsOf types.anything; });
         default = { };
@@ -150,6 +154,8 @@ let
     in
     {
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+      inherit (config) warnings;
+      etc = lib.mapAttrs (_: entry: toString entry.source) config.environment.etc;
       services = config.systemd.services;
       firewallPorts = config.networking.firewall.allowedTCPPorts;
       tmpfiles = config.systemd.tmpfiles.settings;
@@ -228,6 +234,31 @@ in
   };
 
   agentDisabled = eval { services.ferry-agent.enable = false; };
+
+  # A lone host fed by bundles: no controller, token or substituter.
+  agentStandalone = eval {
+    networking.hostName = "kiosk-1";
+    services.ferry-agent = {
+      enable = true;
+      controllerUrl = null;
+      trustedPublicKeys = [ "ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg==" ];
+    };
+  };
+
+  agentStandaloneWithToken = eval {
+    networking.hostName = "kiosk-1";
+    services.ferry-agent = {
+      enable = true;
+      controllerUrl = null;
+      tokenFile = "/var/lib/ferry-secrets/agent-token";
+      trustedPublicKeys = [ "ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg==" ];
+    };
+  };
+
+  agentNoToken = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.tokenFile = lib.mkForce null;
+  };
 
   agentNoTrustedKey = eval {
     imports = [ validAgent ];

@@ -54,6 +54,8 @@ interface ServiceDef {
 
 interface Scenario {
   failedAssertions: string[];
+  warnings: string[];
+  etc: Record<string, string>;
   services: Record<string, ServiceDef>;
   firewallPorts: number[];
   systemPackages: string[];
@@ -310,6 +312,30 @@ test("agent: disabled means no unit", { skip }, () => {
   assert.deepEqual(s.systemPackages, []);
 });
 
+test("agent: a standalone host (controllerUrl = null) gets no service, only the config apply-bundle reads", { skip }, () => {
+  const s = evalScenario("agentStandalone");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.deepEqual(s.warnings, []);
+  assert.equal(s.services["ferry-agent"], undefined, "nothing to connect to, so no agent service");
+  assert.deepEqual(s.systemPackages, ["ferry-0.1.0"], "the CLI is there for ferry agent apply-bundle");
+  const file = s.etc["ferry/agent.json"];
+  assert.ok(file, "the configuration is rendered to /etc/ferry/agent.json");
+  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  assert.deepEqual(config, s.agent.settings);
+  for (const key of ["controllerUrl", "tokenFile", "substituters", "selfRestart"]) assert.equal(config[key], undefined, `${key} is not written`);
+  assert.equal(config.hostName, "kiosk-1");
+  // A connected host gets the same file, the one its service runs with.
+  const connected = evalScenario("agentDefault");
+  assert.deepEqual(JSON.parse(readFileSync(connected.etc["ferry/agent.json"] ?? "", "utf8")), agentConfigFile(connected));
+});
+
+test("agent: a token on a standalone host is reported as unused", { skip }, () => {
+  const s = evalScenario("agentStandaloneWithToken");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.equal(s.warnings.length, 1);
+  assert.match(s.warnings[0] ?? "", /tokenFile is set but controllerUrl is null/);
+});
+
 test("agent: assertions explain what to fix", { skip }, async (t) => {
   const cases: [scenario: string, patterns: RegExp[]][] = [
     ["agentNoTrustedKey", [/trustedPublicKeys is empty/, /nix-store --generate-binary-cache-key/]],
@@ -317,6 +343,7 @@ test("agent: assertions explain what to fix", { skip }, async (t) => {
     ["agentNoSubstituter", [/substituters is empty/, /\/cache" \]/]],
     ["agentBadSubstituter", [/substituters must be http:\/\/, https:\/\/ or file:\/\/ URLs/, /got: controller:7070\/cache/]],
     ["agentTokenInStore", [/tokenFile is in the Nix store/, /\/var\/lib\/ferry-secrets\/agent-token/]],
+    ["agentNoToken", [/tokenFile is not set/, /controllerUrl = null for a standalone host/]],
     ["agentBadUrl", [/controllerUrl must be a ws:\/\/ or wss:\/\/ URL/, /got "http:\/\/controller:7070\/"/]],
     [
       "agentUnrunnableChecks",
@@ -690,6 +717,7 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
     ["agentTls", agentConfigFile(evalScenario("agentTls"))],
     ["agentInsecureAllowed", agentConfigFile(evalScenario("agentInsecureAllowed"))],
     ["agentIntents", agentConfigFile(evalScenario("agentIntents"))],
+    ["agentStandalone", JSON.parse(readFileSync(evalScenario("agentStandalone").etc["ferry/agent.json"] ?? "", "utf8")) as Record<string, unknown>],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];
   for (const [name, config] of configs) {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core";
 import { HostPhase } from "@ferry/protocol";
 import { assertChecksRunnable } from "./check-validation.js";
-import type { AgentConfig } from "./config.js";
+import { requireControllerSettings, type AgentConfig } from "./config.js";
 import { agentVersion, describeBuild, runningBuild } from "./agent-build.js";
 import { ControllerLink } from "./controller-link.js";
 import { dryActivate } from "./dry-activate.js";
@@ -40,18 +40,20 @@ export async function startAgent(
   runner: CommandRunner = new ProcessRunner(),
   forwarder?: LogForwarder,
 ): Promise<RunningAgent> {
-  // Before anything else: an agent whose checks cannot run would confirm any system.
+  // Before anything else: a standalone host's configuration names no controller to connect to.
+  const connected = requireControllerSettings(fileConfig);
+  // An agent whose checks cannot run would confirm any system.
   await assertChecksRunnable(fileConfig.healthChecks, runner);
-  const config = compileAgentConfig(fileConfig);
+  const config = compileAgentConfig(connected);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const hostLog = log.child({ host: config.hostName });
   const state = new StateFile(config.stateDir, hostLog);
   const nix = new Nix(runner);
   const running = runningBuild();
   const link: ControllerLink = new ControllerLink({
-    url: config.controllerUrl,
+    url: connected.controllerUrl,
     hostName: config.hostName,
-    tokenFile: config.tokenFile,
+    tokenFile: connected.tokenFile,
     tls: { caFile: config.caFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     reconnectMaxDelayMs: config.reconnectMaxDelayMs,

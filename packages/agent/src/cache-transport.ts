@@ -2,10 +2,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { FerryError, classifyTlsFailure, formatNetrc, parseStorePath, readPemFile, writeFileAtomic, type CacheTransport } from "@ferry/core";
-import type { AgentSettings } from "./settings.js";
 
 /** What fetching from the host's caches needs to know. */
-type TransportSettings = Pick<AgentSettings, "controllerUrl" | "substituters" | "tokenFile" | "hostName" | "stateDir"> & { caFile?: string | undefined };
+interface TransportSettings {
+  hostName: string;
+  stateDir: string;
+  /** Unset on a standalone host, which signs in nowhere. */
+  controllerUrl?: string | undefined;
+  substituters?: readonly string[] | undefined;
+  tokenFile?: string | undefined;
+  caFile?: string | undefined;
+}
 
 const NETRC_FILE = "cache.netrc";
 const PROBE_TIMEOUT_MS = 10_000;
@@ -16,13 +23,17 @@ const PROBE_TIMEOUT_MS = 10_000;
  * third-party cache never does.
  */
 function credentialedSubstituters(config: TransportSettings): URL[] {
+  // A standalone host has no controller to sign in to.
+  if (config.controllerUrl === undefined) return [];
   const controllerHost = new URL(config.controllerUrl).hostname;
-  return config.substituters
+  return (config.substituters ?? [])
     .map((url) => new URL(url))
     .filter((url) => (url.protocol === "https:" || url.protocol === "http:") && url.hostname === controllerHost);
 }
 
 function readToken(config: TransportSettings): string {
+  if (config.tokenFile === undefined)
+    throw new FerryError("E_BAD_CONFIG", "a substituter on the controller's host needs the agent token, and tokenFile is not set");
   try {
     return readFileSync(config.tokenFile, "utf8").trim();
   } catch (error) {
@@ -58,7 +69,7 @@ export async function diagnoseSubstituters(config: TransportSettings, storePath:
   const credentialed = new Set(credentialedSubstituters(config).map((url) => url.href));
   const dispatcher = new Agent({ connect: config.caFile ? { ca: readPemFile(config.caFile, "caFile") } : {} });
   try {
-    for (const substituter of config.substituters) {
+    for (const substituter of config.substituters ?? []) {
       const base = new URL(substituter.endsWith("/") ? substituter : `${substituter}/`);
       if (base.protocol !== "https:" && base.protocol !== "http:") continue;
       const url = new URL(`${hash}.narinfo`, base);
@@ -72,7 +83,7 @@ export async function diagnoseSubstituters(config: TransportSettings, storePath:
         if (response.statusCode === 401) {
           const why = signsIn
             ? `refused the credentials of ${config.hostName} (HTTP 401)`
-            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controller's host, ${new URL(config.controllerUrl).hostname}`;
+            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controller's host${config.controllerUrl === undefined ? " (it has none)" : `, ${new URL(config.controllerUrl).hostname}`}`;
           return new FerryError("E_CACHE_AUTH", `${substituter} ${why}`);
         }
       } catch (error) {

@@ -32,10 +32,11 @@ export interface CommandCheck {
 export type HealthCheck = SystemdCheck | HttpCheck | CommandCheck;
 
 export interface AgentConfig {
-  controllerUrl: string;
+  /** The three controller keys: `ferry agent` needs them (requireControllerSettings); a standalone host that only runs apply-bundle does not. */
+  controllerUrl?: string;
   hostName: string;
-  tokenFile: string;
-  substituters: string[];
+  tokenFile?: string;
+  substituters?: string[];
   trustedPublicKeys: string[];
   stateDir: string;
   profile: string;
@@ -82,6 +83,26 @@ export interface AgentConfig {
 /** What a deployment or dry run may do without a signed intent, when the host allows it. */
 export type UnsignedMode = Mode | "dry-activate";
 export const UNSIGNED_MODES: readonly UnsignedMode[] = [...MODES, "dry-activate"];
+/** The keys only a host with a controller needs. */
+export const CONTROLLER_KEYS = ["controllerUrl", "tokenFile", "substituters"] as const;
+const CONNECTED_ONLY = "Required by `ferry agent`; a standalone host that only runs `ferry agent apply-bundle` leaves it out.";
+
+/** The configuration of an agent that connects to a controller: what `ferry agent` runs with. */
+export type ConnectedAgentConfig = AgentConfig & Required<Pick<AgentConfig, (typeof CONTROLLER_KEYS)[number]>>;
+
+/**
+ * Narrows a configuration to one with a controller, or throws E_BAD_CONFIG
+ * naming every missing key, so that `ferry agent` on a standalone host's file
+ * says what it lacks instead of failing on a connection.
+ */
+export function requireControllerSettings(config: AgentConfig): ConnectedAgentConfig {
+  const missing = CONTROLLER_KEYS.filter((key) => config[key] === undefined);
+  if (missing.length === 0) return config as ConnectedAgentConfig;
+  throw new FerryError(
+    "E_BAD_CONFIG",
+    `invalid agent configuration: missing ${missing.map((key) => JSON.stringify(key)).join(", ")}: \`ferry agent\` connects to a controller and needs ${CONTROLLER_KEYS.join(", ")} (a host without a controller only runs \`ferry agent apply-bundle\`, which does without them)`,
+  );
+}
 
 const CHECK_COMMON = { strict: { type: "boolean", default: false } } as const;
 
@@ -94,22 +115,27 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
   title: "Ferry agent configuration",
   type: "object",
   additionalProperties: false,
-  required: ["controllerUrl", "hostName", "tokenFile", "substituters", "trustedPublicKeys"],
+  required: ["hostName", "trustedPublicKeys"],
   properties: {
     controllerUrl: {
       type: "string",
+      nullable: true,
       pattern: "^wss?://[^\\s]+$",
-      description:
-        "WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set.",
+      description: `WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set. ${CONNECTED_ONLY}`,
     },
     hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
-    tokenFile: { type: "string", minLength: 1, description: "File holding this host's agent token; read at every connection." },
+    tokenFile: {
+      type: "string",
+      nullable: true,
+      minLength: 1,
+      description: `File holding this host's agent token; read at every connection. ${CONNECTED_ONLY}`,
+    },
     substituters: {
       type: "array",
+      nullable: true,
       minItems: 1,
       items: { type: "string", pattern: "^(https?|file)://[^\\s]+$" },
-      description:
-        "Binary caches to fetch closures from; http:// only to loopback unless allowInsecureTransport is set. Those on the controller's host get this host's name and token (netrc) for a private cache.",
+      description: `Binary caches to fetch closures from; http:// only to loopback unless allowInsecureTransport is set. Those on the controller's host get this host's name and token (netrc) for a private cache. ${CONNECTED_ONLY}`,
     },
     trustedPublicKeys: {
       type: "array",
@@ -271,6 +297,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     const errors = (validate.errors ?? []).filter((error) => (error.keyword !== "oneOf" && error.keyword !== "const") || (validate.errors ?? []).length === 1);
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
+  // null is how a generator (the NixOS module, JSON tools) writes "not set".
+  for (const key of CONTROLLER_KEYS) if (copy[key] === null) delete copy[key];
   copy.hostName = assertHostName(copy.hostName);
   const problems = staticCheckProblems(copy.healthChecks);
   if (problems.length > 0) throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${describeCheckProblems(problems)}`);
@@ -278,8 +306,8 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     throw new FerryError("E_BAD_CONFIG", "invalid agent configuration: tlsCertFile and tlsKeyFile go together: set both or neither");
   }
   const allowed = copy.allowInsecureTransport;
-  assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
-  for (const url of copy.substituters) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
+  if (copy.controllerUrl !== undefined) assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
+  for (const url of copy.substituters ?? []) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
   try {
     parsePublicKeys(copy.intentPublicKeys);
   } catch (error) {

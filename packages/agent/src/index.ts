@@ -1,5 +1,15 @@
 export { startAgent, type RunningAgent } from "./agent.js";
-export { loadAgentConfig, parseAgentConfig, AGENT_CONFIG_SCHEMA, type AgentConfig, type HealthCheck, type Strategy } from "./config.js";
+export {
+  loadAgentConfig,
+  parseAgentConfig,
+  requireControllerSettings,
+  CONTROLLER_KEYS,
+  AGENT_CONFIG_SCHEMA,
+  type AgentConfig,
+  type ConnectedAgentConfig,
+  type HealthCheck,
+  type Strategy,
+} from "./config.js";
 export { compileAgentConfig, type AgentSettings } from "./settings.js";
 export { StateFile, type AgentState, type Transaction } from "./state-file.js";
 export { ActivationTransaction, type Desired, type TransactionDeps } from "./transaction.js";

@@ -7,9 +7,11 @@ import type { AgentConfig, HealthCheck, Strategy } from "./config.js";
  * 1000 or falls back to another key.
  */
 export interface AgentSettings {
-  readonly controllerUrl: string;
+  /** Unset on a standalone host (apply-bundle only); startAgent requires them. */
+  readonly controllerUrl: string | undefined;
   readonly hostName: string;
-  readonly tokenFile: string;
+  readonly tokenFile: string | undefined;
+  /** Empty on a standalone host, which fetches only from the bundle it applies. */
   readonly substituters: string[];
   readonly trustedPublicKeys: string[];
   readonly stateDir: string;
@@ -50,7 +52,7 @@ export function compileAgentConfig(config: AgentConfig): AgentSettings {
     controllerUrl: config.controllerUrl,
     hostName: config.hostName,
     tokenFile: config.tokenFile,
-    substituters: [...config.substituters],
+    substituters: [...(config.substituters ?? [])],
     trustedPublicKeys: [...config.trustedPublicKeys],
     stateDir: config.stateDir,
     profile: config.profile,

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError } from "@ferry/core";
-import { AGENT_CONFIG_SCHEMA, loadAgentConfig, parseAgentConfig } from "@ferry/agent";
+import { AGENT_CONFIG_SCHEMA, CONTROLLER_KEYS, loadAgentConfig, parseAgentConfig, requireControllerSettings } from "@ferry/agent";
 
 const MINIMAL = {
   controllerUrl: "ws://127.0.0.1:7070/agent",
@@ -109,7 +109,7 @@ describe("parseAgentConfig", () => {
   });
 
   test("each missing required key is named", () => {
-    for (const key of Object.keys(MINIMAL)) {
+    for (const key of ["hostName", "trustedPublicKeys"]) {
       const raw: Record<string, unknown> = { ...MINIMAL };
       delete raw[key];
       badConfig(raw, new RegExp(`missing key "${key}"`));
@@ -117,8 +117,35 @@ describe("parseAgentConfig", () => {
   });
 
   test("several problems are all reported", () => {
-    const error = badConfig({ hostName: "web1", bogus: 1 });
-    for (const key of ["controllerUrl", "tokenFile", "substituters", "trustedPublicKeys", "bogus"]) assert.match(error.message, new RegExp(key));
+    const error = badConfig({ hostName: "web1", bogus: 1, controllerUrl: "http://x" });
+    for (const key of ["controllerUrl", "trustedPublicKeys", "bogus"]) assert.match(error.message, new RegExp(key));
+  });
+
+  test("a standalone host's minimal configuration (no controller keys) is valid, and `ferry agent` is told what it lacks", () => {
+    const standalone = { hostName: "kiosk1", trustedPublicKeys: MINIMAL.trustedPublicKeys, stateDir: "/var/lib/ferry-agent" };
+    const config = parseAgentConfig(standalone);
+    for (const key of CONTROLLER_KEYS) assert.equal(config[key], undefined);
+    assert.throws(
+      () => requireControllerSettings(config),
+      (error: unknown) =>
+        error instanceof FerryError &&
+        error.code === "E_BAD_CONFIG" &&
+        /missing "controllerUrl", "tokenFile", "substituters"/.test(error.message) &&
+        /apply-bundle/.test(error.message),
+    );
+    // null is "not set", as a generator writes it.
+    const nulls = parseAgentConfig({ ...standalone, controllerUrl: null, tokenFile: null, substituters: null });
+    assert.deepEqual(nulls, config);
+    // Each key alone is named.
+    for (const key of CONTROLLER_KEYS) {
+      const raw: Record<string, unknown> = { ...MINIMAL };
+      delete raw[key];
+      assert.throws(
+        () => requireControllerSettings(parseAgentConfig(raw)),
+        (error: unknown) => error instanceof FerryError && error.message.includes(`missing "${key}"`) && !/missing "[^"]+", /.test(error.message),
+      );
+    }
+    assert.equal(requireControllerSettings(parseAgentConfig(MINIMAL)).controllerUrl, MINIMAL.controllerUrl);
   });
 
   test("a bad host name is rejected", () => {

@@ -10,7 +10,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { FerryError, hashToken, silentLogger, type Logger } from "@ferry/core";
 import { startController, type RunningController } from "@ferry/controller";
-import { parseAgentConfig, type AgentConfig } from "@ferry/agent";
+import { parseAgentConfig, requireControllerSettings, type AgentConfig } from "@ferry/agent";
 import { cacheTransport, diagnoseSubstituters } from "../src/cache-transport.js";
 import { ControllerLink } from "../src/controller-link.js";
 import { TestCa, type IssuedCert } from "../../../test/harness/test-ca.js";
@@ -148,7 +148,7 @@ function recordingLogger(): { log: Logger; events: Record<string, unknown>[] } {
 }
 
 async function linkOutcome(overrides: Record<string, unknown>): Promise<{ connected: boolean; codes: unknown[] }> {
-  const agent = config(overrides);
+  const agent = requireControllerSettings(config(overrides));
   const { log, events } = recordingLogger();
   const link = new ControllerLink({
     url: agent.controllerUrl,

@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError, Nix, silentLogger, type CommandResult, type CommandRunner, type CommandSpec } from "@ferry/core";
-import { parseAgentConfig, type AgentConfig } from "../src/config.js";
+import { parseAgentConfig } from "../src/config.js";
+import { compileAgentConfig, type AgentSettings } from "../src/settings.js";
 import { requireTrustedSignatures } from "../src/verify-closure-signatures.js";
 import { makeKey, pathInfoJson, type PathInfoJson } from "./signed-paths.js";
 
@@ -45,18 +46,20 @@ class FakeStore implements CommandRunner {
   }
 }
 
-function setup(store: FakeStore, previous?: string): { config: AgentConfig; check: (path: string) => Promise<void> } {
+function setup(store: FakeStore, previous?: string): { config: AgentSettings; check: (path: string) => Promise<void> } {
   const stateDir = join(root, `case-${++counter}`);
   mkdirSync(join(stateDir, "gcroots"), { recursive: true });
   if (previous) symlinkSync(previous, join(stateDir, "gcroots", "previous"));
-  const config = parseAgentConfig({
-    controllerUrl: "ws://127.0.0.1:1/agent",
-    hostName: "web1",
-    tokenFile: join(stateDir, "token"),
-    substituters: CACHES,
-    trustedPublicKeys: [hostKey.publicKey],
-    stateDir,
-  });
+  const config = compileAgentConfig(
+    parseAgentConfig({
+      controllerUrl: "ws://127.0.0.1:1/agent",
+      hostName: "web1",
+      tokenFile: join(stateDir, "token"),
+      substituters: CACHES,
+      trustedPublicKeys: [hostKey.publicKey],
+      stateDir,
+    }),
+  );
   return { config, check: (path) => requireTrustedSignatures({ config, nix: new Nix(store), log: silentLogger() }, path) };
 }
 

@@ -130,6 +130,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const site = createBundleSite({
     store,
     hub,
+    engine,
     cache,
     log: log.child({ part: "site" }),
     authenticator,

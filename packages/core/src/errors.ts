@@ -122,6 +122,8 @@ export const ERROR_HINTS = {
   E_INTENT_VERSION: "The intent's version is implausibly far ahead (more than 30 days past this clock); a key may be misused. Sign with the default version.",
   E_INTENT_STATE:
     "The host's intent floor (STATE_DIR/intent-floor.json) is unreadable, so the host cannot tell a replay; it refuses signed deployments until an operator restores the file.",
+  E_STORE_PATH_CORRUPT:
+    "A path in the local store no longer matches its recorded hash; repair it (nix-store --verify --check-contents --repair) and create the bundle again.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

@@ -14,7 +14,7 @@ export interface CommandSpec {
    * Health-check commands come from the host's own configuration, not from
    * the network, so they may name any absolute program.
    */
-  purpose?: "nix" | "health-check" | "sandbox";
+  purpose?: "nix" | "health-check" | "sandbox" | "compress";
   /**
    * The command shares this process's terminal (stdin, stdout, stderr and
    * process group, so Ctrl-C reaches it) instead of having its output captured.
@@ -45,8 +45,30 @@ export interface CommandRunner {
   run(spec: CommandSpec): Promise<CommandResult>;
 }
 
+/** A command whose stdout is read as a stream rather than captured (a NAR dump, a compressor). */
+export interface StreamingCommand {
+  /** Open while the command runs; write to it and end it to close the command's stdin. */
+  stdin: NodeJS.WritableStream;
+  stdout: AsyncIterable<Buffer>;
+  /** Settles when the command has exited and its stdout closed; rejects with E_COMMAND_FAILED (stderr's tail) unless it exited 0. */
+  done: Promise<void>;
+  /** Kills the command's process group (on an error elsewhere in the pipeline). */
+  kill(): void;
+}
+
+/** A runner that can also hand out a command's stdout as a stream: `ferry bundle create` reads NARs this way. */
+export interface StreamingRunner extends CommandRunner {
+  stream(spec: Omit<CommandSpec, "input" | "inheritStdio" | "stdoutLimit" | "onSpawn">): StreamingCommand;
+}
+
+export function isStreamingRunner(runner: CommandRunner): runner is StreamingRunner {
+  return typeof (runner as Partial<StreamingRunner>).stream === "function";
+}
+
 const NIX_PROGRAMS = new Set(["nix", "nix-store", "nix-env", "nix-build", "nix-instantiate", "nix-collect-garbage", "systemctl"]);
 const SWITCH_SUFFIX = "/bin/switch-to-configuration";
+/** Bundles compress NARs on the fly with Debian's zstd; nothing else may start it. */
+const COMPRESS_PROGRAMS = new Set(["zstd"]);
 /** `ferry dev host` gives an agent a private /nix and /run; nothing else may start these. */
 const SANDBOX_PROGRAMS = new Set(["unshare", "mount"]);
 
@@ -55,6 +77,7 @@ export function assertAllowedProgram(program: string | undefined, purpose: Comma
   if (program !== undefined && NIX_PROGRAMS.has(program)) return program;
   if (purpose === "health-check" && program?.startsWith("/")) return program;
   if (purpose === "sandbox" && program !== undefined && SANDBOX_PROGRAMS.has(program)) return program;
+  if (purpose === "compress" && program !== undefined && COMPRESS_PROGRAMS.has(program)) return program;
   if (program?.endsWith(SWITCH_SUFFIX) && isStorePath(program.slice(0, -SWITCH_SUFFIX.length))) return program;
   throw new FerryError("E_INTERNAL", `refusing to run unexpected program ${JSON.stringify(program)}`);
 }
@@ -85,8 +108,42 @@ class TailBuffer {
   }
 }
 
-export class ProcessRunner implements CommandRunner {
+export class ProcessRunner implements StreamingRunner {
   constructor(private readonly baseEnv: Readonly<Record<string, string | undefined>> = process.env) {}
+
+  stream(spec: Omit<CommandSpec, "input" | "inheritStdio" | "stdoutLimit" | "onSpawn">): StreamingCommand {
+    const program = assertAllowedProgram(spec.argv[0], spec.purpose);
+    const child = spawn(program, spec.argv.slice(1), {
+      env: { ...this.baseEnv, ...spec.env },
+      cwd: spec.cwd,
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
+    const stderr = new TailBuffer();
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    child.stdin.on("error", () => undefined);
+    let timedOut = false;
+    const timer =
+      spec.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            killGroup(child.pid, "SIGKILL");
+          }, spec.timeoutMs);
+    const done = new Promise<void>((resolve, reject) => {
+      child.on("error", (error) => reject(new FerryError("E_COMMAND_FAILED", `cannot start ${program}: ${error.message}`, { cause: error })));
+      child.on("close", (exitCode, signal) => {
+        if (timer) clearTimeout(timer);
+        if (exitCode === 0) resolve();
+        else {
+          const how = timedOut ? "timed out" : signal ? `killed by ${signal}` : `exited with ${exitCode}`;
+          reject(new FerryError("E_COMMAND_FAILED", `${spec.argv.join(" ")} ${how}: ${stderr.text().trim().slice(-2000)}`));
+        }
+      });
+    });
+    done.catch(() => undefined);
+    return { stdin: child.stdin, stdout: child.stdout as AsyncIterable<Buffer>, done, kill: () => killGroup(child.pid, "SIGKILL") };
+  }
 
   run(spec: CommandSpec): Promise<CommandResult> {
     if (spec.inheritStdio) return this.runAttached(spec);

@@ -2,7 +2,7 @@ import { createReadStream, statSync } from "node:fs";
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { FerryError, isErrorCode, verifyBundle, type Mode, type TlsMaterial, type VerifiedBundle } from "@ferry/core";
-import { PublishBundleResponse } from "@ferry/protocol";
+import { PublishBundleResponse, Rollout, RolloutPolicy } from "@ferry/protocol";
 
 const CHUNK = 1024 * 1024;
 
@@ -56,6 +56,8 @@ function controllerError(status: number, body: string): FerryError {
 export interface StreamedImport {
   response: PublishBundleResponse;
   bytes: number;
+  /** The rollout the import started (--rollout). */
+  rollout?: Rollout;
   /** The local verification, when it ran. */
   verified?: VerifiedBundle;
 }
@@ -76,12 +78,15 @@ export async function streamBundle(options: {
   deploy: boolean;
   /** Absent: each host's own strategy. */
   mode: Mode | undefined;
+  /** Start a rollout of the bundle's hosts with this policy instead of a plain deployment. */
+  rollout?: RolloutPolicy;
   trustedKeys?: string[];
 }): Promise<StreamedImport> {
   const size = statSync(options.file).size;
   const url = new URL(options.url);
   url.searchParams.set("deploy", options.deploy ? "1" : "0");
   if (options.mode) url.searchParams.set("mode", options.mode);
+  if (options.rollout) url.searchParams.set("rollout", JSON.stringify(RolloutPolicy.toJSON(options.rollout)));
   const request = send(url, "PUT", options.token, options.tls ?? {}, size);
   let responded = false;
   const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -132,6 +137,11 @@ export async function streamBundle(options: {
     throw new FerryError("E_CACHE_UPLOAD", `uploading the bundle to ${url.origin}: ${error.message}`);
   });
   if (reply.status !== 200) throw controllerError(reply.status, reply.body);
-  const body = JSON.parse(reply.body) as { response: unknown; bytes: number };
-  return { response: PublishBundleResponse.fromJSON(body.response), bytes: body.bytes, ...(verified ? { verified } : {}) };
+  const body = JSON.parse(reply.body) as { response: unknown; bytes: number; rollout?: unknown };
+  return {
+    response: PublishBundleResponse.fromJSON(body.response),
+    bytes: body.bytes,
+    ...(body.rollout ? { rollout: Rollout.fromJSON(body.rollout) } : {}),
+    ...(verified ? { verified } : {}),
+  };
 }

@@ -9,12 +9,13 @@ import {
   assertHostName,
   assertStorePath,
   createBundle,
+  createBundleFromFileCache,
   modeToWire,
   parseInventory,
   parseManifest,
   parseOptionalMode,
   assertReadable,
-  readBundleHead,
+  readBundleManifest,
   readSecretKeyFile,
   readTextFile,
   verifyBundle,
@@ -27,6 +28,7 @@ import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { readEnv } from "../spec/env.js";
 import { VERBS } from "../spec/index.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
+import { parseRolloutPolicy, policyFlagsGiven } from "../rollout-policy-flags.js";
 import { publishBundle, siteClient, uploadBundleFiles } from "./site-client.js";
 import { INTENT_EXPIRY, intentExpiryMs, intentKey, parseIntentMode, readIntentsFile, signTargets } from "../intents.js";
 
@@ -103,8 +105,15 @@ async function create(args: string[]): Promise<number> {
   const site = values.site === undefined ? null : assertHostName(values.site);
   const expiresIn = values["expires-in"];
   const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
+  if (values.format !== undefined && values.format !== "1" && values.format !== "2")
+    throw new FerryError("E_BAD_ARGUMENT", "--format expects 2 (streamed, the default) or 1 (for sites running an older Ferry)");
+  const format = values.format === "1" ? 1 : 2;
   const out = createOutput(values.json);
   out.note(`bundling the closures of ${Object.keys(hosts).length} host(s)${since ? ` less the ${since.storePaths.length} paths of the inventory` : ""}`);
+  const runner = new ProcessRunner();
+  const fromCache = values["from-file-cache"];
+  if (fromCache !== undefined && values.format === "2")
+    throw new FerryError("E_BAD_ARGUMENT", "--from-file-cache makes a format 1 bundle (every hash is known from the narinfos); drop --format 2");
   // Intents for the bundle's hosts, checked by each host (apply-bundle) or relayed by the site controller (import --deploy).
   const intentSigner = intentKey(values);
   const intents = intentSigner
@@ -117,18 +126,16 @@ async function create(args: string[]): Promise<number> {
     : values.intents === undefined
       ? []
       : readIntentsFile(values.intents);
-  const { manifest, bytes } = await createBundle({
-    nix: new Nix(new ProcessRunner()),
-    hosts,
-    output,
-    signingKey,
-    ...(since ? { since } : {}),
-    ...(sequence === undefined ? {} : { sequence }),
-    site,
-    expiresAt,
-    intents,
-    ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
-  });
+  const common = { hosts, output, signingKey, ...(since ? { since } : {}), ...(sequence === undefined ? {} : { sequence }), site, expiresAt, intents };
+  const { manifest, bytes } = fromCache
+    ? await createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
+    : await createBundle({
+        ...common,
+        nix: new Nix(runner),
+        runner,
+        format,
+        ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+      });
   out.result(
     { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
     () =>
@@ -154,7 +161,7 @@ async function inspect(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS["bundle inspect"], args);
   const file = positionals[0] as string;
   assertReadable(file, "bundle");
-  const head = await readBundleHead(new TarReader(createReadStream(file, { highWaterMark: MIB })));
+  const head = await readBundleManifest(new TarReader(createReadStream(file, { highWaterMark: MIB })));
   const manifest = parseManifest(head.manifestBytes);
   const signers = head.signatureFile
     .split("\n")
@@ -190,6 +197,11 @@ async function importBundle(args: string[]): Promise<number> {
   const mode = parseOptionalMode(values.mode);
   const localVerify = !values["no-local-verify"];
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
+  if (values.rollout && values.deploy) throw new FerryError("E_BAD_ARGUMENT", "--deploy and --rollout exclude each other: a rollout deploys in waves");
+  const stray = values.rollout ? [] : policyFlagsGiven(values);
+  if (stray.length > 0) throw new FerryError("E_BAD_ARGUMENT", `${stray.map((flag) => `--${flag}`).join(", ")} only go with --rollout`);
+  const rollout = values.rollout ? parseRolloutPolicy(values) : undefined;
+  if (rollout && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--rollout needs the single-pass import; drop --two-pass");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;
   const out = createOutput(values.json);
   const connection = connect(values);
@@ -207,9 +219,11 @@ async function importBundle(args: string[]): Promise<number> {
         tls: connection.transport.tls,
         deploy: values.deploy,
         mode,
+        ...(rollout ? { rollout } : {}),
         ...(keys ? { trustedKeys: keys } : {}),
       });
       const response = streamed.response;
+      const started = streamed.rollout;
       out.result(
         {
           file,
@@ -221,13 +235,16 @@ async function importBundle(args: string[]): Promise<number> {
           locallyVerified: streamed.verified !== undefined,
           deployed: values.deploy,
           deploymentId: response.deploymentId || null,
+          rolloutId: started?.id ?? null,
           hosts: response.hosts.map(hostStatusJson),
         },
         () =>
           `imported bundle ${response.sequence}: ${response.paths} paths (${(streamed.bytes / MIB).toFixed(1)} MiB)` +
           (values.deploy
             ? `; deployment ${response.deploymentId} for ${response.hosts.map((host) => host.name).join(", ")}`
-            : "; not deployed (pass --deploy)") +
+            : started
+              ? `; rollout ${started.id}: ${started.hosts.length} host(s) in ${started.waveCount} wave(s) (watch it with: ferry rollout status ${started.id} --wait)`
+              : "; not deployed (pass --deploy or --rollout)") +
           "\n",
       );
       return 0;

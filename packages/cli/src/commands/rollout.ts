@@ -1,15 +1,16 @@
 import { hostname, userInfo } from "node:os";
 import { FerryError, assertHostName, canonicalHostMap, formatMode, modeToWire, parseOptionalMode, readTextFile } from "@ferry/core";
-import { RolloutAction, type Rollout, type RolloutPolicy, type SignedIntent } from "@ferry/protocol";
+import { RolloutAction, type Rollout, type SignedIntent } from "@ferry/protocol";
 import { parseVerb, positiveSeconds } from "../args.js";
 import { VERBS } from "../spec/index.js";
 import { INTENT_EXPIRY, intentExpiryMs, intentKey, readIntentsFile, signTargets } from "../intents.js";
 import { withConnection, type OperatorConnection } from "../client.js";
 import { EXIT_NOT_EVERY_HOST, createOutput, table, type Output } from "../output.js";
 import { countHosts, finishedCleanly } from "../rollout-states.js";
+import { parseRolloutPolicy } from "../rollout-policy-flags.js";
 import { renderRollout } from "../rollout-view.js";
 import { canDrawLive, watchRollout } from "../rollout-watch.js";
-import { formatQuantity, parseCount, parseDuration, parseQuantity } from "../units.js";
+import { formatQuantity, parseCount } from "../units.js";
 import { parseTarget } from "./deploy.js";
 import { hostFilter, listAllHosts } from "../host-pages.js";
 
@@ -49,23 +50,9 @@ export function readManifest(file: string): Record<string, string> {
 
 async function rolloutStart(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS["rollout start"], args);
-  if (values.gate && values.pause) throw new FerryError("E_BAD_ARGUMENT", "--pause and --gate exclude each other");
   const mode = parseOptionalMode(values.mode);
   const key = intentKey(values);
-  const policy: RolloutPolicy = {
-    canary: values.canary ? parseQuantity(values.canary, "--canary") : undefined,
-    batch: values.batch ? parseQuantity(values.batch, "--batch") : undefined,
-    maxUnavailable: parseCount(values["max-unavailable"], "--max-unavailable"),
-    failureThreshold: values["failure-threshold"] ? parseQuantity(values["failure-threshold"], "--failure-threshold") : undefined,
-    minExecuted: parseCount(values["min-executed"], "--min-executed"),
-    pauseMs: values.pause ? parseDuration(values.pause, "--pause") : 0,
-    gate: values.gate,
-    progressDeadlineMs: values["progress-deadline"] ? parseDuration(values["progress-deadline"], "--progress-deadline") : 0,
-    rollbackOnAbort: values["rollback-on-abort"],
-    prefetchTimeoutMs: values["prefetch-timeout"] ? parseDuration(values["prefetch-timeout"], "--prefetch-timeout") : 0,
-    skipUnfetchable: values["skip-unfetchable"],
-    acceptFailingChecks: values["accept-failing-checks"],
-  };
+  const policy = parseRolloutPolicy(values);
   const out = createOutput(values.json);
   const targets = positionals.map(parseTarget);
   const hostNames = values.hosts ? values.hosts.split(",").filter(Boolean).map(assertHostName) : [];

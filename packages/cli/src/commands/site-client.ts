@@ -2,7 +2,18 @@ import { createReadStream } from "node:fs";
 import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from "node:http";
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { createHash } from "node:crypto";
-import { FerryError, TarReader, readBundleHead, type BundleFile, type BundleManifest, type TlsMaterial } from "@ferry/core";
+import {
+  FerryError,
+  HEAD_FILE,
+  HEAD_SIGNATURE_FILE,
+  MANIFEST_FILE,
+  SIGNATURE_FILE,
+  TarReader,
+  readBundleStart,
+  type BundleFile,
+  type BundleManifest,
+  type TlsMaterial,
+} from "@ferry/core";
 import { ActivationMode, SiteServiceClient, type InventoryResponse, type PublishBundleResponse } from "@ferry/protocol";
 import { toCliError, type OperatorConnection } from "../client.js";
 
@@ -80,7 +91,8 @@ export async function uploadBundleFiles(
   const secure = base.protocol === "https:";
   const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT, ...tls }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
   const reader = new TarReader(createReadStream(file, { highWaterMark: CHUNK }));
-  await readBundleHead(reader);
+  // Version 2 carries its manifest and signature last: they are skipped there like here.
+  await readBundleStart(reader);
   const pending = new Map<string, Promise<void>>();
   let failure: unknown;
   let files = 0;
@@ -94,6 +106,10 @@ export async function uploadBundleFiles(
   try {
     for (let entry = await reader.next(); entry; entry = await reader.next()) {
       if (failure) throw failure;
+      if (entry.name === MANIFEST_FILE || entry.name === SIGNATURE_FILE || entry.name === HEAD_FILE || entry.name === HEAD_SIGNATURE_FILE) {
+        await reader.skip();
+        continue;
+      }
       const want = expected.get(entry.name);
       if (!want || want.size !== entry.size) throw new FerryError("E_BUNDLE_TAMPERED", `${entry.name} changed since the bundle was verified`);
       // The cache serves its own nix-cache-info; the bundle's copy is for file:// use only.

@@ -1,4 +1,5 @@
 import { CONNECTION_ENV, CONNECTION_FLAGS, INTENT_FLAGS, JSON_FLAG, MODE_FLAG } from "./common.js";
+import { ROLLOUT_POLICY_FLAGS } from "./rollout.js";
 import type { VerbSpec } from "./types.js";
 
 const TRUSTED_KEY = {
@@ -41,7 +42,25 @@ export const BUNDLE_CREATE = {
       default: "30d",
       description: "after this long no site or host accepts the bundle (90s, 12h, 30d; never for no expiry)",
     },
-    "work-dir": { type: "string", value: "DIR", complete: "directory", description: "scratch space for the NARs", defaultText: "beside the output file" },
+    "work-dir": {
+      type: "string",
+      value: "DIR",
+      complete: "directory",
+      description: "scratch space for the NARs (format 1 only)",
+      defaultText: "beside the output file",
+    },
+    format: {
+      type: "string",
+      value: "1|2",
+      description: "2 streams from the store in one pass; 1 is for sites running a Ferry that reads only format 1",
+      defaultText: "2",
+    },
+    "from-file-cache": {
+      type: "string",
+      value: "DIR",
+      complete: "directory",
+      description: "wrap a file cache Nix wrote (nix copy --to file://DIR) instead of reading the store; makes format 1",
+    },
     ...INTENT_FLAGS,
     "intent-mode": { type: "string", value: "MODE", description: "the mode the bundle's intents allow (as ferry intent sign --mode)", defaultText: "default" },
     ...JSON_FLAG,
@@ -78,6 +97,12 @@ export const BUNDLE_IMPORT = {
   flags: {
     "trusted-key": TRUSTED_KEY,
     deploy: { type: "boolean", default: false, description: "also deploy each host's system from the bundle" },
+    rollout: {
+      type: "boolean",
+      default: false,
+      description: "instead of --deploy, roll the bundle's systems out in waves, with the policy flags of ferry rollout start",
+    },
+    ...ROLLOUT_POLICY_FLAGS,
     mode: MODE_FLAG,
     "cache-url": {
       type: "string",
@@ -94,7 +119,7 @@ export const BUNDLE_IMPORT = {
     ...CONNECTION_FLAGS,
   },
   env: [...CONNECTION_ENV, "FERRY_TRUSTED_KEYS", "FERRY_CACHE_URL"],
-  example: "ferry bundle import site-a.ferry --trusted-key release-1:AbCd…= --deploy",
+  example: "ferry bundle import site-a.ferry --trusted-key release-1:AbCd…= --rollout --canary 1 --batch 25%",
 } as const satisfies VerbSpec;
 
 export const SITE_INVENTORY = {

@@ -6,6 +6,51 @@ import type { VerbSpec } from "./types.js";
 // The controller fills in what a rollout leaves unset; help shows its values.
 const POLICY = DEFAULT_POLICY;
 
+/** The rollout policy flags, shared by `ferry rollout start` and `ferry bundle import --rollout`. */
+export const ROLLOUT_POLICY_FLAGS = {
+  canary: {
+    type: "string",
+    value: "N|N%",
+    description: "a first wave of this many hosts; any failure in it aborts",
+    defaultText: POLICY.canary.value === 0 ? "no canary wave" : formatQuantity(POLICY.canary),
+  },
+  batch: {
+    type: "string",
+    value: "N|N%",
+    description: "hosts per wave after the canary",
+    defaultText: POLICY.batch.value === 0 ? "all remaining hosts in one wave" : formatQuantity(POLICY.batch),
+  },
+  "max-unavailable": { type: "string", value: "N", default: String(POLICY.maxUnavailable), description: "hosts switching (or failed) at once" },
+  "failure-threshold": {
+    type: "string",
+    value: "N|N%",
+    description: "abort when this many finished hosts failed",
+    defaultText: formatQuantity(POLICY.failureThreshold),
+  },
+  "min-executed": { type: "string", value: "N", default: String(POLICY.minExecuted), description: "apply --failure-threshold once this many hosts finished" },
+  pause: { type: "string", value: "DURATION", description: "wait this long between waves (90s, 5m, 1h30m)", defaultText: "no pause" },
+  gate: { type: "boolean", default: false, description: "hold after each wave until ferry rollout promote ID (excludes --pause)" },
+  "progress-deadline": {
+    type: "string",
+    value: "DURATION",
+    description: "abort when a wave has not finished within DURATION",
+    defaultText: POLICY.progressDeadlineMs === 0 ? "none" : formatDuration(POLICY.progressDeadlineMs),
+  },
+  "prefetch-timeout": {
+    type: "string",
+    value: "DURATION",
+    description: "how long hosts may take to fetch their closures before activation starts",
+    defaultText: formatDuration(POLICY.prefetchTimeoutMs),
+  },
+  "skip-unfetchable": { type: "boolean", default: false, description: "leave out hosts that cannot fetch their closure instead of aborting" },
+  "rollback-on-abort": { type: "boolean", default: false, description: "when the rollout aborts, switch the hosts it already switched back" },
+  "accept-failing-checks": {
+    type: "boolean",
+    default: false,
+    description: "count a canary whose health checks all failed before and after the switch as healthy, instead of pausing",
+  },
+} as const;
+
 export const ROLLOUT_START = {
   path: ["rollout", "start"],
   summary: "roll systems out over many hosts in waves: prefetch everywhere, then canary, then batches",
@@ -17,52 +62,12 @@ export const ROLLOUT_START = {
     tag: { type: "string", multiple: true, default: [], value: "TAG", description: "of the manifest, roll out to the hosts with this tag (repeatable)" },
     environment: { type: "string", default: "", value: "ENV", description: "label the rollout with an environment (staging, production…)" },
     after: { type: "string", default: "", value: "ENV", description: "refuse unless the same systems completed a rollout in ENV first" },
-    canary: {
-      type: "string",
-      value: "N|N%",
-      description: "a first wave of this many hosts; any failure in it aborts",
-      defaultText: POLICY.canary.value === 0 ? "no canary wave" : formatQuantity(POLICY.canary),
-    },
-    batch: {
-      type: "string",
-      value: "N|N%",
-      description: "hosts per wave after the canary",
-      defaultText: POLICY.batch.value === 0 ? "all remaining hosts in one wave" : formatQuantity(POLICY.batch),
-    },
-    "max-unavailable": { type: "string", value: "N", default: String(POLICY.maxUnavailable), description: "hosts switching (or failed) at once" },
-    "failure-threshold": {
-      type: "string",
-      value: "N|N%",
-      description: "abort when this many finished hosts failed",
-      defaultText: formatQuantity(POLICY.failureThreshold),
-    },
-    "min-executed": { type: "string", value: "N", default: String(POLICY.minExecuted), description: "apply --failure-threshold once this many hosts finished" },
-    pause: { type: "string", value: "DURATION", description: "wait this long between waves (90s, 5m, 1h30m)", defaultText: "no pause" },
-    gate: { type: "boolean", default: false, description: "hold after each wave until ferry rollout promote ID (excludes --pause)" },
-    "progress-deadline": {
-      type: "string",
-      value: "DURATION",
-      description: "abort when a wave has not finished within DURATION",
-      defaultText: POLICY.progressDeadlineMs === 0 ? "none" : formatDuration(POLICY.progressDeadlineMs),
-    },
-    "prefetch-timeout": {
-      type: "string",
-      value: "DURATION",
-      description: "how long hosts may take to fetch their closures before activation starts",
-      defaultText: formatDuration(POLICY.prefetchTimeoutMs),
-    },
-    "skip-unfetchable": { type: "boolean", default: false, description: "leave out hosts that cannot fetch their closure instead of aborting" },
-    "rollback-on-abort": { type: "boolean", default: false, description: "when the rollout aborts, switch the hosts it already switched back" },
+    ...ROLLOUT_POLICY_FLAGS,
     mode: MODE_FLAG,
     "allow-unsigned": {
       type: "boolean",
       default: false,
       description: "start it although the cache holds no signature for some closure path (hosts still check their own keys)",
-    },
-    "accept-failing-checks": {
-      type: "boolean",
-      default: false,
-      description: "count a canary whose health checks all failed before and after the switch as healthy, instead of pausing",
     },
     ...INTENT_FLAGS,
     wait: { type: "boolean", default: false, description: "follow the rollout until it ends (exit 0 all confirmed, 3 some skipped, 1 otherwise)" },

@@ -13,7 +13,9 @@ import {
   type BundleManifest,
   type NarInfo,
 } from "@ferry/core";
-import { PublishBundleResponse } from "@ferry/protocol";
+import { PublishBundleResponse, Rollout, RolloutPolicy } from "@ferry/protocol";
+import { toRolloutMessage } from "./rollout-service.js";
+import type { RolloutRecord } from "../store/rollout-records.js";
 import type { BundleSite } from "./site-service.js";
 import type { Principal } from "../auth/authorize.js";
 import { refuseUpload } from "../edge/refuse-upload.js";
@@ -137,6 +139,23 @@ async function requireClosuresComplete(site: BundleSite, manifest: BundleManifes
   }
 }
 
+/** `rollout=` carries the policy as RolloutPolicy's JSON form; absent, the import starts no rollout. */
+function rolloutPolicyOf(value: string | null): RolloutPolicy | undefined {
+  if (value === null) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new FerryError("E_BAD_ARGUMENT", "rollout must be a rollout policy in JSON");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new FerryError("E_BAD_ARGUMENT", "rollout must be a JSON object");
+  return RolloutPolicy.fromJSON(parsed);
+}
+
+function toRolloutMessageJson(record: RolloutRecord): unknown {
+  return Rollout.toJSON(toRolloutMessage(record));
+}
+
 function sendJson(response: ServerResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) }).end(text);
@@ -145,7 +164,8 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
 const STATUS_BY_CODE: Record<string, number> = { E_AUTH: 401, E_SCOPE: 403, E_INTERNAL: 500, E_UNKNOWN_HOST: 404, E_BUNDLE_REPLAYED: 409, E_NO_SPACE: 507 };
 
 /**
- * `PUT /bundles/upload?deploy=1&mode=switch` with the operator token and the
+ * `PUT /bundles/upload?deploy=1&mode=switch` (or `?rollout=POLICY-JSON`, which
+ * starts a rollout of the bundle's hosts as `ferry rollout start` would) with the operator token and the
  * bundle file as the body: one pass over the bundle. The controller checks the
  * manifest signature against its own trusted keys and the sequence, hosts and
  * omitted paths as soon as the head has arrived, then writes each file into a
@@ -166,14 +186,23 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
     const query = new URL(request.url ?? "/", "http://localhost").searchParams;
     const deploy = query.get("deploy") === "1";
     const mode = modeToWire(parseOptionalMode(query.get("mode"), "mode"));
+    const rollout = rolloutPolicyOf(query.get("rollout"));
+    if (rollout && deploy) throw new FerryError("E_BAD_ARGUMENT", "deploy and rollout exclude each other");
+    // With a rollout, the hosts must exist just as with a deployment.
+    const targeted = deploy || rollout !== undefined;
     staging = await Staging.create(site.deps.cache.dir);
     const stage = staging;
     let result: PublishBundleResponse;
+    let started: RolloutRecord | undefined;
     let bytes: number;
     try {
       const verified = await verifyBundle(request as AsyncIterable<Buffer>, {
         trustedKeys: await site.trustedKeys(),
-        onManifest: ({ manifest }) => site.precheck(manifest, deploy, mode),
+        onManifest: async ({ manifest }) => {
+          await site.precheck(manifest, targeted, mode);
+          // A bad policy or a host busy in another rollout is refused before a byte is staged.
+          if (rollout) await site.planRollout(manifest, mode, rollout, "later", importer.name);
+        },
         sink: async (name, _size, body) => {
           // The cache serves its own nix-cache-info.
           if (name.startsWith("nar/") || name.endsWith(".narinfo")) await stage.write(name, body);
@@ -182,16 +211,21 @@ export async function handleBundleUpload(site: BundleSite, request: IncomingMess
       const { manifest } = verified;
       bytes = verified.bytes;
       result = await site.serialized(async () => {
-        await site.precheck(manifest, deploy, mode);
+        await site.precheck(manifest, targeted, mode);
         await requireClosuresComplete(site, manifest, stage);
+        if (rollout) await site.planRollout(manifest, mode, rollout, "later", importer.name);
         await stage.publish(site.deps.cache);
-        return site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode, importer.name);
+        // Planned again with the closures in the cache, before the ledger records the import.
+        const plan = rollout ? await site.planRollout(manifest, mode, rollout, "check", importer.name) : undefined;
+        const recorded = await site.record(manifest, verified.manifestBytes, verified.signer, deploy, mode, importer.name);
+        if (plan) started = await site.startRollout(plan);
+        return recorded;
       });
     } finally {
       // Gone before the client hears anything: a refusal leaves no trace, even for a moment.
       await stage.remove();
     }
-    sendJson(response, 200, { response: PublishBundleResponse.toJSON(result), bytes });
+    sendJson(response, 200, { response: PublishBundleResponse.toJSON(result), bytes, ...(started ? { rollout: toRolloutMessageJson(started) } : {}) });
   } catch (error) {
     const ferry = toFerryError(error);
     site.deps.log.info({ rpc: "bundles/upload", code: ferry.code, err: ferry.message }, "bundle refused");

@@ -15,7 +15,18 @@ import {
   verifyManifestSignature,
   type BundleManifest,
 } from "@ferry/core";
-import type { ActivationMode, InventoryRequest, InventoryResponse, PublishBundleRequest, PublishBundleResponse, SiteServiceServer } from "@ferry/protocol";
+import { StartRolloutRequest } from "@ferry/protocol";
+import type {
+  ActivationMode,
+  InventoryRequest,
+  InventoryResponse,
+  PublishBundleRequest,
+  PublishBundleResponse,
+  RolloutPolicy,
+  SiteServiceServer,
+} from "@ferry/protocol";
+import { planRollout } from "../rollouts/start.js";
+import type { RolloutRecord } from "../store/rollout-records.js";
 import { checkTargetIntents, recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
 import { toServiceError } from "./grpc-errors.js";
 import { toHostStatus } from "./host-status.js";
@@ -23,6 +34,8 @@ import { admitRpc } from "./unary.js";
 import type { ApiDeps } from "./api-deps.js";
 
 export interface SiteServiceDeps extends ApiDeps {
+  /** Woken when a bundle import starts a rollout. */
+  engine?: { poke(): void };
   /** The controller's data directory: holds bundle-trusted-keys and the bundle ledger. */
   dataDir: string;
 }
@@ -65,6 +78,14 @@ export interface BundleSite {
     mode: ActivationMode,
     importedBy: string,
   ): Promise<PublishBundleResponse>;
+  /**
+   * Plans a rollout of the bundle's hosts through the same code as `ferry
+   * rollout start`, recording nothing: before the files are published
+   * (`closures: "later"`) and again after, before the import is recorded.
+   */
+  planRollout(manifest: BundleManifest, mode: ActivationMode, policy: RolloutPolicy, closures: "check" | "later", importedBy: string): Promise<RolloutRecord>;
+  /** Stores a planned rollout and wakes the engine. */
+  startRollout(plan: RolloutRecord): Promise<RolloutRecord>;
 }
 
 export function createBundleSite(deps: SiteServiceDeps): BundleSite {
@@ -90,6 +111,26 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
   return {
     deps,
     ledger,
+    planRollout: (manifest, mode, policy, closures, importedBy) =>
+      planRollout(
+        deps.store,
+        deps.cache,
+        StartRolloutRequest.fromPartial({
+          targets: targetsOf(manifest),
+          policy,
+          mode,
+          environment: manifest.site ?? "",
+          requestedBy: `${importedBy} (bundle ${manifest.sequence})`,
+        }),
+        now(),
+        { closures },
+      ),
+    async startRollout(plan) {
+      await deps.store.rollouts.createRollout(plan);
+      deps.log.info({ rolloutId: plan.id, hosts: plan.hosts.length, waves: plan.waveCount, requestedBy: plan.requestedBy }, "rollout started from a bundle");
+      deps.engine?.poke();
+      return deps.store.rollouts.getRollout(plan.id);
+    },
     serialized: <T>(work: () => Promise<T>): Promise<T> => {
       const run = queue.then(work, work);
       queue = run.catch(() => undefined);

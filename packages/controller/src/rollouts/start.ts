@@ -44,7 +44,19 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
   return names.sort().map((hostName) => ({ hostName, storePath: paths.get(hostName) as string, intent: intents.get(hostName) }));
 }
 
-export async function planRollout(store: StateStore, cache: BinaryCache, request: StartRolloutRequest, nowMs: number): Promise<RolloutRecord> {
+/**
+ * Checks a rollout request and plans its waves, recording nothing. With
+ * `closures: "later"` the closures' presence in the cache is not checked: a
+ * bundle import plans before its files are published, to refuse a bad policy
+ * or a busy host before anything changes, and plans again once they are.
+ */
+export async function planRollout(
+  store: StateStore,
+  cache: BinaryCache,
+  request: StartRolloutRequest,
+  nowMs: number,
+  options: { closures?: "check" | "later" } = {},
+): Promise<RolloutRecord> {
   const policy: RolloutPolicy = validatePolicy({ ...DEFAULT_POLICY, ...definedPolicy(request) });
   const mode = assertWireMode(request.mode);
   const targets = await validateTargets(store, await selectTargets(store, request));
@@ -63,11 +75,13 @@ export async function planRollout(store: StateStore, cache: BinaryCache, request
     const holder = [...busy].find((entry) => entry.startsWith(`${target.hostName}\u0000`));
     if (holder) throw new FerryError("E_ROLLOUT_CONFLICT", `host ${target.hostName} is in rollout ${holder.split("\u0000")[1]}, still in progress`);
   }
-  await requireClosuresInCache(
-    cache,
-    targets.map((target) => target.storePath),
-    { allowUnsigned: request.allowUnsigned },
-  );
+  if (options.closures !== "later") {
+    await requireClosuresInCache(
+      cache,
+      targets.map((target) => target.storePath),
+      { allowUnsigned: request.allowUnsigned },
+    );
+  }
   const hosts = await store.listHosts(targets.map((target) => target.hostName));
   const waves = planWaves(
     targets.map((target) => target.hostName),

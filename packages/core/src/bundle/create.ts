@@ -10,6 +10,8 @@ import type { SigningKey } from "./keys.js";
 import type { BundleManifest, OmittedPath } from "./manifest.js";
 import type { SiteInventory } from "./inventory.js";
 import { writeBundle } from "./write.js";
+import { writeStreamedBundle } from "./write-streamed.js";
+import type { StreamingRunner } from "../runner.js";
 
 export interface CreateBundleOptions {
   nix: Nix;
@@ -27,14 +29,23 @@ export interface CreateBundleOptions {
   /** Signed deploy intents for some of the hosts. */
   intents?: readonly SignedIntent[];
   now?: Date;
-  /** Scratch space for the NARs; defaults to a directory beside the output. */
+  /** Scratch space for the NARs of a version 1 bundle; defaults to a directory beside the output. */
   workDir?: string;
+  /**
+   * 2 (the default): streamed from the store in one pass, manifest last
+   * (write-streamed.ts), read by this Ferry and later. 1: the layout older
+   * sites read, made from a scratch `nix copy` file cache.
+   */
+  format?: 1 | 2;
+  /** Streams the NARs of a version 2 bundle (nix-store --dump, zstd). */
+  runner?: StreamingRunner;
 }
 
 /**
  * Builds a bundle from the local store: the hosts' closures, less what the
- * site already has, as a zstd file binary cache written by `nix copy`, then
- * packed into one archive. Paths left out are announced to `nix copy` as
+ * site already has. Version 2 streams each NAR from the store straight into
+ * the archive. Version 1 writes a zstd file binary cache with `nix copy`, then
+ * packs it into one archive. Paths left out are announced to `nix copy` as
  * already present (narinfo stubs), so it neither copies nor misses them.
  */
 export async function createBundle(options: CreateBundleOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
@@ -53,6 +64,25 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
   if (options.since && sequence <= options.since.lastSequence) {
     throw new FerryError("E_BAD_ARGUMENT", `sequence ${sequence} is not above the site's last imported bundle (${options.since.lastSequence})`);
   }
+  const since = options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null;
+  if ((options.format ?? 2) === 2) {
+    if (!options.runner) throw new FerryError("E_INTERNAL", "a version 2 bundle needs a streaming runner");
+    const [includedInfo, omittedInfo] = await Promise.all([nix.pathInfos(included), nix.pathInfos(omittedPaths)]);
+    return writeStreamedBundle({
+      runner: options.runner,
+      paths: includedInfo,
+      omitted: omittedInfo.map((info) => ({ storePath: info.path, narHash: info.narHash, narSize: info.narSize })),
+      hosts: options.hosts,
+      sequence,
+      since,
+      site: options.site ?? null,
+      expiresAt: options.expiresAt ?? null,
+      intents: options.intents ?? [],
+      signingKey: options.signingKey,
+      output: options.output,
+      now,
+    });
+  }
   const workDir = await mkdtemp(join(options.workDir ?? dirname(options.output), ".ferry-bundle-"));
   try {
     const omittedInfo = await nix.pathInfos(omittedPaths);
@@ -69,7 +99,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
       omitted,
       hosts: options.hosts,
       sequence,
-      since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
+      since,
       site: options.site ?? null,
       expiresAt: options.expiresAt ?? null,
       intents: options.intents ?? [],
@@ -83,7 +113,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
 }
 
 /** Each intent names one of the bundle's hosts and exactly its system, in a mode that deploys. */
-function checkBundleIntents(intents: readonly SignedIntent[], hosts: Record<string, string>): void {
+export function checkBundleIntents(intents: readonly SignedIntent[], hosts: Record<string, string>): void {
   intentsByHost(intents);
   for (const signed of intents) {
     const intent = readSignedIntent(signed);

@@ -9,9 +9,28 @@ import { findValidSignature, signText, type PublicKey, type SigningKey } from ".
 /** Readers accept bundles of this major version only; minor additions are ignored by older readers. */
 export const BUNDLE_FORMAT = "ferry-bundle";
 export const BUNDLE_VERSION = 1;
+/**
+ * Version 2 streams from the store: the files come first and the signed
+ * manifest last (the writer learns each compressed NAR's hash only as it
+ * writes it). Same manifest fields; readers accept 1 and 2.
+ */
+export const BUNDLE_VERSION_STREAMED = 2;
+export const BUNDLE_VERSIONS: readonly number[] = [BUNDLE_VERSION, BUNDLE_VERSION_STREAMED];
 /** 1.1 added `site` and `expiresAt`, 1.2 `intents`; 1.0 and 1.1 bundles are still read. */
 export const BUNDLE_MINOR_VERSION = 2;
 export const MANIFEST_FILE = "manifest.json";
+/** A version 2 bundle's first entry, with STREAMED_MARKER_TEXT: older readers name it when they refuse the file. */
+export const STREAMED_MARKER_FILE = "ferry-bundle-v2";
+/**
+ * A version 2 bundle's signed head, right after the marker: the sequence and
+ * the paths (with NAR sizes) the bundle will carry, in order, so that a reader
+ * checks a signature before it stages a byte, stages only what the head
+ * announced, and bounds its size. The manifest at the end must agree with it.
+ */
+export const HEAD_FILE = "head.json";
+export const HEAD_SIGNATURE_FILE = "head.sig";
+export const HEAD_FORMAT = "ferry-bundle-head";
+export const STREAMED_MARKER_TEXT = "Ferry bundle, format version 2: the files first, the signed manifest.json and manifest.sig last.\n";
 export const SIGNATURE_FILE = "manifest.sig";
 export const CACHE_INFO_FILE = "nix-cache-info";
 export const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n";
@@ -63,8 +82,8 @@ export interface BundleManifest {
   intents: SignedIntent[];
 }
 
-const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
-const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
+export const NARINFO_NAME = /^[0-9a-df-np-sv-z]{32}\.narinfo$/;
+export const NAR_NAME = /^nar\/[0-9a-df-np-sv-z]{52}\.nar(\.(zst|xz|bz2))?$/;
 const ISO_TIME = /^\d{4}-\d\d-\d\dT[0-9:.]+Z$/;
 const HASH_TEXT = /^sha256[:-][A-Za-z0-9+/=]{43,52}$/;
 
@@ -105,8 +124,9 @@ export function parseManifest(bytes: Buffer): BundleManifest {
     throw error instanceof FerryError ? error : bad(`not JSON: ${(error as Error).message}`);
   }
   if (raw["format"] !== BUNDLE_FORMAT) throw bad(`not a Ferry bundle manifest (format ${JSON.stringify(raw["format"])})`);
-  if (raw["version"] !== BUNDLE_VERSION) {
-    throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(raw["version"])}; this Ferry reads version ${BUNDLE_VERSION}`);
+  const version = raw["version"];
+  if (typeof version !== "number" || !BUNDLE_VERSIONS.includes(version)) {
+    throw new FerryError("E_BUNDLE_VERSION", `bundle format version ${JSON.stringify(version)}; this Ferry reads versions ${BUNDLE_VERSIONS.join(" and ")}`);
   }
   const hosts = Object.fromEntries(canonicalHostMap(Object.entries(object(raw["hosts"], "hosts")).map(([name, path]) => [name, assertStorePath(path)])));
   if (Object.keys(hosts).length === 0) throw bad("names no host");
@@ -143,7 +163,7 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   const intents = parseIntents(raw["intents"], hosts);
   return {
     format: BUNDLE_FORMAT,
-    version: BUNDLE_VERSION,
+    version,
     minorVersion: count(raw["minorVersion"] ?? 0, "minorVersion"),
     createdAt: text(raw["createdAt"], "createdAt", ISO_TIME),
     sequence: count(raw["sequence"], "sequence"),
@@ -209,4 +229,32 @@ export function verifyManifestSignature(manifestBytes: Uint8Array, signatureFile
 /** Every store path the manifest says the hosts' closures consist of. */
 export function closureOf(manifest: BundleManifest): Set<string> {
   return new Set([...manifest.paths.map((entry) => entry.storePath), ...manifest.omitted.map((entry) => entry.storePath)]);
+}
+
+/** A version 2 bundle's head (HEAD_FILE). */
+export interface BundleHead {
+  format: typeof HEAD_FORMAT;
+  version: number;
+  sequence: number;
+  paths: { storePath: string; narSize: number }[];
+}
+
+export function parseBundleHead(bytes: Buffer): BundleHead {
+  let raw: Record<string, unknown>;
+  try {
+    raw = object(JSON.parse(bytes.toString("utf8")), "the head");
+  } catch (error) {
+    throw error instanceof FerryError ? error : bad(`head: not JSON: ${(error as Error).message}`);
+  }
+  if (raw["format"] !== HEAD_FORMAT || raw["version"] !== BUNDLE_VERSION_STREAMED) throw bad("head: not a version 2 bundle head");
+  if (!Array.isArray(raw["paths"])) throw bad("head: paths must be a list");
+  return {
+    format: HEAD_FORMAT,
+    version: BUNDLE_VERSION_STREAMED,
+    sequence: count(raw["sequence"], "head.sequence"),
+    paths: raw["paths"].map((value, i) => {
+      const entry = object(value, `head.paths[${i}]`);
+      return { storePath: assertStorePath(entry["storePath"]), narSize: count(entry["narSize"], `head.paths[${i}].narSize`) };
+    }),
+  };
 }

@@ -92,24 +92,24 @@ async function hashFile(file: string): Promise<string> {
 }
 
 /** References before the paths that use them, so a reader never meets a narinfo whose references it has not seen. */
-function dependencyOrder(prepared: Prepared[]): Prepared[] {
-  const byPath = new Map(prepared.map((item) => [item.entry.storePath, item]));
+export function dependencyOrder<T>(items: readonly T[], pathOf: (item: T) => string, referencesOf: (item: T) => readonly string[]): T[] {
+  const byPath = new Map(items.map((item) => [pathOf(item), item]));
   const done = new Set<string>();
-  const ordered: Prepared[] = [];
-  const visit = (item: Prepared): void => {
-    const stack: [Prepared, number][] = [[item, 0]];
+  const ordered: T[] = [];
+  const visit = (item: T): void => {
+    const stack: [T, number][] = [[item, 0]];
     while (stack.length > 0) {
-      const top = stack[stack.length - 1] as [Prepared, number];
+      const top = stack[stack.length - 1] as [T, number];
       const [current, index] = top;
-      if (index === 0 && done.has(current.entry.storePath)) {
+      if (index === 0 && done.has(pathOf(current))) {
         stack.pop();
         continue;
       }
-      const next = current.references[index];
+      const next = referencesOf(current)[index];
       if (next === undefined) {
         stack.pop();
-        if (!done.has(current.entry.storePath)) {
-          done.add(current.entry.storePath);
+        if (!done.has(pathOf(current))) {
+          done.add(pathOf(current));
           ordered.push(current);
         }
         continue;
@@ -119,7 +119,7 @@ function dependencyOrder(prepared: Prepared[]): Prepared[] {
       if (child && !done.has(next) && child !== current) stack.push([child, 0]);
     }
   };
-  for (const item of [...prepared].sort((a, b) => a.entry.storePath.localeCompare(b.entry.storePath))) visit(item);
+  for (const item of [...items].sort((a, b) => pathOf(a).localeCompare(pathOf(b)))) visit(item);
   return ordered;
 }
 
@@ -197,7 +197,11 @@ class ArchiveWriter {
  * first. The file appears under its name only when complete (temp + rename).
  */
 export async function writeBundle(options: WriteBundleOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
-  const prepared = dependencyOrder(await Promise.all(options.paths.map((path) => prepare(options.cacheDir, path, options.signingKey))));
+  const prepared = dependencyOrder(
+    await Promise.all(options.paths.map((path) => prepare(options.cacheDir, path, options.signingKey))),
+    (item) => item.entry.storePath,
+    (item) => item.references,
+  );
   const manifest: BundleManifest = {
     format: BUNDLE_FORMAT,
     version: BUNDLE_VERSION,
