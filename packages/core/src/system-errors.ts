@@ -46,7 +46,7 @@ export function fileError(error: unknown, file: string, what: string): FerryErro
       return new FerryError("E_FILE_NOT_FOUND", `${what} ${file} does not exist (a part of its path is not a directory)`, options);
     case "EACCES":
     case "EPERM":
-      return new FerryError("E_FILE_UNREADABLE", `${what} ${file} is not ${access} by this user (uid ${process.getuid?.() ?? "?"})`, options);
+      return new FerryError("E_FILE_UNREADABLE", `${what} ${file} is not ${access} by this user (uid ${process.geteuid?.() ?? "?"})`, options);
     case "EISDIR":
       return new FerryError("E_FILE_UNREADABLE", `${what} ${file} is a directory, not a file`, options);
     default:
