@@ -199,7 +199,11 @@ async function importBundle(args: string[]): Promise<number> {
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
   if (values.rollout && values.deploy) throw new FerryError("E_BAD_ARGUMENT", "--deploy and --rollout exclude each other: a rollout deploys in waves");
   const stray = values.rollout ? [] : policyFlagsGiven(values);
-  if (stray.length > 0) throw new FerryError("E_BAD_ARGUMENT", `${stray.map((flag) => `--${flag}`).join(", ")} only go with --rollout`);
+  if (stray.length > 0)
+    throw new FerryError(
+      "E_BAD_ARGUMENT",
+      `${stray.map((flag) => `--${flag}`).join(", ")} ${stray.length === 1 ? "goes" : "go"} only with --rollout (a rollout policy)`,
+    );
   const rollout = values.rollout ? parseRolloutPolicy(values) : undefined;
   if (rollout && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--rollout needs the single-pass import; drop --two-pass");
   const keys = localVerify ? trustedKeys(values["trusted-key"]) : undefined;

@@ -91,7 +91,7 @@ export const BUNDLE_INSPECT = {
 
 export const BUNDLE_IMPORT = {
   path: ["bundle", "import"],
-  summary: "verify a bundle and load it into the site controller's cache; --deploy also records its systems",
+  summary: "verify a bundle and load it into the site controller's cache; --deploy or --rollout also deploys its systems",
   section: "operator",
   positionals: { synopsis: "FILE", min: 1, max: 1, complete: "file" },
   flags: {
