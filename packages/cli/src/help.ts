@@ -14,8 +14,14 @@ export function helpWidth(): number {
 /** Lays out [term, text] rows in two columns, wrapping the text under itself. */
 function columns(rows: readonly (readonly [string, string])[], width: number, indent = 2): string {
   const termWidth = Math.min(34, Math.max(...rows.map(([term]) => term.length)));
-  const textWidth = Math.max(30, width - indent - termWidth - 2);
+  const textWidth = width - indent - termWidth - 2;
   const lines: string[] = [];
+  if (textWidth < 30) {
+    // Too narrow for two columns (a 60-column terminal and long flag names): each text under its term.
+    const pad = " ".repeat(indent + 4);
+    for (const [term, text] of rows) lines.push(`${" ".repeat(indent)}${term}`, ...wrap(text, width - pad.length).map((line) => pad + line));
+    return lines.join("\n");
+  }
   for (const [term, text] of rows) {
     const wrapped = wrap(text, textWidth);
     const pad = " ".repeat(indent + termWidth + 2);
@@ -76,7 +82,8 @@ export function usageLine(spec: VerbSpec): string {
 export function verbHelp(spec: VerbSpec, width = helpWidth()): string {
   const flagRows = Object.entries(spec.flags).map(([name, flag]) => [flagTerm(name, flag), flagText(flag)] as const);
   const parts = [
-    wrap(`ferry ${verbName(spec)} — ${spec.summary}`, width).join("\n  "),
+    // Continuation lines are indented by two, so they wrap two columns earlier.
+    wrap(`ferry ${verbName(spec)} — ${spec.summary}`, width - 2).join("\n  "),
     `Usage:\n  ${usageLine(spec)}${flagRows.length > 0 ? " [FLAGS]" : ""}`,
     `Flags:\n${columns([...flagRows, HELP_FLAG_LINE], width)}`,
   ];

@@ -19,6 +19,15 @@ function flagLine(help: string, term: string): string {
 }
 
 describe("per-verb help", () => {
+  test("in a 60-column terminal no help line is wider than 60 columns, except the example and single long words", () => {
+    for (const spec of allVerbs()) {
+      const help = verbHelp(spec, 60);
+      const wide = help.split("\n").filter((line) => line.length > 60 && line !== `  ${spec.example}` && /\s\S+\s/.test(line.trim()));
+      assert.deepEqual(wide, [], `${verbName(spec)}: lines wider than 60 columns`);
+      for (const [name, flag] of Object.entries(spec.flags)) flagLine(help, flagTerm(name, flag));
+    }
+  });
+
   test("every verb's help names every flag, every variable it reads and its example", () => {
     for (const spec of allVerbs()) {
       const help = verbHelp(spec, 100);
