@@ -99,26 +99,38 @@ describe("the HTTP edge under abuse", () => {
   });
 
   test("a refused upload is not drained forever: the socket is closed after a bounded read", async () => {
-    const { socket, closed } = await rawClient("127.0.0.1");
-    socket.write(`PUT /cache/nar/${"0".repeat(52)}.nar HTTP/1.1\r\nHost: x\r\nContent-Length: ${1024 * 1024 * 1024}\r\n\r\n`);
-    let answer = "";
-    socket.on("data", (chunk: Buffer) => (answer += chunk.toString()));
-    const chunk = Buffer.alloc(64 * 1024);
-    let sent = 0;
-    const pump = setInterval(() => {
-      for (let i = 0; i < 8 && !socket.destroyed; i++) {
-        socket.write(chunk);
-        sent += chunk.length;
+    /** One attempt: how long the server kept the socket (-1: still open after 8 s), what it answered, and what the client pushed. */
+    const attempt = async (): Promise<{ lifetime: number; answer: string; sent: number }> => {
+      const { socket, closed } = await rawClient("127.0.0.1");
+      socket.write(`PUT /cache/nar/${"0".repeat(52)}.nar HTTP/1.1\r\nHost: x\r\nContent-Length: ${1024 * 1024 * 1024}\r\n\r\n`);
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => (answer += chunk.toString()));
+      const chunk = Buffer.alloc(64 * 1024);
+      let sent = 0;
+      const pump = setInterval(() => {
+        for (let i = 0; i < 8 && !socket.destroyed; i++) {
+          socket.write(chunk);
+          sent += chunk.length;
+        }
+      }, 5);
+      try {
+        const lifetime = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 8000))]);
+        return { lifetime, answer, sent };
+      } finally {
+        clearInterval(pump);
       }
-    }, 5);
-    try {
-      const lifetime = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 8000))]);
-      assert.notEqual(lifetime, -1, "the server kept reading a refused body");
-      assert.match(answer, /^HTTP\/1\.1 401/);
-      assert.ok(sent < 512 * 1024 * 1024, `client pushed ${sent} bytes before being cut`);
-    } finally {
-      clearInterval(pump);
+    };
+    // A socket closed with no answer at all was turned away by the connection
+    // cap while the server still counted the previous test's flood (slow to
+    // notice closes under load): try again, briefly.
+    let result = await attempt();
+    for (let tries = 1; tries < 20 && result.lifetime !== -1 && result.answer === ""; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      result = await attempt();
     }
+    assert.notEqual(result.lifetime, -1, "the server kept reading a refused body");
+    assert.match(result.answer, /^HTTP\/1\.1 401/);
+    assert.ok(result.sent < 512 * 1024 * 1024, `client pushed ${result.sent} bytes before being cut`);
   });
 
   test("uploads beyond the concurrent cap get 503 with Retry-After", async () => {
