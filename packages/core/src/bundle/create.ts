@@ -13,8 +13,8 @@ import { writeBundle } from "./write.js";
 import { writeStreamedBundle } from "./write-streamed.js";
 import type { StreamingRunner } from "../runner.js";
 
-export interface CreateBundleOptions {
-  nix: Nix;
+/** What every way of making a bundle takes: whose systems, signed by whom, for which site and until when. */
+export interface BundleIdentityOptions {
   hosts: Record<string, string>;
   output: string;
   signingKey: SigningKey;
@@ -29,6 +29,10 @@ export interface CreateBundleOptions {
   /** Signed deploy intents for some of the hosts. */
   intents?: readonly SignedIntent[];
   now?: Date;
+}
+
+export interface CreateBundleOptions extends BundleIdentityOptions {
+  nix: Nix;
   /** Scratch space for the NARs of a version 1 bundle; defaults to a directory beside the output. */
   workDir?: string;
   /**
@@ -50,21 +54,14 @@ export interface CreateBundleOptions {
  */
 export async function createBundle(options: CreateBundleOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
   const { nix } = options;
-  const now = options.now ?? new Date();
-  const roots = [...new Set(Object.values(options.hosts))];
-  if (roots.length === 0) throw new FerryError("E_BAD_ARGUMENT", "the bundle manifest names no host");
-  checkBundleIntents(options.intents ?? [], options.hosts);
+  const roots = bundleRoots(options);
   const missing = await nix.invalidPaths(roots);
   if (missing.length > 0) throw new FerryError("E_BAD_STORE_PATH", `not in the local store (build it first): ${missing.join(", ")}`);
   const closure = await nix.closure(roots);
   const present = new Set(options.since?.storePaths ?? []);
   const omittedPaths = closure.filter((path) => present.has(path));
   const included = closure.filter((path) => !present.has(path));
-  const sequence = options.sequence ?? Math.max(now.getTime(), (options.since?.lastSequence ?? 0) + 1);
-  if (options.since && sequence <= options.since.lastSequence) {
-    throw new FerryError("E_BAD_ARGUMENT", `sequence ${sequence} is not above the site's last imported bundle (${options.since.lastSequence})`);
-  }
-  const since = options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null;
+  const identity = bundleIdentity(options);
   if ((options.format ?? 2) === 2) {
     if (!options.runner) throw new FerryError("E_INTERNAL", "a version 2 bundle needs a streaming runner");
     const [includedInfo, omittedInfo] = await Promise.all([nix.pathInfos(included), nix.pathInfos(omittedPaths)]);
@@ -72,15 +69,7 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
       runner: options.runner,
       paths: includedInfo,
       omitted: omittedInfo.map((info) => ({ storePath: info.path, narHash: info.narHash, narSize: info.narSize })),
-      hosts: options.hosts,
-      sequence,
-      since,
-      site: options.site ?? null,
-      expiresAt: options.expiresAt ?? null,
-      intents: options.intents ?? [],
-      signingKey: options.signingKey,
-      output: options.output,
-      now,
+      ...identity,
     });
   }
   const workDir = await mkdtemp(join(options.workDir ?? dirname(options.output), ".ferry-bundle-"));
@@ -97,23 +86,43 @@ export async function createBundle(options: CreateBundleOptions): Promise<{ mani
       cacheDir: workDir,
       paths: included,
       omitted,
-      hosts: options.hosts,
-      sequence,
-      since,
-      site: options.site ?? null,
-      expiresAt: options.expiresAt ?? null,
-      intents: options.intents ?? [],
-      signingKey: options.signingKey,
-      output: options.output,
-      now,
+      ...identity,
     });
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
 }
 
+/** The hosts' systems, checked with their intents: the roots of the bundle's closure. */
+export function bundleRoots(options: BundleIdentityOptions): string[] {
+  const roots = [...new Set(Object.values(options.hosts))];
+  if (roots.length === 0) throw new FerryError("E_BAD_ARGUMENT", "the bundle manifest names no host");
+  checkBundleIntents(options.intents ?? [], options.hosts);
+  return roots;
+}
+
+/** The manifest fields every writer takes alike, with the sequence chosen above the site's last one. */
+export function bundleIdentity(options: BundleIdentityOptions) {
+  const now = options.now ?? new Date();
+  const sequence = options.sequence ?? Math.max(now.getTime(), (options.since?.lastSequence ?? 0) + 1);
+  if (options.since && sequence <= options.since.lastSequence) {
+    throw new FerryError("E_BAD_ARGUMENT", `sequence ${sequence} is not above the site's last imported bundle (${options.since.lastSequence})`);
+  }
+  return {
+    hosts: options.hosts,
+    sequence,
+    since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
+    site: options.site ?? null,
+    expiresAt: options.expiresAt ?? null,
+    intents: options.intents ?? [],
+    signingKey: options.signingKey,
+    output: options.output,
+    now,
+  };
+}
+
 /** Each intent names one of the bundle's hosts and exactly its system, in a mode that deploys. */
-export function checkBundleIntents(intents: readonly SignedIntent[], hosts: Record<string, string>): void {
+function checkBundleIntents(intents: readonly SignedIntent[], hosts: Record<string, string>): void {
   intentsByHost(intents);
   for (const signed of intents) {
     const intent = readSignedIntent(signed);

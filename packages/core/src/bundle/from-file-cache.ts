@@ -1,28 +1,15 @@
-import type { SignedIntent } from "@ferry/protocol";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../errors.js";
 import { parseNarInfo, type NarInfo } from "../narinfo.js";
 import { parseStorePath } from "../validate.js";
-import type { SigningKey } from "./keys.js";
 import type { BundleManifest } from "./manifest.js";
-import type { SiteInventory } from "./inventory.js";
 import { writeBundle } from "./write.js";
-import { checkBundleIntents } from "./create.js";
+import { bundleIdentity, bundleRoots, type BundleIdentityOptions } from "./create.js";
 
-export interface BundleFromFileCacheOptions {
+export interface BundleFromFileCacheOptions extends BundleIdentityOptions {
   /** A Nix file binary cache, as `nix copy --to file://DIR` writes it (any compression Nix writes). */
   cacheDir: string;
-  hosts: Record<string, string>;
-  output: string;
-  signingKey: SigningKey;
-  since?: SiteInventory & { sha256: string };
-  sequence?: number;
-  site?: string | null;
-  expiresAt?: Date | null;
-  /** Signed deploy intents for some of the hosts. */
-  intents?: readonly SignedIntent[];
-  now?: Date;
 }
 
 async function readNarInfo(cacheDir: string, storePath: string): Promise<NarInfo> {
@@ -53,10 +40,7 @@ async function readNarInfo(cacheDir: string, storePath: string): Promise<NarInfo
  * match its narinfo makes an unusable bundle, never a wrong one.
  */
 export async function createBundleFromFileCache(options: BundleFromFileCacheOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
-  const now = options.now ?? new Date();
-  const roots = [...new Set(Object.values(options.hosts))];
-  if (roots.length === 0) throw new FerryError("E_BAD_ARGUMENT", "the bundle manifest names no host");
-  checkBundleIntents(options.intents ?? [], options.hosts);
+  const roots = bundleRoots(options);
   const infos = new Map<string, NarInfo>();
   const queue = [...roots];
   while (queue.length > 0) {
@@ -68,10 +52,7 @@ export async function createBundleFromFileCache(options: BundleFromFileCacheOpti
   }
   const present = new Set(options.since?.storePaths ?? []);
   const closure = [...infos.keys()].sort();
-  const sequence = options.sequence ?? Math.max(now.getTime(), (options.since?.lastSequence ?? 0) + 1);
-  if (options.since && sequence <= options.since.lastSequence) {
-    throw new FerryError("E_BAD_ARGUMENT", `sequence ${sequence} is not above the site's last imported bundle (${options.since.lastSequence})`);
-  }
+  const identity = bundleIdentity(options);
   return writeBundle({
     cacheDir: options.cacheDir,
     paths: closure.filter((path) => !present.has(path)),
@@ -81,14 +62,6 @@ export async function createBundleFromFileCache(options: BundleFromFileCacheOpti
         const info = infos.get(path) as NarInfo;
         return { storePath: path, narHash: info.narHash, narSize: info.narSize };
       }),
-    hosts: options.hosts,
-    sequence,
-    since: options.since ? { inventorySha256: options.since.sha256, lastSequence: options.since.lastSequence } : null,
-    site: options.site ?? null,
-    expiresAt: options.expiresAt ?? null,
-    intents: options.intents ?? [],
-    signingKey: options.signingKey,
-    output: options.output,
-    now,
+    ...identity,
   });
 }
