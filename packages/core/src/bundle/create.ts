@@ -9,7 +9,7 @@ import { intentsByHost } from "../intent-file.js";
 import type { SigningKey } from "./keys.js";
 import type { BundleManifest, OmittedPath } from "./manifest.js";
 import type { SiteInventory } from "./inventory.js";
-import { writeBundle } from "./write.js";
+import { writeBundle, type BundleWriteIdentity } from "./write.js";
 import { writeStreamedBundle } from "./write-streamed.js";
 import type { StreamingRunner } from "../runner.js";
 
@@ -102,7 +102,7 @@ export function bundleRoots(options: BundleIdentityOptions): string[] {
 }
 
 /** The manifest fields every writer takes alike, with the sequence chosen above the site's last one. */
-export function bundleIdentity(options: BundleIdentityOptions) {
+export function bundleIdentity(options: BundleIdentityOptions): BundleWriteIdentity {
   const now = options.now ?? new Date();
   const sequence = options.sequence ?? Math.max(now.getTime(), (options.since?.lastSequence ?? 0) + 1);
   if (options.since && sequence <= options.since.lastSequence) {

@@ -1,4 +1,3 @@
-import type { SignedIntent } from "@ferry/protocol";
 import { signedIntentToJson } from "../intent-file.js";
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { FerryError } from "../errors.js";
@@ -27,7 +26,7 @@ import {
 } from "./manifest.js";
 import { streamCompressedNar, streamPlainNar, type StreamedNar } from "./nar-stream.js";
 import { BLOCK, TAR_END, tarHeader, tarPadding } from "./tar.js";
-import { dependencyOrder } from "./write.js";
+import { dependencyOrder, type BundleWriteIdentity } from "./write.js";
 
 /** A path as the local store describes it (nix path-info). */
 export interface StorePathInfo {
@@ -37,23 +36,13 @@ export interface StorePathInfo {
   references: string[];
 }
 
-export interface WriteStreamedOptions {
+export interface WriteStreamedOptions extends BundleWriteIdentity {
   runner: StreamingRunner;
   /** The NAR of a store path; tests stand in for the store. Default: dumpNar. */
   narSource?: (storePath: string) => AsyncIterable<Buffer>;
   /** The paths the bundle carries, as the store describes them. */
   paths: readonly StorePathInfo[];
   omitted: readonly OmittedPath[];
-  hosts: Record<string, string>;
-  sequence: number;
-  since: BundleManifest["since"];
-  site?: string | null;
-  expiresAt?: Date | null;
-  /** Signed deploy intents for the bundle's hosts. */
-  intents?: readonly SignedIntent[];
-  signingKey: SigningKey;
-  output: string;
-  now: Date;
 }
 
 const WRITE_BATCH = 4 << 20;

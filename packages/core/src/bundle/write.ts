@@ -25,12 +25,8 @@ import {
 } from "./manifest.js";
 import { TAR_END, tarHeader, tarPadding } from "./tar.js";
 
-export interface WriteBundleOptions {
-  /** A file binary cache (as `nix copy --to file://DIR` writes it) holding every path of `paths`. */
-  cacheDir: string;
-  /** Store paths the bundle carries. */
-  paths: readonly string[];
-  omitted: readonly OmittedPath[];
+/** The manifest fields both writers (this one and write-streamed.ts) take alike, and where the file goes. */
+export interface BundleWriteIdentity {
   hosts: Record<string, string>;
   sequence: number;
   since: BundleManifest["since"];
@@ -43,6 +39,14 @@ export interface WriteBundleOptions {
   signingKey: SigningKey;
   output: string;
   now: Date;
+}
+
+export interface WriteBundleOptions extends BundleWriteIdentity {
+  /** A file binary cache (as `nix copy --to file://DIR` writes it) holding every path of `paths`. */
+  cacheDir: string;
+  /** Store paths the bundle carries. */
+  paths: readonly string[];
+  omitted: readonly OmittedPath[];
 }
 
 interface Prepared {
