@@ -18,6 +18,7 @@ import { createCacheHandlers } from "./api/cache-service.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
+import { DesiredState } from "./desired/desired-state.js";
 import { BinaryCache } from "./cache/binary-cache.js";
 import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
@@ -111,24 +112,33 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
     ...(options.agentFrameRate ? { frameRate: options.agentFrameRate } : {}),
-    onHostChanged: (name) => {
-      hostEvents.emit("changed", name);
-      // A host's report may be the step a rollout waits for.
-      engine.poke();
+    onHostChanged: (name) => hostEvents.emit("changed", name),
+  });
+  const desired = new DesiredState({
+    store,
+    cache,
+    hub,
+    log: log.child({ part: "desired" }),
+    now: Date.now,
+    onChanged: (names) => {
+      for (const name of names) hostEvents.emit("changed", name);
     },
   });
   const engine = new RolloutEngine({
     store,
+    desired,
     hub,
     log: log.child({ part: "rollouts" }),
     now: Date.now,
     onRolloutChanged: (id) => rolloutEvents.emit("changed", id),
-    onHostChanged: (name) => hostEvents.emit("changed", name),
   });
+  // Every change to a host (a report, a deploy, a removal) is announced here; a rollout may wait for it.
+  hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
 
   await removeStaleStaging(dataDir.cacheDir);
   const site = createBundleSite({
     store,
+    desired,
     hub,
     engine,
     cache,
@@ -225,6 +235,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   grpc.addService(OperatorServiceService, {
     ...createOperatorService({
       store,
+      desired,
       hub,
       cache,
       log: log.child({ part: "api" }),
@@ -250,7 +261,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     throw listenError(error, options.grpcListen, "the operator gRPC listener, --grpc-listen");
   });
 
-  engine.start();
+  await engine.start();
   const pruneHistory = async (): Promise<void> => {
     const deleted = await store.pruneEvents(Date.now() - history.maxAgeMs);
     if (deleted > 0) log.info({ deleted, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old deployment history");
@@ -290,7 +301,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     async stop() {
       clearInterval(pruneTimer);
       await engine.stop();
-      hub.close();
+      await hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.
       const forced = setTimeout(() => grpc.forceShutdown(), 2000);
       await new Promise<void>((resolve) => grpc.tryShutdown(() => resolve()));

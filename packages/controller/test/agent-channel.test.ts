@@ -17,6 +17,7 @@ import {
 } from "@ferry/protocol";
 import { pino } from "pino";
 import { toHostStatus } from "../src/api/host-status.js";
+import { recordDeployment } from "./record-deployment.js";
 import { startTestController, type TestController } from "./controller-fixture.js";
 
 const SYS_A = "/nix/store/pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5-nixos-system-web1";
@@ -298,7 +299,8 @@ describe("agent channel happy path", () => {
   });
 
   test("a host with a desired system gets DesiredSystem right after Welcome; progress and result are recorded", async () => {
-    const [deployed] = await t.controller.store.recordDeployment(
+    const [deployed] = await recordDeployment(
+      t.controller.store,
       "dep-1",
       [{ hostName: "web1", storePath: SYS_A }],
       ActivationMode.ACTIVATION_MODE_SWITCH,
@@ -360,7 +362,8 @@ describe("agent channel happy path", () => {
       intentKey("ferry-ci-1"),
     ]);
     await t.controller.store.addHost("signed1", hashToken(TOKEN), [], Date.now());
-    await t.controller.store.recordDeployment(
+    await recordDeployment(
+      t.controller.store,
       "dep-signed",
       [{ hostName: "signed1", storePath: SYS_B, intent }],
       ActivationMode.ACTIVATION_MODE_BOOT,
@@ -396,7 +399,8 @@ describe("agent channel happy path", () => {
     const host = await t.controller.store.getHost("fresh1");
     assert.equal(host?.desiredSerial, 41);
     assert.equal(host?.desiredSystem, "", "what the host should run is unchanged");
-    const [deployed] = await t.controller.store.recordDeployment(
+    const [deployed] = await recordDeployment(
+      t.controller.store,
       "d-test",
       [{ hostName: "fresh1", storePath: SYS_B }],
       ActivationMode.ACTIVATION_MODE_SWITCH,
@@ -409,7 +413,8 @@ describe("agent channel happy path", () => {
 describe("health checks failing before and after the switch", () => {
   test("a result naming them is stored, shown in the host's status, recorded as an event and logged with the names", async () => {
     await t.controller.store.addHost("chk1", hashToken(TOKEN), [], Date.now());
-    const [deployed] = await t.controller.store.recordDeployment(
+    const [deployed] = await recordDeployment(
+      t.controller.store,
       "dep-chk",
       [{ hostName: "chk1", storePath: SYS_A }],
       ActivationMode.ACTIVATION_MODE_SWITCH,
@@ -443,7 +448,7 @@ describe("health checks failing before and after the switch", () => {
     const host = await t.controller.store.getHost("chk1");
     assert.ok(host);
     assert.deepEqual([host.checksFailingBeforeAndAfter, host.checksRun], [["systemd:nginx.service"], 2]);
-    const status = toHostStatus(host, true);
+    const status = toHostStatus(host, { isOnline: () => true, lastSeenMs: () => 0 });
     assert.deepEqual([status.checksFailingBeforeAndAfter, status.checksRun], [["systemd:nginx.service"], 2]);
     const events = await t.controller.store.listEvents("chk1", 10);
     assert.deepEqual(events.at(-1)?.data["checksFailingBeforeAndAfter"], ["systemd:nginx.service"]);

@@ -15,12 +15,14 @@ import { recordDeploy } from "../src/api/deploy.js";
 import { toRolloutMessage } from "../src/api/rollout-service.js";
 import type { BinaryCache } from "../src/cache/binary-cache.js";
 import type { AgentHub } from "../src/hub/agent-hub.js";
+import { DesiredState } from "../src/desired/desired-state.js";
 import { RolloutEngine } from "../src/rollouts/engine.js";
 import { rolloutOutcome } from "../src/rollouts/outcome.js";
 import { planRollout } from "../src/rollouts/start.js";
 import type { RolloutHostRecord, RolloutHostState, RolloutRecord } from "../src/store/rollout-records.js";
 import { SqliteStateStore } from "../src/store/sqlite-store.js";
 import type { HostRecord } from "../src/store/state-store.js";
+import { recordDeployment } from "./record-deployment.js";
 
 const root = mkdtempSync(join(tmpdir(), "ferry-rollout-engine-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -50,7 +52,30 @@ interface Push {
   mode: ActivationMode;
 }
 
-type EngineInternals = { tickAll(): Promise<void>; running: Promise<void> | undefined };
+/**
+ * The store as the controller uses it: every write that changes a host is
+ * announced to the engine (the controller does this through its host events).
+ */
+class AnnouncingStore extends SqliteStateStore {
+  announce: (names: readonly string[]) => void = () => undefined;
+
+  override async recordReport(...args: Parameters<SqliteStateStore["recordReport"]>): Promise<HostRecord> {
+    const record = await super.recordReport(...args);
+    this.announce([record.name]);
+    return record;
+  }
+
+  override async assignDesired(...args: Parameters<SqliteStateStore["assignDesired"]>): Promise<HostRecord[]> {
+    const records = await super.assignDesired(...args);
+    this.announce(records.map((record) => record.name));
+    return records;
+  }
+
+  override async removeHost(name: string): Promise<void> {
+    await super.removeHost(name);
+    this.announce([name]);
+  }
+}
 
 function policy(patch: Partial<PolicyMessage> = {}): PolicyMessage {
   return {
@@ -90,12 +115,12 @@ class Harness {
   readonly rolloutChanges: string[] = [];
   /** Hosts whose agent is not connected. */
   readonly offline = new Set<string>();
-  store: SqliteStateStore;
+  store: AnnouncingStore;
   engine: RolloutEngine;
   private closed = false;
 
   constructor() {
-    this.store = new SqliteStateStore(this.file);
+    this.store = new AnnouncingStore(this.file);
     this.engine = this.newEngine();
   }
 
@@ -112,14 +137,12 @@ class Harness {
       },
       isOnline: (name: string) => !this.offline.has(name),
     } as unknown as AgentHub;
-    return new RolloutEngine({
-      store: this.store,
-      hub,
-      log: silentLogger(),
-      now: () => this.clock.now,
-      onRolloutChanged: (id) => this.rolloutChanges.push(id),
-      onHostChanged: () => undefined,
-    });
+    const now = () => this.clock.now;
+    const desired = new DesiredState({ store: this.store, cache, hub, log: silentLogger(), now, onChanged: () => undefined });
+    const engine = new RolloutEngine({ store: this.store, desired, hub, log: silentLogger(), now, onRolloutChanged: (id) => this.rolloutChanges.push(id) });
+    // Marked only: the test steps the engine itself, one step at a time.
+    this.store.announce = (names) => engine.markChanged(names);
+    return engine;
   }
 
   advance(ms: number): void {
@@ -128,16 +151,14 @@ class Harness {
 
   /** Waits until no step the engine started on its own (e.g. after control()) is running. */
   async settle(): Promise<void> {
-    const internals = this.engine as unknown as EngineInternals;
-    for (let i = 0; internals.running && i < 100; i++) await internals.running;
-    assert.equal(internals.running, undefined, "the engine never went idle");
+    await this.engine.idle();
   }
 
   /** One full engine step over every active rollout. */
   async tick(times = 1): Promise<void> {
     for (let i = 0; i < times; i++) {
       await this.settle();
-      await (this.engine as unknown as EngineInternals).tickAll();
+      await this.engine.runStep();
     }
   }
 
@@ -169,7 +190,7 @@ class Harness {
       mode,
     };
     const record = await planRollout(this.store, cache, request, this.clock.now);
-    await this.store.rollouts.createRollout(record);
+    await this.engine.begin(record);
     return record.id;
   }
 
@@ -243,8 +264,9 @@ class Harness {
     await this.settle();
     await this.engine.stop();
     await this.store.close();
-    this.store = new SqliteStateStore(this.file);
+    this.store = new AnnouncingStore(this.file);
     this.engine = this.newEngine();
+    await this.engine.load();
   }
 
   async close(): Promise<void> {
@@ -893,7 +915,7 @@ describe("RolloutEngine and changes to the fleet", () => {
     await h.prefetchAll(id);
     await h.tick();
     const hotfix = storePath("web-1-hotfix");
-    await h.store.recordDeployment("d-manual", [{ hostName: "web-1", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
+    await recordDeployment(h.store, "d-manual", [{ hostName: "web-1", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
     const manualSerial = (await h.host("web-1")).desiredSerial;
     await h.tick();
     const web1 = await h.rolloutHost(id, "web-1");
@@ -912,7 +934,7 @@ describe("RolloutEngine and changes to the fleet", () => {
     await h.addHosts(hosts);
     const id = await h.start(hosts, { skipUnfetchable: true });
     await h.tick();
-    await h.store.recordDeployment("d-manual", [{ hostName: "web-2", storePath: storePath("hotfix") }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
+    await recordDeployment(h.store, "d-manual", [{ hostName: "web-2", storePath: storePath("hotfix") }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
     await h.fetched(["web-1"]);
     await h.tick();
     const web2 = await h.rolloutHost(id, "web-2");
@@ -930,7 +952,7 @@ describe("RolloutEngine and changes to the fleet", () => {
     const id = await h.start(hosts, { canary: count(1) });
     await h.prefetchAll(id);
     const hotfix = storePath("web-2-hotfix");
-    await h.store.recordDeployment("d-manual", [{ hostName: "web-2", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
+    await recordDeployment(h.store, "d-manual", [{ hostName: "web-2", storePath: hotfix }], ActivationMode.ACTIVATION_MODE_SWITCH, h.clock.now);
     await h.tick();
     await h.active(["web-1"]);
     await h.tick(3);
@@ -1014,7 +1036,7 @@ describe("RolloutEngine modes", () => {
     const h = await harness();
     const hosts = fleet(2);
     await h.addHosts(hosts);
-    await h.store.recordDeployment("d-manual", [{ hostName: "web-1", storePath: storePath("web-1-manual") }], BOOT, h.clock.now);
+    await recordDeployment(h.store, "d-manual", [{ hostName: "web-1", storePath: storePath("web-1-manual") }], BOOT, h.clock.now);
     await h.report("web-1", HostPhase.HOST_PHASE_BOOT_PENDING);
     const id = await h.start(hosts, { maxUnavailable: 2 });
     await h.prefetchAll(id);
@@ -1115,7 +1137,8 @@ describe("RolloutEngine outcome", () => {
     await h.addHosts(hosts);
     const id = await h.start(hosts, { canary: count(1) });
     await h.prefetchAll(id);
-    await h.store.recordDeployment(
+    await recordDeployment(
+      h.store,
       "d-manual",
       [{ hostName: "web-2", storePath: storePath("web-2-hotfix") }],
       ActivationMode.ACTIVATION_MODE_SWITCH,
@@ -1170,7 +1193,14 @@ describe("Manual deploys and maintenance windows", () => {
   const deployBoth = (h: Harness, ignoreWindows: boolean) =>
     recordDeploy(
       h.store,
-      cache,
+      new DesiredState({
+        store: h.store,
+        cache,
+        hub: { pushDesired: () => undefined },
+        log: silentLogger(),
+        now: () => h.clock.now,
+        onChanged: () => undefined,
+      }),
       ["db-1", "web-1"].map((hostName) => ({ hostName, storePath: NEW(hostName) })),
       { mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED, ignoreWindows },
       h.clock.now,

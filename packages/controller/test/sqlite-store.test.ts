@@ -7,10 +7,11 @@ import Database from "better-sqlite3";
 import { FerryError, hashToken, type ErrorCode } from "@ferry/core";
 import { SqliteStateStore, type HostRecord } from "@ferry/controller";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
+import { recordDeployment } from "./record-deployment.js";
 
 /** Removes what migrations after version 2 added, leaving the schema a version-2 release wrote. */
 function dropPostVersion2Schema(db: Database.Database): void {
-  db.exec(`DROP INDEX IF EXISTS hosts_name_ignoring_case;
+  db.exec(`DROP INDEX IF EXISTS hosts_name_ignoring_case; DROP INDEX IF EXISTS hosts_held_for_window;
     ALTER TABLE hosts DROP COLUMN desired_intent; ALTER TABLE rollout_hosts DROP COLUMN intent;
     DROP TABLE operator_tokens; DROP TABLE audit; ALTER TABLE deployments DROP COLUMN requested_by;
     ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run;
@@ -131,13 +132,14 @@ describe("SqliteStateStore deployments and reports", () => {
     await store.addHost("a", hashToken("a"), [], 1);
     await store.addHost("b", hashToken("b"), [], 1);
     await store.recordReport("a", { lastErrorCode: "E_FETCH_FAILED", lastErrorMessage: "old", lastErrorOutput: "old out", phase: HostPhase.HOST_PHASE_FAILED });
-    const first = await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 10);
+    const first = await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 10);
     assert.equal(first.length, 1);
     assert.equal(first[0]?.desiredSerial, 1);
     assert.equal(first[0]?.phase, HostPhase.HOST_PHASE_PENDING);
     assert.equal(first[0]?.lastErrorCode, "", "a new deployment clears the previous error");
     assert.equal(first[0]?.lastErrorOutput, "");
-    const second = await store.recordDeployment(
+    const second = await recordDeployment(
+      store,
       "d2",
       [
         { hostName: "a", storePath: SYS_B },
@@ -159,7 +161,7 @@ describe("SqliteStateStore deployments and reports", () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => store.recordDeployment(`d${i}`, [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, i)),
+      Array.from({ length: 20 }, (_, i) => recordDeployment(store, `d${i}`, [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, i)),
     );
     const serials = results.map((r) => r[0]?.desiredSerial).sort((x, y) => (x as number) - (y as number));
     assert.deepEqual(
@@ -173,10 +175,11 @@ describe("SqliteStateStore deployments and reports", () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
     await store.addHost("b", hashToken("b"), [], 1);
-    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1);
+    await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1);
     const before = await store.listHosts();
     await rejectsCode(
-      store.recordDeployment(
+      recordDeployment(
+        store,
         "d2",
         [
           { hostName: "a", storePath: SYS_B },
@@ -190,22 +193,22 @@ describe("SqliteStateStore deployments and reports", () => {
     );
     assert.deepEqual(await store.listHosts(), before);
     // The failed deployment id was not recorded either: it can be used again.
-    const again = await store.recordDeployment("d2", [{ hostName: "b", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_SWITCH, 3);
+    const again = await recordDeployment(store, "d2", [{ hostName: "b", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_SWITCH, 3);
     assert.equal(again[0]?.desiredSerial, 1);
   });
 
   test("bad targets are refused before anything is written", async () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
-    await rejectsCode(store.recordDeployment("d", [{ hostName: "a", storePath: "/tmp/evil" }], ActivationMode.ACTIVATION_MODE_SWITCH, 1), "E_BAD_STORE_PATH");
-    await rejectsCode(store.recordDeployment("d", [{ hostName: "a/..", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1), "E_BAD_HOST_NAME");
+    await rejectsCode(recordDeployment(store, "d", [{ hostName: "a", storePath: "/tmp/evil" }], ActivationMode.ACTIVATION_MODE_SWITCH, 1), "E_BAD_STORE_PATH");
+    await rejectsCode(recordDeployment(store, "d", [{ hostName: "a/..", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1), "E_BAD_HOST_NAME");
     assert.equal((await store.getHost("a"))?.desiredSerial, 0);
   });
 
   test("recordReport changes only the given fields; unknown host → E_UNKNOWN_HOST", async () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), ["t"], 5);
-    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1);
+    await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 1);
     const before = await store.getHost("a");
     const after1 = await store.recordReport("a", {
       currentSystem: SYS_A,
@@ -275,7 +278,8 @@ describe("SqliteStateStore deployments held for a maintenance window", () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
     await store.addHost("b", hashToken("b"), [], 1);
-    const [a, b] = await store.recordDeployment(
+    const [a, b] = await recordDeployment(
+      store,
       "d1",
       [
         { hostName: "a", storePath: SYS_A, heldForWindow: true },
@@ -300,8 +304,8 @@ describe("SqliteStateStore deployments held for a maintenance window", () => {
   test("a newer deployment that is not held clears the hold", async () => {
     const { store } = open();
     await store.addHost("a", hashToken("a"), [], 1);
-    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A, heldForWindow: true }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 2);
-    const [after] = await store.recordDeployment("d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 3);
+    await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A, heldForWindow: true }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 2);
+    const [after] = await recordDeployment(store, "d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_UNSPECIFIED, 3);
     assert.deepEqual([after?.heldForWindow, after?.desiredActivate], [false, true]);
     assert.equal(await store.releaseHeld("a", "d1"), undefined);
   });
@@ -311,7 +315,7 @@ describe("SqliteStateStore durability", () => {
   test("closing and reopening the file finds hosts, deployments and events", async () => {
     const { store, file } = open();
     await store.addHost("a", hashToken("a"), ["x"], 1);
-    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_TEST, 2);
+    await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_TEST, 2);
     await store.recordReport("a", { currentSystem: SYS_A, appliedSerial: 1, lastErrorOutput: "multi\nline\u00e9" });
     await store.appendEvent({ atMs: 3, hostName: "a", kind: "activation-succeeded", data: { serial: 1 } });
     const expected = await store.getHost("a");
@@ -322,7 +326,7 @@ describe("SqliteStateStore durability", () => {
     assert.deepEqual(await reopened.getHost("a"), expected);
     assert.deepEqual(await reopened.listEvents("a", 10), [{ atMs: 3, hostName: "a", kind: "activation-succeeded", data: { serial: 1 } }]);
     // Migrations are not re-run on an existing database, and serials continue.
-    const next = await reopened.recordDeployment("d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_SWITCH, 4);
+    const next = await recordDeployment(reopened, "d2", [{ hostName: "a", storePath: SYS_B }], ActivationMode.ACTIVATION_MODE_SWITCH, 4);
     assert.equal(next[0]?.desiredSerial, 2);
     await rejectsCode(reopened.addHost("a", hashToken("a"), [], 5), "E_HOST_EXISTS");
   });
@@ -330,9 +334,9 @@ describe("SqliteStateStore durability", () => {
   test("upgrading a version-2 database keeps what its hosts' mode meant: switch (1) was the host's own strategy", async () => {
     const { store, file } = open();
     await store.addHost("a", hashToken("a"), [], 1);
-    await store.recordDeployment("d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 2);
+    await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 2);
     await store.addHost("b", hashToken("b"), [], 1);
-    await store.recordDeployment("d2", [{ hostName: "b", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_BOOT, 2);
+    await recordDeployment(store, "d2", [{ hostName: "b", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_BOOT, 2);
     await store.close();
     stores.splice(stores.indexOf(store), 1);
     // Turn the file back into what the previous release wrote.
@@ -363,7 +367,7 @@ describe("SqliteStateStore host names ignore case", () => {
     await rejectsCode(store.addHost("web-2", hashToken("second"), [], 2), "E_HOST_EXISTS");
     await rejectsCode(store.addHost("WEB-2", hashToken("second"), [], 2), "E_HOST_EXISTS");
     assert.equal((await store.getHost("WEB-2"))?.tokenHash, hashToken("first"));
-    const [deployed] = await store.recordDeployment("d1", [{ hostName: "wEb-2", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 3);
+    const [deployed] = await recordDeployment(store, "d1", [{ hostName: "wEb-2", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_SWITCH, 3);
     assert.equal(deployed?.name, "web-2");
     assert.equal((await store.recordReport("WEB-2", { lastSeenMs: 4 })).lastSeenMs, 4);
     assert.deepEqual(

@@ -20,7 +20,7 @@ import type { TokenRecord } from "../store/access-records.js";
 import type { ApiDeps } from "./api-deps.js";
 import { unaryHandler } from "./unary.js";
 
-export interface AccessServiceDeps extends Omit<ApiDeps, "cache" | "hostEvents"> {
+export interface AccessServiceDeps extends Omit<ApiDeps, "cache" | "hostEvents" | "desired"> {
   tokenAdmin: TokenAdmin;
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from "@ferry/core";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Authenticator } from "../auth/authenticate.js";
 import type { BinaryCache } from "../cache/binary-cache.js";
+import type { DesiredState } from "../desired/desired-state.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { StateStore } from "../store/state-store.js";
 
@@ -11,6 +12,8 @@ export interface ApiDeps {
   store: StateStore;
   hub: AgentHub;
   cache: BinaryCache;
+  /** The one path that gives hosts a new desired system. */
+  desired: DesiredState;
   log: Logger;
   authenticator: Authenticator;
   audit: AuditLog;

@@ -1,7 +1,17 @@
 import type { HostStatus } from "@ferry/protocol";
 import type { HostRecord } from "../store/state-store.js";
 
-export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
+/** What the agent hub knows of a host's link that the store may not have yet. */
+export interface LinkView {
+  isOnline(hostName: string): boolean;
+  /** Heartbeats reach the store in batches: this is the newest one seen; 0 if none. */
+  lastSeenMs(hostName: string): number;
+}
+
+/** A host never connected to this process. */
+export const NO_LINK: LinkView = { isOnline: () => false, lastSeenMs: () => 0 };
+
+export function toHostStatus(record: HostRecord, link: LinkView): HostStatus {
   return {
     name: record.name,
     tags: record.tags,
@@ -10,8 +20,8 @@ export function toHostStatus(record: HostRecord, online: boolean): HostStatus {
     deploymentId: record.deploymentId,
     currentSystem: record.currentSystem,
     phase: record.phase,
-    online,
-    lastSeenMs: record.lastSeenMs,
+    online: link.isOnline(record.name),
+    lastSeenMs: Math.max(record.lastSeenMs, link.lastSeenMs(record.name)),
     lastErrorCode: record.lastErrorCode,
     lastErrorMessage: record.lastErrorMessage,
     lastErrorOutput: record.lastErrorOutput,

@@ -18,9 +18,11 @@ import {
   type WatchHostsRequest,
   type WatchHostsResponse,
 } from "@ferry/protocol";
-import { toHostStatus } from "./host-status.js";
+import { NO_LINK, toHostStatus } from "./host-status.js";
 import { pageOfHosts } from "./host-pages.js";
-import { recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
+import { recordDeploy } from "./deploy.js";
+import { requireClosuresInCache } from "../desired/closures.js";
+import { validateTargets } from "../desired/targets.js";
 import { toServiceError } from "./grpc-errors.js";
 import { admitRpc, unaryHandler } from "./unary.js";
 import { authorize } from "../auth/authorize.js";
@@ -44,7 +46,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
 
   async function statuses(given: readonly string[]) {
     const names = given.map(assertHostName);
-    return (await deps.store.listHosts(names)).map((record) => toHostStatus(record, deps.hub.isOnline(record.name)));
+    return (await deps.store.listHosts(names)).map((record) => toHostStatus(record, deps.hub));
   }
 
   return {
@@ -57,13 +59,14 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       const record = await deps.store.addHost(name, hashToken(token), tags, now());
       deps.log.info({ host: name, tags, token: caller.name }, "host added");
       await deps.audit.record(caller.name, "host.add", name, { tags });
-      return { host: toHostStatus(record, false), agentToken: token };
+      return { host: toHostStatus(record, NO_LINK), agentToken: token };
     }),
 
     removeHost: unary("RemoveHost", async (request: RemoveHostRequest, caller): Promise<RemoveHostResponse> => {
       const name = assertHostName(request.name);
       await deps.store.removeHost(name);
       deps.hub.disconnect(name, "host removed by operator");
+      deps.hostEvents.emit("changed", name);
       deps.log.info({ host: name, token: caller.name }, "host removed");
       await deps.audit.record(caller.name, "host.remove", name);
       return {};
@@ -83,7 +86,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       );
       const { deploymentId, records, held, windowsIgnored } = await recordDeploy(
         deps.store,
-        deps.cache,
+        deps.desired,
         request.targets,
         { mode: request.mode, ignoreWindows: request.ignoreWindows, allowUnsigned: request.allowUnsigned, requestedBy: caller.name },
         now(),
@@ -94,17 +97,13 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
         ignoreWindows: request.ignoreWindows,
         allowUnsigned: request.allowUnsigned,
       });
-      for (const record of records) {
-        deps.log.info(
-          { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem, heldForWindow: record.heldForWindow || undefined },
-          record.heldForWindow ? "desired system recorded; it activates when the host's maintenance window opens" : "desired system recorded",
-        );
-        deps.hub.pushDesired(record);
-        deps.hostEvents.emit("changed", record.name);
+      const heldNames = records.filter((record) => record.heldForWindow).map((record) => record.name);
+      if (heldNames.length > 0) {
+        deps.log.info({ deploymentId, held: heldNames.length, hostNames: heldNames.slice(0, 20) }, "held hosts activate when their maintenance window opens");
       }
       for (const hold of windowsIgnored)
         deps.log.warn({ host: hold.hostName, deploymentId }, "deploy activates outside the host's maintenance window (ignore windows)");
-      return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))), held, windowsIgnored };
+      return { deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub)), held, windowsIgnored };
     }),
 
     dryActivate: unary("DryActivate", async (request: DryActivateRequest, caller): Promise<DryActivateResponse> => {
@@ -124,7 +123,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       const send = (hostName: string): void => {
         if (watched && watched.size > 0 && !watched.has(hostName)) return;
         void deps.store.getHost(hostName).then((record) => {
-          if (record && !call.cancelled) call.write({ host: toHostStatus(record, deps.hub.isOnline(record.name)) });
+          if (record && !call.cancelled) call.write({ host: toHostStatus(record, deps.hub) });
         });
       };
       const stop = (): void => {

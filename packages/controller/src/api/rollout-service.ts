@@ -29,7 +29,7 @@ import { planRollout } from "../rollouts/start.js";
 import { validateWindow } from "../rollouts/windows.js";
 import type { RolloutRecord } from "../store/rollout-records.js";
 import type { StateStore } from "../store/state-store.js";
-import { newId } from "./deploy.js";
+import { newId } from "../desired/targets.js";
 import { unaryHandler } from "./unary.js";
 
 export interface RolloutServiceDeps {
@@ -97,7 +97,7 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
           record.environment,
         ),
       );
-      await deps.store.rollouts.createRollout(record);
+      await deps.engine.begin(record);
       deps.log.info({ rolloutId: record.id, hosts: record.hosts.length, waves: record.waveCount, requestedBy: record.requestedBy }, "rollout started");
       await deps.audit.record(caller.name, "rollout.start", record.id, {
         environment: record.environment,
@@ -105,8 +105,7 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
         mode: record.mode,
         ...(request.requestedBy ? { clientNote: request.requestedBy.slice(0, 200) } : {}),
       });
-      deps.engine.poke();
-      return { rollout: toRolloutMessage(await deps.store.rollouts.getRollout(record.id)) };
+      return { rollout: toRolloutMessage(record) };
     }),
 
     getRollout: unary("GetRollout", async (request: GetRolloutRequest): Promise<GetRolloutResponse> => ({

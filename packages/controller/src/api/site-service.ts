@@ -25,17 +25,20 @@ import type {
   RolloutPolicy,
   SiteServiceServer,
 } from "@ferry/protocol";
+import type { RolloutEngine } from "../rollouts/engine.js";
 import { planRollout } from "../rollouts/start.js";
 import type { RolloutRecord } from "../store/rollout-records.js";
-import { checkTargetIntents, recordDeploy, requireClosuresInCache, validateTargets } from "./deploy.js";
+import { recordDeploy } from "./deploy.js";
+import { requireClosuresInCache } from "../desired/closures.js";
+import { checkTargetIntents, validateTargets } from "../desired/targets.js";
 import { toServiceError } from "./grpc-errors.js";
 import { toHostStatus } from "./host-status.js";
 import { admitRpc } from "./unary.js";
 import type { ApiDeps } from "./api-deps.js";
 
 export interface SiteServiceDeps extends ApiDeps {
-  /** Woken when a bundle import starts a rollout. */
-  engine?: { poke(): void };
+  /** Drives the rollouts bundle imports start. */
+  engine?: Pick<RolloutEngine, "begin">;
   /** The controller's data directory: holds bundle-trusted-keys and the bundle ledger. */
   dataDir: string;
 }
@@ -126,10 +129,10 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
         { closures },
       ),
     async startRollout(plan) {
-      await deps.store.rollouts.createRollout(plan);
+      if (!deps.engine) throw new FerryError("E_INTERNAL", "this controller runs no rollout engine");
+      const started = await deps.engine.begin(plan);
       deps.log.info({ rolloutId: plan.id, hosts: plan.hosts.length, waves: plan.waveCount, requestedBy: plan.requestedBy }, "rollout started from a bundle");
-      deps.engine?.poke();
-      return deps.store.rollouts.getRollout(plan.id);
+      return started;
     },
     serialized: <T>(work: () => Promise<T>): Promise<T> => {
       const run = queue.then(work, work);
@@ -167,21 +170,13 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       }
       const { deploymentId, records } = await recordDeploy(
         deps.store,
-        deps.cache,
+        deps.desired,
         targetsOf(manifest),
         { mode, ignoreWindows: false, requestedBy: importedBy },
         now(),
       );
       await deps.audit.record(importedBy, "bundle.import", `sequence ${manifest.sequence}`, { ...audited, deploymentId });
-      for (const record of records) {
-        deps.log.info(
-          { host: record.name, deploymentId, serial: record.desiredSerial, storePath: record.desiredSystem },
-          "desired system recorded from a bundle",
-        );
-        deps.hub.pushDesired(record);
-        deps.hostEvents.emit("changed", record.name);
-      }
-      return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub.isOnline(record.name))) };
+      return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub)) };
     },
   };
 }

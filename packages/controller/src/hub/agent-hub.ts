@@ -7,6 +7,8 @@ import { MAX_FRAME_BYTES, type DryActivateOutcome, type SignedIntent } from "@fe
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import { AgentSession } from "./agent-session.js";
 import { DEFAULT_FRAME_RATE, type FrameRate } from "./agent-limits.js";
+import { LinkLog } from "./link-log.js";
+import { ReportWriter } from "./report-writer.js";
 
 export interface AgentHubOptions {
   store: StateStore;
@@ -27,8 +29,15 @@ export class AgentHub {
   });
   private readonly sessions = new Map<string, AgentSession>();
   private readonly dryRuns = new Map<string, { hostName: string; settle: (outcome: DryActivateOutcome | FerryError) => void }>();
+  private readonly reports: ReportWriter;
+  private readonly links: LinkLog;
+  /** Set by close(): the links it cuts are not news to anyone. */
+  private closing = false;
 
-  constructor(private readonly options: AgentHubOptions) {}
+  constructor(private readonly options: AgentHubOptions) {
+    this.reports = new ReportWriter(options.store);
+    this.links = new LinkLog(options.log, () => this.sessions.size);
+  }
 
   /** `onAuthenticated` runs once the agent's hello proved which host it is. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, onAuthenticated: () => void = () => undefined): void {
@@ -36,6 +45,8 @@ export class AgentHub {
       const remote = `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`;
       new AgentSession(ws, remote, {
         store: this.options.store,
+        reports: this.reports,
+        links: this.links,
         log: this.options.log,
         heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         now: this.options.now ?? Date.now,
@@ -54,10 +65,11 @@ export class AgentHub {
         onClosed: (session) => {
           if (session.hostName !== undefined && this.sessions.get(session.hostName) === session) {
             this.sessions.delete(session.hostName);
+            if (this.closing) return;
             for (const pending of [...this.dryRuns.values()].filter((run) => run.hostName === session.hostName)) {
               pending.settle(new FerryError("E_HOST_OFFLINE", `${session.hostName} disconnected before answering`));
             }
-            this.options.log.info({ host: session.hostName }, "agent disconnected");
+            this.links.disconnect({ host: session.hostName });
             this.options.onHostChanged(session.hostName);
           }
         },
@@ -67,6 +79,11 @@ export class AgentHub {
 
   isOnline(hostName: string): boolean {
     return this.sessions.has(hostName);
+  }
+
+  /** The host's last sign of life seen by this process (heartbeats are written in batches); 0 if none. */
+  lastSeenMs(hostName: string): number {
+    return this.reports.lastSeenMs(hostName);
   }
 
   pushDesired(host: HostRecord): void {
@@ -98,8 +115,12 @@ export class AgentHub {
     this.sessions.get(hostName)?.refuse("E_UNKNOWN_HOST", message);
   }
 
-  close(): void {
+  /** Cuts every link and writes what is still in memory; the store stays open. */
+  async close(): Promise<void> {
+    this.closing = true;
     for (const client of this.server.clients) client.terminate();
     this.server.close();
+    this.links.close();
+    await this.reports.close();
   }
 }

@@ -14,6 +14,8 @@ import {
   type Progress,
 } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
+import type { LinkLog } from "./link-log.js";
+import type { ReportWriter } from "./report-writer.js";
 import { AGENT_TEXT_LIMITS, FrameRateLimiter, capOutput, capText, type FrameRate } from "./agent-limits.js";
 
 /** WebSocket close codes in the private range, one per refusal family. */
@@ -51,7 +53,10 @@ function agentFields(json: string): Record<string, unknown> {
 }
 
 export interface SessionHooks {
-  store: StateStore;
+  /** Read here; reports are written through `reports`. */
+  store: Pick<StateStore, "getHost" | "raiseSerialFloor">;
+  reports: ReportWriter;
+  links: LinkLog;
   log: Logger;
   heartbeatIntervalMs: number;
   now: () => number;
@@ -69,6 +74,8 @@ export interface SessionHooks {
  */
 export class AgentSession {
   hostName: string | undefined;
+  /** What the agent last said it runs, so that a heartbeat saying the same writes nothing. */
+  private knownSystem = "";
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private lastFrameAt: number;
@@ -176,13 +183,17 @@ export class AgentSession {
       await this.hooks.store.raiseSerialFloor(name, hello.appliedSerial);
     }
     const caughtUp = hello.appliedSerial >= host.desiredSerial && hello.appliedSerial > 0;
-    const updated = await this.hooks.store.recordReport(name, {
+    await this.hooks.reports.write(name, {
       currentSystem: hello.currentSystem,
       agentVersion: hello.agentVersion.slice(0, AGENT_TEXT_LIMITS.agentVersion),
       lastSeenMs: this.hooks.now(),
       ...(caughtUp && hello.phase !== HostPhase.HOST_PHASE_UNSPECIFIED ? { phase: hello.phase } : {}),
     });
-    this.hooks.log.info({ host: name, remote: this.remote, currentSystem: hello.currentSystem, appliedSerial: hello.appliedSerial }, "agent connected");
+    this.knownSystem = hello.currentSystem;
+    const updated = await this.hooks.store.getHost(name);
+    // Removed while it said hello.
+    if (!updated) throw new FerryError("E_AUTH", AUTH_REFUSAL);
+    this.hooks.links.connect({ host: name, remote: this.remote, currentSystem: hello.currentSystem, appliedSerial: hello.appliedSerial });
     this.hooks.onAuthenticated(this);
     this.send({ $case: "welcome", value: { hostName: name, heartbeatIntervalMs: this.hooks.heartbeatIntervalMs, serverTimeMs: this.hooks.now() } });
     if (updated.desiredSerial > 0) this.sendDesired(updated);
@@ -195,11 +206,16 @@ export class AgentSession {
         throw new FrameError("E_MALFORMED_FRAME", "hello sent twice");
       case "heartbeat": {
         if (body.value.currentSystem !== "") assertStorePath(body.value.currentSystem);
-        this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: this.hooks.now() } });
-        await this.hooks.store.recordReport(hostName, {
-          lastSeenMs: this.hooks.now(),
-          ...(body.value.currentSystem ? { currentSystem: body.value.currentSystem } : {}),
-        });
+        const now = this.hooks.now();
+        this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: now } });
+        const { currentSystem } = body.value;
+        if (currentSystem !== "" && currentSystem !== this.knownSystem) {
+          // Switched outside Ferry (or by a result this controller missed): that is worth a write.
+          this.knownSystem = currentSystem;
+          await this.hooks.reports.write(hostName, { lastSeenMs: now, currentSystem });
+        } else {
+          this.hooks.reports.seen(hostName, now);
+        }
         return;
       }
       case "desiredRequest": {
@@ -250,8 +266,9 @@ export class AgentSession {
   private async onProgress(hostName: string, progress: Progress): Promise<void> {
     const host = await this.hooks.store.getHost(hostName);
     if (!host || progress.serial !== host.desiredSerial) return;
-    await this.hooks.store.recordReport(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
-    this.hooks.log.info(
+    await this.hooks.reports.write(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
+    // Results are logged at info, one per host and deployment; the steps before them would be several.
+    this.hooks.log.debug(
       { host: hostName, serial: progress.serial, deploymentId: host.deploymentId, phase: formatPhase(progress.phase) },
       capText(progress.message, AGENT_TEXT_LIMITS.progressMessage) || "progress",
     );
@@ -265,9 +282,8 @@ export class AgentSession {
     const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
     // Bounded: the names come from the agent.
     const stillFailing = result.checksFailingBeforeAndAfter.slice(0, 64).map((name) => name.slice(0, 512));
-    await this.hooks.store.appendEvent({
+    const event = {
       atMs: this.hooks.now(),
-      hostName,
       kind: result.success ? "activation-succeeded" : "activation-failed",
       data: {
         serial: result.serial,
@@ -276,21 +292,26 @@ export class AgentSession {
         errorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
         ...(stillFailing.length > 0 ? { checksFailingBeforeAndAfter: stillFailing } : {}),
       },
-    });
+    };
+    if (result.currentSystem !== "") this.knownSystem = result.currentSystem;
     if (result.serial !== host.desiredSerial) {
       // A late answer to an older deployment: it tells us what runs, nothing more.
-      await this.hooks.store.recordReport(hostName, fields);
+      await this.hooks.reports.write(hostName, fields, event);
     } else {
-      await this.hooks.store.recordReport(hostName, {
-        ...fields,
-        phase: result.phase,
-        appliedSerial: result.serial,
-        lastErrorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
-        lastErrorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
-        lastErrorOutput: capOutput(result.output, AGENT_TEXT_LIMITS.output),
-        checksFailingBeforeAndAfter: stillFailing,
-        checksRun: result.checksRun,
-      });
+      await this.hooks.reports.write(
+        hostName,
+        {
+          ...fields,
+          phase: result.phase,
+          appliedSerial: result.serial,
+          lastErrorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
+          lastErrorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
+          lastErrorOutput: capOutput(result.output, AGENT_TEXT_LIMITS.output),
+          checksFailingBeforeAndAfter: stillFailing,
+          checksRun: result.checksRun,
+        },
+        event,
+      );
     }
     const logged = {
       host: hostName,

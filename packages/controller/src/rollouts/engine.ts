@@ -1,219 +1,323 @@
 import { FerryError, type Logger } from "@ferry/core";
-import { HostPhase } from "@ferry/protocol";
+import type { DesiredState } from "../desired/desired-state.js";
 import type { AgentHub } from "../hub/agent-hub.js";
-import type { MaintenanceWindowRecord, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
-import type { HostRecord, StateStore } from "../store/state-store.js";
+import type { MaintenanceWindowRecord, RolloutHostPatch, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
+import type { StateStore } from "../store/state-store.js";
 import { releaseHeldDeploys } from "./held-deploys.js";
 import { completionReason } from "./outcome.js";
-import { confirmedEvidence, unprovenCanaries, unprovenReason } from "./check-evidence.js";
+import { unprovenCanaries, unprovenReason } from "./check-evidence.js";
+import { AWAITING_HOST, FAILED, FINISHED, IN_FLIGHT, observeHost } from "./observe.js";
 import { phaseDeadlineAtMs } from "./deadline.js";
 import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
+import { StepScheduler } from "./step-scheduler.js";
 
 export interface EngineDeps {
   store: StateStore;
-  hub: AgentHub;
+  desired: DesiredState;
+  hub: Pick<AgentHub, "isOnline">;
   log: Logger;
   now: () => number;
+  /** Called at most once per step for each rollout that changed. */
   onRolloutChanged: (id: string) => void;
-  onHostChanged: (name: string) => void;
 }
 
-const FINISHED: ReadonlySet<RolloutHostState> = new Set(["confirmed", "failed", "rolled-back", "skipped", "reverted"]);
-const FAILED: ReadonlySet<RolloutHostState> = new Set(["failed", "rolled-back"]);
-/** Given their new system and not yet confirmed on it: these hold a maxUnavailable slot. */
-const IN_FLIGHT: ReadonlySet<RolloutHostState> = new Set(["activating", "boot-pending"]);
+/** Deadlines, pauses and maintenance windows are checked this often. */
 const TICK_MS = 1000;
+/** Events that arrive this close together are handled by one step. */
+const COALESCE_MS = 20;
 
-/**
- * Where a host that finished its activation stands. Confirmed means it runs
- * the rollout's system and its agent confirmed it; a system installed for
- * the next boot proves nothing until the host has booted it.
- */
-function activationState(record: HostRecord, storePath: string): RolloutHostState {
-  if (record.phase === HostPhase.HOST_PHASE_ACTIVE) return record.currentSystem === storePath ? "confirmed" : "boot-pending";
-  if (record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) return "boot-pending";
-  if (record.phase === HostPhase.HOST_PHASE_ROLLED_BACK) return "rolled-back";
-  return "failed";
+/** An unfinished rollout as the engine holds it: the record, and what changed since the last step. */
+interface Live {
+  rollout: RolloutRecord;
+  byName: Map<string, RolloutHostRecord>;
+  /** Hosts whose own record changed since the last step: the only ones a step reads. */
+  dirty: Set<string>;
+  /** Host rows changed in memory, written in one transaction at the end of the step. */
+  patches: Map<string, RolloutHostPatch>;
+  /** Each host's tags, for maintenance windows; read once, refreshed when the host changes. */
+  tags: Map<string, string[]>;
+  changed: boolean;
 }
 
 /**
- * Drives every unfinished rollout one step at a time. All it knows is in the
- * database, and a host's progress is read from the host's own record (the
- * serial the rollout gave it), so a controller killed at any moment resumes
- * where it stood without activating a host twice.
+ * Drives every unfinished rollout. Work follows events: a host's report
+ * marks that host, and a step reads only the marked hosts' records; events
+ * close together share one step, and at most one step runs at a time. The
+ * unfinished rollouts are held in memory and every change is written
+ * through, so a controller killed at any moment reloads them, reads every
+ * host once, and resumes where it stood without activating a host twice (a
+ * host's progress is read from its own record, by the serial the rollout
+ * gave it).
  */
 export class RolloutEngine {
+  private readonly live = new Map<string, Live>();
+  /** Which unfinished rollout holds each host. */
+  private readonly holder = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly steps: StepScheduler;
 
-  constructor(private readonly deps: EngineDeps) {}
+  constructor(private readonly deps: EngineDeps) {
+    this.steps = new StepScheduler(
+      () => this.tickAll(),
+      (error: unknown) => deps.log.error({ err: error instanceof Error ? error.stack : String(error) }, "rollout step failed"),
+      COALESCE_MS,
+    );
+  }
 
   private get rollouts(): RolloutStore {
     return this.deps.store.rollouts;
   }
 
-  start(): void {
+  /** Reads the unfinished rollouts from the store, as after a restart; start() does this first. */
+  async load(): Promise<void> {
+    for (const rollout of await this.rollouts.activeRollouts()) this.adopt(rollout);
+  }
+
+  async start(): Promise<void> {
+    await this.load();
     this.timer = setInterval(() => this.poke(), TICK_MS);
     this.poke();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    await this.steps.stop();
   }
 
-  /** Runs a step soon; steps never overlap. */
-  poke(): void {
-    if (this.running) {
-      this.again = true;
-      return;
+  /** One step over every unfinished rollout, now. */
+  runStep(): Promise<void> {
+    return this.steps.exclusive(() => this.tickAll());
+  }
+
+  /** Resolves once no step is pending or running. */
+  idle(): Promise<void> {
+    return this.steps.idle();
+  }
+
+  /** Records a planned rollout and starts driving it. */
+  async begin(plan: RolloutRecord): Promise<RolloutRecord> {
+    await this.rollouts.createRollout(plan);
+    this.adopt(structuredClone(plan));
+    this.poke();
+    return plan;
+  }
+
+  /** Hosts whose own record changed (a report, a deploy, a removal): the next step reads them. */
+  hostsChanged(names: Iterable<string>): void {
+    if (this.markChanged(names)) this.poke();
+  }
+
+  /** Marks hosts for the next step without asking for one; true if any is in a rollout. */
+  markChanged(names: Iterable<string>): boolean {
+    let marked = false;
+    for (const name of names) {
+      const id = this.holder.get(name);
+      if (id === undefined) continue;
+      this.live.get(id)?.dirty.add(name);
+      marked = true;
     }
-    this.running = this.tickAll()
-      .catch((error: unknown) => this.deps.log.error({ err: error instanceof Error ? error.stack : String(error) }, "rollout step failed"))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.poke();
-        }
-      });
+    return marked;
+  }
+
+  /** Runs a step soon; steps never overlap, and events close together share one. */
+  poke(): void {
+    this.steps.request();
+  }
+
+  private adopt(rollout: RolloutRecord): void {
+    const byName = new Map(rollout.hosts.map((host) => [host.name, host]));
+    // Everything is unknown after a (re)start: every host is read once.
+    this.live.set(rollout.id, { rollout, byName, dirty: new Set(byName.keys()), patches: new Map(), tags: new Map(), changed: false });
+    for (const name of byName.keys()) this.holder.set(name, rollout.id);
+  }
+
+  /** Still to drive: not finished, or hosts still on their way after an abort. */
+  private stillActive(rollout: RolloutRecord): boolean {
+    return (rollout.state !== "completed" && rollout.state !== "aborted") || rollout.hosts.some((host) => AWAITING_HOST.has(host.state));
   }
 
   private async tickAll(): Promise<void> {
     const windows = await this.rollouts.listWindows();
     await releaseHeldDeploys(this.deps, windows);
-    for (const rollout of await this.rollouts.activeRollouts()) await this.step(rollout, windows);
+    for (const live of [...this.live.values()]) {
+      await this.advance(live, windows);
+      await this.flush(live);
+      if (!this.stillActive(live.rollout)) this.retire(live);
+    }
+  }
+
+  private retire(live: Live): void {
+    this.live.delete(live.rollout.id);
+    for (const name of live.byName.keys()) if (this.holder.get(name) === live.rollout.id) this.holder.delete(name);
+  }
+
+  /** Writes the step's host changes in one transaction and announces the rollout once. */
+  private async flush(live: Live): Promise<void> {
+    if (live.patches.size > 0) {
+      const patches = [...live.patches].map(([name, patch]) => ({ name, patch }));
+      live.patches.clear();
+      await this.rollouts.updateRolloutHosts(live.rollout.id, patches, this.deps.now());
+    }
+    if (live.changed) {
+      live.changed = false;
+      this.deps.onRolloutChanged(live.rollout.id);
+    }
   }
 
   private log(rollout: RolloutRecord) {
     return this.deps.log.child({ rolloutId: rollout.id });
   }
 
-  private async setHost(rollout: RolloutRecord, host: RolloutHostRecord, state: RolloutHostState, errorCode = "", errorMessage = ""): Promise<void> {
+  private setHost(live: Live, host: RolloutHostRecord, state: RolloutHostState, errorCode = "", errorMessage = ""): void {
     if (host.state === state && host.errorCode === errorCode) return;
-    this.log(rollout).info({ host: host.name, from: host.state, to: state, code: errorCode || undefined }, `rollout host ${state}`);
+    this.log(live.rollout).info({ host: host.name, from: host.state, to: state, code: errorCode || undefined }, `rollout host ${state}`);
     host.state = state;
     host.errorCode = errorCode;
     host.errorMessage = errorMessage;
-    await this.rollouts.updateRolloutHost(rollout.id, host.name, { state, errorCode, errorMessage }, this.deps.now());
-    this.deps.onRolloutChanged(rollout.id);
+    live.patches.set(host.name, { state, errorCode, errorMessage });
+    live.changed = true;
   }
 
-  private async assign(rollout: RolloutRecord, host: RolloutHostRecord, storePath: string, activate: boolean, state: RolloutHostState): Promise<void> {
-    // The intent signed at the start approves the rollout's own system only; a revert goes out unsigned.
-    const intent = storePath === host.storePath ? host.intent : undefined;
-    host.serial = await this.rollouts.assignDesired(rollout.id, host.name, { storePath, activate, mode: rollout.mode, intent }, state, this.deps.now());
-    host.state = state;
-    const record = await this.deps.store.getHost(host.name);
-    if (record) this.deps.hub.pushDesired(record);
-    this.log(rollout).info({ host: host.name, serial: host.serial, storePath, activate }, activate ? "activating host" : "prefetching on host");
-    this.deps.onHostChanged(host.name);
-    this.deps.onRolloutChanged(rollout.id);
-  }
-
-  /** Reads each in-flight host's own record to learn how its step ended. */
-  private async observe(rollout: RolloutRecord): Promise<Map<string, HostRecord>> {
-    const records = new Map<string, HostRecord>();
-    for (const host of rollout.hosts) {
-      const record = await this.deps.store.getHost(host.name);
-      if (!record) {
-        if (!FINISHED.has(host.state)) await this.setHost(rollout, host, "skipped", "E_UNKNOWN_HOST", "host removed during the rollout");
-        continue;
+  /**
+   * Gives hosts their next system through the one desired-state path, in one
+   * transaction. A refusal (the closure gone from the cache) marks them
+   * instead of stopping the rollout.
+   */
+  private async assign(
+    live: Live,
+    hosts: readonly RolloutHostRecord[],
+    pathOf: (host: RolloutHostRecord) => string,
+    activate: boolean,
+    state: RolloutHostState,
+  ): Promise<void> {
+    if (hosts.length === 0) return;
+    const { rollout } = live;
+    // Pending row changes first: the assignment writes the same rows after them.
+    await this.flush(live);
+    try {
+      const records = await this.deps.desired.assign({
+        deploymentId: rollout.id,
+        mode: rollout.mode,
+        requestedBy: rollout.requestedBy,
+        targets: hosts.map((host) => {
+          const storePath = pathOf(host);
+          // The intent signed at the start approves the rollout's own system only; a revert goes out unsigned.
+          return { hostName: host.name, storePath, activate, heldForWindow: false, intent: storePath === host.storePath ? host.intent : undefined };
+        }),
+        // A prefetch fetches from the cache; an activation or a revert uses what the host already holds.
+        closures: state === "prefetching" ? { allowUnsigned: true } : "on-hosts",
+        rollout: { id: rollout.id, state },
+      });
+      const serials = new Map(records.map((record) => [record.name, record.desiredSerial]));
+      for (const host of hosts) {
+        host.serial = serials.get(host.name) ?? host.serial;
+        host.state = state;
+        host.errorCode = "";
+        host.errorMessage = "";
+        live.patches.delete(host.name);
       }
-      records.set(host.name, record);
-      if ((host.state === "prefetched" || host.state === "waiting-window") && record.desiredSerial !== host.serial) {
-        // An operator deployed something else meanwhile: the rollout must not overwrite it.
-        await this.setHost(rollout, host, "skipped", "E_SUPERSEDED", "another deployment replaced this host's desired system");
-        continue;
+      live.changed = true;
+    } catch (error) {
+      if (!(error instanceof FerryError)) throw error;
+      if (error.code === "E_UNKNOWN_HOST") {
+        // A host was removed meanwhile: the next step reads them all, skips it, and assigns the others.
+        for (const host of hosts) live.dirty.add(host.name);
+        this.poke();
+        return;
       }
-      if (host.state !== "prefetching" && !IN_FLIGHT.has(host.state) && host.state !== "reverting") continue;
-      if (record.desiredSerial !== host.serial) {
-        await this.setHost(
-          rollout,
-          host,
-          host.state === "prefetching" ? "unfetchable" : "failed",
-          "E_SUPERSEDED",
-          "another deployment replaced this host's desired system",
-        );
-        continue;
-      }
-      if (record.appliedSerial < host.serial) continue;
-      const failure = [record.lastErrorCode, record.lastErrorMessage] as const;
-      if (host.state === "prefetching") {
-        if (record.phase === HostPhase.HOST_PHASE_FETCHED) await this.setHost(rollout, host, "prefetched");
-        else await this.setHost(rollout, host, "unfetchable", ...failure);
-      } else if (IN_FLIGHT.has(host.state)) {
-        const state = activationState(record, host.storePath);
-        if (state === "confirmed") await this.setHost(rollout, host, state, ...confirmedEvidence(record));
-        else await this.setHost(rollout, host, state, ...(FAILED.has(state) ? failure : []));
-      } else if (record.phase === HostPhase.HOST_PHASE_BOOT_PENDING) {
-        await this.setHost(rollout, host, "reverted", "", "the previous system is the boot default again; it runs after the next reboot");
-      } else {
-        await this.setHost(rollout, host, record.phase === HostPhase.HOST_PHASE_ACTIVE ? "reverted" : "failed", ...failure);
-      }
+      for (const host of hosts) this.setHost(live, host, state === "prefetching" ? "unfetchable" : "failed", error.code, error.message);
     }
-    return records;
   }
 
-  private async step(rollout: RolloutRecord, windows: readonly MaintenanceWindowRecord[]): Promise<void> {
-    const records = await this.observe(rollout);
-    switch (rollout.state) {
+  /** Reads the changed hosts' own records to learn how their step ended. */
+  private async observe(live: Live): Promise<void> {
+    if (live.dirty.size === 0) return;
+    const names = [...live.dirty];
+    live.dirty.clear();
+    const records = new Map((await this.deps.store.findHosts(names)).map((record) => [record.name, record]));
+    for (const name of names) {
+      const host = live.byName.get(name);
+      if (!host) continue;
+      const record = records.get(name);
+      if (!record) {
+        if (!FINISHED.has(host.state)) this.setHost(live, host, "skipped", "E_UNKNOWN_HOST", "host removed during the rollout");
+        continue;
+      }
+      live.tags.set(name, record.tags);
+      const next = observeHost(host, record);
+      if (next) this.setHost(live, host, next.state, next.errorCode, next.errorMessage);
+    }
+  }
+
+  private async advance(live: Live, windows: readonly MaintenanceWindowRecord[]): Promise<void> {
+    await this.observe(live);
+    switch (live.rollout.state) {
       case "prefetching":
-        return this.stepPrefetch(rollout);
+        return this.stepPrefetch(live);
       case "running":
-        return this.stepWave(rollout, records, windows);
+        return this.stepWave(live, windows);
       case "aborted":
         // Hosts that were mid-activation when the rollout aborted finish later; revert them too.
-        return this.revertConfirmed(rollout);
+        return this.revertConfirmed(live);
       default:
         return;
     }
   }
 
-  private async stepPrefetch(rollout: RolloutRecord): Promise<void> {
+  private async stepPrefetch(live: Live): Promise<void> {
+    const { rollout } = live;
     const now = this.deps.now();
-    for (const host of rollout.hosts.filter((h) => h.state === "pending")) await this.assign(rollout, host, host.storePath, false, "prefetching");
+    await this.assign(
+      live,
+      rollout.hosts.filter((h) => h.state === "pending"),
+      (host) => host.storePath,
+      false,
+      "prefetching",
+    );
     if (now > phaseDeadlineAtMs(rollout)) {
       for (const host of rollout.hosts.filter((h) => h.state === "prefetching")) {
-        await this.setHost(rollout, host, "unfetchable", "E_PREFETCH_TIMEOUT", "did not fetch its closure before the prefetch timeout");
+        this.setHost(live, host, "unfetchable", "E_PREFETCH_TIMEOUT", "did not fetch its closure before the prefetch timeout");
       }
     }
     if (rollout.hosts.some((h) => h.state === "pending" || h.state === "prefetching")) return;
     const unfetchable = rollout.hosts.filter((h) => h.state === "unfetchable");
     if (unfetchable.length > 0 && !rollout.policy.skipUnfetchable) {
       const names = unfetchable.map((h) => `${h.name} (${h.errorCode || "error"})`).join(", ");
-      return this.transition(rollout, "paused", `prefetch failed on ${names}; resume to skip them, or abort`);
+      return this.transition(live, "paused", `prefetch failed on ${names}; resume to skip them, or abort`);
     }
-    for (const host of unfetchable) await this.setHost(rollout, host, "skipped", host.errorCode, host.errorMessage);
-    await this.beginWave(rollout, 1);
+    for (const host of unfetchable) this.setHost(live, host, "skipped", host.errorCode, host.errorMessage);
+    await this.beginWave(live, 1);
   }
 
-  private async beginWave(rollout: RolloutRecord, wave: number, resumeAtMs = 0): Promise<void> {
+  private async beginWave(live: Live, wave: number, resumeAtMs = 0): Promise<void> {
+    const { rollout } = live;
     const now = this.deps.now();
     rollout.currentWave = wave;
     rollout.resumeAtMs = resumeAtMs;
     rollout.phaseStartedAtMs = Math.max(now, resumeAtMs);
+    rollout.state = "running";
+    rollout.reason = "";
     await this.rollouts.updateRollout(
       rollout.id,
       { state: "running", currentWave: wave, resumeAtMs, phaseStartedAtMs: rollout.phaseStartedAtMs, reason: "" },
       now,
     );
-    rollout.state = "running";
     this.log(rollout).info({ wave, waves: rollout.waveCount, resumeAt: resumeAtMs ? new Date(resumeAtMs).toISOString() : undefined }, "wave starting");
-    this.deps.onRolloutChanged(rollout.id);
+    live.changed = true;
   }
 
-  private async transition(rollout: RolloutRecord, state: RolloutRecord["state"], reason: string): Promise<void> {
+  private async transition(live: Live, state: RolloutRecord["state"], reason: string): Promise<void> {
+    const { rollout } = live;
     rollout.state = state;
     rollout.reason = reason;
     await this.rollouts.updateRollout(rollout.id, { state, reason }, this.deps.now());
     this.log(rollout).info({ state, reason }, `rollout ${state}`);
-    this.deps.onRolloutChanged(rollout.id);
+    live.changed = true;
   }
 
-  private async stepWave(rollout: RolloutRecord, records: Map<string, HostRecord>, windows: readonly MaintenanceWindowRecord[]): Promise<void> {
+  private async stepWave(live: Live, windows: readonly MaintenanceWindowRecord[]): Promise<void> {
+    const { rollout } = live;
     const now = this.deps.now();
     const { policy } = rollout;
     const targets = rollout.hosts.filter((h) => h.state !== "skipped");
@@ -222,56 +326,63 @@ export class RolloutEngine {
     const canaryFailed = policy.canary.value > 0 && failed.some((h) => h.wave === 1);
     if (canaryFailed || thresholdReached(policy, targets.length, executed.length, failed.length)) {
       const why = canaryFailed ? "the canary failed" : `${failed.length} of ${executed.length} finished hosts failed`;
-      return this.abort(rollout, `${why}: ${failed.map((h) => `${h.name} ${h.errorCode}`).join(", ")}`);
+      return this.abort(live, `${why}: ${failed.map((h) => `${h.name} ${h.errorCode}`).join(", ")}`);
     }
     const unproven = unprovenCanaries(rollout);
-    if (unproven.length > 0) return this.transition(rollout, "paused", unprovenReason(unproven));
+    if (unproven.length > 0) return this.transition(live, "paused", unprovenReason(unproven));
     if (rollout.resumeAtMs > now) return;
     const wave = targets.filter((h) => h.wave === rollout.currentWave);
     if (wave.every((h) => FINISHED.has(h.state))) {
-      if (rollout.currentWave >= rollout.waveCount) return this.transition(rollout, "completed", completionReason(rollout.hosts));
-      if (policy.gate) return this.transition(rollout, "waiting-gate", `wave ${rollout.currentWave} done; promote to start wave ${rollout.currentWave + 1}`);
-      return this.beginWave(rollout, rollout.currentWave + 1, policy.pauseMs > 0 ? now + policy.pauseMs : 0);
+      if (rollout.currentWave >= rollout.waveCount) return this.transition(live, "completed", completionReason(rollout.hosts));
+      if (policy.gate) return this.transition(live, "waiting-gate", `wave ${rollout.currentWave} done; promote to start wave ${rollout.currentWave + 1}`);
+      return this.beginWave(live, rollout.currentWave + 1, policy.pauseMs > 0 ? now + policy.pauseMs : 0);
     }
     const deadline = phaseDeadlineAtMs(rollout);
     if (deadline > 0 && now > deadline) {
       const unbooted = wave.filter((h) => h.state === "boot-pending").map((h) => h.name);
       const detail = unbooted.length > 0 ? `; installed for the next boot but not running it yet: ${unbooted.join(", ")}` : "";
-      return this.abort(rollout, `wave ${rollout.currentWave} exceeded its progress deadline${detail}`);
+      return this.abort(live, `wave ${rollout.currentWave} exceeded its progress deadline${detail}`);
     }
     const unavailable = targets.filter((h) => IN_FLIGHT.has(h.state) || FAILED.has(h.state)).length;
     let slots = policy.maxUnavailable - unavailable;
     if (slots <= 0 && !targets.some((h) => IN_FLIGHT.has(h.state))) {
-      return this.abort(rollout, `${failed.length} failed host(s) use up maxUnavailable (${policy.maxUnavailable})`);
+      return this.abort(live, `${failed.length} failed host(s) use up maxUnavailable (${policy.maxUnavailable})`);
     }
+    const activate: RolloutHostRecord[] = [];
     for (const host of wave.filter((h) => h.state === "prefetched" || h.state === "waiting-window")) {
       if (slots <= 0) break;
-      const record = records.get(host.name);
-      if (!record) continue;
-      if (!mayActivateNow(host.name, record.tags, windows, now)) {
-        await this.setHost(rollout, host, "waiting-window");
+      const tags = live.tags.get(host.name);
+      if (!tags) continue;
+      if (!mayActivateNow(host.name, tags, windows, now)) {
+        this.setHost(live, host, "waiting-window");
         continue;
       }
-      await this.assign(rollout, host, host.storePath, true, "activating");
+      activate.push(host);
       slots -= 1;
     }
+    await this.assign(live, activate, (host) => host.storePath, true, "activating");
   }
 
-  async abort(rollout: RolloutRecord, reason: string): Promise<void> {
-    await this.transition(rollout, "aborted", reason);
-    await this.revertConfirmed(rollout);
+  private async abort(live: Live, reason: string): Promise<void> {
+    await this.transition(live, "aborted", reason);
+    await this.revertConfirmed(live);
   }
 
-  private async revertConfirmed(rollout: RolloutRecord): Promise<void> {
+  private async revertConfirmed(live: Live): Promise<void> {
+    const { rollout } = live;
     if (!rollout.policy.rollbackOnAbort) return;
     // A boot-pending host changed its boot default: put the previous system back there too.
-    for (const host of rollout.hosts.filter((h) => (h.state === "confirmed" || h.state === "boot-pending") && h.errorCode !== "E_ROLLBACK_FAILED")) {
-      if (!host.previousSystem) {
-        await this.setHost(rollout, host, host.state, "E_ROLLBACK_FAILED", "no previous system recorded; left as is");
-        continue;
-      }
-      await this.assign(rollout, host, host.previousSystem, true, "reverting");
+    const revert = rollout.hosts.filter((h) => (h.state === "confirmed" || h.state === "boot-pending") && h.errorCode !== "E_ROLLBACK_FAILED");
+    for (const host of revert.filter((h) => !h.previousSystem)) {
+      this.setHost(live, host, host.state, "E_ROLLBACK_FAILED", "no previous system recorded; left as is");
     }
+    await this.assign(
+      live,
+      revert.filter((h) => h.previousSystem),
+      (host) => host.previousSystem,
+      true,
+      "reverting",
+    );
   }
 
   /** A canary confirmed without a passing check pauses the rollout: resuming must say it accepts that. */
@@ -286,45 +397,50 @@ export class RolloutEngine {
   }
 
   /** Operator actions; each is valid only in some states. */
-  async control(
+  control(
     id: string,
     action: "pause" | "resume" | "abort" | "promote",
     reason: string,
     options: { acceptFailingChecks?: boolean } = {},
   ): Promise<RolloutRecord> {
-    const rollout = await this.rollouts.getRollout(id);
-    const refuse = () => new FerryError("E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${rollout.state}`);
-    switch (action) {
-      case "pause":
-        if (rollout.state !== "running" && rollout.state !== "prefetching") throw refuse();
-        await this.transition(rollout, "paused", reason || "paused by operator");
-        break;
-      case "resume":
-        if (rollout.state !== "paused") throw refuse();
-        await this.acceptFailingChecks(rollout, options.acceptFailingChecks === true);
-        if (rollout.currentWave === 0) {
-          // Paused after prefetch: resuming means going on without the hosts that could not fetch.
-          for (const host of rollout.hosts.filter((h) => h.state === "unfetchable"))
-            await this.setHost(rollout, host, "skipped", host.errorCode, host.errorMessage);
-          if (rollout.hosts.every((h) => h.state !== "prefetching" && h.state !== "pending")) await this.beginWave(rollout, 1);
-          else await this.transition(rollout, "prefetching", "");
-        } else {
-          // Time spent paused does not count against the wave's progress deadline.
-          rollout.phaseStartedAtMs = this.deps.now();
-          await this.rollouts.updateRollout(rollout.id, { phaseStartedAtMs: rollout.phaseStartedAtMs }, this.deps.now());
-          await this.transition(rollout, "running", "");
-        }
-        break;
-      case "promote":
-        if (rollout.state !== "waiting-gate") throw refuse();
-        await this.beginWave(rollout, rollout.currentWave + 1);
-        break;
-      case "abort":
-        if (rollout.state === "completed" || rollout.state === "aborted") throw refuse();
-        await this.abort(rollout, reason || "aborted by operator");
-        break;
-    }
-    this.poke();
-    return this.rollouts.getRollout(id);
+    return this.steps.exclusive(async () => {
+      const live = this.live.get(id);
+      // A finished rollout is not held in memory: read it to say why the action is refused.
+      const rollout = live?.rollout ?? (await this.rollouts.getRollout(id));
+      const refuse = () => new FerryError("E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${rollout.state}`);
+      if (!live) throw refuse();
+      switch (action) {
+        case "pause":
+          if (rollout.state !== "running" && rollout.state !== "prefetching") throw refuse();
+          await this.transition(live, "paused", reason || "paused by operator");
+          break;
+        case "resume":
+          if (rollout.state !== "paused") throw refuse();
+          await this.acceptFailingChecks(rollout, options.acceptFailingChecks === true);
+          if (rollout.currentWave === 0) {
+            // Paused after prefetch: resuming means going on without the hosts that could not fetch.
+            for (const host of rollout.hosts.filter((h) => h.state === "unfetchable")) this.setHost(live, host, "skipped", host.errorCode, host.errorMessage);
+            if (rollout.hosts.every((h) => h.state !== "prefetching" && h.state !== "pending")) await this.beginWave(live, 1);
+            else await this.transition(live, "prefetching", "");
+          } else {
+            // Time spent paused does not count against the wave's progress deadline.
+            rollout.phaseStartedAtMs = this.deps.now();
+            await this.rollouts.updateRollout(rollout.id, { phaseStartedAtMs: rollout.phaseStartedAtMs }, this.deps.now());
+            await this.transition(live, "running", "");
+          }
+          break;
+        case "promote":
+          if (rollout.state !== "waiting-gate") throw refuse();
+          await this.beginWave(live, rollout.currentWave + 1);
+          break;
+        case "abort":
+          if (rollout.state === "completed" || rollout.state === "aborted") throw refuse();
+          await this.abort(live, reason || "aborted by operator");
+          break;
+      }
+      await this.flush(live);
+      this.poke();
+      return structuredClone(rollout);
+    });
   }
 }

@@ -1,5 +1,5 @@
-import type { Logger } from "@ferry/core";
 import type { WindowHold } from "@ferry/protocol";
+import type { DesiredState } from "../desired/desired-state.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { MaintenanceWindowRecord } from "../store/rollout-records.js";
 import type { DeploymentTarget, StateStore } from "../store/state-store.js";
@@ -42,10 +42,9 @@ export async function decideWindows(store: StateStore, targets: readonly Deploym
 
 export interface ReleaseDeps {
   store: StateStore;
-  hub: AgentHub;
-  log: Logger;
+  desired: DesiredState;
+  hub: Pick<AgentHub, "isOnline">;
   now: () => number;
-  onHostChanged: (name: string) => void;
 }
 
 /**
@@ -57,13 +56,6 @@ export async function releaseHeldDeploys(deps: ReleaseDeps, windows: readonly Ma
   const now = deps.now();
   for (const host of await deps.store.listHeld()) {
     if (!deps.hub.isOnline(host.name) || !mayActivateNow(host.name, host.tags, windows, now)) continue;
-    const released = await deps.store.releaseHeld(host.name, host.deploymentId);
-    if (!released) continue;
-    deps.log.info(
-      { host: host.name, deploymentId: host.deploymentId, serial: released.desiredSerial },
-      "maintenance window open: activating the held deployment",
-    );
-    deps.hub.pushDesired(released);
-    deps.onHostChanged(host.name);
+    await deps.desired.releaseHeld(host);
   }
 }

@@ -94,19 +94,8 @@ export interface RolloutStore {
   /** Rollouts the engine still drives: not finished, or reverting hosts after an abort. */
   activeRollouts(): Promise<RolloutRecord[]>;
   updateRollout(id: string, patch: RolloutPatch, nowMs: number): Promise<void>;
-  updateRolloutHost(id: string, hostName: string, patch: RolloutHostPatch, nowMs: number): Promise<void>;
-  /**
-   * Gives a host a new desired system on behalf of a rollout and records the
-   * serial in the rollout, in one transaction: a crash between the two would
-   * otherwise lose track of an activation.
-   */
-  assignDesired(
-    id: string,
-    hostName: string,
-    assignment: { storePath: string; activate: boolean; mode: ActivationMode; intent: SignedIntent | undefined },
-    state: RolloutHostState,
-    nowMs: number,
-  ): Promise<number>;
+  /** Several hosts of one rollout, in one transaction. */
+  updateRolloutHosts(id: string, patches: readonly { name: string; patch: RolloutHostPatch }[], nowMs: number): Promise<void>;
   findCompletedRollout(manifestDigest: string, environment: string): Promise<RolloutRecord | undefined>;
   addWindow(window: MaintenanceWindowRecord): Promise<void>;
   listWindows(): Promise<MaintenanceWindowRecord[]>;

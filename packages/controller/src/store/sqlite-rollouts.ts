@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
-import { HostPhase, type ActivationMode, type SignedIntent } from "@ferry/protocol";
+import type { ActivationMode } from "@ferry/protocol";
 import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import type {
   MaintenanceWindowRecord,
@@ -213,42 +213,15 @@ export class SqliteRolloutStore implements RolloutStore {
     this.db.prepare(`UPDATE rollouts SET ${sql}, updated_at_ms = ? WHERE id = ?`).run(...values, nowMs, id);
   }
 
-  async updateRolloutHost(id: string, hostName: string, patch: RolloutHostPatch, nowMs: number): Promise<void> {
-    const { sql, values } = assignments(patch);
-    if (!sql) return;
+  async updateRolloutHosts(id: string, patches: readonly { name: string; patch: RolloutHostPatch }[], nowMs: number): Promise<void> {
+    const checked = patches.map(({ name, patch }) => ({ name: assertHostName(name), ...assignments(patch) })).filter((entry) => entry.sql !== "");
+    if (checked.length === 0) return;
+    // One transaction for a whole step of the engine: a wave of a thousand hosts is one sync, not a thousand.
     this.db.transaction(() => {
-      this.db
-        .prepare(`UPDATE rollout_hosts SET ${sql}, updated_at_ms = ? WHERE rollout_id = ? AND name = ?`)
-        .run(...values, nowMs, id, assertHostName(hostName));
+      for (const { name, sql, values } of checked) {
+        this.db.prepare(`UPDATE rollout_hosts SET ${sql}, updated_at_ms = ? WHERE rollout_id = ? AND name = ?`).run(...values, nowMs, id, name);
+      }
       this.db.prepare("UPDATE rollouts SET updated_at_ms = ? WHERE id = ?").run(nowMs, id);
-    })();
-  }
-
-  async assignDesired(
-    id: string,
-    given: string,
-    assignment: { storePath: string; activate: boolean; mode: ActivationMode; intent: SignedIntent | undefined },
-    state: RolloutHostState,
-    nowMs: number,
-  ): Promise<number> {
-    const { storePath, activate, mode, intent } = assignment;
-    const hostName = assertHostName(given);
-    assertStorePath(storePath);
-    return this.db.transaction(() => {
-      // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
-      const { changes } = this.db
-        .prepare(
-          `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, desired_activate = ?, activation_mode = ?, held_for_window = 0,
-             desired_intent = ?, rollout_id = ?, deployment_id = ?, phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
-        )
-        .run(storePath, activate ? 1 : 0, mode, encodeStoredIntent(intent), id, id, HostPhase.HOST_PHASE_PENDING, hostName);
-      if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${hostName}`);
-      const { desired_serial: serial } = this.db.prepare("SELECT desired_serial FROM hosts WHERE name = ?").get(hostName) as { desired_serial: number };
-      this.db
-        .prepare("UPDATE rollout_hosts SET state = ?, serial = ?, error_code = '', error_message = '', updated_at_ms = ? WHERE rollout_id = ? AND name = ?")
-        .run(state, serial, nowMs, id, hostName);
-      this.db.prepare("UPDATE rollouts SET updated_at_ms = ? WHERE id = ?").run(nowMs, id);
-      return serial;
     })();
   }
 

@@ -4,11 +4,12 @@ import { ActivationMode, HostPhase } from "@ferry/protocol";
 import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import {
   DEFAULT_HISTORY_RETENTION,
-  type DeploymentTarget,
+  type DesiredWrite,
   type HistoryRetention,
   type HostEvent,
   type HostRecord,
   type HostReport,
+  type HostReportEntry,
   type StateStore,
 } from "./state-store.js";
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
@@ -66,6 +67,8 @@ const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   // Signed deploy intents, relayed unchanged to the host ('' for none).
   `ALTER TABLE hosts ADD COLUMN desired_intent TEXT NOT NULL DEFAULT '';
    ALTER TABLE rollout_hosts ADD COLUMN intent TEXT NOT NULL DEFAULT '';`,
+  // The engine looks for held deployments every second: without this it reads every host to find none.
+  `CREATE INDEX hosts_held_for_window ON hosts (name) WHERE held_for_window = 1;`,
 ];
 
 /**
@@ -167,6 +170,8 @@ export class SqliteStateStore implements StateStore {
   readonly audit: SqliteAuditStore;
 
   private readonly eventsPerHost: number;
+  /** Prepared once: preparing costs more than running these small statements. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(file: string, retention: Pick<HistoryRetention, "eventsPerHost"> = DEFAULT_HISTORY_RETENTION) {
     this.eventsPerHost = retention.eventsPerHost;
@@ -201,8 +206,17 @@ export class SqliteStateStore implements StateStore {
     })();
   }
 
+  private statement(sql: string): Database.Statement {
+    let prepared = this.statements.get(sql);
+    if (!prepared) {
+      prepared = this.db.prepare(sql);
+      this.statements.set(sql, prepared);
+    }
+    return prepared;
+  }
+
   private row(name: string): HostRow | undefined {
-    return this.db.prepare("SELECT * FROM hosts WHERE name = ?").get(name) as HostRow | undefined;
+    return this.statement("SELECT * FROM hosts WHERE name = ?").get(name) as HostRow | undefined;
   }
 
   private mustGet(name: string): HostRecord {
@@ -241,48 +255,70 @@ export class SqliteStateStore implements StateStore {
 
   async listHosts(names: readonly string[] = []): Promise<HostRecord[]> {
     if (names.length === 0) {
-      return (this.db.prepare("SELECT * FROM hosts ORDER BY name").all() as HostRow[]).map(toRecord);
+      return (this.statement("SELECT * FROM hosts ORDER BY name").all() as HostRow[]).map(toRecord);
     }
-    return names.map((name) => this.mustGet(assertHostName(name)));
+    const wanted = names.map(assertHostName);
+    const byName = new Map((await this.findHosts(wanted)).map((record) => [record.name, record]));
+    return wanted.map((name) => {
+      const record = byName.get(name);
+      if (!record) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+      return record;
+    });
   }
 
-  async recordDeployment(
-    deploymentId: string,
-    given: readonly DeploymentTarget[],
-    mode: ActivationMode,
-    nowMs: number,
-    requestedBy = "",
-  ): Promise<HostRecord[]> {
-    const targets = given.map((target) => ({ ...target, hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
-    // A held host is told to fetch only; releaseHeld() asks it to activate once its window opens.
-    const update = this.db.prepare(
+  async findHosts(names: readonly string[]): Promise<HostRecord[]> {
+    // One query for any number of names.
+    const rows = this.statement("SELECT * FROM hosts WHERE name IN (SELECT value FROM json_each(?))").all(
+      JSON.stringify(names.map(assertHostName)),
+    ) as HostRow[];
+    return rows.map(toRecord);
+  }
+
+  async assignDesired(write: DesiredWrite): Promise<HostRecord[]> {
+    const targets = write.targets.map((target) => ({ ...target, hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
+    const rolloutId = write.rollout?.id ?? "";
+    // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
+    const update = this.statement(
       `UPDATE hosts SET desired_system = ?, desired_serial = desired_serial + 1, deployment_id = ?, activation_mode = ?, desired_activate = ?, held_for_window = ?,
-         desired_intent = ?, rollout_id = '', phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?`,
+         desired_intent = ?, rollout_id = ?, phase = ?, last_error_code = '', last_error_message = '', last_error_output = '' WHERE name = ?
+       RETURNING desired_serial`,
     );
-    return this.db.transaction(() => {
+    const rolloutHost = this.statement(
+      "UPDATE rollout_hosts SET state = ?, serial = ?, error_code = '', error_message = '', updated_at_ms = ? WHERE rollout_id = ? AND name = ?",
+    );
+    this.db.transaction(() => {
       for (const target of targets) {
-        const held = target.heldForWindow === true;
-        const { changes } = update.run(
+        const row = update.get(
           target.storePath,
-          deploymentId,
-          mode,
-          held ? 0 : 1,
-          held ? 1 : 0,
+          write.deploymentId,
+          write.mode,
+          target.activate && !target.heldForWindow ? 1 : 0,
+          target.heldForWindow ? 1 : 0,
           encodeStoredIntent(target.intent),
+          rolloutId,
           HostPhase.HOST_PHASE_PENDING,
           target.hostName,
-        );
-        if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
+        ) as { desired_serial: number } | undefined;
+        if (!row) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
+        if (write.rollout) rolloutHost.run(write.rollout.state, row.desired_serial, write.nowMs, rolloutId, target.hostName);
       }
-      this.db
-        .prepare("INSERT INTO deployments (id, created_at_ms, targets, requested_by) VALUES (?, ?, ?, ?)")
-        .run(deploymentId, nowMs, JSON.stringify(targets), requestedBy);
-      return targets.map((target) => this.mustGet(target.hostName));
+      if (write.rollout) {
+        this.statement("UPDATE rollouts SET updated_at_ms = ? WHERE id = ?").run(write.nowMs, rolloutId);
+      } else {
+        const recorded = targets.map(({ hostName, storePath, heldForWindow, intent }) => ({ hostName, storePath, heldForWindow, intent }));
+        this.statement("INSERT INTO deployments (id, created_at_ms, targets, requested_by) VALUES (?, ?, ?, ?)").run(
+          write.deploymentId,
+          write.nowMs,
+          JSON.stringify(recorded),
+          write.requestedBy,
+        );
+      }
     })();
+    return this.listHosts(targets.map((target) => target.hostName));
   }
 
   async listHeld(): Promise<HostRecord[]> {
-    return (this.db.prepare("SELECT * FROM hosts WHERE held_for_window = 1 ORDER BY name").all() as HostRow[]).map(toRecord);
+    return (this.statement("SELECT * FROM hosts WHERE held_for_window = 1 ORDER BY name").all() as HostRow[]).map(toRecord);
   }
 
   async releaseHeld(given: string, deploymentId: string): Promise<HostRecord | undefined> {
@@ -299,19 +335,32 @@ export class SqliteStateStore implements StateStore {
 
   async recordReport(given: string, report: HostReport): Promise<HostRecord> {
     const name = assertHostName(given);
-    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number | string[]][];
-    if (entries.length > 0) {
-      const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`);
-      const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
-      if (report.currentSystem !== undefined) {
-        // The right-hand sides see the row as it was before this UPDATE.
-        assignments.push("previous_system = CASE WHEN current_system NOT IN ('', ?) THEN current_system ELSE previous_system END");
-        values.push(report.currentSystem);
-      }
-      const { changes } = this.db.prepare(`UPDATE hosts SET ${assignments.join(", ")} WHERE name = ?`).run(...values, name);
-      if (changes === 0) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
-    }
+    if (!this.db.transaction(() => this.writeReport(name, report))()) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
     return this.mustGet(name);
+  }
+
+  async recordReports(entries: readonly HostReportEntry[]): Promise<void> {
+    const checked = entries.map((entry) => ({ ...entry, name: assertHostName(entry.name) }));
+    this.db.transaction(() => {
+      for (const entry of checked) {
+        if (this.writeReport(entry.name, entry.report) && entry.event) this.insertEvent({ ...entry.event, hostName: entry.name });
+      }
+    })();
+  }
+
+  /** False when there is no such host. */
+  private writeReport(name: string, report: HostReport): boolean {
+    const entries = Object.entries(report).filter(([, value]) => value !== undefined) as [keyof HostReport, string | number | string[]][];
+    if (entries.length === 0) return this.row(name) !== undefined;
+    const assignments = entries.map(([key]) => `${REPORT_COLUMNS[key]} = ?`);
+    const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
+    if (report.currentSystem !== undefined) {
+      // The right-hand sides see the row as it was before this UPDATE.
+      assignments.push("previous_system = CASE WHEN current_system NOT IN ('', ?) THEN current_system ELSE previous_system END");
+      values.push(report.currentSystem);
+    }
+    // Reports name few distinct sets of columns, so these statements are few and cached.
+    return this.statement(`UPDATE hosts SET ${assignments.join(", ")} WHERE name = ?`).run(...values, name).changes > 0;
   }
 
   async raiseSerialFloor(given: string, serial: number): Promise<HostRecord> {
@@ -322,14 +371,21 @@ export class SqliteStateStore implements StateStore {
 
   async appendEvent(event: HostEvent): Promise<void> {
     const hostName = assertHostName(event.hostName);
-    this.db.transaction(() => {
-      this.db
-        .prepare("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)")
-        .run(event.atMs, hostName, event.kind, JSON.stringify(event.data));
-      this.db
-        .prepare("DELETE FROM events WHERE host_name = ? AND id <= (SELECT id FROM events WHERE host_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)")
-        .run(hostName, hostName, this.eventsPerHost);
-    })();
+    this.db.transaction(() => this.insertEvent({ ...event, hostName }))();
+  }
+
+  private insertEvent(event: HostEvent): void {
+    this.statement("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)").run(
+      event.atMs,
+      event.hostName,
+      event.kind,
+      JSON.stringify(event.data),
+    );
+    this.statement("DELETE FROM events WHERE host_name = ? AND id <= (SELECT id FROM events WHERE host_name = ? ORDER BY id DESC LIMIT 1 OFFSET ?)").run(
+      event.hostName,
+      event.hostName,
+      this.eventsPerHost,
+    );
   }
 
   async pruneEvents(olderThanMs: number): Promise<number> {

@@ -1,6 +1,6 @@
 import type { ActivationMode, HostPhase, SignedIntent } from "@ferry/protocol";
 import type { AuditStore, TokenStore } from "./access-records.js";
-import type { RolloutStore } from "./rollout-records.js";
+import type { RolloutHostState, RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
   name: string;
@@ -43,6 +43,31 @@ export interface DeploymentTarget {
   intent?: SignedIntent | undefined;
 }
 
+/** One host's new desired system, as the one write path (desired/) records it. */
+export interface DesiredTarget {
+  hostName: string;
+  storePath: string;
+  /** False: fetch only (a rollout's prefetch, or a deployment held for a maintenance window). */
+  activate: boolean;
+  /** Fetched now, activated when a maintenance window opens (releaseHeld). */
+  heldForWindow: boolean;
+  /** Stored and relayed as given; the host checks it. */
+  intent: SignedIntent | undefined;
+}
+
+/** Desired systems written in one transaction: all of them or none. */
+export interface DesiredWrite {
+  /** The deployment's id; a rollout step uses the rollout's id. */
+  deploymentId: string;
+  mode: ActivationMode;
+  targets: readonly DesiredTarget[];
+  nowMs: number;
+  /** Name of the token that asked for it. */
+  requestedBy: string;
+  /** A rollout step: each host's rollout row enters `state` with its new serial. Without it a deployment row is recorded. */
+  rollout?: { id: string; state: RolloutHostState } | undefined;
+}
+
 /** What an agent told us; only the given fields change. */
 export type HostReport = Partial<
   Pick<
@@ -70,6 +95,13 @@ export interface HistoryRetention {
 
 export const DEFAULT_HISTORY_RETENTION: HistoryRetention = { maxAgeMs: 30 * 86_400_000, eventsPerHost: 1000 };
 
+export interface HostReportEntry {
+  name: string;
+  report: HostReport;
+  /** Appended to the host's history in the same transaction. */
+  event?: Omit<HostEvent, "hostName"> | undefined;
+}
+
 export interface HostEvent {
   atMs: number;
   hostName: string;
@@ -92,16 +124,21 @@ export interface StateStore {
   getHost(name: string): Promise<HostRecord | undefined>;
   /** Every host when `names` is empty; E_UNKNOWN_HOST for a name not found. */
   listHosts(names?: readonly string[]): Promise<HostRecord[]>;
-  /** Records a new desired system for each target in one transaction; `requestedBy` names the token. */
-  recordDeployment(
-    deploymentId: string,
-    targets: readonly DeploymentTarget[],
-    mode: ActivationMode,
-    nowMs: number,
-    requestedBy?: string,
-  ): Promise<HostRecord[]>;
+  /** The hosts of these names that exist, in no particular order. */
+  findHosts(names: readonly string[]): Promise<HostRecord[]>;
+  /**
+   * The only writer of desired systems: every target gets a new serial, in
+   * one transaction; E_UNKNOWN_HOST (and nothing written) when a host is missing.
+   */
+  assignDesired(write: DesiredWrite): Promise<HostRecord[]>;
   /** A new currentSystem moves the one it replaces to previousSystem. */
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
+  /**
+   * Many agents' reports, and the events they carry, in one transaction (one
+   * sync to disk instead of one per report). Reports of hosts removed
+   * meanwhile are dropped.
+   */
+  recordReports(entries: readonly HostReportEntry[]): Promise<void>;
   /** Hosts whose deployment waits for a maintenance window. */
   listHeld(): Promise<HostRecord[]>;
   /**

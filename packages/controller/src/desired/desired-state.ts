@@ -1,0 +1,100 @@
+import type { Logger } from "@ferry/core";
+import type { ActivationMode } from "@ferry/protocol";
+import type { BinaryCache } from "../cache/binary-cache.js";
+import type { AgentHub } from "../hub/agent-hub.js";
+import type { RolloutHostState } from "../store/rollout-records.js";
+import type { DesiredTarget, HostRecord, StateStore } from "../store/state-store.js";
+import { requireClosuresInCache, type CacheRequirements } from "./closures.js";
+import { validateTargets } from "./targets.js";
+
+export interface Assignment {
+  /** The deployment's id; a rollout step passes the rollout's id. */
+  deploymentId: string;
+  mode: ActivationMode;
+  /** Name of the token that asked for it. */
+  requestedBy: string;
+  targets: readonly DesiredTarget[];
+  /**
+   * Where each host gets its closure: this controller's cache, checked now,
+   * or the host itself, which already holds it (a system it fetched in a
+   * rollout's prefetch, or the one it ran before).
+   */
+  closures: CacheRequirements | "on-hosts";
+  /** A rollout step: the hosts' rollout rows enter `state` in the same transaction. */
+  rollout?: { id: string; state: RolloutHostState } | undefined;
+}
+
+export interface DesiredStateDeps {
+  store: StateStore;
+  cache: BinaryCache;
+  hub: Pick<AgentHub, "pushDesired">;
+  log: Logger;
+  now: () => number;
+  /** One event per assignment, naming every host it changed. */
+  onChanged: (hostNames: readonly string[]) => void;
+}
+
+/**
+ * The one path by which a host is given a new desired system: deploys,
+ * bundle imports and the rollout engine all come through here, so every
+ * assignment is validated, checked against the cache, written in one
+ * transaction, pushed to the connected agents and announced the same way.
+ */
+export class DesiredState {
+  constructor(private readonly deps: DesiredStateDeps) {}
+
+  async assign(assignment: Assignment): Promise<HostRecord[]> {
+    const { store, cache, hub, log } = this.deps;
+    const targets = await validateTargets(store, assignment.targets);
+    if (assignment.closures !== "on-hosts") {
+      await requireClosuresInCache(
+        cache,
+        targets.map((target) => target.storePath),
+        assignment.closures,
+      );
+    }
+    const records = await store.assignDesired({
+      deploymentId: assignment.deploymentId,
+      mode: assignment.mode,
+      targets,
+      nowMs: this.deps.now(),
+      requestedBy: assignment.requestedBy,
+      rollout: assignment.rollout,
+    });
+    for (const record of records) hub.pushDesired(record);
+    const rolloutId = assignment.rollout?.id;
+    for (const record of records) {
+      log.debug(
+        { host: record.name, deploymentId: record.deploymentId, rolloutId, serial: record.desiredSerial, storePath: record.desiredSystem },
+        "desired system recorded",
+      );
+    }
+    log.info(
+      {
+        deploymentId: assignment.deploymentId,
+        rolloutId,
+        hosts: records.length,
+        ...(records.length <= 20 ? { hostNames: records.map((record) => record.name) } : {}),
+        systems: new Set(records.map((record) => record.desiredSystem)).size,
+        activate: targets.some((target) => target.activate && !target.heldForWindow),
+        rolloutState: assignment.rollout?.state,
+      },
+      "desired systems recorded",
+    );
+    this.deps.onChanged(records.map((record) => record.name));
+    return records;
+  }
+
+  /** Turns a deployment held for a maintenance window into an activation, if the host is still held for it. */
+  async releaseHeld(host: Pick<HostRecord, "name" | "deploymentId">): Promise<HostRecord | undefined> {
+    const released = await this.deps.store.releaseHeld(host.name, host.deploymentId);
+    if (!released) return undefined;
+    this.deps.log.info(
+      { host: host.name, deploymentId: host.deploymentId, serial: released.desiredSerial },
+      "maintenance window open: activating the held deployment",
+    );
+    this.deps.hub.pushDesired(released);
+    this.deps.onChanged([released.name]);
+    return released;
+  }
+}
