@@ -28,6 +28,10 @@ import { refuseUpload } from "./edge/refuse-upload.js";
 import { SqliteStateStore } from "./store/sqlite-store.js";
 import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
 import type { FrameRate } from "./hub/agent-limits.js";
+import { ControllerMetrics } from "./metrics/registry.js";
+import { METRICS_PATH, observeHttp, serveMetrics } from "./metrics/http-metrics.js";
+import { grpcMetricsInterceptor } from "./metrics/grpc-metrics.js";
+import { RolloutOutcomes } from "./metrics/rollout-outcomes.js";
 
 export interface ControllerOptions {
   dataDir: string;
@@ -46,6 +50,8 @@ export interface ControllerOptions {
   tls?: ControllerTlsFiles;
   /** Cache reads need a host's or an operator's credentials (HTTP Basic); public when false. */
   privateCache?: boolean;
+  /** Serve /metrics without a token (a scraper on a private network); by default it needs a read-scoped token. */
+  metricsPublic?: boolean;
   log: Logger;
 }
 
@@ -106,11 +112,17 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
+  // Fleet gauges are read at scrape time, from the store and from which agents the hub holds.
+  const metrics = new ControllerMetrics({ fleet: { listHosts: () => store.listHosts(), isOnline: (name): boolean => hub.isOnline(name) } });
+  const rolloutOutcomes = new RolloutOutcomes(store.rollouts, metrics, rolloutEvents, log.child({ part: "metrics" }));
+  await rolloutOutcomes.start();
+  undo.push(() => rolloutOutcomes.stop());
   const hub = new AgentHub({
     store,
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
     ...(options.agentFrameRate ? { frameRate: options.agentFrameRate } : {}),
+    metrics,
     onHostChanged: (name) => {
       hostEvents.emit("changed", name);
       // A host's report may be the step a rollout waits for.
@@ -177,6 +189,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       await cache.handle(request, response, relative, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /cache/*"]).name);
     } else if (path === BUNDLE_UPLOAD_PATH) {
       await handleBundleUpload(site, request, response, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /bundles/upload"]));
+    } else if (path === METRICS_PATH) {
+      await serveMetrics(metrics, request, response, caller, options.metricsPublic === true);
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {
@@ -184,6 +198,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     }
   };
   const handleRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    observeHttp(metrics, request, response);
     route(request, response).catch((error: unknown) => {
       const failure = toFerryError(error);
       log.error({ err: failure.message, code: failure.code, url: request.url }, "HTTP request failed");
@@ -220,7 +235,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => new Promise((resolve) => http.close(resolve)));
   const httpPort = (http.address() as AddressInfo).port;
 
-  const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024, interceptors: [grpcMetricsInterceptor(metrics)] });
   undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {
     ...createOperatorService({
@@ -273,6 +288,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       dataDir: dataDir.root,
       tls: tls !== undefined,
       privateCache: Boolean(options.privateCache),
+      metricsPublic: Boolean(options.metricsPublic),
     },
     "controller started",
   );
@@ -289,6 +305,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     },
     async stop() {
       clearInterval(pruneTimer);
+      rolloutOutcomes.stop();
       await engine.stop();
       hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.

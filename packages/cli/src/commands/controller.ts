@@ -23,6 +23,7 @@ export async function controllerCommand(args: string[]): Promise<number> {
     heartbeatIntervalMs: positiveSeconds(values["heartbeat-interval"], "--heartbeat-interval") * 1000,
     ...(tls ? { tls } : {}),
     privateCache: values["private-cache"],
+    metricsPublic: values["metrics-public"],
     log,
   });
   // SIGHUP re-reads the certificates (certbot/ACME renewals, systemctl reload); open connections stay up.

@@ -66,6 +66,11 @@ export const CONTROLLER = {
       default: false,
       description: "cache reads need credentials: a host's name and agent token, or an operator token (HTTP Basic)",
     },
+    "metrics-public": {
+      type: "boolean",
+      default: false,
+      description: "serve GET /metrics without a token (a scraper on a private network); by default it needs a read-scoped token",
+    },
     ...JSON_FLAG,
   },
   env: ["FERRY_LOG_LEVEL"],

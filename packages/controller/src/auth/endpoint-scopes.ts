@@ -44,4 +44,6 @@ export const HTTP_REQUIREMENTS = {
   "PUT /bundles/upload": "bundles:import",
   "GET /agent": "agent-token",
   "GET /healthz": "public",
+  /** Public instead with --metrics-public (metrics/http-metrics.ts). */
+  "GET /metrics": "read",
 } as const satisfies Record<string, Requirement | "public" | "agent-token">;
