@@ -103,6 +103,7 @@ let
     "clientCa"
     "agentClientCa"
     "privateCache"
+    "metricsPublic"
   ];
 
   tls = cfg.tls;
@@ -164,6 +165,7 @@ let
     "${tls.agentClientCaFile}"
   ]
   ++ lib.optional cfg.privateCache "--private-cache"
+  ++ lib.optional cfg.metricsPublic "--metrics-public"
   ++ lib.concatLists (lib.mapAttrsToList settingFlags cfg.settings);
 
   # Shell-style quoting is understood by systemd's ExecStart; "%" is systemd's
@@ -283,6 +285,19 @@ in
         operator with the operator token. The cache is public by default: it
         only holds what you pushed, and hosts check every path's signature.
         Turn this on when closures may embed secrets.
+      '';
+    };
+
+    metricsPublic = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether `GET /metrics` (Prometheus metrics, on the agent and cache
+        listener) answers without a token. By default a scraper must send a
+        token with the `read` scope (`authorization: Bearer …`, Prometheus'
+        `authorization.credentials_file`). Turn this on only when the listener
+        is reachable from a private network alone: the metrics show how many
+        hosts there are and how deployments go.
       '';
     };
 

@@ -182,6 +182,7 @@ let
           grpcListenAddress
           openFirewall
           privateCache
+          metricsPublic
           settings
           ;
       };
@@ -229,6 +230,7 @@ in
         ];
         command = [ { argv = [ "/run/current-system/sw/bin/true" ]; } ];
       };
+      metrics.textfileDir = "/var/lib/prometheus-node-exporter-text-files";
       settings.logLevel = "debug";
     };
   };
@@ -416,6 +418,14 @@ in
         agentClientCaFile = "/etc/ferry/agents-ca.pem";
       };
       privateCache = true;
+    };
+  };
+
+  # Prometheus scrapes /metrics without a token.
+  controllerMetricsPublic = eval {
+    services.ferry-controller = {
+      enable = true;
+      metricsPublic = true;
     };
   };
 

@@ -80,6 +80,7 @@ interface Scenario {
     grpcListenAddress: string;
     openFirewall: boolean;
     privateCache: boolean;
+    metricsPublic: boolean;
     settings: Record<string, unknown>;
   };
   nginx: {
@@ -282,7 +283,8 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   const s = evalScenario("agentFull");
   assert.deepEqual(s.failedAssertions, []);
   const config = agentConfigFile(s);
-  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait"].includes(key)));
+  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait", "metricsTextfileDir"].includes(key)));
+  assert.equal(config.metricsTextfileDir, "/var/lib/prometheus-node-exporter-text-files");
   assert.equal(config.hostName, "edge-7");
   assert.equal(config.preSwitchControllerWait, 0, "0 is a value, not unset");
   assert.equal(config.strategy, "switch");
@@ -403,6 +405,14 @@ test("controller: TLS from systemd credentials, client CAs, private cache, reloa
   assert.deepEqual(sc.LoadCredential, ["tls-cert:/etc/ferry/tls/fullchain.pem", "tls-key:/etc/ferry/tls/key.pem"]);
   assert.match(String(sc.ExecReload), /-coreutils\/bin\/kill -HUP \$MAINPID$/);
   assert.equal(sc.SupplementaryGroups, undefined);
+});
+
+test("controller: metricsPublic serves /metrics without a token; off by default", { skip }, () => {
+  const s = evalScenario("controllerMetricsPublic");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.equal(s.controller.metricsPublic, true);
+  assert.match(String(service(s, "ferry-controller").serviceConfig.ExecStart), / --grpc-listen 127\.0\.0\.1:7071 --metrics-public$/);
+  assert.equal(evalScenario("controllerDefault").controller.metricsPublic, false);
 });
 
 test("controller: ACME certificates read in place under their group", { skip }, () => {
