@@ -1,6 +1,9 @@
 // ControllerMetrics on its own: a fake clock and a fake fleet, no sockets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { HostPhase } from "@ferry/protocol";
 import { ControllerMetrics, type FleetView } from "../src/metrics/registry.js";
 import { routeOf } from "../src/metrics/http-metrics.js";
@@ -101,4 +104,19 @@ test("fleet gauges are computed at scrape time, and concurrent scrapes share one
   assert.equal(s.get(sampleKey("ferry_hosts", { link: "offline", phase: "active" })), 1);
   assert.equal(s.get(sampleKey("ferry_hosts", { link: "online", phase: "failed" })), undefined, "a phase no host is in any more is gone");
   assert.equal(s.get("ferry_agent_connections"), 1);
+});
+
+test("the Grafana dashboard (deploy/grafana/ferry.json) queries only metrics the controller and agent define", async () => {
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const dashboard = JSON.parse(readFileSync(join(root, "deploy/grafana/ferry.json"), "utf8")) as { panels: { targets?: { expr: string }[] }[] };
+  const used = new Set(dashboard.panels.flatMap((panel) => (panel.targets ?? []).flatMap((target) => target.expr.match(/\bferry_[a-z_]+/g) ?? [])));
+  const controller = (await new ControllerMetrics({ fleet: { listHosts: async () => [], isOnline: () => false } }).registry.getMetricsAsJSON()).map(
+    (metric) => metric.name,
+  );
+  // The agent's names, as its textfile module declares them.
+  const agentSource = readFileSync(join(root, "packages/agent/src/metrics-textfile.ts"), "utf8");
+  const agent = [...agentSource.matchAll(/name: "(ferry_agent_[a-z_]+)"/g)].map((match) => match[1] as string);
+  const defined = new Set([...controller, ...agent]);
+  assert.ok(used.size >= 15, `${used.size} metrics used`);
+  for (const name of used) assert.ok(defined.has(name.replace(/_(bucket|count|sum)$/, "")), `${name} is not defined`);
 });
