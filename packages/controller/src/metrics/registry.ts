@@ -90,6 +90,7 @@ export class ControllerMetrics implements AgentLinkMetrics {
   private readonly published = new Map<string, { serial: number; activate: boolean; atMs: number }>();
   /** One collection at a time: scrapes arriving meanwhile share its answer. */
   private collecting: Promise<string> | undefined;
+  private fleetListing: Promise<readonly { name: string; phase: HostPhase; online: boolean }[]> | undefined;
 
   private readonly frames: Counter<"direction" | "kind">;
   private readonly connects: Counter;
@@ -110,6 +111,9 @@ export class ControllerMetrics implements AgentLinkMetrics {
     const registers = [this.registry];
     const fleet = options.fleet;
     if (fleet) {
+      // Both gauges read one listing per collection.
+      const listing = (): Promise<readonly { name: string; phase: HostPhase; online: boolean }[]> =>
+        (this.fleetListing ??= fleet.listHosts().then((hosts) => hosts.map((host) => ({ ...host, online: fleet.isOnline(host.name) }))));
       new Gauge({
         name: "ferry_hosts",
         help: "Registered hosts by agent link (online, offline) and last reported phase.",
@@ -117,9 +121,7 @@ export class ControllerMetrics implements AgentLinkMetrics {
         registers,
         async collect() {
           this.reset();
-          for (const host of await fleet.listHosts()) {
-            this.inc({ link: fleet.isOnline(host.name) ? "online" : "offline", phase: formatPhase(host.phase) });
-          }
+          for (const host of await listing()) this.inc({ link: host.online ? "online" : "offline", phase: formatPhase(host.phase) });
         },
       });
       new Gauge({
@@ -127,7 +129,7 @@ export class ControllerMetrics implements AgentLinkMetrics {
         help: "Agents connected and authenticated now.",
         registers,
         async collect() {
-          this.set((await fleet.listHosts()).filter((host) => fleet.isOnline(host.name)).length);
+          this.set((await listing()).filter((host) => host.online).length);
         },
       });
     }
@@ -253,8 +255,11 @@ export class ControllerMetrics implements AgentLinkMetrics {
 
   /** The exposition text; concurrent scrapes share one collection. */
   text(): Promise<string> {
-    this.collecting ??= this.registry.metrics().finally(() => {
+    if (this.collecting) return this.collecting;
+    this.fleetListing = undefined;
+    this.collecting = this.registry.metrics().finally(() => {
       this.collecting = undefined;
+      this.fleetListing = undefined;
     });
     return this.collecting;
   }
