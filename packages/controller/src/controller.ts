@@ -19,6 +19,7 @@ import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./ap
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
+import { DEFAULT_GC_KEEP_BUNDLES, DEFAULT_GC_MIN_AGE_MS, MAX_GC_PERIOD_MS, scheduleCacheGc, type CacheRetention } from "./cache/cache-retention.js";
 import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
@@ -46,6 +47,8 @@ export interface ControllerOptions {
   tls?: ControllerTlsFiles;
   /** Cache reads need a host's or an operator's credentials (HTTP Basic); public when false. */
   privateCache?: boolean;
+  /** What cache garbage collection keeps (unset fields: 7 days, 3 bundles), and how often it runs on its own (never when unset). */
+  cacheGc?: Partial<CacheRetention> & { everyMs?: number };
   log: Logger;
 }
 
@@ -73,6 +76,10 @@ const CACHE_PREFIX = "/cache/";
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   // Bad certificate files stop the start-up before anything is created or listens.
   if (options.tls) new ControllerTls(options.tls, options.log.child({ part: "tls" }));
+  const every = options.cacheGc?.everyMs;
+  if (every !== undefined && !(Number.isSafeInteger(every) && every >= 60_000 && every <= MAX_GC_PERIOD_MS)) {
+    throw new FerryError("E_BAD_ARGUMENT", `the cache collection period must be from 1 minute to 24 days, got ${every} ms`);
+  }
   const dataDir = openDataDir(options.dataDir);
   const undo: (() => unknown)[] = [];
   try {
@@ -220,6 +227,11 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => new Promise((resolve) => http.close(resolve)));
   const httpPort = (http.address() as AddressInfo).port;
 
+  const retention: CacheRetention = {
+    minAgeMs: options.cacheGc?.minAgeMs ?? DEFAULT_GC_MIN_AGE_MS,
+    keepBundles: options.cacheGc?.keepBundles ?? DEFAULT_GC_KEEP_BUNDLES,
+  };
+  const cacheGcDeps = { store, cache, audit, authenticator, bundles: () => site.ledger.imports, log: log.child({ part: "cache-gc" }) };
   const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
   undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {
@@ -234,7 +246,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
-    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), authenticator, audit }),
+    ...createCacheHandlers({ ...cacheGcDeps, log: log.child({ part: "api" }), retention }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));
@@ -264,6 +276,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     HISTORY_PRUNE_INTERVAL_MS,
   );
   pruneTimer.unref();
+  const stopCacheGc = options.cacheGc?.everyMs === undefined ? () => undefined : scheduleCacheGc(cacheGcDeps, retention, options.cacheGc.everyMs);
   log.info(
     {
       version: FERRY_VERSION,
@@ -273,6 +286,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       dataDir: dataDir.root,
       tls: tls !== undefined,
       privateCache: Boolean(options.privateCache),
+      cacheGcEveryMs: options.cacheGc?.everyMs ?? null,
     },
     "controller started",
   );
@@ -289,6 +303,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     },
     async stop() {
       clearInterval(pruneTimer);
+      stopCacheGc();
       await engine.stop();
       hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.
