@@ -1,11 +1,15 @@
 // Cache garbage collection on a real file cache written by `nix copy`: which
 // roots keep what (closures followed through the cache's own narinfos), the
 // age rule, dry runs, orphan NARs, and paths under upload.
-import { after, afterEach, before, describe, test } from "node:test";
+import { after, afterEach, before, describe, mock, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { LedgerEntry } from "@ferry/core";
+import { silentLogger, type LedgerEntry } from "@ferry/core";
+import type { AuditLog } from "../src/audit/audit-log.js";
+import { scheduleCacheGc } from "../src/cache/cache-retention.js";
+import { startController } from "../src/controller.js";
 import { collectCacheGarbage, type CacheGcOptions } from "../src/cache/cache-gc.js";
 import { cacheGcRoots, type GcRoot } from "../src/cache/gc-roots.js";
 import type { StateStore } from "../src/store/state-store.js";
@@ -149,6 +153,33 @@ describe("cache garbage collection", { skip }, () => {
     assert.deepEqual(readdirSync(join(copy.dir, "nar")), []);
   });
 
+  test("the schedule runs a collection each period, audited under the controller's name, until stopped", async () => {
+    copy = copyCache(fixture);
+    const store = {
+      listHosts: async () => [{ name: "web-1", desiredSystem: fixture.paths.current, currentSystem: "", previousSystem: "" }],
+      rollouts: { activeRollouts: async () => [], rolloutsUpdatedSince: async () => [] },
+    } as unknown as StateStore;
+    const audited: string[] = [];
+    const audit = { record: async (actor: string, action: string) => void audited.push(`${actor} ${action}`) } as unknown as AuditLog;
+    mock.timers.enable({ apis: ["setInterval"] });
+    try {
+      const deps = { cache: copy.cache, store, bundles: () => [], audit, log: silentLogger() };
+      const stop = scheduleCacheGc(deps, { minAgeMs: 0, keepBundles: 0 }, 86_400_000);
+      mock.timers.tick(86_400_000 - 1);
+      assert.deepEqual(audited, []);
+      mock.timers.tick(1);
+      while (audited.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(audited, ["controller (scheduled cache gc) cache.gc"]);
+      assert.deepEqual([...cachedPaths(copy.dir)].sort(), [fixture.paths.current, fixture.paths.lib].sort());
+      stop();
+      mock.timers.tick(10 * 86_400_000);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(audited.length, 1);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
   test("a narinfo that does not parse is kept (what it refers to is unknown)", async () => {
     const broken = `${"3".repeat(32)}.narinfo`;
     copy = copyCache(fixture, (dir) => writeFileSync(join(dir, broken), "not a narinfo\n"));
@@ -197,5 +228,28 @@ describe("cache gc roots", () => {
     const none = await cacheGcRoots(store, bundles, { nowMs: nowMs + 2 * 86_400_000, recentRolloutMs: 86_400_000, keepBundles: 0 });
     assert.ok(!none.some((root) => root.storePath === p("recent")), "a rollout finished before the window is no root");
     assert.ok(!none.some((root) => root.kind === "bundle"));
+  });
+});
+
+describe("controller --cache-gc-every", () => {
+  test("a period outside 1 minute to 24 days is refused before the data directory is made", async () => {
+    const parent = mkdtempSync(join(tmpdir(), "ferry-gc-every-"));
+    try {
+      for (const everyMs of [1000, 30 * 86_400_000, Number.NaN]) {
+        await assert.rejects(
+          startController({
+            dataDir: join(parent, "data"),
+            listen: { host: "127.0.0.1", port: 0 },
+            grpcListen: { host: "127.0.0.1", port: 0 },
+            cacheGc: { everyMs },
+            log: silentLogger(),
+          }),
+          (error: { code?: string }) => error.code === "E_BAD_ARGUMENT",
+        );
+        assert.ok(!existsSync(join(parent, "data")));
+      }
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 });
