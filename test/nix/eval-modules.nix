@@ -388,6 +388,24 @@ in
 
   controllerDefault = eval { services.ferry-controller.enable = true; };
 
+  controllerCacheGc = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheGc = {
+        every = "1d";
+        minAge = "30d";
+        keepBundles = 5;
+      };
+    };
+  };
+
+  controllerCacheGcBad = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheGc.every = "daily";
+    };
+  };
+
   controllerOpen = eval {
     services.ferry-controller = {
       enable = true;

@@ -470,6 +470,18 @@ test("controller: systemd unit and defaults", { skip }, () => {
   assert.deepEqual(unit.wantedBy, ["multi-user.target"]);
 });
 
+test("controller: cacheGc schedules ferry cache gc; off by default; a malformed duration is refused", { skip }, () => {
+  const s = evalScenario("controllerCacheGc");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.match(
+    String(service(s, "ferry-controller").serviceConfig.ExecStart),
+    / --grpc-listen 127\.0\.0\.1:7071 --cache-gc-every 1d --cache-gc-min-age 30d --cache-gc-keep-bundles 5$/,
+  );
+  assert.doesNotMatch(String(service(evalScenario("controllerDefault"), "ferry-controller").serviceConfig.ExecStart), /cache-gc/);
+  const bad = evalScenario("controllerCacheGcBad");
+  assert.match(bad.failedAssertions.join("\n"), /cacheGc\.every and cacheGc\.minAge are durations such as "1d".*got every = "daily"/s);
+});
+
 test("controller: firewall, privileged port and extra flags", { skip }, () => {
   const s = evalScenario("controllerOpen");
   assert.deepEqual(s.failedAssertions, []);

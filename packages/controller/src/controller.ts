@@ -19,6 +19,7 @@ import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./ap
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { BinaryCache } from "./cache/binary-cache.js";
+import { DEFAULT_GC_KEEP_BUNDLES, DEFAULT_GC_MIN_AGE_MS, MAX_GC_PERIOD_MS, scheduleCacheGc, type CacheRetention } from "./cache/cache-retention.js";
 import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
@@ -52,6 +53,8 @@ export interface ControllerOptions {
   privateCache?: boolean;
   /** Serve /metrics without a token (a scraper on a private network); by default it needs a read-scoped token. */
   metricsPublic?: boolean;
+  /** What cache garbage collection keeps (unset fields: 7 days, 3 bundles), and how often it runs on its own (never when unset). */
+  cacheGc?: Partial<CacheRetention> & { everyMs?: number };
   log: Logger;
 }
 
@@ -79,6 +82,10 @@ const CACHE_PREFIX = "/cache/";
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   // Bad certificate files stop the start-up before anything is created or listens.
   if (options.tls) new ControllerTls(options.tls, options.log.child({ part: "tls" }));
+  const every = options.cacheGc?.everyMs;
+  if (every !== undefined && !(Number.isSafeInteger(every) && every >= 60_000 && every <= MAX_GC_PERIOD_MS)) {
+    throw new FerryError("E_BAD_ARGUMENT", `the cache collection period must be from 1 minute to 24 days, got ${every} ms`);
+  }
   const dataDir = openDataDir(options.dataDir);
   const undo: (() => unknown)[] = [];
   try {
@@ -235,6 +242,11 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => new Promise((resolve) => http.close(resolve)));
   const httpPort = (http.address() as AddressInfo).port;
 
+  const retention: CacheRetention = {
+    minAgeMs: options.cacheGc?.minAgeMs ?? DEFAULT_GC_MIN_AGE_MS,
+    keepBundles: options.cacheGc?.keepBundles ?? DEFAULT_GC_KEEP_BUNDLES,
+  };
+  const cacheGcDeps = { store, cache, audit, authenticator, bundles: () => site.ledger.imports, log: log.child({ part: "cache-gc" }) };
   const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024, interceptors: [grpcMetricsInterceptor(metrics)] });
   undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {
@@ -249,7 +261,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
-    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), authenticator, audit }),
+    ...createCacheHandlers({ ...cacheGcDeps, log: log.child({ part: "api" }), retention }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));
@@ -279,6 +291,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     HISTORY_PRUNE_INTERVAL_MS,
   );
   pruneTimer.unref();
+  const stopCacheGc = options.cacheGc?.everyMs === undefined ? () => undefined : scheduleCacheGc(cacheGcDeps, retention, options.cacheGc.everyMs);
   log.info(
     {
       version: FERRY_VERSION,
@@ -289,6 +302,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       tls: tls !== undefined,
       privateCache: Boolean(options.privateCache),
       metricsPublic: Boolean(options.metricsPublic),
+      cacheGcEveryMs: options.cacheGc?.everyMs ?? null,
     },
     "controller started",
   );
@@ -306,6 +320,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     async stop() {
       clearInterval(pruneTimer);
       rolloutOutcomes.stop();
+      stopCacheGc();
       await engine.stop();
       hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.

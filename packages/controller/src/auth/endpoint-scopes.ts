@@ -23,6 +23,7 @@ export const RPC_REQUIREMENTS = {
   ListMaintenanceWindows: "read",
   RemoveMaintenanceWindow: "hosts:admin",
   RemoveCachePaths: "admin",
+  CollectCacheGarbage: "admin",
   // SiteService
   PublishBundle: "bundles:import",
   Inventory: "read",
