@@ -10,6 +10,7 @@ import {
   assertStorePath,
   createBundle,
   createBundleFromFileCache,
+  createBundleFromExport,
   modeToWire,
   parseInventory,
   parseManifest,
@@ -114,6 +115,12 @@ async function create(args: string[]): Promise<number> {
   const fromCache = values["from-file-cache"];
   if (fromCache !== undefined && values.format === "2")
     throw new FerryError("E_BAD_ARGUMENT", "--from-file-cache makes a format 1 bundle (every hash is known from the narinfos); drop --format 2");
+  const fromExport = values["from-export"];
+  if (fromExport !== undefined && fromCache !== undefined)
+    throw new FerryError("E_BAD_ARGUMENT", "--from-export and --from-file-cache exclude each other: wrap one source");
+  if (fromExport !== undefined && (values.format === "1" || values["work-dir"] !== undefined))
+    throw new FerryError("E_BAD_ARGUMENT", "--from-export makes a format 2 bundle in one pass; drop --format 1 and --work-dir");
+  if (fromExport !== undefined && fromExport !== "-") assertReadable(fromExport, "export");
   // Intents for the bundle's hosts, checked by each host (apply-bundle) or relayed by the site controller (import --deploy).
   const intentSigner = intentKey(values);
   const intents = intentSigner
@@ -129,13 +136,15 @@ async function create(args: string[]): Promise<number> {
   const common = { hosts, output, signingKey, ...(since ? { since } : {}), ...(sequence === undefined ? {} : { sequence }), site, expiresAt, intents };
   const { manifest, bytes } = fromCache
     ? await createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
-    : await createBundle({
-        ...common,
-        nix: new Nix(runner),
-        runner,
-        format,
-        ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
-      });
+    : fromExport !== undefined
+      ? await createBundleFromExport({ ...common, runner, exportSource: fromExport === "-" ? (process.stdin as AsyncIterable<Buffer>) : resolve(fromExport) })
+      : await createBundle({
+          ...common,
+          nix: new Nix(runner),
+          runner,
+          format,
+          ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+        });
   out.result(
     { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
     () =>

@@ -61,6 +61,13 @@ export const BUNDLE_CREATE = {
       complete: "directory",
       description: "wrap a file cache Nix wrote (nix copy --to file://DIR) instead of reading the store; makes format 1",
     },
+    "from-export": {
+      type: "string",
+      value: "FILE",
+      complete: "file",
+      description:
+        "wrap a nix-store --export stream (- for standard input) instead of reading the store: each NAR is hashed here and the signature covers those hashes",
+    },
     ...INTENT_FLAGS,
     "intent-mode": { type: "string", value: "MODE", description: "the mode the bundle's intents allow (as ferry intent sign --mode)", defaultText: "default" },
     ...JSON_FLAG,

@@ -31,7 +31,8 @@ import { dependencyOrder, type BundleWriteIdentity } from "./write.js";
 /** A path as the local store describes it (nix path-info). */
 export interface StorePathInfo {
   path: string;
-  narHash: string;
+  /** Null when nothing recorded one (an export): the hash of the bytes streamed is taken. */
+  narHash: string | null;
   narSize: number;
   references: string[];
 }
@@ -240,7 +241,7 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
       const headerAt = await writer.reserve(BLOCK);
       for await (const chunk of (spools[index] as Spool).drain()) await writer.append(chunk);
       const nar = await (streams[index] as Promise<StreamedNar>);
-      const expected = parseSha256(info.narHash);
+      const expected = info.narHash === null ? nar.narSha256 : parseSha256(info.narHash);
       if (!expected?.equals(nar.narSha256) || nar.narSize !== info.narSize) {
         throw new FerryError(
           "E_STORE_PATH_CORRUPT",
