@@ -67,6 +67,7 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       ["web2d", "web-2", 4, "ok"],
       ["web2e", "web-2", 5, "ok"],
       ["web2f", "web-2", 6, "ok"],
+      ["web2g", "web-2", 7, "ok"],
     ] as const) {
       sys[name] = await buildFixtureSystem(host, generation, behaviour);
     }
@@ -409,5 +410,51 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     const imported = await fleet.cli(importArgs(file("ex.ferry"), "--deploy"));
     assert.equal(imported.code, 0, imported.stdout + imported.stderr);
     await waitFor("web-2 running the system from the export", async () => (fleet.host("web-2").currentSystem() === system ? true : undefined), 60_000);
+  });
+
+  test("a plain file cache tarball with a detached signed manifest is imported, and a damaged one leaves no trace", async () => {
+    const system = sys["web2g"] as string;
+    const cache = file("plain-cache");
+    await mustExec(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", `file://${cache}`, system], { timeoutMs: 120_000 });
+    await mustExec(["tar", "-C", cache, "-cf", file("cache.tar"), "."]);
+    writeFileSync(file("pc.hosts.json"), JSON.stringify({ hosts: { "web-2": system } }));
+    await fleet.mustCli([
+      "bundle",
+      "sign-cache",
+      cache,
+      "--manifest",
+      file("pc.hosts.json"),
+      "-o",
+      file("cache.manifest"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+    ]);
+    const verified = await fleet.mustCli([
+      "bundle",
+      "verify",
+      file("cache.tar"),
+      "--manifest-file",
+      file("cache.manifest"),
+      "--trusted-key",
+      fleet.key.publicKey,
+      "--json",
+    ]);
+    assert.equal(verified.json<{ valid: boolean }>().valid, true);
+    // A byte flipped inside the largest NAR (Nix's xz): the controller alone must refuse it too.
+    const bytes = readFileSync(file("cache.tar"));
+    const flipped = Buffer.from(bytes);
+    const xz = bytes.lastIndexOf(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));
+    flipped[xz + 64] = (flipped[xz + 64] as number) ^ 0x10;
+    writeFileSync(file("flipped-cache.tar"), flipped);
+    const before = siteSnapshot();
+    for (const extra of [[], ["--no-local-verify"]]) {
+      const refused = await fleet.cli(importArgs(file("flipped-cache.tar"), "--manifest-file", file("cache.manifest"), "--deploy", ...extra));
+      assert.equal(refused.json<ErrorJson>().error.code, "E_BUNDLE_TAMPERED", refused.stdout + refused.stderr);
+      // Refused here first, the upload is cut off; the controller then drops what it had staged.
+      await waitFor("the controller to drop the refused upload's staging", () => siteSnapshot() === before || undefined, 10_000);
+    }
+    const imported = await fleet.cli(importArgs(file("cache.tar"), "--manifest-file", file("cache.manifest"), "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    await waitFor("web-2 running the system from the cache tarball", async () => (fleet.host("web-2").currentSystem() === system ? true : undefined), 60_000);
   });
 });

@@ -32,6 +32,13 @@ export const HEAD_SIGNATURE_FILE = "head.sig";
 export const HEAD_FORMAT = "ferry-bundle-head";
 export const STREAMED_MARKER_TEXT = "Ferry bundle, format version 2: the files first, the signed manifest.json and manifest.sig last.\n";
 export const SIGNATURE_FILE = "manifest.sig";
+/**
+ * A detached cache manifest (ferry bundle sign-cache) is a format 1 bundle
+ * without its NARs, after this marker entry: the NARs come from a plain file
+ * cache tarball, checked against it at import (cache-manifest.ts).
+ */
+export const CACHE_MANIFEST_MARKER_FILE = "ferry-cache-manifest";
+export const CACHE_MANIFEST_MARKER_TEXT = "Ferry cache manifest: the signed manifest and narinfos of a file cache tarball that travels on its own.\n";
 export const CACHE_INFO_FILE = "nix-cache-info";
 export const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n";
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;

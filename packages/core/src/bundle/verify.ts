@@ -17,6 +17,7 @@ import {
   parseBundleHead,
   BUNDLE_VERSION_STREAMED,
   CACHE_INFO_FILE,
+  CACHE_MANIFEST_MARKER_FILE,
   closureOf,
   parseManifest,
   sha256Hex,
@@ -87,6 +88,8 @@ export async function readBundleStart(
       throw tampered(`expected ${HEAD_SIGNATURE_FILE} after ${HEAD_FILE}, found ${JSON.stringify(sig?.name ?? "the end")}`);
     return { version: 2, headBytes, headSignature: (await reader.readAll(MAX_SIGNATURE_BYTES)).toString("utf8") };
   }
+  if (first?.name === CACHE_MANIFEST_MARKER_FILE)
+    throw new FerryError("E_BUNDLE_FORMAT", "this is a detached cache manifest, not a bundle: import the cache tarball it describes with --manifest-file THIS");
   if (first?.name !== MANIFEST_FILE)
     throw new FerryError("E_BUNDLE_FORMAT", `not a Ferry bundle: the first entry is ${JSON.stringify(first?.name ?? "missing")}`);
   const manifestBytes = await reader.readAll(MAX_MANIFEST_BYTES);
