@@ -22,6 +22,7 @@ import {
   dumpNar,
   parseNarInfo,
   readBundleManifest,
+  signManifest,
   toNixBase32,
   verifyBundle,
   writeStreamedBundle,
@@ -239,6 +240,27 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
       },
     );
     assert.equal(sunk, 0);
+  });
+
+  test("a manifest signature is not a head signature, nor the reverse: each carries its own domain", async () => {
+    const c = closure([3000, 70_000, 1024]);
+    const bytes = await write(c, "domains.ferry");
+    const entries = await names(bytes);
+    const body = (name: string): { data: number; size: number } => entries.find((entry) => entry.name === name) as { data: number; size: number };
+    const resign = (name: string, signedName: string, document: "manifest" | "head"): Buffer => {
+      const signed = body(signedName);
+      const signature = Buffer.from(signManifest(bytes.subarray(signed.data, signed.data + signed.size), [key.secret], document));
+      const target = body(name);
+      assert.equal(signature.length, target.size);
+      const copy = Buffer.from(bytes);
+      signature.copy(copy, target.data);
+      return copy;
+    };
+    // The head signed as if it were a manifest: what a replayed manifest.sig over the same bytes would be.
+    await refused(resign(HEAD_SIGNATURE_FILE, HEAD_FILE, "manifest"), ["E_BUNDLE_SIGNATURE"], /head is not signed/);
+    await refused(resign(SIGNATURE_FILE, MANIFEST_FILE, "head"), ["E_BUNDLE_SIGNATURE"], /manifest is not signed/);
+    // Re-signed in the right domains, the same bytes pass: the test changes nothing else.
+    await verifyBundle(chunks(resign(HEAD_SIGNATURE_FILE, HEAD_FILE, "head"), 65536), { trustedKeys: [key.publicKey] });
   });
 
   test("files the signed head did not announce, or more NAR data than it allows, are refused before they are staged", async () => {

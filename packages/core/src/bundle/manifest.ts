@@ -212,23 +212,47 @@ export function manifestSignedMessage(manifestBytes: Uint8Array): string {
   return `ferry-bundle-manifest-v${BUNDLE_VERSION};${sha256Hex(manifestBytes)}`;
 }
 
-/** manifest.sig: one Nix-style `KEYNAME:BASE64` signature per line. */
-export function signManifest(manifestBytes: Uint8Array, keys: readonly SigningKey[]): string {
-  return keys.map((key) => `${signText(key, manifestSignedMessage(manifestBytes))}\n`).join("");
+/**
+ * What a version 2 head signature covers: its own domain tag, so that a
+ * manifest signature can never pass for a head signature or the reverse,
+ * whatever bytes the two files hold.
+ */
+export function headSignedMessage(headBytes: Uint8Array): string {
+  return `ferry-bundle-head-v${BUNDLE_VERSION_STREAMED};${sha256Hex(headBytes)}`;
 }
 
-/** The name of the trusted key that signed the manifest; E_BUNDLE_SIGNATURE otherwise. */
-export function verifyManifestSignature(manifestBytes: Uint8Array, signatureFile: string, trusted: ReadonlyMap<string, PublicKey>): string {
-  if (trusted.size === 0) throw new FerryError("E_BUNDLE_SIGNATURE", "no trusted key to check the bundle's manifest signature against");
+/** What a signature file signs: a manifest (manifest.sig) or a version 2 head (head.sig). */
+export type SignedDocument = "manifest" | "head";
+
+const SIGNED_MESSAGE: Record<SignedDocument, (bytes: Uint8Array) => string> = { manifest: manifestSignedMessage, head: headSignedMessage };
+const SIGNATURE_FILE_NAME: Record<SignedDocument, string> = { manifest: SIGNATURE_FILE, head: HEAD_SIGNATURE_FILE };
+
+/** manifest.sig (or head.sig): one Nix-style `KEYNAME:BASE64` signature per line. */
+export function signManifest(bytes: Uint8Array, keys: readonly SigningKey[], document: SignedDocument = "manifest"): string {
+  return keys.map((key) => `${signText(key, SIGNED_MESSAGE[document](bytes))}\n`).join("");
+}
+
+/** The name of the trusted key that signed the manifest (or head); E_BUNDLE_SIGNATURE otherwise. */
+export function verifyManifestSignature(
+  bytes: Uint8Array,
+  signatureFile: string,
+  trusted: ReadonlyMap<string, PublicKey>,
+  document: SignedDocument = "manifest",
+): string {
+  const fileName = SIGNATURE_FILE_NAME[document];
+  if (trusted.size === 0) throw new FerryError("E_BUNDLE_SIGNATURE", `no trusted key to check the bundle's ${document} signature against`);
   // Strict form, so that not even the unsigned signature file can be altered unnoticed.
   if (!/^([A-Za-z0-9._+-]{1,100}:[A-Za-z0-9+/]{86}==\n){1,16}$/.test(signatureFile)) {
-    throw new FerryError("E_BUNDLE_SIGNATURE", "manifest.sig is malformed: expected lines of KEYNAME:BASE64 ed25519 signatures");
+    throw new FerryError("E_BUNDLE_SIGNATURE", `${fileName} is malformed: expected lines of KEYNAME:BASE64 ed25519 signatures`);
   }
   const signatures = signatureFile.split("\n").filter(Boolean);
-  const signer = findValidSignature(signatures, manifestSignedMessage(manifestBytes), trusted);
+  const signer = findValidSignature(signatures, SIGNED_MESSAGE[document](bytes), trusted);
   if (!signer) {
     const names = signatures.map((line) => line.slice(0, Math.max(0, line.indexOf(":")))).join(", ") || "none";
-    throw new FerryError("E_BUNDLE_SIGNATURE", `the manifest is not signed by a trusted key (signed by: ${names}; trusted: ${[...trusted.keys()].join(", ")})`);
+    throw new FerryError(
+      "E_BUNDLE_SIGNATURE",
+      `the ${document} is not signed by a trusted key (signed by: ${names}; trusted: ${[...trusted.keys()].join(", ")})`,
+    );
   }
   return signer;
 }

@@ -222,7 +222,7 @@ async function verifyStreamed(
   start: { headBytes: Buffer; headSignature: string },
 ): Promise<VerifiedBundle> {
   // The signed head first: nothing unsigned reaches the sink, only the files of paths it announced, within its sizes.
-  verifyManifestSignature(start.headBytes, start.headSignature, trusted);
+  verifyManifestSignature(start.headBytes, start.headSignature, trusted, "head");
   const head = parseBundleHead(start.headBytes);
   const announced = new Set(head.paths.map((path) => `${parseStorePath(path.storePath).hash}.narinfo`));
   const narBudget = head.paths.reduce((sum, path) => sum + path.narSize + Math.ceil(path.narSize / 128) + 65_536, 0);

@@ -216,7 +216,7 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
     };
     const headText = `${JSON.stringify(head)}\n`;
     await addSmall(HEAD_FILE, headText);
-    await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey]));
+    await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey], "head"));
     await addSmall(CACHE_INFO_FILE, NIX_CACHE_INFO);
     const entries: BundlePath[] = [];
     // Started LOOKAHEAD paths ahead of the one being written; each settles with its hashes.
