@@ -40,7 +40,8 @@ async function* narBytes(handle: FileHandle, entry: ExportEntry): AsyncGenerator
 }
 
 async function spool(source: AsyncIterable<Buffer>, file: string): Promise<void> {
-  const out = await open(file, "wx", 0o600);
+  // "w": a copy left by a crashed run under the same name is ours to replace.
+  const out = await open(file, "w", 0o600);
   try {
     for await (const chunk of source) await writeFully(out, [chunk]);
   } finally {
