@@ -158,6 +158,22 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
     },
     { verb: "bundle verify", args: () => ["bundle", "verify", file("site.ferry"), "--trusted-key", publicKey], expect: (r) => assert.equal(r["valid"], true) },
     { verb: "bundle inspect", args: () => ["bundle", "inspect", file("site.ferry")], expect: (r) => assert.equal(r["verified"], false) },
+    {
+      verb: "bundle sign-cache",
+      // The controller's cache directory is a file cache holding the pushed closure.
+      args: () => [
+        "bundle",
+        "sign-cache",
+        join(controller.dataDir, "cache"),
+        "--manifest",
+        file("hosts.json"),
+        "-o",
+        file("cache.manifest"),
+        "--signing-key-file",
+        file("keys/ci-1.secret"),
+      ],
+      expect: (r) => assert.ok((r["paths"] as number) > 0),
+    },
     // The test controller trusts no bundle key: the import is refused, in JSON.
     { verb: "bundle import", args: () => ["bundle", "import", file("site.ferry"), "--trusted-key", publicKey], expect: "E_BUNDLE_SIGNATURE" },
     { verb: "site inventory", args: () => ["site", "inventory", "-o", file("inventory.json")], expect: (r) => assert.ok((r["paths"] as number) > 0) },

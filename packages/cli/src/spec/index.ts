@@ -1,6 +1,6 @@
 import { INTENT_SHOW, INTENT_SIGN } from "./intent.js";
 import { AUDIT, HOST_ROTATE_TOKEN, TOKEN_CREATE, TOKEN_LIST, TOKEN_REVOKE, TOKEN_ROTATE } from "./access.js";
-import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
+import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_SIGN_CACHE, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
 import { COMPLETION, CONTEXT_LIST, CONTEXT_REMOVE, CONTEXT_SET, CONTEXT_SHOW, CONTEXT_USE, HELP, VERSION } from "./cli.js";
 import { CACHE_GC, CACHE_PUSH, CACHE_RM, DEPLOY, DRY_ACTIVATE } from "./deploy.js";
 import { HOST_ADD, HOST_LIST, HOST_REMOVE, STATUS } from "./hosts.js";
@@ -51,6 +51,7 @@ export const VERBS = {
   "bundle create": BUNDLE_CREATE,
   "bundle verify": BUNDLE_VERIFY,
   "bundle inspect": BUNDLE_INSPECT,
+  "bundle sign-cache": BUNDLE_SIGN_CACHE,
   "context list": CONTEXT_LIST,
   "context use": CONTEXT_USE,
   "context show": CONTEXT_SHOW,
