@@ -356,6 +356,19 @@ in
       description = "System profile generations the agent keeps (older ones are deleted).";
     };
 
+    metrics.textfileDir = mkOption {
+      type = types.nullOr (types.strMatching "/.*");
+      default = null;
+      example = "/var/lib/prometheus-node-exporter-text-files";
+      description = ''
+        Directory read by node-exporter's textfile collector
+        (`--collector.textfile.directory`). The agent replaces
+        `ferry_agent.prom` there, atomically, when it starts and after each
+        transaction: step durations, rollbacks by reason, health-check results
+        and fetched bytes. `null` writes no metrics.
+      '';
+    };
+
     healthChecks = {
       systemd = {
         units = mkOption {
@@ -570,7 +583,8 @@ in
     // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; }
     // lib.optionalAttrs (cfg.caFile != null) { caFile = "${cfg.caFile}"; }
     // lib.optionalAttrs (cfg.tlsCertFile != null) { inherit (cfg) tlsCertFile; }
-    // lib.optionalAttrs (cfg.tlsKeyFile != null) { inherit (cfg) tlsKeyFile; };
+    // lib.optionalAttrs (cfg.tlsKeyFile != null) { inherit (cfg) tlsKeyFile; }
+    // lib.optionalAttrs (cfg.metrics.textfileDir != null) { metricsTextfileDir = cfg.metrics.textfileDir; };
 
     warnings = lib.optional (!connected && cfg.tokenFile != null) ''
       services.ferry-agent.tokenFile is set but controllerUrl is null: a standalone host connects to

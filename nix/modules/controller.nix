@@ -103,7 +103,15 @@ let
     "clientCa"
     "agentClientCa"
     "privateCache"
+    "metricsPublic"
+    "cacheGcEvery"
+    "cacheGcMinAge"
+    "cacheGcKeepBundles"
   ];
+
+  # What `ferry controller` accepts as a duration: "90s", "1h30m", "7d", or seconds.
+  isDuration = value: builtins.match "([0-9]+(\\.[0-9]+)?)|(([0-9]+(\\.[0-9]+)?(ms|s|m|h|d))+)" value != null;
+  gc = cfg.cacheGc;
 
   tls = cfg.tls;
   tlsEnabled = tls.certFile != null && tls.keyFile != null;
@@ -164,6 +172,19 @@ let
     "${tls.agentClientCaFile}"
   ]
   ++ lib.optional cfg.privateCache "--private-cache"
+  ++ lib.optional cfg.metricsPublic "--metrics-public"
+  ++ lib.optionals (gc.every != null) [
+    "--cache-gc-every"
+    gc.every
+  ]
+  ++ lib.optionals (gc.minAge != null) [
+    "--cache-gc-min-age"
+    gc.minAge
+  ]
+  ++ lib.optionals (gc.keepBundles != null) [
+    "--cache-gc-keep-bundles"
+    (toString gc.keepBundles)
+  ]
   ++ lib.concatLists (lib.mapAttrsToList settingFlags cfg.settings);
 
   # Shell-style quoting is understood by systemd's ExecStart; "%" is systemd's
@@ -286,6 +307,51 @@ in
       '';
     };
 
+    metricsPublic = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Whether `GET /metrics` (Prometheus metrics, on the agent and cache
+        listener) answers without a token. By default a scraper must send a
+        token with the `read` scope (`authorization: Bearer …`, Prometheus'
+        `authorization.credentials_file`). Turn this on only when the listener
+        is reachable from a private network alone: the metrics show how many
+        hosts there are and how deployments go.
+      '';
+    };
+
+    cacheGc = {
+      every = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "1d";
+        description = ''
+          How often the controller runs `ferry cache gc` on its own (a duration from
+          1m to 24d, e.g. "1d"); never when null, the default: deleting from the
+          cache cannot be undone, so turning it on is the operator's decision.
+          Each run deletes what no host's desired, current or previous system, no
+          running or recent rollout and no kept bundle needs, and is audited.
+        '';
+      };
+      minAge = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "30d";
+        description = ''
+          What a collection (scheduled, or `ferry cache gc` without `--min-age`)
+          keeps: unneeded paths whose narinfo is younger than this (by file mtime),
+          and the systems of rollouts finished within it. Null: the controller's
+          default, 7d.
+        '';
+      };
+      keepBundles = mkOption {
+        type = types.nullOr types.ints.unsigned;
+        default = null;
+        example = 5;
+        description = "The systems of the newest this many imported bundles are kept. Null: the controller's default, 3.";
+      };
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -348,6 +414,16 @@ in
         assertion = portOf cfg.grpcListenAddress != null;
         message = ''
           services.ferry-controller.grpcListenAddress must be HOST:PORT, e.g. "127.0.0.1:7071"; got "${cfg.grpcListenAddress}".
+        '';
+      }
+      {
+        assertion = lib.all (d: d == null || isDuration d) [
+          gc.every
+          gc.minAge
+        ];
+        message = ''
+          services.ferry-controller.cacheGc.every and cacheGc.minAge are durations such as "1d", "12h" or "90m";
+          got every = ${builtins.toJSON gc.every}, minAge = ${builtins.toJSON gc.minAge}.
         '';
       }
       {

@@ -5,7 +5,7 @@
 // and leaves the cache, the ledger and the hosts' desired systems unchanged.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Fleet, type SigningKey } from "../harness/fleet.js";
 import { buildFixtureSystem } from "../harness/fixtures.js";
@@ -66,6 +66,8 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
       ["web1d", "web-1", 4, "fail-activation"],
       ["web2d", "web-2", 4, "ok"],
       ["web2e", "web-2", 5, "ok"],
+      ["web2f", "web-2", 6, "ok"],
+      ["web2g", "web-2", 7, "ok"],
     ] as const) {
       sys[name] = await buildFixtureSystem(host, generation, behaviour);
     }
@@ -354,5 +356,105 @@ describe("air-gapped bundles", { skip: process.getuid?.() !== 0 ? "needs root fo
     ]);
     assert.equal(refused.json<ErrorJson>().error.code, "E_BAD_ARGUMENT");
     assert.match(refused.json<ErrorJson>().error.message, /nix copy --to file:\/\//);
+  });
+
+  test("a nix-store --export stream (a file or standard input) becomes a signed bundle without the store, and deploys", async () => {
+    const system = sys["web2f"] as string;
+    const exported = file("closure.export");
+    await mustExec(["sh", "-c", 'nix-store --export $(nix-store -qR "$1") > "$2"', "sh", system, exported], { timeoutMs: 120_000 });
+    writeFileSync(file("ex.hosts.json"), JSON.stringify({ hosts: { "web-2": system } }));
+    const createArgs = (output: string, source: string): string[] => [
+      "bundle",
+      "create",
+      "--manifest",
+      file("ex.hosts.json"),
+      "-o",
+      file(output),
+      "--signing-key-file",
+      fleet.key.secretFile,
+      "--from-export",
+      source,
+      "--json",
+    ];
+    const made = await fleet.cli(createArgs("ex.ferry", exported));
+    assert.equal(made.code, 0, made.stdout + made.stderr);
+    // The same stream piped in.
+    const pipe = 'root="$1"; ferry="$2"; shift 2; nix-store --export $(nix-store -qR "$root") | "$ferry" "$@"';
+    await mustExec(["sh", "-c", pipe, "sh", system, FERRY_BIN, ...createArgs("ex-stdin.ferry", "-")], {
+      timeoutMs: 120_000,
+    });
+    for (const bundle of ["ex.ferry", "ex-stdin.ferry"]) {
+      const inspected = (await fleet.mustCli(["bundle", "inspect", file(bundle), "--json"])).json<{
+        formatVersion: string;
+        closure: { storePath: string; narHash: string }[];
+      }>();
+      assert.equal(inspected.formatVersion, "2.2");
+      for (const path of inspected.closure) {
+        // The hashes computed from the export are the ones Nix recorded.
+        assert.equal(path.narHash, (await mustExec(["nix-store", "-q", "--hash", path.storePath])).trim(), path.storePath);
+      }
+    }
+    // Damaged or partial exports: refused, and no bundle (or part of one) is left.
+    const bytes = readFileSync(exported);
+    writeFileSync(file("truncated.export"), bytes.subarray(0, bytes.length - 100));
+    const systemOnly = file("system-only.export");
+    await mustExec(["sh", "-c", 'nix-store --export "$1" > "$2"', "sh", system, systemOnly]);
+    for (const [source, code] of [
+      [file("truncated.export"), "E_EXPORT_MALFORMED"],
+      [systemOnly, "E_EXPORT_INCOMPLETE"],
+    ] as const) {
+      const refused = await fleet.cli(createArgs("ex-bad.ferry", source));
+      assert.equal(refused.json<ErrorJson>().error.code, code, refused.stdout + refused.stderr);
+      assert.equal(existsSync(file("ex-bad.ferry")) || existsSync(file("ex-bad.ferry.partial")), false);
+    }
+    const imported = await fleet.cli(importArgs(file("ex.ferry"), "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    await waitFor("web-2 running the system from the export", async () => (fleet.host("web-2").currentSystem() === system ? true : undefined), 60_000);
+  });
+
+  test("a plain file cache tarball with a detached signed manifest is imported, and a damaged one leaves no trace", async () => {
+    const system = sys["web2g"] as string;
+    const cache = file("plain-cache");
+    await mustExec(["nix", "--extra-experimental-features", "nix-command", "copy", "--to", `file://${cache}`, system], { timeoutMs: 120_000 });
+    await mustExec(["tar", "-C", cache, "-cf", file("cache.tar"), "."]);
+    writeFileSync(file("pc.hosts.json"), JSON.stringify({ hosts: { "web-2": system } }));
+    await fleet.mustCli([
+      "bundle",
+      "sign-cache",
+      cache,
+      "--manifest",
+      file("pc.hosts.json"),
+      "-o",
+      file("cache.manifest"),
+      "--signing-key-file",
+      fleet.key.secretFile,
+    ]);
+    const verified = await fleet.mustCli([
+      "bundle",
+      "verify",
+      file("cache.tar"),
+      "--manifest-file",
+      file("cache.manifest"),
+      "--trusted-key",
+      fleet.key.publicKey,
+      "--json",
+    ]);
+    assert.equal(verified.json<{ valid: boolean }>().valid, true);
+    // A byte flipped inside the largest NAR (Nix's xz): the controller alone must refuse it too.
+    const bytes = readFileSync(file("cache.tar"));
+    const flipped = Buffer.from(bytes);
+    const xz = bytes.lastIndexOf(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));
+    flipped[xz + 64] = (flipped[xz + 64] as number) ^ 0x10;
+    writeFileSync(file("flipped-cache.tar"), flipped);
+    const before = siteSnapshot();
+    for (const extra of [[], ["--no-local-verify"]]) {
+      const refused = await fleet.cli(importArgs(file("flipped-cache.tar"), "--manifest-file", file("cache.manifest"), "--deploy", ...extra));
+      assert.equal(refused.json<ErrorJson>().error.code, "E_BUNDLE_TAMPERED", refused.stdout + refused.stderr);
+      // Refused here first, the upload is cut off; the controller then drops what it had staged.
+      await waitFor("the controller to drop the refused upload's staging", () => siteSnapshot() === before || undefined, 10_000);
+    }
+    const imported = await fleet.cli(importArgs(file("cache.tar"), "--manifest-file", file("cache.manifest"), "--deploy"));
+    assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+    await waitFor("web-2 running the system from the cache tarball", async () => (fleet.host("web-2").currentSystem() === system ? true : undefined), 60_000);
   });
 });

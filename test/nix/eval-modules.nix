@@ -182,6 +182,7 @@ let
           grpcListenAddress
           openFirewall
           privateCache
+          metricsPublic
           settings
           ;
       };
@@ -229,6 +230,7 @@ in
         ];
         command = [ { argv = [ "/run/current-system/sw/bin/true" ]; } ];
       };
+      metrics.textfileDir = "/var/lib/prometheus-node-exporter-text-files";
       settings.logLevel = "debug";
     };
   };
@@ -386,6 +388,24 @@ in
 
   controllerDefault = eval { services.ferry-controller.enable = true; };
 
+  controllerCacheGc = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheGc = {
+        every = "1d";
+        minAge = "30d";
+        keepBundles = 5;
+      };
+    };
+  };
+
+  controllerCacheGcBad = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheGc.every = "daily";
+    };
+  };
+
   controllerOpen = eval {
     services.ferry-controller = {
       enable = true;
@@ -416,6 +436,14 @@ in
         agentClientCaFile = "/etc/ferry/agents-ca.pem";
       };
       privateCache = true;
+    };
+  };
+
+  # Prometheus scrapes /metrics without a token.
+  controllerMetricsPublic = eval {
+    services.ferry-controller = {
+      enable = true;
+      metricsPublic = true;
     };
   };
 

@@ -80,6 +80,7 @@ interface Scenario {
     grpcListenAddress: string;
     openFirewall: boolean;
     privateCache: boolean;
+    metricsPublic: boolean;
     settings: Record<string, unknown>;
   };
   nginx: {
@@ -282,7 +283,8 @@ test("agent: typed health checks and settings overrides", { skip }, () => {
   const s = evalScenario("agentFull");
   assert.deepEqual(s.failedAssertions, []);
   const config = agentConfigFile(s);
-  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait"].includes(key)));
+  assert.ok(Object.keys(config).every((key) => [...AGENT_CONFIG_KEYS, "preSwitchControllerWait", "metricsTextfileDir"].includes(key)));
+  assert.equal(config.metricsTextfileDir, "/var/lib/prometheus-node-exporter-text-files");
   assert.equal(config.hostName, "edge-7");
   assert.equal(config.preSwitchControllerWait, 0, "0 is a value, not unset");
   assert.equal(config.strategy, "switch");
@@ -405,6 +407,14 @@ test("controller: TLS from systemd credentials, client CAs, private cache, reloa
   assert.equal(sc.SupplementaryGroups, undefined);
 });
 
+test("controller: metricsPublic serves /metrics without a token; off by default", { skip }, () => {
+  const s = evalScenario("controllerMetricsPublic");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.equal(s.controller.metricsPublic, true);
+  assert.match(String(service(s, "ferry-controller").serviceConfig.ExecStart), / --grpc-listen 127\.0\.0\.1:7071 --metrics-public$/);
+  assert.equal(evalScenario("controllerDefault").controller.metricsPublic, false);
+});
+
 test("controller: ACME certificates read in place under their group", { skip }, () => {
   const s = evalScenario("controllerAcme");
   assert.deepEqual(s.failedAssertions, []);
@@ -458,6 +468,18 @@ test("controller: systemd unit and defaults", { skip }, () => {
   assert.ok((sc.SystemCallFilter as string[]).includes("@system-service"));
   assert.equal(sc.MemoryDenyWriteExecute, undefined, "V8 needs W+X memory");
   assert.deepEqual(unit.wantedBy, ["multi-user.target"]);
+});
+
+test("controller: cacheGc schedules ferry cache gc; off by default; a malformed duration is refused", { skip }, () => {
+  const s = evalScenario("controllerCacheGc");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.match(
+    String(service(s, "ferry-controller").serviceConfig.ExecStart),
+    / --grpc-listen 127\.0\.0\.1:7071 --cache-gc-every 1d --cache-gc-min-age 30d --cache-gc-keep-bundles 5$/,
+  );
+  assert.doesNotMatch(String(service(evalScenario("controllerDefault"), "ferry-controller").serviceConfig.ExecStart), /cache-gc/);
+  const bad = evalScenario("controllerCacheGcBad");
+  assert.match(bad.failedAssertions.join("\n"), /cacheGc\.every and cacheGc\.minAge are durations such as "1d".*got every = "daily"/s);
 });
 
 test("controller: firewall, privileged port and extra flags", { skip }, () => {

@@ -18,6 +18,7 @@ import { RESTART_EXIT_STATUS, SelfRestart } from "./self-restart.js";
 import { StateFile } from "./state-file.js";
 import { SwitchLock } from "./switch-lock.js";
 import { ActivationTransaction } from "./transaction.js";
+import { AgentMetricsFile } from "./metrics-textfile.js";
 
 export interface RunningAgent {
   stop(): Promise<void>;
@@ -68,6 +69,8 @@ export async function startAgent(
   const afterPersist = faultInjectionFromEnv(hostLog);
   // One lock for every switch script this agent runs: activations, their rollbacks, dry-activates.
   const switchLock = new SwitchLock(config.switchLockFile);
+  const metrics = config.metricsTextfileDir ? new AgentMetricsFile(config.metricsTextfileDir, hostLog) : undefined;
+  void metrics?.write();
   const transaction: ActivationTransaction = new ActivationTransaction({
     config,
     nix,
@@ -81,6 +84,7 @@ export async function startAgent(
     },
     heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
     switchLock,
+    metrics,
     ...(afterPersist ? { afterPersist } : {}),
   });
   forwarder?.attach((line) => link.send({ $case: "log", value: { ...line, hostName: config.hostName } }));

@@ -70,6 +70,8 @@ export interface AgentConfig {
   /** Client certificate (PEM, chain allowed) and key for a controller that asks agents for one. */
   tlsCertFile?: string;
   tlsKeyFile?: string;
+  /** Directory node-exporter's textfile collector reads; the agent writes ferry_agent.prom there. Unset: no metrics file. */
+  metricsTextfileDir?: string;
   /** Permits ws:// and http:// to a non-loopback address: the token would cross the network in clear. */
   allowInsecureTransport: boolean;
   /** Keys (Nix format) whose signed deploy intents this host accepts. */
@@ -250,6 +252,13 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       description: "Client certificate (PEM) presented to a controller started with --agent-client-ca; needs tlsKeyFile.",
     },
     tlsKeyFile: { type: "string", nullable: true, minLength: 1, description: "Private key (PEM) of tlsCertFile." },
+    metricsTextfileDir: {
+      type: "string",
+      nullable: true,
+      pattern: "^/",
+      description:
+        "Absolute directory read by node-exporter's textfile collector: the agent replaces ferry_agent.prom there on start and after each transaction (step durations, rollbacks, health checks, fetched bytes). Unset: no metrics file.",
+    },
     allowInsecureTransport: {
       type: "boolean",
       default: false,

@@ -1,7 +1,7 @@
 import type { CommandRunner, Logger } from "@ferry/core";
 import { FerryError } from "@ferry/core";
 import type { HealthCheck } from "./config.js";
-import { countedFailures, describeOutcomes, failingBeforeAndAfter, runHealthChecks } from "./health-checks.js";
+import { countedFailures, describeOutcomes, failingBeforeAndAfter, runHealthChecks, type CheckOutcome } from "./health-checks.js";
 
 export interface ConfirmationDeps {
   checks: readonly HealthCheck[];
@@ -11,6 +11,8 @@ export interface ConfirmationDeps {
   sleep: (ms: number) => Promise<void>;
   /** Round trip with the controller; undefined when there is no controller (standalone apply). */
   heartbeat: ((timeoutMs: number) => Promise<boolean>) | undefined;
+  /** Told of each attempt's check outcomes (metrics). */
+  onChecks?: (outcomes: readonly CheckOutcome[]) => void;
 }
 
 /** How the checks judged the new system once it was confirmed. */
@@ -42,6 +44,7 @@ export async function confirmNewSystem(
     const remaining = deadlineMs - deps.now();
     if (remaining <= 0) break;
     const outcomes = await runHealthChecks(deps.checks, deps.runner);
+    deps.onChecks?.(outcomes);
     const counted = countedFailures(deps.checks, outcomes, failingBefore);
     checksPassed = counted.length === 0;
     lastReport = describeOutcomes(outcomes);

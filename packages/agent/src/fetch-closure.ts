@@ -30,9 +30,10 @@ const MIB = 1024 * 1024;
  * keys, after checking it fits on /nix, then checks every path's signature
  * itself (Nix does not for paths already in the store); `rootName` names the
  * GC root that keeps it alive until the transaction decides its fate.
+ * Returns the NAR bytes it had to fetch when the signed sizes told them.
  */
-export async function fetchClosure(deps: FetchDeps, path: string, rootName: string): Promise<void> {
-  await checkDiskSpace(deps, path);
+export async function fetchClosure(deps: FetchDeps, path: string, rootName: string): Promise<number | undefined> {
+  const needed = await checkDiskSpace(deps, path);
   const { config, nix, log, sleep } = deps;
   for (let attempt = 1; ; attempt++) {
     const watchdog = watchFreeSpace(deps, path);
@@ -46,7 +47,7 @@ export async function fetchClosure(deps: FetchDeps, path: string, rootName: stri
         ...cacheTransport(config),
       });
       await requireTrustedSignatures(deps, path);
-      return;
+      return needed;
     } catch (error) {
       const failure = await diagnosed(config, path, toFerryError(error, "E_FETCH_FAILED"));
       // A bad signature will not fix itself, nor will a full disk or refused credentials; a missing path may still be uploading.
@@ -114,7 +115,7 @@ async function freeBytes(): Promise<number> {
  * signature covers, and Nix checks it when it substitutes), so a cache cannot
  * understate a closure to fill the disk.
  */
-async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
+async function checkDiskSpace(deps: FetchDeps, path: string): Promise<number | undefined> {
   const { config, nix, log } = deps;
   const substituter = config.substituters[0] as string;
   let infos: SignedPathInfo[];
@@ -123,7 +124,7 @@ async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
   } catch (error) {
     // The fetch itself reports a missing closure precisely, and the watchdog guards the disk.
     log.warn({ err: (error as Error).message }, "could not read closure sizes; relying on the disk-space watchdog");
-    return;
+    return undefined;
   }
   const missing = new Set(await nix.invalidPaths(infos.map((entry) => entry.path)));
   const toFetch = infos.filter((entry) => missing.has(entry.path));
@@ -140,6 +141,7 @@ async function checkDiskSpace(deps: FetchDeps, path: string): Promise<void> {
       `fetching ${path} needs ${Math.ceil(needed / MIB)} MiB; /nix has ${Math.floor(free / MIB)} MiB free and keeps ${config.diskReserveMiB} MiB in reserve`,
     );
   }
+  return needed;
 }
 
 function trustedKeysOf(config: AgentSettings): Map<string, PublicKey> {

@@ -43,6 +43,7 @@ export interface AgentSettings {
   readonly requireSignedIntents: boolean;
   readonly allowedUnsignedModes: AgentConfig["allowedUnsignedModes"];
   readonly bundleMinSequence: number | undefined;
+  readonly metricsTextfileDir: string | undefined;
 }
 
 const seconds = (value: number): number => Math.round(value * 1000);
@@ -81,6 +82,7 @@ export function compileAgentConfig(config: AgentConfig): AgentSettings {
     requireSignedIntents: config.requireSignedIntents,
     allowedUnsignedModes: [...config.allowedUnsignedModes],
     bundleMinSequence: config.bundleMinSequence,
+    metricsTextfileDir: config.metricsTextfileDir,
   };
 }
 

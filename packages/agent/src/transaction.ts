@@ -8,6 +8,7 @@ import { describeOutcomes, runHealthChecks } from "./health-checks.js";
 import { afterFailure, onResume, recordedFailure, type Decision } from "./rollback-decision.js";
 import { settingsOf, type AgentSettings } from "./settings.js";
 import type { AgentState, StateFile, Transaction, TransactionPhase } from "./state-file.js";
+import type { TransactionMetrics } from "./metrics-textfile.js";
 import { describeHolder, SwitchLock } from "./switch-lock.js";
 import { SystemSwitch } from "./system-switch.js";
 import { readProfile, readSystemLink } from "./system-links.js";
@@ -28,6 +29,8 @@ export interface TransactionDeps {
   switchLock?: SwitchLock;
   /** Test-only fault injection: called after each phase is persisted. */
   afterPersist?: (phase: TransactionPhase) => Promise<void>;
+  /** Told of step durations, checks, rollbacks and results (the optional metrics textfile). */
+  metrics?: TransactionMetrics | undefined;
 }
 
 export interface Desired {
@@ -131,7 +134,8 @@ export class ActivationTransaction {
     const { log, progress } = this.deps;
     progress(desired.serial, HostPhase.HOST_PHASE_FETCHING, `prefetching ${desired.storePath}`);
     try {
-      await fetchClosure({ ...this.deps, config: this.config }, desired.storePath, "prefetched");
+      const bytes = await fetchClosure({ ...this.deps, config: this.config }, desired.storePath, "prefetched");
+      if (bytes !== undefined) this.deps.metrics?.fetched(bytes);
     } catch (error) {
       const failure = toFerryError(error, "E_FETCH_FAILED");
       log.error({ serial: desired.serial, code: failure.code, err: failure.message }, "prefetch failed");
@@ -169,10 +173,13 @@ export class ActivationTransaction {
     for (;;) {
       const phase = transaction.phase;
       let result: ActivationResult | undefined;
+      const started = this.deps.now();
       try {
         result = await this.steps[phase](transaction);
       } catch (error) {
         return this.follow(transaction, afterFailure(phase, error));
+      } finally {
+        this.deps.metrics?.phaseDone(phase, (this.deps.now() - started) / 1000);
       }
       if (result) return result;
       if (transaction.phase === phase) throw new FerryError("E_INTERNAL", `the ${phase} step neither settled the transaction nor moved it on`);
@@ -194,7 +201,8 @@ export class ActivationTransaction {
 
   private async fetch(transaction: Transaction): Promise<undefined> {
     this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_FETCHING, `fetching ${transaction.next}`);
-    await fetchClosure({ ...this.deps, config: this.config }, transaction.next, "next");
+    const bytes = await fetchClosure({ ...this.deps, config: this.config }, transaction.next, "next");
+    if (bytes !== undefined) this.deps.metrics?.fetched(bytes);
     transaction.phase = "fetched";
     await this.persist(transaction);
     return undefined;
@@ -205,6 +213,7 @@ export class ActivationTransaction {
     const { config } = this;
     const { log, now } = this.deps;
     const outcomes = await runHealthChecks(config.healthChecks, this.deps.runner);
+    this.deps.metrics?.healthChecks("before-switch", outcomes);
     transaction.failingBefore = outcomes.filter((outcome) => !outcome.passed).map((outcome) => outcome.name);
     if (transaction.failingBefore.length > 0)
       log.warn({ serial: transaction.serial, failingBefore: transaction.failingBefore }, "checks already failing before the switch; they count only if strict");
@@ -241,7 +250,7 @@ export class ActivationTransaction {
     const { log, now, sleep, heartbeat, runner } = this.deps;
     this.deps.progress(transaction.serial, HostPhase.HOST_PHASE_CONFIRMING, `confirming until ${new Date(transaction.deadlineMs).toISOString()}`);
     const confirmation = await confirmNewSystem(
-      { checks: this.config.healthChecks, runner, log, now, sleep, heartbeat },
+      { checks: this.config.healthChecks, runner, log, now, sleep, heartbeat, onChecks: (outcomes) => this.deps.metrics?.healthChecks("confirm", outcomes) },
       transaction.deadlineMs,
       transaction.failingBefore,
       transaction.requireHeartbeat,
@@ -271,6 +280,7 @@ export class ActivationTransaction {
       { serial: transaction.serial, code: failure.code, err: failure.message, previous: transaction.previous },
       "activation failed; rolling back",
     );
+    this.deps.metrics?.rolledBack(failure.code);
     transaction.phase = "rolling-back";
     transaction.failure = { code: failure.code, message: failure.message, output: failure.output.slice(-16384) };
     await this.persist(transaction);
@@ -288,7 +298,9 @@ export class ActivationTransaction {
     let after = "";
     try {
       await this.system.restore(transaction.previous);
-      after = describeOutcomes(await runHealthChecks(config.healthChecks, this.deps.runner));
+      const outcomes = await runHealthChecks(config.healthChecks, this.deps.runner);
+      this.deps.metrics?.healthChecks("after-rollback", outcomes);
+      after = describeOutcomes(outcomes);
     } catch (error) {
       const rollbackError = toFerryError(error, "E_ROLLBACK_FAILED");
       log.fatal({ serial: transaction.serial, code: rollbackError.code, err: rollbackError.message }, "rollback failed: the host needs an operator");
@@ -371,6 +383,7 @@ export class ActivationTransaction {
       draft.appliedSerial = Math.max(draft.appliedSerial, desired.serial);
       draft.lastResult = result;
     });
+    this.deps.metrics?.settled(result);
     return result;
   }
 }

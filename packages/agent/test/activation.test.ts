@@ -7,6 +7,7 @@ import { Nix, silentLogger, type CommandResult, type CommandRunner, type Command
 import { HostPhase, type ActivationResult } from "@ferry/protocol";
 import { parseAgentConfig } from "../src/config.js";
 import { StateFile } from "../src/state-file.js";
+import { AgentMetricsFile } from "../src/metrics-textfile.js";
 import { ActivationTransaction } from "../src/transaction.js";
 import { makeKey, pathInfoJson } from "./signed-paths.js";
 
@@ -111,6 +112,7 @@ interface Fixture {
   progress: HostPhase[];
   clock: { now: number };
   readState(): { appliedSerial: number; transaction: Record<string, unknown> | null; lastResult: ActivationResult | null };
+  metrics: AgentMetricsFile | undefined;
 }
 
 interface Options {
@@ -120,6 +122,8 @@ interface Options {
   healthChecks?: unknown[];
   /** Reuse the directories of an earlier fixture, as a restarted agent does. */
   reuse?: Fixture;
+  /** Write the metrics textfile into this directory. */
+  metricsDir?: string;
 }
 
 function fixture(options: Options = {}): Fixture {
@@ -151,6 +155,7 @@ function fixture(options: Options = {}): Fixture {
   const progress: HostPhase[] = [];
   // Time moves only when the transaction sleeps: deadlines pass instantly and deterministically.
   const clock = { now: 1_700_000_000_000 };
+  const metrics = options.metricsDir ? new AgentMetricsFile(options.metricsDir, log, () => clock.now) : undefined;
   const tx = new ActivationTransaction({
     config,
     nix: new Nix(system),
@@ -163,9 +168,10 @@ function fixture(options: Options = {}): Fixture {
     },
     progress: (_serial, phase) => progress.push(phase),
     heartbeat: options.heartbeat,
+    metrics,
   });
   const readState = (): ReturnType<Fixture["readState"]> => JSON.parse(readFileSync(stateFile, "utf8"));
-  return { dir, profile, currentLink, stateFile, system, tx, progress, clock, readState };
+  return { dir, profile, currentLink, stateFile, system, tx, progress, clock, readState, metrics };
 }
 
 const fetchOf = (path: string): string[] => ["nix-store", "--realise", path];
@@ -519,5 +525,63 @@ describe("ActivationTransaction.resume", () => {
     assert.deepEqual(f.system.changes, [setProfileTo(f, PREV), switchTo(PREV)]);
     assert.equal(result.phase, HostPhase.HOST_PHASE_ROLLED_BACK);
     assert.equal(readlinkSync(f.currentLink), PREV);
+  });
+});
+
+describe("metrics textfile", () => {
+  /** The samples of DIR/ferry_agent.prom, by name and labels as printed. */
+  function readMetrics(dir: string): Map<string, number> {
+    const text = readFileSync(join(dir, "ferry_agent.prom"), "utf8");
+    return new Map(
+      text
+        .split("\n")
+        .filter((line) => line !== "" && !line.startsWith("#"))
+        .map((line) => [line.slice(0, line.lastIndexOf(" ")), Number(line.slice(line.lastIndexOf(" ") + 1))]),
+    );
+  }
+
+  test("a confirmed activation, then one rolled back by its health check: steps, checks, rollback reason, fetched bytes", async () => {
+    const check = "/run/ferry-test/check-app";
+    const metricsDir = join(root, `metrics-${++counter}`);
+    const f = fixture({ previous: PREV, profileTarget: PREV, metricsDir, healthChecks: [{ type: "command", argv: [check], timeout: 1 }] });
+    let healthy = true;
+    f.system.script = (argv) => (argv[0] === check ? { exitCode: healthy ? 0 : 1 } : undefined);
+    assert.equal((await f.tx.run(desired(1))).phase, HostPhase.HOST_PHASE_ACTIVE);
+    await f.metrics?.idle();
+    let m = readMetrics(metricsDir);
+    assert.equal(m.get('ferry_agent_transactions_total{outcome="active"}'), 1);
+    assert.equal(m.get("ferry_agent_last_transaction_serial"), 1);
+    assert.equal(m.get("ferry_agent_last_transaction_timestamp_seconds"), 1_700_000_000);
+    // The fake store reports one 4096-byte NAR missing.
+    assert.equal(m.get("ferry_agent_fetch_bytes_total"), 4096);
+    for (const phase of ["fetching", "fetched", "activating", "confirming", "confirmed"]) {
+      assert.ok(m.has(`ferry_agent_phase_duration_seconds{phase="${phase}"}`), phase);
+    }
+    assert.equal(m.get(`ferry_agent_health_check_passed{stage="confirm",check="command:${check}"}`), 1);
+    assert.equal(m.get('ferry_agent_health_checks_total{stage="before-switch",result="pass"}'), 1);
+
+    // The next system fails its check until the deadline: the clock moves only while the transaction sleeps.
+    const second = "/nix/store/3zy01hjzwvvia6h9dq5xar88v77fgh9x-nixos-system-web1-newer";
+    f.system.script = (argv, fake) => (argv[0] === check ? { exitCode: readlinkSync(fake.f.currentLink) === second ? 1 : 0 } : undefined);
+    healthy = false;
+    assert.equal((await f.tx.run(desired(2, second))).phase, HostPhase.HOST_PHASE_ROLLED_BACK);
+    await f.metrics?.idle();
+    m = readMetrics(metricsDir);
+    assert.equal(m.get('ferry_agent_rollbacks_total{reason="E_HEALTH_CHECK_FAILED"}'), 1);
+    assert.equal(m.get('ferry_agent_transactions_total{outcome="rolled-back"}'), 1);
+    assert.equal(m.get('ferry_agent_transactions_total{outcome="active"}'), 1);
+    assert.equal(m.get(`ferry_agent_health_check_passed{stage="confirm",check="command:${check}"}`), 0);
+    assert.equal(m.get(`ferry_agent_health_check_passed{stage="after-rollback",check="command:${check}"}`), 1);
+    assert.ok((m.get('ferry_agent_phase_seconds_total{phase="confirming"}') ?? 0) >= 120, "the confirmation waited out its deadline");
+    // Only the finished file is there: no temp file left beside it for the collector to trip on.
+    assert.deepEqual(readdirSync(metricsDir), ["ferry_agent.prom"]);
+  });
+
+  test("a directory that cannot be written is logged, and the transaction goes on", async () => {
+    const blocker = join(root, `not-a-dir-${++counter}`);
+    writeFileSync(blocker, "");
+    const f = fixture({ previous: PREV, profileTarget: PREV, metricsDir: join(blocker, "metrics") });
+    assert.equal((await f.tx.run(desired(1))).phase, HostPhase.HOST_PHASE_ACTIVE);
+    await f.metrics?.idle();
   });
 });

@@ -115,6 +115,12 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
     { verb: "deploy", args: () => ["deploy", `web-1=${system}`], expect: (r) => assert.match(r["deploymentId"] as string, /^d-/) },
     // web-1 wants it now: refused, nothing removed.
     { verb: "cache rm", args: () => ["cache", "rm", system], expect: "E_CACHE_PATH_IN_USE" },
+    // web-1's desired system is a root: a dry run with no minimum age still keeps it.
+    {
+      verb: "cache gc",
+      args: () => ["cache", "gc", "--dry-run", "--min-age", "0"],
+      expect: (r) => assert.ok(!(r["deleted"] as string[]).includes(system) && r["dryRun"] === true),
+    },
     { verb: "status", args: () => ["status", "web-1"], expect: (r) => assert.equal((r["hosts"] as Json[])[0]?.["desiredSystem"], system) },
     { verb: "dry-activate", args: () => ["dry-activate", `web-1=${system}`, "--timeout", "5"], expect: "E_HOST_OFFLINE" },
     {
@@ -152,6 +158,22 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
     },
     { verb: "bundle verify", args: () => ["bundle", "verify", file("site.ferry"), "--trusted-key", publicKey], expect: (r) => assert.equal(r["valid"], true) },
     { verb: "bundle inspect", args: () => ["bundle", "inspect", file("site.ferry")], expect: (r) => assert.equal(r["verified"], false) },
+    {
+      verb: "bundle sign-cache",
+      // The controller's cache directory is a file cache holding the pushed closure.
+      args: () => [
+        "bundle",
+        "sign-cache",
+        join(controller.dataDir, "cache"),
+        "--manifest",
+        file("hosts.json"),
+        "-o",
+        file("cache.manifest"),
+        "--signing-key-file",
+        file("keys/ci-1.secret"),
+      ],
+      expect: (r) => assert.ok((r["paths"] as number) > 0),
+    },
     // The test controller trusts no bundle key: the import is refused, in JSON.
     { verb: "bundle import", args: () => ["bundle", "import", file("site.ferry"), "--trusted-key", publicKey], expect: "E_BUNDLE_SIGNATURE" },
     { verb: "site inventory", args: () => ["site", "inventory", "-o", file("inventory.json")], expect: (r) => assert.ok((r["paths"] as number) > 0) },

@@ -18,8 +18,10 @@ import { createCacheHandlers } from "./api/cache-service.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
+import { rolloutOutcome } from "./rollouts/outcome.js";
 import { DesiredState } from "./desired/desired-state.js";
 import { BinaryCache } from "./cache/binary-cache.js";
+import { DEFAULT_GC_KEEP_BUNDLES, DEFAULT_GC_MIN_AGE_MS, MAX_GC_PERIOD_MS, scheduleCacheGc, type CacheRetention } from "./cache/cache-retention.js";
 import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
 import { openDataDir, type DataDir } from "./data-dir.js";
@@ -29,6 +31,9 @@ import { refuseUpload } from "./edge/refuse-upload.js";
 import { SqliteStateStore } from "./store/sqlite-store.js";
 import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
 import type { FrameRate } from "./hub/agent-limits.js";
+import { ControllerMetrics } from "./metrics/registry.js";
+import { METRICS_PATH, observeHttp, serveMetrics } from "./metrics/http-metrics.js";
+import { grpcMetricsInterceptor } from "./metrics/grpc-metrics.js";
 
 export interface ControllerOptions {
   dataDir: string;
@@ -47,6 +52,10 @@ export interface ControllerOptions {
   tls?: ControllerTlsFiles;
   /** Cache reads need a host's or an operator's credentials (HTTP Basic); public when false. */
   privateCache?: boolean;
+  /** Serve /metrics without a token (a scraper on a private network); by default it needs a read-scoped token. */
+  metricsPublic?: boolean;
+  /** What cache garbage collection keeps (unset fields: 7 days, 3 bundles), and how often it runs on its own (never when unset). */
+  cacheGc?: Partial<CacheRetention> & { everyMs?: number };
   log: Logger;
 }
 
@@ -74,6 +83,10 @@ const CACHE_PREFIX = "/cache/";
 export async function startController(options: ControllerOptions): Promise<RunningController> {
   // Bad certificate files stop the start-up before anything is created or listens.
   if (options.tls) new ControllerTls(options.tls, options.log.child({ part: "tls" }));
+  const every = options.cacheGc?.everyMs;
+  if (every !== undefined && !(Number.isSafeInteger(every) && every >= 60_000 && every <= MAX_GC_PERIOD_MS)) {
+    throw new FerryError("E_BAD_ARGUMENT", `the cache collection period must be from 1 minute to 24 days, got ${every} ms`);
+  }
   const dataDir = openDataDir(options.dataDir);
   const undo: (() => unknown)[] = [];
   try {
@@ -107,12 +120,15 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
+  // Fleet gauges are read at scrape time, from the store and from which agents the hub holds.
+  const metrics = new ControllerMetrics({ fleet: { listHosts: () => store.listHosts(), isOnline: (name): boolean => hub.isOnline(name) } });
   const hub = new AgentHub({
     store,
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
     ...(options.agentFrameRate ? { frameRate: options.agentFrameRate } : {}),
     onHostChanged: (name) => hostEvents.emit("changed", name),
+    metrics,
   });
   const desired = new DesiredState({
     store,
@@ -131,6 +147,10 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     log: log.child({ part: "rollouts" }),
     now: Date.now,
     onRolloutChanged: (id) => rolloutEvents.emit("changed", id),
+    onRolloutFinished: (rollout) => {
+      const outcome = rolloutOutcome(rollout);
+      if (outcome !== "") metrics.rolloutFinished(outcome);
+    },
   });
   // Every change to a host (a report, a deploy, a removal) is announced here; a rollout may wait for it.
   hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
@@ -187,6 +207,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       await cache.handle(request, response, relative, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /cache/*"]).name);
     } else if (path === BUNDLE_UPLOAD_PATH) {
       await handleBundleUpload(site, request, response, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /bundles/upload"]));
+    } else if (path === METRICS_PATH) {
+      await serveMetrics(metrics, request, response, caller, options.metricsPublic === true);
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {
@@ -194,6 +216,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     }
   };
   const handleRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    observeHttp(metrics, request, response);
     route(request, response).catch((error: unknown) => {
       const failure = toFerryError(error);
       log.error({ err: failure.message, code: failure.code, url: request.url }, "HTTP request failed");
@@ -230,7 +253,12 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   undo.push(() => new Promise((resolve) => http.close(resolve)));
   const httpPort = (http.address() as AddressInfo).port;
 
-  const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
+  const retention: CacheRetention = {
+    minAgeMs: options.cacheGc?.minAgeMs ?? DEFAULT_GC_MIN_AGE_MS,
+    keepBundles: options.cacheGc?.keepBundles ?? DEFAULT_GC_KEEP_BUNDLES,
+  };
+  const cacheGcDeps = { store, cache, audit, authenticator, bundles: () => site.ledger.imports, log: log.child({ part: "cache-gc" }) };
+  const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024, interceptors: [grpcMetricsInterceptor(metrics)] });
   undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {
     ...createOperatorService({
@@ -245,7 +273,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
-    ...createCacheHandlers({ store, cache, log: log.child({ part: "api" }), authenticator, audit }),
+    ...createCacheHandlers({ ...cacheGcDeps, log: log.child({ part: "api" }), retention }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));
@@ -275,6 +303,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     HISTORY_PRUNE_INTERVAL_MS,
   );
   pruneTimer.unref();
+  const stopCacheGc = options.cacheGc?.everyMs === undefined ? () => undefined : scheduleCacheGc(cacheGcDeps, retention, options.cacheGc.everyMs);
   log.info(
     {
       version: FERRY_VERSION,
@@ -284,6 +313,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       dataDir: dataDir.root,
       tls: tls !== undefined,
       privateCache: Boolean(options.privateCache),
+      metricsPublic: Boolean(options.metricsPublic),
+      cacheGcEveryMs: options.cacheGc?.everyMs ?? null,
     },
     "controller started",
   );
@@ -300,6 +331,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     },
     async stop() {
       clearInterval(pruneTimer);
+      stopCacheGc();
       await engine.stop();
       await hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.

@@ -31,6 +31,7 @@ const EXPECTED: Record<string, { needs: string; request: Record<string, unknown>
   ListMaintenanceWindows: { needs: "read", request: {}, admitted: "ok" },
   RemoveMaintenanceWindow: { needs: "hosts:admin", request: { id: "w-none" }, admitted: "E_UNKNOWN_WINDOW" },
   RemoveCachePaths: { needs: "admin", request: { storePaths: [SYS] }, admitted: "ok" },
+  CollectCacheGarbage: { needs: "admin", request: { dryRun: true }, admitted: "ok" },
   PublishBundle: { needs: "bundles:import", request: {}, admitted: "E_BAD_ARGUMENT" },
   Inventory: { needs: "read", request: {}, admitted: "ok" },
   CreateToken: { needs: "admin", request: { name: "never-made", scopes: [] }, admitted: "E_BAD_ARGUMENT" },

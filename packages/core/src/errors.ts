@@ -122,6 +122,10 @@ export const ERROR_HINTS = {
   E_INTENT_VERSION: "The intent's version is implausibly far ahead (more than 30 days past this clock); a key may be misused. Sign with the default version.",
   E_INTENT_STATE:
     "The host's intent floor (STATE_DIR/intent-floor.json) is unreadable, so the host cannot tell a replay; it refuses signed deployments until an operator restores the file.",
+  E_EXPORT_MALFORMED:
+    "The file is not a whole nix-store --export stream (truncated, damaged, or another format); export again: nix-store --export $(nix-store -qR PATH) > FILE.",
+  E_EXPORT_INCOMPLETE:
+    "The export lacks part of the hosts' closures; export the whole closure of each system: nix-store --export $(nix-store -qR PATH) > FILE.",
   E_STORE_PATH_CORRUPT:
     "A path in the local store no longer matches its recorded hash; repair it (nix-store --verify --check-contents --repair) and create the bundle again.",
 } as const;

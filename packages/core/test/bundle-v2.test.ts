@@ -16,12 +16,15 @@ import {
   SIGNATURE_FILE,
   STREAMED_MARKER_FILE,
   COMPRESS_MIN_NAR_SIZE,
+  INCOMPRESSIBLE_ENTROPY,
+  byteEntropy,
   HEAD_FILE,
   HEAD_SIGNATURE_FILE,
   TarReader,
   dumpNar,
   parseNarInfo,
   readBundleManifest,
+  signManifest,
   toNixBase32,
   verifyBundle,
   writeStreamedBundle,
@@ -70,14 +73,26 @@ interface Closure {
   system: string;
 }
 
-function closure(sizes = [3000, 5 << 20, 1024]): Closure {
+/** Text-like bytes zstd would shrink (entropy about 4.7 bits per byte). */
+function compressibleBytes(size: number): Buffer {
+  const words = ["store ", "path ", "closure ", "nix ", "ferry ", "bundle ", "hash ", "\n"];
+  const out = Buffer.alloc(size);
+  const pick = randomBytes(size);
+  for (let i = 0; i < size;) {
+    const word = words[(pick[i] as number) % words.length] as string;
+    i += out.write(word, i);
+  }
+  return out;
+}
+
+function closure(sizes = [3000, 5 << 20, 1024], compressible: number[] = []): Closure {
   const lib = fakeStorePath("lib");
   const data = fakeStorePath("data");
   const system = fakeStorePath("nixos-system-web-1");
   const nars = new Map<string, Buffer>();
   const refs: Record<string, string[]> = { [lib]: [lib], [data]: [], [system]: [lib, data] };
   const infos = [system, lib, data].map((path, index): StorePathInfo => {
-    const nar = randomBytes(sizes[index] as number);
+    const nar = compressible.includes(index) ? compressibleBytes(sizes[index] as number) : randomBytes(sizes[index] as number);
     nars.set(path, nar);
     return { path, narHash: `sha256:${toNixBase32(createHash("sha256").update(nar).digest())}`, narSize: nar.length, references: refs[path] as string[] };
   });
@@ -122,7 +137,7 @@ async function names(bytes: Buffer): Promise<{ name: string; header: number; dat
 
 describe("bundle format version 2 (streamed, manifest last)", () => {
   test("round trip: files first in dependency order, manifest and signature last; every file verified and handed to the sink", async () => {
-    const c = closure();
+    const c = closure([3000, 5 << 20, 1024], [1]);
     const bytes = await write(c, "round.ferry");
     const entries = (await names(bytes)).map((entry) => entry.name);
     assert.deepEqual(entries.slice(0, 4), [STREAMED_MARKER_FILE, HEAD_FILE, HEAD_SIGNATURE_FILE, "nix-cache-info"]);
@@ -144,8 +159,9 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     for (const path of verified.manifest.paths) {
       const info = c.infos.find((candidate) => candidate.path === path.storePath) as StorePathInfo;
       assert.equal(path.narHash, info.narHash, "the NAR hash computed while streaming is Nix's");
-      // Small NARs are not worth a zstd process.
-      assert.match(path.nar.file, info.narSize >= COMPRESS_MIN_NAR_SIZE ? /^nar\/[0-9a-z]{52}\.nar\.zst$/ : /^nar\/[0-9a-z]{52}\.nar$/);
+      // Only the large text-like NAR pays for a zstd process; the small ones never do.
+      const lib = c.infos[1] as StorePathInfo;
+      assert.match(path.nar.file, path.storePath === lib.path ? /^nar\/[0-9a-z]{52}\.nar\.zst$/ : /^nar\/[0-9a-z]{52}\.nar$/);
     }
     // Each path was read from the store once.
     assert.equal(c.store.dumped.length, 3);
@@ -163,12 +179,30 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     assert.equal(narinfos.length, 3);
     for (const [, text] of narinfos) {
       const info = parseNarInfo(text.toString("utf8"));
-      assert.equal(info.compression, info.narSize >= COMPRESS_MIN_NAR_SIZE ? "zstd" : "none");
+      // Random bytes: none of them is worth compressing.
+      assert.equal(info.compression, "none");
       const nar = files.get(info.url) as Buffer;
       assert.equal(info.fileSize, nar.length);
       assert.match(text.toString("utf8"), new RegExp(`FileHash: sha256:${toNixBase32(createHash("sha256").update(nar).digest())}\\n`));
       assert.ok(info.sigs.some((sig) => sig.startsWith("site-deploy-1:")));
     }
+  });
+
+  test("each NAR is compressed only where it pays: small or incompressible NARs start no zstd", async () => {
+    const c = closure([COMPRESS_MIN_NAR_SIZE - 1, 3 << 20, 300_000], [2]);
+    let spawned = 0;
+    const stream = c.store.stream.bind(c.store);
+    c.store.stream = (spec) => {
+      spawned += 1;
+      return stream(spec);
+    };
+    const bytes = await write(c, "decide.ferry");
+    const verified = await verifyBundle(chunks(bytes, 65536), { trustedKeys: [key.publicKey] });
+    const compressed = verified.manifest.paths.filter((path) => path.nar.file.endsWith(".nar.zst")).map((path) => path.storePath);
+    assert.deepEqual(compressed, [(c.infos[2] as StorePathInfo).path], "only the large text-like NAR");
+    assert.equal(spawned, 1);
+    assert.ok(byteEntropy([randomBytes(1 << 17)]) > INCOMPRESSIBLE_ENTROPY);
+    assert.ok(byteEntropy([compressibleBytes(1 << 17)]) < INCOMPRESSIBLE_ENTROPY);
   });
 
   test("tar(1) lists it", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, async () => {
@@ -239,6 +273,27 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
       },
     );
     assert.equal(sunk, 0);
+  });
+
+  test("a manifest signature is not a head signature, nor the reverse: each carries its own domain", async () => {
+    const c = closure([3000, 70_000, 1024]);
+    const bytes = await write(c, "domains.ferry");
+    const entries = await names(bytes);
+    const body = (name: string): { data: number; size: number } => entries.find((entry) => entry.name === name) as { data: number; size: number };
+    const resign = (name: string, signedName: string, document: "manifest" | "head"): Buffer => {
+      const signed = body(signedName);
+      const signature = Buffer.from(signManifest(bytes.subarray(signed.data, signed.data + signed.size), [key.secret], document));
+      const target = body(name);
+      assert.equal(signature.length, target.size);
+      const copy = Buffer.from(bytes);
+      signature.copy(copy, target.data);
+      return copy;
+    };
+    // The head signed as if it were a manifest: what a replayed manifest.sig over the same bytes would be.
+    await refused(resign(HEAD_SIGNATURE_FILE, HEAD_FILE, "manifest"), ["E_BUNDLE_SIGNATURE"], /head is not signed/);
+    await refused(resign(SIGNATURE_FILE, MANIFEST_FILE, "head"), ["E_BUNDLE_SIGNATURE"], /manifest is not signed/);
+    // Re-signed in the right domains, the same bytes pass: the test changes nothing else.
+    await verifyBundle(chunks(resign(HEAD_SIGNATURE_FILE, HEAD_FILE, "head"), 65536), { trustedKeys: [key.publicKey] });
   });
 
   test("files the signed head did not announce, or more NAR data than it allows, are refused before they are staged", async () => {

@@ -71,6 +71,8 @@ export interface StreamedImport {
  */
 export async function streamBundle(options: {
   file: string;
+  /** The bundle's bytes when they are not the file's own (a file cache tarball with its manifest). */
+  body?: { size: number; chunks: () => AsyncIterable<Buffer> };
   url: URL;
   token: string;
   /** CA and client certificate for an https:// controller. */
@@ -82,7 +84,7 @@ export async function streamBundle(options: {
   rollout?: RolloutPolicy;
   trustedKeys?: string[];
 }): Promise<StreamedImport> {
-  const size = statSync(options.file).size;
+  const size = options.body?.size ?? statSync(options.file).size;
   const url = new URL(options.url);
   url.searchParams.set("deploy", options.deploy ? "1" : "0");
   if (options.mode) url.searchParams.set("mode", options.mode);
@@ -109,7 +111,8 @@ export async function streamBundle(options: {
   let held: Buffer | undefined;
   const hold = options.trustedKeys !== undefined;
   async function* source(): AsyncGenerator<Buffer> {
-    for await (const chunk of createReadStream(options.file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>) {
+    const chunks = options.body?.chunks() ?? (createReadStream(options.file, { highWaterMark: CHUNK }) as AsyncIterable<Buffer>);
+    for await (const chunk of chunks) {
       if (responded || request.destroyed) throw new FerryError("E_CACHE_UPLOAD", "the controller answered before the whole bundle was sent");
       if (hold) {
         if (held && !request.write(held)) await writable();

@@ -10,6 +10,9 @@ import {
   assertStorePath,
   createBundle,
   createBundleFromFileCache,
+  createBundleFromExport,
+  openCacheTarBundle,
+  signFileCache,
   modeToWire,
   parseInventory,
   parseManifest,
@@ -45,8 +48,10 @@ export async function bundleCommand(args: string[]): Promise<number> {
       return inspect(rest);
     case "import":
       return importBundle(rest);
+    case "sign-cache":
+      return signCache(rest);
     default:
-      throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'bundle ${verb ?? ""}': use create, verify, inspect or import`);
+      throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'bundle ${verb ?? ""}': use create, verify, inspect, import or sign-cache`);
   }
 }
 
@@ -114,6 +119,12 @@ async function create(args: string[]): Promise<number> {
   const fromCache = values["from-file-cache"];
   if (fromCache !== undefined && values.format === "2")
     throw new FerryError("E_BAD_ARGUMENT", "--from-file-cache makes a format 1 bundle (every hash is known from the narinfos); drop --format 2");
+  const fromExport = values["from-export"];
+  if (fromExport !== undefined && fromCache !== undefined)
+    throw new FerryError("E_BAD_ARGUMENT", "--from-export and --from-file-cache exclude each other: wrap one source");
+  if (fromExport !== undefined && (values.format === "1" || values["work-dir"] !== undefined))
+    throw new FerryError("E_BAD_ARGUMENT", "--from-export makes a format 2 bundle in one pass; drop --format 1 and --work-dir");
+  if (fromExport !== undefined && fromExport !== "-") assertReadable(fromExport, "export");
   // Intents for the bundle's hosts, checked by each host (apply-bundle) or relayed by the site controller (import --deploy).
   const intentSigner = intentKey(values);
   const intents = intentSigner
@@ -129,13 +140,15 @@ async function create(args: string[]): Promise<number> {
   const common = { hosts, output, signingKey, ...(since ? { since } : {}), ...(sequence === undefined ? {} : { sequence }), site, expiresAt, intents };
   const { manifest, bytes } = fromCache
     ? await createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
-    : await createBundle({
-        ...common,
-        nix: new Nix(runner),
-        runner,
-        format,
-        ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
-      });
+    : fromExport !== undefined
+      ? await createBundleFromExport({ ...common, runner, exportSource: fromExport === "-" ? (process.stdin as AsyncIterable<Buffer>) : resolve(fromExport) })
+      : await createBundle({
+          ...common,
+          nix: new Nix(runner),
+          runner,
+          format,
+          ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+        });
   out.result(
     { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
     () =>
@@ -145,11 +158,54 @@ async function create(args: string[]): Promise<number> {
   return 0;
 }
 
+/** With --manifest-file, the bundle a file cache tarball and its signed manifest make together (checked like any bundle). */
+async function cacheTarBody(file: string, manifestFile: string | undefined): Promise<{ size: number; chunks: () => AsyncIterable<Buffer> } | undefined> {
+  if (manifestFile === undefined) return undefined;
+  assertReadable(manifestFile, "cache manifest");
+  const assembled = await openCacheTarBundle(file, manifestFile);
+  return { size: assembled.size, chunks: () => assembled.chunks() };
+}
+
+async function signCache(args: string[]): Promise<number> {
+  const { values, positionals } = parseVerb(VERBS["bundle sign-cache"], args);
+  const cacheDir = resolve(positionals[0] as string);
+  const hosts = readHostsFile(requireString(values.manifest, "--manifest"));
+  const output = resolve(requireString(values.output, "-o/--output"));
+  const keyFile = values["signing-key-file"] ?? readEnv("FERRY_SIGNING_KEY_FILE");
+  if (!keyFile) throw new FerryError("E_BAD_ARGUMENT", "a cache manifest must be signed: pass --signing-key-file KEY (or set FERRY_SIGNING_KEY_FILE)");
+  const signingKey = readSecretKeyFile(keyFile);
+  const since = values.since === undefined ? undefined : parseInventory(readTextFile(values.since, "site inventory"));
+  const sequence = values.sequence === undefined ? undefined : Number(values.sequence);
+  if (sequence !== undefined && !(Number.isSafeInteger(sequence) && sequence > 0))
+    throw new FerryError("E_BAD_ARGUMENT", "--sequence expects a positive integer");
+  const expiresIn = values["expires-in"];
+  const expiresAt = expiresIn === "never" ? null : new Date(Date.now() + parseDuration(expiresIn, "--expires-in"));
+  const { manifest, bytes } = await signFileCache({
+    cacheDir,
+    hosts,
+    output,
+    signingKey,
+    ...(since ? { since } : {}),
+    ...(sequence === undefined ? {} : { sequence }),
+    site: values.site === undefined ? null : assertHostName(values.site),
+    expiresAt,
+  });
+  createOutput(values.json).result(
+    { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
+    () =>
+      `wrote ${output}: the signed manifest of ${manifest.paths.length} paths in ${cacheDir}, sequence ${manifest.sequence}, signed by ${signingKey.name}\n` +
+      `ship it with the cache as a tarball (tar -C ${cacheDir} -cf cache.tar .); the site runs: ferry bundle import cache.tar --manifest-file ${output}\n`,
+  );
+  return 0;
+}
+
 async function verify(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS["bundle verify"], args);
   const file = positionals[0] as string;
   assertReadable(file, "bundle");
-  const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: trustedKeys(values["trusted-key"]) });
+  const keys = trustedKeys(values["trusted-key"]);
+  const body = await cacheTarBody(file, values["manifest-file"]);
+  const verified = await verifyBundle(body?.chunks() ?? createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });
   createOutput(values.json).result(
     { file, valid: true, signer: verified.signer, manifestSha256: verified.manifestSha256, bytes: verified.bytes, ...summary(verified.manifest) },
     () => `${file}: valid, signed by ${verified.signer}; ${verified.manifest.paths.length} paths, sequence ${verified.manifest.sequence}\n`,
@@ -195,6 +251,9 @@ async function importBundle(args: string[]): Promise<number> {
   const file = positionals[0] as string;
   assertReadable(file, "bundle");
   const mode = parseOptionalMode(values.mode);
+  if (values["manifest-file"] !== undefined && values["two-pass"])
+    throw new FerryError("E_BAD_ARGUMENT", "a file cache tarball is imported in one pass; drop --two-pass");
+  const body = await cacheTarBody(file, values["manifest-file"]);
   const localVerify = !values["no-local-verify"];
   if (!localVerify && values["two-pass"]) throw new FerryError("E_BAD_ARGUMENT", "--two-pass verifies locally before uploading; drop --no-local-verify");
   if (values.rollout && values.deploy) throw new FerryError("E_BAD_ARGUMENT", "--deploy and --rollout exclude each other: a rollout deploys in waves");
@@ -218,6 +277,7 @@ async function importBundle(args: string[]): Promise<number> {
       out.note(`sending ${file} to ${uploadUrl.origin}${localVerify ? ", verifying it here as it goes" : ""}`);
       const streamed = await streamBundle({
         file,
+        ...(body ? { body } : {}),
         url: uploadUrl,
         token: connection.token,
         tls: connection.transport.tls,
@@ -254,6 +314,11 @@ async function importBundle(args: string[]): Promise<number> {
       return 0;
     }
     if (!keys) throw new FerryError("E_BAD_ARGUMENT", "this controller has no single-pass import; verify locally: drop --no-local-verify");
+    if (body)
+      throw new FerryError(
+        "E_BAD_ARGUMENT",
+        "this controller has no single-pass import, which a file cache tarball needs; upgrade it, or make a bundle (ferry bundle create --from-file-cache)",
+      );
     // Two passes (controllers without PUT /bundles/upload): 1. the whole bundle, checked locally, before anything leaves this machine.
     out.note(`verifying ${file}`);
     const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });

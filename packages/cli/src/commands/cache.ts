@@ -20,6 +20,8 @@ import { VERBS } from "../spec/index.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 import { uploadInParallel } from "../parallel-upload.js";
+import { formatCacheGc } from "../cache-gc-report.js";
+import { parseCount, parseDuration } from "../units.js";
 
 /**
  * zstd level of pushed NARs. Measured on 200 MB of binaries and libraries
@@ -37,7 +39,8 @@ export async function cacheCommand(args: string[]): Promise<number> {
   const [verb, ...rest] = args;
   if (verb === "push") return cachePush(rest);
   if (verb === "rm") return cacheRemove(rest);
-  throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push or rm`);
+  if (verb === "gc") return cacheGc(rest);
+  throw new FerryError("E_BAD_ARGUMENT", `unknown verb 'cache ${verb ?? ""}': use push, rm or gc`);
 }
 
 /** The key a push signs with: the flag, else FERRY_SIGNING_KEY_FILE (as bundle create), else none only when asked for. */
@@ -189,6 +192,23 @@ async function cacheRemove(args: string[]): Promise<number> {
         ...response.absent.map((path) => `not in the cache: ${path}`),
       ].join("\n"),
     );
+    return 0;
+  });
+}
+
+async function cacheGc(args: string[]): Promise<number> {
+  const { values } = parseVerb(VERBS["cache gc"], args);
+  // Parsed before connecting: a bad value changes nothing.
+  const minAge = values["min-age"] === undefined ? undefined : parseDuration(values["min-age"], "--min-age");
+  const keepBundles = values["keep-bundles"] === undefined ? undefined : parseCount(values["keep-bundles"], "--keep-bundles");
+  const out = createOutput(values.json);
+  return withConnection(values, async (connection) => {
+    const response = await connection.call(connection.client.collectCacheGarbage, {
+      dryRun: values["dry-run"],
+      ...(minAge === undefined ? {} : { minAgeSeconds: Math.ceil(minAge / 1000) }),
+      ...(keepBundles === undefined ? {} : { keepBundles }),
+    });
+    out.result(response, () => formatCacheGc(response));
     return 0;
   });
 }

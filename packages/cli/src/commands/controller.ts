@@ -2,6 +2,7 @@ import { setLogger } from "@grpc/grpc-js";
 import { FerryError, createLogger, parseHostPort, toFerryError } from "@ferry/core";
 import { startController, type ControllerTlsFiles } from "@ferry/controller";
 import { parseVerb, positiveSeconds, requireString } from "../args.js";
+import { parseCount, parseDuration } from "../units.js";
 import { VERBS } from "../spec/index.js";
 
 export async function controllerCommand(args: string[]): Promise<number> {
@@ -23,6 +24,12 @@ export async function controllerCommand(args: string[]): Promise<number> {
     heartbeatIntervalMs: positiveSeconds(values["heartbeat-interval"], "--heartbeat-interval") * 1000,
     ...(tls ? { tls } : {}),
     privateCache: values["private-cache"],
+    metricsPublic: values["metrics-public"],
+    cacheGc: {
+      minAgeMs: parseDuration(values["cache-gc-min-age"], "--cache-gc-min-age"),
+      keepBundles: parseCount(values["cache-gc-keep-bundles"], "--cache-gc-keep-bundles"),
+      ...(values["cache-gc-every"] === undefined ? {} : { everyMs: parseDuration(values["cache-gc-every"], "--cache-gc-every") }),
+    },
     log,
   });
   // SIGHUP re-reads the certificates (certbot/ACME renewals, systemctl reload); open connections stay up.

@@ -61,6 +61,13 @@ export const BUNDLE_CREATE = {
       complete: "directory",
       description: "wrap a file cache Nix wrote (nix copy --to file://DIR) instead of reading the store; makes format 1",
     },
+    "from-export": {
+      type: "string",
+      value: "FILE",
+      complete: "file",
+      description:
+        "wrap a nix-store --export stream (- for standard input) instead of reading the store: each NAR is hashed here and the signature covers those hashes",
+    },
     ...INTENT_FLAGS,
     "intent-mode": { type: "string", value: "MODE", description: "the mode the bundle's intents allow (as ferry intent sign --mode)", defaultText: "default" },
     ...JSON_FLAG,
@@ -69,12 +76,38 @@ export const BUNDLE_CREATE = {
   example: "ferry bundle create --manifest hosts.json -o site-a.ferry --signing-key-file keys/release-1.secret",
 } as const satisfies VerbSpec;
 
+const MANIFEST_FILE_FLAG = {
+  type: "string",
+  value: "FILE",
+  complete: "file",
+  description: "FILE is then a plain file cache tarball (tar -C DIR -cf FILE .), checked against this signed manifest (ferry bundle sign-cache)",
+} as const;
+
+export const BUNDLE_SIGN_CACHE = {
+  path: ["bundle", "sign-cache"],
+  summary: "write the signed manifest a site needs to import a file cache that travels on its own as a tarball",
+  section: "local",
+  positionals: { synopsis: "DIR", min: 1, max: 1, complete: "directory" },
+  flags: {
+    manifest: BUNDLE_CREATE.flags.manifest,
+    output: { type: "string", short: "o", required: true, value: "OUT", complete: "file", description: "the signed manifest file to write" },
+    "signing-key-file": BUNDLE_CREATE.flags["signing-key-file"],
+    since: BUNDLE_CREATE.flags.since,
+    sequence: BUNDLE_CREATE.flags.sequence,
+    site: BUNDLE_CREATE.flags.site,
+    "expires-in": BUNDLE_CREATE.flags["expires-in"],
+    ...JSON_FLAG,
+  },
+  env: ["FERRY_SIGNING_KEY_FILE"],
+  example: "ferry bundle sign-cache ./cache --manifest hosts.json -o cache.manifest --signing-key-file keys/release-1.secret",
+} as const satisfies VerbSpec;
+
 export const BUNDLE_VERIFY = {
   path: ["bundle", "verify"],
   summary: "check a bundle's two signature layers and every hash, without importing it",
   section: "local",
   positionals: { synopsis: "FILE", min: 1, max: 1, complete: "file" },
-  flags: { "trusted-key": TRUSTED_KEY, ...JSON_FLAG },
+  flags: { "trusted-key": TRUSTED_KEY, "manifest-file": MANIFEST_FILE_FLAG, ...JSON_FLAG },
   env: ["FERRY_TRUSTED_KEYS"],
   example: "ferry bundle verify site-a.ferry --trusted-key release-1:AbCd…=",
 } as const satisfies VerbSpec;
@@ -96,6 +129,7 @@ export const BUNDLE_IMPORT = {
   positionals: { synopsis: "FILE", min: 1, max: 1, complete: "file" },
   flags: {
     "trusted-key": TRUSTED_KEY,
+    "manifest-file": MANIFEST_FILE_FLAG,
     deploy: { type: "boolean", default: false, description: "also deploy each host's system from the bundle" },
     rollout: {
       type: "boolean",

@@ -41,6 +41,34 @@ export const CACHE_RM = {
   notes: "Refused (E_CACHE_PATH_IN_USE, nothing removed) while a host or an active rollout needs a path through its closure.",
 } as const satisfies VerbSpec;
 
+export const CACHE_GC = {
+  path: ["cache", "gc"],
+  summary: "delete cached paths that no host, recent rollout or kept bundle needs, once they are old enough",
+  section: "operator",
+  flags: {
+    "dry-run": { type: "boolean", default: false, description: "report what would be deleted, delete nothing" },
+    "min-age": {
+      type: "string",
+      value: "DURATION",
+      description: "keep unneeded paths until their narinfo is this old (file mtime); also how long a finished rollout's systems stay",
+      defaultText: "the controller's --cache-gc-min-age, 7d",
+    },
+    "keep-bundles": {
+      type: "string",
+      value: "N",
+      description: "the newest N imported bundles keep their hosts' systems",
+      defaultText: "the controller's --cache-gc-keep-bundles, 3",
+    },
+    ...CONNECTION_FLAGS,
+  },
+  env: CONNECTION_ENV,
+  example: "ferry cache gc --dry-run --min-age 30d",
+  notes:
+    "Kept: every host's desired, current and previous system, the systems of running rollouts and of rollouts finished within the minimum age, " +
+    "those of the newest kept bundles, and everything they refer to; also any path being uploaded or downloaded, or whose narinfo was served in the last 15 minutes. " +
+    "NAR files no narinfo names (an interrupted push) go once older than the minimum age. Needs the admin scope.",
+} as const satisfies VerbSpec;
+
 export const DEPLOY = {
   path: ["deploy"],
   summary: "record the system each host should run; with --wait, follow the hosts until they settle",

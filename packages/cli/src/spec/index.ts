@@ -1,8 +1,8 @@
 import { INTENT_SHOW, INTENT_SIGN } from "./intent.js";
 import { AUDIT, HOST_ROTATE_TOKEN, TOKEN_CREATE, TOKEN_LIST, TOKEN_REVOKE, TOKEN_ROTATE } from "./access.js";
-import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
+import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_SIGN_CACHE, BUNDLE_VERIFY, SITE_INVENTORY } from "./bundle.js";
 import { COMPLETION, CONTEXT_LIST, CONTEXT_REMOVE, CONTEXT_SET, CONTEXT_SHOW, CONTEXT_USE, HELP, VERSION } from "./cli.js";
-import { CACHE_PUSH, CACHE_RM, DEPLOY, DRY_ACTIVATE } from "./deploy.js";
+import { CACHE_GC, CACHE_PUSH, CACHE_RM, DEPLOY, DRY_ACTIVATE } from "./deploy.js";
 import { HOST_ADD, HOST_LIST, HOST_REMOVE, STATUS } from "./hosts.js";
 import { AGENT, AGENT_APPLY_BUNDLE, AGENT_CHECK_CONFIG, AGENT_GC, AGENT_SCHEMA, CONTROLLER, DEV_HOST, KEYS_GENERATE } from "./local.js";
 import { ROLLOUT_ABORT, ROLLOUT_LIST, ROLLOUT_PAUSE, ROLLOUT_PROMOTE, ROLLOUT_RESUME, ROLLOUT_START, ROLLOUT_STATUS } from "./rollout.js";
@@ -17,6 +17,7 @@ export const VERBS = {
   "host rotate-token": HOST_ROTATE_TOKEN,
   "cache push": CACHE_PUSH,
   "cache rm": CACHE_RM,
+  "cache gc": CACHE_GC,
   deploy: DEPLOY,
   status: STATUS,
   "dry-activate": DRY_ACTIVATE,
@@ -50,6 +51,7 @@ export const VERBS = {
   "bundle create": BUNDLE_CREATE,
   "bundle verify": BUNDLE_VERIFY,
   "bundle inspect": BUNDLE_INSPECT,
+  "bundle sign-cache": BUNDLE_SIGN_CACHE,
   "context list": CONTEXT_LIST,
   "context use": CONTEXT_USE,
   "context show": CONTEXT_SHOW,
@@ -68,7 +70,7 @@ export const GROUPS: Readonly<Record<string, string>> = {
   token: "named operator tokens with scopes",
   dev: "try Ferry on one machine",
   host: "register, list and remove hosts",
-  cache: "fill the controller's binary cache",
+  cache: "fill the controller's binary cache, and empty it of what no host needs",
   rollout: "roll systems out over many hosts in waves, and steer rollouts",
   window: "maintenance windows: when rollouts may switch hosts",
   bundle: "signed single-file bundles for air-gapped sites",

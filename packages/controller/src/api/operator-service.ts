@@ -36,7 +36,7 @@ export interface OperatorServiceDeps extends ApiDeps {
 type RolloutMethods =
   "startRollout" | "getRollout" | "listRollouts" | "controlRollout" | "addMaintenanceWindow" | "listMaintenanceWindows" | "removeMaintenanceWindow";
 /** Served by api/cache-service.ts. */
-type CacheMethods = "removeCachePaths";
+type CacheMethods = "removeCachePaths" | "collectCacheGarbage";
 
 /** Operator gRPC handlers: every call authenticates, validates, then acts. */
 export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorServiceServer, RolloutMethods | CacheMethods> {

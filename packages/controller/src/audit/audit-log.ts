@@ -18,6 +18,7 @@ export type AuditAction =
   | "bundle.import"
   | "cache.push"
   | "cache.rm"
+  | "cache.gc"
   | "token.create"
   | "token.revoke"
   | "token.rotate";

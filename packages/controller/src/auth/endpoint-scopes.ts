@@ -23,6 +23,7 @@ export const RPC_REQUIREMENTS = {
   ListMaintenanceWindows: "read",
   RemoveMaintenanceWindow: "hosts:admin",
   RemoveCachePaths: "admin",
+  CollectCacheGarbage: "admin",
   // SiteService
   PublishBundle: "bundles:import",
   Inventory: "read",
@@ -44,4 +45,6 @@ export const HTTP_REQUIREMENTS = {
   "PUT /bundles/upload": "bundles:import",
   "GET /agent": "agent-token",
   "GET /healthz": "public",
+  /** Public instead with --metrics-public (metrics/http-metrics.ts). */
+  "GET /metrics": "read",
 } as const satisfies Record<string, Requirement | "public" | "agent-token">;

@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { open, readFile, readdir, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -8,6 +8,7 @@ import { FerryError, toFerryError, assertStoreHash, assertStorePath, parseNarInf
 import { mergeNarInfoUpload } from "./narinfo-merge.js";
 import { NARINFO_FILE, NarInfoIndex } from "./narinfo-index.js";
 import { sendFile } from "./send-file.js";
+import { CacheActivity } from "./cache-activity.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
@@ -23,6 +24,30 @@ export type UploadAdmission = () => string;
 /** Told of each narinfo an upload stored, with the uploading token's name (the audit trail). */
 export type UploadRecorder = (uploader: string, storePath: string) => void;
 
+/** A file of the cache directory as garbage collection sees it. */
+export interface CacheFileInfo {
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * What garbage collection may see and do, only while it holds the cache's
+ * write lock (BinaryCache.sweep): no narinfo is stored or removed meanwhile,
+ * so what it reads stays true until it lets go.
+ */
+export interface CacheSweep {
+  /** Every narinfo text, by store hash. */
+  narInfos(): ReadonlyMap<string, Buffer>;
+  /** Every NAR file under nar/, by cache-relative name (nar/….nar.zst). */
+  narFiles(): Promise<Map<string, CacheFileInfo>>;
+  narInfoFile(hash: string): Promise<CacheFileInfo | undefined>;
+  readonly activity: CacheActivity;
+  /** Removes narinfos (readers stop finding them at once), then makes that durable. */
+  deleteNarInfos(hashes: readonly string[]): Promise<void>;
+  /** Removes NAR files, skipping any a remaining narinfo names or a transfer is using; returns those removed. */
+  deleteNars(names: readonly string[]): Promise<string[]>;
+}
+
 /**
  * A standard Nix HTTP binary cache over a directory: what `nix copy --to`
  * uploads with PUT, agents substitute from with GET. Files appear atomically
@@ -35,6 +60,8 @@ export class BinaryCache {
   /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
   private writes: Promise<unknown> = Promise.resolve();
   private readonly index: NarInfoIndex;
+  /** Uploads and downloads in progress, and narinfos served lately: what garbage collection keeps. */
+  readonly activity = new CacheActivity();
 
   constructor(
     readonly dir: string,
@@ -86,6 +113,7 @@ export class BinaryCache {
         response.writeHead(404).end();
         return;
       }
+      this.activity.noteServed(narinfo[1] as string);
       response.writeHead(200, { "content-type": "text/x-nix-narinfo", "content-length": text.length });
       response.end(headOnly ? undefined : text);
       return;
@@ -94,7 +122,9 @@ export class BinaryCache {
       response.writeHead(404).end();
       return;
     }
-    const sent = await sendFile(join(this.dir, relative), response, "application/x-nix-nar", headOnly);
+    // Once open, the file stays readable to the end even if collected meanwhile; busy, it is not collected.
+    const done = this.activity.begin(relative);
+    const sent = await sendFile(join(this.dir, relative), response, "application/x-nix-nar", headOnly).finally(done);
     if (!sent) response.writeHead(404).end();
     // A substituter that stops reading (it had the path already, or was interrupted) is routine.
     else if (!sent.complete) this.log.debug({ path: relative }, "client left before the NAR was sent");
@@ -115,10 +145,21 @@ export class BinaryCache {
       refuseUpload(request, response, 403, `refusing upload to ${JSON.stringify(relative.slice(0, 200))}\n`);
       return;
     }
-    if (narinfo) {
+    const done = this.activity.begin(narinfo ? (narinfo[1] as string) : relative);
+    try {
+      await this.storeUpload(request, relative, narinfo?.[1], uploader);
+    } finally {
+      done();
+    }
+    this.log.debug({ path: relative }, "cache upload stored");
+    response.writeHead(201).end();
+  }
+
+  private async storeUpload(request: IncomingMessage, relative: string, narinfoHash: string | undefined, uploader: string): Promise<void> {
+    if (narinfoHash !== undefined) {
       const text = await readBounded(request, MAX_NARINFO_BYTES);
       const info = parseNarInfo(text);
-      if (parseStorePath(info.storePath).hash !== narinfo[1]) {
+      if (parseStorePath(info.storePath).hash !== narinfoHash) {
         throw new FerryError("E_BAD_ARGUMENT", `narinfo for ${info.storePath} uploaded as ${relative}`);
       }
       await this.exclusive(() => this.storeNarInfo(relative, text, info));
@@ -126,8 +167,6 @@ export class BinaryCache {
     } else {
       await this.storeFile(relative, request);
     }
-    this.log.debug({ path: relative }, "cache upload stored");
-    response.writeHead(201).end();
   }
 
   private async storeNarInfo(relative: string, text: string, info: NarInfo): Promise<void> {
@@ -185,6 +224,67 @@ export class BinaryCache {
       await unlink(temp).catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Runs `work` under the write lock with what garbage collection needs. A
+   * narinfo upload waits meanwhile, and is checked against the NARs present
+   * when it runs: one whose NAR was collected is refused, never stored.
+   */
+  sweep<T>(work: (sweep: CacheSweep) => Promise<T>): Promise<T> {
+    const dir = this.dir;
+    const index = this.index;
+    const activity = this.activity;
+    const fileInfo = async (file: string): Promise<CacheFileInfo | undefined> => {
+      const info = await stat(file).catch(() => undefined);
+      return info?.isFile() ? { size: info.size, mtimeMs: info.mtimeMs } : undefined;
+    };
+    const sweep: CacheSweep = {
+      activity,
+      narInfos: () => index.entries(),
+      narInfoFile: (hash) => fileInfo(join(dir, `${hash}.narinfo`)),
+      async narFiles() {
+        const found = new Map<string, CacheFileInfo>();
+        for (const name of await readdir(join(dir, "nar"))) {
+          const relative = `nar/${name}`;
+          if (!NAR_FILE.test(relative)) continue;
+          const info = await fileInfo(join(dir, relative));
+          if (info) found.set(relative, info);
+        }
+        return found;
+      },
+      async deleteNarInfos(hashes) {
+        for (const hash of hashes) {
+          assertStoreHash(hash);
+          index.delete(hash);
+          await unlink(join(dir, `${hash}.narinfo`)).catch(() => undefined);
+        }
+        if (hashes.length > 0) await syncDirectory(dir);
+      },
+      async deleteNars(names) {
+        const removed: string[] = [];
+        const named = index.narUrls();
+        for (const name of names) {
+          if (!NAR_FILE.test(name) || activity.busy(name) || named.has(name)) continue;
+          await unlink(join(dir, name)).then(
+            () => removed.push(name),
+            () => undefined,
+          );
+        }
+        if (removed.length > 0) await syncDirectory(join(dir, "nar"));
+        return removed;
+      },
+    };
+    return this.exclusive(() => work(sweep));
+  }
+
+  /**
+   * Runs `work` while no garbage collection runs: a deploy checks its
+   * closures and records them as desired here, so a collection either sees
+   * the new roots or ran entirely before the check (which then fails cleanly).
+   */
+  withoutCollection<T>(work: () => Promise<T>): Promise<T> {
+    return this.exclusive(work);
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {

@@ -64,6 +64,23 @@ export class NarInfoIndex {
     this.texts.delete(hash);
   }
 
+  entries(): ReadonlyMap<string, Buffer> {
+    return this.texts;
+  }
+
+  /** The NAR file every narinfo names (its URL line), in one pass. */
+  narUrls(): Set<string> {
+    const urls = new Set<string>();
+    for (const text of this.texts.values()) {
+      const line = text.indexOf("\nURL: ");
+      const start = text.toString("latin1", 0, 5) === "URL: " ? 5 : line < 0 ? -1 : line + 6;
+      if (start < 0) continue;
+      const end = text.indexOf("\n", start);
+      urls.add(text.toString("utf8", start, end < 0 ? text.length : end).trim());
+    }
+    return urls;
+  }
+
   /** Hashes whose narinfo names `url` as its NAR. */
   namingNar(url: string): string[] {
     const needle = `URL: ${url}\n`;

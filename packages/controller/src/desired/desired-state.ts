@@ -46,21 +46,27 @@ export class DesiredState {
   async assign(assignment: Assignment): Promise<HostRecord[]> {
     const { store, cache, hub, log } = this.deps;
     const targets = await validateTargets(store, assignment.targets);
-    if (assignment.closures !== "on-hosts") {
-      await requireClosuresInCache(
-        cache,
-        targets.map((target) => target.storePath),
-        assignment.closures,
-      );
-    }
-    const records = await store.assignDesired({
-      deploymentId: assignment.deploymentId,
-      mode: assignment.mode,
-      targets,
-      nowMs: this.deps.now(),
-      requestedBy: assignment.requestedBy,
-      rollout: assignment.rollout,
-    });
+    const write = () =>
+      store.assignDesired({
+        deploymentId: assignment.deploymentId,
+        mode: assignment.mode,
+        targets,
+        nowMs: this.deps.now(),
+        requestedBy: assignment.requestedBy,
+        rollout: assignment.rollout,
+      });
+    const { closures } = assignment;
+    const records =
+      closures === "on-hosts"
+        ? await write()
+        : await cache.withoutCollection(async () => {
+            await requireClosuresInCache(
+              cache,
+              targets.map((target) => target.storePath),
+              closures,
+            );
+            return write();
+          });
     for (const record of records) hub.pushDesired(record);
     const rolloutId = assignment.rollout?.id;
     for (const record of records) {

@@ -9,6 +9,7 @@ import { AgentSession } from "./agent-session.js";
 import { DEFAULT_FRAME_RATE, type FrameRate } from "./agent-limits.js";
 import { LinkLog } from "./link-log.js";
 import { ReportWriter } from "./report-writer.js";
+import type { AgentLinkMetrics } from "../metrics/registry.js";
 
 export interface AgentHubOptions {
   store: StateStore;
@@ -17,6 +18,7 @@ export interface AgentHubOptions {
   now?: () => number;
   onHostChanged: (hostName: string) => void;
   frameRate?: FrameRate;
+  metrics?: AgentLinkMetrics;
 }
 
 /** Accepts agent connections and keeps one live session per host. */
@@ -52,12 +54,14 @@ export class AgentHub {
         now: this.options.now ?? Date.now,
         onHostChanged: this.options.onHostChanged,
         frameRate: this.options.frameRate ?? DEFAULT_FRAME_RATE,
+        metrics: this.options.metrics,
         onDryActivateOutcome: (outcome) => {
           const pending = this.dryRuns.get(outcome.requestId);
           if (pending && pending.hostName === outcome.hostName) pending.settle(outcome);
         },
         onAuthenticated: (session) => {
           onAuthenticated();
+          this.options.metrics?.agentConnected();
           const name = session.hostName as string;
           this.sessions.get(name)?.close("E_SUPERSEDED", "a newer connection for this host took over");
           this.sessions.set(name, session);
@@ -87,6 +91,7 @@ export class AgentHub {
   }
 
   pushDesired(host: HostRecord): void {
+    this.options.metrics?.desiredPublished(host);
     this.sessions.get(host.name)?.sendDesired(host);
   }
 

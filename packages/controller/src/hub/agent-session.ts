@@ -16,6 +16,7 @@ import {
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import type { LinkLog } from "./link-log.js";
 import type { ReportWriter } from "./report-writer.js";
+import type { AgentLinkMetrics } from "../metrics/registry.js";
 import { AGENT_TEXT_LIMITS, FrameRateLimiter, capOutput, capText, type FrameRate } from "./agent-limits.js";
 
 /** WebSocket close codes in the private range, one per refusal family. */
@@ -66,6 +67,7 @@ export interface SessionHooks {
   onHostChanged: (hostName: string) => void;
   onDryActivateOutcome: (outcome: DryActivateOutcome) => void;
   frameRate: FrameRate;
+  metrics?: AgentLinkMetrics | undefined;
 }
 
 /**
@@ -114,7 +116,9 @@ export class AgentSession {
   }
 
   send(body: ControllerBody): void {
-    if (!this.closed) this.socket.send(encodeControllerFrame(body), { binary: true });
+    if (this.closed) return;
+    this.hooks.metrics?.frameOut(body.$case);
+    this.socket.send(encodeControllerFrame(body), { binary: true });
   }
 
   sendDesired(host: HostRecord): void {
@@ -137,6 +141,7 @@ export class AgentSession {
   refuse(code: ErrorCode, message: string, fatal = true): void {
     if (this.closed) return;
     this.hooks.log.warn({ host: this.hostName, remote: this.remote, code, reason: message }, "agent refused");
+    this.hooks.metrics?.agentRefused(code);
     this.send({ $case: "refusal", value: { code, message, fatal } });
     this.socket.close(CLOSE_CODES[code] ?? 4000, code);
     this.closed = true;
@@ -153,6 +158,7 @@ export class AgentSession {
     if (this.closed) return;
     if (!isBinary) throw new FrameError("E_MALFORMED_FRAME", "text frames are not part of the protocol");
     const { body } = decodeAgentFrame(bytes);
+    this.hooks.metrics?.frameIn(body.$case);
     if (this.hostName === undefined) {
       if (body.$case !== "hello") throw new FerryError("E_AUTH", `expected hello, got ${body.$case}`);
       return this.onHello(body.value);
@@ -279,6 +285,7 @@ export class AgentSession {
     if (result.currentSystem !== "") assertStorePath(result.currentSystem);
     const host = await this.hooks.store.getHost(hostName);
     if (!host) return;
+    this.hooks.metrics?.agentResult(hostName, result.serial, result.phase);
     const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
     // Bounded: the names come from the agent.
     const stillFailing = result.checksFailingBeforeAndAfter.slice(0, 64).map((name) => name.slice(0, 512));

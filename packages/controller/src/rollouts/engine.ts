@@ -20,6 +20,8 @@ export interface EngineDeps {
   now: () => number;
   /** Called at most once per step for each rollout that changed. */
   onRolloutChanged: (id: string) => void;
+  /** Called once when a rollout completes or aborts, with its hosts as they stand. */
+  onRolloutFinished?: (rollout: RolloutRecord) => void;
 }
 
 /** Deadlines, pauses and maintenance windows are checked this often. */
@@ -314,6 +316,7 @@ export class RolloutEngine {
     await this.rollouts.updateRollout(rollout.id, { state, reason }, this.deps.now());
     this.log(rollout).info({ state, reason }, `rollout ${state}`);
     live.changed = true;
+    if (state === "completed" || state === "aborted") this.deps.onRolloutFinished?.(rollout);
   }
 
   private async stepWave(live: Live, windows: readonly MaintenanceWindowRecord[]): Promise<void> {

@@ -93,6 +93,8 @@ export interface RolloutStore {
   listRollouts(limit: number): Promise<RolloutRecord[]>;
   /** Rollouts the engine still drives: not finished, or reverting hosts after an abort. */
   activeRollouts(): Promise<RolloutRecord[]>;
+  /** Rollouts changed at or after `sinceMs` (finished ones included): what cache garbage collection counts as recent. */
+  rolloutsUpdatedSince(sinceMs: number): Promise<RolloutRecord[]>;
   updateRollout(id: string, patch: RolloutPatch, nowMs: number): Promise<void>;
   /** Several hosts of one rollout, in one transaction. */
   updateRolloutHosts(id: string, patches: readonly { name: string; patch: RolloutHostPatch }[], nowMs: number): Promise<void>;

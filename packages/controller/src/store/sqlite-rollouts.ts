@@ -207,6 +207,11 @@ export class SqliteRolloutStore implements RolloutStore {
     return rows.map((row) => this.toRecord(row));
   }
 
+  async rolloutsUpdatedSince(sinceMs: number): Promise<RolloutRecord[]> {
+    const rows = this.db.prepare("SELECT * FROM rollouts WHERE updated_at_ms >= ? ORDER BY created_at_ms").all(sinceMs) as RolloutRow[];
+    return rows.map((row) => this.toRecord(row));
+  }
+
   async updateRollout(id: string, patch: RolloutPatch, nowMs: number): Promise<void> {
     const { sql, values } = assignments(patch);
     if (!sql) return;

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { FerryError } from "../errors.js";
 import { parseNarInfo, type NarInfo } from "../narinfo.js";
 import { parseStorePath } from "../validate.js";
-import type { BundleManifest } from "./manifest.js";
+import type { BundleManifest, OmittedPath } from "./manifest.js";
 import { writeBundle } from "./write.js";
 import { bundleIdentity, bundleRoots, type BundleIdentityOptions } from "./create.js";
 
@@ -31,15 +31,8 @@ async function readNarInfo(cacheDir: string, storePath: string): Promise<NarInfo
   return info;
 }
 
-/**
- * Wraps a file binary cache that Nix already wrote into a signed bundle
- * (format 1, whose manifest comes first: every hash is known from the
- * narinfos), reading no store. The hosts' closures are followed through the
- * narinfos' references; each narinfo gets the bundle key's signature, and every
- * reader checks each file against the manifest, so a cache file that does not
- * match its narinfo makes an unusable bundle, never a wrong one.
- */
-export async function createBundleFromFileCache(options: BundleFromFileCacheOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
+/** The hosts' closures in a file cache, followed through its narinfos, less what the site inventory says it has. */
+async function fileCacheClosure(options: BundleFromFileCacheOptions): Promise<{ paths: string[]; omitted: OmittedPath[] }> {
   const roots = bundleRoots(options);
   const infos = new Map<string, NarInfo>();
   const queue = [...roots];
@@ -52,9 +45,7 @@ export async function createBundleFromFileCache(options: BundleFromFileCacheOpti
   }
   const present = new Set(options.since?.storePaths ?? []);
   const closure = [...infos.keys()].sort();
-  const identity = bundleIdentity(options);
-  return writeBundle({
-    cacheDir: options.cacheDir,
+  return {
     paths: closure.filter((path) => !present.has(path)),
     omitted: closure
       .filter((path) => present.has(path))
@@ -62,6 +53,28 @@ export async function createBundleFromFileCache(options: BundleFromFileCacheOpti
         const info = infos.get(path) as NarInfo;
         return { storePath: path, narHash: info.narHash, narSize: info.narSize };
       }),
-    ...identity,
-  });
+  };
+}
+
+/**
+ * Wraps a file binary cache that Nix already wrote into a signed bundle
+ * (format 1, whose manifest comes first: every hash is known from the
+ * narinfos), reading no store. The hosts' closures are followed through the
+ * narinfos' references; each narinfo gets the bundle key's signature, and every
+ * reader checks each file against the manifest, so a cache file that does not
+ * match its narinfo makes an unusable bundle, never a wrong one.
+ */
+export async function createBundleFromFileCache(options: BundleFromFileCacheOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
+  const closure = await fileCacheClosure(options);
+  return writeBundle({ cacheDir: options.cacheDir, ...closure, ...bundleIdentity(options) });
+}
+
+/**
+ * The same signed manifest and narinfos for a file cache, without its NARs
+ * (cache-manifest.ts): for a site that gets the cache itself as a tarball by
+ * another way, and checks it against this small file before importing it.
+ */
+export async function signFileCache(options: BundleFromFileCacheOptions): Promise<{ manifest: BundleManifest; bytes: number }> {
+  const closure = await fileCacheClosure(options);
+  return writeBundle({ cacheDir: options.cacheDir, ...closure, ...bundleIdentity(options), detached: true });
 }

@@ -8,5 +8,8 @@ export * from "./nar-stream.js";
 export * from "./nar-dump.js";
 export * from "./create.js";
 export * from "./from-file-cache.js";
+export * from "./export-scan.js";
+export * from "./from-export.js";
+export * from "./cache-manifest.js";
 export * from "./inventory.js";
 export * from "./ledger.js";

@@ -32,6 +32,13 @@ export const HEAD_SIGNATURE_FILE = "head.sig";
 export const HEAD_FORMAT = "ferry-bundle-head";
 export const STREAMED_MARKER_TEXT = "Ferry bundle, format version 2: the files first, the signed manifest.json and manifest.sig last.\n";
 export const SIGNATURE_FILE = "manifest.sig";
+/**
+ * A detached cache manifest (ferry bundle sign-cache) is a format 1 bundle
+ * without its NARs, after this marker entry: the NARs come from a plain file
+ * cache tarball, checked against it at import (cache-manifest.ts).
+ */
+export const CACHE_MANIFEST_MARKER_FILE = "ferry-cache-manifest";
+export const CACHE_MANIFEST_MARKER_TEXT = "Ferry cache manifest: the signed manifest and narinfos of a file cache tarball that travels on its own.\n";
 export const CACHE_INFO_FILE = "nix-cache-info";
 export const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 10\n";
 export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
@@ -205,23 +212,47 @@ export function manifestSignedMessage(manifestBytes: Uint8Array): string {
   return `ferry-bundle-manifest-v${BUNDLE_VERSION};${sha256Hex(manifestBytes)}`;
 }
 
-/** manifest.sig: one Nix-style `KEYNAME:BASE64` signature per line. */
-export function signManifest(manifestBytes: Uint8Array, keys: readonly SigningKey[]): string {
-  return keys.map((key) => `${signText(key, manifestSignedMessage(manifestBytes))}\n`).join("");
+/**
+ * What a version 2 head signature covers: its own domain tag, so that a
+ * manifest signature can never pass for a head signature or the reverse,
+ * whatever bytes the two files hold.
+ */
+export function headSignedMessage(headBytes: Uint8Array): string {
+  return `ferry-bundle-head-v${BUNDLE_VERSION_STREAMED};${sha256Hex(headBytes)}`;
 }
 
-/** The name of the trusted key that signed the manifest; E_BUNDLE_SIGNATURE otherwise. */
-export function verifyManifestSignature(manifestBytes: Uint8Array, signatureFile: string, trusted: ReadonlyMap<string, PublicKey>): string {
-  if (trusted.size === 0) throw new FerryError("E_BUNDLE_SIGNATURE", "no trusted key to check the bundle's manifest signature against");
+/** What a signature file signs: a manifest (manifest.sig) or a version 2 head (head.sig). */
+export type SignedDocument = "manifest" | "head";
+
+const SIGNED_MESSAGE: Record<SignedDocument, (bytes: Uint8Array) => string> = { manifest: manifestSignedMessage, head: headSignedMessage };
+const SIGNATURE_FILE_NAME: Record<SignedDocument, string> = { manifest: SIGNATURE_FILE, head: HEAD_SIGNATURE_FILE };
+
+/** manifest.sig (or head.sig): one Nix-style `KEYNAME:BASE64` signature per line. */
+export function signManifest(bytes: Uint8Array, keys: readonly SigningKey[], document: SignedDocument = "manifest"): string {
+  return keys.map((key) => `${signText(key, SIGNED_MESSAGE[document](bytes))}\n`).join("");
+}
+
+/** The name of the trusted key that signed the manifest (or head); E_BUNDLE_SIGNATURE otherwise. */
+export function verifyManifestSignature(
+  bytes: Uint8Array,
+  signatureFile: string,
+  trusted: ReadonlyMap<string, PublicKey>,
+  document: SignedDocument = "manifest",
+): string {
+  const fileName = SIGNATURE_FILE_NAME[document];
+  if (trusted.size === 0) throw new FerryError("E_BUNDLE_SIGNATURE", `no trusted key to check the bundle's ${document} signature against`);
   // Strict form, so that not even the unsigned signature file can be altered unnoticed.
   if (!/^([A-Za-z0-9._+-]{1,100}:[A-Za-z0-9+/]{86}==\n){1,16}$/.test(signatureFile)) {
-    throw new FerryError("E_BUNDLE_SIGNATURE", "manifest.sig is malformed: expected lines of KEYNAME:BASE64 ed25519 signatures");
+    throw new FerryError("E_BUNDLE_SIGNATURE", `${fileName} is malformed: expected lines of KEYNAME:BASE64 ed25519 signatures`);
   }
   const signatures = signatureFile.split("\n").filter(Boolean);
-  const signer = findValidSignature(signatures, manifestSignedMessage(manifestBytes), trusted);
+  const signer = findValidSignature(signatures, SIGNED_MESSAGE[document](bytes), trusted);
   if (!signer) {
     const names = signatures.map((line) => line.slice(0, Math.max(0, line.indexOf(":")))).join(", ") || "none";
-    throw new FerryError("E_BUNDLE_SIGNATURE", `the manifest is not signed by a trusted key (signed by: ${names}; trusted: ${[...trusted.keys()].join(", ")})`);
+    throw new FerryError(
+      "E_BUNDLE_SIGNATURE",
+      `the ${document} is not signed by a trusted key (signed by: ${names}; trusted: ${[...trusted.keys()].join(", ")})`,
+    );
   }
   return signer;
 }

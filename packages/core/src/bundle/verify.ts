@@ -17,6 +17,7 @@ import {
   parseBundleHead,
   BUNDLE_VERSION_STREAMED,
   CACHE_INFO_FILE,
+  CACHE_MANIFEST_MARKER_FILE,
   closureOf,
   parseManifest,
   sha256Hex,
@@ -87,6 +88,8 @@ export async function readBundleStart(
       throw tampered(`expected ${HEAD_SIGNATURE_FILE} after ${HEAD_FILE}, found ${JSON.stringify(sig?.name ?? "the end")}`);
     return { version: 2, headBytes, headSignature: (await reader.readAll(MAX_SIGNATURE_BYTES)).toString("utf8") };
   }
+  if (first?.name === CACHE_MANIFEST_MARKER_FILE)
+    throw new FerryError("E_BUNDLE_FORMAT", "this is a detached cache manifest, not a bundle: import the cache tarball it describes with --manifest-file THIS");
   if (first?.name !== MANIFEST_FILE)
     throw new FerryError("E_BUNDLE_FORMAT", `not a Ferry bundle: the first entry is ${JSON.stringify(first?.name ?? "missing")}`);
   const manifestBytes = await reader.readAll(MAX_MANIFEST_BYTES);
@@ -219,7 +222,7 @@ async function verifyStreamed(
   start: { headBytes: Buffer; headSignature: string },
 ): Promise<VerifiedBundle> {
   // The signed head first: nothing unsigned reaches the sink, only the files of paths it announced, within its sizes.
-  verifyManifestSignature(start.headBytes, start.headSignature, trusted);
+  verifyManifestSignature(start.headBytes, start.headSignature, trusted, "head");
   const head = parseBundleHead(start.headBytes);
   const announced = new Set(head.paths.map((path) => `${parseStorePath(path.storePath).hash}.narinfo`));
   const narBudget = head.paths.reduce((sum, path) => sum + path.narSize + Math.ceil(path.narSize / 128) + 65_536, 0);

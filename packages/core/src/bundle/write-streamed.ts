@@ -24,14 +24,15 @@ import {
   type BundlePath,
   type OmittedPath,
 } from "./manifest.js";
-import { streamCompressedNar, streamPlainNar, type StreamedNar } from "./nar-stream.js";
+import { streamNar, type StreamedNar } from "./nar-stream.js";
 import { BLOCK, TAR_END, tarHeader, tarPadding } from "./tar.js";
 import { dependencyOrder, type BundleWriteIdentity } from "./write.js";
 
 /** A path as the local store describes it (nix path-info). */
 export interface StorePathInfo {
   path: string;
-  narHash: string;
+  /** Null when nothing recorded one (an export): the hash of the bytes streamed is taken. */
+  narHash: string | null;
   narSize: number;
   references: string[];
 }
@@ -52,8 +53,6 @@ const WRITE_BATCH = 4 << 20;
  * using every core), each buffering at most SPOOL_LIMIT bytes until its turn.
  */
 const LOOKAHEAD = 4;
-/** NARs below this size go in uncompressed (`.nar`): a zstd process per path costs more than it saves. */
-export const COMPRESS_MIN_NAR_SIZE = 64 * 1024;
 const SPOOL_LIMIT = 16 << 20;
 
 /** One path's compressed bytes on their way to the archive: filled by its stream, drained in archive order. */
@@ -199,7 +198,7 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
   const temp = `${options.output}.partial`;
   const out = await open(temp, "w", 0o644);
   let spools: Spool[] = [];
-  let running: Promise<StreamedNar>[] = [];
+  let running: Promise<StreamedNar & { compressed: boolean }>[] = [];
   try {
     const writer = new PositionedWriter(out);
     const addSmall = async (name: string, text: string): Promise<void> => {
@@ -215,23 +214,19 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
     };
     const headText = `${JSON.stringify(head)}\n`;
     await addSmall(HEAD_FILE, headText);
-    await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey]));
+    await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey], "head"));
     await addSmall(CACHE_INFO_FILE, NIX_CACHE_INFO);
     const entries: BundlePath[] = [];
     // Started LOOKAHEAD paths ahead of the one being written; each settles with its hashes.
     spools = ordered.map(() => new Spool());
-    const streams: Promise<StreamedNar>[] = [];
+    const streams: Promise<StreamedNar & { compressed: boolean }>[] = [];
     running = streams;
     const start = (index: number): void => {
       const info = ordered[index];
       if (!info || streams[index]) return;
       const spool = spools[index] as Spool;
       const sink = (chunk: Buffer): Promise<void> => spool.push(chunk);
-      const streamed = (
-        info.narSize < COMPRESS_MIN_NAR_SIZE
-          ? streamPlainNar(info.path, sink, options.narSource)
-          : streamCompressedNar(options.runner, info.path, sink, options.narSource)
-      ).finally(() => spool.finish());
+      const streamed = streamNar(options.runner, info, sink, options.narSource).finally(() => spool.finish());
       streamed.catch(() => undefined);
       streams[index] = streamed;
     };
@@ -239,15 +234,15 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
       for (let ahead = index; ahead < index + LOOKAHEAD; ahead++) start(ahead);
       const headerAt = await writer.reserve(BLOCK);
       for await (const chunk of (spools[index] as Spool).drain()) await writer.append(chunk);
-      const nar = await (streams[index] as Promise<StreamedNar>);
-      const expected = parseSha256(info.narHash);
+      const nar = await (streams[index] as Promise<StreamedNar & { compressed: boolean }>);
+      const expected = info.narHash === null ? nar.narSha256 : parseSha256(info.narHash);
       if (!expected?.equals(nar.narSha256) || nar.narSize !== info.narSize) {
         throw new FerryError(
           "E_STORE_PATH_CORRUPT",
           `${info.path} in the local store does not match its recorded NAR hash or size; repair it (nix-store --verify --check-contents --repair)`,
         );
       }
-      const compressed = info.narSize >= COMPRESS_MIN_NAR_SIZE;
+      const compressed = nar.compressed;
       const file = `nar/${toNixBase32(nar.fileSha256)}${compressed ? ".nar.zst" : ".nar"}`;
       await writer.append(tarPadding(nar.fileSize));
       await writer.fill(headerAt, tarHeader(file, nar.fileSize, mtime));

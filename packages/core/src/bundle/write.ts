@@ -14,6 +14,8 @@ import {
   BUNDLE_MINOR_VERSION,
   BUNDLE_VERSION,
   CACHE_INFO_FILE,
+  CACHE_MANIFEST_MARKER_FILE,
+  CACHE_MANIFEST_MARKER_TEXT,
   MANIFEST_FILE,
   NIX_CACHE_INFO,
   SIGNATURE_FILE,
@@ -47,6 +49,11 @@ export interface WriteBundleOptions extends BundleWriteIdentity {
   /** Store paths the bundle carries. */
   paths: readonly string[];
   omitted: readonly OmittedPath[];
+  /**
+   * A detached cache manifest instead of a bundle: the marker, manifest,
+   * signature, nix-cache-info and narinfos, but no NAR (cache-manifest.ts).
+   */
+  detached?: boolean;
 }
 
 interface Prepared {
@@ -226,11 +233,12 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
   const out = await open(temp, "w", 0o644);
   try {
     const archive = new ArchiveWriter(out, Math.floor(options.now.getTime() / 1000));
+    if (options.detached) archive.add(CACHE_MANIFEST_MARKER_FILE, CACHE_MANIFEST_MARKER_TEXT);
     archive.add(MANIFEST_FILE, manifestText);
     archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
     archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
     for (const item of prepared) {
-      await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size);
+      if (!options.detached) await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size);
       archive.add(item.entry.narinfo.file, item.narinfoText);
     }
     const bytes = await archive.end();

@@ -412,6 +412,50 @@ export interface RemoveCachePathsResponse {
   absent: string[];
 }
 
+export interface CollectCacheGarbageRequest {
+  /** Report what would go, delete nothing. */
+  dryRun: boolean;
+  /**
+   * An unreachable path goes only once its narinfo file is this old (mtime);
+   * also how long a finished rollout keeps its systems. Unset: the default (7 days).
+   */
+  minAgeSeconds?: number | undefined;
+  /** The newest this many bundle imports keep their systems. Unset: the default (3). */
+  keepBundles?: number | undefined;
+}
+
+/**
+ * Why paths were kept: one root kind (desired, current, previous, rollout,
+ * bundle) or in-use (uploads, downloads and fetches under way).
+ */
+export interface CacheGcKept {
+  reason: string;
+  /** Distinct store paths of this kind the mark started from. */
+  roots: number;
+  /** Cached paths kept for this reason (each counted under its first reason). */
+  paths: number;
+}
+
+export interface CollectCacheGarbageResponse {
+  dryRun: boolean;
+  minAgeSeconds: number;
+  /** The deleted store paths, at most the first 1000 (sorted); deleted_count has them all. */
+  deleted: string[];
+  deletedCount: number;
+  /** NAR files of deleted paths, and NAR files no narinfo named (interrupted pushes). */
+  deletedNars: number;
+  orphanNars: number;
+  bytesFreed: number;
+  /** Narinfos left in the cache, and why. */
+  kept: number;
+  keptBy: CacheGcKept[];
+  keptYoung: number;
+  keptUnreadable: number;
+  /** Roots the cache holds no narinfo for. */
+  rootsAbsent: number;
+  durationMs: number;
+}
+
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
 }
@@ -4900,6 +4944,507 @@ export const RemoveCachePathsResponse: MessageFns<RemoveCachePathsResponse> = {
   },
 };
 
+function createBaseCollectCacheGarbageRequest(): CollectCacheGarbageRequest {
+  return { dryRun: false, minAgeSeconds: undefined, keepBundles: undefined };
+}
+
+export const CollectCacheGarbageRequest: MessageFns<CollectCacheGarbageRequest> = {
+  encode(message: CollectCacheGarbageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dryRun !== false) {
+      writer.uint32(8).bool(message.dryRun);
+    }
+    if (message.minAgeSeconds !== undefined) {
+      writer.uint32(16).uint64(message.minAgeSeconds);
+    }
+    if (message.keepBundles !== undefined) {
+      writer.uint32(24).uint32(message.keepBundles);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectCacheGarbageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectCacheGarbageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minAgeSeconds = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keepBundles = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectCacheGarbageRequest {
+    return {
+      dryRun: isSet(object.dryRun) ? globalThis.Boolean(object.dryRun) : isSet(object.dry_run) ? globalThis.Boolean(object.dry_run) : false,
+      minAgeSeconds: isSet(object.minAgeSeconds)
+        ? globalThis.Number(object.minAgeSeconds)
+        : isSet(object.min_age_seconds)
+          ? globalThis.Number(object.min_age_seconds)
+          : undefined,
+      keepBundles: isSet(object.keepBundles)
+        ? globalThis.Number(object.keepBundles)
+        : isSet(object.keep_bundles)
+          ? globalThis.Number(object.keep_bundles)
+          : undefined,
+    };
+  },
+
+  toJSON(message: CollectCacheGarbageRequest): unknown {
+    const obj: any = {};
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.minAgeSeconds !== undefined) {
+      obj.minAgeSeconds = Math.round(message.minAgeSeconds);
+    }
+    if (message.keepBundles !== undefined) {
+      obj.keepBundles = Math.round(message.keepBundles);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CollectCacheGarbageRequest>): CollectCacheGarbageRequest {
+    return CollectCacheGarbageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CollectCacheGarbageRequest>): CollectCacheGarbageRequest {
+    const message = createBaseCollectCacheGarbageRequest();
+    message.dryRun = object.dryRun ?? false;
+    message.minAgeSeconds = object.minAgeSeconds ?? undefined;
+    message.keepBundles = object.keepBundles ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCacheGcKept(): CacheGcKept {
+  return { reason: "", roots: 0, paths: 0 };
+}
+
+export const CacheGcKept: MessageFns<CacheGcKept> = {
+  encode(message: CacheGcKept, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    if (message.roots !== 0) {
+      writer.uint32(16).uint32(message.roots);
+    }
+    if (message.paths !== 0) {
+      writer.uint32(24).uint32(message.paths);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CacheGcKept {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCacheGcKept();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.roots = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.paths = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CacheGcKept {
+    return {
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      roots: isSet(object.roots) ? globalThis.Number(object.roots) : 0,
+      paths: isSet(object.paths) ? globalThis.Number(object.paths) : 0,
+    };
+  },
+
+  toJSON(message: CacheGcKept): unknown {
+    const obj: any = {};
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.roots !== 0) {
+      obj.roots = Math.round(message.roots);
+    }
+    if (message.paths !== 0) {
+      obj.paths = Math.round(message.paths);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CacheGcKept>): CacheGcKept {
+    return CacheGcKept.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CacheGcKept>): CacheGcKept {
+    const message = createBaseCacheGcKept();
+    message.reason = object.reason ?? "";
+    message.roots = object.roots ?? 0;
+    message.paths = object.paths ?? 0;
+    return message;
+  },
+};
+
+function createBaseCollectCacheGarbageResponse(): CollectCacheGarbageResponse {
+  return {
+    dryRun: false,
+    minAgeSeconds: 0,
+    deleted: [],
+    deletedCount: 0,
+    deletedNars: 0,
+    orphanNars: 0,
+    bytesFreed: 0,
+    kept: 0,
+    keptBy: [],
+    keptYoung: 0,
+    keptUnreadable: 0,
+    rootsAbsent: 0,
+    durationMs: 0,
+  };
+}
+
+export const CollectCacheGarbageResponse: MessageFns<CollectCacheGarbageResponse> = {
+  encode(message: CollectCacheGarbageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.dryRun !== false) {
+      writer.uint32(8).bool(message.dryRun);
+    }
+    if (message.minAgeSeconds !== 0) {
+      writer.uint32(16).uint64(message.minAgeSeconds);
+    }
+    for (const v of message.deleted) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.deletedCount !== 0) {
+      writer.uint32(32).uint32(message.deletedCount);
+    }
+    if (message.deletedNars !== 0) {
+      writer.uint32(40).uint32(message.deletedNars);
+    }
+    if (message.orphanNars !== 0) {
+      writer.uint32(48).uint32(message.orphanNars);
+    }
+    if (message.bytesFreed !== 0) {
+      writer.uint32(56).uint64(message.bytesFreed);
+    }
+    if (message.kept !== 0) {
+      writer.uint32(64).uint32(message.kept);
+    }
+    for (const v of message.keptBy) {
+      CacheGcKept.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.keptYoung !== 0) {
+      writer.uint32(80).uint32(message.keptYoung);
+    }
+    if (message.keptUnreadable !== 0) {
+      writer.uint32(88).uint32(message.keptUnreadable);
+    }
+    if (message.rootsAbsent !== 0) {
+      writer.uint32(96).uint32(message.rootsAbsent);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(104).uint64(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CollectCacheGarbageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCollectCacheGarbageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minAgeSeconds = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deleted.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.deletedCount = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deletedNars = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.orphanNars = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.bytesFreed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.kept = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.keptBy.push(CacheGcKept.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.keptYoung = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.keptUnreadable = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.rootsAbsent = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CollectCacheGarbageResponse {
+    return {
+      dryRun: isSet(object.dryRun) ? globalThis.Boolean(object.dryRun) : isSet(object.dry_run) ? globalThis.Boolean(object.dry_run) : false,
+      minAgeSeconds: isSet(object.minAgeSeconds)
+        ? globalThis.Number(object.minAgeSeconds)
+        : isSet(object.min_age_seconds)
+          ? globalThis.Number(object.min_age_seconds)
+          : 0,
+      deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
+      deletedCount: isSet(object.deletedCount)
+        ? globalThis.Number(object.deletedCount)
+        : isSet(object.deleted_count)
+          ? globalThis.Number(object.deleted_count)
+          : 0,
+      deletedNars: isSet(object.deletedNars) ? globalThis.Number(object.deletedNars) : isSet(object.deleted_nars) ? globalThis.Number(object.deleted_nars) : 0,
+      orphanNars: isSet(object.orphanNars) ? globalThis.Number(object.orphanNars) : isSet(object.orphan_nars) ? globalThis.Number(object.orphan_nars) : 0,
+      bytesFreed: isSet(object.bytesFreed) ? globalThis.Number(object.bytesFreed) : isSet(object.bytes_freed) ? globalThis.Number(object.bytes_freed) : 0,
+      kept: isSet(object.kept) ? globalThis.Number(object.kept) : 0,
+      keptBy: globalThis.Array.isArray(object?.keptBy)
+        ? object.keptBy.map((e: any) => CacheGcKept.fromJSON(e))
+        : globalThis.Array.isArray(object?.kept_by)
+          ? object.kept_by.map((e: any) => CacheGcKept.fromJSON(e))
+          : [],
+      keptYoung: isSet(object.keptYoung) ? globalThis.Number(object.keptYoung) : isSet(object.kept_young) ? globalThis.Number(object.kept_young) : 0,
+      keptUnreadable: isSet(object.keptUnreadable)
+        ? globalThis.Number(object.keptUnreadable)
+        : isSet(object.kept_unreadable)
+          ? globalThis.Number(object.kept_unreadable)
+          : 0,
+      rootsAbsent: isSet(object.rootsAbsent) ? globalThis.Number(object.rootsAbsent) : isSet(object.roots_absent) ? globalThis.Number(object.roots_absent) : 0,
+      durationMs: isSet(object.durationMs) ? globalThis.Number(object.durationMs) : isSet(object.duration_ms) ? globalThis.Number(object.duration_ms) : 0,
+    };
+  },
+
+  toJSON(message: CollectCacheGarbageResponse): unknown {
+    const obj: any = {};
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    if (message.minAgeSeconds !== 0) {
+      obj.minAgeSeconds = Math.round(message.minAgeSeconds);
+    }
+    if (message.deleted?.length) {
+      obj.deleted = message.deleted;
+    }
+    if (message.deletedCount !== 0) {
+      obj.deletedCount = Math.round(message.deletedCount);
+    }
+    if (message.deletedNars !== 0) {
+      obj.deletedNars = Math.round(message.deletedNars);
+    }
+    if (message.orphanNars !== 0) {
+      obj.orphanNars = Math.round(message.orphanNars);
+    }
+    if (message.bytesFreed !== 0) {
+      obj.bytesFreed = Math.round(message.bytesFreed);
+    }
+    if (message.kept !== 0) {
+      obj.kept = Math.round(message.kept);
+    }
+    if (message.keptBy?.length) {
+      obj.keptBy = message.keptBy.map((e) => CacheGcKept.toJSON(e));
+    }
+    if (message.keptYoung !== 0) {
+      obj.keptYoung = Math.round(message.keptYoung);
+    }
+    if (message.keptUnreadable !== 0) {
+      obj.keptUnreadable = Math.round(message.keptUnreadable);
+    }
+    if (message.rootsAbsent !== 0) {
+      obj.rootsAbsent = Math.round(message.rootsAbsent);
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CollectCacheGarbageResponse>): CollectCacheGarbageResponse {
+    return CollectCacheGarbageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CollectCacheGarbageResponse>): CollectCacheGarbageResponse {
+    const message = createBaseCollectCacheGarbageResponse();
+    message.dryRun = object.dryRun ?? false;
+    message.minAgeSeconds = object.minAgeSeconds ?? 0;
+    message.deleted = object.deleted?.map((e) => e) || [];
+    message.deletedCount = object.deletedCount ?? 0;
+    message.deletedNars = object.deletedNars ?? 0;
+    message.orphanNars = object.orphanNars ?? 0;
+    message.bytesFreed = object.bytesFreed ?? 0;
+    message.kept = object.kept ?? 0;
+    message.keptBy = object.keptBy?.map((e) => CacheGcKept.fromPartial(e)) || [];
+    message.keptYoung = object.keptYoung ?? 0;
+    message.keptUnreadable = object.keptUnreadable ?? 0;
+    message.rootsAbsent = object.rootsAbsent ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
 /**
  * The operator API, spoken by the `ferry` CLI and by CI. Every call carries
  * `authorization: Bearer <operator token>` metadata. Failures carry a stable
@@ -5049,6 +5594,19 @@ export const OperatorServiceService = {
     responseSerialize: (value: RemoveCachePathsResponse): Buffer => Buffer.from(RemoveCachePathsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveCachePathsResponse => RemoveCachePathsResponse.decode(value),
   },
+  /**
+   * Deletes what no host, running or recent rollout or kept bundle needs and
+   * is older than min_age_seconds; dry_run reports without deleting.
+   */
+  collectCacheGarbage: {
+    path: "/ferry.v1.OperatorService/CollectCacheGarbage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CollectCacheGarbageRequest): Buffer => Buffer.from(CollectCacheGarbageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CollectCacheGarbageRequest => CollectCacheGarbageRequest.decode(value),
+    responseSerialize: (value: CollectCacheGarbageResponse): Buffer => Buffer.from(CollectCacheGarbageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CollectCacheGarbageResponse => CollectCacheGarbageResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -5074,6 +5632,11 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
    * current or previous system (or an active rollout's) needs one of them.
    */
   removeCachePaths: handleUnaryCall<RemoveCachePathsRequest, RemoveCachePathsResponse>;
+  /**
+   * Deletes what no host, running or recent rollout or kept bundle needs and
+   * is older than min_age_seconds; dry_run reports without deleting.
+   */
+  collectCacheGarbage: handleUnaryCall<CollectCacheGarbageRequest, CollectCacheGarbageResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -5234,6 +5797,25 @@ export interface OperatorServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveCachePathsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes what no host, running or recent rollout or kept bundle needs and
+   * is older than min_age_seconds; dry_run reports without deleting.
+   */
+  collectCacheGarbage(
+    request: CollectCacheGarbageRequest,
+    callback: (error: ServiceError | null, response: CollectCacheGarbageResponse) => void,
+  ): ClientUnaryCall;
+  collectCacheGarbage(
+    request: CollectCacheGarbageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CollectCacheGarbageResponse) => void,
+  ): ClientUnaryCall;
+  collectCacheGarbage(
+    request: CollectCacheGarbageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CollectCacheGarbageResponse) => void,
   ): ClientUnaryCall;
 }
 
