@@ -10,14 +10,15 @@ export function resolveQuantity(quantity: Quantity, total: number): number {
 
 /** Splits hosts into waves: the canary wave first (if any), then batches. */
 export function planWaves(hostNames: readonly string[], policy: Pick<RolloutPolicy, "canary" | "batch">): string[][] {
-  const hosts = [...hostNames];
-  if (hosts.length === 0) return [];
+  const total = hostNames.length;
+  if (total === 0) return [];
   const waves: string[][] = [];
-  const canary = Math.min(hosts.length, resolveQuantity(policy.canary, hosts.length));
-  if (canary > 0) waves.push(hosts.splice(0, canary));
-  const batchSetting = resolveQuantity(policy.batch, hostNames.length);
-  const batch = batchSetting > 0 ? batchSetting : hosts.length;
-  while (hosts.length > 0) waves.push(hosts.splice(0, Math.max(1, batch)));
+  const canary = Math.min(total, resolveQuantity(policy.canary, total));
+  if (canary > 0) waves.push(hostNames.slice(0, canary));
+  const batchSetting = resolveQuantity(policy.batch, total);
+  const batch = Math.max(1, batchSetting > 0 ? batchSetting : total - canary);
+  // Slices by index: cutting the front off an array per wave made a 10,000-host, one-per-wave plan quadratic.
+  for (let start = canary; start < total; start += batch) waves.push(hostNames.slice(start, start + batch));
   return waves;
 }
 
