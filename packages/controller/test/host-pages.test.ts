@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HostPhase, HostStatus, type ListHostsRequest } from "@ferry/protocol";
-import { MAX_PAGE_BYTES, pageOfHosts } from "../src/api/host-pages.js";
+import { MAX_PAGE_BYTES, loadPageOfHosts, pageOfHosts } from "../src/api/host-pages.js";
 import { startTestController, type TestController } from "./controller-fixture.js";
 
 const FERRY = fileURLToPath(new URL("../../cli/dist/main.js", import.meta.url));
@@ -106,5 +106,45 @@ describe("pageOfHosts", () => {
     );
     assert.equal(last.nextPageToken, "");
     assert.throws(() => pageOfHosts(all, request({ pageToken: "../x" })), /host name|invalid/i);
+  });
+
+  test("pages read from the store a chunk at a time are the pages pageOfHosts cuts from the whole list, filters and all", async () => {
+    const phases = [HostPhase.HOST_PHASE_ACTIVE, HostPhase.HOST_PHASE_FAILED, HostPhase.HOST_PHASE_FETCHING];
+    const all = Array.from({ length: 2500 }, (_, i) =>
+      HostStatus.fromPartial({
+        name: name(i),
+        tags: i % 4 === 0 ? ["web"] : ["db"],
+        phase: phases[i % 3],
+        lastErrorOutput: "z".repeat(i % 7 === 0 ? 20_000 : 10),
+      }),
+    );
+    let reads = 0;
+    const after = async (cursor: string, limit: number): Promise<HostStatus[]> => {
+      reads += 1;
+      return all.filter((h) => h.name > cursor).slice(0, limit);
+    };
+    for (const shape of [
+      { pageSize: 300 },
+      { pageSize: 1000, tags: ["web"] },
+      { pageSize: 7, phases: [HostPhase.HOST_PHASE_FAILED], tags: ["db"] },
+      { pageSize: 10_000 },
+    ]) {
+      let expectedToken = "";
+      let loadedToken = "";
+      let pages = 0;
+      do {
+        const expected = pageOfHosts(all, request({ ...shape, pageToken: expectedToken }));
+        const loaded = await loadPageOfHosts(after, request({ ...shape, pageToken: loadedToken }));
+        assert.deepEqual(
+          loaded.hosts.map((h) => h.name),
+          expected.hosts.map((h) => h.name),
+        );
+        assert.equal(loaded.nextPageToken, expected.nextPageToken);
+        expectedToken = expected.nextPageToken;
+        loadedToken = loaded.nextPageToken;
+        pages += 1;
+      } while (expectedToken !== "" && pages < 1000);
+    }
+    assert.ok(reads > 0);
   });
 });

@@ -43,3 +43,36 @@ export function pageOfHosts(all: readonly HostStatus[], request: ListHostsReques
   const more = last !== undefined && start + hosts.length < matching.length;
   return { hosts, nextPageToken: more ? last.name : "" };
 }
+
+/** Hosts read from the store at a time while filling a page. */
+const CHUNK = 1000;
+
+/**
+ * The same page as pageOfHosts, read from the store a chunk at a time after
+ * the page token instead of converting every host for every page: paging
+ * through 50,000 hosts reads each once. `after(name, limit)` returns hosts
+ * in name order after `name`.
+ */
+export async function loadPageOfHosts(after: (name: string, limit: number) => Promise<HostStatus[]>, request: ListHostsRequest): Promise<ListHostsResponse> {
+  const tags = request.tags.map(assertTag);
+  if (request.pageToken !== "") assertHostName(request.pageToken);
+  if (request.pageSize > MAX_PAGE_SIZE) throw new FerryError("E_BAD_ARGUMENT", `page_size is at most ${MAX_PAGE_SIZE}, got ${request.pageSize}`);
+  const phases = new Set(request.phases);
+  const limit = request.pageSize > 0 ? request.pageSize : MAX_PAGE_SIZE;
+  const hosts: HostStatus[] = [];
+  let bytes = 0;
+  let cursor = request.pageToken;
+  for (;;) {
+    const chunk = await after(cursor, CHUNK);
+    for (const host of chunk) {
+      cursor = host.name;
+      if ((phases.size > 0 && !phases.has(host.phase)) || !tags.every((tag) => host.tags.includes(tag))) continue;
+      const size = HostStatus.encode(host).finish().length + 8;
+      // Another matching host that does not fit: the page ends, and says there is more.
+      if (hosts.length >= limit || (hosts.length > 0 && bytes + size > MAX_PAGE_BYTES)) return { hosts, nextPageToken: (hosts.at(-1) as HostStatus).name };
+      hosts.push(host);
+      bytes += size;
+    }
+    if (chunk.length < CHUNK) return { hosts, nextPageToken: "" };
+  }
+}

@@ -19,7 +19,7 @@ import {
   type WatchHostsResponse,
 } from "@ferry/protocol";
 import { NO_LINK, toHostStatus } from "./host-status.js";
-import { pageOfHosts } from "./host-pages.js";
+import { loadPageOfHosts, pageOfHosts } from "./host-pages.js";
 import { recordDeploy } from "./deploy.js";
 import { requireClosuresInCache } from "../desired/closures.js";
 import { validateTargets } from "../desired/targets.js";
@@ -72,7 +72,12 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       return {};
     }),
 
-    listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => pageOfHosts(await statuses(request.names), request)),
+    listHosts: unary("ListHosts", async (request: ListHostsRequest): Promise<ListHostsResponse> => {
+      const paged = request.pageSize > 0 || request.pageToken !== "";
+      if (!paged || request.names.length > 0) return pageOfHosts(await statuses(request.names), request);
+      const after = async (name: string, limit: number) => (await deps.store.listHostsAfter(name, limit)).map((record) => toHostStatus(record, deps.hub));
+      return loadPageOfHosts(after, request);
+    }),
 
     deploy: unary("Deploy", async (request: DeployRequest, caller): Promise<DeployResponse> => {
       await validateTargets(deps.store, request.targets);

@@ -266,6 +266,10 @@ export class SqliteStateStore implements StateStore {
     });
   }
 
+  async listHostsAfter(name: string, limit: number): Promise<HostRecord[]> {
+    return (this.statement("SELECT * FROM hosts WHERE name > ? ORDER BY name LIMIT ?").all(name, limit) as HostRow[]).map(toRecord);
+  }
+
   async findHosts(names: readonly string[]): Promise<HostRecord[]> {
     // One query for any number of names.
     const rows = this.statement("SELECT * FROM hosts WHERE name IN (SELECT value FROM json_each(?))").all(

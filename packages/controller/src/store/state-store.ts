@@ -124,6 +124,8 @@ export interface StateStore {
   getHost(name: string): Promise<HostRecord | undefined>;
   /** Every host when `names` is empty; E_UNKNOWN_HOST for a name not found. */
   listHosts(names?: readonly string[]): Promise<HostRecord[]>;
+  /** At most `limit` hosts whose names sort after `name` ("" for the first), in name order. */
+  listHostsAfter(name: string, limit: number): Promise<HostRecord[]>;
   /** The hosts of these names that exist, in no particular order. */
   findHosts(names: readonly string[]): Promise<HostRecord[]>;
   /**
