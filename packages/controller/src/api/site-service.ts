@@ -149,6 +149,12 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       await requireOmittedPresent(manifest);
     },
     async record(manifest, manifestBytes, signer, deploy, mode, importedBy) {
+      // The desired systems first, the ledger after: a controller killed between the two has
+      // deployed a bundle it will take again (the same systems, so nothing changes on the
+      // hosts), never recorded a bundle whose deployment it lost and would now refuse.
+      const deployed = deploy
+        ? await recordDeploy(deps.store, deps.desired, targetsOf(manifest), { mode, ignoreWindows: false, requestedBy: importedBy }, now())
+        : undefined;
       ledger.record({
         sequence: manifest.sequence,
         manifestSha256: sha256Hex(manifestBytes),
@@ -164,17 +170,11 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       );
       const base = { sequence: manifest.sequence, signer, paths: manifest.paths.length, deploymentId: "", hosts: [] };
       const audited = { sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: manifest.hosts, deploy };
-      if (!deploy) {
+      if (!deployed) {
         await deps.audit.record(importedBy, "bundle.import", `sequence ${manifest.sequence}`, audited);
         return base;
       }
-      const { deploymentId, records } = await recordDeploy(
-        deps.store,
-        deps.desired,
-        targetsOf(manifest),
-        { mode, ignoreWindows: false, requestedBy: importedBy },
-        now(),
-      );
+      const { deploymentId, records } = deployed;
       await deps.audit.record(importedBy, "bundle.import", `sequence ${manifest.sequence}`, { ...audited, deploymentId });
       return { ...base, deploymentId, hosts: records.map((record) => toHostStatus(record, deps.hub)) };
     },
