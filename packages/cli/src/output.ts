@@ -69,14 +69,79 @@ export function ago(ms: number, now = Date.now()): string {
   return `${Math.round(seconds / 3600)}h ago`;
 }
 
-export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
+export interface TableFit {
+  /** Columns that may be cut short (with "…") to fit, widest first. */
+  elastic?: readonly number[];
+  /** Columns left out, in this order, when cutting is not enough. */
+  optional?: readonly number[];
+}
+
+/** The terminal's width when stdout is one; pipes and files get whole tables. */
+export function terminalWidth(): number | undefined {
+  return process.stdout.isTTY ? process.stdout.columns : undefined;
+}
+
+function cut(cell: string, width: number): string {
+  return cell.length <= width ? cell : `${cell.slice(0, Math.max(0, width - 1))}…`;
+}
+
+/**
+ * Columns aligned with two spaces between them. Given a width (a terminal's),
+ * the table fits it the way systemctl's do: elastic columns are cut short
+ * first (never below their header), then optional columns are left out;
+ * --json and pipes keep everything.
+ */
+export function table(headers: string[], rows: string[][], width?: number, fit: TableFit = {}): string {
+  const natural = headers.map((header, i) => Math.max(header.length, ...rows.map((row) => (row[i] ?? "").length)));
+  let columns = headers.map((_, i) => i);
+  let widths = [...natural];
+  if (width !== undefined) {
+    const elastic = fit.elastic ?? [];
+    const optional = fit.optional ?? [];
+    // Leave out as few columns as lets the cut ones keep something readable (16 characters);
+    // when even leaving out all of them is not enough, cut down to the headers.
+    let fitted = false;
+    for (const floor of [16, 6]) {
+      for (let dropped = 0; dropped <= optional.length; dropped++) {
+        const kept = columns.filter((i) => !optional.slice(0, dropped).includes(i));
+        const cutTo = shrink(natural, kept, elastic, headers, width, floor);
+        const total = kept.reduce((sum, i) => sum + (cutTo[i] ?? 0), 0) + 2 * (kept.length - 1);
+        if (total <= width || (floor === 6 && dropped === optional.length)) {
+          columns = kept;
+          widths = cutTo;
+          fitted = true;
+          break;
+        }
+      }
+      if (fitted) break;
+    }
+  }
   const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+    columns
+      .map((i) => cut(cells[i] ?? "", widths[i] ?? 0).padEnd(widths[i] ?? 0))
       .join("  ")
       .trimEnd();
   return [line(headers), ...rows.map(line)].join("\n") + "\n";
+}
+
+/** Widths with the elastic columns among `kept` cut, widest first, to no less than `floor` (or their header). */
+function shrink(
+  natural: readonly number[],
+  kept: readonly number[],
+  elastic: readonly number[],
+  headers: readonly string[],
+  width: number,
+  floor: number,
+): number[] {
+  const widths = [...natural];
+  const total = () => kept.reduce((sum, i) => sum + (widths[i] ?? 0), 0) + 2 * (kept.length - 1);
+  for (const i of elastic.filter((i) => kept.includes(i)).sort((a, b) => (natural[b] ?? 0) - (natural[a] ?? 0))) {
+    const over = total() - width;
+    if (over <= 0) break;
+    const least = Math.min(natural[i] ?? 0, Math.max((headers[i] ?? "").length, floor));
+    widths[i] = Math.max(least, (widths[i] ?? 0) - over);
+  }
+  return widths;
 }
 
 export function hostStatusJson(host: HostStatus): Record<string, unknown> {

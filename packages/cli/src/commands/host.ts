@@ -3,7 +3,7 @@ import { parseVerb } from "../args.js";
 import { VERBS } from "../spec/index.js";
 import { hostFilter, listAllHosts } from "../host-pages.js";
 import { withConnection } from "../client.js";
-import { ago, createOutput, hostStatusJson, shortPath, table } from "../output.js";
+import { ago, createOutput, hostStatusJson, shortPath, table, terminalWidth } from "../output.js";
 import { accessCall, accessClient } from "./access-client.js";
 import { deliverSecret, requireTokenOut } from "./token-out.js";
 
@@ -76,6 +76,8 @@ async function hostList(args: string[]): Promise<number> {
       table(
         ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],
         hosts.map((h) => [h.name, h.tags.join(",") || "-", h.online ? "yes" : "no", formatPhase(h.phase), shortPath(h.currentSystem), ago(h.lastSeenMs)]),
+        terminalWidth(),
+        { elastic: [1, 3, 0], optional: [5, 4] },
       ),
     );
     return 0;

@@ -3,7 +3,7 @@ import { parseVerb } from "../args.js";
 import { VERBS } from "../spec/index.js";
 import { withConnection } from "../client.js";
 import { hostFilter, listAllHosts } from "../host-pages.js";
-import { ago, checksCell, createOutput, failingChecksNotes, hostStatusJson, shortPath, table } from "../output.js";
+import { ago, checksCell, createOutput, failingChecksNotes, hostStatusJson, shortPath, table, terminalWidth } from "../output.js";
 
 export async function statusCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseVerb(VERBS.status, args);
@@ -25,8 +25,11 @@ export async function statusCommand(args: string[]): Promise<number> {
       ]);
       const notes = failingChecksNotes(hosts);
       return (
-        table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "AGENT", "LAST ERROR"], rows) +
-        (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
+        // At a narrow terminal: the error and phase are cut first, then agent, checks and paths make way.
+        table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "AGENT", "LAST ERROR"], rows, terminalWidth(), {
+          elastic: [8, 4, 3, 2, 0],
+          optional: [7, 6, 3, 5],
+        }) + (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
       );
     });
     return 0;
