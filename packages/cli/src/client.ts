@@ -76,7 +76,8 @@ export function connect(flags: ConnectionFlags): OperatorConnection {
   }
   if (token === "") throw new FerryError("E_AUTH", `operator token file ${tokenFile.value} is empty`);
   dialled.add(address);
-  const client = new OperatorServiceClient(address, transport.credentials);
+  // A deploy or rollout of tens of thousands of hosts answers with every host's status: more than gRPC's default 4 MiB.
+  const client = new OperatorServiceClient(address, transport.credentials, { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
   const metadata = (): Metadata => {
     const m = new Metadata();
     m.set("authorization", `Bearer ${token}`);
