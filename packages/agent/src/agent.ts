@@ -69,7 +69,7 @@ export async function startAgent(
   const afterPersist = faultInjectionFromEnv(hostLog);
   // One lock for every switch script this agent runs: activations, their rollbacks, dry-activates.
   const switchLock = new SwitchLock(config.switchLockFile);
-  const metrics = config.metricsTextfileDir ? new AgentMetricsFile(config.metricsTextfileDir, hostLog) : undefined;
+  const metrics = config.metricsTextfileDir ? await AgentMetricsFile.open(config.metricsTextfileDir, hostLog) : undefined;
   void metrics?.write();
   const transaction: ActivationTransaction = new ActivationTransaction({
     config,

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Agent, request } from "undici";
 import { FerryError, classifyTlsFailure, formatNetrc, parseStorePath, readPemFile, writeFileAtomic, type CacheTransport } from "@ferry/core";
 
 /** What fetching from the host's caches needs to know. */
@@ -67,6 +66,8 @@ export function cacheTransport(config: TransportSettings): CacheTransport {
 export async function diagnoseSubstituters(config: TransportSettings, storePath: string): Promise<FerryError | undefined> {
   const { hash } = parseStorePath(storePath);
   const credentialed = new Set(credentialedSubstituters(config).map((url) => url.href));
+  // undici is loaded when a fetch failed, not by every idle agent.
+  const { Agent, request } = await import("undici");
   const dispatcher = new Agent({ connect: config.caFile ? { ca: readPemFile(config.caFile, "caFile") } : {} });
   try {
     for (const substituter of config.substituters ?? []) {

@@ -1,4 +1,3 @@
-import cron from "node-cron";
 import type { Logger, Nix } from "@ferry/core";
 import type { AgentConfig } from "./config.js";
 
@@ -19,18 +18,30 @@ export async function collectGarbage(config: GcConfig, nix: Nix, log: Logger): P
 }
 
 export function scheduleGarbageCollection(config: GcConfig, nix: Nix, log: Logger, busy: () => boolean): { stop(): void } | undefined {
-  if (!config.gcSchedule) return undefined;
-  const task = cron.schedule(
-    config.gcSchedule,
-    async () => {
-      // Never collect in the middle of an activation: the next closure may only be rooted by the transaction.
-      if (busy()) {
-        log.info("skipping scheduled garbage collection: an activation is in progress");
-        return;
-      }
-      await collectGarbage(config, nix, log).catch((error: unknown) => log.error({ err: (error as Error).message }, "garbage collection failed"));
+  const schedule = config.gcSchedule;
+  if (!schedule) return undefined;
+  // node-cron is loaded only by agents with a schedule: the others keep its memory.
+  let task: { stop(): unknown } | undefined;
+  let stopped = false;
+  void import("node-cron").then(({ default: cron }) => {
+    if (stopped) return;
+    task = cron.schedule(
+      schedule,
+      async () => {
+        // Never collect in the middle of an activation: the next closure may only be rooted by the transaction.
+        if (busy()) {
+          log.info("skipping scheduled garbage collection: an activation is in progress");
+          return;
+        }
+        await collectGarbage(config, nix, log).catch((error: unknown) => log.error({ err: (error as Error).message }, "garbage collection failed"));
+      },
+      { name: "ferry-agent-gc", noOverlap: true },
+    );
+  });
+  return {
+    stop: () => {
+      stopped = true;
+      void task?.stop();
     },
-    { name: "ferry-agent-gc", noOverlap: true },
-  );
-  return { stop: () => void task.stop() };
+  };
 }

@@ -1,4 +1,3 @@
-import { request } from "undici";
 import { outputTail, type CommandRunner } from "@ferry/core";
 import type { HealthCheck } from "./config.js";
 
@@ -30,6 +29,8 @@ async function runOne(check: HealthCheck, runner: CommandRunner): Promise<CheckO
       }
       case "http": {
         const timeoutMs = check.timeout * 1000;
+        // Loaded when an HTTP check runs, not by every idle agent.
+        const { request } = await import("undici");
         const response = await request(check.url, { method: "GET", headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
         const body = await response.body.text();
         const statusOk = response.statusCode === check.expectStatus;

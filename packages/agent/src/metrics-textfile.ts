@@ -1,5 +1,7 @@
 import { join } from "node:path";
-import { Counter, Gauge, Registry } from "prom-client";
+import type { Counter, Gauge, Registry } from "prom-client";
+
+type PromClient = typeof import("prom-client");
 import { formatPhase, writeFileAtomic, type Logger } from "@ferry/core";
 import type { ActivationResult } from "@ferry/protocol";
 import type { CheckOutcome } from "./health-checks.js";
@@ -32,7 +34,7 @@ export interface TransactionMetrics {
  * a bounded label set.
  */
 export class AgentMetricsFile implements TransactionMetrics {
-  private readonly registry = new Registry();
+  private readonly registry: Registry;
   private readonly file: string;
   private readonly phaseSeconds: Gauge<"phase">;
   private readonly phaseSecondsTotal: Counter<"phase">;
@@ -45,11 +47,18 @@ export class AgentMetricsFile implements TransactionMetrics {
   private readonly appliedSerial: Gauge;
   private writing: Promise<void> = Promise.resolve();
 
+  /** prom-client is loaded only by agents that write metrics: the others keep its memory. */
+  static async open(dir: string, log: Logger, now: () => number = Date.now): Promise<AgentMetricsFile> {
+    return new AgentMetricsFile(await import("prom-client"), dir, log, now);
+  }
+
   constructor(
+    { Counter, Gauge, Registry }: PromClient,
     dir: string,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number,
   ) {
+    this.registry = new Registry();
     this.file = join(dir, METRICS_FILE);
     const registers = [this.registry];
     this.phaseSeconds = new Gauge({

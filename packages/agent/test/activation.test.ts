@@ -1,3 +1,4 @@
+import * as promClient from "prom-client";
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
@@ -155,7 +156,7 @@ function fixture(options: Options = {}): Fixture {
   const progress: HostPhase[] = [];
   // Time moves only when the transaction sleeps: deadlines pass instantly and deterministically.
   const clock = { now: 1_700_000_000_000 };
-  const metrics = options.metricsDir ? new AgentMetricsFile(options.metricsDir, log, () => clock.now) : undefined;
+  const metrics = options.metricsDir ? new AgentMetricsFile(promClient, options.metricsDir, log, () => clock.now) : undefined;
   const tx = new ActivationTransaction({
     config,
     nix: new Nix(system),
