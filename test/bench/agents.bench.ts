@@ -7,7 +7,8 @@
 // `ferry agent`'s idle footprint. Every phase has a deadline and reports
 // what it reached. Writes its section of test/bench/RESULTS.md.
 // BENCH_AGENTS (10000), BENCH_HEARTBEAT_SECONDS (10), BENCH_IDLE_SECONDS (30),
-// BENCH_STORM (1000), BENCH_BATCH (a quarter of the hosts), BENCH_WORKERS.
+// BENCH_STORM (1000), BENCH_BATCH (a quarter of the hosts), BENCH_WORKERS,
+// BENCH_WORK_DIR (where the controller's state goes), BENCH_KEEP=1 (keep it).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +26,9 @@ import { SimFleet } from "./agents/sim-fleet.js";
 import { writeResultsSection } from "./results.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
+/** Where the controller's state lives: the default temporary directory, or BENCH_WORK_DIR (e.g. /dev/shm, to take fsync out of the figures). */
+const WORK_PARENT = process.env["BENCH_WORK_DIR"] ?? tmpdir();
+const READING_HEADING = "### Reading these figures";
 const RPC_TIMING = fileURLToPath(new URL("./agents/rpc-timing.mjs", import.meta.url));
 
 function envNumber(name: string, fallback: number): number {
@@ -92,6 +96,24 @@ async function timedCli(
     .map((line) => JSON.parse(line) as { method: string; ms: number });
   const rpcMs = calls.reduce((sum, call) => (call.method.endsWith("/GetInfo") ? sum : sum + call.ms), 0);
   return { ...result, cliMs, rpcMs: calls.length > 0 ? rpcMs : NaN };
+}
+
+/** The newest rollout's id, asked with `ferry rollout list` until one exists or the deadline passes; "" if none. */
+async function newestRollout(env: Record<string, string>, deadlineMs: number): Promise<string> {
+  while (Date.now() < deadlineMs) {
+    const listed = await exec([process.execPath, FERRY_BIN, "rollout", "list", "--limit", "1", "--json"], {
+      env: { ...process.env, ...env },
+      timeoutMs: 60_000,
+    });
+    try {
+      const id = (JSON.parse(listed.stdout) as { rollouts: { id: string }[] }).rollouts[0]?.id;
+      if (id) return id;
+    } catch {
+      // Not answered in time: ask again.
+    }
+    await sleep(5000);
+  }
+  return "";
 }
 
 async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown> | unknown)[]): Promise<void> {
@@ -200,6 +222,9 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     rolloutId = (JSON.parse(started.stdout) as { rollout: { id: string } }).rollout.id;
   } catch {
     f.notes.push(`ferry rollout start exited ${started.code}: ${started.stderr.trim().slice(0, 300)}`);
+    // The CLI gives up after 30 s; the controller may still have started the rollout.
+    rolloutId = await newestRollout(env, rolloutFrom + ROLLOUT_DEADLINE_S * 1000);
+    if (rolloutId) f.notes.push(`the controller started rollout ${rolloutId} all the same; followed from \`ferry rollout list\``);
   }
   const stormFrom = Date.now();
   const stormed = new Set(Array.from({ length: STORM }, (_, i) => Math.floor((i * N) / STORM)));
@@ -275,7 +300,7 @@ export async function runAgentsBench(): Promise<void> {
     f.notes.push(`the open-file hard limit is ${fileLimit}: the controller cannot hold ${N} sockets (raise it as root: ulimit -Hn / prlimit)`);
     note(f.notes[f.notes.length - 1] as string);
   }
-  const work = mkdtempSync(join(tmpdir(), "ferry-bench-agents-"));
+  const work = mkdtempSync(join(WORK_PARENT, "ferry-bench-agents-"));
   f.fsyncMs = fsyncMs(work);
   const stops: (() => Promise<unknown> | unknown)[] = [];
   const stopAll = async (): Promise<void> => {
@@ -295,7 +320,8 @@ export async function runAgentsBench(): Promise<void> {
   } finally {
     clearTimeout(overall);
     await stopAll();
-    rmSync(work, { recursive: true, force: true });
+    if (process.env["BENCH_KEEP"]) note(`kept ${work}`);
+    else rmSync(work, { recursive: true, force: true });
   }
   report(f, startedAt);
 }
@@ -304,10 +330,13 @@ function report(f: Figures, startedAt: Date): void {
   const figures = table(f);
   const waves = waveTable(f);
   process.stdout.write(`\n${figures}\n\n${waves}\n${f.notes.map((n) => `note: ${n}\n`).join("")}`);
-  const command = `${process.env["BENCH_AGENTS"] ? `BENCH_AGENTS=${N} ` : ""}npm run bench -- agents`;
+  const vars = [...(process.env["BENCH_AGENTS"] ? [`BENCH_AGENTS=${N}`] : []), ...(process.env["BENCH_WORK_DIR"] ? [`BENCH_WORK_DIR=${WORK_PARENT}`] : [])];
+  const command = [...vars, "npm run bench -- agents"].join(" ");
+  const file = join(HERE, "RESULTS.md");
+  const heading = `## Agents: one controller, ${N.toLocaleString("en-US")} simulated agents${process.env["BENCH_WORK_DIR"] ? `, state in ${WORK_PARENT}` : ""}`;
   writeResultsSection(
-    join(HERE, "RESULTS.md"),
-    `## Agents: one controller, ${N.toLocaleString("en-US")} simulated agents`,
+    file,
+    heading,
     `Command: \`${command}\` (runs \`node --import tsx test/bench/run.ts agents\`; \`BENCH_AGENTS\` (10000; 50000 for the big run, 300 for a quick one), \`BENCH_HEARTBEAT_SECONDS\` (10), \`BENCH_IDLE_SECONDS\` (30), \`BENCH_STORM\` (1000), \`BENCH_BATCH\` (a quarter of the hosts), \`BENCH_WORKERS\`).
 
 - Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, shared with other jobs (load ${loadavg()
@@ -328,6 +357,23 @@ These are the **before** figures: the current rollout engine, heartbeat writes a
 ${figures}
 
 ${waves}
-${f.notes.length > 0 ? `\nNotes: ${f.notes.join("; ")}\n` : ""}`,
+${f.notes.length > 0 ? `\nNotes: ${f.notes.join("; ")}\n` : ""}
+${keptReading(file, heading)}`,
   );
+}
+
+/** The hand-written reading of a section's figures, which a new run keeps. */
+function keptReading(file: string, heading: string): string {
+  let text = "";
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+  const start = text.indexOf(`${heading}\n`);
+  if (start < 0) return "";
+  const end = text.indexOf("\n## ", start + heading.length);
+  const section = text.slice(start, end < 0 ? undefined : end + 1);
+  const at = section.indexOf(READING_HEADING);
+  return at < 0 ? "" : section.slice(at);
 }

@@ -102,7 +102,9 @@ function rows(f: Figures): Row[] {
       `StartRollout ≤ 2 s${verdict(Number.isNaN(rollout.rpcMs) ? undefined : rollout.rpcMs <= 2000)}`,
     ]);
     out.push(["rollout prefetch: CLI start → desired frame p50 / p99 / max", spreadText(rollout.prefetch), ""]);
-    const worst = rollout.waves.reduce<WaveFigures | undefined>((w, wave) => (!w || !(wave.desired.p99 <= w.desired.p99) ? wave : w), undefined);
+    const worst = rollout.waves
+      .filter((wave) => wave.desired.count > 0)
+      .reduce<WaveFigures | undefined>((w, wave) => (!w || wave.desired.p99 > w.desired.p99 ? wave : w), undefined);
     const wavesDone = rollout.waves.every((wave) => wave.desired.count === wave.size);
     out.push([
       "rollout waves: eligible → desired frame, worst wave's p99",
