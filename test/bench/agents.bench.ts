@@ -98,24 +98,6 @@ async function timedCli(
   return { ...result, cliMs, rpcMs: calls.length > 0 ? rpcMs : NaN };
 }
 
-/** The newest rollout's id, asked with `ferry rollout list` until one exists or the deadline passes; "" if none. */
-async function newestRollout(env: Record<string, string>, deadlineMs: number): Promise<string> {
-  while (Date.now() < deadlineMs) {
-    const listed = await exec([process.execPath, FERRY_BIN, "rollout", "list", "--limit", "1", "--json"], {
-      env: { ...process.env, ...env },
-      timeoutMs: 60_000,
-    });
-    try {
-      const id = (JSON.parse(listed.stdout) as { rollouts: { id: string }[] }).rollouts[0]?.id;
-      if (id) return id;
-    } catch {
-      // Not answered in time: ask again.
-    }
-    await sleep(5000);
-  }
-  return "";
-}
-
 async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown> | unknown)[]): Promise<void> {
   note("building the fixture closures (cached after the first run)…");
   const [deployPath, rolloutPath] = await Promise.all([buildClosure("ferry-bench-agents-deploy"), buildClosure("ferry-bench-agents-rollout")]);
@@ -221,10 +203,14 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   try {
     rolloutId = (JSON.parse(started.stdout) as { rollout: { id: string } }).rollout.id;
   } catch {
-    f.notes.push(`ferry rollout start exited ${started.code}: ${started.stderr.trim().slice(0, 300)}`);
-    // The CLI gives up after 30 s; the controller may still have started the rollout.
-    rolloutId = await newestRollout(env, rolloutFrom + ROLLOUT_DEADLINE_S * 1000);
-    if (rolloutId) f.notes.push(`the controller started rollout ${rolloutId} all the same; followed from \`ferry rollout list\``);
+    // With --json, the CLI prints its error as JSON on stdout.
+    f.notes.push(`ferry rollout start exited ${started.code}: ${(started.stderr + started.stdout).trim().slice(0, 300)}`);
+    // The CLI gives up after 30 s; the controller may have started the rollout all the same, and
+    // then names it in the desired frames it sends (asking it with the CLI would time out too).
+    const named = () => fleet.desired.find(([, atMs, , , id]) => atMs >= rolloutFrom && id !== "")?.[4];
+    await until(() => named() !== undefined, rolloutFrom + ROLLOUT_DEADLINE_S * 1000, 1000);
+    rolloutId = named() ?? "";
+    if (rolloutId) f.notes.push(`the controller started rollout ${rolloutId} all the same (named by its desired frames)`);
   }
   const stormFrom = Date.now();
   const stormed = new Set(Array.from({ length: STORM }, (_, i) => Math.floor((i * N) / STORM)));
