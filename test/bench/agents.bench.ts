@@ -234,7 +234,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
       const { rollout } = JSON.parse(status.stdout) as { rollout: { state: string; currentWave: number; waveCount: number } };
       engineState = `${rollout.state}, wave ${rollout.currentWave} of ${rollout.waveCount}`;
     } catch {
-      engineState = `status failed: ${status.stderr.trim().slice(0, 120)}`;
+      engineState = `ferry rollout status failed: ${(status.stderr + status.stdout).replace(/\s+/g, " ").trim().slice(0, 160)}`;
     }
   }
   f.rollout = {
@@ -257,7 +257,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   f.hwmMiB = sampler.mark().hwmMiB;
   sampler.stop();
   note("controller restart: SIGTERM, then start again…");
-  const refusalsBefore = fleet.refusals.filter(([, , fatal]) => fatal === 1).length;
+  const refusalsBefore = fleet.refusals.length;
   const sigtermAt = Date.now();
   const stop = await controller.stop("SIGTERM", 30_000);
   const restartAt = Date.now();
@@ -268,9 +268,13 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     stop,
     back: recovery(fleet.welcomed, "all", N, restartAt),
     sigtermToStartMs: restartAt - sigtermAt,
-    fatalRefusals: fleet.refusals.filter(([, , fatal]) => fatal === 1).length - refusalsBefore,
+    fatalRefusals: fleet.refusals.slice(refusalsBefore).filter(([, , fatal]) => fatal === 1).length,
     deadlineS: RESTART_DEADLINE_S,
   };
+  const codes = new Map<string, number>();
+  for (const [, code, fatal] of fleet.refusals.slice(refusalsBefore))
+    codes.set(`${code}${fatal ? " (fatal)" : ""}`, (codes.get(`${code}${fatal ? " (fatal)" : ""}`) ?? 0) + 1);
+  if (codes.size > 0) f.notes.push(`refusals during the restart: ${[...codes].map(([code, count]) => `${count} × ${code}`).join(", ")}`);
   note(`restart: stopped in ${seconds(stop.ms)}${stop.exited ? "" : " (killed)"}, ${f.restart.back.back} of ${N} back`);
 
   f.realAgent = await realAgent;
