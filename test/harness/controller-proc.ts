@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "./exec.js";
 import { FERRY_BIN } from "./paths.js";
@@ -16,6 +16,25 @@ export interface ControllerTlsSettings {
 export interface ControllerSettings {
   tls?: ControllerTlsSettings;
   privateCache?: boolean;
+  /** --heartbeat-interval; tests use 1 s so link loss shows quickly. */
+  heartbeatIntervalSeconds?: number;
+  /** FERRY_LOG_LEVEL; tests want every debug line, benchmarks with thousands of agents do not. */
+  logLevel?: string;
+  /** Where --listen binds; namespaced hosts need every address, loopback-only benchmarks 127.0.0.1. */
+  listenHost?: string;
+  /** Start through `sh -c 'ulimit -n …'` so that the controller may hold as many sockets as the hard limit allows. */
+  raiseFileLimit?: boolean;
+}
+
+export interface StopOutcome {
+  /** Whether it exited by itself within the time given; if not, it was killed. */
+  exited: boolean;
+  ms: number;
+}
+
+/** Runs argv with the open-file limit raised as far as this process may (soft up to hard; above, when privileged). */
+export function withRaisedFileLimit(argv: readonly string[]): string[] {
+  return ["sh", "-c", 'ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"', "sh", ...argv];
 }
 
 /** The real `ferry controller`, listening on every address so namespaced hosts reach it. */
@@ -66,32 +85,33 @@ export class ControllerProcess {
 
   async start(): Promise<void> {
     const log = openSync(this.logFile, "a");
-    const startedBefore = this.logText().split("\n").length;
-    this.child = spawn(
+    // Only what this start writes is searched: a benchmark's log may hold millions of lines by now.
+    const startedAt = statSync(this.logFile).size;
+    const { settings } = this;
+    const argv = [
       process.execPath,
-      [
-        FERRY_BIN,
-        "controller",
-        "--data-dir",
-        this.dataDir,
-        "--listen",
-        `0.0.0.0:${this.httpPort}`,
-        "--grpc-listen",
-        `127.0.0.1:${this.grpcPort}`,
-        "--heartbeat-interval",
-        "1",
-        ...this.tlsArgs(),
-        ...(this.settings.privateCache ? ["--private-cache"] : []),
-      ],
-      { stdio: ["ignore", log, log], env: { ...process.env, FERRY_LOG_LEVEL: "debug" } },
-    );
+      FERRY_BIN,
+      "controller",
+      "--data-dir",
+      this.dataDir,
+      "--listen",
+      `${settings.listenHost ?? "0.0.0.0"}:${this.httpPort}`,
+      "--grpc-listen",
+      `127.0.0.1:${this.grpcPort}`,
+      "--heartbeat-interval",
+      String(settings.heartbeatIntervalSeconds ?? 1),
+      ...this.tlsArgs(),
+      ...(settings.privateCache ? ["--private-cache"] : []),
+    ];
+    const [command, ...args] = settings.raiseFileLimit ? withRaisedFileLimit(argv) : argv;
+    this.child = spawn(command as string, args, { stdio: ["ignore", log, log], env: { ...process.env, FERRY_LOG_LEVEL: settings.logLevel ?? "debug" } });
+    closeSync(log);
     const started = await waitFor(
       "controller start",
       () => {
-        const lines = this.logText()
+        const line = this.logTextFrom(startedAt)
           .split("\n")
-          .slice(startedBefore - 1);
-        const line = lines.find((l) => l.includes('"controller started"'));
+          .find((l) => l.includes('"controller started"'));
         return line ? (JSON.parse(line) as { httpPort: number; grpcPort: number }) : undefined;
       },
       20_000,
@@ -117,13 +137,23 @@ export class ControllerProcess {
     );
   }
 
-  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  /** Sends `signal` and waits up to `timeoutMs` for the exit; a controller still running then is killed. */
+  async stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 10_000): Promise<StopOutcome> {
     const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill(signal);
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
     this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return { exited: true, ms: 0 };
+    const started = performance.now();
+    const exited = new Promise<true>((resolve) => child.once("exit", () => resolve(true)));
+    child.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([exited, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)))]);
+    clearTimeout(timer);
+    const ms = performance.now() - started;
+    if (!inTime) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    return { exited: inTime, ms };
   }
 
   logText(): string {
@@ -131,6 +161,17 @@ export class ControllerProcess {
       return readFileSync(this.logFile, "utf8");
     } catch {
       return "";
+    }
+  }
+
+  private logTextFrom(offset: number): string {
+    const fd = openSync(this.logFile, "r");
+    try {
+      const length = Math.max(0, statSync(this.logFile).size - offset);
+      const buffer = Buffer.alloc(Math.min(length, 1 << 20));
+      return buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, offset)).toString("utf8");
+    } finally {
+      closeSync(fd);
     }
   }
 }
