@@ -136,6 +136,8 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   let sampler = new ProcessSampler(controller.pid as number);
   stops.push(() => sampler.stop());
   note(`connecting ${N} simulated agents from ${f.workers} worker process(es)…`);
+  // Only what the connections wrote: registering the hosts logged its own lines.
+  const linesBeforeConnect = controller.logText().split("\n").length;
   const fleet = await SimFleet.start({
     url: agentUrl,
     agents: names.map((name, index) => ({ index, name, token: tokens[index] as string })),
@@ -147,7 +149,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   });
   stops.push(() => fleet.stop());
   const allConnected = await until(() => fleet.connected === N, fleet.startedAtMs + CONNECT_DEADLINE_S * 1000);
-  const logLines = controller.logText().split("\n").length;
+  const logLines = controller.logText().split("\n").length - linesBeforeConnect;
   f.connect = {
     allMs: allConnected ? latest(fleet.welcomed.map(([, atMs]) => atMs)) - fleet.startedAtMs : NaN,
     connected: fleet.connected,

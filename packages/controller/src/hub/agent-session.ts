@@ -78,6 +78,12 @@ export class AgentSession {
   hostName: string | undefined;
   /** What the agent last said it runs, so that a heartbeat saying the same writes nothing. */
   private knownSystem = "";
+  /**
+   * The serial and deployment this host was last told to run. Every new
+   * desired system reaches the connected session (the hub pushes each one),
+   * so a progress report or a result is matched here without reading the store.
+   */
+  private desired = { serial: 0, deploymentId: "" };
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private lastFrameAt: number;
@@ -122,6 +128,7 @@ export class AgentSession {
   }
 
   sendDesired(host: HostRecord): void {
+    this.desired = { serial: host.desiredSerial, deploymentId: host.deploymentId };
     this.send({
       $case: "desired",
       value: {
@@ -202,6 +209,7 @@ export class AgentSession {
     this.hooks.links.connect({ host: name, remote: this.remote, currentSystem: hello.currentSystem, appliedSerial: hello.appliedSerial });
     this.hooks.onAuthenticated(this);
     this.send({ $case: "welcome", value: { hostName: name, heartbeatIntervalMs: this.hooks.heartbeatIntervalMs, serverTimeMs: this.hooks.now() } });
+    this.desired = { serial: updated.desiredSerial, deploymentId: updated.deploymentId };
     if (updated.desiredSerial > 0) this.sendDesired(updated);
     this.hooks.onHostChanged(name);
   }
@@ -270,8 +278,8 @@ export class AgentSession {
   }
 
   private async onProgress(hostName: string, progress: Progress): Promise<void> {
-    const host = await this.hooks.store.getHost(hostName);
-    if (!host || progress.serial !== host.desiredSerial) return;
+    const host = this.desired;
+    if (progress.serial !== host.serial) return;
     await this.hooks.reports.write(hostName, { phase: progress.phase, lastSeenMs: this.hooks.now() });
     // Results are logged at info, one per host and deployment; the steps before them would be several.
     this.hooks.log.debug(
@@ -283,8 +291,7 @@ export class AgentSession {
 
   private async onResult(hostName: string, result: ActivationResult): Promise<void> {
     if (result.currentSystem !== "") assertStorePath(result.currentSystem);
-    const host = await this.hooks.store.getHost(hostName);
-    if (!host) return;
+    const host = this.desired;
     this.hooks.metrics?.agentResult(hostName, result.serial, result.phase);
     const fields = { currentSystem: result.currentSystem, lastSeenMs: this.hooks.now() };
     // Bounded: the names come from the agent.
@@ -301,7 +308,7 @@ export class AgentSession {
       },
     };
     if (result.currentSystem !== "") this.knownSystem = result.currentSystem;
-    if (result.serial !== host.desiredSerial) {
+    if (result.serial !== host.serial) {
       // A late answer to an older deployment: it tells us what runs, nothing more.
       await this.hooks.reports.write(hostName, fields, event);
     } else {

@@ -5,6 +5,14 @@ interface Waiting {
   settle: (error?: unknown) => void;
 }
 
+/**
+ * How long a report waits for others to share its transaction. Each commit
+ * syncs to disk while the event loop waits (a few ms on common disks), so
+ * committing every turn under a wave of results left heartbeats unanswered;
+ * a short window turns a thousand results into a few commits.
+ */
+const GROUP_WINDOW_MS = 10;
+
 /** How long a heartbeat's last-seen time may wait in memory before it is written. */
 export const LAST_SEEN_FLUSH_MS = 15_000;
 
@@ -37,7 +45,7 @@ export class ReportWriter {
       this.queue.push({ entry: { name, report, event }, settle: (error) => (error === undefined ? resolve() : reject(error)) });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        setTimeout(() => this.flush(), GROUP_WINDOW_MS);
       }
     });
   }
