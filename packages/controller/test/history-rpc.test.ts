@@ -120,10 +120,10 @@ function logLine(message: string, serial: number): Parameters<typeof encodeAgent
   return { $case: "log", value: { hostName: "web1", atMs: Date.now(), level: "info", message, serial, rolloutId: "", fieldsJson: "" } };
 }
 
-function streamLogs(request: Partial<StreamLogsRequest>, until: (lines: HostLogLine[]) => boolean): Promise<HostLogLine[]> {
-  const client = new OperatorServiceClient(address, credentials.createInsecure());
+function streamLogs(request: Partial<StreamLogsRequest>, until: (lines: HostLogLine[]) => boolean, controller: TestController = t): Promise<HostLogLine[]> {
+  const client = new OperatorServiceClient(`127.0.0.1:${controller.controller.grpcPort}`, credentials.createInsecure());
   const metadata = new Metadata();
-  metadata.set("authorization", `Bearer ${t.adminToken}`);
+  metadata.set("authorization", `Bearer ${controller.adminToken}`);
   const lines: HostLogLine[] = [];
   const stream = client.streamLogs({ hostName: "web1", follow: false, deploymentId: "", lines: 0, ...request }, metadata);
   return new Promise<HostLogLine[]>((resolve, reject) => {
@@ -185,6 +185,37 @@ describe("ferry logs over gRPC", () => {
       ["switching c", "live line"],
     );
     ws.terminate();
+  });
+
+  test("an agent flooding log frames keeps only its newest lines on the controller", async () => {
+    const small = await startTestController({
+      agentFrameRate: { burst: 100_000, perSecond: 100_000 },
+      hostLogLimits: { linesPerHost: 50, bytesPerHost: 64 * 1024, totalBytes: 128 * 1024 },
+    });
+    try {
+      await small.controller.store.addHost("web1", hashToken(TOKEN), [], Date.now());
+      const ws = new WebSocket(`ws://127.0.0.1:${small.controller.httpPort}/agent`, { perMessageDeflate: false });
+      await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+      const send = (body: Parameters<typeof encodeAgentFrame>[0]): void => ws.send(encodeAgentFrame(body), { binary: true });
+      const welcomed = new Promise((resolve) => ws.once("message", resolve));
+      send({
+        $case: "hello",
+        value: { hostName: "web1", token: TOKEN, currentSystem: "", agentVersion: "test", appliedSerial: 0, phase: HostPhase.HOST_PHASE_IDLE },
+      });
+      await welcomed;
+      const big = "z".repeat(4000);
+      for (let index = 0; index < 5000; index++) send(logLine(`${index} ${big}`, 0));
+      const acked = new Promise((resolve) => ws.once("message", resolve));
+      send({ $case: "heartbeat", value: { sequence: 1, sentAtMs: Date.now(), currentSystem: "", phase: 0 } });
+      await acked;
+      ws.terminate();
+      const held = await streamLogs({ lines: 100_000 }, () => false, small);
+      assert.ok(held.length > 0 && held.length <= 50, `${held.length} lines held`);
+      assert.ok(held.reduce((sum, line) => sum + line.message.length, 0) < 64 * 1024);
+      assert.match(held.at(-1)?.message ?? "", /^4999 /);
+    } finally {
+      await small.stop();
+    }
   });
 
   test("an unknown host is refused", async () => {
