@@ -57,7 +57,7 @@ describe("shell completion", () => {
     assert.deepEqual(await bash(["ferry", "rollout", "start", "--max"]), ["--max-unavailable"]);
     assert.deepEqual(await bash(["ferry", "deploy", "--mode", ""]), ["boot", "switch", "test", "trial"]);
     assert.deepEqual(await bash(["ferry", "completion", ""]), ["bash", "fish", "zsh"]);
-    assert.deepEqual(await bash(["ferry", "help", "roll"]), ["rollout"]);
+    assert.deepEqual(await bash(["ferry", "help", "roll"]), ["rollback", "rollout"]);
   });
 
   test("bash completes files for file arguments and context names for --context", async () => {

@@ -122,6 +122,14 @@ describe("--json on every verb", { skip: hasNix ? false : "needs Nix (nix-build)
       expect: (r) => assert.ok(!(r["deleted"] as string[]).includes(system) && r["dryRun"] === true),
     },
     { verb: "status", args: () => ["status", "web-1"], expect: (r) => assert.equal((r["hosts"] as Json[])[0]?.["desiredSystem"], system) },
+    {
+      verb: "history",
+      args: () => ["history", "web-1"],
+      expect: (r) => assert.deepEqual(((r["entries"] as Json[])[0] as Json)["storePath"], system),
+    },
+    // web-1 never ran anything.
+    { verb: "rollback", args: () => ["rollback", "web-1"], expect: "E_NO_PREVIOUS_SYSTEM" },
+    { verb: "logs", args: () => ["logs", "web-1"], expect: (r) => assert.deepEqual(r["lines"], []) },
     { verb: "dry-activate", args: () => ["dry-activate", `web-1=${system}`, "--timeout", "5"], expect: "E_HOST_OFFLINE" },
     {
       verb: "rollout start",

@@ -15,6 +15,8 @@ import { HTTP_REQUIREMENTS } from "./auth/endpoint-scopes.js";
 import { TokenAdmin } from "./auth/token-admin.js";
 import { createRolloutHandlers } from "./api/rollout-service.js";
 import { createCacheHandlers } from "./api/cache-service.js";
+import { createHistoryHandlers } from "./api/history-service.js";
+import { HostLogs, type HostLogLimits } from "./hub/host-logs.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
 import { createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
@@ -48,6 +50,8 @@ export interface ControllerOptions {
   agentFrameRate?: FrameRate;
   /** How long and how much deployment history is kept (default 30 days, 1000 events per host). */
   history?: Partial<HistoryRetention>;
+  /** Bounds on the forwarded log lines held in memory for ferry logs. */
+  hostLogLimits?: HostLogLimits;
   /** Serve https/wss and gRPC over TLS with these files; plaintext when absent. */
   tls?: ControllerTlsFiles;
   /** Cache reads need a host's or an operator's credentials (HTTP Basic); public when false. */
@@ -122,7 +126,10 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   rolloutEvents.setMaxListeners(0);
   // Fleet gauges are read at scrape time, from the store and from which agents the hub holds.
   const metrics = new ControllerMetrics({ fleet: { listHosts: () => store.listHosts(), isOnline: (name): boolean => hub.isOnline(name) } });
+  // Forwarded agent log lines, in memory only (ferry logs).
+  const hostLogs = new HostLogs(options.hostLogLimits);
   const hub = new AgentHub({
+    logs: hostLogs,
     store,
     log: log.child({ part: "hub" }),
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
@@ -274,6 +281,16 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     }),
     ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
     ...createCacheHandlers({ ...cacheGcDeps, log: log.child({ part: "api" }), retention }),
+    ...createHistoryHandlers({
+      store,
+      desired,
+      hub,
+      logs: hostLogs,
+      log: log.child({ part: "api" }),
+      authenticator,
+      audit,
+      eventsPerHost: history.eventsPerHost,
+    }),
   });
   grpc.addService(SiteServiceService, createSiteService(site.deps, site));
   grpc.addService(AccessServiceService, createAccessService({ store, hub, log: log.child({ part: "api" }), authenticator, audit, tokenAdmin }));

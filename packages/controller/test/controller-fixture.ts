@@ -16,7 +16,10 @@ export interface TestController {
 }
 
 export async function startTestController(
-  options: Pick<Partial<ControllerOptions>, "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic"> = {},
+  options: Pick<
+    Partial<ControllerOptions>,
+    "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic" | "hostLogLimits"
+  > = {},
 ): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));
   const controller = await startController({

@@ -128,6 +128,11 @@ export const ERROR_HINTS = {
     "The export lacks part of the hosts' closures; export the whole closure of each system: nix-store --export $(nix-store -qR PATH) > FILE.",
   E_STORE_PATH_CORRUPT:
     "A path in the local store no longer matches its recorded hash; repair it (nix-store --verify --check-contents --repair) and create the bundle again.",
+  E_NO_PREVIOUS_SYSTEM:
+    "The host reported no system before its current one, and its history holds none it confirmed; deploy a store path instead: ferry deploy HOST=STOREPATH.",
+  E_NOT_IN_HISTORY: "Pick a store path from the host's history (ferry history HOST), or deploy it: ferry deploy HOST=STOREPATH.",
+  E_GENERATION_UNKNOWN:
+    "The controller does not know a host's generation numbers; pass a store path from ferry history HOST, or run nixos-rebuild switch --rollback on the host.",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_HINTS;

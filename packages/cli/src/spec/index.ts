@@ -4,6 +4,7 @@ import { BUNDLE_CREATE, BUNDLE_IMPORT, BUNDLE_INSPECT, BUNDLE_SIGN_CACHE, BUNDLE
 import { COMPLETION, CONTEXT_LIST, CONTEXT_REMOVE, CONTEXT_SET, CONTEXT_SHOW, CONTEXT_USE, HELP, VERSION } from "./cli.js";
 import { CACHE_GC, CACHE_PUSH, CACHE_RM, DEPLOY, DRY_ACTIVATE } from "./deploy.js";
 import { HOST_ADD, HOST_LIST, HOST_REMOVE, STATUS } from "./hosts.js";
+import { HISTORY, LOGS, ROLLBACK } from "./history.js";
 import { AGENT, AGENT_APPLY_BUNDLE, AGENT_CHECK_CONFIG, AGENT_GC, AGENT_SCHEMA, CONTROLLER, DEV_HOST, KEYS_GENERATE } from "./local.js";
 import { ROLLOUT_ABORT, ROLLOUT_LIST, ROLLOUT_PAUSE, ROLLOUT_PROMOTE, ROLLOUT_RESUME, ROLLOUT_START, ROLLOUT_STATUS } from "./rollout.js";
 import type { Section, VerbSpec } from "./types.js";
@@ -21,6 +22,9 @@ export const VERBS = {
   deploy: DEPLOY,
   status: STATUS,
   "dry-activate": DRY_ACTIVATE,
+  history: HISTORY,
+  rollback: ROLLBACK,
+  logs: LOGS,
   "rollout start": ROLLOUT_START,
   "rollout status": ROLLOUT_STATUS,
   "rollout list": ROLLOUT_LIST,

@@ -14,6 +14,8 @@ export interface DeployOptions {
   allowUnsigned?: boolean;
   /** Name of the token that asked for it, recorded with the deployment. */
   requestedBy?: string;
+  /** Hosts given their own current or previous system (a rollback): the cache need not hold those closures. */
+  closuresOnHosts?: ReadonlySet<string>;
 }
 
 export interface RecordedDeploy {
@@ -48,6 +50,7 @@ export async function recordDeploy(
       intent: target.intent,
     })),
     closures: { allowUnsigned: options.allowUnsigned ?? false },
+    closuresOnHosts: options.closuresOnHosts,
   });
   return { deploymentId, records, held: windows.held, windowsIgnored: windows.ignored };
 }

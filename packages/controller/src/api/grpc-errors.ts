@@ -22,6 +22,9 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, status>> = {
   E_INTENT_MODE_MISMATCH: status.INVALID_ARGUMENT,
   E_INTENT_EXPIRED: status.FAILED_PRECONDITION,
   E_INTENT_VERSION: status.INVALID_ARGUMENT,
+  E_NO_PREVIOUS_SYSTEM: status.FAILED_PRECONDITION,
+  E_NOT_IN_HISTORY: status.FAILED_PRECONDITION,
+  E_GENERATION_UNKNOWN: status.INVALID_ARGUMENT,
 };
 
 /** The stable Ferry code travels in a trailer so clients need not parse messages. */

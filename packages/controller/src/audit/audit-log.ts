@@ -8,6 +8,7 @@ export type AuditAction =
   | "host.rotate-token"
   | "deploy"
   | "dry-activate"
+  | "rollback"
   | "rollout.start"
   | "rollout.pause"
   | "rollout.resume"

@@ -24,6 +24,9 @@ export const RPC_REQUIREMENTS = {
   RemoveMaintenanceWindow: "hosts:admin",
   RemoveCachePaths: "admin",
   CollectCacheGarbage: "admin",
+  ListHistory: "read",
+  Rollback: "deploy",
+  StreamLogs: "read",
   // SiteService
   PublishBundle: "bundles:import",
   Inventory: "read",

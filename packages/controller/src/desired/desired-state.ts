@@ -20,6 +20,12 @@ export interface Assignment {
    * rollout's prefetch, or the one it ran before).
    */
   closures: CacheRequirements | "on-hosts";
+  /**
+   * With cache requirements: hosts whose target is their own current or
+   * previous system, which they hold themselves (a rollback); the cache is
+   * not asked for those closures.
+   */
+  closuresOnHosts?: ReadonlySet<string> | undefined;
   /** A rollout step: the hosts' rollout rows enter `state` in the same transaction. */
   rollout?: { id: string; state: RolloutHostState } | undefined;
 }
@@ -62,7 +68,7 @@ export class DesiredState {
         : await cache.withoutCollection(async () => {
             await requireClosuresInCache(
               cache,
-              targets.map((target) => target.storePath),
+              targets.filter((target) => assignment.closuresOnHosts?.has(target.hostName) !== true).map((target) => target.storePath),
               closures,
             );
             return write();

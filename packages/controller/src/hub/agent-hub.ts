@@ -8,6 +8,7 @@ import type { HostRecord, StateStore } from "../store/state-store.js";
 import { AgentSession } from "./agent-session.js";
 import { DEFAULT_FRAME_RATE, type FrameRate } from "./agent-limits.js";
 import { LinkLog } from "./link-log.js";
+import type { HostLogs } from "./host-logs.js";
 import { ReportWriter } from "./report-writer.js";
 import type { AgentLinkMetrics } from "../metrics/registry.js";
 
@@ -19,6 +20,8 @@ export interface AgentHubOptions {
   onHostChanged: (hostName: string) => void;
   frameRate?: FrameRate;
   metrics?: AgentLinkMetrics;
+  /** Where forwarded log lines are held for ferry logs. */
+  logs?: HostLogs;
 }
 
 /** Accepts agent connections and keeps one live session per host. */
@@ -55,6 +58,7 @@ export class AgentHub {
         onHostChanged: this.options.onHostChanged,
         frameRate: this.options.frameRate ?? DEFAULT_FRAME_RATE,
         metrics: this.options.metrics,
+        logs: this.options.logs,
         onDryActivateOutcome: (outcome) => {
           const pending = this.dryRuns.get(outcome.requestId);
           if (pending && pending.hostName === outcome.hostName) pending.settle(outcome);

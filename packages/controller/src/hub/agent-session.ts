@@ -15,6 +15,7 @@ import {
 } from "@ferry/protocol";
 import type { HostRecord, StateStore } from "../store/state-store.js";
 import type { LinkLog } from "./link-log.js";
+import type { HostLogs } from "./host-logs.js";
 import type { ReportWriter } from "./report-writer.js";
 import type { AgentLinkMetrics } from "../metrics/registry.js";
 import { AGENT_TEXT_LIMITS, FrameRateLimiter, capOutput, capText, type FrameRate } from "./agent-limits.js";
@@ -68,6 +69,8 @@ export interface SessionHooks {
   onDryActivateOutcome: (outcome: DryActivateOutcome) => void;
   frameRate: FrameRate;
   metrics?: AgentLinkMetrics | undefined;
+  /** Holds forwarded log lines for ferry logs. */
+  logs?: Pick<HostLogs, "add"> | undefined;
 }
 
 /**
@@ -250,6 +253,15 @@ export class AgentSession {
         return;
       case "log":
         this.requireOwnHost(hostName, body.value.hostName);
+        this.hooks.logs?.add({
+          atMs: this.hooks.now(),
+          hostName,
+          level: capText(body.value.level, 16),
+          message: capText(body.value.message, AGENT_TEXT_LIMITS.logMessage),
+          serial: body.value.serial,
+          rolloutId: capText(body.value.rolloutId, 64),
+          fieldsJson: body.value.fieldsJson,
+        });
         this.hooks.log.info(
           {
             ...agentFields(body.value.fieldsJson),
@@ -302,6 +314,8 @@ export class AgentSession {
       data: {
         serial: result.serial,
         storePath: result.storePath,
+        // Tells history a rollback (rolled-back) from a failure that left the host as it was.
+        phase: formatPhase(result.phase),
         errorCode: capText(result.errorCode, AGENT_TEXT_LIMITS.errorCode),
         errorMessage: capText(result.errorMessage, AGENT_TEXT_LIMITS.errorMessage),
         ...(stillFailing.length > 0 ? { checksFailingBeforeAndAfter: stillFailing } : {}),

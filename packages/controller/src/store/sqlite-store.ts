@@ -12,6 +12,7 @@ import {
   type HostReportEntry,
   type StateStore,
 } from "./state-store.js";
+import { DESIRED_ASSIGNED, assignedEventData } from "./history-events.js";
 import { ROLLOUT_MIGRATION, SqliteRolloutStore } from "./sqlite-rollouts.js";
 import { SqliteTokenStore, TOKENS_SCHEMA } from "./sqlite-tokens.js";
 import { AUDIT_SCHEMA, SqliteAuditStore } from "./sqlite-audit.js";
@@ -120,6 +121,17 @@ interface HostRow {
   checks_failing: string;
   checks_run: number;
   desired_intent: string;
+}
+
+interface EventRow {
+  at_ms: number;
+  host_name: string;
+  kind: string;
+  data: string;
+}
+
+function toEvent(row: EventRow): HostEvent {
+  return { atMs: row.at_ms, hostName: row.host_name, kind: row.kind, data: JSON.parse(row.data) as Record<string, unknown> };
 }
 
 const REPORT_COLUMNS: Record<keyof HostReport, string> = {
@@ -305,6 +317,7 @@ export class SqliteStateStore implements StateStore {
         ) as { desired_serial: number } | undefined;
         if (!row) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${target.hostName}`);
         if (write.rollout) rolloutHost.run(write.rollout.state, row.desired_serial, write.nowMs, rolloutId, target.hostName);
+        this.insertEvent({ atMs: write.nowMs, hostName: target.hostName, kind: DESIRED_ASSIGNED, data: assignedEventData(write, target, row.desired_serial) });
       }
       if (write.rollout) {
         this.statement("UPDATE rollouts SET updated_at_ms = ? WHERE id = ?").run(write.nowMs, rolloutId);
@@ -396,16 +409,16 @@ export class SqliteStateStore implements StateStore {
     return this.db.prepare("DELETE FROM events WHERE at_ms < ?").run(olderThanMs).changes;
   }
 
+  async listEventsOfKind(kind: string, limit: number): Promise<HostEvent[]> {
+    const rows = this.statement("SELECT at_ms, host_name, kind, data FROM events WHERE kind = ? ORDER BY id DESC LIMIT ?").all(kind, limit) as EventRow[];
+    return rows.map(toEvent);
+  }
+
   async listEvents(hostName: string, limit: number): Promise<HostEvent[]> {
     const rows = this.db
       .prepare("SELECT at_ms, host_name, kind, data FROM events WHERE host_name = ? ORDER BY id DESC LIMIT ?")
-      .all(assertHostName(hostName), limit) as {
-      at_ms: number;
-      host_name: string;
-      kind: string;
-      data: string;
-    }[];
-    return rows.reverse().map((row) => ({ atMs: row.at_ms, hostName: row.host_name, kind: row.kind, data: JSON.parse(row.data) as Record<string, unknown> }));
+      .all(assertHostName(hostName), limit) as EventRow[];
+    return rows.reverse().map(toEvent);
   }
 
   async close(): Promise<void> {

@@ -154,10 +154,13 @@ export interface StateStore {
    * anything numbered N or below, which a rebuilt controller would send.
    */
   raiseSerialFloor(name: string, serial: number): Promise<HostRecord>;
-  /** Appends a host event, keeping at most the store's per-host event count (oldest go first). */
+  /** Appends a host event (assignDesired appends one per target itself, in its transaction), keeping at most the store's per-host event count (oldest go first). */
   appendEvent(event: HostEvent): Promise<void>;
   /** Deletes events recorded before `olderThanMs`; returns how many. */
   pruneEvents(olderThanMs: number): Promise<number>;
+  /** The host's newest `limit` events, oldest first. */
   listEvents(hostName: string, limit: number): Promise<HostEvent[]>;
+  /** The newest `limit` events of one kind over every host, newest first. */
+  listEventsOfKind(kind: string, limit: number): Promise<HostEvent[]>;
   close(): Promise<void>;
 }

@@ -456,6 +456,86 @@ export interface CollectCacheGarbageResponse {
   durationMs: number;
 }
 
+export interface ListHistoryRequest {
+  /** Empty: every host. */
+  hostName: string;
+  /** Newest entries returned; 0: 50. At most 1000. */
+  limit: number;
+}
+
+/** One host's part of one deployment or rollout. */
+export interface HistoryEntry {
+  atMs: number;
+  hostName: string;
+  /** The deployment's id, or the rollout's id for a rollout's step. */
+  deploymentId: string;
+  rolloutId: string;
+  requestedBy: string;
+  storePath: string;
+  serial: number;
+  mode: ActivationMode;
+  /**
+   * pending, confirmed, failed, rolled-back, superseded (a newer deployment
+   * came before any result).
+   */
+  outcome: string;
+  errorCode: string;
+  errorMessage: string;
+  /** When the host reported the outcome; 0 while pending or superseded. */
+  finishedAtMs: number;
+  /** Recorded with a closed maintenance window: activated when it opened. */
+  heldForWindow: boolean;
+}
+
+export interface ListHistoryResponse {
+  entries: HistoryEntry[];
+}
+
+export interface RollbackRequest {
+  hostNames: string[];
+  /** A store path from each host's history instead of its previous confirmed system. */
+  toStorePath: string;
+}
+
+export interface RollbackTarget {
+  hostName: string;
+  storePath: string;
+  /**
+   * previous (the system the host ran before its current one), history (its
+   * newest confirmed system other than the current one), given (--to).
+   */
+  source: string;
+}
+
+export interface RollbackResponse {
+  deploymentId: string;
+  targets: RollbackTarget[];
+  hosts: HostStatus[];
+}
+
+export interface StreamLogsRequest {
+  hostName: string;
+  follow: boolean;
+  /** Only lines of this deployment or rollout (matched by the serials it gave the host). */
+  deploymentId: string;
+  /** Held lines sent first, newest last; 0: 100. */
+  lines: number;
+}
+
+export interface HostLogLine {
+  atMs: number;
+  hostName: string;
+  level: string;
+  message: string;
+  serial: number;
+  rolloutId: string;
+  fieldsJson: string;
+}
+
+export interface StreamLogsResponse {
+  line: HostLogLine | undefined;
+}
+
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
 }
@@ -5445,6 +5525,1103 @@ export const CollectCacheGarbageResponse: MessageFns<CollectCacheGarbageResponse
   },
 };
 
+function createBaseListHistoryRequest(): ListHistoryRequest {
+  return { hostName: "", limit: 0 };
+}
+
+export const ListHistoryRequest: MessageFns<ListHistoryRequest> = {
+  encode(message: ListHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostName !== "") {
+      writer.uint32(10).string(message.hostName);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListHistoryRequest {
+    return {
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: ListHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListHistoryRequest>): ListHistoryRequest {
+    return ListHistoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListHistoryRequest>): ListHistoryRequest {
+    const message = createBaseListHistoryRequest();
+    message.hostName = object.hostName ?? "";
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseHistoryEntry(): HistoryEntry {
+  return {
+    atMs: 0,
+    hostName: "",
+    deploymentId: "",
+    rolloutId: "",
+    requestedBy: "",
+    storePath: "",
+    serial: 0,
+    mode: 0,
+    outcome: "",
+    errorCode: "",
+    errorMessage: "",
+    finishedAtMs: 0,
+    heldForWindow: false,
+  };
+}
+
+export const HistoryEntry: MessageFns<HistoryEntry> = {
+  encode(message: HistoryEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.hostName !== "") {
+      writer.uint32(18).string(message.hostName);
+    }
+    if (message.deploymentId !== "") {
+      writer.uint32(26).string(message.deploymentId);
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(34).string(message.rolloutId);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(42).string(message.requestedBy);
+    }
+    if (message.storePath !== "") {
+      writer.uint32(50).string(message.storePath);
+    }
+    if (message.serial !== 0) {
+      writer.uint32(56).uint64(message.serial);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(64).int32(message.mode);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(74).string(message.outcome);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(82).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(90).string(message.errorMessage);
+    }
+    if (message.finishedAtMs !== 0) {
+      writer.uint32(96).int64(message.finishedAtMs);
+    }
+    if (message.heldForWindow !== false) {
+      writer.uint32(104).bool(message.heldForWindow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HistoryEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHistoryEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.storePath = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.serial = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.finishedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.heldForWindow = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HistoryEntry {
+    return {
+      atMs: isSet(object.atMs) ? globalThis.Number(object.atMs) : isSet(object.at_ms) ? globalThis.Number(object.at_ms) : 0,
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+          ? globalThis.String(object.deployment_id)
+          : "",
+      rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
+      requestedBy: isSet(object.requestedBy) ? globalThis.String(object.requestedBy) : isSet(object.requested_by) ? globalThis.String(object.requested_by) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
+      mode: isSet(object.mode) ? activationModeFromJSON(object.mode) : 0,
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      errorCode: isSet(object.errorCode) ? globalThis.String(object.errorCode) : isSet(object.error_code) ? globalThis.String(object.error_code) : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+          ? globalThis.String(object.error_message)
+          : "",
+      finishedAtMs: isSet(object.finishedAtMs)
+        ? globalThis.Number(object.finishedAtMs)
+        : isSet(object.finished_at_ms)
+          ? globalThis.Number(object.finished_at_ms)
+          : 0,
+      heldForWindow: isSet(object.heldForWindow)
+        ? globalThis.Boolean(object.heldForWindow)
+        : isSet(object.held_for_window)
+          ? globalThis.Boolean(object.held_for_window)
+          : false,
+    };
+  },
+
+  toJSON(message: HistoryEntry): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.deploymentId !== "") {
+      obj.deploymentId = message.deploymentId;
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    if (message.storePath !== "") {
+      obj.storePath = message.storePath;
+    }
+    if (message.serial !== 0) {
+      obj.serial = Math.round(message.serial);
+    }
+    if (message.mode !== 0) {
+      obj.mode = activationModeToJSON(message.mode);
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.finishedAtMs !== 0) {
+      obj.finishedAtMs = Math.round(message.finishedAtMs);
+    }
+    if (message.heldForWindow !== false) {
+      obj.heldForWindow = message.heldForWindow;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HistoryEntry>): HistoryEntry {
+    return HistoryEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HistoryEntry>): HistoryEntry {
+    const message = createBaseHistoryEntry();
+    message.atMs = object.atMs ?? 0;
+    message.hostName = object.hostName ?? "";
+    message.deploymentId = object.deploymentId ?? "";
+    message.rolloutId = object.rolloutId ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    message.storePath = object.storePath ?? "";
+    message.serial = object.serial ?? 0;
+    message.mode = object.mode ?? 0;
+    message.outcome = object.outcome ?? "";
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.finishedAtMs = object.finishedAtMs ?? 0;
+    message.heldForWindow = object.heldForWindow ?? false;
+    return message;
+  },
+};
+
+function createBaseListHistoryResponse(): ListHistoryResponse {
+  return { entries: [] };
+}
+
+export const ListHistoryResponse: MessageFns<ListHistoryResponse> = {
+  encode(message: ListHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      HistoryEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(HistoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListHistoryResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => HistoryEntry.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => HistoryEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListHistoryResponse>): ListHistoryResponse {
+    return ListHistoryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListHistoryResponse>): ListHistoryResponse {
+    const message = createBaseListHistoryResponse();
+    message.entries = object.entries?.map((e) => HistoryEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRollbackRequest(): RollbackRequest {
+  return { hostNames: [], toStorePath: "" };
+}
+
+export const RollbackRequest: MessageFns<RollbackRequest> = {
+  encode(message: RollbackRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hostNames) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.toStorePath !== "") {
+      writer.uint32(18).string(message.toStorePath);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostNames.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toStorePath = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackRequest {
+    return {
+      hostNames: globalThis.Array.isArray(object?.hostNames)
+        ? object.hostNames.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.host_names)
+          ? object.host_names.map((e: any) => globalThis.String(e))
+          : [],
+      toStorePath: isSet(object.toStorePath)
+        ? globalThis.String(object.toStorePath)
+        : isSet(object.to_store_path)
+          ? globalThis.String(object.to_store_path)
+          : "",
+    };
+  },
+
+  toJSON(message: RollbackRequest): unknown {
+    const obj: any = {};
+    if (message.hostNames?.length) {
+      obj.hostNames = message.hostNames;
+    }
+    if (message.toStorePath !== "") {
+      obj.toStorePath = message.toStorePath;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RollbackRequest>): RollbackRequest {
+    return RollbackRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RollbackRequest>): RollbackRequest {
+    const message = createBaseRollbackRequest();
+    message.hostNames = object.hostNames?.map((e) => e) || [];
+    message.toStorePath = object.toStorePath ?? "";
+    return message;
+  },
+};
+
+function createBaseRollbackTarget(): RollbackTarget {
+  return { hostName: "", storePath: "", source: "" };
+}
+
+export const RollbackTarget: MessageFns<RollbackTarget> = {
+  encode(message: RollbackTarget, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostName !== "") {
+      writer.uint32(10).string(message.hostName);
+    }
+    if (message.storePath !== "") {
+      writer.uint32(18).string(message.storePath);
+    }
+    if (message.source !== "") {
+      writer.uint32(26).string(message.source);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackTarget {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackTarget();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.storePath = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackTarget {
+    return {
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      storePath: isSet(object.storePath) ? globalThis.String(object.storePath) : isSet(object.store_path) ? globalThis.String(object.store_path) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+    };
+  },
+
+  toJSON(message: RollbackTarget): unknown {
+    const obj: any = {};
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.storePath !== "") {
+      obj.storePath = message.storePath;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RollbackTarget>): RollbackTarget {
+    return RollbackTarget.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RollbackTarget>): RollbackTarget {
+    const message = createBaseRollbackTarget();
+    message.hostName = object.hostName ?? "";
+    message.storePath = object.storePath ?? "";
+    message.source = object.source ?? "";
+    return message;
+  },
+};
+
+function createBaseRollbackResponse(): RollbackResponse {
+  return { deploymentId: "", targets: [], hosts: [] };
+}
+
+export const RollbackResponse: MessageFns<RollbackResponse> = {
+  encode(message: RollbackResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deploymentId !== "") {
+      writer.uint32(10).string(message.deploymentId);
+    }
+    for (const v of message.targets) {
+      RollbackTarget.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.hosts) {
+      HostStatus.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RollbackResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRollbackResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targets.push(RollbackTarget.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hosts.push(HostStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RollbackResponse {
+    return {
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+          ? globalThis.String(object.deployment_id)
+          : "",
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => RollbackTarget.fromJSON(e)) : [],
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostStatus.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RollbackResponse): unknown {
+    const obj: any = {};
+    if (message.deploymentId !== "") {
+      obj.deploymentId = message.deploymentId;
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets.map((e) => RollbackTarget.toJSON(e));
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => HostStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RollbackResponse>): RollbackResponse {
+    return RollbackResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RollbackResponse>): RollbackResponse {
+    const message = createBaseRollbackResponse();
+    message.deploymentId = object.deploymentId ?? "";
+    message.targets = object.targets?.map((e) => RollbackTarget.fromPartial(e)) || [];
+    message.hosts = object.hosts?.map((e) => HostStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseStreamLogsRequest(): StreamLogsRequest {
+  return { hostName: "", follow: false, deploymentId: "", lines: 0 };
+}
+
+export const StreamLogsRequest: MessageFns<StreamLogsRequest> = {
+  encode(message: StreamLogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostName !== "") {
+      writer.uint32(10).string(message.hostName);
+    }
+    if (message.follow !== false) {
+      writer.uint32(16).bool(message.follow);
+    }
+    if (message.deploymentId !== "") {
+      writer.uint32(26).string(message.deploymentId);
+    }
+    if (message.lines !== 0) {
+      writer.uint32(32).uint32(message.lines);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamLogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deploymentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lines = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamLogsRequest {
+    return {
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      deploymentId: isSet(object.deploymentId)
+        ? globalThis.String(object.deploymentId)
+        : isSet(object.deployment_id)
+          ? globalThis.String(object.deployment_id)
+          : "",
+      lines: isSet(object.lines) ? globalThis.Number(object.lines) : 0,
+    };
+  },
+
+  toJSON(message: StreamLogsRequest): unknown {
+    const obj: any = {};
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.deploymentId !== "") {
+      obj.deploymentId = message.deploymentId;
+    }
+    if (message.lines !== 0) {
+      obj.lines = Math.round(message.lines);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamLogsRequest>): StreamLogsRequest {
+    return StreamLogsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamLogsRequest>): StreamLogsRequest {
+    const message = createBaseStreamLogsRequest();
+    message.hostName = object.hostName ?? "";
+    message.follow = object.follow ?? false;
+    message.deploymentId = object.deploymentId ?? "";
+    message.lines = object.lines ?? 0;
+    return message;
+  },
+};
+
+function createBaseHostLogLine(): HostLogLine {
+  return { atMs: 0, hostName: "", level: "", message: "", serial: 0, rolloutId: "", fieldsJson: "" };
+}
+
+export const HostLogLine: MessageFns<HostLogLine> = {
+  encode(message: HostLogLine, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.hostName !== "") {
+      writer.uint32(18).string(message.hostName);
+    }
+    if (message.level !== "") {
+      writer.uint32(26).string(message.level);
+    }
+    if (message.message !== "") {
+      writer.uint32(34).string(message.message);
+    }
+    if (message.serial !== 0) {
+      writer.uint32(40).uint64(message.serial);
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(50).string(message.rolloutId);
+    }
+    if (message.fieldsJson !== "") {
+      writer.uint32(58).string(message.fieldsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostLogLine {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostLogLine();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.level = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.serial = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.fieldsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostLogLine {
+    return {
+      atMs: isSet(object.atMs) ? globalThis.Number(object.atMs) : isSet(object.at_ms) ? globalThis.Number(object.at_ms) : 0,
+      hostName: isSet(object.hostName) ? globalThis.String(object.hostName) : isSet(object.host_name) ? globalThis.String(object.host_name) : "",
+      level: isSet(object.level) ? globalThis.String(object.level) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      serial: isSet(object.serial) ? globalThis.Number(object.serial) : 0,
+      rolloutId: isSet(object.rolloutId) ? globalThis.String(object.rolloutId) : isSet(object.rollout_id) ? globalThis.String(object.rollout_id) : "",
+      fieldsJson: isSet(object.fieldsJson) ? globalThis.String(object.fieldsJson) : isSet(object.fields_json) ? globalThis.String(object.fields_json) : "",
+    };
+  },
+
+  toJSON(message: HostLogLine): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.hostName !== "") {
+      obj.hostName = message.hostName;
+    }
+    if (message.level !== "") {
+      obj.level = message.level;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.serial !== 0) {
+      obj.serial = Math.round(message.serial);
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    if (message.fieldsJson !== "") {
+      obj.fieldsJson = message.fieldsJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HostLogLine>): HostLogLine {
+    return HostLogLine.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HostLogLine>): HostLogLine {
+    const message = createBaseHostLogLine();
+    message.atMs = object.atMs ?? 0;
+    message.hostName = object.hostName ?? "";
+    message.level = object.level ?? "";
+    message.message = object.message ?? "";
+    message.serial = object.serial ?? 0;
+    message.rolloutId = object.rolloutId ?? "";
+    message.fieldsJson = object.fieldsJson ?? "";
+    return message;
+  },
+};
+
+function createBaseStreamLogsResponse(): StreamLogsResponse {
+  return { line: undefined };
+}
+
+export const StreamLogsResponse: MessageFns<StreamLogsResponse> = {
+  encode(message: StreamLogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.line !== undefined) {
+      HostLogLine.encode(message.line, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamLogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.line = HostLogLine.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamLogsResponse {
+    return { line: isSet(object.line) ? HostLogLine.fromJSON(object.line) : undefined };
+  },
+
+  toJSON(message: StreamLogsResponse): unknown {
+    const obj: any = {};
+    if (message.line !== undefined) {
+      obj.line = HostLogLine.toJSON(message.line);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StreamLogsResponse>): StreamLogsResponse {
+    return StreamLogsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StreamLogsResponse>): StreamLogsResponse {
+    const message = createBaseStreamLogsResponse();
+    message.line = object.line !== undefined && object.line !== null ? HostLogLine.fromPartial(object.line) : undefined;
+    return message;
+  },
+};
+
 /**
  * The operator API, spoken by the `ferry` CLI and by CI. Every call carries
  * `authorization: Bearer <operator token>` metadata. Failures carry a stable
@@ -5607,6 +6784,45 @@ export const OperatorServiceService = {
     responseSerialize: (value: CollectCacheGarbageResponse): Buffer => Buffer.from(CollectCacheGarbageResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CollectCacheGarbageResponse => CollectCacheGarbageResponse.decode(value),
   },
+  /**
+   * Deployments of one host (or every host) and their outcomes, newest first,
+   * as far back as the controller's history retention keeps them.
+   */
+  listHistory: {
+    path: "/ferry.v1.OperatorService/ListHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListHistoryRequest): Buffer => Buffer.from(ListHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListHistoryRequest => ListHistoryRequest.decode(value),
+    responseSerialize: (value: ListHistoryResponse): Buffer => Buffer.from(ListHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListHistoryResponse => ListHistoryResponse.decode(value),
+  },
+  /**
+   * Deploys each host's previous confirmed system (or a system from its
+   * history) as a normal deployment.
+   */
+  rollback: {
+    path: "/ferry.v1.OperatorService/Rollback" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RollbackRequest): Buffer => Buffer.from(RollbackRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RollbackRequest => RollbackRequest.decode(value),
+    responseSerialize: (value: RollbackResponse): Buffer => Buffer.from(RollbackResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RollbackResponse => RollbackResponse.decode(value),
+  },
+  /**
+   * The host's forwarded log lines the controller holds in memory, then,
+   * with follow, each new one until cancelled.
+   */
+  streamLogs: {
+    path: "/ferry.v1.OperatorService/StreamLogs" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamLogsRequest): Buffer => Buffer.from(StreamLogsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamLogsRequest => StreamLogsRequest.decode(value),
+    responseSerialize: (value: StreamLogsResponse): Buffer => Buffer.from(StreamLogsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamLogsResponse => StreamLogsResponse.decode(value),
+  },
 } as const;
 
 export interface OperatorServiceServer extends UntypedServiceImplementation {
@@ -5637,6 +6853,21 @@ export interface OperatorServiceServer extends UntypedServiceImplementation {
    * is older than min_age_seconds; dry_run reports without deleting.
    */
   collectCacheGarbage: handleUnaryCall<CollectCacheGarbageRequest, CollectCacheGarbageResponse>;
+  /**
+   * Deployments of one host (or every host) and their outcomes, newest first,
+   * as far back as the controller's history retention keeps them.
+   */
+  listHistory: handleUnaryCall<ListHistoryRequest, ListHistoryResponse>;
+  /**
+   * Deploys each host's previous confirmed system (or a system from its
+   * history) as a normal deployment.
+   */
+  rollback: handleUnaryCall<RollbackRequest, RollbackResponse>;
+  /**
+   * The host's forwarded log lines the controller holds in memory, then,
+   * with follow, each new one until cancelled.
+   */
+  streamLogs: handleServerStreamingCall<StreamLogsRequest, StreamLogsResponse>;
 }
 
 export interface OperatorServiceClient extends Client {
@@ -5817,6 +7048,36 @@ export interface OperatorServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CollectCacheGarbageResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Deployments of one host (or every host) and their outcomes, newest first,
+   * as far back as the controller's history retention keeps them.
+   */
+  listHistory(request: ListHistoryRequest, callback: (error: ServiceError | null, response: ListHistoryResponse) => void): ClientUnaryCall;
+  listHistory(request: ListHistoryRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListHistoryResponse) => void): ClientUnaryCall;
+  listHistory(
+    request: ListHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListHistoryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deploys each host's previous confirmed system (or a system from its
+   * history) as a normal deployment.
+   */
+  rollback(request: RollbackRequest, callback: (error: ServiceError | null, response: RollbackResponse) => void): ClientUnaryCall;
+  rollback(request: RollbackRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RollbackResponse) => void): ClientUnaryCall;
+  rollback(
+    request: RollbackRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RollbackResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The host's forwarded log lines the controller holds in memory, then,
+   * with follow, each new one until cancelled.
+   */
+  streamLogs(request: StreamLogsRequest, options?: Partial<CallOptions>): ClientReadableStream<StreamLogsResponse>;
+  streamLogs(request: StreamLogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<StreamLogsResponse>;
 }
 
 export const OperatorServiceClient = makeGenericClientConstructor(OperatorServiceService, "ferry.v1.OperatorService") as unknown as {
