@@ -16,7 +16,7 @@ export interface TestController {
 }
 
 export async function startTestController(
-  options: Pick<Partial<ControllerOptions>, "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic"> = {},
+  options: Pick<Partial<ControllerOptions>, "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic" | "dashboard"> = {},
 ): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));
   const controller = await startController({
