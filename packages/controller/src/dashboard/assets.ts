@@ -37,6 +37,8 @@ export const LIVE_SCRIPT = `"use strict";
     }
   }
   source.addEventListener("changed", () => void refresh());
+  // A change between this page's rendering and the stream's (re)opening sent no message: look once.
+  source.addEventListener("open", () => void refresh());
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) setTimeout(() => location.reload(), 5000);
   });
