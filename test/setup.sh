@@ -2,7 +2,8 @@
 # Installs what `npm test`, `npm run demo` and `npm run bench` need on a fresh
 # Debian machine (with --bench also nginx-light and wrk, for the cache
 # benchmark): Nix (Debian's nix-bin), iproute2 and util-linux for the
-# simulated hosts, a C++ toolchain for better-sqlite3, and the npm packages.
+# simulated hosts, Chromium for the dashboard's browser test, a C++ toolchain
+# for better-sqlite3, and the npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,16 @@ command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 if [ "${1:-}" = --bench ]; then
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+fi
+# Only the dashboard's browser test drives Chromium (Debian's, through
+# puppeteer-core; nothing is downloaded): installed when setup can, otherwise
+# that one test is skipped and says why.
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    missing+=(chromium)
+  else
+    echo "setup: chromium missing, the dashboard's browser test will be skipped; to run it: apt-get install chromium" >&2
+  fi
 fi
 if [ ! -d node_modules ]; then
   command -v g++ >/dev/null 2>&1 || missing+=(g++)

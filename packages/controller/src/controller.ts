@@ -36,6 +36,7 @@ import type { FrameRate } from "./hub/agent-limits.js";
 import { ControllerMetrics } from "./metrics/registry.js";
 import { METRICS_PATH, observeHttp, serveMetrics } from "./metrics/http-metrics.js";
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics.js";
+import { Dashboard, DASHBOARD_PREFIX, type DashboardOptions } from "./dashboard/dashboard.js";
 
 export interface ControllerOptions {
   dataDir: string;
@@ -58,6 +59,8 @@ export interface ControllerOptions {
   privateCache?: boolean;
   /** Serve /metrics without a token (a scraper on a private network); by default it needs a read-scoped token. */
   metricsPublic?: boolean;
+  /** Sessions, live streams and login limits of the web dashboard (/ui); unset fields keep their defaults. */
+  dashboard?: Partial<DashboardOptions>;
   /** What cache garbage collection keeps (unset fields: 7 days, 3 bundles), and how often it runs on its own (never when unset). */
   cacheGc?: Partial<CacheRetention> & { everyMs?: number };
   log: Logger;
@@ -176,6 +179,19 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     dataDir: dataDir.root,
   });
 
+  const dashboard = new Dashboard({
+    store,
+    engine,
+    audit,
+    authenticator,
+    hostEvents,
+    rolloutEvents,
+    link: hub,
+    log: log.child({ part: "dashboard" }),
+    trust: (socket) => governor.trust(socket),
+    secureCookies: tls !== undefined,
+    ...(options.dashboard ? { options: options.dashboard } : {}),
+  });
   const governor = new ConnectionGovernor({ ...DEFAULT_EDGE_LIMITS, ...options.edgeLimits }, log.child({ part: "edge" }));
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const path = (request.url ?? "/").split("?")[0] as string;
@@ -216,6 +232,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       await handleBundleUpload(site, request, response, () => admitHttp(caller, HTTP_REQUIREMENTS["PUT /bundles/upload"]));
     } else if (path === METRICS_PATH) {
       await serveMetrics(metrics, request, response, caller, options.metricsPublic === true);
+    } else if (path === DASHBOARD_PREFIX || path.startsWith(`${DASHBOARD_PREFIX}/`)) {
+      await dashboard.handle(request, response);
     } else if (path === "/healthz") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else {

@@ -18,7 +18,7 @@ export interface TestController {
 export async function startTestController(
   options: Pick<
     Partial<ControllerOptions>,
-    "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic" | "hostLogLimits"
+    "heartbeatIntervalMs" | "edgeLimits" | "agentFrameRate" | "history" | "log" | "metricsPublic" | "hostLogLimits" | "dashboard"
   > = {},
 ): Promise<TestController> {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-controller-"));

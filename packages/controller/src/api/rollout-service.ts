@@ -26,6 +26,7 @@ import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
 import { rolloutOutcome } from "../rollouts/outcome.js";
 import { planRollout } from "../rollouts/start.js";
+import { controlRollout } from "../rollouts/control-rollout.js";
 import { validateWindow } from "../rollouts/windows.js";
 import type { RolloutRecord } from "../store/rollout-records.js";
 import type { StateStore } from "../store/state-store.js";
@@ -119,20 +120,7 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
     controlRollout: unary("ControlRollout", async (request: ControlRolloutRequest, caller): Promise<ControlRolloutResponse> => {
       const action = ACTIONS[request.action];
       if (!action) throw new FerryError("E_BAD_ARGUMENT", "unknown rollout action");
-      const rollout = await deps.store.rollouts.getRollout(request.id);
-      authorize(
-        caller,
-        "deploy",
-        await deployTarget(
-          deps.store,
-          rollout.hosts.map((host) => host.name),
-          rollout.environment,
-        ),
-      );
-      const reason = request.reason.slice(0, 500);
-      const record = await deps.engine.control(request.id, action, reason, { acceptFailingChecks: request.acceptFailingChecks });
-      deps.log.info({ rolloutId: request.id, action, acceptFailingChecks: request.acceptFailingChecks || undefined, token: caller.name }, "rollout control");
-      await deps.audit.record(caller.name, `rollout.${action}` as const, request.id, reason ? { reason } : {});
+      const record = await controlRollout(deps, caller, request.id, action, request.reason, { acceptFailingChecks: request.acceptFailingChecks });
       return { rollout: toRolloutMessage(record) };
     }),
 

@@ -50,4 +50,10 @@ export const HTTP_REQUIREMENTS = {
   "GET /healthz": "public",
   /** Public instead with --metrics-public (metrics/http-metrics.ts). */
   "GET /metrics": "read",
+  /** The dashboard: a session cookie from a login with a read-scoped token (dashboard/session-gate.ts). */
+  "GET /ui/*": "read",
+  /** Pause, resume, abort, promote: deploy for the rollout's hosts and environment, as ControlRollout. */
+  "POST /ui/rollouts/*/control": RPC_REQUIREMENTS.ControlRollout,
+  /** The audit trail, as ListAudit. */
+  "GET /ui/audit": RPC_REQUIREMENTS.ListAudit,
 } as const satisfies Record<string, Requirement | "public" | "agent-token">;

@@ -21,6 +21,7 @@ export function routeOf(path: string): string {
   if (path === "/bundles/upload") return "bundle-upload";
   if (path === "/healthz") return "healthz";
   if (path === METRICS_PATH) return "metrics";
+  if (path === "/ui" || path.startsWith("/ui/")) return path === "/ui/events" ? "dashboard-events" : "dashboard";
   return "other";
 }
 
