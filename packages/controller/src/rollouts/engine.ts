@@ -26,6 +26,8 @@ export interface EngineDeps {
 
 /** Deadlines, pauses and maintenance windows are checked this often. */
 const TICK_MS = 1000;
+/** Hosts given their next system per transaction. */
+const ASSIGN_SLICE = 500;
 /** Events that arrive this close together are handled by one step. */
 const COALESCE_MS = 20;
 
@@ -182,11 +184,27 @@ export class RolloutEngine {
   }
 
   /**
-   * Gives hosts their next system through the one desired-state path, in one
-   * transaction. A refusal (the closure gone from the cache) marks them
+   * Gives hosts their next system through the one desired-state path, a
+   * transaction per ASSIGN_SLICE hosts (a controller killed between two finds
+   * the rest still pending and assigns them on its next step). A refusal (the closure gone from the cache) marks them
    * instead of stopping the rollout.
    */
   private async assign(
+    live: Live,
+    hosts: readonly RolloutHostRecord[],
+    pathOf: (host: RolloutHostRecord) => string,
+    activate: boolean,
+    state: RolloutHostState,
+  ): Promise<void> {
+    // In slices, with a turn of the event loop between them: one transaction for a
+    // 10,000-host prefetch held every agent's heartbeat for the whole of it.
+    for (let start = 0; start < hosts.length; start += ASSIGN_SLICE) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      await this.assignSlice(live, hosts.slice(start, start + ASSIGN_SLICE), pathOf, activate, state);
+    }
+  }
+
+  private async assignSlice(
     live: Live,
     hosts: readonly RolloutHostRecord[],
     pathOf: (host: RolloutHostRecord) => string,
