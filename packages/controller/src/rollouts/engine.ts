@@ -1,16 +1,17 @@
 import { FerryError, type Logger } from "@ferry/core";
 import type { DesiredState } from "../desired/desired-state.js";
 import type { AgentHub } from "../hub/agent-hub.js";
-import type { MaintenanceWindowRecord, RolloutHostPatch, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
+import type { MaintenanceWindowRecord, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
 import type { StateStore } from "../store/state-store.js";
 import { releaseHeldDeploys } from "./held-deploys.js";
 import { completionReason } from "./outcome.js";
 import { unprovenCanaries, unprovenReason } from "./check-evidence.js";
-import { AWAITING_HOST, FAILED, FINISHED, IN_FLIGHT, observeHost } from "./observe.js";
+import { FAILED, FINISHED, IN_FLIGHT, observeHost } from "./observe.js";
 import { phaseDeadlineAtMs } from "./deadline.js";
 import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
 import { StepScheduler } from "./step-scheduler.js";
+import { LiveRollouts, stillActive, type Live } from "./live-rollouts.js";
 
 export interface EngineDeps {
   store: StateStore;
@@ -31,19 +32,6 @@ const ASSIGN_SLICE = 500;
 /** Events that arrive this close together are handled by one step. */
 const COALESCE_MS = 20;
 
-/** An unfinished rollout as the engine holds it: the record, and what changed since the last step. */
-interface Live {
-  rollout: RolloutRecord;
-  byName: Map<string, RolloutHostRecord>;
-  /** Hosts whose own record changed since the last step: the only ones a step reads. */
-  dirty: Set<string>;
-  /** Host rows changed in memory, written in one transaction at the end of the step. */
-  patches: Map<string, RolloutHostPatch>;
-  /** Each host's tags, for maintenance windows; read once, refreshed when the host changes. */
-  tags: Map<string, string[]>;
-  changed: boolean;
-}
-
 /**
  * Drives every unfinished rollout. Work follows events: a host's report
  * marks that host, and a step reads only the marked hosts' records; events
@@ -55,9 +43,7 @@ interface Live {
  * gave it).
  */
 export class RolloutEngine {
-  private readonly live = new Map<string, Live>();
-  /** Which unfinished rollout holds each host. */
-  private readonly holder = new Map<string, string>();
+  private readonly live = new LiveRollouts();
   private timer: NodeJS.Timeout | undefined;
   private readonly steps: StepScheduler;
 
@@ -75,7 +61,7 @@ export class RolloutEngine {
 
   /** Reads the unfinished rollouts from the store, as after a restart; start() does this first. */
   async load(): Promise<void> {
-    for (const rollout of await this.rollouts.activeRollouts()) this.adopt(rollout);
+    for (const rollout of await this.rollouts.activeRollouts()) this.live.adopt(rollout);
   }
 
   async start(): Promise<void> {
@@ -102,7 +88,7 @@ export class RolloutEngine {
   /** Records a planned rollout and starts driving it. */
   async begin(plan: RolloutRecord): Promise<RolloutRecord> {
     await this.rollouts.createRollout(plan);
-    this.adopt(structuredClone(plan));
+    this.live.adopt(structuredClone(plan));
     this.poke();
     return plan;
   }
@@ -114,14 +100,7 @@ export class RolloutEngine {
 
   /** Marks hosts for the next step without asking for one; true if any is in a rollout. */
   markChanged(names: Iterable<string>): boolean {
-    let marked = false;
-    for (const name of names) {
-      const id = this.holder.get(name);
-      if (id === undefined) continue;
-      this.live.get(id)?.dirty.add(name);
-      marked = true;
-    }
-    return marked;
+    return this.live.mark(names);
   }
 
   /** Runs a step soon; steps never overlap, and events close together share one. */
@@ -129,31 +108,14 @@ export class RolloutEngine {
     this.steps.request();
   }
 
-  private adopt(rollout: RolloutRecord): void {
-    const byName = new Map(rollout.hosts.map((host) => [host.name, host]));
-    // Everything is unknown after a (re)start: every host is read once.
-    this.live.set(rollout.id, { rollout, byName, dirty: new Set(byName.keys()), patches: new Map(), tags: new Map(), changed: false });
-    for (const name of byName.keys()) this.holder.set(name, rollout.id);
-  }
-
-  /** Still to drive: not finished, or hosts still on their way after an abort. */
-  private stillActive(rollout: RolloutRecord): boolean {
-    return (rollout.state !== "completed" && rollout.state !== "aborted") || rollout.hosts.some((host) => AWAITING_HOST.has(host.state));
-  }
-
   private async tickAll(): Promise<void> {
     const windows = await this.rollouts.listWindows();
     await releaseHeldDeploys(this.deps, windows);
-    for (const live of [...this.live.values()]) {
+    for (const live of this.live.all()) {
       await this.advance(live, windows);
       await this.flush(live);
-      if (!this.stillActive(live.rollout)) this.retire(live);
+      if (!stillActive(live.rollout)) this.live.retire(live);
     }
-  }
-
-  private retire(live: Live): void {
-    this.live.delete(live.rollout.id);
-    for (const name of live.byName.keys()) if (this.holder.get(name) === live.rollout.id) this.holder.delete(name);
   }
 
   /** Writes the step's host changes in one transaction and announces the rollout once. */
