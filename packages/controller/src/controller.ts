@@ -187,6 +187,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     hostEvents,
     rolloutEvents,
     link: hub,
+    hostLogs,
     log: log.child({ part: "dashboard" }),
     trust: (socket) => governor.trust(socket),
     secureCookies: tls !== undefined,

@@ -2,6 +2,7 @@ import type { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { FerryError, assertHostName, hashToken, type Logger } from "@ferry/core";
+import type { HostLogs } from "../hub/host-logs.js";
 import type { LinkView } from "../api/host-status.js";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Authenticator } from "../auth/authenticate.js";
@@ -45,6 +46,8 @@ export interface DashboardDeps {
   hostEvents: EventEmitter;
   rolloutEvents: EventEmitter;
   link: LinkView;
+  /** The agents' forwarded lines (the newest are shown on a host's page). */
+  hostLogs?: Pick<HostLogs, "lines">;
   log: Logger;
   /** A request with a live session no longer counts against the edge's budget for unauthenticated sockets. */
   trust(socket: Socket): void;
@@ -227,7 +230,13 @@ export class Dashboard {
     const record = await this.deps.store.getHost(canonical);
     if (!record) return this.notFound(response, user, `No host ${canonical}.`);
     const events = await this.deps.store.listEvents(canonical, HOST_EVENTS_SHOWN);
-    this.page(response, user, record.name, `host:${record.name}`, hostPage(record, events, this.deps.link, this.now()));
+    this.page(
+      response,
+      user,
+      record.name,
+      `host:${record.name}`,
+      hostPage(record, events, this.deps.link, this.now(), this.deps.hostLogs?.lines(record.name) ?? []),
+    );
   }
 
   private async rollout(response: ServerResponse, id: string, user: SignedIn): Promise<void> {

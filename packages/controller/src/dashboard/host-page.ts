@@ -1,4 +1,5 @@
 import { formatMode } from "@ferry/core";
+import type { HostLogLine } from "@ferry/protocol";
 import type { LinkView } from "../api/host-status.js";
 import type { HostEvent, HostRecord } from "../store/state-store.js";
 import { ago, phase, storePath, when } from "./format.js";
@@ -21,7 +22,10 @@ function event(entry: HostEvent): SafeHtml {
   </tr>`;
 }
 
-export function hostPage(host: HostRecord, events: readonly HostEvent[], link: LinkView, nowMs: number): SafeHtml {
+/** The newest forwarded agent lines a host page shows. */
+const LOG_LINES_SHOWN = 50;
+
+export function hostPage(host: HostRecord, events: readonly HostEvent[], link: LinkView, nowMs: number, logLines: readonly HostLogLine[] = []): SafeHtml {
   const online = link.isOnline(host.name);
   return html`<section id="live">
     <h1>${host.name}</h1>
@@ -76,6 +80,16 @@ export function hostPage(host: HostRecord, events: readonly HostEvent[], link: L
               ${[...events].reverse().map(event)}
             </tbody>
           </table>`
+    }
+    <h2>Agent log</h2>
+    ${
+      logLines.length === 0
+        ? html`<p class="muted">No lines forwarded since the controller started (ferry logs ${host.name} --follow).</p>`
+        : html`<pre id="agent-log">
+${logLines
+              .slice(-LOG_LINES_SHOWN)
+              .map((line) => `${new Date(line.atMs).toISOString()} ${line.level} ${line.serial ? `#${line.serial} ` : ""}${line.message}`)
+              .join("\n")}</pre>`
     }
   </section>`;
 }
