@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, ProcessRunner, type CommandRunner, type Logger } from "@ferry/core";
-import { HostPhase } from "@ferry/protocol";
+import { HostPhase } from "@ferry/protocol/agent-channel";
 import { assertChecksRunnable } from "./check-validation.js";
 import { requireControllerSettings, type AgentConfig } from "./config.js";
 import { agentVersion, describeBuild, runningBuild } from "./agent-build.js";

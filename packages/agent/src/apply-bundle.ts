@@ -22,7 +22,7 @@ import {
   type Logger,
   type Mode,
 } from "@ferry/core";
-import type { ActivationResult } from "@ferry/protocol";
+import type { ActivationResult } from "@ferry/protocol/agent-channel";
 import { assertChecksRunnable } from "./check-validation.js";
 import type { AgentConfig } from "./config.js";
 import { compileAgentConfig } from "./settings.js";

@@ -12,7 +12,7 @@ import {
   type DryActivateCommand,
   type Hello,
   type Refusal,
-} from "@ferry/protocol";
+} from "@ferry/protocol/agent-channel";
 
 export interface LinkOptions {
   url: string;

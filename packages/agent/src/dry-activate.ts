@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { assertStorePath, FerryError, toFerryError, type Logger, type Nix } from "@ferry/core";
-import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol";
+import type { DryActivateCommand, DryActivateOutcome } from "@ferry/protocol/agent-channel";
 import { cacheTransport } from "./cache-transport.js";
 import type { AgentSettings } from "./settings.js";
 import { describeHolder, type SwitchLock } from "./switch-lock.js";

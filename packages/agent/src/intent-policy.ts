@@ -1,5 +1,5 @@
 import { FerryError, checkIntentTarget, checkIntentTime, parsePublicKeys, verifyIntent, type DeployIntent, type IntentMode, type PublicKey } from "@ferry/core";
-import type { SignedIntent } from "@ferry/protocol";
+import type { SignedIntent } from "@ferry/protocol/agent-channel";
 import type { AgentConfig, UnsignedMode } from "./config.js";
 import type { IntentFloor } from "./intent-floor.js";
 

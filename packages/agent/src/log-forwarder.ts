@@ -1,5 +1,5 @@
 import { Writable } from "node:stream";
-import type { LogLine } from "@ferry/protocol";
+import type { LogLine } from "@ferry/protocol/agent-channel";
 
 const LEVELS: Record<number, string> = { 30: "info", 40: "warn", 50: "error", 60: "fatal" };
 const MAX_MESSAGE = 4096;

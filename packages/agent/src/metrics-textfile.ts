@@ -3,7 +3,7 @@ import type { Counter, Gauge, Registry } from "prom-client";
 
 type PromClient = typeof import("prom-client");
 import { formatPhase, writeFileAtomic, type Logger } from "@ferry/core";
-import type { ActivationResult } from "@ferry/protocol";
+import type { ActivationResult } from "@ferry/protocol/agent-channel";
 import type { CheckOutcome } from "./health-checks.js";
 import type { TransactionPhase } from "./state-file.js";
 

@@ -1,5 +1,5 @@
 import { assertStorePath, describeIntent, intentModeOfWire, modeFromWire, toFerryError, type Logger, type Mode } from "@ferry/core";
-import { ActivationMode, ActivationResult, HostPhase, type DesiredSystem } from "@ferry/protocol";
+import { ActivationMode, ActivationResult, HostPhase, type DesiredSystem } from "@ferry/protocol/agent-channel";
 import type { AgentSettings } from "./settings.js";
 import type { ActivationTransaction } from "./transaction.js";
 import type { ControllerLink } from "./controller-link.js";

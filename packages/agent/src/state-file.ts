@@ -1,7 +1,7 @@
 import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { FerryError, writeFileAtomic, type Logger, type Mode } from "@ferry/core";
-import type { ActivationResult } from "@ferry/protocol";
+import type { ActivationResult } from "@ferry/protocol/agent-channel";
 import { parseAgentState } from "./state-validation.js";
 
 export type TransactionPhase = "fetching" | "fetched" | "activating" | "confirming" | "confirmed" | "rolling-back";

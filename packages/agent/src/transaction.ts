@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { FerryError, toFerryError, type CommandRunner, type Logger, type Mode, type Nix } from "@ferry/core";
-import { HostPhase, type ActivationResult } from "@ferry/protocol";
+import { HostPhase, type ActivationResult } from "@ferry/protocol/agent-channel";
 import type { AgentConfig } from "./config.js";
 import { confirmNewSystem } from "./confirmation.js";
 import { fetchClosure } from "./fetch-closure.js";

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { ActivationMode } from "@ferry/protocol";
 import { toRolloutMessage } from "../src/api/rollout-service.js";
 import { phaseDeadlineAtMs } from "../src/rollouts/deadline.js";
-import { DEFAULT_POLICY } from "../src/rollouts/plan.js";
+import { DEFAULT_POLICY } from "../src/rollouts/default-policy.js";
 import type { RolloutRecord } from "../src/store/rollout-records.js";
 
 const START = Date.parse("2026-11-22T12:00:00Z");

@@ -3,7 +3,8 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { FerryError } from "@ferry/core";
-import { DEFAULT_POLICY, planWaves, resolveQuantity, thresholdReached, validatePolicy } from "../src/rollouts/plan.js";
+import { DEFAULT_POLICY } from "../src/rollouts/default-policy.js";
+import { planWaves, resolveQuantity, thresholdReached, validatePolicy } from "../src/rollouts/plan.js";
 import type { Quantity, RolloutPolicy } from "../src/store/rollout-records.js";
 
 const n = (value: number): Quantity => ({ value, percent: false });

@@ -1,4 +1,4 @@
-import type { SignedIntent } from "@ferry/protocol";
+import type { SignedIntent } from "@ferry/protocol/agent-channel";
 import { FerryError } from "./errors.js";
 import { MAX_INTENT_SIGNATURES, readSignedIntent } from "./intent.js";
 

@@ -1,4 +1,4 @@
-import { ActivationMode, type SignedIntent } from "@ferry/protocol";
+import { ActivationMode, type SignedIntent } from "@ferry/protocol/agent-channel";
 import { FerryError } from "./errors.js";
 import { findValidSignature, signText, type PublicKey, type SigningKey } from "./bundle/keys.js";
 import { MODES, modeFromWire, modeToWire, type Mode } from "./modes.js";

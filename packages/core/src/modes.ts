@@ -1,4 +1,4 @@
-import { ActivationMode, HostPhase } from "@ferry/protocol";
+import { ActivationMode, HostPhase } from "@ferry/protocol/agent-channel";
 import { FerryError } from "./errors.js";
 
 /**

@@ -3,7 +3,8 @@ import { AGENT_CONFIG_SCHEMA, type AgentConfig, assertChecksRunnable, collectGar
 import { parseVerb } from "../args.js";
 import { createOutput } from "../output.js";
 import { VERBS } from "../spec/index.js";
-import { waitForSignal } from "./controller.js";
+// Not from ./controller.js: that would load the whole controller (gRPC server, SQLite) into every agent.
+import { waitForSignal } from "../signals.js";
 import { applyBundleCommand } from "./agent-apply-bundle.js";
 
 export async function agentCommand(args: string[]): Promise<number> {

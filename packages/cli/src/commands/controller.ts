@@ -4,6 +4,7 @@ import { startController, type ControllerTlsFiles } from "@ferry/controller";
 import { parseVerb, positiveSeconds, requireString } from "../args.js";
 import { parseCount, parseDuration } from "../units.js";
 import { VERBS } from "../spec/index.js";
+import { waitForSignal } from "../signals.js";
 
 export async function controllerCommand(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.controller, args);
@@ -47,14 +48,6 @@ export async function controllerCommand(args: string[]): Promise<number> {
   process.off("SIGHUP", reload);
   await controller.stop();
   return 0;
-}
-
-export function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => resolve();
-    process.once("SIGINT", done);
-    process.once("SIGTERM", done);
-  });
 }
 
 function tlsFiles(values: { "tls-cert"?: string; "tls-key"?: string; "client-ca"?: string; "agent-client-ca"?: string }): ControllerTlsFiles | undefined {

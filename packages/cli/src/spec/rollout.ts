@@ -1,4 +1,5 @@
-import { DEFAULT_POLICY } from "@ferry/controller";
+// The subpath: the whole controller (gRPC server, SQLite) would otherwise load with every CLI verb.
+import { DEFAULT_POLICY } from "@ferry/controller/default-policy";
 import { formatDuration, formatQuantity } from "../units.js";
 import { CONNECTION_ENV, CONNECTION_FLAGS, MODE_FLAG, EXAMPLE_PATH, INTENT_FLAGS } from "./common.js";
 import type { VerbSpec } from "./types.js";

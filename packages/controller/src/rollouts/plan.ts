@@ -48,18 +48,3 @@ export function validatePolicy(policy: RolloutPolicy): RolloutPolicy {
   }
   return policy;
 }
-
-export const DEFAULT_POLICY: RolloutPolicy = {
-  canary: { value: 0, percent: false },
-  batch: { value: 0, percent: false },
-  maxUnavailable: 1,
-  failureThreshold: { value: 1, percent: false },
-  minExecuted: 1,
-  pauseMs: 0,
-  gate: false,
-  progressDeadlineMs: 0,
-  rollbackOnAbort: false,
-  prefetchTimeoutMs: 30 * 60_000,
-  skipUnfetchable: false,
-  acceptFailingChecks: false,
-};

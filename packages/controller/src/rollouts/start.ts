@@ -6,7 +6,8 @@ import { requireClosuresInCache } from "../desired/closures.js";
 import { checkTargetIntents, newId, validateTargets } from "../desired/targets.js";
 import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
 import type { DeploymentTarget, StateStore } from "../store/state-store.js";
-import { DEFAULT_POLICY, planWaves, validatePolicy } from "./plan.js";
+import { DEFAULT_POLICY } from "./default-policy.js";
+import { planWaves, validatePolicy } from "./plan.js";
 
 /** Same manifest, same digest, whatever the order of its entries. */
 export function manifestDigest(entries: Record<string, string>): string {

@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import type { SignedIntent } from "@ferry/protocol";
+import type { SignedIntent } from "@ferry/protocol/agent-channel";
 import { dirname, join } from "node:path";
 import { FerryError } from "../errors.js";
 import type { Nix } from "../nix.js";

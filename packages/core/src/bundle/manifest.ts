@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { SignedIntent } from "@ferry/protocol";
+import type { SignedIntent } from "@ferry/protocol/agent-channel";
 import { FerryError } from "../errors.js";
 import { readSignedIntent } from "../intent.js";
 import { signedIntentsFromJson } from "../intent-file.js";

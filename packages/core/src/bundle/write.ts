@@ -1,4 +1,4 @@
-import type { SignedIntent } from "@ferry/protocol";
+import type { SignedIntent } from "@ferry/protocol/agent-channel";
 import { signedIntentToJson } from "../intent-file.js";
 import { writeFully } from "../write-fully.js";
 import { createReadStream } from "node:fs";
