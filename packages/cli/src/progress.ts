@@ -10,6 +10,8 @@ const PLAIN_MS = 5000;
 const RATE_WINDOW_MS = 10_000;
 /** Redraws with no news still move the rate and ETA on (a big path uploads in one piece). */
 const TICK_MS = 1000;
+/** The rate's samples are taken this often at most, however often updates come. */
+const SAMPLE_MS = 250;
 const BAR_MIN = 6;
 const BAR_MAX = 40;
 
@@ -37,8 +39,8 @@ export interface ProgressOptions {
 }
 
 export interface Progress {
-  /** Counts done so far (absolute, not increments). */
-  update(done: { bytes?: number; items?: number }): void;
+  /** Counts done so far (absolute, not increments), and the totals when they become known only now. */
+  update(done: { bytes?: number; items?: number; totalBytes?: number; totalItems?: number }): void;
   /** Adds to the counts done so far. */
   add(bytes: number, items?: number): void;
   /** Clears the bar line; the command then prints its result. A second call does nothing. */
@@ -75,6 +77,8 @@ class Reporter implements Progress {
   private readonly started: number;
   private bytes = 0;
   private items = 0;
+  private totalBytes: number | undefined;
+  private totalItems: number | undefined;
   private samples: Sample[] = [];
   private lastDraw = Number.NEGATIVE_INFINITY;
   private lastPlain: number;
@@ -89,6 +93,8 @@ class Reporter implements Progress {
     private readonly live: boolean,
   ) {
     this.now = options.now ?? Date.now;
+    this.totalBytes = options.totalBytes;
+    this.totalItems = options.totalItems;
     this.started = this.now();
     this.lastPlain = this.started;
     this.samples.push({ at: this.started, bytes: 0, items: 0 });
@@ -96,7 +102,9 @@ class Reporter implements Progress {
     this.stopTicking = live ? every(TICK_MS, () => this.show(true)) : () => {};
   }
 
-  update(done: { bytes?: number; items?: number }): void {
+  update(done: { bytes?: number; items?: number; totalBytes?: number; totalItems?: number }): void {
+    if (done.totalBytes !== undefined) this.totalBytes = done.totalBytes;
+    if (done.totalItems !== undefined) this.totalItems = done.totalItems;
     if (done.bytes !== undefined) this.bytes = done.bytes;
     if (done.items !== undefined) this.items = done.items;
     this.record();
@@ -117,13 +125,16 @@ class Reporter implements Progress {
 
   private record(): void {
     const at = this.now();
+    // Callers may report every chunk; a sample a quarter second is plenty for the rate.
+    if (at - (this.samples.at(-1) as Sample).at < SAMPLE_MS) return;
     this.samples.push({ at, bytes: this.bytes, items: this.items });
     // Keep one sample older than the window, so the rate spans all of it.
     while (this.samples.length > 2 && (this.samples[1] as Sample).at <= at - RATE_WINDOW_MS) this.samples.shift();
   }
 
   private show(tick: boolean): void {
-    if (this.finished) return;
+    // Ticks only keep a line moving: none appears before the first news.
+    if (this.finished || (tick && this.drawn === 0)) return;
     const at = this.now();
     if (this.live) {
       if (!tick && at - this.lastDraw < REDRAW_MS) return;
@@ -152,8 +163,8 @@ class Reporter implements Progress {
       label: this.options.label,
       bytes: this.bytes,
       items: this.items,
-      totalBytes: this.options.totalBytes,
-      totalItems: this.options.totalItems,
+      totalBytes: this.totalBytes,
+      totalItems: this.totalItems,
       itemNoun: this.options.itemNoun ?? "items",
       bytesPerSecond: seconds > 0 ? (this.bytes - first.bytes) / seconds : undefined,
       itemsPerSecond: seconds > 0 ? (this.items - first.items) / seconds : undefined,
@@ -251,4 +262,12 @@ export function plainLine(s: Snapshot): string {
   const f = fields(s);
   const counts = [f.items, f.bytes].filter(Boolean).join(", ");
   return `${s.label}: ${counts}${f.percent ? ` (${f.percent})` : ""}${f.rate ? `, ${f.rate}` : ""}${f.eta ? `, ${f.eta}` : ""}`;
+}
+
+/** Passes `source` on, telling `onBytes` of each chunk as it goes by. */
+export async function* counted(source: AsyncIterable<Buffer>, onBytes: ((bytes: number) => void) | undefined): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    onBytes?.(chunk.length);
+    yield chunk;
+  }
 }

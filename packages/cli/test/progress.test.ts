@@ -107,6 +107,20 @@ describe("progress on a terminal", () => {
     assert.ok(stopped);
   });
 
+  test("no line before the first news; a total told late gives the bar its share", () => {
+    const stream = new FakeStream(true, 80);
+    const c = clock();
+    let tick = (): void => {};
+    const progress = createProgress({ label: "bundling", json: false, stream, now: c.now, every: (_ms, fn) => ((tick = fn), () => {}) });
+    c.advance(1000);
+    tick();
+    assert.deepEqual(stream.chunks, []);
+    progress.update({ bytes: 30 * MIB, totalBytes: 120 * MIB });
+    assert.match(stream.screen, /^bundling \[#+\.+\] 25% 30\.0\/120\.0 MiB/);
+    progress.finish();
+    assert.equal(stream.screen, "");
+  });
+
   for (const columns of [40, 80, 200]) {
     test(`fits ${columns} columns without wrapping`, () => {
       for (const over of [{}, { label: "uploading the closure of many hosts" }, { totalBytes: undefined }, { totalItems: undefined, items: 0 }]) {
