@@ -4,7 +4,7 @@ import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseSecretKey, toNixBase32, writeBundle, type BundleManifest, type OmittedPath, type SigningKey } from "@ferry/core";
+import { parseSecretKey, toNixBase32, writeBundle, type BundleManifest, type BundleProgress, type OmittedPath, type SigningKey } from "@ferry/core";
 
 let root: string | undefined;
 
@@ -78,7 +78,7 @@ export interface TestBundle {
 /** A bundle of a small closure: a system referring to two libraries. */
 export async function makeBundle(
   key: TestKey,
-  options: { sequence?: number; label?: string; omitted?: OmittedPath[]; mutate?: (paths: FakePath[]) => void } = {},
+  options: { sequence?: number; label?: string; omitted?: OmittedPath[]; mutate?: (paths: FakePath[]) => void; onProgress?: BundleProgress } = {},
 ): Promise<TestBundle> {
   const dir = scratch();
   const lib = fakeStorePath("lib");
@@ -102,6 +102,7 @@ export async function makeBundle(
     signingKey: key.secret,
     output: file,
     now: new Date("2026-11-21T10:00:00.000Z"),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   return { file, bytes: readFileSync(file), manifest, paths };
 }

@@ -28,6 +28,7 @@ import {
   toNixBase32,
   verifyBundle,
   writeStreamedBundle,
+  type BundleProgress,
   type CommandResult,
   type CommandSpec,
   type ErrorCode,
@@ -99,7 +100,7 @@ function closure(sizes = [3000, 5 << 20, 1024], compressible: number[] = []): Cl
   return { infos, store: new FakeStore(nars), system };
 }
 
-async function write(c: Closure, name: string, sequence = 9): Promise<Buffer> {
+async function write(c: Closure, name: string, sequence = 9, onProgress?: BundleProgress): Promise<Buffer> {
   const output = join(scratch, name);
   await writeStreamedBundle({
     runner: c.store,
@@ -112,6 +113,7 @@ async function write(c: Closure, name: string, sequence = 9): Promise<Buffer> {
     signingKey: key.secret,
     output,
     now: new Date("2026-11-22T04:00:00.000Z"),
+    ...(onProgress ? { onProgress } : {}),
   });
   return readFileSync(output);
 }
@@ -203,6 +205,17 @@ describe("bundle format version 2 (streamed, manifest last)", () => {
     assert.equal(spawned, 1);
     assert.ok(byteEntropy([randomBytes(1 << 17)]) > INCOMPRESSIBLE_ENTROPY);
     assert.ok(byteEntropy([compressibleBytes(1 << 17)]) < INCOMPRESSIBLE_ENTROPY);
+  });
+
+  test("progress: NAR bytes read from the store, never back, up to the closure's NAR size", async () => {
+    const c = closure();
+    const reports: { bytes: number; totalBytes: number }[] = [];
+    await write(c, "progress.ferry", 9, (done) => reports.push(done));
+    const total = c.infos.reduce((sum, info) => sum + info.narSize, 0);
+    assert.ok(reports.length >= 2);
+    assert.ok(reports.every((report) => report.totalBytes === total));
+    assert.ok(reports.every((report, i) => i === 0 || report.bytes >= (reports[i - 1] as { bytes: number }).bytes));
+    assert.equal(reports.at(-1)?.bytes, total);
   });
 
   test("tar(1) lists it", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, async () => {

@@ -98,6 +98,19 @@ describe("bundle format", () => {
     assert.equal(verified.manifest.paths.length, 3 + sizes.length);
   });
 
+  test("progress: the archive's bytes so far, never back, up to exactly the file's size announced from the start", async () => {
+    const reports: { bytes: number; totalBytes: number }[] = [];
+    const big = await makeBundle(key, {
+      sequence: 12,
+      mutate: (paths) => void ((paths[0] as FakePath).size = 9 * 1024 * 1024),
+      onProgress: (done) => reports.push(done),
+    });
+    assert.ok(reports.length >= 3, `${reports.length} reports`);
+    assert.ok(reports.every((report) => report.totalBytes === big.bytes.length));
+    assert.ok(reports.every((report, i) => i === 0 || report.bytes >= (reports[i - 1] as { bytes: number }).bytes));
+    assert.equal(reports.at(-1)?.bytes, big.bytes.length);
+  });
+
   test("the archive is plain ustar that tar(1) lists", { skip: spawnSync("tar", ["--version"]).status !== 0 ? "no tar" : false }, () => {
     const listed = spawnSync("tar", ["-tf", bundle.file], { encoding: "utf8" });
     assert.equal(listed.status, 0, listed.stderr);

@@ -83,6 +83,8 @@ export async function streamBundle(options: {
   /** Start a rollout of the bundle's hosts with this policy instead of a plain deployment. */
   rollout?: RolloutPolicy;
   trustedKeys?: string[];
+  /** Hears of each chunk as it goes out (and through the local verification). */
+  onBytes?: (bytes: number) => void;
 }): Promise<StreamedImport> {
   const size = options.body?.size ?? statSync(options.file).size;
   const url = new URL(options.url);
@@ -118,6 +120,7 @@ export async function streamBundle(options: {
         if (held && !request.write(held)) await writable();
         held = chunk;
       } else if (!request.write(chunk)) await writable();
+      options.onBytes?.(chunk.length);
       yield chunk;
     }
   }

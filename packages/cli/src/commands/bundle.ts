@@ -29,6 +29,7 @@ import { parseDuration } from "../units.js";
 import { connect, discoverCacheUrl } from "../client.js";
 import { createOutput, hostStatusJson, shortPath, table } from "../output.js";
 import { readEnv } from "../spec/env.js";
+import { counted, createProgress, type Progress } from "../progress.js";
 import { VERBS } from "../spec/index.js";
 import { bundleUploadUrl, streamBundle, supportsSinglePass } from "./bundle-stream.js";
 import { parseRolloutPolicy, policyFlagsGiven } from "../rollout-policy-flags.js";
@@ -137,18 +138,31 @@ async function create(args: string[]): Promise<number> {
     : values.intents === undefined
       ? []
       : readIntentsFile(values.intents);
-  const common = { hosts, output, signingKey, ...(since ? { since } : {}), ...(sequence === undefined ? {} : { sequence }), site, expiresAt, intents };
-  const { manifest, bytes } = fromCache
-    ? await createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
-    : fromExport !== undefined
-      ? await createBundleFromExport({ ...common, runner, exportSource: fromExport === "-" ? (process.stdin as AsyncIterable<Buffer>) : resolve(fromExport) })
-      : await createBundle({
-          ...common,
-          nix: new Nix(runner),
-          runner,
-          format,
-          ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
-        });
+  // The writers tell the total with their first report: only then is the closure known.
+  const { manifest, bytes } = await withProgress(values.json, "bundling", undefined, (progress) => {
+    const common = {
+      hosts,
+      output,
+      signingKey,
+      ...(since ? { since } : {}),
+      ...(sequence === undefined ? {} : { sequence }),
+      site,
+      expiresAt,
+      intents,
+      onProgress: (done: { bytes: number; totalBytes: number }) => progress.update(done),
+    };
+    return fromCache
+      ? createBundleFromFileCache({ ...common, cacheDir: resolve(fromCache) })
+      : fromExport !== undefined
+        ? createBundleFromExport({ ...common, runner, exportSource: fromExport === "-" ? (process.stdin as AsyncIterable<Buffer>) : resolve(fromExport) })
+        : createBundle({
+            ...common,
+            nix: new Nix(runner),
+            runner,
+            format,
+            ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+          });
+  });
   out.result(
     { file: output, bytes, signer: signingKey.name, publicKey: signingKey.publicKey, ...summary(manifest) },
     () =>
@@ -156,6 +170,16 @@ async function create(args: string[]): Promise<number> {
       `${manifest.omitted.length ? `, ${manifest.omitted.length} left out as present at the site` : ""}, sequence ${manifest.sequence}, signed by ${signingKey.name}\n`,
   );
   return 0;
+}
+
+/** Runs `work` with a progress line over `totalBytes`, cleared however the work ends. */
+async function withProgress<T>(json: boolean, label: string, totalBytes: number | undefined, work: (progress: Progress) => Promise<T>): Promise<T> {
+  const progress = createProgress({ label, json, ...(totalBytes === undefined ? {} : { totalBytes }) });
+  try {
+    return await work(progress);
+  } finally {
+    progress.finish();
+  }
 }
 
 /** With --manifest-file, the bundle a file cache tarball and its signed manifest make together (checked like any bundle). */
@@ -275,17 +299,20 @@ async function importBundle(args: string[]): Promise<number> {
     if (!values["two-pass"] && (await supportsSinglePass(uploadUrl, connection.token, connection.transport.tls))) {
       // One pass: the controller verifies everything with its own keys while staging the files, and publishes only a sound bundle.
       out.note(`sending ${file} to ${uploadUrl.origin}${localVerify ? ", verifying it here as it goes" : ""}`);
-      const streamed = await streamBundle({
-        file,
-        ...(body ? { body } : {}),
-        url: uploadUrl,
-        token: connection.token,
-        tls: connection.transport.tls,
-        deploy: values.deploy,
-        mode,
-        ...(rollout ? { rollout } : {}),
-        ...(keys ? { trustedKeys: keys } : {}),
-      });
+      const streamed = await withProgress(values.json, "sending", body?.size ?? statSync(file).size, (progress) =>
+        streamBundle({
+          file,
+          ...(body ? { body } : {}),
+          url: uploadUrl,
+          token: connection.token,
+          tls: connection.transport.tls,
+          deploy: values.deploy,
+          mode,
+          ...(rollout ? { rollout } : {}),
+          ...(keys ? { trustedKeys: keys } : {}),
+          onBytes: (bytes) => progress.add(bytes),
+        }),
+      );
       const response = streamed.response;
       const started = streamed.rollout;
       out.result(
@@ -321,14 +348,22 @@ async function importBundle(args: string[]): Promise<number> {
       );
     // Two passes (controllers without PUT /bundles/upload): 1. the whole bundle, checked locally, before anything leaves this machine.
     out.note(`verifying ${file}`);
-    const verified = await verifyBundle(createReadStream(file, { highWaterMark: MIB }), { trustedKeys: keys });
+    const size = statSync(file).size;
+    const verified = await withProgress(values.json, "verifying", size, (progress) =>
+      verifyBundle(
+        counted(createReadStream(file, { highWaterMark: MIB }), (bytes) => progress.add(bytes)),
+        { trustedKeys: keys },
+      ),
+    );
     const { manifest } = verified;
     const options = { deploy: values.deploy, mode: modeToWire(mode), checkOnly: true };
     // 2. The controller checks signature (its own keys), sequence and hosts, still recording nothing.
     await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, options);
     // 3. Only now do files reach the cache.
     out.note(`uploading ${manifest.paths.length} paths to ${cacheUrl}`);
-    const uploaded = await uploadBundleFiles(file, manifest, cacheUrl, connection.token, connection.transport.tls);
+    const uploaded = await withProgress(values.json, "uploading", size, (progress) =>
+      uploadBundleFiles(file, manifest, cacheUrl, connection.token, connection.transport.tls, (bytes) => progress.add(bytes)),
+    );
     // 4. Publish: the controller checks the cache against the manifest, records the sequence and, with --deploy, the desired systems.
     const response = await publishBundle(connection, client, verified.manifestBytes, verified.signatureFile, { ...options, checkOnly: false });
     out.result(

@@ -20,6 +20,7 @@ import { VERBS } from "../spec/index.js";
 import { discoverCacheUrl, withConnection } from "../client.js";
 import { createOutput } from "../output.js";
 import { uploadInParallel } from "../parallel-upload.js";
+import { createProgress } from "../progress.js";
 import { formatCacheGc } from "../cache-gc-report.js";
 import { parseCount, parseDuration } from "../units.js";
 
@@ -110,7 +111,24 @@ async function cachePush(args: string[]): Promise<number> {
       }
       out.note(`uploading the closure of ${roots.length} path(s) (${closure.length} paths, ${cached.size} already in the cache) to ${cacheUrl}`);
       const toUpload = closure.filter((path) => !cached.has(path)).map((path) => local.get(path) as SignedPathInfo);
-      await upload(compressedUrl(cacheUrl), toUpload, jobs, transport);
+      // Counted in NAR bytes (what the store holds), not the compressed bytes sent: those are known only once sent.
+      const progress = createProgress({
+        label: "uploading",
+        totalItems: toUpload.length,
+        totalBytes: toUpload.reduce((sum, item) => sum + item.narSize, 0),
+        itemNoun: "paths",
+        json: values.json,
+      });
+      try {
+        await upload(compressedUrl(cacheUrl), toUpload, jobs, transport, (done) =>
+          progress.add(
+            done.reduce((sum, item) => sum + item.narSize, 0),
+            done.length,
+          ),
+        );
+      } finally {
+        progress.finish();
+      }
       let signaturesAdded = 0;
       if (key) {
         const ours = parsePublicKeys([key.publicKey]);
@@ -155,9 +173,15 @@ function compressedUrl(cacheUrl: string): string {
  * One `nix copy` per batch of paths whose references are already uploaded,
  * `jobs` at a time. Each process gets its own Nix cache directory: processes
  * sharing one replace each other's row for the cache in its SQLite database
- * and then fail on a constraint.
+ * and then fail on a constraint. `uploaded` hears of each batch once it is in.
  */
-async function upload(url: string, items: SignedPathInfo[], jobs: number, transport: CacheTransport): Promise<void> {
+async function upload(
+  url: string,
+  items: SignedPathInfo[],
+  jobs: number,
+  transport: CacheTransport,
+  uploaded: (items: SignedPathInfo[]) => void,
+): Promise<void> {
   if (items.length === 0) return;
   const runner = new ProcessRunner();
   if (jobs === 1 || items.length === 1) {
@@ -167,14 +191,17 @@ async function upload(url: string, items: SignedPathInfo[], jobs: number, transp
       transport,
       { noRecursive: true },
     );
+    uploaded(items);
     return;
   }
   const homes = mkdtempSync(join(tmpdir(), "ferry-push-"));
+  const byPath = new Map(items.map((item) => [item.path, item]));
   let batches = 0;
   try {
-    await uploadInParallel(items, jobs, (paths) =>
-      new Nix(runner).copyTo(url, paths, transport, { noRecursive: true, env: { XDG_CACHE_HOME: join(homes, String(batches++)) } }),
-    );
+    await uploadInParallel(items, jobs, async (paths) => {
+      await new Nix(runner).copyTo(url, paths, transport, { noRecursive: true, env: { XDG_CACHE_HOME: join(homes, String(batches++)) } });
+      uploaded(paths.map((path) => byPath.get(path) as SignedPathInfo));
+    });
   } finally {
     rmSync(homes, { recursive: true, force: true });
   }

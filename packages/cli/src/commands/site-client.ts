@@ -16,6 +16,7 @@ import {
 } from "@ferry/core";
 import { ActivationMode, SiteServiceClient, type InventoryResponse, type PublishBundleResponse } from "@ferry/protocol";
 import { toCliError, type OperatorConnection } from "../client.js";
+import { counted } from "../progress.js";
 
 const CHUNK = 1024 * 1024;
 
@@ -79,6 +80,8 @@ export async function uploadBundleFiles(
   cacheUrl: string,
   token: string,
   tls: TlsMaterial = {},
+  /** Hears of the bundle's bytes as they are read to be sent. */
+  onBytes?: (bytes: number) => void,
 ): Promise<{ files: number; bytes: number }> {
   const expected = new Map<string, BundleFile>([[manifest.nixCacheInfo.file, manifest.nixCacheInfo]]);
   const narOf = new Map<string, string>();
@@ -90,7 +93,7 @@ export async function uploadBundleFiles(
   const base = new URL(cacheUrl.endsWith("/") ? cacheUrl : `${cacheUrl}/`);
   const secure = base.protocol === "https:";
   const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: IN_FLIGHT, ...tls }) : new HttpAgent({ keepAlive: true, maxSockets: IN_FLIGHT });
-  const reader = new TarReader(createReadStream(file, { highWaterMark: CHUNK }));
+  const reader = new TarReader(counted(createReadStream(file, { highWaterMark: CHUNK }), onBytes));
   // Version 2 carries its manifest and signature last: they are skipped there like here.
   await readBundleStart(reader);
   const pending = new Map<string, Promise<void>>();

@@ -9,7 +9,7 @@ import { intentsByHost } from "../intent-file.js";
 import type { SigningKey } from "./keys.js";
 import type { BundleManifest, OmittedPath } from "./manifest.js";
 import type { SiteInventory } from "./inventory.js";
-import { writeBundle, type BundleWriteIdentity } from "./write.js";
+import { writeBundle, type BundleProgress, type BundleWriteIdentity } from "./write.js";
 import { writeStreamedBundle } from "./write-streamed.js";
 import type { StreamingRunner } from "../runner.js";
 
@@ -29,6 +29,8 @@ export interface BundleIdentityOptions {
   /** Signed deploy intents for some of the hosts. */
   intents?: readonly SignedIntent[];
   now?: Date;
+  /** Hears how far the writing is (not the `nix copy` of a version 1 bundle, which says nothing). */
+  onProgress?: BundleProgress;
 }
 
 export interface CreateBundleOptions extends BundleIdentityOptions {
@@ -118,6 +120,7 @@ export function bundleIdentity(options: BundleIdentityOptions): BundleWriteIdent
     signingKey: options.signingKey,
     output: options.output,
     now,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   };
 }
 

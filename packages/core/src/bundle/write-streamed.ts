@@ -24,6 +24,7 @@ import {
   type BundlePath,
   type OmittedPath,
 } from "./manifest.js";
+import { dumpNar } from "./nar-dump.js";
 import { streamNar, type StreamedNar } from "./nar-stream.js";
 import { BLOCK, TAR_END, tarHeader, tarPadding } from "./tar.js";
 import { dependencyOrder, type BundleWriteIdentity } from "./write.js";
@@ -217,6 +218,19 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
     await addSmall(HEAD_SIGNATURE_FILE, signManifest(Buffer.from(headText), [options.signingKey], "head"));
     await addSmall(CACHE_INFO_FILE, NIX_CACHE_INFO);
     const entries: BundlePath[] = [];
+    const totalBytes = ordered.reduce((sum, info) => sum + info.narSize, 0);
+    let narBytes = 0;
+    const source = options.narSource ?? dumpNar;
+    const report = options.onProgress;
+    const narSource = report
+      ? async function* (storePath: string): AsyncGenerator<Buffer> {
+          for await (const chunk of source(storePath)) {
+            narBytes += chunk.length;
+            report({ bytes: narBytes, totalBytes });
+            yield chunk;
+          }
+        }
+      : source;
     // Started LOOKAHEAD paths ahead of the one being written; each settles with its hashes.
     spools = ordered.map(() => new Spool());
     const streams: Promise<StreamedNar & { compressed: boolean }>[] = [];
@@ -226,7 +240,7 @@ export async function writeStreamedBundle(options: WriteStreamedOptions): Promis
       if (!info || streams[index]) return;
       const spool = spools[index] as Spool;
       const sink = (chunk: Buffer): Promise<void> => spool.push(chunk);
-      const streamed = streamNar(options.runner, info, sink, options.narSource).finally(() => spool.finish());
+      const streamed = streamNar(options.runner, info, sink, narSource).finally(() => spool.finish());
       streamed.catch(() => undefined);
       streams[index] = streamed;
     };

@@ -25,7 +25,7 @@ import {
   type BundlePath,
   type OmittedPath,
 } from "./manifest.js";
-import { TAR_END, tarHeader, tarPadding } from "./tar.js";
+import { BLOCK, TAR_END, tarHeader, tarPadding } from "./tar.js";
 
 /** The manifest fields both writers (this one and write-streamed.ts) take alike, and where the file goes. */
 export interface BundleWriteIdentity {
@@ -41,7 +41,16 @@ export interface BundleWriteIdentity {
   signingKey: SigningKey;
   output: string;
   now: Date;
+  /** Hears how far the writing is, now and then; for a progress bar. */
+  onProgress?: BundleProgress;
 }
+
+/**
+ * `bytes` of `totalBytes` done: the archive's bytes for a bundle made from a
+ * file cache, the NAR bytes read from the store (or export) for a streamed
+ * one, whose compressed size is known only at its end.
+ */
+export type BundleProgress = (done: { bytes: number; totalBytes: number }) => void;
 
 export interface WriteBundleOptions extends BundleWriteIdentity {
   /** A file binary cache (as `nix copy --to file://DIR` writes it) holding every path of `paths`. */
@@ -151,6 +160,7 @@ class ArchiveWriter {
   constructor(
     private readonly out: FileHandle,
     private readonly mtime: number,
+    private readonly written: (position: number) => void = () => {},
   ) {}
 
   /** Starts writing what is queued plus `data`; `data` must stay untouched until the next call. */
@@ -159,6 +169,7 @@ class ArchiveWriter {
     const buffers = data ? [...this.queued, data] : this.queued;
     this.queued = [];
     this.position += buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+    this.written(this.position);
     this.writing = writeFully(this.out, buffers);
     this.writing.catch(() => undefined);
   }
@@ -232,10 +243,18 @@ export async function writeBundle(options: WriteBundleOptions): Promise<{ manife
   const temp = `${options.output}.partial`;
   const out = await open(temp, "w", 0o644);
   try {
-    const archive = new ArchiveWriter(out, Math.floor(options.now.getTime() / 1000));
+    const texts = [manifestText, signManifest(Buffer.from(manifestText), [options.signingKey]), NIX_CACHE_INFO];
+    if (options.detached) texts.push(CACHE_MANIFEST_MARKER_TEXT);
+    const entrySize = (size: number): number => BLOCK + size + ((BLOCK - (size % BLOCK)) % BLOCK);
+    const totalBytes =
+      texts.reduce((sum, text) => sum + entrySize(Buffer.byteLength(text)), 0) +
+      prepared.reduce((sum, item) => sum + entrySize(Buffer.byteLength(item.narinfoText)) + (options.detached ? 0 : entrySize(item.entry.nar.size)), 0) +
+      TAR_END.length;
+    const report = options.onProgress;
+    const archive = new ArchiveWriter(out, Math.floor(options.now.getTime() / 1000), report && ((bytes) => report({ bytes, totalBytes })));
     if (options.detached) archive.add(CACHE_MANIFEST_MARKER_FILE, CACHE_MANIFEST_MARKER_TEXT);
     archive.add(MANIFEST_FILE, manifestText);
-    archive.add(SIGNATURE_FILE, signManifest(Buffer.from(manifestText), [options.signingKey]));
+    archive.add(SIGNATURE_FILE, texts[1] as string);
     archive.add(CACHE_INFO_FILE, NIX_CACHE_INFO);
     for (const item of prepared) {
       if (!options.detached) await archive.addFile(item.entry.nar.file, item.narFile, item.entry.nar.size);
