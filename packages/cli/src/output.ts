@@ -74,6 +74,8 @@ export interface TableFit {
   elastic?: readonly number[];
   /** Columns left out, in this order, when cutting is not enough. */
   optional?: readonly number[];
+  /** Never cut below this many characters, per column: a host name cut to "web-l…" names nothing. */
+  least?: Readonly<Record<number, number>>;
 }
 
 /** The terminal's width when stdout is one; pipes and files get whole tables. */
@@ -104,7 +106,7 @@ export function table(headers: string[], rows: string[][], width?: number, fit: 
     for (const floor of [16, 6]) {
       for (let dropped = 0; dropped <= optional.length; dropped++) {
         const kept = columns.filter((i) => !optional.slice(0, dropped).includes(i));
-        const cutTo = shrink(natural, kept, elastic, headers, width, floor);
+        const cutTo = shrink(natural, kept, elastic, headers, width, floor, fit.least ?? {});
         const total = kept.reduce((sum, i) => sum + (cutTo[i] ?? 0), 0) + 2 * (kept.length - 1);
         if (total <= width || (floor === 6 && dropped === optional.length)) {
           columns = kept;
@@ -132,14 +134,15 @@ function shrink(
   headers: readonly string[],
   width: number,
   floor: number,
+  least: Readonly<Record<number, number>>,
 ): number[] {
   const widths = [...natural];
   const total = () => kept.reduce((sum, i) => sum + (widths[i] ?? 0), 0) + 2 * (kept.length - 1);
   for (const i of elastic.filter((i) => kept.includes(i)).sort((a, b) => (natural[b] ?? 0) - (natural[a] ?? 0))) {
     const over = total() - width;
     if (over <= 0) break;
-    const least = Math.min(natural[i] ?? 0, Math.max((headers[i] ?? "").length, floor));
-    widths[i] = Math.max(least, (widths[i] ?? 0) - over);
+    const lowest = Math.min(natural[i] ?? 0, Math.max((headers[i] ?? "").length, floor, least[i] ?? 0));
+    widths[i] = Math.max(lowest, (widths[i] ?? 0) - over);
   }
   return widths;
 }

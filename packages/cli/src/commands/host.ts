@@ -77,7 +77,7 @@ async function hostList(args: string[]): Promise<number> {
         ["HOST", "TAGS", "ONLINE", "PHASE", "CURRENT", "LAST SEEN"],
         hosts.map((h) => [h.name, h.tags.join(",") || "-", h.online ? "yes" : "no", formatPhase(h.phase), shortPath(h.currentSystem), ago(h.lastSeenMs)]),
         terminalWidth(),
-        { elastic: [1, 3, 0], optional: [5, 4] },
+        { elastic: [1, 3, 0], optional: [5, 4], least: { 0: 24 } },
       ),
     );
     return 0;

@@ -28,7 +28,8 @@ export async function statusCommand(args: string[]): Promise<number> {
         // At a narrow terminal: the error and phase are cut first, then agent, checks and paths make way.
         table(["HOST", "LINK", "PHASE", "CURRENT", "DESIRED", "LAST SEEN", "CHECKS", "AGENT", "LAST ERROR"], rows, terminalWidth(), {
           elastic: [8, 4, 3, 2, 0],
-          optional: [7, 6, 3, 5],
+          optional: [7, 6, 3, 5, 4],
+          least: { 0: 24 },
         }) + (notes.length > 0 ? `\n${notes.join("\n")}\n` : "")
       );
     });
