@@ -18,7 +18,7 @@ import { createCacheHandlers } from "./api/cache-service.js";
 import { createHistoryHandlers } from "./api/history-service.js";
 import { HostLogs, type HostLogLimits } from "./hub/host-logs.js";
 import { BUNDLE_UPLOAD_PATH, handleBundleUpload, removeStaleStaging } from "./api/bundle-upload.js";
-import { createBundleSite, createSiteService } from "./api/site-service.js";
+import { adoptLedgerFile, createBundleSite, createSiteService } from "./api/site-service.js";
 import { RolloutEngine } from "./rollouts/engine.js";
 import { rolloutOutcome } from "./rollouts/outcome.js";
 import { DesiredState } from "./desired/desired-state.js";
@@ -166,6 +166,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
 
   await removeStaleStaging(dataDir.cacheDir);
+  await adoptLedgerFile(dataDir.root, store.bundles, log.child({ part: "site" }));
   const site = createBundleSite({
     store,
     desired,
@@ -283,7 +284,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     minAgeMs: options.cacheGc?.minAgeMs ?? DEFAULT_GC_MIN_AGE_MS,
     keepBundles: options.cacheGc?.keepBundles ?? DEFAULT_GC_KEEP_BUNDLES,
   };
-  const cacheGcDeps = { store, cache, audit, authenticator, bundles: () => site.ledger.imports, log: log.child({ part: "cache-gc" }) };
+  const cacheGcDeps = { store, cache, audit, authenticator, bundles: () => store.bundles.imports(), log: log.child({ part: "cache-gc" }) };
   const grpc = new GrpcServer({ "grpc.max_receive_message_length": 4 * 1024 * 1024, interceptors: [grpcMetricsInterceptor(metrics)] });
   undo.push(() => grpc.forceShutdown());
   grpc.addService(OperatorServiceService, {

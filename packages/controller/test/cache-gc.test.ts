@@ -163,7 +163,7 @@ describe("cache garbage collection", { skip }, () => {
     const audit = { record: async (actor: string, action: string) => void audited.push(`${actor} ${action}`) } as unknown as AuditLog;
     mock.timers.enable({ apis: ["setInterval"] });
     try {
-      const deps = { cache: copy.cache, store, bundles: () => [], audit, log: silentLogger() };
+      const deps = { cache: copy.cache, store, bundles: async () => [], audit, log: silentLogger() };
       const stop = scheduleCacheGc(deps, { minAgeMs: 0, keepBundles: 0 }, 86_400_000);
       mock.timers.tick(86_400_000 - 1);
       assert.deepEqual(audited, []);

@@ -13,7 +13,7 @@ import { recordDeployment } from "./record-deployment.js";
 function dropPostVersion2Schema(db: Database.Database): void {
   db.exec(`DROP INDEX IF EXISTS hosts_name_ignoring_case; DROP INDEX IF EXISTS hosts_held_for_window;
     ALTER TABLE hosts DROP COLUMN desired_intent; ALTER TABLE rollout_hosts DROP COLUMN intent;
-    DROP TABLE operator_tokens; DROP TABLE audit; ALTER TABLE deployments DROP COLUMN requested_by;
+    DROP TABLE operator_tokens; DROP TABLE audit; DROP TABLE bundle_imports; DROP TABLE bundle_floor; ALTER TABLE deployments DROP COLUMN requested_by;
     ALTER TABLE hosts DROP COLUMN checks_failing; ALTER TABLE hosts DROP COLUMN checks_run;
     ALTER TABLE hosts DROP COLUMN previous_system; ALTER TABLE hosts DROP COLUMN held_for_window;
     ALTER TABLE rollouts DROP COLUMN mode; PRAGMA user_version = 2;`);

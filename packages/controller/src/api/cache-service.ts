@@ -22,7 +22,7 @@ export interface CacheServiceDeps {
   authenticator: Authenticator;
   audit: AuditLog;
   /** The bundle ledger's imports (bundles kept by garbage collection); none when absent. */
-  bundles?: () => readonly LedgerEntry[];
+  bundles?: () => Promise<readonly LedgerEntry[]>;
   /** What a collection keeps when the request leaves a field unset (the controller's --cache-gc-* flags). */
   retention?: Partial<CacheRetention>;
 }
@@ -37,7 +37,7 @@ const MAX_KEEP_BUNDLES = 10_000;
 /** Operator handlers for the binary cache's contents (uploads go over HTTP). */
 export function createCacheHandlers(deps: CacheServiceDeps): Pick<OperatorServiceServer, "removeCachePaths" | "collectCacheGarbage"> {
   const unary = unaryHandler(deps.log, deps.authenticator);
-  const retentionDeps = { ...deps, bundles: deps.bundles ?? (() => []) };
+  const retentionDeps = { ...deps, bundles: deps.bundles ?? (async () => []) };
   return {
     removeCachePaths: unary("RemoveCachePaths", async (request: RemoveCachePathsRequest, caller): Promise<RemoveCachePathsResponse> => {
       const result = await removeFromCache(deps.cache, deps.store, request.storePaths);

@@ -1,4 +1,4 @@
-import { assertWireMode } from "@ferry/core";
+import { assertWireMode, type LedgerEntry } from "@ferry/core";
 import type { ActivationMode, WindowHold } from "@ferry/protocol";
 import type { DesiredState } from "../desired/desired-state.js";
 import { checkTargetIntents, newId, validateTargets } from "../desired/targets.js";
@@ -16,6 +16,8 @@ export interface DeployOptions {
   requestedBy?: string;
   /** Hosts given their own current or previous system (a rollback): the cache need not hold those closures. */
   closuresOnHosts?: ReadonlySet<string>;
+  /** A bundle import: its ledger line commits with the desired systems. */
+  bundle?: LedgerEntry;
 }
 
 export interface RecordedDeploy {
@@ -51,6 +53,7 @@ export async function recordDeploy(
     })),
     closures: { allowUnsigned: options.allowUnsigned ?? false },
     closuresOnHosts: options.closuresOnHosts,
+    bundle: options.bundle,
   });
   return { deploymentId, records, held: windows.held, windowsIgnored: windows.ignored };
 }

@@ -1,8 +1,10 @@
+import { existsSync, renameSync } from "node:fs";
 import { readFile, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ServerReadableStream, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from "@grpc/grpc-js";
 import {
   BundleLedger,
+  assertBundleAcceptable,
   readBundlePolicy,
   FerryError,
   MAX_MANIFEST_BYTES,
@@ -28,6 +30,7 @@ import type {
 import type { RolloutEngine } from "../rollouts/engine.js";
 import { planRollout } from "../rollouts/start.js";
 import type { RolloutRecord } from "../store/rollout-records.js";
+import type { BundleLedgerStore } from "../store/bundle-records.js";
 import { recordDeploy } from "./deploy.js";
 import { requireClosuresInCache } from "../desired/closures.js";
 import { checkTargetIntents, validateTargets } from "../desired/targets.js";
@@ -65,7 +68,8 @@ const PUBLISH_DEADLINE_MS = 10 * 60_000;
 /** Site state shared by the PublishBundle RPC and the single-pass upload endpoint (bundle-upload.ts). */
 export interface BundleSite {
   deps: SiteServiceDeps;
-  ledger: BundleLedger;
+  /** The bundles taken, in the controller's database. */
+  ledger: BundleLedgerStore;
   /** Publishes run one at a time, so two bundles cannot both pass the sequence check. */
   serialized<T>(work: () => Promise<T>): Promise<T>;
   /** The controller's own trusted keys, read afresh each time (keys rotate without a restart). */
@@ -91,9 +95,23 @@ export interface BundleSite {
   startRollout(plan: RolloutRecord): Promise<RolloutRecord>;
 }
 
+/**
+ * Moves the ledger file of an earlier version (bundles.json) into the
+ * database, once; the file is kept beside as bundles.json.adopted. A
+ * controller killed in between adopts nothing twice: the database refuses a
+ * second adoption, and the file is renamed on the next start.
+ */
+export async function adoptLedgerFile(dataDir: string, ledger: BundleLedgerStore, log: SiteServiceDeps["log"]): Promise<void> {
+  const file = join(dataDir, BUNDLE_LEDGER_FILE);
+  if (!existsSync(file)) return;
+  const adopted = await ledger.adopt(new BundleLedger(file).snapshot());
+  renameSync(file, `${file}.adopted`);
+  log.info({ file, adopted }, adopted ? "bundle ledger moved into the database" : "bundle ledger file set aside: the database already holds the ledger");
+}
+
 export function createBundleSite(deps: SiteServiceDeps): BundleSite {
   const now = deps.now ?? Date.now;
-  const ledger = new BundleLedger(join(deps.dataDir, BUNDLE_LEDGER_FILE));
+  const ledger = deps.store.bundles;
   let queue: Promise<unknown> = Promise.resolve();
   // The bundle's signed intents travel with its hosts' desired systems, unchanged.
   const targetsOf = (manifest: BundleManifest) => {
@@ -141,7 +159,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
     },
     trustedKeys: () => readTrustedKeys(deps.dataDir),
     async precheck(manifest, deploy, mode) {
-      ledger.assertAcceptable(manifest, readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE)), now());
+      assertBundleAcceptable(manifest, readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE)), now(), await ledger.lastSequence(manifest.site ?? ""));
       if (deploy) {
         await validateTargets(deps.store, targetsOf(manifest));
         checkTargetIntents(targetsOf(manifest), mode, now());
@@ -149,13 +167,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       await requireOmittedPresent(manifest);
     },
     async record(manifest, manifestBytes, signer, deploy, mode, importedBy) {
-      // The desired systems first, the ledger after: a controller killed between the two has
-      // deployed a bundle it will take again (the same systems, so nothing changes on the
-      // hosts), never recorded a bundle whose deployment it lost and would now refuse.
-      const deployed = deploy
-        ? await recordDeploy(deps.store, deps.desired, targetsOf(manifest), { mode, ignoreWindows: false, requestedBy: importedBy }, now())
-        : undefined;
-      ledger.record({
+      const entry = {
         sequence: manifest.sequence,
         manifestSha256: sha256Hex(manifestBytes),
         createdAt: manifest.createdAt,
@@ -163,7 +175,12 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
         signer,
         hosts: manifest.hosts,
         ...(manifest.site === null ? {} : { site: manifest.site }),
-      });
+      };
+      // With deploy, the ledger line commits with the desired systems: neither is ever recorded without the other.
+      const deployed = deploy
+        ? await recordDeploy(deps.store, deps.desired, targetsOf(manifest), { mode, ignoreWindows: false, requestedBy: importedBy, bundle: entry }, now())
+        : undefined;
+      if (!deployed) await ledger.record(entry);
       deps.log.info(
         { sequence: manifest.sequence, signer, paths: manifest.paths.length, hosts: Object.keys(manifest.hosts), token: importedBy },
         "bundle imported",
@@ -286,7 +303,7 @@ export function createSiteService(deps: SiteServiceDeps, site: BundleSite = crea
       admitRpc(deps.authenticator, call, "Inventory")
         .then(async () => {
           const { siteName } = readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE));
-          const lastSequence = siteName === undefined ? ledger.highestSequence() : ledger.lastSequence(siteName);
+          const lastSequence = siteName === undefined ? await ledger.highestSequence() : await ledger.lastSequence(siteName);
           const names = (await readdir(deps.cache.dir)).filter((name) => /^[0-9a-z]{32}\.narinfo$/.test(name)).sort();
           let batch: string[] = [];
           for (const name of names) {

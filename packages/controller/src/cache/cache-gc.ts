@@ -106,7 +106,8 @@ export async function collectCacheGarbage(cache: BinaryCache, roots: () => Promi
       }
       const file = await sweep.narInfoFile(hash);
       if (!file) continue;
-      if (file.mtimeMs > started - options.minAgeMs) {
+      // Whole milliseconds, as Date.now() counts them: a file written in the same millisecond is not younger than a zero minimum age.
+      if (Math.floor(file.mtimeMs) > started - options.minAgeMs) {
         keptYoung++;
         continue;
       }
@@ -129,7 +130,7 @@ export async function collectCacheGarbage(cache: BinaryCache, roots: () => Promi
     for (const [name, file] of narFiles) {
       if (sweep.activity.busy(name) || namedAfter.has(name)) continue;
       if (doomedNars.has(name)) narsToDelete.set(name, "path");
-      else if (!namedBefore.has(name) && file.mtimeMs <= started - options.minAgeMs) narsToDelete.set(name, "orphan");
+      else if (!namedBefore.has(name) && Math.floor(file.mtimeMs) <= started - options.minAgeMs) narsToDelete.set(name, "orphan");
     }
 
     const removedNars = options.dryRun ? [...narsToDelete.keys()] : await deleteInOrder(sweep, doomed, [...narsToDelete.keys()]);

@@ -21,7 +21,7 @@ export interface CacheRetentionDeps {
   cache: BinaryCache;
   store: StateStore;
   /** The bundle ledger's imports, read at each run. */
-  bundles: () => readonly LedgerEntry[];
+  bundles: () => Promise<readonly LedgerEntry[]>;
   audit: AuditLog;
   log: Logger;
   now?: () => number;
@@ -30,7 +30,8 @@ export interface CacheRetentionDeps {
 /** One collection with its roots read under the cache's lock; a real run is logged and audited under `actor`. */
 export async function runCacheGc(deps: CacheRetentionDeps, retention: CacheRetention, dryRun: boolean, actor: string): Promise<CacheGcReport> {
   const now = deps.now ?? Date.now;
-  const roots = () => cacheGcRoots(deps.store, deps.bundles(), { nowMs: now(), recentRolloutMs: retention.minAgeMs, keepBundles: retention.keepBundles });
+  const roots = async () =>
+    cacheGcRoots(deps.store, await deps.bundles(), { nowMs: now(), recentRolloutMs: retention.minAgeMs, keepBundles: retention.keepBundles });
   const report = await collectCacheGarbage(deps.cache, roots, { minAgeMs: retention.minAgeMs, dryRun, now });
   const summary = {
     dryRun,

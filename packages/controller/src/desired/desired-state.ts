@@ -1,4 +1,4 @@
-import type { Logger } from "@ferry/core";
+import type { LedgerEntry, Logger } from "@ferry/core";
 import type { ActivationMode } from "@ferry/protocol";
 import type { BinaryCache } from "../cache/binary-cache.js";
 import type { AgentHub } from "../hub/agent-hub.js";
@@ -28,6 +28,8 @@ export interface Assignment {
   closuresOnHosts?: ReadonlySet<string> | undefined;
   /** A rollout step: the hosts' rollout rows enter `state` in the same transaction. */
   rollout?: { id: string; state: RolloutHostState } | undefined;
+  /** A bundle import that deploys: its ledger line, written in the same transaction. */
+  bundle?: LedgerEntry | undefined;
 }
 
 export interface DesiredStateDeps {
@@ -60,6 +62,7 @@ export class DesiredState {
         nowMs: this.deps.now(),
         requestedBy: assignment.requestedBy,
         rollout: assignment.rollout,
+        bundle: assignment.bundle,
       });
     const { closures } = assignment;
     const records =

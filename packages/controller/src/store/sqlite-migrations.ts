@@ -4,6 +4,7 @@ import { ActivationMode, HostPhase } from "@ferry/protocol";
 import { ROLLOUT_MIGRATION } from "./sqlite-rollouts.js";
 import { TOKENS_SCHEMA } from "./sqlite-tokens.js";
 import { AUDIT_SCHEMA } from "./sqlite-audit.js";
+import { BUNDLES_SCHEMA } from "./sqlite-bundles.js";
 
 /** Each entry upgrades the schema by one version; never edit a shipped entry. */
 export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
@@ -58,6 +59,8 @@ export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[]
    ALTER TABLE rollout_hosts ADD COLUMN intent TEXT NOT NULL DEFAULT '';`,
   // The engine looks for held deployments every second: without this it reads every host to find none.
   `CREATE INDEX hosts_held_for_window ON hosts (name) WHERE held_for_window = 1;`,
+  // The bundle ledger, moved from bundles.json so that an import's ledger line and its deployment commit together.
+  BUNDLES_SCHEMA,
 ];
 
 /**

@@ -17,6 +17,7 @@ import { SqliteRolloutStore } from "./sqlite-rollouts.js";
 import { MIGRATIONS } from "./sqlite-migrations.js";
 import { SqliteTokenStore } from "./sqlite-tokens.js";
 import { SqliteAuditStore } from "./sqlite-audit.js";
+import { SqliteBundleLedger } from "./sqlite-bundles.js";
 
 interface HostRow {
   name: string;
@@ -101,6 +102,7 @@ export class SqliteStateStore implements StateStore {
   readonly rollouts: SqliteRolloutStore;
   readonly tokens: SqliteTokenStore;
   readonly audit: SqliteAuditStore;
+  readonly bundles: SqliteBundleLedger;
 
   private readonly eventsPerHost: number;
   /** Prepared once: preparing costs more than running these small statements. */
@@ -123,6 +125,7 @@ export class SqliteStateStore implements StateStore {
     this.rollouts = new SqliteRolloutStore(this.db);
     this.tokens = new SqliteTokenStore(this.db);
     this.audit = new SqliteAuditStore(this.db);
+    this.bundles = new SqliteBundleLedger(this.db);
   }
 
   private migrate(): void {
@@ -224,6 +227,7 @@ export class SqliteStateStore implements StateStore {
       "UPDATE rollout_hosts SET state = ?, serial = ?, error_code = '', error_message = '', updated_at_ms = ? WHERE rollout_id = ? AND name = ?",
     );
     this.db.transaction(() => {
+      if (write.bundle) this.bundles.recordIn(write.bundle);
       for (const target of targets) {
         const row = update.get(
           target.storePath,

@@ -1,5 +1,7 @@
 import type { ActivationMode, HostPhase, SignedIntent } from "@ferry/protocol";
 import type { AuditStore, TokenStore } from "./access-records.js";
+import type { LedgerEntry } from "@ferry/core";
+import type { BundleLedgerStore } from "./bundle-records.js";
 import type { RolloutHostState, RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
@@ -66,6 +68,8 @@ export interface DesiredWrite {
   requestedBy: string;
   /** A rollout step: each host's rollout row enters `state` with its new serial. Without it a deployment row is recorded. */
   rollout?: { id: string; state: RolloutHostState } | undefined;
+  /** A bundle import that deploys: its ledger line, in the same transaction (E_BUNDLE_REPLAYED and nothing written if not newer). */
+  bundle?: LedgerEntry | undefined;
 }
 
 /** What an agent told us; only the given fields change. */
@@ -117,6 +121,7 @@ export interface StateStore {
   readonly rollouts: RolloutStore;
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
+  readonly bundles: BundleLedgerStore;
   addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord>;
   removeHost(name: string): Promise<void>;
   /** Replaces a host's agent token hash; E_UNKNOWN_HOST when there is no such host. */

@@ -99,32 +99,13 @@ export class BundleLedger {
 
   /** Throws the specific refusal unless this side may take `manifest` now; records nothing. */
   assertAcceptable(manifest: Pick<BundleManifest, "sequence" | "site" | "expiresAt">, policy: BundlePolicy, nowMs: number): void {
-    if (policy.siteName !== undefined && manifest.site !== policy.siteName) {
-      throw new FerryError(
-        "E_BUNDLE_WRONG_SITE",
-        manifest.site === null
-          ? `the bundle names no site, and this is site ${policy.siteName}`
-          : `the bundle is for site ${manifest.site}, and this is site ${policy.siteName}`,
-      );
-    }
-    if (manifest.expiresAt !== null && Date.parse(manifest.expiresAt) <= nowMs) {
-      throw new FerryError("E_BUNDLE_EXPIRED", `the bundle expired at ${manifest.expiresAt} (this machine's clock: ${new Date(nowMs).toISOString()})`);
-    }
-    const last = this.lastSequence(manifest.site ?? "");
-    const minimum = policy.minSequence ?? 1;
-    if (manifest.sequence <= last) {
-      throw new FerryError("E_BUNDLE_REPLAYED", `bundle sequence ${manifest.sequence} is not above the last one taken here (${last})`);
-    }
-    if (manifest.sequence < minimum) {
-      throw new FerryError("E_BUNDLE_REPLAYED", `bundle sequence ${manifest.sequence} is below this site's minimum sequence (${minimum})`);
-    }
-    const horizon = Math.max(last, minimum, nowMs) + MAX_SEQUENCE_AHEAD_MS;
-    if (manifest.sequence > horizon) {
-      throw new FerryError(
-        "E_BUNDLE_SEQUENCE",
-        `bundle sequence ${manifest.sequence} is more than 30 days ahead of both the last one taken here (${last}) and this machine's clock (${nowMs} ms)`,
-      );
-    }
+    assertBundleAcceptable(manifest, policy, nowMs, this.lastSequence(manifest.site ?? ""));
+  }
+
+  /** The whole ledger as stored, for a controller that moves it into its database. */
+  snapshot(): { sites: Record<string, { lastSequence: number; imports: LedgerEntry[] }>; legacyFloor: number } {
+    const { sites, legacyFloor } = this.read();
+    return { sites, legacyFloor };
   }
 
   record(entry: LedgerEntry): void {
@@ -137,6 +118,44 @@ export class BundleLedger {
     const imports = [...(current.sites[site]?.imports ?? []), entry].slice(-KEEP);
     const next: LedgerFile = { ...current, sites: { ...current.sites, [site]: { lastSequence: entry.sequence, imports } } };
     writeFileAtomic(this.file, `${JSON.stringify(next, null, 1)}\n`, 0o600);
+  }
+}
+
+/**
+ * Throws the specific refusal unless a side whose last sequence for the
+ * bundle's site is `last` may take `manifest` now: another site, expired, not
+ * above the last one or the site's minimum, or implausibly far ahead.
+ */
+export function assertBundleAcceptable(
+  manifest: Pick<BundleManifest, "sequence" | "site" | "expiresAt">,
+  policy: BundlePolicy,
+  nowMs: number,
+  last: number,
+): void {
+  if (policy.siteName !== undefined && manifest.site !== policy.siteName) {
+    throw new FerryError(
+      "E_BUNDLE_WRONG_SITE",
+      manifest.site === null
+        ? `the bundle names no site, and this is site ${policy.siteName}`
+        : `the bundle is for site ${manifest.site}, and this is site ${policy.siteName}`,
+    );
+  }
+  if (manifest.expiresAt !== null && Date.parse(manifest.expiresAt) <= nowMs) {
+    throw new FerryError("E_BUNDLE_EXPIRED", `the bundle expired at ${manifest.expiresAt} (this machine's clock: ${new Date(nowMs).toISOString()})`);
+  }
+  const minimum = policy.minSequence ?? 1;
+  if (manifest.sequence <= last) {
+    throw new FerryError("E_BUNDLE_REPLAYED", `bundle sequence ${manifest.sequence} is not above the last one taken here (${last})`);
+  }
+  if (manifest.sequence < minimum) {
+    throw new FerryError("E_BUNDLE_REPLAYED", `bundle sequence ${manifest.sequence} is below this site's minimum sequence (${minimum})`);
+  }
+  const horizon = Math.max(last, minimum, nowMs) + MAX_SEQUENCE_AHEAD_MS;
+  if (manifest.sequence > horizon) {
+    throw new FerryError(
+      "E_BUNDLE_SEQUENCE",
+      `bundle sequence ${manifest.sequence} is more than 30 days ahead of both the last one taken here (${last}) and this machine's clock (${nowMs} ms)`,
+    );
   }
 }
 

@@ -1,0 +1,85 @@
+// The site's bundle ledger in the controller's database: sequences per site,
+// a bounded history, one adoption of the old ledger file, and an import that
+// deploys writing its ledger line in the same transaction as the hosts.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BundleLedger, FerryError, hashToken, silentLogger, type LedgerEntry } from "@ferry/core";
+import { ActivationMode } from "@ferry/protocol";
+import { adoptLedgerFile } from "../src/api/site-service.js";
+import { SqliteStateStore } from "../src/store/sqlite-store.js";
+
+const root = mkdtempSync(join(tmpdir(), "ferry-ledger-"));
+const stores: SqliteStateStore[] = [];
+after(async () => {
+  for (const store of stores) await store.close();
+  rmSync(root, { recursive: true, force: true });
+});
+let counter = 0;
+function open(dir = mkdtempSync(join(root, "d-"))): { store: SqliteStateStore; dir: string } {
+  const store = new SqliteStateStore(join(dir, `state-${++counter}.sqlite`));
+  stores.push(store);
+  return { store, dir };
+}
+const PATH = "/nix/store/1zy01hjzwvvia6h9dq5xar88v77fgh9x-nixos-system-web";
+const entry = (sequence: number, site?: string): LedgerEntry => ({
+  sequence,
+  manifestSha256: "00",
+  createdAt: "2026-11-22T00:00:00Z",
+  importedAtMs: sequence,
+  signer: "site-key",
+  hosts: { "web-1": PATH },
+  ...(site === undefined ? {} : { site }),
+});
+const replayed = (error: unknown) => error instanceof FerryError && error.code === "E_BUNDLE_REPLAYED";
+
+describe("bundle ledger in the database", () => {
+  test("sequences are per site, never go back, and 50 imports per site are kept", async () => {
+    const { store } = open();
+    for (let sequence = 1; sequence <= 60; sequence++) await store.bundles.record(entry(sequence, "plant-a"));
+    await store.bundles.record(entry(5));
+    assert.equal(await store.bundles.lastSequence("plant-a"), 60);
+    assert.equal(await store.bundles.lastSequence(), 5);
+    assert.equal(await store.bundles.highestSequence(), 60);
+    await assert.rejects(store.bundles.record(entry(60, "plant-a")), replayed);
+    const imports = await store.bundles.imports();
+    assert.equal(imports.filter((i) => i.site === "plant-a").length, 50);
+    assert.deepEqual(imports.find((i) => i.site === undefined)?.hosts, { "web-1": PATH });
+  });
+
+  test("an import that deploys: a replayed sequence writes neither the ledger line nor any desired system", async () => {
+    const { store } = open();
+    await store.addHost("web-1", hashToken("t"), [], 0);
+    const write = (sequence: number) =>
+      store.assignDesired({
+        deploymentId: `d${sequence}`,
+        mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
+        nowMs: 1,
+        requestedBy: "site",
+        targets: [{ hostName: "web-1", storePath: PATH, activate: true, heldForWindow: false, intent: undefined }],
+        bundle: entry(sequence),
+      });
+    await write(7);
+    assert.equal((await store.getHost("web-1"))?.desiredSerial, 1);
+    await assert.rejects(write(7), replayed);
+    assert.equal((await store.getHost("web-1"))?.desiredSerial, 1, "the refused import changed no host");
+    assert.equal((await store.bundles.imports()).length, 1);
+  });
+
+  test("the ledger file of an earlier version is adopted once, its version-1 floor kept, and set aside", async () => {
+    const { store, dir } = open();
+    const file = join(dir, "bundles.json");
+    writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 40, imports: [entry(40)] }));
+    assert.equal(new BundleLedger(file).lastSequence(), 40);
+    await adoptLedgerFile(dir, store.bundles, silentLogger());
+    assert.ok(!existsSync(file) && existsSync(`${file}.adopted`));
+    assert.equal(await store.bundles.lastSequence("plant-b"), 40, "a version-1 floor holds for every site");
+    await assert.rejects(store.bundles.record(entry(40)), replayed);
+    // Killed before the rename: the next start adopts nothing twice.
+    writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 99, imports: [] }));
+    await adoptLedgerFile(dir, store.bundles, silentLogger());
+    assert.equal(await store.bundles.lastSequence(), 40);
+  });
+});
