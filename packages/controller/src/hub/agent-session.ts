@@ -87,6 +87,9 @@ export class AgentSession {
    * so a progress report or a result is matched here without reading the store.
    */
   private desired = { serial: 0, deploymentId: "" };
+  /** Until the welcome is sent no other frame may go out; a desired system pushed meanwhile waits here. */
+  private welcomed = false;
+  private held: HostRecord | undefined;
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
   private lastFrameAt: number;
@@ -132,6 +135,11 @@ export class AgentSession {
 
   sendDesired(host: HostRecord): void {
     this.desired = { serial: host.desiredSerial, deploymentId: host.deploymentId };
+    if (!this.welcomed) {
+      // Pushed while the hello is still being answered: sent right after the welcome.
+      this.held = host;
+      return;
+    }
     this.send({
       $case: "desired",
       value: {
@@ -198,6 +206,10 @@ export class AgentSession {
       );
       await this.hooks.store.raiseSerialFloor(name, hello.appliedSerial);
     }
+    // Registered before anything is awaited: from here on every new desired system reaches this
+    // session (held until the welcome). Registered after the read below, a deploy committed in
+    // between was pushed to no one and never sent.
+    this.hooks.onAuthenticated(this);
     const caughtUp = hello.appliedSerial >= host.desiredSerial && hello.appliedSerial > 0;
     await this.hooks.reports.write(name, {
       currentSystem: hello.currentSystem,
@@ -210,10 +222,12 @@ export class AgentSession {
     // Removed while it said hello.
     if (!updated) throw new FerryError("E_AUTH", AUTH_REFUSAL);
     this.hooks.links.connect({ host: name, remote: this.remote, currentSystem: hello.currentSystem, appliedSerial: hello.appliedSerial });
-    this.hooks.onAuthenticated(this);
     this.send({ $case: "welcome", value: { hostName: name, heartbeatIntervalMs: this.hooks.heartbeatIntervalMs, serverTimeMs: this.hooks.now() } });
-    this.desired = { serial: updated.desiredSerial, deploymentId: updated.deploymentId };
-    if (updated.desiredSerial > 0) this.sendDesired(updated);
+    this.welcomed = true;
+    const latest = this.held && this.held.desiredSerial > updated.desiredSerial ? this.held : updated;
+    this.held = undefined;
+    this.desired = { serial: latest.desiredSerial, deploymentId: latest.deploymentId };
+    if (latest.desiredSerial > 0) this.sendDesired(latest);
     this.hooks.onHostChanged(name);
   }
 
