@@ -7,6 +7,7 @@ import {
   assertBundleAcceptable,
   readBundlePolicy,
   FerryError,
+  Turns,
   MAX_MANIFEST_BYTES,
   intentsByHost,
   parseManifest,
@@ -112,7 +113,7 @@ export async function adoptLedgerFile(dataDir: string, ledger: BundleLedgerStore
 export function createBundleSite(deps: SiteServiceDeps): BundleSite {
   const now = deps.now ?? Date.now;
   const ledger = deps.store.bundles;
-  let queue: Promise<unknown> = Promise.resolve();
+  const publishes = new Turns();
   // The bundle's signed intents travel with its hosts' desired systems, unchanged.
   const targetsOf = (manifest: BundleManifest) => {
     const intents = intentsByHost(manifest.intents);
@@ -152,11 +153,7 @@ export function createBundleSite(deps: SiteServiceDeps): BundleSite {
       deps.log.info({ rolloutId: plan.id, hosts: plan.hosts.length, waves: plan.waveCount, requestedBy: plan.requestedBy }, "rollout started from a bundle");
       return started;
     },
-    serialized: <T>(work: () => Promise<T>): Promise<T> => {
-      const run = queue.then(work, work);
-      queue = run.catch(() => undefined);
-      return run;
-    },
+    serialized: (work) => publishes.run(work),
     trustedKeys: () => readTrustedKeys(deps.dataDir),
     async precheck(manifest, deploy, mode) {
       assertBundleAcceptable(manifest, readBundlePolicy(join(deps.dataDir, BUNDLE_POLICY_FILE)), now(), await ledger.lastSequence(manifest.site ?? ""));

@@ -4,7 +4,18 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { refuseUpload } from "../edge/refuse-upload.js";
-import { FerryError, toFerryError, assertStoreHash, assertStorePath, parseNarInfo, parseStorePath, writeFully, type Logger, type NarInfo } from "@ferry/core";
+import {
+  FerryError,
+  Turns,
+  toFerryError,
+  assertStoreHash,
+  assertStorePath,
+  parseNarInfo,
+  parseStorePath,
+  writeFully,
+  type Logger,
+  type NarInfo,
+} from "@ferry/core";
 import { mergeNarInfoUpload } from "./narinfo-merge.js";
 import { NARINFO_FILE, NarInfoIndex } from "./narinfo-index.js";
 import { sendFile } from "./send-file.js";
@@ -58,7 +69,7 @@ export interface CacheSweep {
  */
 export class BinaryCache {
   /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
-  private writes: Promise<unknown> = Promise.resolve();
+  private readonly writes = new Turns();
   private readonly index: NarInfoIndex;
   /** Uploads and downloads in progress, and narinfos served lately: what garbage collection keeps. */
   readonly activity = new CacheActivity();
@@ -288,9 +299,7 @@ export class BinaryCache {
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.writes.then(work, work);
-    this.writes = run.catch(() => undefined);
-    return run;
+    return this.writes.run(work);
   }
 
   async narInfo(hash: string): Promise<NarInfo | undefined> {

@@ -1,3 +1,5 @@
+import { Turns } from "@ferry/core";
+
 /**
  * Runs a step soon after it is asked for: requests that arrive while one is
  * waiting share it, a request during a run queues exactly one more, so at
@@ -10,7 +12,7 @@ export class StepScheduler {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
-  private turn: Promise<unknown> = Promise.resolve();
+  private readonly turns = new Turns();
 
   constructor(
     private readonly step: () => Promise<void>,
@@ -43,9 +45,7 @@ export class StepScheduler {
   }
 
   exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.turn.then(work, work);
-    this.turn = run.catch(() => undefined);
-    return run;
+    return this.turns.run(work);
   }
 
   /** Resolves once no step is waiting or running. */
