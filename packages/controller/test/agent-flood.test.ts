@@ -107,8 +107,10 @@ test("maximal result frames in a loop cannot grow the database past the per-host
 
 test("history older than the retention is pruned", async () => {
   const store = t.controller.store;
-  await store.appendEvent({ atMs: Date.now() - 40 * 86_400_000, hostName: "flood-1", kind: "old", data: {} });
-  await store.appendEvent({ atMs: Date.now(), hostName: "flood-1", kind: "new", data: {} });
+  await store.recordReports([
+    { name: "flood-1", report: {}, event: { atMs: Date.now() - 40 * 86_400_000, kind: "old", data: {} } },
+    { name: "flood-1", report: {}, event: { atMs: Date.now(), kind: "new", data: {} } },
+  ]);
   const deleted = await store.pruneEvents(Date.now() - 30 * 86_400_000);
   assert.equal(deleted, 1);
   const kinds = (await store.listEvents("flood-1", 10_000)).map((event) => event.kind);

@@ -257,8 +257,9 @@ describe("SqliteStateStore deployments and reports", () => {
 
   test("events are listed per host, oldest first, the newest `limit` of them", async () => {
     const { store } = open();
-    for (let i = 1; i <= 5; i++) await store.appendEvent({ atMs: i, hostName: "a", kind: `k${i}`, data: { i, nested: { ok: true } } });
-    await store.appendEvent({ atMs: 9, hostName: "b", kind: "other", data: {} });
+    for (const name of ["a", "b"]) await store.addHost(name, hashToken(name), [], 0);
+    for (let i = 1; i <= 5; i++) await store.recordReports([{ name: "a", report: {}, event: { atMs: i, kind: `k${i}`, data: { i, nested: { ok: true } } } }]);
+    await store.recordReports([{ name: "b", report: {}, event: { atMs: 9, kind: "other", data: {} } }]);
     const events = await store.listEvents("a", 3);
     assert.deepEqual(
       events.map((e) => [e.atMs, e.kind, e.data["i"]]),
@@ -317,7 +318,7 @@ describe("SqliteStateStore durability", () => {
     await store.addHost("a", hashToken("a"), ["x"], 1);
     await recordDeployment(store, "d1", [{ hostName: "a", storePath: SYS_A }], ActivationMode.ACTIVATION_MODE_TEST, 2);
     await store.recordReport("a", { currentSystem: SYS_A, appliedSerial: 1, lastErrorOutput: "multi\nline\u00e9" });
-    await store.appendEvent({ atMs: 3, hostName: "a", kind: "activation-succeeded", data: { serial: 1 } });
+    await store.recordReports([{ name: "a", report: {}, event: { atMs: 3, kind: "activation-succeeded", data: { serial: 1 } } }]);
     const expected = await store.getHost("a");
     await store.close();
     stores.splice(stores.indexOf(store), 1);

@@ -311,11 +311,6 @@ export class SqliteStateStore implements StateStore {
     return this.mustGet(name);
   }
 
-  async appendEvent(event: HostEvent): Promise<void> {
-    const hostName = assertHostName(event.hostName);
-    this.db.transaction(() => this.insertEvent({ ...event, hostName }))();
-  }
-
   private insertEvent(event: HostEvent): void {
     this.statement("INSERT INTO events (at_ms, host_name, kind, data) VALUES (?, ?, ?, ?)").run(
       event.atMs,

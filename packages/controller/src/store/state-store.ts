@@ -141,7 +141,8 @@ export interface StateStore {
   /** A new currentSystem moves the one it replaces to previousSystem. */
   recordReport(name: string, report: HostReport): Promise<HostRecord>;
   /**
-   * Many agents' reports, and the events they carry, in one transaction (one
+   * Many agents' reports, and the events they carry (each host keeps at most
+   * the store's per-host event count, oldest go first), in one transaction (one
    * sync to disk instead of one per report). Reports of hosts removed
    * meanwhile are dropped.
    */
@@ -159,8 +160,6 @@ export interface StateStore {
    * anything numbered N or below, which a rebuilt controller would send.
    */
   raiseSerialFloor(name: string, serial: number): Promise<HostRecord>;
-  /** Appends a host event (assignDesired appends one per target itself, in its transaction), keeping at most the store's per-host event count (oldest go first). */
-  appendEvent(event: HostEvent): Promise<void>;
   /** Deletes events recorded before `olderThanMs`; returns how many. */
   pruneEvents(olderThanMs: number): Promise<number>;
   /** The host's newest `limit` events, oldest first. */
