@@ -30,7 +30,7 @@ import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
 import { refuseUpload } from "./edge/refuse-upload.js";
-import { SqliteStateStore } from "./store/sqlite-store.js";
+import { openStateStore } from "./store/open-store.js";
 import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
 import type { FrameRate } from "./hub/agent-limits.js";
 import { ControllerMetrics } from "./metrics/registry.js";
@@ -40,6 +40,8 @@ import { Dashboard, DASHBOARD_PREFIX, type DashboardOptions } from "./dashboard/
 
 export interface ControllerOptions {
   dataDir: string;
+  /** A PostgreSQL URL shared by replicas; absent: DATA_DIR/state.sqlite. */
+  database?: string;
   listen: { host: string; port: number };
   grpcListen: { host: string; port: number };
   /** URL agents and uploaders use to reach the listener, when it differs from --listen. */
@@ -115,7 +117,10 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const { log } = options;
   const tls = options.tls ? new ControllerTls(options.tls, log.child({ part: "tls" })) : undefined;
   const history = { ...DEFAULT_HISTORY_RETENTION, ...options.history };
-  const store = new SqliteStateStore(dataDir.databaseFile, history);
+  const store = await openStateStore(
+    { database: options.database, sqliteFile: dataDir.databaseFile },
+    { retention: history, onBackgroundError: (error) => log.warn({ err: error.message }, "database connection lost; queries reconnect") },
+  );
   undo.push(() => store.close());
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);

@@ -1,7 +1,8 @@
 export { startController, type ControllerOptions, type RunningController } from "./controller.js";
 export type { ControllerTlsFiles } from "./tls/controller-tls.js";
 export { DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
-export { SqliteStateStore } from "./store/sqlite-store.js";
+export { SqlStateStore } from "./store/sql-store.js";
+export { openStateStore, openSqliteStore, openPostgresStore } from "./store/open-store.js";
 export type { StateStore, HostRecord, HostReport, DeploymentTarget } from "./store/state-store.js";
 export { BinaryCache } from "./cache/binary-cache.js";
 export { DEFAULT_POLICY } from "./rollouts/default-policy.js";

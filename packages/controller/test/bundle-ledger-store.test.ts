@@ -9,17 +9,18 @@ import { join } from "node:path";
 import { BundleLedger, FerryError, hashToken, silentLogger, type LedgerEntry } from "@ferry/core";
 import { ActivationMode } from "@ferry/protocol";
 import { adoptLedgerFile } from "../src/api/site-service.js";
-import { SqliteStateStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/open-store.js";
+import type { SqlStateStore } from "../src/store/sql-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "ferry-ledger-"));
-const stores: SqliteStateStore[] = [];
+const stores: SqlStateStore[] = [];
 after(async () => {
   for (const store of stores) await store.close();
   rmSync(root, { recursive: true, force: true });
 });
 let counter = 0;
-function open(dir = mkdtempSync(join(root, "d-"))): { store: SqliteStateStore; dir: string } {
-  const store = new SqliteStateStore(join(dir, `state-${++counter}.sqlite`));
+async function open(dir = mkdtempSync(join(root, "d-"))): Promise<{ store: SqlStateStore; dir: string }> {
+  const store = await openSqliteStore(join(dir, `state-${++counter}.sqlite`));
   stores.push(store);
   return { store, dir };
 }
@@ -37,7 +38,7 @@ const replayed = (error: unknown) => error instanceof FerryError && error.code =
 
 describe("bundle ledger in the database", () => {
   test("sequences are per site, never go back, and 50 imports per site are kept", async () => {
-    const { store } = open();
+    const { store } = await open();
     for (let sequence = 1; sequence <= 60; sequence++) await store.bundles.record(entry(sequence, "plant-a"));
     await store.bundles.record(entry(5));
     assert.equal(await store.bundles.lastSequence("plant-a"), 60);
@@ -50,7 +51,7 @@ describe("bundle ledger in the database", () => {
   });
 
   test("an import that deploys: a replayed sequence writes neither the ledger line nor any desired system", async () => {
-    const { store } = open();
+    const { store } = await open();
     await store.addHost("web-1", hashToken("t"), [], 0);
     const write = (sequence: number) =>
       store.assignDesired({
@@ -69,7 +70,7 @@ describe("bundle ledger in the database", () => {
   });
 
   test("the ledger file of an earlier version is adopted once, its version-1 floor kept, and set aside", async () => {
-    const { store, dir } = open();
+    const { store, dir } = await open();
     const file = join(dir, "bundles.json");
     writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 40, imports: [entry(40)] }));
     assert.equal(new BundleLedger(file).lastSequence(), 40);

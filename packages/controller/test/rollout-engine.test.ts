@@ -20,7 +20,8 @@ import { RolloutEngine } from "../src/rollouts/engine.js";
 import { rolloutOutcome } from "../src/rollouts/outcome.js";
 import { planRollout } from "../src/rollouts/start.js";
 import type { RolloutHostRecord, RolloutHostState, RolloutRecord } from "../src/store/rollout-records.js";
-import { SqliteStateStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/open-store.js";
+import type { SqlStateStore } from "../src/store/sql-store.js";
 import type { HostRecord } from "../src/store/state-store.js";
 import { recordDeployment } from "./record-deployment.js";
 
@@ -56,25 +57,27 @@ interface Push {
  * The store as the controller uses it: every write that changes a host is
  * announced to the engine (the controller does this through its host events).
  */
-class AnnouncingStore extends SqliteStateStore {
-  announce: (names: readonly string[]) => void = () => undefined;
+type AnnouncingStore = SqlStateStore & { announce: (names: readonly string[]) => void };
 
-  override async recordReport(...args: Parameters<SqliteStateStore["recordReport"]>): Promise<HostRecord> {
-    const record = await super.recordReport(...args);
-    this.announce([record.name]);
+async function openAnnouncingStore(file: string): Promise<AnnouncingStore> {
+  const store = (await openSqliteStore(file)) as AnnouncingStore;
+  store.announce = () => undefined;
+  const { recordReport, assignDesired, removeHost } = store;
+  store.recordReport = async (...args) => {
+    const record = await recordReport.apply(store, args);
+    store.announce([record.name]);
     return record;
-  }
-
-  override async assignDesired(...args: Parameters<SqliteStateStore["assignDesired"]>): Promise<HostRecord[]> {
-    const records = await super.assignDesired(...args);
-    this.announce(records.map((record) => record.name));
+  };
+  store.assignDesired = async (...args) => {
+    const records = await assignDesired.apply(store, args);
+    store.announce(records.map((record) => record.name));
     return records;
-  }
-
-  override async removeHost(name: string): Promise<void> {
-    await super.removeHost(name);
-    this.announce([name]);
-  }
+  };
+  store.removeHost = async (name) => {
+    await removeHost.call(store, name);
+    store.announce([name]);
+  };
+  return store;
 }
 
 function policy(patch: Partial<PolicyMessage> = {}): PolicyMessage {
@@ -115,12 +118,12 @@ class Harness {
   readonly rolloutChanges: string[] = [];
   /** Hosts whose agent is not connected. */
   readonly offline = new Set<string>();
-  store: AnnouncingStore;
-  engine: RolloutEngine;
+  store!: AnnouncingStore;
+  engine!: RolloutEngine;
   private closed = false;
 
-  constructor() {
-    this.store = new AnnouncingStore(this.file);
+  async open(): Promise<void> {
+    this.store = await openAnnouncingStore(this.file);
     this.engine = this.newEngine();
   }
 
@@ -264,8 +267,7 @@ class Harness {
     await this.settle();
     await this.engine.stop();
     await this.store.close();
-    this.store = new AnnouncingStore(this.file);
-    this.engine = this.newEngine();
+    await this.open();
     await this.engine.load();
   }
 
@@ -285,6 +287,7 @@ after(async () => {
 
 async function harness(): Promise<Harness> {
   const h = new Harness();
+  await h.open();
   harnesses.push(h);
   return h;
 }

@@ -8,10 +8,10 @@ import { FerryError, hashToken } from "@ferry/core";
 import { ActivationMode, type StartRolloutRequest } from "@ferry/protocol";
 import type { BinaryCache } from "../src/cache/binary-cache.js";
 import { manifestDigest, planRollout } from "../src/rollouts/start.js";
-import { SqliteStateStore } from "../src/store/sqlite-store.js";
+import { openSqliteStore } from "../src/store/open-store.js";
 
 const root = mkdtempSync(join(tmpdir(), "ferry-rollout-targets-"));
-const store = new SqliteStateStore(join(root, "state.sqlite"));
+const store = await openSqliteStore(join(root, "state.sqlite"));
 after(async () => {
   await store.close();
   rmSync(root, { recursive: true, force: true });

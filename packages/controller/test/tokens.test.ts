@@ -7,7 +7,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import WebSocket from "ws";
 import { hashToken, silentLogger, toNixBase32 } from "@ferry/core";
-import { SqliteStateStore, startController, type RunningController } from "@ferry/controller";
+import { openSqliteStore, startController, type RunningController } from "@ferry/controller";
 import {
   HostPhase,
   RolloutAction,
@@ -399,7 +399,7 @@ describe("the admin token and the audit trail across restarts", () => {
   test("audit entries older than the history retention are pruned", async () => {
     await running?.stop();
     running = undefined;
-    const store = new SqliteStateStore(join(dataDir, "state.sqlite"));
+    const store = await openSqliteStore(join(dataDir, "state.sqlite"));
     const now = Date.now();
     await store.audit.append([
       { atMs: now - 40 * 86_400_000, actor: "old", action: "deploy", target: "d-old", detail: {} },

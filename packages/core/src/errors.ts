@@ -89,6 +89,8 @@ export const ERROR_HINTS = {
   E_INTERNAL: "This is a bug in Ferry; please report it with the log.",
   E_DATA_DIR_LOCKED: "Another controller uses this data directory; stop it (the pid is named above) or give this one its own --data-dir.",
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
+  E_DATABASE:
+    "The controller cannot use its database: check that PostgreSQL runs and that --database names a reachable server, database and user (a password goes in PGPASSFILE, not the URL on a command line).",
   E_HOST_CASE_CLASH: "Host names ignore case; remove one of the named hosts from the database as the message says, then start again.",
   E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
   E_SCOPE:

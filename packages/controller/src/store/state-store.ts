@@ -113,6 +113,13 @@ export interface HostEvent {
   data: Record<string, unknown>;
 }
 
+/** Hosts changed after a change-clock value, and the value they are current to. */
+export interface HostChanges {
+  hosts: HostRecord[];
+  /** Pass it to the next changesSince. */
+  seq: number;
+}
+
 /**
  * The controller's durable state. Async so that the PostgreSQL backend can
  * implement the same contract; every method is atomic on its own.
@@ -166,5 +173,11 @@ export interface StateStore {
   listEvents(hostName: string, limit: number): Promise<HostEvent[]>;
   /** The newest `limit` events of one kind over every host, newest first. */
   listEventsOfKind(kind: string, limit: number): Promise<HostEvent[]>;
+  /**
+   * Hosts whose desired system or reported state changed after `seq` (0:
+   * every host ever changed): how a replica learns what another one
+   * committed. Removed hosts are not listed.
+   */
+  changesSince(seq: number): Promise<HostChanges>;
   close(): Promise<void>;
 }

@@ -1,13 +1,14 @@
 import type Database from "better-sqlite3";
 import { FerryError } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
-import { ROLLOUT_MIGRATION } from "./sqlite-rollouts.js";
-import { TOKENS_SCHEMA } from "./sqlite-tokens.js";
-import { AUDIT_SCHEMA } from "./sqlite-audit.js";
-import { BUNDLES_SCHEMA } from "./sqlite-bundles.js";
 
-/** Each entry upgrades the schema by one version; never edit a shipped entry. */
-export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
+/**
+ * How the SQLite-only releases upgraded their files, one entry per
+ * user_version. Kept so that any of their files opens: they run before the
+ * shared migrations (sql-migrations.ts), whose first one they end at. Never
+ * edit or add an entry: schema changes go to sql-migrations.ts.
+ */
+export const LEGACY_SQLITE_MIGRATIONS: readonly (string | ((db: Database.Database) => void))[] = [
   `CREATE TABLE hosts (
      name TEXT PRIMARY KEY,
      token_hash TEXT NOT NULL,
@@ -39,7 +40,45 @@ export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[]
      data TEXT NOT NULL
    );
    CREATE INDEX events_by_host ON events (host_name, id);`,
-  ROLLOUT_MIGRATION,
+  `
+  ALTER TABLE hosts ADD COLUMN desired_activate INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE hosts ADD COLUMN rollout_id TEXT NOT NULL DEFAULT '';
+  CREATE TABLE rollouts (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    wave_count INTEGER NOT NULL,
+    current_wave INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    phase_started_at_ms INTEGER NOT NULL,
+    resume_at_ms INTEGER NOT NULL
+  );
+  CREATE TABLE rollout_hosts (
+    rollout_id TEXT NOT NULL REFERENCES rollouts (id),
+    name TEXT NOT NULL,
+    store_path TEXT NOT NULL,
+    wave INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    serial INTEGER NOT NULL,
+    error_code TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    previous_system TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (rollout_id, name)
+  );
+  CREATE TABLE maintenance_windows (
+    id TEXT PRIMARY KEY,
+    host_name TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    timezone TEXT NOT NULL
+  );`,
   // Mode 1 (switch) used to mean "the host's configured strategy"; that is now 0 (unspecified).
   `ALTER TABLE hosts ADD COLUMN held_for_window INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE rollouts ADD COLUMN mode INTEGER NOT NULL DEFAULT ${ActivationMode.ACTIVATION_MODE_UNSPECIFIED};
@@ -51,8 +90,31 @@ export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[]
    ALTER TABLE hosts ADD COLUMN checks_run INTEGER NOT NULL DEFAULT 0;`,
   lowerCaseHostNames,
   // Named operator tokens with scopes, the audit trail, and who asked for each deployment.
-  `${TOKENS_SCHEMA}
-   ${AUDIT_SCHEMA}
+  `
+  CREATE TABLE operator_tokens (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]',
+    environments TEXT NOT NULL DEFAULT '[]',
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL DEFAULT 0,
+    revoked_at_ms INTEGER NOT NULL DEFAULT 0,
+    rotated_at_ms INTEGER NOT NULL DEFAULT 0,
+    builtin INTEGER NOT NULL DEFAULT 0
+  );
+
+  CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+  );
+  CREATE INDEX audit_by_actor ON audit (actor, id);
+  CREATE INDEX audit_by_time ON audit (at_ms);
    ALTER TABLE deployments ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';`,
   // Signed deploy intents, relayed unchanged to the host ('' for none).
   `ALTER TABLE hosts ADD COLUMN desired_intent TEXT NOT NULL DEFAULT '';
@@ -60,7 +122,18 @@ export const MIGRATIONS: readonly (string | ((db: Database.Database) => void))[]
   // The engine looks for held deployments every second: without this it reads every host to find none.
   `CREATE INDEX hosts_held_for_window ON hosts (name) WHERE held_for_window = 1;`,
   // The bundle ledger, moved from bundles.json so that an import's ledger line and its deployment commit together.
-  BUNDLES_SCHEMA,
+  `
+  CREATE TABLE bundle_imports (
+    site TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    imported_at_ms INTEGER NOT NULL,
+    signer TEXT NOT NULL,
+    hosts TEXT NOT NULL,
+    PRIMARY KEY (site, sequence)
+  );
+  CREATE TABLE bundle_floor (id INTEGER PRIMARY KEY CHECK (id = 1), sequence INTEGER NOT NULL);`,
 ];
 
 /**
