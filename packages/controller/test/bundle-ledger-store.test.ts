@@ -37,38 +37,6 @@ const entry = (sequence: number, site?: string): LedgerEntry => ({
 const replayed = (error: unknown) => error instanceof FerryError && error.code === "E_BUNDLE_REPLAYED";
 
 describe("bundle ledger in the database", () => {
-  test("sequences are per site, never go back, and 50 imports per site are kept", async () => {
-    const { store } = await open();
-    for (let sequence = 1; sequence <= 60; sequence++) await store.bundles.record(entry(sequence, "plant-a"));
-    await store.bundles.record(entry(5));
-    assert.equal(await store.bundles.lastSequence("plant-a"), 60);
-    assert.equal(await store.bundles.lastSequence(), 5);
-    assert.equal(await store.bundles.highestSequence(), 60);
-    await assert.rejects(store.bundles.record(entry(60, "plant-a")), replayed);
-    const imports = await store.bundles.imports();
-    assert.equal(imports.filter((i) => i.site === "plant-a").length, 50);
-    assert.deepEqual(imports.find((i) => i.site === undefined)?.hosts, { "web-1": PATH });
-  });
-
-  test("an import that deploys: a replayed sequence writes neither the ledger line nor any desired system", async () => {
-    const { store } = await open();
-    await store.addHost("web-1", hashToken("t"), [], 0);
-    const write = (sequence: number) =>
-      store.assignDesired({
-        deploymentId: `d${sequence}`,
-        mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
-        nowMs: 1,
-        requestedBy: "site",
-        targets: [{ hostName: "web-1", storePath: PATH, activate: true, heldForWindow: false, intent: undefined }],
-        bundle: entry(sequence),
-      });
-    await write(7);
-    assert.equal((await store.getHost("web-1"))?.desiredSerial, 1);
-    await assert.rejects(write(7), replayed);
-    assert.equal((await store.getHost("web-1"))?.desiredSerial, 1, "the refused import changed no host");
-    assert.equal((await store.bundles.imports()).length, 1);
-  });
-
   test("the ledger file of an earlier version is adopted once, its version-1 floor kept, and set aside", async () => {
     const { store, dir } = await open();
     const file = join(dir, "bundles.json");

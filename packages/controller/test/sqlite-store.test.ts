@@ -10,6 +10,7 @@ import { ActivationMode } from "@ferry/protocol";
 import type { StateStore } from "../src/store/state-store.js";
 import { recordDeployment } from "./record-deployment.js";
 import { SYS_A, rejectsCode, storeContract } from "./store-contract.js";
+import { recordsContract } from "./store-contract-records.js";
 
 /** Removes what migrations after version 2 added, leaving the schema a version-2 release wrote. */
 function dropPostVersion2Schema(db: Database.Database): void {
@@ -37,6 +38,7 @@ async function open(file = join(root, `state-${++counter}.sqlite`)): Promise<{ s
 }
 
 storeContract({ name: "SQLite", open });
+recordsContract({ name: "SQLite", open });
 
 describe("SQLite files of earlier releases", () => {
   test("upgrading a version-2 database keeps what its hosts' mode meant: switch (1) was the host's own strategy", async () => {
