@@ -30,7 +30,11 @@ import { openDataDir, type DataDir } from "./data-dir.js";
 import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
 import { refuseUpload } from "./edge/refuse-upload.js";
-import { openStateStore } from "./store/open-store.js";
+import { openStateStore, redactDatabaseUrl } from "./store/open-store.js";
+import { SoloCoordination, type Coordination } from "./replicas/coordination.js";
+import { PostgresCoordination } from "./replicas/postgres-coordination.js";
+import { HostFeed } from "./replicas/host-feed.js";
+import { RemotePresence } from "./replicas/remote-presence.js";
 import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
 import type { FrameRate } from "./hub/agent-limits.js";
 import { ControllerMetrics } from "./metrics/registry.js";
@@ -122,6 +126,14 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     { retention: history, onBackgroundError: (error) => log.warn({ err: error.message }, "database connection lost; queries reconnect") },
   );
   undo.push(() => store.close());
+  // Replicas on one PostgreSQL database: one drives rollouts, each hears what the others commit.
+  let coordination: Coordination = new SoloCoordination();
+  if (options.database) {
+    const replicas = new PostgresCoordination(options.database, log.child({ part: "replicas" }));
+    await replicas.start();
+    coordination = replicas;
+  }
+  undo.push(() => coordination.close());
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
   const authenticator = createAuthenticator(store.tokens, log.child({ part: "auth" }));
@@ -166,7 +178,30 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       const outcome = rolloutOutcome(rollout);
       if (outcome !== "") metrics.rolloutFinished(outcome);
     },
+    replicas: coordination.replicated ? coordination : undefined,
   });
+  coordination.onRolloutNews((news) => {
+    if (news.kind === "started")
+      void engine.adopt(news.rolloutId).catch((error: unknown) => log.warn({ err: String(error), rolloutId: news.rolloutId }, "adopting a rollout failed"));
+    else engine.takeCommands();
+  });
+  let feed: HostFeed | undefined;
+  if (coordination.replicated) {
+    const presence = new RemotePresence(options.heartbeatIntervalMs ?? 10_000);
+    hub.seeOtherReplicas(presence);
+    feed = new HostFeed({
+      store,
+      offerDesired: (host) => hub.offerDesired(host),
+      changed: (names) => {
+        for (const name of names) hostEvents.emit("changed", name);
+      },
+      seen: (host) => presence.seen(host),
+      log: log.child({ part: "replicas" }),
+    });
+    await feed.start();
+    coordination.onHostChanges(() => feed?.request());
+    undo.push(() => feed?.stop());
+  }
   // Every change to a host (a report, a deploy, a removal) is announced here; a rollout may wait for it.
   hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
 
@@ -331,7 +366,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     throw listenError(error, options.grpcListen, "the operator gRPC listener, --grpc-listen");
   });
 
-  await engine.start();
+  // Alone, this controller drives rollouts now; a replica does once it takes the leader lock (maybe later, when another dies).
+  await coordination.lead({ gained: () => engine.start(), lost: () => engine.stop() });
   const pruneHistory = async (): Promise<void> => {
     const deleted = await store.pruneEvents(Date.now() - history.maxAgeMs);
     if (deleted > 0) log.info({ deleted, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old deployment history");
@@ -353,6 +389,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       httpPort,
       grpcPort,
       dataDir: dataDir.root,
+      database: options.database ? redactDatabaseUrl(options.database) : "sqlite",
       tls: tls !== undefined,
       privateCache: Boolean(options.privateCache),
       metricsPublic: Boolean(options.metricsPublic),
@@ -374,6 +411,8 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     async stop() {
       clearInterval(pruneTimer);
       stopCacheGc();
+      await feed?.stop();
+      await coordination.close();
       await engine.stop();
       await hub.close();
       // Watch streams never end on their own: give calls a moment, then cut them.

@@ -91,6 +91,8 @@ export const ERROR_HINTS = {
   E_DATA_DIR_UNUSABLE: "The controller cannot create or lock its data directory; check --data-dir, its owner and its permissions.",
   E_DATABASE:
     "The controller cannot use its database: check that PostgreSQL runs and that --database names a reachable server, database and user (a password goes in PGPASSFILE, not the URL on a command line).",
+  E_NO_LEADER:
+    'No controller replica holds the rollout lock right now (one is starting, or the database is unreachable); retry in a few seconds, and check the replicas\' logs for "drives rollouts".',
   E_HOST_CASE_CLASH: "Host names ignore case; remove one of the named hosts from the database as the message says, then start again.",
   E_KEY_EXISTS: "A key pair with this name exists; hosts trust its public key. Pick another --name, or pass --force to replace it.",
   E_SCOPE:

@@ -85,13 +85,20 @@ export class AgentHub {
     });
   }
 
+  /** Agents of other replicas sharing the database: counted online (and their last-seen time shown) here too. */
+  private remote: { isOnline(name: string): boolean; lastSeenMs(name: string): number } | undefined;
+
+  seeOtherReplicas(remote: { isOnline(name: string): boolean; lastSeenMs(name: string): number }): void {
+    this.remote = remote;
+  }
+
   isOnline(hostName: string): boolean {
-    return this.sessions.has(hostName);
+    return this.sessions.has(hostName) || this.remote?.isOnline(hostName) === true;
   }
 
   /** The host's last sign of life seen by this process (heartbeats are written in batches); 0 if none. */
   lastSeenMs(hostName: string): number {
-    return this.reports.lastSeenMs(hostName);
+    return Math.max(this.reports.lastSeenMs(hostName), this.remote?.lastSeenMs(hostName) ?? 0);
   }
 
   pushDesired(host: HostRecord): void {
@@ -99,10 +106,22 @@ export class AgentHub {
     this.sessions.get(host.name)?.sendDesired(host);
   }
 
+  /**
+   * A desired system another replica recorded: sent only if the host's agent
+   * is connected here and has not been sent this serial or a newer one.
+   */
+  offerDesired(host: HostRecord): void {
+    const session = this.sessions.get(host.name);
+    if (session && host.desiredSerial > session.desiredSerial) this.pushDesired(host);
+  }
+
   /** Asks a connected agent for its dry-activate output of `storePath`; the intent, when given, is relayed for the host to check. */
   dryActivate(hostName: string, storePath: string, timeoutMs: number, intent?: SignedIntent): Promise<DryActivateOutcome> {
     const session = this.sessions.get(hostName);
-    if (!session) return Promise.reject(new FerryError("E_HOST_OFFLINE", `${hostName} is not connected`));
+    if (!session) {
+      const elsewhere = this.remote?.isOnline(hostName) === true ? " to this replica (it is connected to another one; ask that one)" : "";
+      return Promise.reject(new FerryError("E_HOST_OFFLINE", `${hostName} is not connected${elsewhere}`));
+    }
     const requestId = randomBytes(8).toString("hex");
     return new Promise((resolve, reject) => {
       const timer = setTimeout(

@@ -133,6 +133,11 @@ export class AgentSession {
     this.socket.send(encodeControllerFrame(body), { binary: true });
   }
 
+  /** The serial of the desired system last sent (or held for the welcome); 0 before any. */
+  get desiredSerial(): number {
+    return this.desired.serial;
+  }
+
   sendDesired(host: HostRecord): void {
     this.desired = { serial: host.desiredSerial, deploymentId: host.deploymentId };
     if (!this.welcomed) {

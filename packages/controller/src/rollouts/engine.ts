@@ -12,6 +12,8 @@ import { thresholdReached } from "./plan.js";
 import { mayActivateNow } from "./windows.js";
 import { StepScheduler } from "./step-scheduler.js";
 import { LiveRollouts, stillActive, type Live } from "./live-rollouts.js";
+import { forwardControl, runQueuedCommands } from "./replica-commands.js";
+import type { RolloutNews } from "../replicas/coordination.js";
 
 export interface EngineDeps {
   store: StateStore;
@@ -23,6 +25,8 @@ export interface EngineDeps {
   onRolloutChanged: (id: string) => void;
   /** Called once when a rollout completes or aborts, with its hosts as they stand. */
   onRolloutFinished?: (rollout: RolloutRecord) => void;
+  /** Replicas sharing the database: a replica not driving rollouts hands starts and commands to the one that does. */
+  replicas?: { announce: (news: RolloutNews) => Promise<void> } | undefined;
 }
 
 /** Deadlines, pauses and maintenance windows are checked this often. */
@@ -46,6 +50,8 @@ export class RolloutEngine {
   private readonly live = new LiveRollouts();
   private timer: NodeJS.Timeout | undefined;
   private readonly steps: StepScheduler;
+  private driving = false;
+  private takingCommands = false;
 
   constructor(private readonly deps: EngineDeps) {
     this.steps = new StepScheduler(
@@ -64,15 +70,41 @@ export class RolloutEngine {
     for (const rollout of await this.rollouts.activeRollouts()) this.live.adopt(rollout);
   }
 
+  /** Drives rollouts from now on: on a replica, once it holds the leader lock. */
   async start(): Promise<void> {
     await this.load();
-    this.timer = setInterval(() => this.poke(), TICK_MS);
+    this.driving = true;
+    this.timer = setInterval(() => {
+      this.poke();
+      if (this.deps.replicas) this.takeCommands();
+    }, TICK_MS);
     this.poke();
+    if (this.deps.replicas) this.takeCommands();
   }
 
   async stop(): Promise<void> {
+    this.driving = false;
     clearInterval(this.timer);
     await this.steps.stop();
+    this.live.clear();
+  }
+
+  /** Another replica started a rollout: drive it (the leader only). */
+  async adopt(id: string): Promise<void> {
+    if (!this.driving || this.live.get(id)) return;
+    const rollout = await this.rollouts.getRollout(id);
+    if (stillActive(rollout) && !this.live.get(id)) this.live.adopt(rollout);
+    this.poke();
+  }
+
+  /** Runs the commands other replicas queued (the leader only). */
+  takeCommands(): void {
+    const commands = this.deps.store.commands;
+    if (!this.driving || this.takingCommands) return;
+    this.takingCommands = true;
+    void runQueuedCommands(commands, (id, action, reason, options) => this.control(id, action, reason, options), this.deps.log)
+      .catch((error: unknown) => this.deps.log.warn({ err: String(error) }, "reading queued rollout commands failed"))
+      .finally(() => (this.takingCommands = false));
   }
 
   /** One step over every unfinished rollout, now. */
@@ -88,6 +120,10 @@ export class RolloutEngine {
   /** Records a planned rollout and starts driving it. */
   async begin(plan: RolloutRecord): Promise<RolloutRecord> {
     await this.rollouts.createRollout(plan);
+    if (!this.driving && this.deps.replicas) {
+      await this.deps.replicas.announce({ kind: "started", rolloutId: plan.id });
+      return plan;
+    }
     this.live.adopt(structuredClone(plan));
     this.poke();
     return plan;
@@ -386,6 +422,16 @@ export class RolloutEngine {
     reason: string,
     options: { acceptFailingChecks?: boolean } = {},
   ): Promise<RolloutRecord> {
+    const { replicas } = this.deps;
+    if (!this.driving && replicas) {
+      return forwardControl(
+        { commands: this.deps.store.commands, rollouts: this.rollouts, announce: replicas.announce, now: this.deps.now },
+        id,
+        action,
+        reason,
+        options,
+      );
+    }
     return this.steps.exclusive(async () => {
       const live = this.live.get(id);
       // A finished rollout is not held in memory: read it to say why the action is refused.

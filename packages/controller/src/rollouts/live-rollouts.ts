@@ -31,6 +31,12 @@ export class LiveRollouts {
     for (const name of byName.keys()) this.holder.set(name, rollout.id);
   }
 
+  /** Forgets every rollout: the engine stopped driving them (another replica may now). */
+  clear(): void {
+    this.live.clear();
+    this.holder.clear();
+  }
+
   retire(live: Live): void {
     this.live.delete(live.rollout.id);
     for (const name of live.byName.keys()) if (this.holder.get(name) === live.rollout.id) this.holder.delete(name);

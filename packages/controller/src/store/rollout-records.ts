@@ -103,3 +103,28 @@ export interface RolloutStore {
   listWindows(): Promise<MaintenanceWindowRecord[]>;
   removeWindow(id: string): Promise<void>;
 }
+
+export type RolloutAction = "pause" | "resume" | "abort" | "promote";
+
+/** An operator's action on a rollout, queued by a replica that does not drive rollouts for the one that does. */
+export interface RolloutCommand {
+  id: number;
+  rolloutId: string;
+  action: RolloutAction;
+  reason: string;
+  acceptFailingChecks: boolean;
+  createdAtMs: number;
+}
+
+export type RolloutCommandState =
+  { state: "pending" | "running" | "expired" } | { state: "done" } | { state: "failed"; errorCode: string; errorMessage: string };
+
+export interface RolloutCommandQueue {
+  queue(command: Omit<RolloutCommand, "id">): Promise<number>;
+  /** Takes every pending command (pending → running), oldest first: only one caller gets each. */
+  claim(): Promise<RolloutCommand[]>;
+  finish(id: number, outcome: { errorCode: string; errorMessage: string } | undefined): Promise<void>;
+  /** pending → expired, unless the leader took it already; returns whether it expired. */
+  expire(id: number): Promise<boolean>;
+  state(id: number): Promise<RolloutCommandState>;
+}

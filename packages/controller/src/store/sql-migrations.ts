@@ -171,6 +171,22 @@ export function migrations(dialect: SqlDialect): MigrationProvider {
         await sql`INSERT INTO change_clock (id, value) VALUES (1, 0)`.execute(db);
       },
     },
+    // Rollout commands a replica that does not drive rollouts hands to the one that does.
+    "0003-rollout-commands": {
+      async up(db: Kysely<unknown>) {
+        await autoIncrementTable(db, dialect, "rollout_commands")
+          .addColumn("rollout_id", "text", (c) => c.notNull())
+          .addColumn("action", "text", (c) => c.notNull())
+          .addColumn("reason", "text", (c) => c.notNull())
+          .addColumn("accept_failing_checks", int, (c) => c.notNull())
+          .addColumn("created_at_ms", int, (c) => c.notNull())
+          .addColumn("state", "text", (c) => c.notNull())
+          .addColumn("error_code", "text", (c) => c.notNull().defaultTo(""))
+          .addColumn("error_message", "text", (c) => c.notNull().defaultTo(""))
+          .execute();
+        await db.schema.createIndex("rollout_commands_pending").on("rollout_commands").column("id").where(sql.ref("state"), "=", "pending").execute();
+      },
+    },
   };
   return { getMigrations: async () => list };
 }

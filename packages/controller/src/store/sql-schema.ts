@@ -132,6 +132,19 @@ export interface ChangeClockTable {
   value: number;
 }
 
+export interface RolloutCommandsTable {
+  id: Generated<number>;
+  rollout_id: string;
+  action: string;
+  reason: string;
+  accept_failing_checks: number;
+  created_at_ms: number;
+  /** pending → running → done | failed; pending → expired when nobody took it in time. */
+  state: string;
+  error_code: string;
+  error_message: string;
+}
+
 export interface Schema {
   hosts: HostsTable;
   deployments: DeploymentsTable;
@@ -144,6 +157,7 @@ export interface Schema {
   bundle_imports: BundleImportsTable;
   bundle_floor: BundleFloorTable;
   change_clock: ChangeClockTable;
+  rollout_commands: RolloutCommandsTable;
 }
 
 export type SqlDialect = "sqlite" | "postgres";

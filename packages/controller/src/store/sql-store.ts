@@ -20,6 +20,7 @@ import { SqlTokenStore } from "./sql-tokens.js";
 import { SqlAuditStore } from "./sql-audit.js";
 import { SqlBundleLedger } from "./sql-bundles.js";
 import { SqlEventLog } from "./sql-events.js";
+import { SqlRolloutCommands } from "./sql-rollout-commands.js";
 
 /** PostgreSQL channel on which a committed host change announces its change-clock value. */
 export const HOST_CHANGES_CHANNEL = "ferry_host_changes";
@@ -95,6 +96,7 @@ export class SqlStateStore implements StateStore {
   readonly tokens: SqlTokenStore;
   readonly audit: SqlAuditStore;
   readonly bundles: SqlBundleLedger;
+  readonly commands: SqlRolloutCommands;
   private readonly events: SqlEventLog;
 
   constructor(
@@ -108,6 +110,7 @@ export class SqlStateStore implements StateStore {
     this.tokens = new SqlTokenStore(db);
     this.audit = new SqlAuditStore(db);
     this.bundles = new SqlBundleLedger(db, dialect);
+    this.commands = new SqlRolloutCommands(db);
   }
 
   private async row(db: Db, name: string): Promise<HostRow | undefined> {
@@ -403,7 +406,7 @@ export class SqlStateStore implements StateStore {
   async changesSince(seq: number): Promise<HostChanges> {
     // The clock first: every change numbered up to it has committed (see tick), later ones are read next time.
     const { value } = await this.db.selectFrom("change_clock").select("value").where("id", "=", 1).executeTakeFirstOrThrow();
-    if (value <= seq) return { hosts: [], seq: Math.max(seq, value) };
+    if (value <= seq) return { hosts: [], seq: value };
     const rows = await this.db.selectFrom("hosts").selectAll().where("change_seq", ">", seq).where("change_seq", "<=", value).execute();
     return { hosts: rows.map(toRecord), seq: value };
   }

@@ -2,7 +2,7 @@ import type { ActivationMode, HostPhase, SignedIntent } from "@ferry/protocol";
 import type { AuditStore, TokenStore } from "./access-records.js";
 import type { LedgerEntry } from "@ferry/core";
 import type { BundleLedgerStore } from "./bundle-records.js";
-import type { RolloutHostState, RolloutStore } from "./rollout-records.js";
+import type { RolloutCommandQueue, RolloutHostState, RolloutStore } from "./rollout-records.js";
 
 export interface HostRecord {
   name: string;
@@ -129,6 +129,8 @@ export interface StateStore {
   readonly tokens: TokenStore;
   readonly audit: AuditStore;
   readonly bundles: BundleLedgerStore;
+  /** Operator actions queued by replicas for the one that drives rollouts. */
+  readonly commands: RolloutCommandQueue;
   addHost(name: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord>;
   removeHost(name: string): Promise<void>;
   /** Replaces a host's agent token hash; E_UNKNOWN_HOST when there is no such host. */
