@@ -138,7 +138,12 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   hostEvents.setMaxListeners(0);
   const authenticator = createAuthenticator(store.tokens, log.child({ part: "auth" }));
   const tokenAdmin = new TokenAdmin(store.tokens, dataDir.adminTokenFile);
-  await tokenAdmin.adoptAdminFile(dataDir.adminTokenHash);
+  if (!(await tokenAdmin.adoptAdminFile(dataDir.adminTokenHash, options.database !== undefined))) {
+    log.warn(
+      { file: dataDir.adminTokenFile },
+      "this replica's admin.token is not the admin token the shared database holds; copy the admin.token of the replica that started first into this data directory",
+    );
+  }
   const audit = new AuditLog(store.audit, log.child({ part: "audit" }));
   const cache = new BinaryCache(dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
   undo.push(() => cache.close());

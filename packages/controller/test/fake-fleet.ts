@@ -6,8 +6,8 @@ import WebSocket from "ws";
 import { toNixBase32 } from "@ferry/core";
 import { HostPhase, decodeControllerFrame, encodeAgentFrame, type AgentBody } from "@ferry/protocol";
 
-/** Puts a one-path closure (NAR and narinfo) in the controller's cache; returns its store path. */
-export async function cachedPath(baseUrl: string, adminToken: string, name: string): Promise<string> {
+/** Puts a one-path closure (NAR and narinfo) in the controller's cache (or each of several); returns its store path. */
+export async function cachedPath(baseUrls: string | readonly string[], adminToken: string, name: string): Promise<string> {
   const bytes = randomBytes(256);
   const digest = toNixBase32(createHash("sha256").update(bytes).digest());
   const path = `/nix/store/${toNixBase32(randomBytes(20))}-${name}`;
@@ -23,12 +23,14 @@ export async function cachedPath(baseUrl: string, adminToken: string, name: stri
     "",
   ].join("\n");
   const authorization = `Bearer ${adminToken}`;
-  for (const [file, body] of [
-    [nar, bytes],
-    [`${path.slice(11, 43)}.narinfo`, narinfo],
-  ] as const) {
-    const response = await fetch(`${baseUrl}/cache/${file}`, { method: "PUT", body, headers: { authorization } });
-    if (response.status !== 201) throw new Error(`cache PUT ${file}: ${response.status}`);
+  for (const baseUrl of typeof baseUrls === "string" ? [baseUrls] : baseUrls) {
+    for (const [file, body] of [
+      [nar, bytes],
+      [`${path.slice(11, 43)}.narinfo`, narinfo],
+    ] as const) {
+      const response = await fetch(`${baseUrl}/cache/${file}`, { method: "PUT", body, headers: { authorization } });
+      if (response.status !== 201) throw new Error(`cache PUT ${file}: ${response.status}`);
+    }
   }
   return path;
 }
@@ -46,6 +48,8 @@ export interface FakeAgent {
   release(): void;
   /** Activations waiting for release(). */
   readonly held: number;
+  /** Every desired system received, in order. */
+  readonly desired: readonly { serial: number; storePath: string; activate: boolean }[];
   close(): void;
 }
 
@@ -54,6 +58,7 @@ export async function fakeAgent(httpPort: number, hostName: string, token: strin
   ws.on("error", () => undefined);
   let current = "";
   let held: (() => void)[] = [];
+  const desired: { serial: number; storePath: string; activate: boolean }[] = [];
   const send = (body: AgentBody): void => {
     if (ws.readyState === WebSocket.OPEN) ws.send(encodeAgentFrame(body), { binary: true });
   };
@@ -82,6 +87,7 @@ export async function fakeAgent(httpPort: number, hostName: string, token: strin
     const body = decodeControllerFrame(Buffer.from(data as Buffer)).body;
     if (body.$case !== "desired") return;
     const { serial, storePath, activate } = body.value;
+    desired.push({ serial, storePath, activate });
     if (activate && options.hold) held.push(() => answer(serial, storePath, activate));
     else answer(serial, storePath, activate);
   });
@@ -97,6 +103,7 @@ export async function fakeAgent(httpPort: number, hostName: string, token: strin
     get held() {
       return held.length;
     },
+    desired,
     close: () => ws.terminate(),
   };
 }

@@ -19,6 +19,7 @@ export async function controllerCommand(args: string[]): Promise<number> {
   setLogger({ error: (...parts: unknown[]) => grpcLog.warn(parts.join(" ")), info: (...parts: unknown[]) => grpcLog.debug(parts.join(" ")) });
   const controller = await startController({
     dataDir: requireString(values["data-dir"], "--data-dir"),
+    ...databaseOption(values.database ?? process.env["FERRY_DATABASE_URL"]),
     listen: parseHostPort(values.listen, "--listen"),
     grpcListen: parseHostPort(values["grpc-listen"], "--grpc-listen"),
     ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),
@@ -48,6 +49,17 @@ export async function controllerCommand(args: string[]): Promise<number> {
   process.off("SIGHUP", reload);
   await controller.stop();
   return 0;
+}
+
+function databaseOption(url: string | undefined): { database?: string } {
+  if (url === undefined || url === "") return {};
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new FerryError(
+      "E_BAD_ARGUMENT",
+      `--database must be a postgres:// or postgresql:// URL (SQLite needs none: it is DATA_DIR/state.sqlite); got ${JSON.stringify(url.slice(0, 60))}`,
+    );
+  }
+  return { database: url };
 }
 
 function tlsFiles(values: { "tls-cert"?: string; "tls-key"?: string; "client-ca"?: string; "agent-client-ca"?: string }): ControllerTlsFiles | undefined {

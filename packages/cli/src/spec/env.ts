@@ -14,6 +14,8 @@ export const ENV = {
   FERRY_TRUSTED_KEYS: "public keys NAME:BASE64, separated by spaces, trusted in addition to each --trusted-key",
   FERRY_SIGNING_KEY_FILE: "secret key file, when --signing-key-file is not given",
   FERRY_LOG_LEVEL: `log level (trace, debug, info, warn, error), when --log-level is not given; default ${DEFAULT_LOG_LEVEL}`,
+  FERRY_DATABASE_URL: "ferry controller: the PostgreSQL URL, when --database is not given (keeps it out of the process list)",
+  PGPASSFILE: "ferry controller: the password file PostgreSQL clients read (hostname:port:database:username:password)",
   FERRY_AGENT_FAULT: "tests only: pause-after:PHASE stops the agent right after it recorded PHASE",
   FERRY_CA_FILE: "PEM file of the CA the controller's certificate must chain to, when --ca is not given",
   FERRY_CLIENT_CERT: "client certificate (PEM) for a controller that requires one (--client-ca), when --client-cert is not given",

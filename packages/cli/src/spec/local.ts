@@ -40,6 +40,13 @@ export const CONTROLLER = {
       defaultText: "the address the CLI dialled",
     },
     "heartbeat-interval": { type: "string", value: "SECONDS", default: "10", description: "how often agents prove their link is alive" },
+    database: {
+      type: "string",
+      value: "URL",
+      description:
+        "postgres://USER@HOST/DB: keep state in PostgreSQL, shared by replicas (each with its own --data-dir); a password goes in PGPASSFILE, not here",
+      defaultText: "$FERRY_DATABASE_URL, else DATA_DIR/state.sqlite",
+    },
     "log-level": {
       type: "string",
       value: "LEVEL",
@@ -86,7 +93,7 @@ export const CONTROLLER = {
     "cache-gc-keep-bundles": { type: "string", value: "N", default: "3", description: "what cache gc keeps: the systems of the newest N imported bundles" },
     ...JSON_FLAG,
   },
-  env: ["FERRY_LOG_LEVEL"],
+  env: ["FERRY_LOG_LEVEL", "FERRY_DATABASE_URL", "PGPASSFILE"],
   example: "ferry controller --data-dir /var/lib/ferry --grpc-listen 127.0.0.1:7071",
   notes:
     "Runs until SIGINT or SIGTERM. GET /healthz on --listen answers 200 ok while it runs. With --json, a failure to start is printed as JSON (logs are JSON lines already).",

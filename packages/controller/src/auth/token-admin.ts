@@ -43,8 +43,19 @@ export class TokenAdmin {
   ) {}
 
   /** At every start: the built-in admin token is whatever DATA_DIR/admin.token holds. */
-  async adoptAdminFile(adminTokenHash: string): Promise<void> {
+  /**
+   * Keeps the built-in admin token's row in step with DATA_DIR/admin.token.
+   * Replicas share one row: the first replica's file sets it, and a replica
+   * whose file differs leaves it alone (returns false) rather than lock the
+   * others' admins out; its operator copies the first one's file.
+   */
+  async adoptAdminFile(adminTokenHash: string, shared = false): Promise<boolean> {
+    if (shared) {
+      const current = await this.tokens.get(ADMIN_TOKEN_NAME);
+      if (current && current.revokedAtMs === 0 && current.tokenHash !== adminTokenHash) return false;
+    }
     await this.tokens.setBuiltinAdmin(adminTokenHash, this.now());
+    return true;
   }
 
   async create(request: NewToken, createdBy: string): Promise<{ record: TokenRecord; secret: string }> {

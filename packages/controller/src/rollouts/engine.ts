@@ -73,6 +73,7 @@ export class RolloutEngine {
   /** Drives rollouts from now on: on a replica, once it holds the leader lock. */
   async start(): Promise<void> {
     await this.load();
+    this.steps.resume();
     this.driving = true;
     this.timer = setInterval(() => {
       this.poke();
@@ -425,7 +426,7 @@ export class RolloutEngine {
     const { replicas } = this.deps;
     if (!this.driving && replicas) {
       return forwardControl(
-        { commands: this.deps.store.commands, rollouts: this.rollouts, announce: replicas.announce, now: this.deps.now },
+        { commands: this.deps.store.commands, rollouts: this.rollouts, announce: (news) => replicas.announce(news), now: this.deps.now },
         id,
         action,
         reason,

@@ -57,6 +57,11 @@ export class StepScheduler {
     }
   }
 
+  /** Takes requests again after stop() (a replica that leads again). */
+  resume(): void {
+    this.stopped = false;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.scheduled);
