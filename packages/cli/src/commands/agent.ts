@@ -44,7 +44,13 @@ async function runAgent(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.agent, args);
   const overrides: Partial<AgentConfig> = {};
   if (values["host-name"]) overrides.hostName = values["host-name"];
-  if (values["controller-url"]) overrides.controllerUrl = values["controller-url"];
+  const urls = (values["controller-url"] ?? [])
+    .flatMap((url) => url.split(","))
+    .map((url) => url.trim())
+    .filter(Boolean);
+  // The flag replaces whichever of the two keys the file holds, so the pair never clashes.
+  if (urls.length === 1) Object.assign(overrides, { controllerUrl: urls[0], controllerUrls: undefined });
+  if (urls.length > 1) Object.assign(overrides, { controllerUrl: undefined, controllerUrls: urls });
   if (values["token-file"]) overrides.tokenFile = values["token-file"];
   if (values["state-dir"]) overrides.stateDir = values["state-dir"];
   return runAgentUntilSignal(loadAgentConfig(values.config, overrides));
