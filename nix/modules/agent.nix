@@ -6,6 +6,7 @@
 # rolls back on its own when they fail.
 {
   config,
+  options,
   lib,
   pkgs,
   ...
@@ -123,8 +124,18 @@ let
   );
 
   tokenPath = toString cfg.tokenFile;
+  # controllerUrl has no default, so that forgetting the controller is an
+  # error; read it only once it is defined (null included).
+  urlDefined = options.services.ferry-agent.controllerUrl.isDefined;
+  singleUrl = if urlDefined then cfg.controllerUrl else null;
+  # null alongside controllerUrls only says "no single URL", so that a shared
+  # profile's controllerUrl can be overridden with mkForce null.
+  bothUrls = singleUrl != null && cfg.controllerUrls != [ ];
+  neitherUrl = !urlDefined && cfg.controllerUrls == [ ];
+  controllerUrls = if cfg.controllerUrls != [ ] then cfg.controllerUrls else lib.optional (singleUrl != null) singleUrl;
   # A standalone host (no controller) only applies bundles by hand.
-  connected = cfg.controllerUrl != null;
+  connected = controllerUrls != [ ];
+  badControllerUrls = lib.filter (url: builtins.match "wss?://[^/]+(/.*)?/agent" url == null) controllerUrls;
   isStorePath = p: lib.hasPrefix "${builtins.storeDir}/" p || p == builtins.storeDir;
 
   # What the agent itself refuses (E_INSECURE_TRANSPORT), checked at build
@@ -142,7 +153,7 @@ let
     || builtins.match "127\\.[0-9.]+" host != null
     || host == "[::1]";
   plaintextAway = scheme: url: lib.hasPrefix "${scheme}://" url && !isLoopback (urlHost url);
-  insecureUrls = lib.filter (plaintextAway "ws") (lib.optional connected cfg.controllerUrl) ++ lib.filter (plaintextAway "http") cfg.substituters;
+  insecureUrls = lib.filter (plaintextAway "ws") controllerUrls ++ lib.filter (plaintextAway "http") cfg.substituters;
 in
 {
   options.services.ferry-agent = {
@@ -168,6 +179,24 @@ in
         `/etc/ferry/agent.json` for `ferry agent apply-bundle FILE --config
         /etc/ferry/agent.json` (air-gapped hosts fed by signed bundles).
         `tokenFile` and `substituters` are then not needed.
+
+        Several controller replicas: set `controllerUrls` instead.
+      '';
+    };
+
+    controllerUrls = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "wss://ferry-1.example.net/agent"
+        "wss://ferry-2.example.net/agent"
+      ];
+      description = ''
+        Instead of `controllerUrl`: the agent endpoints of several controller
+        replicas sharing one database. The agent holds one link, starts at a
+        random replica and moves to the next when the link fails; a
+        substituter on any of their hosts gets the agent's credentials.
+        Leave `controllerUrl` unset (or `null`) when setting this.
       '';
     };
 
@@ -495,16 +524,34 @@ in
         '';
       }
       {
-        assertion = !connected || builtins.match "wss?://[^/]+(/.*)?/agent" cfg.controllerUrl != null;
+        assertion = !neitherUrl;
         message = ''
-          services.ferry-agent.controllerUrl must be a ws:// or wss:// URL whose path ends in /agent,
-          e.g. "wss://ferry.example.net/agent"; got "${toString cfg.controllerUrl}".
+          services.ferry-agent names no controller. Set
+            services.ferry-agent.controllerUrl = "wss://ferry.example.net/agent";
+          or, for several controller replicas, services.ferry-agent.controllerUrls = [ … ];
+          or, for a standalone host fed by bundles, services.ferry-agent.controllerUrl = null;
+        '';
+      }
+      {
+        assertion = !bothUrls;
+        message = ''
+          services.ferry-agent.controllerUrl and controllerUrls are both set (${toString singleUrl}; ${lib.concatStringsSep ", " cfg.controllerUrls}).
+          Keep one: controllerUrls for several controller replicas, controllerUrl for one.
+        '';
+      }
+      {
+        assertion = badControllerUrls == [ ];
+        message = ''
+          services.ferry-agent.${
+            if cfg.controllerUrls != [ ] then "controllerUrls must hold ws:// or wss:// URLs" else "controllerUrl must be a ws:// or wss:// URL"
+          } whose path ends in /agent,
+          e.g. "wss://ferry.example.net/agent"; got ${lib.concatMapStringsSep ", " (url: "\"${url}\"") badControllerUrls}.
         '';
       }
       {
         assertion = !connected || cfg.tokenFile != null;
         message = ''
-          services.ferry-agent.tokenFile is not set, so the agent cannot authenticate to ${toString cfg.controllerUrl}.
+          services.ferry-agent.tokenFile is not set, so the agent cannot authenticate to ${lib.concatStringsSep ", " controllerUrls}.
           Give the path of a root-only file holding the token `ferry host add` printed, e.g.
             services.ferry-agent.tokenFile = "/var/lib/ferry-secrets/agent-token";
           (or set services.ferry-agent.controllerUrl = null for a standalone host fed by bundles).
@@ -574,11 +621,14 @@ in
       healthChecks = renderedHealthChecks;
     }
     // lib.optionalAttrs connected {
-      inherit (cfg) controllerUrl substituters;
+      inherit (cfg) substituters;
       tokenFile = tokenCredential;
       # The unit below restarts the agent on its restart status, so it may ask for one.
       selfRestart = true;
     }
+    # The key the operator used, so that a one-controller host's file is unchanged.
+    // lib.optionalAttrs (connected && cfg.controllerUrls == [ ]) { controllerUrl = singleUrl; }
+    // lib.optionalAttrs (cfg.controllerUrls != [ ]) { inherit (cfg) controllerUrls; }
     // lib.optionalAttrs (!connected && cfg.substituters != [ ]) { inherit (cfg) substituters; }
     // lib.optionalAttrs (cfg.preSwitchControllerWait != null) { inherit (cfg) preSwitchControllerWait; }
     // lib.optionalAttrs (cfg.caFile != null) { caFile = "${cfg.caFile}"; }

@@ -386,6 +386,46 @@ in
     services.ferry-agent.controllerUrl = lib.mkForce "http://controller:7070/";
   };
 
+  # Several controller replicas.
+  agentReplicas = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      controllerUrl = lib.mkForce null;
+      controllerUrls = [
+        "wss://ferry-1.example:7070/agent"
+        "wss://ferry-2.example:7070/agent"
+      ];
+    };
+  };
+
+  agentReplicasBothUrls = eval {
+    imports = [ validAgent ];
+    services.ferry-agent.controllerUrls = [ "wss://ferry-2.example:7070/agent" ];
+  };
+
+  # The agent is enabled, and nothing says where the controller is (or that there is none).
+  agentNoControllerUrl = eval {
+    networking.hostName = "web-1";
+    services.ferry-agent = {
+      enable = true;
+      tokenFile = "/var/lib/ferry-secrets/agent-token";
+      substituters = [ "https://controller.example:7070/cache" ];
+      trustedPublicKeys = [ "ferry-test-1:dGVzdC1rZXktbm90LXJlYWwtMDEyMzQ1Njc4OWFiY2RlZg==" ];
+    };
+  };
+
+  agentReplicasBad = eval {
+    imports = [ validAgent ];
+    services.ferry-agent = {
+      controllerUrl = lib.mkForce null;
+      controllerUrls = [
+        "wss://ferry-1.example:7070/agent"
+        "ws://ferry-2.example:7070/agent"
+        "https://ferry-3.example/"
+      ];
+    };
+  };
+
   controllerDefault = eval { services.ferry-controller.enable = true; };
 
   controllerCacheGc = eval {

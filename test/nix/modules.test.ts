@@ -331,6 +331,33 @@ test("agent: a standalone host (controllerUrl = null) gets no service, only the 
   assert.deepEqual(JSON.parse(readFileSync(connected.etc["ferry/agent.json"] ?? "", "utf8")), agentConfigFile(connected));
 });
 
+test("agent: several controller replicas are written as controllerUrls", { skip }, () => {
+  const s = evalScenario("agentReplicas");
+  assert.deepEqual(s.failedAssertions, []);
+  const config = agentConfigFile(s);
+  assert.deepEqual(config.controllerUrls, ["wss://ferry-1.example:7070/agent", "wss://ferry-2.example:7070/agent"]);
+  assert.equal(config.controllerUrl, undefined, "only the key the operator used is written");
+  assert.equal(config.tokenFile, CREDENTIAL);
+  assert.ok(s.services["ferry-agent"], "a host with controllers runs the agent");
+});
+
+test("agent: controllerUrl and controllerUrls together, or neither, is refused with the fix", { skip }, () => {
+  assert.ok(
+    evalScenario("agentReplicasBothUrls").failedAssertions.some(
+      (message) => /controllerUrl and controllerUrls are both set/.test(message) && /Keep one/.test(message),
+    ),
+  );
+  const neither = evalScenario("agentNoControllerUrl").failedAssertions;
+  assert.ok(
+    neither.some((message) => /names no controller/.test(message) && /controllerUrl = null/.test(message) && /controllerUrls = \[/.test(message)),
+    neither.join("\n"),
+  );
+  const bad = evalScenario("agentReplicasBad").failedAssertions.join("\n");
+  assert.match(bad, /controllerUrls must hold ws:\/\/ or wss:\/\/ URLs whose path ends in \/agent/);
+  assert.match(bad, /got "https:\/\/ferry-3\.example\/"/);
+  assert.match(bad, /ws:\/\/ferry-2\.example:7070\/agent .*in clear/s, "each URL goes through the plaintext check");
+});
+
 test("agent: a token on a standalone host is reported as unused", { skip }, () => {
   const s = evalScenario("agentStandaloneWithToken");
   assert.deepEqual(s.failedAssertions, []);
@@ -739,6 +766,7 @@ test("agent: rendered configurations pass the agent schema", { skip }, async (t)
     ["agentTls", agentConfigFile(evalScenario("agentTls"))],
     ["agentInsecureAllowed", agentConfigFile(evalScenario("agentInsecureAllowed"))],
     ["agentIntents", agentConfigFile(evalScenario("agentIntents"))],
+    ["agentReplicas", agentConfigFile(evalScenario("agentReplicas"))],
     ["agentStandalone", JSON.parse(readFileSync(evalScenario("agentStandalone").etc["ferry/agent.json"] ?? "", "utf8")) as Record<string, unknown>],
     ...Object.entries(fleet).map(([env, s]): [string, Record<string, unknown>] => [`fleet ${env}`, agentConfigFile(s)]),
   ];

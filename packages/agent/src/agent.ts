@@ -52,7 +52,7 @@ export async function startAgent(
   const nix = new Nix(runner);
   const running = runningBuild();
   const link: ControllerLink = new ControllerLink({
-    url: connected.controllerUrl,
+    urls: config.controllerUrls,
     hostName: config.hostName,
     tokenFile: connected.tokenFile,
     tls: { caFile: config.caFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
@@ -82,7 +82,8 @@ export async function startAgent(
     progress: (serial, phase, message) => {
       link.send({ $case: "progress", value: { hostName: config.hostName, serial, phase, message, bytesDone: 0, bytesTotal: 0 } });
     },
-    heartbeat: (timeoutMs) => link.roundTrip(timeoutMs, transaction.currentSystem()),
+    // Any replica answering counts: reachable() tries the next URL while the link is down.
+    heartbeat: (timeoutMs) => link.reachable(timeoutMs, transaction.currentSystem()),
     switchLock,
     metrics,
     ...(afterPersist ? { afterPersist } : {}),
@@ -116,7 +117,7 @@ export async function startAgent(
   link.start();
   hostLog.info(
     {
-      controllerUrl: config.controllerUrl,
+      controllerUrls: config.controllerUrls,
       stateDir: config.stateDir,
       strategy: config.strategy,
       currentSystem: transaction.currentSystem(),

@@ -6,8 +6,8 @@ import { FerryError, classifyTlsFailure, formatNetrc, parseStorePath, readPemFil
 interface TransportSettings {
   hostName: string;
   stateDir: string;
-  /** Unset on a standalone host, which signs in nowhere. */
-  controllerUrl?: string | undefined;
+  /** Empty on a standalone host, which signs in nowhere. */
+  controllerUrls: readonly string[];
   substituters?: readonly string[] | undefined;
   tokenFile?: string | undefined;
   caFile?: string | undefined;
@@ -16,18 +16,25 @@ interface TransportSettings {
 const NETRC_FILE = "cache.netrc";
 const PROBE_TIMEOUT_MS = 10_000;
 
+/** The hosts of the controller's replicas; none on a standalone host, which has no controller to sign in to. */
+function controllerHosts(config: TransportSettings): Set<string> {
+  return new Set(config.controllerUrls.map((url) => new URL(url).hostname));
+}
+
 /**
- * The substituters that get this host's credentials: only those on the
- * controller's own host, which already sees the token on the agent link. A
- * third-party cache never does.
+ * The substituters that get this host's credentials: only those on one of
+ * the controllers' own hosts, which already see the token on the agent link
+ * (any replica may hold it). A third-party cache never does.
  */
 function credentialedSubstituters(config: TransportSettings): URL[] {
-  // A standalone host has no controller to sign in to.
-  if (config.controllerUrl === undefined) return [];
-  const controllerHost = new URL(config.controllerUrl).hostname;
+  const hosts = controllerHosts(config);
   return (config.substituters ?? [])
     .map((url) => new URL(url))
-    .filter((url) => (url.protocol === "https:" || url.protocol === "http:") && url.hostname === controllerHost);
+    .filter((url) => (url.protocol === "https:" || url.protocol === "http:") && hosts.has(url.hostname));
+}
+
+function describeHosts(hosts: Set<string>): string {
+  return hosts.size === 0 ? " (it has none)" : `, ${[...hosts].join(", ")}`;
 }
 
 function readToken(config: TransportSettings): string {
@@ -84,7 +91,7 @@ export async function diagnoseSubstituters(config: TransportSettings, storePath:
         if (response.statusCode === 401) {
           const why = signsIn
             ? `refused the credentials of ${config.hostName} (HTTP 401)`
-            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controller's host${config.controllerUrl === undefined ? " (it has none)" : `, ${new URL(config.controllerUrl).hostname}`}`;
+            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controllers' hosts${describeHosts(controllerHosts(config))}`;
           return new FerryError("E_CACHE_AUTH", `${substituter} ${why}`);
         }
       } catch (error) {

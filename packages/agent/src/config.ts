@@ -32,8 +32,10 @@ export interface CommandCheck {
 export type HealthCheck = SystemdCheck | HttpCheck | CommandCheck;
 
 export interface AgentConfig {
-  /** The three controller keys: `ferry agent` needs them (requireControllerSettings); a standalone host that only runs apply-bundle does not. */
+  /** The controller keys: `ferry agent` needs them (requireControllerSettings); a standalone host that only runs apply-bundle does not. */
   controllerUrl?: string;
+  /** Several controller replicas sharing one database; the agent holds one link, to any of them. Excludes controllerUrl. */
+  controllerUrls?: string[];
   hostName: string;
   tokenFile?: string;
   substituters?: string[];
@@ -85,12 +87,18 @@ export interface AgentConfig {
 /** What a deployment or dry run may do without a signed intent, when the host allows it. */
 export type UnsignedMode = Mode | "dry-activate";
 export const UNSIGNED_MODES: readonly UnsignedMode[] = [...MODES, "dry-activate"];
-/** The keys only a host with a controller needs. */
+/** The keys only a host with a controller needs (controllerUrls stands in for controllerUrl). */
 export const CONTROLLER_KEYS = ["controllerUrl", "tokenFile", "substituters"] as const;
 const CONNECTED_ONLY = "Required by `ferry agent`; a standalone host that only runs `ferry agent apply-bundle` leaves it out.";
 
 /** The configuration of an agent that connects to a controller: what `ferry agent` runs with. */
-export type ConnectedAgentConfig = AgentConfig & Required<Pick<AgentConfig, (typeof CONTROLLER_KEYS)[number]>>;
+export type ConnectedAgentConfig = AgentConfig & Required<Pick<AgentConfig, "tokenFile" | "substituters">>;
+
+/** The controller URLs, whichever key names them; empty on a standalone host. */
+export function controllerUrlsOf(config: Pick<AgentConfig, "controllerUrl" | "controllerUrls">): string[] {
+  if (config.controllerUrls !== undefined) return [...config.controllerUrls];
+  return config.controllerUrl === undefined ? [] : [config.controllerUrl];
+}
 
 /**
  * Narrows a configuration to one with a controller, or throws E_BAD_CONFIG
@@ -98,11 +106,11 @@ export type ConnectedAgentConfig = AgentConfig & Required<Pick<AgentConfig, (typ
  * says what it lacks instead of failing on a connection.
  */
 export function requireControllerSettings(config: AgentConfig): ConnectedAgentConfig {
-  const missing = CONTROLLER_KEYS.filter((key) => config[key] === undefined);
+  const missing = CONTROLLER_KEYS.filter((key) => (key === "controllerUrl" ? controllerUrlsOf(config).length === 0 : config[key] === undefined));
   if (missing.length === 0) return config as ConnectedAgentConfig;
   throw new FerryError(
     "E_BAD_CONFIG",
-    `invalid agent configuration: missing ${missing.map((key) => JSON.stringify(key)).join(", ")}: \`ferry agent\` connects to a controller and needs ${CONTROLLER_KEYS.join(", ")} (a host without a controller only runs \`ferry agent apply-bundle\`, which does without them)`,
+    `invalid agent configuration: missing ${missing.map((key) => JSON.stringify(key)).join(", ")}: \`ferry agent\` connects to a controller and needs controllerUrl (or controllerUrls), tokenFile, substituters (a host without a controller only runs \`ferry agent apply-bundle\`, which does without them)`,
   );
 }
 
@@ -123,7 +131,16 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
       type: "string",
       nullable: true,
       pattern: "^wss?://[^\\s]+$",
-      description: `WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set. ${CONNECTED_ONLY}`,
+      description: `WebSocket URL of the controller's agent endpoint, e.g. wss://controller:7070/agent; ws:// only to loopback unless allowInsecureTransport is set. ${CONNECTED_ONLY} Several replicas: controllerUrls instead.`,
+    },
+    controllerUrls: {
+      type: "array",
+      nullable: true,
+      minItems: 1,
+      uniqueItems: true,
+      items: { type: "string", pattern: "^wss?://[^\\s]+$" },
+      description:
+        "Instead of controllerUrl: the agent endpoints of several controller replicas sharing one database. The agent keeps one link, starts at a random one and moves to the next when a link fails; any of their hosts counts as the controller's host for substituter credentials.",
     },
     hostName: { type: "string", minLength: 1, maxLength: 253, description: "Name this host was registered with (ferry host add)." },
     tokenFile: {
@@ -307,7 +324,13 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
     throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${[...new Set(errors.map(describe))].join("; ")}`);
   }
   // null is how a generator (the NixOS module, JSON tools) writes "not set".
-  for (const key of CONTROLLER_KEYS) if (copy[key] === null) delete copy[key];
+  for (const key of [...CONTROLLER_KEYS, "controllerUrls"] as const) if (copy[key] === null) delete copy[key];
+  if (copy.controllerUrl !== undefined && copy.controllerUrls !== undefined) {
+    throw new FerryError(
+      "E_BAD_CONFIG",
+      "invalid agent configuration: controllerUrl and controllerUrls are both set: keep one (controllerUrls for several controller replicas)",
+    );
+  }
   copy.hostName = assertHostName(copy.hostName);
   const problems = staticCheckProblems(copy.healthChecks);
   if (problems.length > 0) throw new FerryError("E_BAD_CONFIG", `invalid agent configuration: ${describeCheckProblems(problems)}`);
@@ -316,6 +339,7 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   }
   const allowed = copy.allowInsecureTransport;
   if (copy.controllerUrl !== undefined) assertTransportAllowed(copy.controllerUrl, allowed, "controllerUrl", "set allowInsecureTransport = true");
+  copy.controllerUrls?.forEach((url, index) => assertTransportAllowed(url, allowed, `controllerUrls[${index}]`, "set allowInsecureTransport = true"));
   for (const url of copy.substituters ?? []) assertTransportAllowed(url, allowed, "substituter", "set allowInsecureTransport = true");
   try {
     parsePublicKeys(copy.intentPublicKeys);

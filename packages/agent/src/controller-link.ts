@@ -13,9 +13,11 @@ import {
   type Hello,
   type Refusal,
 } from "@ferry/protocol/agent-channel";
+import { ControllerRotation } from "./controller-rotation.js";
 
 export interface LinkOptions {
-  url: string;
+  /** The controller's agent endpoints (several replicas, or one); the link holds one at a time. */
+  urls: readonly string[];
   hostName: string;
   tokenFile: string;
   /** CA bundle and client certificate for wss://; read at every connection, so renewed files apply without a restart. */
@@ -27,6 +29,8 @@ export interface LinkOptions {
   agentVersion: string;
   /** What to say in Hello: read fresh at every connection. */
   hello: () => Omit<Hello, "hostName" | "token" | "agentVersion">;
+  /** The start URL and the jitter; Math.random unless a test fixes them. */
+  random?: () => number;
 }
 
 export interface LinkEvents {
@@ -35,20 +39,21 @@ export interface LinkEvents {
   connected: [];
   disconnected: [];
   refused: [Refusal];
+  /** A connection attempt (or a link) ended; the next one is scheduled. */
+  attemptFailed: [];
 }
 
-const RECONNECT_MIN_DELAY_MS = 500;
-
 /**
- * The agent's outbound connection. It reconnects forever with capped,
- * jittered exponential backoff, so a fleet does not stampede a controller that
- * comes back.
+ * The agent's outbound connection, to one of the controller URLs at a time.
+ * It reconnects forever, moving to the next URL after each failure, with
+ * capped, jittered exponential backoff (controller-rotation.ts), so a fleet
+ * does not stampede a controller that comes back.
  */
 export class ControllerLink extends EventEmitter<LinkEvents> {
   private socket: WebSocket | undefined;
   private welcomed = false;
   private stopped = false;
-  private attempt = 0;
+  private readonly rotation: ControllerRotation;
   private sequence = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -56,6 +61,7 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
 
   constructor(private readonly options: LinkOptions) {
     super();
+    this.rotation = new ControllerRotation(options.urls, options.reconnectMaxDelayMs, options.random);
   }
 
   get connected(): boolean {
@@ -70,6 +76,7 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
     clearInterval(this.heartbeatTimer);
     this.socket?.terminate();
   }
@@ -101,9 +108,46 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
     });
   }
 
+  /**
+   * A round trip for the checks around a switch. With the link down, the
+   * pending reconnect is brought forward instead of waiting out the backoff,
+   * so each call tries a controller (the next URL after each failure): the
+   * new system counts as reaching the controller if it reaches any replica.
+   */
+  async reachable(timeoutMs: number, currentSystem = ""): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    if (!this.welcomed) {
+      if (this.reconnectTimer !== undefined) {
+        clearTimeout(this.reconnectTimer);
+        this.connect();
+      }
+      if (!(await this.welcomeWithin(timeoutMs))) return false;
+    }
+    return this.roundTrip(Math.max(1, deadline - Date.now()), currentSystem);
+  }
+
+  private welcomeWithin(timeoutMs: number): Promise<boolean> {
+    if (this.welcomed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const settle = (welcomed: boolean): void => {
+        clearTimeout(timer);
+        this.off("connected", onConnected);
+        this.off("attemptFailed", onFailed);
+        resolve(welcomed);
+      };
+      const onConnected = (): void => settle(true);
+      const onFailed = (): void => settle(false);
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      this.on("connected", onConnected);
+      this.on("attemptFailed", onFailed);
+    });
+  }
+
   private connect(): void {
+    this.reconnectTimer = undefined;
     if (this.stopped) return;
     const { log } = this.options;
+    const url = this.rotation.url;
     let token: string;
     try {
       token = readFileSync(this.options.tokenFile, "utf8").trim();
@@ -120,7 +164,7 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
       log.error({ code: failure.code, err: failure.message }, "cannot read the TLS files");
       return this.scheduleReconnect();
     }
-    const socket = new WebSocket(this.options.url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...tls });
+    const socket = new WebSocket(url, { maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, handshakeTimeout: 10_000, ...tls });
     this.socket = socket;
     socket.on("unexpected-response", (_request, response: IncomingMessage) => {
       const code = String(response.headers["x-ferry-error-code"] ?? "");
@@ -153,8 +197,8 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
       switch (body.$case) {
         case "welcome":
           this.welcomed = true;
-          this.attempt = 0;
-          log.info({ url: this.options.url }, "connected to controller");
+          this.rotation.welcomed();
+          log.info({ url }, "connected to controller");
           this.heartbeatTimer = setInterval(() => void this.roundTrip(this.options.heartbeatIntervalMs), this.options.heartbeatIntervalMs);
           this.emit("connected");
           return;
@@ -177,8 +221,8 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
     socket.on("error", (error) => {
       // A certificate problem will not fix itself: say so loudly, with the code that names the fix.
       const tlsCode = classifyTlsFailure(error);
-      if (tlsCode) log.error({ code: tlsCode, url: this.options.url, err: error.message }, "TLS with the controller failed");
-      else log.debug({ err: error.message }, "controller link error");
+      if (tlsCode) log.error({ code: tlsCode, url, err: error.message }, "TLS with the controller failed");
+      else log.debug({ url, err: error.message }, "controller link error");
     });
     socket.on("close", (code, reason) => {
       const wasWelcomed = this.welcomed;
@@ -187,7 +231,7 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
       for (const settle of this.pendingAcks.values()) settle(false);
       this.pendingAcks.clear();
       if (wasWelcomed) {
-        log.warn({ closeCode: code, reason: reason.toString() }, "lost the controller link");
+        log.warn({ url, closeCode: code, reason: reason.toString() }, "lost the controller link");
         this.emit("disconnected");
       }
       this.scheduleReconnect();
@@ -205,12 +249,10 @@ export class ControllerLink extends EventEmitter<LinkEvents> {
   }
 
   private scheduleReconnect(): void {
+    this.emit("attemptFailed");
     if (this.stopped) return;
-    this.attempt += 1;
-    const ceiling = Math.min(this.options.reconnectMaxDelayMs, RECONNECT_MIN_DELAY_MS * 2 ** Math.min(this.attempt, 16));
-    // "Full jitter": uniformly random below the ceiling.
-    const delay = Math.max(RECONNECT_MIN_DELAY_MS / 2, Math.random() * ceiling);
-    this.options.log.debug({ attempt: this.attempt, delayMs: Math.round(delay) }, "reconnecting");
+    const delay = this.rotation.fail();
+    this.options.log.debug({ attempt: this.rotation.failed, url: this.rotation.url, delayMs: Math.round(delay) }, "reconnecting");
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 }

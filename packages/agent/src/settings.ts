@@ -1,4 +1,4 @@
-import type { AgentConfig, HealthCheck, Strategy } from "./config.js";
+import { controllerUrlsOf, type AgentConfig, type HealthCheck, type Strategy } from "./config.js";
 
 /**
  * The agent's configuration as the code uses it: compiled once from the file
@@ -7,8 +7,8 @@ import type { AgentConfig, HealthCheck, Strategy } from "./config.js";
  * 1000 or falls back to another key.
  */
 export interface AgentSettings {
-  /** Unset on a standalone host (apply-bundle only); startAgent requires them. */
-  readonly controllerUrl: string | undefined;
+  /** controllerUrl or controllerUrls, as one list; empty on a standalone host (apply-bundle only). startAgent requires them. */
+  readonly controllerUrls: readonly string[];
   readonly hostName: string;
   readonly tokenFile: string | undefined;
   /** Empty on a standalone host, which fetches only from the bundle it applies. */
@@ -50,7 +50,7 @@ const seconds = (value: number): number => Math.round(value * 1000);
 
 export function compileAgentConfig(config: AgentConfig): AgentSettings {
   return {
-    controllerUrl: config.controllerUrl,
+    controllerUrls: controllerUrlsOf(config),
     hostName: config.hostName,
     tokenFile: config.tokenFile,
     substituters: [...(config.substituters ?? [])],

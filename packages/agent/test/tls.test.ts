@@ -10,7 +10,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { FerryError, hashToken, silentLogger, type Logger } from "@ferry/core";
 import { startController, type RunningController } from "@ferry/controller";
-import { parseAgentConfig, requireControllerSettings, type AgentConfig } from "@ferry/agent";
+import { compileAgentConfig, parseAgentConfig, requireControllerSettings, type AgentConfig, type AgentSettings } from "@ferry/agent";
 import { cacheTransport, diagnoseSubstituters } from "../src/cache-transport.js";
 import { ControllerLink } from "../src/controller-link.js";
 import { TestCa, type IssuedCert } from "../../../test/harness/test-ca.js";
@@ -107,28 +107,50 @@ function config(overrides: Record<string, unknown> = {}): AgentConfig {
   });
 }
 
+function settings(overrides: Record<string, unknown> = {}): AgentSettings {
+  return compileAgentConfig(config(overrides));
+}
+
 describe("cache credentials", () => {
   test("the netrc is 0600 and names only the controller's host, with this host's name and token", () => {
-    const transport = cacheTransport(config());
+    const transport = cacheTransport(settings());
     assert.equal(transport.caFile, ca.certFile);
     assert.ok(transport.netrcFile);
     assert.equal(statSync(transport.netrcFile).mode & 0o777, 0o600);
     assert.equal(readFileSync(transport.netrcFile, "utf8"), `machine 127.0.0.1 login web1 password ${TOKEN}\n`);
   });
 
+  test("with several controllers, a substituter on any of their hosts gets the credentials, a third-party one still not", () => {
+    const transport = cacheTransport(
+      settings({
+        controllerUrl: undefined,
+        controllerUrls: ["wss://ctl-b.example/agent", `wss://127.0.0.1:${controller.httpPort}/agent`],
+        substituters: ["https://ctl-b.example/cache", `https://127.0.0.1:${controller.httpPort}/cache`, "https://cache.example.org"],
+      }),
+    );
+    assert.ok(transport.netrcFile);
+    assert.equal(
+      readFileSync(transport.netrcFile, "utf8"),
+      `machine ctl-b.example login web1 password ${TOKEN}\nmachine 127.0.0.1 login web1 password ${TOKEN}\n`,
+    );
+  });
+
   test("no substituter on the controller's host: no netrc, the token stays home", () => {
-    const transport = cacheTransport(config({ substituters: ["https://cache.example.org"] }));
+    const transport = cacheTransport(settings({ substituters: ["https://cache.example.org"] }));
     assert.equal(transport.netrcFile, undefined);
   });
 
   test("a fetch that failed is explained: credentials refused, certificate untrusted, or nothing to add", async () => {
-    assert.equal(await diagnoseSubstituters(config({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`] }), STORE_PATH), undefined);
+    assert.equal(await diagnoseSubstituters(settings({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`] }), STORE_PATH), undefined);
     const wrongToken = join(dir, "wrong-token");
     writeFileSync(wrongToken, "not-the-token\n");
-    const refused = await diagnoseSubstituters(config({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`], tokenFile: wrongToken }), STORE_PATH);
+    const refused = await diagnoseSubstituters(
+      settings({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`], tokenFile: wrongToken }),
+      STORE_PATH,
+    );
     assert.equal(refused?.code, "E_CACHE_AUTH");
     const untrusted = await diagnoseSubstituters(
-      config({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`], caFile: otherCa.certFile }),
+      settings({ substituters: [`https://127.0.0.1:${controller.httpPort}/cache`], caFile: otherCa.certFile }),
       STORE_PATH,
     );
     assert.equal(untrusted?.code, "E_TLS_UNTRUSTED");
@@ -151,7 +173,7 @@ async function linkOutcome(overrides: Record<string, unknown>): Promise<{ connec
   const agent = requireControllerSettings(config(overrides));
   const { log, events } = recordingLogger();
   const link = new ControllerLink({
-    url: agent.controllerUrl,
+    urls: compileAgentConfig(agent).controllerUrls,
     hostName: agent.hostName,
     tokenFile: agent.tokenFile,
     tls: { caFile: agent.caFile, certFile: agent.tlsCertFile, keyFile: agent.tlsKeyFile },

@@ -44,10 +44,24 @@ async function runAgent(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.agent, args);
   const overrides: Partial<AgentConfig> = {};
   if (values["host-name"]) overrides.hostName = values["host-name"];
-  if (values["controller-url"]) overrides.controllerUrl = values["controller-url"];
+  Object.assign(overrides, controllerUrlOverrides(values["controller-url"] ?? []));
   if (values["token-file"]) overrides.tokenFile = values["token-file"];
   if (values["state-dir"]) overrides.stateDir = values["state-dir"];
   return runAgentUntilSignal(loadAgentConfig(values.config, overrides));
+}
+
+/**
+ * --controller-url, repeated or comma-separated: one URL is controllerUrl,
+ * several are controllerUrls, as an operator would write them in the file.
+ * Either replaces both keys of the file, so that the pair never clashes.
+ */
+export function controllerUrlOverrides(flags: readonly string[]): Pick<AgentConfig, "controllerUrl" | "controllerUrls"> {
+  const urls = flags
+    .flatMap((flag) => flag.split(","))
+    .map((url) => url.trim())
+    .filter(Boolean);
+  if (urls.length === 0) return {};
+  return urls.length === 1 ? { controllerUrl: urls[0], controllerUrls: undefined } : { controllerUrl: undefined, controllerUrls: urls };
 }
 
 /** Runs an agent in this process until SIGINT or SIGTERM, or until it asks to restart into a new build. */

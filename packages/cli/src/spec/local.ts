@@ -114,7 +114,12 @@ export const AGENT = {
   flags: {
     config: CONFIG_FLAG,
     "host-name": { type: "string", value: "NAME", description: "overrides the configuration's hostName" },
-    "controller-url": { type: "string", value: "URL", description: "overrides controllerUrl (ws://HOST:PORT/agent)" },
+    "controller-url": {
+      type: "string",
+      multiple: true,
+      value: "URL",
+      description: "overrides controllerUrl, or controllerUrls when repeated or comma-separated (ws://HOST:PORT/agent)",
+    },
     "token-file": { type: "string", value: "FILE", complete: "file", description: "overrides tokenFile, the agent token from ferry host add" },
     "state-dir": { type: "string", value: "DIR", complete: "directory", description: "overrides stateDir" },
     ...JSON_FLAG,
