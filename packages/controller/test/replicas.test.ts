@@ -67,14 +67,15 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
   }
 
   /** Two replicas on a new database; the first one started leads. Hosts web-1… are added with token `token-NAME`. */
-  async function pair(hosts: number): Promise<{ a: Replica; b: Replica; admin: string; names: string[] }> {
-    const database = await cluster.createDatabase(`replicas_${++databases}`);
-    const a = await replica(database);
-    const b = await replica(database);
+  async function pair(hosts: number): Promise<{ a: Replica; b: Replica; admin: string; names: string[]; database: string }> {
+    const database = `replicas_${++databases}`;
+    const url = await cluster.createDatabase(database);
+    const a = await replica(url);
+    const b = await replica(url);
     const names = Array.from({ length: hosts }, (_, i) => `web-${i + 1}`);
     for (const name of names) await a.controller.store.addHost(name, hashToken(`token-${name}`), ["web"], Date.now());
     // The first replica's admin.token is the one the shared database holds.
-    return { a, b, admin: a.adminToken, names };
+    return { a, b, admin: a.adminToken, names, database };
   }
 
   async function agent(on: Replica, name: string, hold = false): Promise<FakeAgent> {
@@ -90,7 +91,7 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
   }
 
   test("a deploy accepted by one replica reaches an agent connected to the other", async (t) => {
-    const { a, b, admin } = await pair(1);
+    const { a, b, admin, database } = await pair(1);
     const web1 = await agent(b, "web-1");
     const path = await cachedPath([a.baseUrl, b.baseUrl], admin, "nixos-system-web-1");
     const sent = Date.now();
@@ -103,6 +104,13 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
         : undefined,
     );
     assert.equal(web1.desired.length, 1, "one desired frame, not one per replica");
+    // Anyone who may connect to the database can NOTIFY: what is not a replica's message changes nothing.
+    for (const payload of ["garbage", '{"kind":"started","rolloutId":"no-such-rollout"}', '{"kind":"started"}', "x".repeat(7000)]) {
+      await cluster.psql(`NOTIFY ferry_rollouts, '${payload}'; NOTIFY ferry_host_changes, '${payload}'`, database);
+    }
+    const again = await cachedPath([a.baseUrl, b.baseUrl], admin, "nixos-system-web-1-again");
+    await mustCall(a.grpc, "Deploy", { targets: [{ hostName: "web-1", storePath: again }] }, admin);
+    await until("the next deploy on B's agent", () => (web1.desired.some((frame) => frame.storePath === again) ? true : undefined));
     // Reported, not asserted: timing depends on the machine.
     t.diagnostic(`deploy on A → desired frame on B: ${latencyMs} ms`);
   });

@@ -5,6 +5,7 @@ import { parseVerb, positiveSeconds, requireString } from "../args.js";
 import { parseCount, parseDuration } from "../units.js";
 import { VERBS } from "../spec/index.js";
 import { waitForSignal } from "../signals.js";
+import { readEnv } from "../spec/env.js";
 
 export async function controllerCommand(args: string[]): Promise<number> {
   const { values } = parseVerb(VERBS.controller, args);
@@ -19,7 +20,7 @@ export async function controllerCommand(args: string[]): Promise<number> {
   setLogger({ error: (...parts: unknown[]) => grpcLog.warn(parts.join(" ")), info: (...parts: unknown[]) => grpcLog.debug(parts.join(" ")) });
   const controller = await startController({
     dataDir: requireString(values["data-dir"], "--data-dir"),
-    ...databaseOption(values.database ?? process.env["FERRY_DATABASE_URL"]),
+    ...databaseOption(values.database ?? readEnv("FERRY_DATABASE_URL")),
     listen: parseHostPort(values.listen, "--listen"),
     grpcListen: parseHostPort(values["grpc-listen"], "--grpc-listen"),
     ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),

@@ -107,10 +107,11 @@ export class PostgresCoordination implements Coordination {
     if (this.leading) void this.resign();
   }
 
-  private async resign(): Promise<void> {
+  private async resign(stopping = false): Promise<void> {
     if (!this.leading) return;
     this.leading = false;
-    this.log.warn("this replica no longer drives rollouts (its database session ended)");
+    if (stopping) this.log.info("this replica stops driving rollouts (stopping); another replica takes over");
+    else this.log.warn("this replica no longer drives rollouts (its database session ended)");
     await this.handlers?.lost().catch((error: unknown) => this.log.error({ err: String(error) }, "stopping the rollout engine failed"));
   }
 
@@ -160,7 +161,7 @@ export class PostgresCoordination implements Coordination {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.resign();
+    await this.resign(true);
     const client = this.client;
     this.client = undefined;
     if (client) {

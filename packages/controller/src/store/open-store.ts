@@ -121,6 +121,9 @@ export async function openPostgresStore(url: string, options: StoreOptions = {})
     application_name: "ferry-controller",
   });
   pool.on("error", (error) => options.onBackgroundError?.(error));
+  // A server restart also reaches connections a transaction holds between two statements: without a
+  // listener of its own such a connection's error would end the process; the statement that uses it fails instead.
+  pool.on("connect", (client) => client.on("error", (error) => options.onBackgroundError?.(error)));
   const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrate(db, "postgres", redactDatabaseUrl(url));

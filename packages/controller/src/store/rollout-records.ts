@@ -127,4 +127,6 @@ export interface RolloutCommandQueue {
   /** pending → expired, unless the leader took it already; returns whether it expired. */
   expire(id: number): Promise<boolean>;
   state(id: number): Promise<RolloutCommandState>;
+  /** Deletes commands queued before `olderThanMs`; returns how many. */
+  prune(olderThanMs: number): Promise<number>;
 }

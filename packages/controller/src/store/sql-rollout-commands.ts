@@ -60,4 +60,9 @@ export class SqlRolloutCommands implements RolloutCommandQueue {
     if (row.state === "failed") return { state: "failed", errorCode: row.error_code, errorMessage: row.error_message };
     return { state: row.state as "pending" | "running" | "expired" | "done" };
   }
+
+  async prune(olderThanMs: number): Promise<number> {
+    const { numDeletedRows } = await this.db.deleteFrom("rollout_commands").where("created_at_ms", "<", olderThanMs).executeTakeFirst();
+    return Number(numDeletedRows);
+  }
 }
