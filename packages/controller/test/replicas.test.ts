@@ -93,6 +93,11 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
   test("a deploy accepted by one replica reaches an agent connected to the other", async (t) => {
     const { a, b, admin, database } = await pair(1);
     const web1 = await agent(b, "web-1");
+    // Connected to B, seen online through A as well (from the last-seen time B wrote).
+    await until("web-1 online as A sees it", async () => {
+      const listed = await mustCall<{ hosts: { name: string; online: boolean }[] }>(a.grpc, "ListHosts", {}, admin);
+      return listed.hosts.find((host) => host.name === "web-1")?.online === true ? true : undefined;
+    });
     const path = await cachedPath([a.baseUrl, b.baseUrl], admin, "nixos-system-web-1");
     const sent = Date.now();
     await mustCall(a.grpc, "Deploy", { targets: [{ hostName: "web-1", storePath: path }] }, admin);
