@@ -31,10 +31,19 @@ let
   # nginx must reach the cache through the data directory: a DynamicUser's
   # StateDirectory sits under /var/lib/private (mode 0700, root), so serving
   # with nginx needs the fixed user too.
-  staticUser = stateDirectory == null || cfg.nginx.enable;
+  # A cache directory of its own (a share other replicas mount too) needs an
+  # owner that stays the same across restarts and machines: the fixed user.
+  staticUser = stateDirectory == null || cfg.nginx.enable || cfg.cacheDir != null;
   user = "ferry-controller";
   nginxGroup = config.services.nginx.group or "nginx";
-  cacheDir = "${dataDir}/cache";
+  cacheDir = if cfg.cacheDir != null then cfg.cacheDir else "${dataDir}/cache";
+  cacheDirWellFormed =
+    cfg.cacheDir == null
+    || (
+      builtins.match "(/[A-Za-z0-9._@+-]+)+" cfg.cacheDir != null
+      && lib.all (c: c != "." && c != "..") (lib.tail (lib.splitString "/" cfg.cacheDir))
+      && !lib.hasPrefix "${builtins.storeDir}/" cfg.cacheDir
+    );
   # "0.0.0.0:7080" -> "0.0.0.0", "[::]:7080" -> "[::]".
   hostOf =
     address:
@@ -107,6 +116,8 @@ let
     "cacheGcEvery"
     "cacheGcMinAge"
     "cacheGcKeepBundles"
+    "cacheDir"
+    "cacheUrl"
   ];
 
   # What `ferry controller` accepts as a duration: "90s", "1h30m", "7d", or seconds.
@@ -170,6 +181,14 @@ let
   ++ lib.optionals (tls.agentClientCaFile != null) [
     "--agent-client-ca"
     "${tls.agentClientCaFile}"
+  ]
+  ++ lib.optionals (cfg.cacheDir != null) [
+    "--cache-dir"
+    cfg.cacheDir
+  ]
+  ++ lib.optionals (cfg.cacheUrl != null) [
+    "--cache-url"
+    cfg.cacheUrl
   ]
   ++ lib.optional cfg.privateCache "--private-cache"
   ++ lib.optional cfg.metricsPublic "--metrics-public"
@@ -320,6 +339,33 @@ in
       '';
     };
 
+    cacheDir = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/mnt/ferry-cache";
+      description = ''
+        The binary cache's directory; null: `dataDir`/cache. Controller replicas
+        sharing one PostgreSQL database share this directory too (NFS or the
+        like, mounted before the unit starts and writable by the user
+        `ferry-controller`, which the controller then runs as). Each replica
+        serves what any of them stored; set `cacheGc.every` on one replica only
+        (a collection takes the directory's gc.lock; the others refuse theirs).
+      '';
+    };
+
+    cacheUrl = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "https://cache.example.net";
+      description = ''
+        An external Nix binary cache (nginx, S3 behind HTTP, Cachix) that CI
+        pushes to: deploys are then checked against it, by narinfo, instead of
+        the controller's own cache. Agents fetch from it directly: list it,
+        with its public key, in `services.ferry-agent.substituters` and
+        `trustedPublicKeys` on every host.
+      '';
+    };
+
     cacheGc = {
       every = mkOption {
         type = types.nullOr types.str;
@@ -462,6 +508,13 @@ in
         '';
       }
       {
+        assertion = cacheDirWellFormed;
+        message = ''
+          services.ferry-controller.cacheDir must be an absolute path outside the Nix store, without "." or ".."
+          components, trailing "/" or characters other than letters, digits and ._@+-; got ${builtins.toJSON cfg.cacheDir}.
+        '';
+      }
+      {
         assertion = !lib.hasPrefix "${builtins.storeDir}/" dataDir;
         message = ''
           services.ferry-controller.dataDir is in the Nix store, which is read-only; got "${dataDir}".
@@ -578,7 +631,7 @@ in
       path = [ config.nix.package ];
 
       # The data directory may live on a file system mounted later (a data disk).
-      unitConfig.RequiresMountsFor = [ dataDir ];
+      unitConfig.RequiresMountsFor = [ dataDir ] ++ lib.optional (cfg.cacheDir != null) cfg.cacheDir;
 
       serviceConfig = {
         ExecStart = "${lib.getExe cfg.package} ${execArgs}";
@@ -644,7 +697,7 @@ in
           {
             User = user;
             Group = user;
-            ReadWritePaths = [ dataDir ];
+            ReadWritePaths = [ dataDir ] ++ lib.optional (cfg.cacheDir != null) cfg.cacheDir;
           }
         else
           {

@@ -439,6 +439,21 @@ in
     };
   };
 
+  controllerSharedCache = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheDir = "/mnt/ferry-cache";
+      cacheUrl = "https://cache.example.net";
+    };
+  };
+
+  controllerSharedCacheBad = eval {
+    services.ferry-controller = {
+      enable = true;
+      cacheDir = "/mnt/ferry cache";
+    };
+  };
+
   controllerCacheGcBad = eval {
     services.ferry-controller = {
       enable = true;

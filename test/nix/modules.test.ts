@@ -509,6 +509,19 @@ test("controller: cacheGc schedules ferry cache gc; off by default; a malformed 
   assert.match(bad.failedAssertions.join("\n"), /cacheGc\.every and cacheGc\.minAge are durations such as "1d".*got every = "daily"/s);
 });
 
+test("controller: cacheDir (a shared directory) and cacheUrl (an external cache) become flags; the fixed user may write the directory", { skip }, () => {
+  const s = evalScenario("controllerSharedCache");
+  assert.deepEqual(s.failedAssertions, []);
+  const unit = service(s, "ferry-controller");
+  assert.match(String(unit.serviceConfig.ExecStart), / --cache-dir \/mnt\/ferry-cache --cache-url https:\/\/cache\.example\.net$/);
+  assert.equal(unit.serviceConfig.User, "ferry-controller");
+  assert.equal(unit.serviceConfig.DynamicUser, undefined);
+  assert.deepEqual(unit.serviceConfig.ReadWritePaths, ["/var/lib/ferry-controller", "/mnt/ferry-cache"]);
+  assert.doesNotMatch(String(service(evalScenario("controllerDefault"), "ferry-controller").serviceConfig.ExecStart), /cache-dir|cache-url/);
+  const bad = evalScenario("controllerSharedCacheBad");
+  assert.match(bad.failedAssertions.join("\n"), /cacheDir must be an absolute path .*got "\/mnt\/ferry cache"/s);
+});
+
 test("controller: firewall, privileged port and extra flags", { skip }, () => {
   const s = evalScenario("controllerOpen");
   assert.deepEqual(s.failedAssertions, []);

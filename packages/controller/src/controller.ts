@@ -22,7 +22,7 @@ import { adoptLedgerFile, createBundleSite, createSiteService } from "./api/site
 import { RolloutEngine } from "./rollouts/engine.js";
 import { rolloutOutcome } from "./rollouts/outcome.js";
 import { DesiredState } from "./desired/desired-state.js";
-import { BinaryCache } from "./cache/binary-cache.js";
+import { openCache, type CacheOptions } from "./cache/open-cache.js";
 import { DEFAULT_GC_KEEP_BUNDLES, DEFAULT_GC_MIN_AGE_MS, MAX_GC_PERIOD_MS, scheduleCacheGc, type CacheRetention } from "./cache/cache-retention.js";
 import { authenticateCacheReader, isPublicCacheFile } from "./cache/read-access.js";
 import { ControllerTls, type ControllerTlsFiles } from "./tls/controller-tls.js";
@@ -42,7 +42,7 @@ import { METRICS_PATH, observeHttp, serveMetrics } from "./metrics/http-metrics.
 import { grpcMetricsInterceptor } from "./metrics/grpc-metrics.js";
 import { Dashboard, DASHBOARD_PREFIX, type DashboardOptions } from "./dashboard/dashboard.js";
 
-export interface ControllerOptions {
+export interface ControllerOptions extends CacheOptions {
   dataDir: string;
   /** A PostgreSQL URL shared by replicas; absent: DATA_DIR/state.sqlite. */
   database?: string;
@@ -145,7 +145,11 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     );
   }
   const audit = new AuditLog(store.audit, log.child({ part: "audit" }));
-  const cache = new BinaryCache(dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
+  const {
+    cache,
+    closures,
+    describe: cacheWhere,
+  } = openCache(options, dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
   undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
@@ -164,7 +168,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   });
   const desired = new DesiredState({
     store,
-    cache,
+    cache: closures,
     hub,
     log: log.child({ part: "desired" }),
     now: Date.now,
@@ -210,7 +214,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   // Every change to a host (a report, a deploy, a removal) is announced here; a rollout may wait for it.
   hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
 
-  await removeStaleStaging(dataDir.cacheDir);
+  await removeStaleStaging(cache.dir);
   await adoptLedgerFile(dataDir.root, store.bundles, log.child({ part: "site" }));
   const site = createBundleSite({
     store,
@@ -338,6 +342,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       desired,
       hub,
       cache,
+      closures,
       log: log.child({ part: "api" }),
       authenticator,
       audit,
@@ -401,6 +406,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       privateCache: Boolean(options.privateCache),
       metricsPublic: Boolean(options.metricsPublic),
       cacheGcEveryMs: options.cacheGc?.everyMs ?? null,
+      ...cacheWhere,
     },
     "controller started",
   );

@@ -86,10 +86,15 @@ describe("cache garbage collection under traffic", { skip }, () => {
     const report = await collect(keep);
     collecting = false;
     await Promise.all(fetchers);
-    assert.equal(report.deleted.length, 8);
+    // A path whose NAR a fetcher was downloading at the mark is kept as in use; which one depends on timing.
+    const inUse = report.keptBy["in-use"].paths;
+    assert.equal(report.deleted.length + inUse, 8);
     assert.deepEqual(narinfosWithoutNar(dir), []);
     assert.ok((outcomes.get("whole") ?? 0) > 0);
-    assert.deepEqual([...cachedPaths(dir)].sort(), [fixture.paths.current, fixture.paths.lib].sort());
+    const left = [...cachedPaths(dir)];
+    assert.equal(left.length, 2 + inUse);
+    for (const path of [fixture.paths.current, fixture.paths.lib]) assert.ok(left.includes(path));
+    for (const path of report.deleted) assert.ok(!left.includes(path));
   });
 
   test("narinfo read, path collected, then its NAR asked for: a clean 404", async () => {

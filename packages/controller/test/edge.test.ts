@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
-import { writeFileSync, existsSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { writeFileSync, existsSync, mkdtempSync, rmSync, readFileSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import WebSocket from "ws";
@@ -150,16 +150,22 @@ describe("the HTTP edge under abuse", () => {
   });
 });
 
-test("upload temp files left by a crash are removed when the controller starts", async () => {
+test("upload temp files left by a crash are removed when the controller starts, young ones (another replica's uploads) kept", async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "ferry-edge-"));
   try {
     const first = await startController({ dataDir, listen: { host: "127.0.0.1", port: 0 }, grpcListen: { host: "127.0.0.1", port: 0 }, log: silentLogger() });
     await first.stop();
     const leftover = join(dataDir, "cache", ".upload-0123456789abcdef");
     writeFileSync(leftover, "half a NAR");
+    const hoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    utimesSync(leftover, hoursAgo, hoursAgo);
+    // Young: in a cache directory shared by replicas, another controller's upload in flight.
+    const inFlight = join(dataDir, "cache", ".upload-fedcba9876543210");
+    writeFileSync(inFlight, "a NAR being uploaded");
     const second = await startController({ dataDir, listen: { host: "127.0.0.1", port: 0 }, grpcListen: { host: "127.0.0.1", port: 0 }, log: silentLogger() });
     await second.stop();
     assert.equal(existsSync(leftover), false);
+    assert.equal(existsSync(inFlight), true);
     assert.ok(readFileSync(join(dataDir, "admin.token"), "utf8").length > 0);
   } finally {
     rmSync(dataDir, { recursive: true, force: true });

@@ -26,6 +26,12 @@ export const ERROR_HINTS = {
     "The cache holds no signature at all for part of the closure: push it again with --signing-key-file (signatures are added), or pass --allow-unsigned if the hosts get signed copies elsewhere.",
   E_CACHE_CONFLICT:
     "The cache already holds this store path with another NAR hash (a build that is not reproducible?); keep the cache's copy, or remove it first (ferry cache rm PATH) and push again.",
+  E_CACHE_GC_RUNNING:
+    "Another controller sharing this cache directory collects it now (named in the message); wait for it to finish, and set --cache-gc-every on one replica only.",
+  E_CACHE_UNREACHABLE:
+    "The controller cannot read the external binary cache (--cache-url): check the URL, that the cache serves <hash>.narinfo files, and the network between them.",
+  E_CACHE_BAD_NARINFO:
+    "The external binary cache served a narinfo that is not one (malformed, too large, or for another path); check what pushes to that cache.",
   E_CACHE_PATH_IN_USE: "A host's desired, current or previous system needs this path; deploy another system to that host first.",
   E_PUSH_UNSIGNED:
     "Sign what you push: --signing-key-file KEY or FERRY_SIGNING_KEY_FILE; pass --unsigned only if the hosts should refuse these paths until they are signed.",

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { setLogger } from "@grpc/grpc-js";
 import { FerryError, createLogger, parseHostPort, toFerryError } from "@ferry/core";
 import { startController, type ControllerTlsFiles } from "@ferry/controller";
@@ -24,6 +25,8 @@ export async function controllerCommand(args: string[]): Promise<number> {
     listen: parseHostPort(values.listen, "--listen"),
     grpcListen: parseHostPort(values["grpc-listen"], "--grpc-listen"),
     ...(values["public-url"] ? { publicUrl: values["public-url"] } : {}),
+    ...(values["cache-dir"] ? { cacheDir: resolve(values["cache-dir"]) } : {}),
+    ...(values["cache-url"] ? { cacheUrl: values["cache-url"] } : {}),
     heartbeatIntervalMs: positiveSeconds(values["heartbeat-interval"], "--heartbeat-interval") * 1000,
     ...(tls ? { tls } : {}),
     privateCache: values["private-cache"],

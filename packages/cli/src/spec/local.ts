@@ -78,6 +78,19 @@ export const CONTROLLER = {
       default: false,
       description: "serve GET /metrics without a token (a scraper on a private network); by default it needs a read-scoped token",
     },
+    "cache-dir": {
+      type: "string",
+      value: "DIR",
+      complete: "directory",
+      description: "the binary cache's directory; replicas may share one (NFS): run --cache-gc-every on one of them",
+      defaultText: "DIR/cache of --data-dir",
+    },
+    "cache-url": {
+      type: "string",
+      value: "URL",
+      description:
+        "an external Nix binary cache (nginx, S3 over HTTP, Cachix) that deploys are checked against by narinfo; agents list it in their substituters",
+    },
     "cache-gc-every": {
       type: "string",
       value: "DURATION",

@@ -28,10 +28,30 @@ const WRITE_BATCH = 1 << 20;
 /** Staged files whose fsync may run at once in the background; more wait for the oldest. */
 const SYNCS_IN_FLIGHT = 32;
 
+/**
+ * A staging directory untouched this long is a crash's leftover. Not all of
+ * them at start: in a cache directory shared by replicas, a young one is
+ * another controller's import in progress (a file being written does not
+ * touch its directory, hence hours, not minutes).
+ */
+const STALE_STAGING_MS = 6 * 3_600_000;
+
 /** Staging directories of imports a crash interrupted: never published, so removed at start. */
-export async function removeStaleStaging(cacheDir: string): Promise<void> {
+export async function removeStaleStaging(cacheDir: string, nowMs = Date.now()): Promise<void> {
   for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
-    if (name.startsWith(STAGING_PREFIX)) await rm(join(cacheDir, name), { recursive: true, force: true });
+    if (!name.startsWith(STAGING_PREFIX)) continue;
+    const dir = join(cacheDir, name);
+    const touched = Math.max(
+      ...(await Promise.all(
+        [dir, join(dir, "nar")].map((d) =>
+          stat(d).then(
+            (s) => s.mtimeMs,
+            () => 0,
+          ),
+        ),
+      )),
+    );
+    if (nowMs - touched > STALE_STAGING_MS) await rm(dir, { recursive: true, force: true });
   }
 }
 

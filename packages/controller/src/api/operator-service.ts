@@ -28,9 +28,12 @@ import { admitRpc, unaryHandler } from "./unary.js";
 import { authorize } from "../auth/authorize.js";
 import { deployTarget } from "../auth/deploy-target.js";
 import type { ApiDeps } from "./api-deps.js";
+import type { ClosureSource } from "../cache/closure-source.js";
 
 export interface OperatorServiceDeps extends ApiDeps {
   info: Omit<GetInfoResponse, "version" | "protocolVersion">;
+  /** Where a dry activation checks its closure: `cache`, or the external cache of --cache-url. */
+  closures: ClosureSource;
 }
 
 type RolloutMethods =
@@ -116,7 +119,7 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
       authorize(caller, "deploy", await deployTarget(deps.store, [target.hostName]));
       if (request.intent) checkRelayedIntent(request.intent, { ...target, mode: "dry-activate" }, now());
       // A dry run switches nothing, and the host checks signatures itself.
-      await requireClosuresInCache(deps.cache, [target.storePath], { allowUnsigned: true });
+      await requireClosuresInCache(deps.closures, [target.storePath], { allowUnsigned: true });
       const timeoutMs = Math.min(Math.max(request.timeoutMs || 600_000, 1000), 3_600_000);
       await deps.audit.record(caller.name, "dry-activate", target.hostName, { storePath: target.storePath });
       const outcome = await deps.hub.dryActivate(target.hostName, target.storePath, timeoutMs, request.intent);

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { open, readFile, readdir, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -17,15 +17,23 @@ import {
   type NarInfo,
 } from "@ferry/core";
 import { mergeNarInfoUpload } from "./narinfo-merge.js";
-import { NARINFO_FILE, NarInfoIndex } from "./narinfo-index.js";
+import { NARINFO_FILE, NarInfoIndex, type NarInfoIndexOptions } from "./narinfo-index.js";
 import { sendFile } from "./send-file.js";
 import { CacheActivity } from "./cache-activity.js";
+import type { ClosureSource } from "./closure-source.js";
+import { withGcLock } from "./gc-lock.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
 const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
 /** Temp files of uploads in flight; ones left by a crash are removed at start. */
 const UPLOAD_TEMP_PREFIX = ".upload-";
+/**
+ * A temp file untouched this long is a crash's leftover; a younger one may be
+ * another replica's upload in flight, in a directory they share (each write
+ * of an upload touches it).
+ */
+const STALE_UPLOAD_MS = 3_600_000;
 /** HTTP status of a refused cache request, by error code; other refusals are 400, bugs 500. */
 const CACHE_STATUS: Partial<Record<string, number>> = { E_CACHE_CONFLICT: 409, E_NO_SPACE: 507 };
 const AUTH_CHALLENGE = { "www-authenticate": 'Basic realm="ferry-cache"' };
@@ -67,7 +75,7 @@ export interface CacheSweep {
  * A narinfo uploaded again for the same contents adds its signatures; for
  * other contents it is refused (E_CACHE_CONFLICT).
  */
-export class BinaryCache {
+export class BinaryCache implements ClosureSource {
   /** Narinfo writes and removals, one at a time: each reads what the one before wrote. */
   private readonly writes = new Turns();
   private readonly index: NarInfoIndex;
@@ -78,16 +86,29 @@ export class BinaryCache {
     readonly dir: string,
     private readonly recordUpload: UploadRecorder,
     private readonly log: Logger,
+    options: NarInfoIndexOptions = {},
   ) {
     mkdirSync(join(dir, "nar"), { recursive: true });
-    // No upload is in flight before the controller listens: any temp file is a crash's leftover.
-    for (const name of readdirSync(dir)) if (name.startsWith(UPLOAD_TEMP_PREFIX)) rmSync(join(dir, name), { force: true });
-    this.index = new NarInfoIndex(dir, log);
+    // None of this controller's uploads is in flight before it listens: an old temp file is a crash's leftover.
+    for (const name of readdirSync(dir)) {
+      if (!name.startsWith(UPLOAD_TEMP_PREFIX)) continue;
+      const touched = statSync(join(dir, name), { throwIfNoEntry: false })?.mtimeMs;
+      if (touched !== undefined && Date.now() - touched > STALE_UPLOAD_MS) rmSync(join(dir, name), { force: true });
+    }
+    this.index = new NarInfoIndex(dir, log, options);
     log.info({ narinfos: this.index.size }, "cache index loaded");
   }
 
   close(): void {
     this.index.close();
+  }
+
+  /**
+   * Re-reads these narinfos from disk: another controller sharing the
+   * directory changed them (its onLocalChange, relayed between replicas).
+   */
+  async refresh(hashes: Iterable<string>): Promise<void> {
+    for (const hash of hashes) await this.index.reload(assertStoreHash(hash));
   }
 
   /** Serves a request whose path starts with the cache prefix; `relative` has no leading slash. */
@@ -119,7 +140,8 @@ export class BinaryCache {
     }
     const narinfo = NARINFO_FILE.exec(relative);
     if (narinfo) {
-      const text = this.index.get(narinfo[1] as string);
+      // A hit answers from memory; only a miss waits for the disk (another replica's write?).
+      const text = this.index.get(narinfo[1] as string) ?? (await this.index.lookup(narinfo[1] as string));
       if (!text) {
         response.writeHead(404).end();
         return;
@@ -136,7 +158,11 @@ export class BinaryCache {
     // Once open, the file stays readable to the end even if collected meanwhile; busy, it is not collected.
     const done = this.activity.begin(relative);
     const sent = await sendFile(join(this.dir, relative), response, "application/x-nix-nar", headOnly).finally(done);
-    if (!sent) response.writeHead(404).end();
+    if (!sent) {
+      // Gone from a directory another replica collects: its narinfos must not send more substituters here.
+      await this.index.dropNar(relative);
+      response.writeHead(404).end();
+    }
     // A substituter that stops reading (it had the path already, or was interrupted) is routine.
     else if (!sent.complete) this.log.debug({ path: relative }, "client left before the NAR was sent");
   }
@@ -182,6 +208,8 @@ export class BinaryCache {
 
   private async storeNarInfo(relative: string, text: string, info: NarInfo): Promise<void> {
     const hash = parseStorePath(info.storePath).hash;
+    // From disk: another replica sharing the directory may have added signatures that a merge must keep.
+    await this.index.reload(hash);
     const stored = this.index.get(hash)?.toString("utf8");
     if (stored !== undefined) {
       const merged = mergeNarInfoUpload(stored, text);
@@ -241,6 +269,14 @@ export class BinaryCache {
    * Runs `work` under the write lock with what garbage collection needs. A
    * narinfo upload waits meanwhile, and is checked against the NARs present
    * when it runs: one whose NAR was collected is refused, never stored.
+   *
+   * Controllers sharing the directory each hold their own write lock, so a
+   * collection also takes the directory's lock file (gc-lock.ts: one
+   * collection at a time, E_CACHE_GC_RUNNING for the others) and first reads
+   * every narinfo afresh: a path another replica stored must be marked
+   * through, and its NAR must not look like an orphan. What that lock cannot
+   * cover is another replica's push in flight: its files are younger than
+   * the minimum age, which is what keeps them (see README, --cache-dir).
    */
   sweep<T>(work: (sweep: CacheSweep) => Promise<T>): Promise<T> {
     const dir = this.dir;
@@ -286,7 +322,12 @@ export class BinaryCache {
         return removed;
       },
     };
-    return this.exclusive(() => work(sweep));
+    return this.exclusive(() =>
+      withGcLock(dir, async () => {
+        await index.resync();
+        return work(sweep);
+      }),
+    );
   }
 
   /**
@@ -304,7 +345,7 @@ export class BinaryCache {
 
   async narInfo(hash: string): Promise<NarInfo | undefined> {
     assertStoreHash(hash);
-    const text = this.index.get(hash);
+    const text = this.index.get(hash) ?? (await this.index.lookup(hash));
     return text === undefined ? undefined : parseNarInfo(text.toString("utf8"));
   }
 
@@ -312,6 +353,9 @@ export class BinaryCache {
    * The closures of `roots` as the cache's narinfo References describe them:
    * each path with its narinfo, or undefined where the cache cannot serve it
    * (no narinfo, or its NAR is gone); such a path's references stay unknown.
+   * Each narinfo is read from disk, not memory: in a directory shared by
+   * replicas, another one may have added signatures or removed the path, and
+   * a deploy must be checked against what agents will be served.
    */
   async closureInfos(roots: Iterable<string>): Promise<Map<string, NarInfo | undefined>> {
     const found = new Map<string, NarInfo | undefined>();
@@ -319,8 +363,11 @@ export class BinaryCache {
     const seen = new Set<string>(queue);
     while (queue.length > 0) {
       const path = queue.pop() as string;
-      const info = await this.narInfo(parseStorePath(path).hash);
+      const hash = parseStorePath(path).hash;
+      await this.index.reload(hash);
+      const info = await this.narInfo(hash);
       const narPresent = info !== undefined && NAR_FILE.test(info.url) && (await stat(join(this.dir, info.url)).catch(() => undefined)) !== undefined;
+      if (info !== undefined && !narPresent && NAR_FILE.test(info.url)) await this.index.dropNar(info.url);
       found.set(path, narPresent ? info : undefined);
       for (const reference of narPresent ? info.references : []) {
         if (!seen.has(reference)) {

@@ -1,5 +1,5 @@
 import { FerryError } from "@ferry/core";
-import type { BinaryCache } from "../cache/binary-cache.js";
+import type { ClosureSource } from "../cache/closure-source.js";
 
 export interface CacheRequirements {
   /** Accept closure paths for which the cache holds no signature at all. */
@@ -14,9 +14,10 @@ function listSome(paths: readonly string[]): string {
  * Refuses unless the cache can serve every path of every target's closure
  * and, unless allowed, holds some signature for each. The controller cannot
  * know which keys a host trusts, but a path with no signature at all would be
- * refused by every host that gets it from this cache.
+ * refused by every host that gets it from this cache. The same holds of an
+ * external cache (--cache-url): its narinfos are judged alike.
  */
-export async function requireClosuresInCache(cache: BinaryCache, storePaths: Iterable<string>, requirements: CacheRequirements): Promise<void> {
+export async function requireClosuresInCache(cache: ClosureSource, storePaths: Iterable<string>, requirements: CacheRequirements): Promise<void> {
   for (const path of new Set(storePaths)) {
     const infos = [...(await cache.closureInfos([path]))];
     const missing = infos.filter(([, info]) => info === undefined).map(([p]) => p);

@@ -1,6 +1,6 @@
 import type { LedgerEntry, Logger } from "@ferry/core";
 import type { ActivationMode } from "@ferry/protocol";
-import type { BinaryCache } from "../cache/binary-cache.js";
+import type { ClosureSource } from "../cache/closure-source.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { RolloutHostState } from "../store/rollout-records.js";
 import type { DesiredTarget, HostRecord, StateStore } from "../store/state-store.js";
@@ -34,7 +34,8 @@ export interface Assignment {
 
 export interface DesiredStateDeps {
   store: StateStore;
-  cache: BinaryCache;
+  /** The controller's cache directory, or the external cache of --cache-url. */
+  cache: ClosureSource;
   hub: Pick<AgentHub, "pushDesired">;
   log: Logger;
   now: () => number;
