@@ -149,7 +149,17 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     cache,
     closures,
     describe: cacheWhere,
-  } = openCache(options, dataDir.cacheDir, (uploader, storePath) => audit.notePush(uploader, storePath), log.child({ part: "cache" }));
+  } = openCache(
+    options,
+    dataDir.cacheDir,
+    (uploader, storePath) => audit.notePush(uploader, storePath),
+    log.child({ part: "cache" }),
+    coordination.replicated ? (hash) => coordination.announceCache(hash) : undefined,
+  );
+  cache.collectionGuard = coordination.collectionGuard;
+  coordination.onCacheChanges(
+    (hashes) => void cache.refresh(hashes).catch((error: unknown) => log.warn({ err: String(error) }, "re-reading narinfos another replica changed failed")),
+  );
   undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
@@ -349,7 +359,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       hostEvents,
       info: { cachePath: CACHE_PREFIX.slice(0, -1), httpPort, publicUrl: options.publicUrl ?? "", tls: tls !== undefined },
     }),
-    ...createRolloutHandlers({ store, cache, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
+    ...createRolloutHandlers({ store, closures, engine, log: log.child({ part: "api" }), authenticator, audit, rolloutEvents }),
     ...createCacheHandlers({ ...cacheGcDeps, log: log.child({ part: "api" }), retention }),
     ...createHistoryHandlers({
       store,

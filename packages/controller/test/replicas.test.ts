@@ -12,6 +12,7 @@ import { createLogger, hashToken, silentLogger } from "@ferry/core";
 import { startController, type RunningController } from "@ferry/controller";
 import { RolloutAction, RolloutPolicy } from "@ferry/protocol";
 import { findPostgres, startPostgres, type PostgresCluster } from "../../../test/harness/postgres.js";
+import { PostgresCoordination } from "../src/replicas/postgres-coordination.js";
 import { cachedPath, fakeAgent, until, type FakeAgent } from "./fake-fleet.js";
 import { callMethod, mustCall } from "./operator-calls.js";
 
@@ -201,6 +202,38 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
       );
     } finally {
       clearInterval(releaseNext);
+    }
+  });
+
+  test("a cache collection on one replica waits for a deploy checking closures on another", async () => {
+    const url = await cluster.createDatabase(`guards_${++databases}`);
+    const one = new PostgresCoordination(url, silentLogger());
+    const two = new PostgresCoordination(url, silentLogger());
+    try {
+      const order: string[] = [];
+      let releaseDeploy!: () => void;
+      const deploying = one.collectionGuard.shared(async () => {
+        order.push("deploy checks");
+        await new Promise<void>((resolve) => (releaseDeploy = resolve));
+        order.push("deploy recorded");
+      });
+      await until("the deploy to hold its lock", () => (order.length > 0 ? true : undefined));
+      const collecting = two.collectionGuard.exclusive(async () => {
+        order.push("collection");
+      });
+      const alsoDeploying = one.collectionGuard.shared(async () => {
+        order.push("second deploy");
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(!order.includes("collection"), "the collection must wait for the deploy");
+      releaseDeploy();
+      await Promise.all([deploying, collecting, alsoDeploying]);
+      // The collection ran after the first deploy was recorded (deploys share the lock among themselves).
+      assert.ok(order.indexOf("collection") > order.indexOf("deploy recorded"), order.join(", "));
+      assert.ok(order.includes("second deploy"));
+    } finally {
+      await one.close();
+      await two.close();
     }
   });
 });

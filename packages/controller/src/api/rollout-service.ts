@@ -21,7 +21,7 @@ import type { AuditLog } from "../audit/audit-log.js";
 import type { Authenticator } from "../auth/authenticate.js";
 import { authorize } from "../auth/authorize.js";
 import { deployTarget } from "../auth/deploy-target.js";
-import type { BinaryCache } from "../cache/binary-cache.js";
+import type { ClosureSource } from "../cache/closure-source.js";
 import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import type { RolloutEngine } from "../rollouts/engine.js";
 import { rolloutOutcome } from "../rollouts/outcome.js";
@@ -35,7 +35,8 @@ import { unaryHandler } from "./unary.js";
 
 export interface RolloutServiceDeps {
   store: StateStore;
-  cache: BinaryCache;
+  /** What a rollout's closures are checked against: the cache directory, or the external cache. */
+  closures: ClosureSource;
   engine: RolloutEngine;
   log: Logger;
   authenticator: Authenticator;
@@ -88,7 +89,7 @@ export function createRolloutHandlers(deps: RolloutServiceDeps) {
   return {
     startRollout: unary("StartRollout", async (request: StartRolloutRequest, caller): Promise<StartRolloutResponse> => {
       // Who asked is the token's name, never what the client says.
-      const record = await planRollout(deps.store, deps.cache, { ...request, requestedBy: caller.name }, now());
+      const record = await planRollout(deps.store, deps.closures, { ...request, requestedBy: caller.name }, now());
       authorize(
         caller,
         "deploy",

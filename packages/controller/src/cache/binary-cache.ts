@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
-import { open, readFile, readdir, rename, stat, unlink } from "node:fs/promises";
+import { open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -21,10 +21,12 @@ import { NARINFO_FILE, NarInfoIndex, type NarInfoIndexOptions } from "./narinfo-
 import { sendFile } from "./send-file.js";
 import { CacheActivity } from "./cache-activity.js";
 import type { ClosureSource } from "./closure-source.js";
+import type { CollectionGuard } from "../replicas/coordination.js";
+import { directorySweep } from "./cache-sweep.js";
+import { NAR_FILE, syncDirectory } from "./cache-files.js";
 import { withGcLock } from "./gc-lock.js";
 
 const NIX_CACHE_INFO = "StoreDir: /nix/store\nWantMassQuery: 1\nPriority: 30\n";
-const NAR_FILE = /^nar\/[0-9a-z]{52}\.nar(?:\.(?:xz|zst|bz2|br|lzip|lz4|gz))?$/;
 const MAX_NARINFO_BYTES = 64 * 1024;
 /** Temp files of uploads in flight; ones left by a crash are removed at start. */
 const UPLOAD_TEMP_PREFIX = ".upload-";
@@ -282,52 +284,16 @@ export class BinaryCache implements ClosureSource {
     const dir = this.dir;
     const index = this.index;
     const activity = this.activity;
-    const fileInfo = async (file: string): Promise<CacheFileInfo | undefined> => {
-      const info = await stat(file).catch(() => undefined);
-      return info?.isFile() ? { size: info.size, mtimeMs: info.mtimeMs } : undefined;
-    };
-    const sweep: CacheSweep = {
-      activity,
-      narInfos: () => index.entries(),
-      narInfoFile: (hash) => fileInfo(join(dir, `${hash}.narinfo`)),
-      async narFiles() {
-        const found = new Map<string, CacheFileInfo>();
-        for (const name of await readdir(join(dir, "nar"))) {
-          const relative = `nar/${name}`;
-          if (!NAR_FILE.test(relative)) continue;
-          const info = await fileInfo(join(dir, relative));
-          if (info) found.set(relative, info);
-        }
-        return found;
-      },
-      async deleteNarInfos(hashes) {
-        for (const hash of hashes) {
-          assertStoreHash(hash);
-          index.delete(hash);
-          await unlink(join(dir, `${hash}.narinfo`)).catch(() => undefined);
-        }
-        if (hashes.length > 0) await syncDirectory(dir);
-      },
-      async deleteNars(names) {
-        const removed: string[] = [];
-        const named = index.narUrls();
-        for (const name of names) {
-          if (!NAR_FILE.test(name) || activity.busy(name) || named.has(name)) continue;
-          await unlink(join(dir, name)).then(
-            () => removed.push(name),
-            () => undefined,
-          );
-        }
-        if (removed.length > 0) await syncDirectory(join(dir, "nar"));
-        return removed;
-      },
-    };
-    return this.exclusive(() =>
-      withGcLock(dir, async () => {
-        await index.resync();
-        return work(sweep);
-      }),
-    );
+    const sweep = directorySweep(dir, index, activity);
+    const collect = (): Promise<T> =>
+      this.exclusive(() =>
+        withGcLock(dir, async () => {
+          await index.resync();
+          return work(sweep);
+        }),
+      );
+    // The replicas' lock first, as a deploy takes it: the same order everywhere, so no deadlock.
+    return this.collectionGuard ? this.collectionGuard.exclusive(collect) : collect();
   }
 
   /**
@@ -336,8 +302,12 @@ export class BinaryCache implements ClosureSource {
    * the new roots or ran entirely before the check (which then fails cleanly).
    */
   withoutCollection<T>(work: () => Promise<T>): Promise<T> {
-    return this.exclusive(work);
+    const guard = this.collectionGuard;
+    return guard ? guard.shared(() => this.exclusive(work)) : this.exclusive(work);
   }
+
+  /** Replicas sharing the directory: deploys and collections on all of them exclude each other too (see Coordination). */
+  collectionGuard: CollectionGuard | undefined;
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
     return this.writes.run(work);
@@ -440,16 +410,6 @@ async function readBounded(stream: IncomingMessage, limit: number): Promise<stri
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");
-}
-
-/** As fsyncDirectory, in the thread pool: a blocking fsync per upload stalled every other request. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Bytes gathered from an upload before one writev: a 64 KiB write per socket chunk cost more CPU than the copy itself. */

@@ -25,9 +25,16 @@ export interface OpenedCache {
  * go there), but a deploy is refused only by what the external cache lacks:
  * agents fetch from that cache, which they list in their own substituters.
  */
-export function openCache(options: CacheOptions, defaultDir: string, recordUpload: UploadRecorder, log: Logger): OpenedCache {
+export function openCache(
+  options: CacheOptions,
+  defaultDir: string,
+  recordUpload: UploadRecorder,
+  log: Logger,
+  /** Told of every narinfo this process stores, changes or removes: replicas sharing the directory relay it. */
+  onLocalChange?: (hash: string) => void,
+): OpenedCache {
   const external = options.cacheUrl ? new ExternalCache({ url: options.cacheUrl, log }) : undefined;
   const dir = options.cacheDir ?? defaultDir;
-  const cache = new BinaryCache(dir, recordUpload, log);
+  const cache = new BinaryCache(dir, recordUpload, log, onLocalChange ? { onLocalChange } : {});
   return { cache, closures: external ?? cache, describe: { cacheDir: dir, cacheUrl: external?.url ?? null } };
 }

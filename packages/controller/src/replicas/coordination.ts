@@ -18,13 +18,28 @@ export interface Coordination {
   /** A rollout was started, or a command queued for the leader, by some replica. */
   onRolloutNews(listener: (news: RolloutNews) => void): void;
   announce(news: RolloutNews): Promise<void>;
+  /** Narinfos this replica stored, changed or removed in the shared cache directory: the others re-read them. */
+  announceCache(hash: string): void;
+  onCacheChanges(listener: (hashes: string[]) => void): void;
+  /**
+   * Deploys (shared) against cache collections (exclusive) on every replica:
+   * a collection on one replica never deletes what a deploy on another has
+   * checked and is recording. Undefined for a lone controller.
+   */
+  readonly collectionGuard: CollectionGuard | undefined;
   close(): Promise<void>;
+}
+
+export interface CollectionGuard {
+  shared<T>(work: () => Promise<T>): Promise<T>;
+  exclusive<T>(work: () => Promise<T>): Promise<T>;
 }
 
 export type RolloutNews = { kind: "started"; rolloutId: string } | { kind: "command" };
 
 export class SoloCoordination implements Coordination {
   readonly replicated = false;
+  readonly collectionGuard = undefined;
 
   async lead(handlers: { gained: () => Promise<void> }): Promise<void> {
     await handlers.gained();
@@ -35,6 +50,10 @@ export class SoloCoordination implements Coordination {
   onRolloutNews(): void {}
 
   async announce(): Promise<void> {}
+
+  announceCache(): void {}
+
+  onCacheChanges(): void {}
 
   async close(): Promise<void> {}
 }

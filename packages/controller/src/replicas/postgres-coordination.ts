@@ -1,11 +1,17 @@
 import pg from "pg";
 import type { Logger } from "@ferry/core";
 import { HOST_CHANGES_CHANNEL } from "../store/sql-store.js";
-import type { Coordination, RolloutNews } from "./coordination.js";
+import type { CollectionGuard, Coordination, RolloutNews } from "./coordination.js";
 
 const ROLLOUTS_CHANNEL = "ferry_rollouts";
+const CACHE_CHANNEL = "ferry_cache";
+/** Narinfo hashes (32 characters) per notification: well under PostgreSQL's 8000-byte payload. */
+const HASHES_PER_NOTIFY = 200;
+const STORE_HASH = /^[0-9a-df-np-sv-z]{32}$/;
 /** Any fixed number, the same in every replica: whoever holds this session lock drives rollouts. */
 const LEADER_LOCK = 0x666572_02;
+/** Taken shared by deploys, exclusive by cache collections, on every replica. */
+const COLLECTION_LOCK = 0x666572_03;
 /** How often a replica without the lock tries again, and how often the holder checks its session is alive. */
 const LEAD_RETRY_MS = 2000;
 const PING_MS = 2000;
@@ -27,15 +33,47 @@ export class PostgresCoordination implements Coordination {
   private handlers: { gained: () => Promise<void>; lost: () => Promise<void> } | undefined;
   private readonly hostListeners: (() => void)[] = [];
   private readonly rolloutListeners: ((news: RolloutNews) => void)[] = [];
+  private readonly cacheListeners: ((hashes: string[]) => void)[] = [];
+  private cacheChanges = new Set<string>();
+  private cacheTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   /** Lead attempts and pings never overlap. */
   private busy = false;
 
+  readonly collectionGuard: CollectionGuard;
+  /** Sessions that hold the collection lock while a deploy or a collection runs. */
+  private readonly lockSessions: pg.Pool;
+
   constructor(
     private readonly url: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.lockSessions = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: "ferry-controller-locks" });
+    this.lockSessions.on("error", (error) => log.warn({ err: error.message }, "replica coordination: a lock session ended"));
+    this.lockSessions.on("connect", (client) => client.on("error", () => undefined));
+    this.collectionGuard = {
+      shared: (work) => this.holding("pg_advisory_lock_shared", "pg_advisory_unlock_shared", work),
+      exclusive: (work) => this.holding("pg_advisory_lock", "pg_advisory_unlock", work),
+    };
+  }
+
+  private async holding<T>(lock: string, unlock: string, work: () => Promise<T>): Promise<T> {
+    const client = await this.lockSessions.connect();
+    let broken = false;
+    try {
+      await client.query(`SELECT ${lock}($1)`, [COLLECTION_LOCK]);
+      return await work();
+    } finally {
+      try {
+        await client.query(`SELECT ${unlock}($1)`, [COLLECTION_LOCK]);
+      } catch {
+        // A session that cannot unlock is ended, which releases the lock too.
+        broken = true;
+      }
+      client.release(broken);
+    }
+  }
 
   async start(): Promise<void> {
     await this.session();
@@ -62,6 +100,36 @@ export class PostgresCoordination implements Coordination {
     await client.query("SELECT pg_notify($1, $2)", [ROLLOUTS_CHANNEL, JSON.stringify(news)]);
   }
 
+  announceCache(hash: string): void {
+    this.cacheChanges.add(hash);
+    // A push stores hundreds of narinfos in a burst: one notification per 200 of them.
+    this.cacheTimer ??= setTimeout(() => {
+      this.cacheTimer = undefined;
+      const hashes = [...this.cacheChanges];
+      this.cacheChanges = new Set();
+      void this.sendCacheChanges(hashes);
+    }, 20);
+  }
+
+  onCacheChanges(listener: (hashes: string[]) => void): void {
+    this.cacheListeners.push(listener);
+  }
+
+  private async sendCacheChanges(hashes: string[]): Promise<void> {
+    try {
+      const client = await this.session();
+      for (let start = 0; client && start < hashes.length; start += HASHES_PER_NOTIFY) {
+        await client.query("SELECT pg_notify($1, $2)", [CACHE_CHANNEL, hashes.slice(start, start + HASHES_PER_NOTIFY).join(",")]);
+      }
+    } catch (error) {
+      // The others then see the change when a NAR download misses, or at their next start.
+      this.log.warn(
+        { err: error instanceof Error ? error.message : String(error), narinfos: hashes.length },
+        "could not tell other replicas about cache changes",
+      );
+    }
+  }
+
   private async session(): Promise<pg.Client | undefined> {
     if (this.client) return this.client;
     this.connecting ??= this.connect().finally(() => (this.connecting = undefined));
@@ -84,6 +152,7 @@ export class PostgresCoordination implements Coordination {
       await client.connect();
       await client.query(`LISTEN ${HOST_CHANGES_CHANNEL}`);
       await client.query(`LISTEN ${ROLLOUTS_CHANNEL}`);
+      await client.query(`LISTEN ${CACHE_CHANNEL}`);
     } catch (error) {
       this.log.warn({ err: error instanceof Error ? error.message : String(error) }, "replica coordination: cannot reach the database; retrying");
       client.removeAllListeners("end");
@@ -143,6 +212,9 @@ export class PostgresCoordination implements Coordination {
   private notified(channel: string, payload: string): void {
     if (channel === HOST_CHANGES_CHANNEL) {
       for (const listener of this.hostListeners) listener();
+    } else if (channel === CACHE_CHANNEL) {
+      const hashes = payload.split(",").filter((hash) => STORE_HASH.test(hash));
+      if (hashes.length > 0) for (const listener of this.cacheListeners) listener(hashes);
     } else if (channel === ROLLOUTS_CHANNEL) {
       try {
         const news = JSON.parse(payload) as RolloutNews;
@@ -161,6 +233,7 @@ export class PostgresCoordination implements Coordination {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.cacheTimer);
     await this.resign(true);
     const client = this.client;
     this.client = undefined;
@@ -168,6 +241,7 @@ export class PostgresCoordination implements Coordination {
       client.removeAllListeners("end");
       await client.end().catch(() => undefined);
     }
+    await this.lockSessions.end().catch(() => undefined);
   }
 }
 

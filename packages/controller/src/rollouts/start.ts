@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { FerryError, assertHostName, assertStorePath, assertTag, assertWireMode, canonicalHostMap, intentsByHost } from "@ferry/core";
 import type { SignedIntent, StartRolloutRequest } from "@ferry/protocol";
-import type { BinaryCache } from "../cache/binary-cache.js";
+import type { ClosureSource } from "../cache/closure-source.js";
 import { requireClosuresInCache } from "../desired/closures.js";
 import { checkTargetIntents, newId, validateTargets } from "../desired/targets.js";
 import type { RolloutPolicy, RolloutRecord } from "../store/rollout-records.js";
@@ -55,7 +55,7 @@ async function selectTargets(store: StateStore, request: StartRolloutRequest): P
  */
 export async function planRollout(
   store: StateStore,
-  cache: BinaryCache,
+  cache: ClosureSource,
   request: StartRolloutRequest,
   nowMs: number,
   options: { closures?: "check" | "later" } = {},
