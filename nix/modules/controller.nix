@@ -4,7 +4,8 @@
 # cache (HTTP, /cache); a second one (grpcListenAddress) serves the operator
 # gRPC API used by the `ferry` CLI and CI. With `tls.certFile`/`tls.keyFile`
 # both speak TLS (https/wss and gRPC over TLS). With `nginx.enable`, nginx also
-# serves the cache's files read-only on a port of its own.
+# serves the cache's files read-only on a port of its own. With `database`,
+# several controllers (replicas, one per machine) share one PostgreSQL database.
 {
   config,
   lib,
@@ -118,6 +119,7 @@ let
     "cacheGcKeepBundles"
     "cacheDir"
     "cacheUrl"
+    "database"
   ];
 
   # What `ferry controller` accepts as a duration: "90s", "1h30m", "7d", or seconds.
@@ -134,6 +136,32 @@ let
   certPath = if viaCredentials then "${credentialsDir}/tls-cert" else tls.certFile;
   keyPath = if viaCredentials then "${credentialsDir}/tls-key" else tls.keyFile;
   isStorePath = p: p != null && lib.hasPrefix "${builtins.storeDir}/" (toString p);
+
+  # Replicas: the database URL reaches the controller through its environment
+  # (FERRY_DATABASE_URL), never the command line; the password through a
+  # pgpass file (PGPASSFILE), read by the controller's PostgreSQL client.
+  database = cfg.database;
+  databaseUrlWellFormed = database == null || builtins.match "postgres(ql)?://[^[:space:]]+" database != null;
+  # postgres://USER:PASSWORD@HOST/DB: the part before "@" holds a ":".
+  databaseUrlHasPassword = database != null && builtins.match "postgres(ql)?://[^/@]*:[^/@]*@.*" database != null;
+  credentials =
+    lib.optionals viaCredentials [
+      "tls-cert:${tls.certFile}"
+      "tls-key:${tls.keyFile}"
+    ]
+    ++ lib.optional (cfg.databasePasswordFile != null) "pgpass:${cfg.databasePasswordFile}"
+    ++ lib.optional (cfg.adminTokenFile != null) "admin-token:${cfg.adminTokenFile}";
+  # Copied at every start, so that the file given here stays the admin token
+  # (the controller reads DATA_DIR/admin.token); through a temporary name, so
+  # that a crash never leaves half a token.
+  installAdminToken = pkgs.writeShellApplication {
+    name = "ferry-controller-admin-token";
+    runtimeInputs = [ pkgs.coreutils ];
+    text = ''
+      install -m 0600 ${credentialsDir}/admin-token ${dataDir}/.admin.token.new
+      mv -f ${dataDir}/.admin.token.new ${dataDir}/admin.token
+    '';
+  };
 
   # settings.fooBar = "x" -> --foo-bar x; true -> --foo-bar; false/null -> nothing;
   # a list repeats the flag.
@@ -398,6 +426,52 @@ in
       };
     };
 
+    database = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "postgres://ferry@db.example.net:5432/ferry";
+      description = ''
+        PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) of the state database
+        shared by several controllers (replicas, each with its own `dataDir`).
+        Given to the controller as `FERRY_DATABASE_URL` in the unit's
+        environment, not on its command line. No password here: the URL lands
+        in the Nix store, which every local user can read; see
+        `databasePasswordFile`. `null` (the default): SQLite in `dataDir`, one
+        controller.
+      '';
+    };
+
+    databasePasswordFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/ferry-pgpass";
+      description = ''
+        The database password, as a file in PostgreSQL's pgpass format (not a
+        bare password): lines `hostname:port:database:username:password`,
+        where `*` matches anything and a `:` or `\` inside a field is written
+        `\:` or `\\`, e.g. the one line `*:*:*:ferry:SECRET`. The controller
+        reads it as `PGPASSFILE`, like psql does. It reaches the unit as a
+        systemd credential, so the file may be readable by root only. Keep it
+        outside the Nix store.
+      '';
+    };
+
+    adminTokenFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      example = "/run/secrets/ferry-admin-token";
+      description = ''
+        A file holding the built-in admin token (32 characters or more, e.g.
+        from `openssl rand -hex 32`), copied to `dataDir/admin.token` before
+        every start. Replicas on one `database` must share one admin token:
+        give each the same file (or a copy of `admin.token` of the replica
+        that started first). To rotate it, run `ferry token rotate admin` on
+        one replica, put the new token in this file on every replica and
+        restart them. `null`: the controller makes its own `admin.token` at
+        first start. Keep it outside the Nix store.
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
@@ -476,7 +550,7 @@ in
         assertion = lib.all (name: !(cfg.settings ? ${name})) reservedSettings;
         message = ''
           services.ferry-controller.settings must not set ${lib.concatStringsSep ", " reservedSettings}:
-          use services.ferry-controller.dataDir / listenAddress / grpcListenAddress.
+          use services.ferry-controller.dataDir / listenAddress / grpcListenAddress / database.
         '';
       }
       {
@@ -534,6 +608,35 @@ in
         message = ''
           services.ferry-controller.dataDir is "${dataDir}", a directory other software shares; the
           controller needs one of its own (it is made mode 0700 for the controller's user), such as ${dataDir}/ferry.
+        '';
+      }
+      {
+        assertion = databaseUrlWellFormed;
+        message = ''
+          services.ferry-controller.database must be a postgres:// or postgresql:// URL,
+          e.g. "postgres://ferry@db.example.net:5432/ferry"; got ${builtins.toJSON database}.
+        '';
+      }
+      {
+        assertion = !databaseUrlHasPassword;
+        message = ''
+          services.ferry-controller.database holds a password, which would be readable by every
+          local user in the Nix store. Leave it out of the URL (postgres://USER@HOST:PORT/DB) and
+          put it in services.ferry-controller.databasePasswordFile (pgpass format: *:*:*:USER:PASSWORD).
+        '';
+      }
+      {
+        assertion = cfg.databasePasswordFile == null || database != null;
+        message = ''
+          services.ferry-controller.databasePasswordFile is set but database is not: set database
+          to the PostgreSQL URL, or leave out the password file (SQLite needs none).
+        '';
+      }
+      {
+        assertion = !(isStorePath cfg.databasePasswordFile) && !(isStorePath cfg.adminTokenFile);
+        message = ''
+          services.ferry-controller.databasePasswordFile and adminTokenFile must not be in the Nix store,
+          which every local user can read; give the path of a file outside it as a string.
         '';
       }
       {
@@ -625,7 +728,16 @@ in
       description = "Ferry controller";
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
-      after = [ "network-online.target" ];
+      # A PostgreSQL on the same machine is up before the controller connects.
+      after = [
+        "network-online.target"
+      ]
+      ++ lib.optional (database != null && (config.services.postgresql.enable or false)) "postgresql.service";
+
+      # %, systemd's specifier character, is doubled (a socket path in a URL is percent-encoded).
+      environment =
+        lib.optionalAttrs (database != null) { FERRY_DATABASE_URL = lib.replaceStrings [ "%" ] [ "%%" ] database; }
+        // lib.optionalAttrs (cfg.databasePasswordFile != null) { PGPASSFILE = "${credentialsDir}/pgpass"; };
 
       # Harmless if unused: lets the controller call the system's Nix tools.
       path = [ config.nix.package ];
@@ -683,11 +795,11 @@ in
         # SIGHUP: the controller re-reads its certificate files for new connections.
         ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
       }
-      // lib.optionalAttrs viaCredentials {
-        LoadCredential = [
-          "tls-cert:${tls.certFile}"
-          "tls-key:${tls.keyFile}"
-        ];
+      // lib.optionalAttrs (credentials != [ ]) {
+        LoadCredential = credentials;
+      }
+      // lib.optionalAttrs (cfg.adminTokenFile != null) {
+        ExecStartPre = lib.getExe installAdminToken;
       }
       // lib.optionalAttrs (tlsEnabled && tls.group != null) {
         SupplementaryGroups = [ tls.group ];

@@ -24,6 +24,8 @@ export interface ControllerSettings {
   listenHost?: string;
   /** Start through `sh -c 'ulimit -n …'` so that the controller may hold as many sockets as the hard limit allows. */
   raiseFileLimit?: boolean;
+  /** A postgres:// URL: state in PostgreSQL, shared with other replicas; passed as FERRY_DATABASE_URL, as the NixOS module does. */
+  database?: string;
 }
 
 export interface StopOutcome {
@@ -104,7 +106,14 @@ export class ControllerProcess {
       ...(settings.privateCache ? ["--private-cache"] : []),
     ];
     const [command, ...args] = settings.raiseFileLimit ? withRaisedFileLimit(argv) : argv;
-    this.child = spawn(command as string, args, { stdio: ["ignore", log, log], env: { ...process.env, FERRY_LOG_LEVEL: settings.logLevel ?? "debug" } });
+    this.child = spawn(command as string, args, {
+      stdio: ["ignore", log, log],
+      env: {
+        ...process.env,
+        FERRY_LOG_LEVEL: settings.logLevel ?? "debug",
+        ...(settings.database ? { FERRY_DATABASE_URL: settings.database } : {}),
+      },
+    });
     closeSync(log);
     const started = await waitFor(
       "controller start",

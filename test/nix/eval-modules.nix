@@ -577,6 +577,42 @@ in
     shared = "/srv";
   };
 
+  # A replica: state in a shared PostgreSQL database, a password file and a shared admin token, with TLS by credentials too.
+  controllerReplica = eval {
+    services.ferry-controller = {
+      enable = true;
+      database = "postgres://ferry@db.example.net:5432/ferry";
+      databasePasswordFile = "/run/secrets/ferry-pgpass";
+      adminTokenFile = "/run/secrets/ferry-admin-token";
+      tls = {
+        certFile = "/etc/ferry/tls/fullchain.pem";
+        keyFile = "/etc/ferry/tls/key.pem";
+      };
+    };
+    services.postgresql.enable = true;
+  };
+
+  # A local PostgreSQL through its socket: the percent-encoded path must survive systemd's specifiers.
+  controllerReplicaSocket = eval {
+    services.ferry-controller = {
+      enable = true;
+      database = "postgresql://ferry@%2Frun%2Fpostgresql/ferry";
+    };
+  };
+
+  # One scenario per replica setting that cannot work.
+  controllerReplicaBad = lib.mapAttrs (_: settings: eval { services.ferry-controller = { enable = true; } // settings; }) {
+    passwordInUrl.database = "postgres://ferry:hunter2@db.example.net/ferry";
+    notPostgres.database = "mysql://ferry@db.example.net/ferry";
+    passwordFileAlone.databasePasswordFile = "/run/secrets/ferry-pgpass";
+    passwordFileInStore = {
+      database = "postgres://ferry@db.example.net/ferry";
+      databasePasswordFile = "${builtins.storeDir}/11111111111111111111111111111111-pgpass";
+    };
+    adminTokenInStore.adminTokenFile = "${builtins.storeDir}/11111111111111111111111111111111-admin-token";
+    databaseInSettings.settings.database = "postgres://ferry@db.example.net/ferry";
+  };
+
   # The package derivation, with buildNpmPackage stubbed (the agent's default
   # `package` falls back to callPackage ../package.nix when pkgs has no ferry).
   package =

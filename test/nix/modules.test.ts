@@ -463,6 +463,48 @@ test("controller: TLS settings that cannot work are refused with the reason", { 
   assert.match(bad.clientCaWithoutTls?.failedAssertions.join("\n") ?? "", /clientCaFile and tls\.agentClientCaFile need TLS/);
 });
 
+test("controller: a replica gets its database URL by environment, its password file and admin token as credentials", { skip }, () => {
+  const s = evalScenario("controllerReplica");
+  assert.deepEqual(s.failedAssertions, []);
+  const unit = service(s, "ferry-controller");
+  assert.deepEqual(unit.environment, {
+    FERRY_DATABASE_URL: "postgres://ferry@db.example.net:5432/ferry",
+    PGPASSFILE: "/run/credentials/ferry-controller.service/pgpass",
+  });
+  assert.doesNotMatch(String(unit.serviceConfig.ExecStart), /postgres|database/, "never on the command line");
+  assert.deepEqual(unit.serviceConfig.LoadCredential, [
+    "tls-cert:/etc/ferry/tls/fullchain.pem",
+    "tls-key:/etc/ferry/tls/key.pem",
+    "pgpass:/run/secrets/ferry-pgpass",
+    "admin-token:/run/secrets/ferry-admin-token",
+  ]);
+  assert.match(String(unit.serviceConfig.ExecStartPre), /-ferry-controller-admin-token\/bin\/ferry-controller-admin-token$/);
+  assert.ok(unit.after?.includes("postgresql.service"), "a local PostgreSQL starts first");
+
+  const plain = service(evalScenario("controllerDefault"), "ferry-controller");
+  assert.equal(plain.serviceConfig.ExecStartPre, undefined, "no admin token to install");
+  assert.deepEqual(plain.environment ?? {}, {});
+  assert.equal(plain.serviceConfig.LoadCredential, undefined);
+  assert.ok(!plain.after?.includes("postgresql.service"));
+});
+
+test("controller: a percent-encoded socket path in the database URL is escaped for systemd", { skip }, () => {
+  const s = evalScenario("controllerReplicaSocket");
+  assert.deepEqual(s.failedAssertions, []);
+  assert.equal(service(s, "ferry-controller").environment?.["FERRY_DATABASE_URL"], "postgresql://ferry@%%2Frun%%2Fpostgresql/ferry");
+});
+
+test("controller: replica settings that cannot work are refused with the reason", { skip }, () => {
+  const bad = evalScenario<Record<string, Scenario>>("controllerReplicaBad");
+  const failed = (name: string): string => bad[name]?.failedAssertions.join("\n") ?? "";
+  assert.match(failed("passwordInUrl"), /database holds a password/);
+  assert.match(failed("notPostgres"), /must be a postgres:\/\/ or postgresql:\/\/ URL/);
+  assert.match(failed("passwordFileAlone"), /databasePasswordFile is set but database is not/);
+  assert.match(failed("passwordFileInStore"), /must not be in the Nix store/);
+  assert.match(failed("adminTokenInStore"), /must not be in the Nix store/);
+  assert.match(failed("databaseInSettings"), /settings must not set .*database/);
+});
+
 test("controller: systemd unit and defaults", { skip }, () => {
   const s = evalScenario("controllerDefault");
   assert.deepEqual(s.failedAssertions, []);
