@@ -26,6 +26,8 @@ export interface ControllerSettings {
   raiseFileLimit?: boolean;
   /** A postgres:// URL: state in PostgreSQL, shared with other replicas; passed as FERRY_DATABASE_URL, as the NixOS module does. */
   database?: string;
+  /** --cache-dir: a cache directory replicas share. */
+  cacheDir?: string;
 }
 
 export interface StopOutcome {
@@ -104,6 +106,7 @@ export class ControllerProcess {
       String(settings.heartbeatIntervalSeconds ?? 1),
       ...this.tlsArgs(),
       ...(settings.privateCache ? ["--private-cache"] : []),
+      ...(settings.cacheDir ? ["--cache-dir", settings.cacheDir] : []),
     ];
     const [command, ...args] = settings.raiseFileLimit ? withRaisedFileLimit(argv) : argv;
     this.child = spawn(command as string, args, {

@@ -2,8 +2,8 @@
 // PostgreSQL database, and simulated hosts whose agents list some of them
 // (controllerUrls). The first replica's admin.token is the one the database
 // holds; every other replica starts with a copy of it, as an operator would
-// hand it over. Until the controllers share a cache directory, every closure
-// is pushed to each running replica's own cache.
+// hand it over. The replicas share one cache directory (--cache-dir), so a
+// closure pushed through one is served by all.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -50,7 +50,8 @@ export class ReplicaFleet {
       for (let index = 0; index < count; index++) {
         const name = String.fromCharCode("a".charCodeAt(0) + index);
         mkdirSync(join(dir, `replica-${name}`));
-        const replica = new ControllerProcess(join(dir, `replica-${name}`, "data"), { database: fleet.database });
+        // One cache directory for all, as replicas on one machine (or one NFS share) run it.
+        const replica = new ControllerProcess(join(dir, `replica-${name}`, "data"), { database: fleet.database, cacheDir: join(dir, "cache") });
         replica.httpPort = await freePort();
         fleet.replicas.push(replica);
       }
@@ -122,11 +123,11 @@ export class ReplicaFleet {
     return result;
   }
 
-  /** Signs and pushes the closures to every running replica's cache. */
+  /** Signs and pushes the closures through one running replica into the shared cache. */
   async push(paths: readonly string[]): Promise<void> {
-    for (const replica of this.replicas.filter((r) => this.running(r))) {
-      await this.mustCli(replica, ["cache", "push", ...paths, "--signing-key-file", this.key.secretFile]);
-    }
+    const replica = this.replicas.find((r) => this.running(r));
+    if (!replica) throw new Error("no replica is running to push through");
+    await this.mustCli(replica, ["cache", "push", ...paths, "--signing-key-file", this.key.secretFile]);
   }
 
   /** Registers a host through `via`, creates its namespace and starts its agent, which knows only the replicas in `urls`. */
