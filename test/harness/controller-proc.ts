@@ -24,6 +24,10 @@ export interface ControllerSettings {
   listenHost?: string;
   /** Start through `sh -c 'ulimit -n …'` so that the controller may hold as many sockets as the hard limit allows. */
   raiseFileLimit?: boolean;
+  /** --database: a PostgreSQL URL shared by replicas; SQLite in the data directory when absent. */
+  database?: string;
+  /** Node's own flags before the CLI (`--cpu-prof`, which NODE_OPTIONS does not take), for profiling a bench's controller. */
+  nodeArgs?: string[];
 }
 
 export interface StopOutcome {
@@ -90,6 +94,7 @@ export class ControllerProcess {
     const { settings } = this;
     const argv = [
       process.execPath,
+      ...(settings.nodeArgs ?? []),
       FERRY_BIN,
       "controller",
       "--data-dir",
@@ -102,6 +107,7 @@ export class ControllerProcess {
       String(settings.heartbeatIntervalSeconds ?? 1),
       ...this.tlsArgs(),
       ...(settings.privateCache ? ["--private-cache"] : []),
+      ...(settings.database ? ["--database", settings.database] : []),
     ];
     const [command, ...args] = settings.raiseFileLimit ? withRaisedFileLimit(argv) : argv;
     this.child = spawn(command as string, args, { stdio: ["ignore", log, log], env: { ...process.env, FERRY_LOG_LEVEL: settings.logLevel ?? "debug" } });
