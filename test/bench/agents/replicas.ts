@@ -6,7 +6,7 @@
 // learn of A's deploy through B's host feed (NOTIFY on the change clock, then
 // changesSince). The same phases run first with one controller on SQLite and
 // one on PostgreSQL, in the same run, as baselines.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { HostPhase } from "@ferry/protocol";
 import { ControllerProcess } from "../../harness/controller-proc.js";
@@ -74,11 +74,22 @@ async function until(done: () => boolean, deadlineMs: number, intervalMs = 250):
   }
 }
 
-/** CPU seconds of the postmaster and its children as they are now (backends live as long as the pools hold them). */
+/**
+ * CPU seconds of the postmaster, the backends it already reaped (cutime and
+ * cstime: a pool closes idle connections) and those alive now.
+ */
 function postgresCpuSeconds(cluster: PostgresCluster): number {
   const pid = cluster.pid;
   if (pid === undefined) return NaN;
-  return [pid, ...childrenOf(pid)].reduce((sum, child) => sum + (readCpuSeconds(child) || 0), 0);
+  let reaped = NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    reaped = (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return NaN;
+  }
+  return [pid, ...childrenOf(pid)].reduce((sum, child) => sum + (readCpuSeconds(child) || 0), reaped);
 }
 
 /** Runs the three scenarios, one after the other, each on its own fresh state. */
