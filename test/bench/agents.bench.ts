@@ -8,7 +8,9 @@
 // what it reached. Writes its section of test/bench/RESULTS.md.
 // BENCH_AGENTS (10000), BENCH_HEARTBEAT_SECONDS (10), BENCH_IDLE_SECONDS (30),
 // BENCH_STORM (1000), BENCH_BATCH (a quarter of the hosts), BENCH_WORKERS,
-// BENCH_WORK_DIR (where the controller's state goes), BENCH_KEEP=1 (keep it).
+// BENCH_WORK_DIR (where the controller's state goes), BENCH_KEEP=1 (keep it),
+// BENCH_CPU_PROF=DIR (the controller's CPU profile), BENCH_REPLICAS=N or
+// --replicas N (agents-replicas.ts instead).
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, totalmem, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,18 +20,19 @@ import { ControllerProcess } from "../harness/controller-proc.js";
 import { exec, mustExec } from "../harness/exec.js";
 import { FERRY_BIN } from "../harness/paths.js";
 import { firstDesired, firstResults, latencies, latest, recovery, waveFigures } from "./agents/analysis.js";
+import { timedCli } from "./agents/cli-timing.js";
 import { ProcessSampler, fsyncMs, spread } from "./agents/measure.js";
 import { startIdleAgents, type IdleAgents } from "./agents/real-agent.js";
 import { seconds, spreadText, table, waveTable, type Figures } from "./agents/report.js";
 import { buildClosure, hostNames, pushUnsigned, registerHosts } from "./agents/setup.js";
 import { SimFleet } from "./agents/sim-fleet.js";
+import { runReplicasBench } from "./agents-replicas.js";
 import { writeResultsSection } from "./results.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 /** Where the controller's state lives: the default temporary directory, or BENCH_WORK_DIR (e.g. /dev/shm, to take fsync out of the figures). */
 const WORK_PARENT = process.env["BENCH_WORK_DIR"] ?? tmpdir();
 const READING_HEADING = "### Reading these figures";
-const RPC_TIMING = fileURLToPath(new URL("./agents/rpc-timing.mjs", import.meta.url));
 
 function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name] ?? fallback);
@@ -69,35 +72,6 @@ async function hardFileLimit(): Promise<number> {
   return Number((await mustExec(["sh", "-c", "ulimit -Hn"])).trim());
 }
 
-/**
- * Runs the real CLI with its RPC timed (agents/rpc-timing.mjs). Arguments
- * listed in `argsFile` (one per line) are expanded by a shell whose stack
- * limit allows a 50,000-host command line.
- */
-async function timedCli(
-  args: string[],
-  env: Record<string, string>,
-  work: string,
-  timeoutMs: number,
-  argsFile?: string,
-): Promise<{ code: number | null; stdout: string; stderr: string; cliMs: number; rpcMs: number }> {
-  const timing = join(work, `rpc-${Date.now()}.jsonl`);
-  writeFileSync(timing, "");
-  const script = `ulimit -s 65536 2>/dev/null; exec "$@"${argsFile ? ' $(cat "$BENCH_ARGS_FILE")' : ""}`;
-  const started = performance.now();
-  const result = await exec(["sh", "-c", script, "sh", process.execPath, "--import", RPC_TIMING, FERRY_BIN, ...args], {
-    env: { ...process.env, ...env, BENCH_RPC_TIMING_FILE: timing, ...(argsFile ? { BENCH_ARGS_FILE: argsFile } : {}) },
-    timeoutMs,
-  });
-  const cliMs = performance.now() - started;
-  const calls = readFileSync(timing, "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => JSON.parse(line) as { method: string; ms: number });
-  const rpcMs = calls.reduce((sum, call) => (call.method.endsWith("/GetInfo") ? sum : sum + call.ms), 0);
-  return { ...result, cliMs, rpcMs: calls.length > 0 ? rpcMs : NaN };
-}
-
 async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown> | unknown)[]): Promise<void> {
   note("building the fixture closures (cached after the first run)…");
   const [deployPath, rolloutPath] = await Promise.all([buildClosure("ferry-bench-agents-deploy"), buildClosure("ferry-bench-agents-rollout")]);
@@ -107,6 +81,8 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     logLevel: "info",
     listenHost: "127.0.0.1",
     raiseFileLimit: true,
+    // BENCH_CPU_PROF=DIR: the controller writes a V8 CPU profile there when it exits.
+    ...(process.env["BENCH_CPU_PROF"] ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env["BENCH_CPU_PROF"]}`] } : {}),
   });
   stops.push(() => controller.stop("SIGKILL"));
   await controller.start();
@@ -284,6 +260,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
 }
 
 export async function runAgentsBench(): Promise<void> {
+  if (process.env["BENCH_REPLICAS"]) return runReplicasBench();
   const fileLimit = await hardFileLimit();
   // A worker keeps some descriptors for itself; the controller needs one per agent.
   const workers = Math.round(envNumber("BENCH_WORKERS", Math.max(N > 2000 ? 2 : 1, Math.ceil(N / (fileLimit - 1000)))));

@@ -6,6 +6,8 @@ export interface SimAgentSpec {
   index: number;
   name: string;
   token: string;
+  /** This agent's controller when it is not the fleet's (`StartMessage.url`): replicas share a fleet. */
+  url?: string;
 }
 
 export interface StartMessage {

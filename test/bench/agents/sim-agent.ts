@@ -60,7 +60,7 @@ class SimAgent {
   /** Opens the link; `onFirstOutcome` runs once it was welcomed or failed (then it retries by itself). */
   connect(onFirstOutcome?: () => void): void {
     if (this.stopped) return;
-    const socket = new WebSocket(this.config.url, {
+    const socket = new WebSocket(this.spec.url ?? this.config.url, {
       maxPayload: MAX_FRAME_BYTES,
       perMessageDeflate: false,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
