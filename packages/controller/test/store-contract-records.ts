@@ -109,6 +109,20 @@ export function recordsContract(backend: ContractBackend): void {
       assert.equal((await store.listEvents(hosts[0] as string, 10)).length, 1);
     });
 
+    test("a batch of last-seen times (heartbeats written together) gives each host its own, next to other reports", async () => {
+      const { store } = await open();
+      const hosts = names(1200);
+      for (const name of hosts) await store.addHost(name, hashToken(name), [], 1);
+      await store.recordReports([
+        ...hosts.map((name, i) => ({ name, report: { lastSeenMs: 1_800_000_000_000 + i } })),
+        { name: "gone", report: { lastSeenMs: 5 } },
+        { name: hosts[3] as string, report: { phase: HostPhase.HOST_PHASE_FETCHING } },
+      ]);
+      const all = await store.listHosts();
+      assert.ok(all.every((host, i) => host.lastSeenMs === 1_800_000_000_000 + i));
+      assert.equal(all[3]?.phase, HostPhase.HOST_PHASE_FETCHING);
+    });
+
     test("each host keeps only its newest events, however many arrive in one batch", async () => {
       const { store } = await open();
       await store.addHost("a", hashToken("a"), [], 1);
