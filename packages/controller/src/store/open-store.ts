@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { Kysely, PostgresDialect } from "kysely";
+import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, type SqliteStatement } from "kysely";
 import { Migrator } from "kysely/migration";
 import pg from "pg";
 import { FerryError } from "@ferry/core";
@@ -8,7 +8,6 @@ import { migrations } from "./sql-migrations.js";
 import { LEGACY_SQLITE_MIGRATIONS } from "./sqlite-legacy.js";
 import type { Schema, SqlDialect } from "./sql-schema.js";
 import { SqlStateStore } from "./sql-store.js";
-import { SqliteWorkerDialect } from "./sqlite-worker-dialect.js";
 
 /** `--database`: a PostgreSQL URL, or absent for the data directory's SQLite file. */
 export interface StoreLocation {
@@ -45,23 +44,42 @@ export async function openStateStore(location: StoreLocation, options: StoreOpti
   return openPostgresStore(location.database, options);
 }
 
+/**
+ * better-sqlite3 behind Kysely, with prepared statements kept: preparing cost
+ * more than running the small statements a busy controller runs most.
+ */
+function cachingDatabase(db: Database.Database): SqliteDatabase {
+  const prepared = new Map<string, SqliteStatement>();
+  return {
+    prepare(text: string): SqliteStatement {
+      let statement = prepared.get(text);
+      if (!statement) {
+        // Statements naming lists of hosts vary in length; a bound keeps those from piling up.
+        if (prepared.size >= 512) prepared.clear();
+        statement = db.prepare(text) as unknown as SqliteStatement;
+        prepared.set(text, statement);
+      }
+      return statement;
+    },
+    close: () => db.close(),
+  };
+}
+
 export async function openSqliteStore(file: string, options: StoreOptions = {}): Promise<SqlStateStore> {
-  // Earlier releases' files are upgraded here, before the SQLite thread opens the file (see sqlite-worker.ts).
   const raw = new Database(file);
   try {
     raw.pragma("journal_mode = WAL");
+    // FULL: a result acknowledged to an agent must survive power loss.
+    raw.pragma("synchronous = FULL");
+    raw.pragma("foreign_keys = ON");
     raw.pragma("busy_timeout = 5000");
     upgradeLegacySqlite(raw);
-  } finally {
-    raw.close();
-  }
-  const db = new Kysely<Schema>({ dialect: new SqliteWorkerDialect(file) });
-  try {
-    await migrate(db, "sqlite", file);
   } catch (error) {
-    await db.destroy();
+    raw.close();
     throw error;
   }
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(raw) }) });
+  await migrate(db, "sqlite", file);
   return new SqlStateStore(db, "sqlite", options.retention ?? DEFAULT_HISTORY_RETENTION);
 }
 
