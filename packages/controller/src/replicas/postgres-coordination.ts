@@ -201,7 +201,17 @@ export class PostgresCoordination implements Coordination {
       if (result.rows[0]?.locked !== true || this.client !== client) return;
       this.leading = true;
       this.log.info("this replica drives rollouts (leader lock taken)");
-      await this.handlers.gained();
+      try {
+        await this.handlers.gained();
+      } catch (error) {
+        // Holding the lock without driving would stall every rollout: give it back for another replica.
+        this.leading = false;
+        await this.handlers.lost().catch(() => undefined);
+        await client.query("SELECT pg_advisory_unlock($1)", [LEADER_LOCK]).catch(() => this.drop(client, new Error("cannot release the leader lock")));
+        throw error;
+      }
+      // The session ended while the engine started: it stopped driving then, but the start may have finished after.
+      if (!this.leading) await this.handlers.lost();
     } catch (error) {
       this.log.warn({ err: error instanceof Error ? error.message : String(error) }, "replica coordination: leader check failed");
     } finally {
