@@ -1,5 +1,5 @@
 import type { AuditEntry, AuditStore } from "./access-records.js";
-import { chunks, type Db } from "./sql-schema.js";
+import { slices, type Db } from "./sql-schema.js";
 
 export class SqlAuditStore implements AuditStore {
   constructor(private readonly db: Db) {}
@@ -14,7 +14,7 @@ export class SqlAuditStore implements AuditStore {
       detail: JSON.stringify(entry.detail),
     }));
     await this.db.transaction().execute(async (trx) => {
-      for (const part of chunks(rows, 500)) await trx.insertInto("audit").values(part).execute();
+      for await (const part of slices(rows, 500)) await trx.insertInto("audit").values(part).execute();
     });
   }
 

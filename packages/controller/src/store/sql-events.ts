@@ -1,6 +1,6 @@
 import { sql } from "kysely";
 import type { HostEvent } from "./state-store.js";
-import { chunks, type Db } from "./sql-schema.js";
+import { slices, type Db } from "./sql-schema.js";
 
 function toEvent(row: { at_ms: number; host_name: string; kind: string; data: string }): HostEvent {
   return { atMs: row.at_ms, hostName: row.host_name, kind: row.kind, data: JSON.parse(row.data) as Record<string, unknown> };
@@ -15,13 +15,13 @@ export class SqlEventLog {
 
   /** Appends events in the caller's transaction, then keeps each of their hosts' newest `eventsPerHost`. */
   async append(trx: Db, events: readonly HostEvent[]): Promise<void> {
-    for (const part of chunks(events, 500)) {
+    for await (const part of slices(events, 500)) {
       await trx
         .insertInto("events")
         .values(part.map((event) => ({ at_ms: event.atMs, host_name: event.hostName, kind: event.kind, data: JSON.stringify(event.data) })))
         .execute();
     }
-    for (const part of chunks([...new Set(events.map((event) => event.hostName))])) {
+    for await (const part of slices([...new Set(events.map((event) => event.hostName))])) {
       await sql`DELETE FROM events WHERE id IN (
           SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY host_name ORDER BY id DESC) AS newer FROM events WHERE host_name IN (${sql.join(part)})) AS ranked
           WHERE newer > ${this.eventsPerHost})`.execute(trx);

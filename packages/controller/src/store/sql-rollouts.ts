@@ -11,7 +11,7 @@ import type {
   RolloutRecord,
   RolloutStore,
 } from "./rollout-records.js";
-import { chunks, type Db, type RolloutHostsTable, type RolloutsTable } from "./sql-schema.js";
+import { slices, type Db, type RolloutHostsTable, type RolloutsTable } from "./sql-schema.js";
 
 function rolloutColumns(patch: RolloutPatch): Partial<RolloutsTable> {
   const columns: Partial<RolloutsTable> = {};
@@ -55,7 +55,7 @@ export class SqlRolloutStore implements RolloutStore {
 
   private async withHosts(rows: readonly Selectable<RolloutsTable>[]): Promise<RolloutRecord[]> {
     const hosts = new Map<string, RolloutHostRecord[]>();
-    for (const part of chunks(rows.map((row) => row.id))) {
+    for await (const part of slices(rows.map((row) => row.id))) {
       const hostRows = await this.db.selectFrom("rollout_hosts").selectAll().where("rollout_id", "in", part).orderBy("wave").orderBy("name").execute();
       for (const row of hostRows) hosts.set(row.rollout_id, [...(hosts.get(row.rollout_id) ?? []), toHost(row)]);
     }
@@ -114,7 +114,7 @@ export class SqlRolloutStore implements RolloutStore {
         })
         .execute();
       // 11 values a row: 500 rows stay far below either backend's parameter limit.
-      for (const part of chunks(hosts, 500)) await trx.insertInto("rollout_hosts").values(part).execute();
+      for await (const part of slices(hosts, 500)) await trx.insertInto("rollout_hosts").values(part).execute();
     });
   }
 
@@ -177,7 +177,7 @@ export class SqlRolloutStore implements RolloutStore {
     // One transaction for a whole step of the engine: a wave of a thousand hosts is one sync, not a thousand.
     await this.db.transaction().execute(async (trx) => {
       for (const { columns, names } of groups.values()) {
-        for (const part of chunks(names)) {
+        for await (const part of slices(names)) {
           await trx
             .updateTable("rollout_hosts")
             .set({ ...columns, updated_at_ms: nowMs })

@@ -15,7 +15,7 @@ import {
   type StateStore,
 } from "./state-store.js";
 import { DESIRED_ASSIGNED, assignedEventData } from "./history-events.js";
-import { chunks, type Db, type HostsTable, type SqlDialect } from "./sql-schema.js";
+import { slices, type Db, type HostsTable, type SqlDialect } from "./sql-schema.js";
 import { SqlRolloutStore } from "./sql-rollouts.js";
 import { SqlTokenStore } from "./sql-tokens.js";
 import { SqlAuditStore } from "./sql-audit.js";
@@ -138,7 +138,7 @@ export class SqlStateStore implements StateStore {
 
   async findHosts(names: readonly string[]): Promise<HostRecord[]> {
     const found: HostRecord[] = [];
-    for (const part of chunks([...new Set(names.map(assertHostName))])) {
+    for await (const part of slices([...new Set(names.map(assertHostName))])) {
       for (const row of await this.db.selectFrom("hosts").selectAll().where("name", "in", part).execute()) found.push(toRecord(row));
     }
     return found;
@@ -160,7 +160,7 @@ export class SqlStateStore implements StateStore {
       if (write.bundle) await this.bundles.recordIn(trx, write.bundle);
       for (const group of groups.values()) {
         const first = group[0] as (typeof targets)[number];
-        for (const part of chunks(group.map((target) => target.hostName))) {
+        for await (const part of slices(group.map((target) => target.hostName))) {
           // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
           const rows = await trx
             .updateTable("hosts")
@@ -189,7 +189,7 @@ export class SqlStateStore implements StateStore {
       if (missing) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${missing.hostName}`);
       if (write.rollout) {
         const { state } = write.rollout;
-        for (const part of chunks(targets.map((target) => target.hostName))) {
+        for await (const part of slices(targets.map((target) => target.hostName))) {
           await trx
             .updateTable("rollout_hosts")
             .set((eb) => ({
@@ -293,14 +293,14 @@ export class SqlStateStore implements StateStore {
           group.names.push(name);
           groups.set(key, group);
         }
-        for (const part of chunks(seenOnly, 500)) {
+        for await (const part of slices(seenOnly, 500)) {
           const rows = await sql<{ name: string }>`UPDATE hosts SET last_seen_ms = CAST(seen.column2 AS BIGINT), change_seq = ${seq}
               FROM (VALUES ${sql.join(part.map((entry) => sql`(${entry.name}, ${entry.ms})`))}) AS seen
               WHERE hosts.name = seen.column1 RETURNING hosts.name`.execute(trx);
           for (const row of rows.rows) existing.add(row.name);
         }
         for (const { columns, names } of groups.values()) {
-          for (const part of chunks(names)) {
+          for await (const part of slices(names)) {
             const rows = await trx
               .updateTable("hosts")
               .set((eb) => ({
