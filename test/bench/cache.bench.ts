@@ -231,11 +231,13 @@ export async function runCacheBench(): Promise<void> {
     const publicKey = readFileSync(join(keyDir, "pub"), "utf8").trim();
 
     // Push: each run into a fresh controller and a fresh file cache, alternating.
-    const pushes: Array<{ ferry: number; nixCopy: number }> = [];
+    const pushes: Array<{ ferry: number; nixCopy: number; nixCopySynced: number }> = [];
     let controller: Controller | undefined;
     for (let run = 1; run <= RUNS; run++) {
       const fileCache = join(work, `file-cache-${run}`);
       const nixCopy = await timed([...NIX, "copy", "--to", `file://${fileCache}?compression=zstd`, root]);
+      // Ferry's cache answers 201 only once a file and its directory are on disk: the fair baseline syncs nix copy's files too.
+      const syncFiles = await timed(["sh", "-c", 'find "$1" -print0 | xargs -0 sync --', "sh", fileCache]);
       rmSync(fileCache, { recursive: true, force: true });
       controller?.stop();
       const dir = mkdtempSync(join(work, "controller-"));
@@ -247,8 +249,8 @@ export async function runCacheBench(): Promise<void> {
         FERRY_CONTROLLER: current.grpc,
         FERRY_TOKEN_FILE: current.tokenFile,
       });
-      pushes.push({ ferry, nixCopy });
-      process.stderr.write(`push run ${run}: ferry ${fmt(ferry)} s, nix copy file:// ${fmt(nixCopy)} s\n`);
+      pushes.push({ ferry, nixCopy, nixCopySynced: nixCopy + syncFiles });
+      process.stderr.write(`push run ${run}: ferry ${fmt(ferry)} s, nix copy file:// ${fmt(nixCopy)} s, + sync of its files ${fmt(nixCopy + syncFiles)} s\n`);
     }
     loads.push(`after push: ${load()}`);
     if (!controller) throw new Error("BENCH_RUNS must be at least 1");
@@ -325,6 +327,7 @@ export async function runCacheBench(): Promise<void> {
     const miss = s("narinfo misses, -t2 -c32");
     const pushFerry = median(pushes.map((p) => p.ferry));
     const pushNix = median(pushes.map((p) => p.nixCopy));
+    const pushNixSynced = median(pushes.map((p) => p.nixCopySynced));
     const realFerry = median(realises.map((r) => r.ferry));
     const realNginx = median(realises.map((r) => r.nginx));
     const nixVersion = (await mustExec(["nix", "--version"])).trim();
@@ -336,6 +339,7 @@ export async function runCacheBench(): Promise<void> {
       `| narinfo misses (404), wrk -t2 -c32 | ${fmt(miss.ferry.requestsPerSecond, 0)} req/s, p99 ${fmt(miss.ferry.p99Ms)} ms | ${fmt(miss.nginx.requestsPerSecond, 0)} req/s, p99 ${fmt(miss.nginx.p99Ms)} ms | ${fmt(miss.ferry.requestsPerSecond / miss.nginx.requestsPerSecond)}× | | |`,
       `| \`nix-store --realise\` into an empty store (median of ${RUNS}) | ${fmt(realFerry)} s | ${fmt(realNginx)} s | ${fmt(realFerry / realNginx)}× slower | | |`,
       `| push (median of ${RUNS}) | \`ferry cache push\` ${fmt(pushFerry)} s | \`nix copy --to file://…?compression=zstd\` ${fmt(pushNix)} s | ${fmt(pushFerry / pushNix)}× slower | | |`,
+      `| push, against a durable copy (median of ${RUNS}) | \`ferry cache push\` ${fmt(pushFerry)} s | the same \`nix copy\`, then \`sync\` of every file and directory it wrote ${fmt(pushNixSynced)} s | ${fmt(pushFerry / pushNixSynced)}× slower | | |`,
     ];
     const body = `Command: \`BENCH_RUNS=${RUNS} npm run bench -- cache\` (runs \`node --import tsx test/bench/run.ts cache\`; \`BENCH_PATHS\`, \`BENCH_MIB\`, \`BENCH_RUNS\`, \`BENCH_WRK_SECONDS\` override 300, 512, 3, 5).
 
@@ -345,13 +349,13 @@ export async function runCacheBench(): Promise<void> {
 - nginx: Debian's, \`sendfile on\`, \`worker_processes auto\`, the locations of the NixOS module's \`nginx.enable\`, serving the directory Ferry's controller wrote. Ferry: \`ferry controller\` with its defaults. Both on 127.0.0.1, measured with \`wrk --latency\` for ${WRK_SECONDS} s each.
 - Ceiling: a bare Node \`http\` server piping \`createReadStream(file, { highWaterMark })\` into the response, for ${CEILING_CHUNKS.map((c) => `${c / 1024} KiB`).join(", ")}; the best is shown.
 - Realise: \`unshare -m sh -c 'mount --bind FRESH/nix /nix && nix-store --realise ROOT --option substituters URL --option require-sigs true …'\`, alternating nginx and Ferry.
-- Push: a fresh controller per run; \`ferry cache push ROOT --signing-key-file K\` (zstd level 3, 4 uploads at once) against \`nix copy --to 'file://FRESH?compression=zstd' ROOT\`, alternating.
+- Push: a fresh controller per run; \`ferry cache push ROOT --signing-key-file K\` (zstd level 3, 4 uploads at once) against \`nix copy --to 'file://FRESH?compression=zstd' ROOT\` (unsynced, and followed by \`sync\` of every file and directory it wrote, which is what the controller does before it answers 201), alternating.
 
 | what | Ferry | nginx / nix copy | ratio | user-space Node ceiling | Ferry / ceiling |
 |---|---|---|---|---|---|
 ${rows.join("\n")}
 
-Runs: push ${pushes.map((p) => `${fmt(p.ferry)}/${fmt(p.nixCopy)}`).join(", ")} s (Ferry/nix copy); realise ${realises.map((r) => `${fmt(r.ferry)}/${fmt(r.nginx)}`).join(", ")} s (Ferry/nginx); ceiling 1 conn ${ceiling.map((c) => `${c.chunk / 1024} KiB ${fmt(c.one, 0)}`).join(", ")} MiB/s, 8 conn ${ceiling.map((c) => `${c.chunk / 1024} KiB ${fmt(c.eight, 0)}`).join(", ")} MiB/s.
+Runs: push ${pushes.map((p) => `${fmt(p.ferry)}/${fmt(p.nixCopy)}/${fmt(p.nixCopySynced)}`).join(", ")} s (Ferry/nix copy/nix copy + sync); realise ${realises.map((r) => `${fmt(r.ferry)}/${fmt(r.nginx)}`).join(", ")} s (Ferry/nginx); ceiling 1 conn ${ceiling.map((c) => `${c.chunk / 1024} KiB ${fmt(c.one, 0)}`).join(", ")} MiB/s, 8 conn ${ceiling.map((c) => `${c.chunk / 1024} KiB ${fmt(c.eight, 0)}`).join(", ")} MiB/s.
 `;
     process.stdout.write(`\n${body}\n`);
     writeResultsSection(join(HERE, "RESULTS.md"), "## Cache: Ferry's built-in cache vs nginx on the same directory", body);
