@@ -83,24 +83,22 @@ export class SqlStateStore implements StateStore {
 
   async addHost(given: string, tokenHash: string, tags: readonly string[], nowMs: number): Promise<HostRecord> {
     const name = assertHostName(given);
-    if (await this.row(this.db, name)) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
-    try {
-      await this.db
-        .insertInto("hosts")
-        .values({
-          name,
-          token_hash: tokenHash,
-          tags: JSON.stringify([...new Set(tags)].sort()),
-          created_at_ms: nowMs,
-          activation_mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
-        } as HostsTable)
-        .execute();
-    } catch (error) {
-      // Another replica added it between the check and the insert.
-      if (await this.row(this.db, name)) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
-      throw error;
-    }
-    return this.mustGet(name);
+    // One statement: a name taken (by this replica or another) inserts nothing and returns no row.
+    const row = await this.db
+      .insertInto("hosts")
+      // The other columns take the schema's defaults: a new host has no desired system, reports or errors.
+      .values({
+        name,
+        token_hash: tokenHash,
+        tags: JSON.stringify([...new Set(tags)].sort()),
+        created_at_ms: nowMs,
+        activation_mode: ActivationMode.ACTIVATION_MODE_UNSPECIFIED,
+      } as HostsTable)
+      .onConflict((conflict) => conflict.doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new FerryError("E_HOST_EXISTS", `host ${name} already exists`);
+    return toRecord(row);
   }
 
   async removeHost(given: string): Promise<void> {
