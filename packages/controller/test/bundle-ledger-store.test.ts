@@ -6,10 +6,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BundleLedger, FerryError, silentLogger, type LedgerEntry } from "@ferry/core";
+import { BundleLedger, FerryError, silentLogger } from "@ferry/core";
 import { adoptLedgerFile } from "../src/api/site-service.js";
 import { openSqliteStore } from "../src/store/open-store.js";
 import type { SqlStateStore } from "../src/store/sql-store.js";
+import { ledgerEntry } from "./store-contract-records.js";
 
 const root = mkdtempSync(join(tmpdir(), "ferry-ledger-"));
 const stores: SqlStateStore[] = [];
@@ -23,28 +24,18 @@ async function open(dir = mkdtempSync(join(root, "d-"))): Promise<{ store: SqlSt
   stores.push(store);
   return { store, dir };
 }
-const PATH = "/nix/store/1zy01hjzwvvia6h9dq5xar88v77fgh9x-nixos-system-web";
-const entry = (sequence: number, site?: string): LedgerEntry => ({
-  sequence,
-  manifestSha256: "00",
-  createdAt: "2026-11-22T00:00:00Z",
-  importedAtMs: sequence,
-  signer: "site-key",
-  hosts: { "web-1": PATH },
-  ...(site === undefined ? {} : { site }),
-});
 const replayed = (error: unknown) => error instanceof FerryError && error.code === "E_BUNDLE_REPLAYED";
 
 describe("bundle ledger in the database", () => {
   test("the ledger file of an earlier version is adopted once, its version-1 floor kept, and set aside", async () => {
     const { store, dir } = await open();
     const file = join(dir, "bundles.json");
-    writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 40, imports: [entry(40)] }));
+    writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 40, imports: [ledgerEntry(40)] }));
     assert.equal(new BundleLedger(file).lastSequence(), 40);
     await adoptLedgerFile(dir, store.bundles, silentLogger());
     assert.ok(!existsSync(file) && existsSync(`${file}.adopted`));
     assert.equal(await store.bundles.lastSequence("plant-b"), 40, "a version-1 floor holds for every site");
-    await assert.rejects(store.bundles.record(entry(40)), replayed);
+    await assert.rejects(store.bundles.record(ledgerEntry(40)), replayed);
     // Killed before the rename: the next start adopts nothing twice.
     writeFileSync(file, JSON.stringify({ version: 1, lastSequence: 99, imports: [] }));
     await adoptLedgerFile(dir, store.bundles, silentLogger());

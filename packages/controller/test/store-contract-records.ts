@@ -11,7 +11,7 @@ import { DEFAULT_POLICY } from "../src/rollouts/default-policy.js";
 import { recordDeployment } from "./record-deployment.js";
 import { SYS_A, SYS_B, rejectsCode, type ContractBackend } from "./store-contract.js";
 
-const entry = (sequence: number, site?: string): LedgerEntry => ({
+export const ledgerEntry = (sequence: number, site?: string): LedgerEntry => ({
   sequence,
   manifestSha256: "00",
   createdAt: "2026-11-22T00:00:00Z",
@@ -278,12 +278,12 @@ export function recordsContract(backend: ContractBackend): void {
 
     test("bundle sequences are per site, never go back, and 50 imports per site are kept", async () => {
       const { store } = await open();
-      for (let sequence = 1; sequence <= 60; sequence++) await store.bundles.record(entry(sequence, "plant-a"));
-      await store.bundles.record(entry(5));
+      for (let sequence = 1; sequence <= 60; sequence++) await store.bundles.record(ledgerEntry(sequence, "plant-a"));
+      await store.bundles.record(ledgerEntry(5));
       assert.equal(await store.bundles.lastSequence("plant-a"), 60);
       assert.equal(await store.bundles.lastSequence(), 5);
       assert.equal(await store.bundles.highestSequence(), 60);
-      await assert.rejects(store.bundles.record(entry(60, "plant-a")), replayed);
+      await assert.rejects(store.bundles.record(ledgerEntry(60, "plant-a")), replayed);
       const imports = await store.bundles.imports();
       assert.equal(imports.filter((i) => i.site === "plant-a").length, 50);
       assert.deepEqual(imports.find((i) => i.site === undefined)?.hosts, { "web-1": SYS_A });
@@ -299,7 +299,7 @@ export function recordsContract(backend: ContractBackend): void {
           nowMs: 1,
           requestedBy: "site",
           targets: [{ hostName: "web-1", storePath: SYS_A, activate: true, heldForWindow: false, intent: undefined }],
-          bundle: entry(sequence),
+          bundle: ledgerEntry(sequence),
         });
       await write(7);
       assert.equal((await store.getHost("web-1"))?.desiredSerial, 1);

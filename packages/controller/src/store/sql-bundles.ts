@@ -1,13 +1,25 @@
 import { sql } from "kysely";
 import { FerryError, type LedgerEntry } from "@ferry/core";
 import type { BundleLedgerStore } from "./bundle-records.js";
-import type { Db, SqlDialect } from "./sql-schema.js";
+import type { BundleImportsTable, Db, SqlDialect } from "./sql-schema.js";
 
 /** Imports kept per site; the newest always stays, so the last sequence never goes down. */
 const KEEP = 50;
 
 /** Any fixed number: the transaction-scoped PostgreSQL lock that orders bundle imports between replicas. */
 const LEDGER_LOCK = 0x666572_01;
+
+function importRow(site: string, entry: LedgerEntry): BundleImportsTable {
+  return {
+    site,
+    sequence: entry.sequence,
+    manifest_sha256: entry.manifestSha256,
+    created_at: entry.createdAt,
+    imported_at_ms: entry.importedAtMs,
+    signer: entry.signer,
+    hosts: JSON.stringify(entry.hosts),
+  };
+}
 
 export class SqlBundleLedger implements BundleLedgerStore {
   constructor(
@@ -58,18 +70,7 @@ export class SqlBundleLedger implements BundleLedgerStore {
     const site = entry.site ?? "";
     const last = await this.last(trx, site);
     if (entry.sequence <= last) throw new FerryError("E_BUNDLE_REPLAYED", `bundle sequence ${entry.sequence} is not above the last one taken here (${last})`);
-    await trx
-      .insertInto("bundle_imports")
-      .values({
-        site,
-        sequence: entry.sequence,
-        manifest_sha256: entry.manifestSha256,
-        created_at: entry.createdAt,
-        imported_at_ms: entry.importedAtMs,
-        signer: entry.signer,
-        hosts: JSON.stringify(entry.hosts),
-      })
-      .execute();
+    await trx.insertInto("bundle_imports").values(importRow(site, entry)).execute();
     await trx
       .deleteFrom("bundle_imports")
       .where("site", "=", site)
@@ -89,15 +90,7 @@ export class SqlBundleLedger implements BundleLedgerStore {
         for (const entry of imports) {
           await trx
             .insertInto("bundle_imports")
-            .values({
-              site,
-              sequence: entry.sequence,
-              manifest_sha256: entry.manifestSha256,
-              created_at: entry.createdAt,
-              imported_at_ms: entry.importedAtMs,
-              signer: entry.signer,
-              hosts: JSON.stringify(entry.hosts),
-            })
+            .values(importRow(site, entry))
             .onConflict((conflict) => conflict.doNothing())
             .execute();
         }
