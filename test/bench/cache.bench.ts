@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exec, mustExec, waitFor } from "../harness/exec.js";
 import { FERRY_BIN } from "../harness/paths.js";
+import { freePort } from "../harness/ports.js";
 import { writeResultsSection } from "./results.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -93,16 +94,6 @@ async function startServer(argv: string[], port: () => number | undefined, what:
   child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString()));
   const found = await waitFor(what, () => port() ?? (/^(\d+)$/m.exec(out) ? Number(/^(\d+)$/m.exec(out)?.[1]) : undefined), 10_000, 50);
   return { port: found, child };
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import("node:net");
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
 }
 
 async function startNginx(work: string, cacheDir: string): Promise<{ port: number; child: ChildProcess }> {

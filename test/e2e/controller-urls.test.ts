@@ -6,7 +6,6 @@
 import { strict as assert } from "node:assert";
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -14,6 +13,7 @@ import { ControllerProcess } from "../harness/controller-proc.js";
 import { waitFor } from "../harness/exec.js";
 import { ferry } from "../harness/ferry-cli.js";
 import { FERRY_BIN } from "../harness/paths.js";
+import { freePort } from "../harness/ports.js";
 import { findPostgres, startPostgres, type PostgresCluster } from "../harness/postgres.js";
 
 const found = findPostgres();
@@ -41,15 +41,6 @@ after(async () => {
   await cluster?.stop();
   rmSync(work, { recursive: true, force: true });
 });
-
-/** A loopback port that was free a moment ago; nothing listens on it until a test starts something there. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function controllerIn(name: string): ControllerProcess {
   mkdirSync(join(work, name));

@@ -5,9 +5,9 @@
 // hand it over. The replicas share one cache directory (--cache-dir), so a
 // closure pushed through one is served by all.
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./ports.js";
 import { ControllerProcess } from "./controller-proc.js";
 import { waitFor } from "./exec.js";
 import { ferry, type CliResult } from "./ferry-cli.js";
@@ -17,15 +17,6 @@ import { SimHost } from "./sim-host.js";
 
 const LEADS = "this replica drives rollouts";
 const RESIGNS = "this replica no longer drives rollouts";
-
-/** A loopback port nothing listened on a moment ago: replicas get theirs before they start, so agents can list them. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "0.0.0.0", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export class ReplicaFleet {
   readonly hosts = new Map<string, SimHost>();
@@ -52,7 +43,7 @@ export class ReplicaFleet {
         mkdirSync(join(dir, `replica-${name}`));
         // One cache directory for all, as replicas on one machine (or one NFS share) run it.
         const replica = new ControllerProcess(join(dir, `replica-${name}`, "data"), { database: fleet.database, cacheDir: join(dir, "cache") });
-        replica.httpPort = await freePort();
+        replica.httpPort = await freePort("0.0.0.0");
         fleet.replicas.push(replica);
       }
       const keyDir = join(dir, "keys");
