@@ -211,8 +211,10 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     feed = new HostFeed({
       store,
       offerDesired: (host) => hub.offerDesired(host),
-      changed: (names) => {
-        for (const name of names) hostEvents.emit("changed", name);
+      changed: (hosts) => {
+        for (const host of hosts) hostEvents.emit("changed", host.name);
+        // Rollout views here (dashboard, rollout watch) follow a rollout the leader drives through its hosts' changes.
+        for (const rolloutId of new Set(hosts.map((host) => host.rolloutId).filter((id) => id !== ""))) rolloutEvents.emit("changed", rolloutId);
       },
       seen: (host) => presence.seen(host),
       log: log.child({ part: "replicas" }),

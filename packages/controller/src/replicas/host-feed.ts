@@ -11,7 +11,7 @@ export interface HostFeedDeps {
   /** Sends the desired system to the host's agent if it is connected here and has not been sent this serial. */
   offerDesired(host: HostRecord): void;
   /** A change that matters to rollouts and views: desired, phase, applied serial or current system. */
-  changed(names: readonly string[]): void;
+  changed(hosts: readonly HostRecord[]): void;
   /** Last sign of life another replica recorded. */
   seen(host: HostRecord): void;
   log: Logger;
@@ -71,14 +71,14 @@ export class HostFeed {
   private async readOnce(): Promise<void> {
     const { hosts, seq } = await this.deps.store.changesSince(this.seq);
     this.seq = seq;
-    const changed: string[] = [];
+    const changed: HostRecord[] = [];
     for (const host of hosts) {
       this.deps.seen(host);
       if (host.desiredSerial > 0) this.deps.offerDesired(host);
       const fingerprint = `${host.desiredSerial}/${host.appliedSerial}/${host.phase}/${host.currentSystem}/${host.lastErrorCode}`;
       if (this.fingerprints.get(host.name) !== fingerprint) {
         this.fingerprints.set(host.name, fingerprint);
-        changed.push(host.name);
+        changed.push(host);
       }
     }
     if (changed.length > 0) this.deps.changed(changed);
