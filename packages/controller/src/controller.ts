@@ -220,6 +220,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
       log: log.child({ part: "replicas" }),
     });
     await feed.start();
+    coordination.onHostRemoved((name) => hub.disconnect(name, "host removed by operator (on another replica)"));
     coordination.onHostChanges(() => feed?.request());
     undo.push(() => feed?.stop());
   }

@@ -91,7 +91,7 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
     await until(`rollout ${id} ${wanted}`, async () => ((await store.rollouts.getRollout(id)).state === wanted ? true : undefined), 30_000);
   }
 
-  test("a deploy accepted by one replica reaches an agent connected to the other", async (t) => {
+  test("a deploy accepted by one replica reaches an agent connected to the other; removing the host there cuts it", async (t) => {
     const { a, b, admin, database } = await pair(1);
     const web1 = await agent(b, "web-1");
     // Connected to B, seen online through A as well (from the last-seen time B wrote).
@@ -117,6 +117,11 @@ describe("controller replicas on one PostgreSQL database", { skip: "skip" in fou
     const again = await cachedPath([a.baseUrl, b.baseUrl], admin, "nixos-system-web-1-again");
     await mustCall(a.grpc, "Deploy", { targets: [{ hostName: "web-1", storePath: again }] }, admin);
     await until("the next deploy on B's agent", () => (web1.desired.some((frame) => frame.storePath === again) ? true : undefined));
+    // Removed through A, the host's agent on B is cut at once.
+    const closed = new Promise<number>((resolve) => web1.socket.once("close", (code) => resolve(code)));
+    await mustCall(a.grpc, "RemoveHost", { name: "web-1" }, admin);
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("web-1's link was not cut within 10 s")), 10_000).unref());
+    assert.notEqual(await Promise.race([closed, timeout]), 1000);
     // Reported, not asserted: timing depends on the machine.
     t.diagnostic(`deploy on A → desired frame on B: ${latencyMs} ms`);
   });

@@ -15,6 +15,8 @@ export interface Coordination {
   lead(handlers: { gained: () => Promise<void>; lost: () => Promise<void> }): Promise<void>;
   /** Another replica committed host changes (a deploy, reports): read them with changesSince. */
   onHostChanges(listener: () => void): void;
+  /** A host removed by some replica: its agent, if linked here, must be cut. */
+  onHostRemoved(listener: (name: string) => void): void;
   /** A rollout was started, or a command queued for the leader, by some replica. */
   onRolloutNews(listener: (news: RolloutNews) => void): void;
   announce(news: RolloutNews): Promise<void>;
@@ -46,6 +48,8 @@ export class SoloCoordination implements Coordination {
   }
 
   onHostChanges(): void {}
+
+  onHostRemoved(): void {}
 
   onRolloutNews(): void {}
 

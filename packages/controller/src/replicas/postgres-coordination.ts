@@ -1,6 +1,6 @@
 import pg from "pg";
-import type { Logger } from "@ferry/core";
-import { HOST_CHANGES_CHANNEL } from "../store/sql-store.js";
+import { assertHostName, type Logger } from "@ferry/core";
+import { HOST_CHANGES_CHANNEL, HOST_REMOVED_CHANNEL } from "../store/sql-store.js";
 import type { CollectionGuard, Coordination, RolloutNews } from "./coordination.js";
 
 const ROLLOUTS_CHANNEL = "ferry_rollouts";
@@ -32,6 +32,7 @@ export class PostgresCoordination implements Coordination {
   private leading = false;
   private handlers: { gained: () => Promise<void>; lost: () => Promise<void> } | undefined;
   private readonly hostListeners: (() => void)[] = [];
+  private readonly removalListeners: ((name: string) => void)[] = [];
   private readonly rolloutListeners: ((news: RolloutNews) => void)[] = [];
   private readonly cacheListeners: ((hashes: string[]) => void)[] = [];
   private cacheChanges = new Set<string>();
@@ -88,6 +89,10 @@ export class PostgresCoordination implements Coordination {
 
   onHostChanges(listener: () => void): void {
     this.hostListeners.push(listener);
+  }
+
+  onHostRemoved(listener: (name: string) => void): void {
+    this.removalListeners.push(listener);
   }
 
   onRolloutNews(listener: (news: RolloutNews) => void): void {
@@ -153,6 +158,7 @@ export class PostgresCoordination implements Coordination {
       await client.query(`LISTEN ${HOST_CHANGES_CHANNEL}`);
       await client.query(`LISTEN ${ROLLOUTS_CHANNEL}`);
       await client.query(`LISTEN ${CACHE_CHANNEL}`);
+      await client.query(`LISTEN ${HOST_REMOVED_CHANNEL}`);
     } catch (error) {
       this.log.warn({ err: error instanceof Error ? error.message : String(error) }, "replica coordination: cannot reach the database; retrying");
       client.removeAllListeners("end");
@@ -222,6 +228,14 @@ export class PostgresCoordination implements Coordination {
   private notified(channel: string, payload: string): void {
     if (channel === HOST_CHANGES_CHANNEL) {
       for (const listener of this.hostListeners) listener();
+    } else if (channel === HOST_REMOVED_CHANNEL) {
+      let name: string;
+      try {
+        name = assertHostName(payload);
+      } catch {
+        return;
+      }
+      for (const listener of this.removalListeners) listener(name);
     } else if (channel === CACHE_CHANNEL) {
       const hashes = payload.split(",").filter((hash) => STORE_HASH.test(hash));
       if (hashes.length > 0) for (const listener of this.cacheListeners) listener(hashes);

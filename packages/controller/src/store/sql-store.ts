@@ -25,6 +25,8 @@ import { SqlRolloutCommands } from "./sql-rollout-commands.js";
 
 /** PostgreSQL channel on which a committed host change announces its change-clock value. */
 export const HOST_CHANGES_CHANNEL = "ferry_host_changes";
+/** PostgreSQL channel naming a host removed (its agent must be cut wherever it is linked). */
+export const HOST_REMOVED_CHANNEL = "ferry_host_removed";
 
 /**
  * The state store over either backend (Kysely): one set of queries. Writes of
@@ -103,8 +105,12 @@ export class SqlStateStore implements StateStore {
 
   async removeHost(given: string): Promise<void> {
     const name = assertHostName(given);
-    const { numDeletedRows } = await this.db.deleteFrom("hosts").where("name", "=", name).executeTakeFirst();
-    if (numDeletedRows === 0n) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+    await this.db.transaction().execute(async (trx) => {
+      const { numDeletedRows } = await trx.deleteFrom("hosts").where("name", "=", name).executeTakeFirst();
+      if (numDeletedRows === 0n) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${name}`);
+      // A removed row is not in changesSince: the replica holding the host's agent is told by name, at commit.
+      if (this.dialect === "postgres") await sql`SELECT pg_notify(${HOST_REMOVED_CHANNEL}, ${name})`.execute(trx);
+    });
   }
 
   async setHostToken(given: string, tokenHash: string): Promise<HostRecord> {
