@@ -79,7 +79,13 @@ export async function openSqliteStore(file: string, options: StoreOptions = {}):
     throw error;
   }
   const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: cachingDatabase(raw) }) });
-  await migrate(db, "sqlite", file);
+  try {
+    await migrate(db, "sqlite", file);
+  } catch (error) {
+    // Closed here: the controller's failed start must leave no handle on the file.
+    await db.destroy();
+    throw error;
+  }
   return new SqlStateStore(db, "sqlite", options.retention ?? DEFAULT_HISTORY_RETENTION);
 }
 
