@@ -30,9 +30,18 @@ export async function admitCall(authenticator: Authenticator, metadata: { get(ke
 /** Who an HTTP request comes from, found once per request: the token, or why it was refused. */
 export type HttpCaller = { principal: Principal } | { refusal: FerryError };
 
+/**
+ * Most HTTP requests (substituters fetching narinfos and NARs) carry no token:
+ * one refusal serves them all, since building an error per request cost more
+ * than answering a narinfo from memory.
+ */
+const NO_TOKEN: HttpCaller = { refusal: new FerryError("E_AUTH", "missing operator token") };
+
 export async function identifyHttpCaller(authenticator: Authenticator, request: IncomingMessage): Promise<HttpCaller> {
+  const secret = secretFromHttp(request);
+  if (secret === "") return NO_TOKEN;
   try {
-    return { principal: await authenticator.authenticate(secretFromHttp(request)) };
+    return { principal: await authenticator.authenticate(secret) };
   } catch (error) {
     if (error instanceof FerryError) return { refusal: error };
     throw error;
