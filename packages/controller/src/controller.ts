@@ -31,10 +31,7 @@ import { AgentHub } from "./hub/agent-hub.js";
 import { ConnectionGovernor, DEFAULT_EDGE_LIMITS, type EdgeLimits } from "./edge/connection-governor.js";
 import { refuseUpload } from "./edge/refuse-upload.js";
 import { openStateStore, redactDatabaseUrl } from "./store/open-store.js";
-import { SoloCoordination, type Coordination } from "./replicas/coordination.js";
-import { PostgresCoordination } from "./replicas/postgres-coordination.js";
-import { HostFeed } from "./replicas/host-feed.js";
-import { RemotePresence } from "./replicas/remote-presence.js";
+import { joinReplicas, openCoordination, shareCache } from "./replicas/join-replicas.js";
 import { DEFAULT_HISTORY_RETENTION, type HistoryRetention, type StateStore } from "./store/state-store.js";
 import type { FrameRate } from "./hub/agent-limits.js";
 import { ControllerMetrics } from "./metrics/registry.js";
@@ -127,12 +124,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   );
   undo.push(() => store.close());
   // Replicas on one PostgreSQL database: one drives rollouts, each hears what the others commit.
-  let coordination: Coordination = new SoloCoordination();
-  if (options.database) {
-    const replicas = new PostgresCoordination(options.database, log.child({ part: "replicas" }));
-    await replicas.start();
-    coordination = replicas;
-  }
+  const coordination = await openCoordination(options.database, log.child({ part: "replicas" }));
   undo.push(() => coordination.close());
   const hostEvents = new EventEmitter();
   hostEvents.setMaxListeners(0);
@@ -156,10 +148,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     log.child({ part: "cache" }),
     coordination.replicated ? (hash) => coordination.announceCache(hash) : undefined,
   );
-  cache.collectionGuard = coordination.collectionGuard;
-  coordination.onCacheChanges(
-    (hashes) => void cache.refresh(hashes).catch((error: unknown) => log.warn({ err: String(error) }, "re-reading narinfos another replica changed failed")),
-  );
+  shareCache(coordination, cache, log.child({ part: "cache" }));
   undo.push(() => cache.close());
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
@@ -199,31 +188,17 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     },
     replicas: coordination.replicated ? coordination : undefined,
   });
-  coordination.onRolloutNews((news) => {
-    if (news.kind === "started")
-      void engine.adopt(news.rolloutId).catch((error: unknown) => log.warn({ err: String(error), rolloutId: news.rolloutId }, "adopting a rollout failed"));
-    else engine.takeCommands();
+  const feed = await joinReplicas({
+    coordination,
+    store,
+    hub,
+    engine,
+    hostEvents,
+    rolloutEvents,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 10_000,
+    log: log.child({ part: "replicas" }),
   });
-  let feed: HostFeed | undefined;
-  if (coordination.replicated) {
-    const presence = new RemotePresence(options.heartbeatIntervalMs ?? 10_000);
-    hub.seeOtherReplicas(presence);
-    feed = new HostFeed({
-      store,
-      offerDesired: (host) => hub.offerDesired(host),
-      changed: (hosts) => {
-        for (const host of hosts) hostEvents.emit("changed", host.name);
-        // Rollout views here (dashboard, rollout watch) follow a rollout the leader drives through its hosts' changes.
-        for (const rolloutId of new Set(hosts.map((host) => host.rolloutId).filter((id) => id !== ""))) rolloutEvents.emit("changed", rolloutId);
-      },
-      seen: (host) => presence.seen(host),
-      log: log.child({ part: "replicas" }),
-    });
-    await feed.start();
-    coordination.onHostRemoved((name) => hub.disconnect(name, "host removed by operator (on another replica)"));
-    coordination.onHostChanges(() => feed?.request());
-    undo.push(() => feed?.stop());
-  }
+  undo.push(() => feed?.stop());
   // Every change to a host (a report, a deploy, a removal) is announced here; a rollout may wait for it.
   hostEvents.on("changed", (name: string) => engine.hostsChanged([name]));
 
