@@ -15,6 +15,7 @@ export const FERRY_VERSION = "0.1.0";
 export * from "./bundle/index.js";
 export * from "./write-fully.js";
 export * from "./turns.js";
+export * from "./slices.js";
 export * from "./system-errors.js";
 export * from "./transport.js";
 export * from "./netrc.js";

@@ -1,4 +1,4 @@
-import { FerryError, type Logger } from "@ferry/core";
+import { FerryError, slices, type Logger } from "@ferry/core";
 import type { DesiredState } from "../desired/desired-state.js";
 import type { AgentHub } from "../hub/agent-hub.js";
 import type { MaintenanceWindowRecord, RolloutHostRecord, RolloutHostState, RolloutRecord, RolloutStore } from "../store/rollout-records.js";
@@ -197,10 +197,7 @@ export class RolloutEngine {
   ): Promise<void> {
     // In slices, with a turn of the event loop between them: one transaction for a
     // 10,000-host prefetch held every agent's heartbeat for the whole of it.
-    for (let start = 0; start < hosts.length; start += ASSIGN_SLICE) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-      await this.assignSlice(live, hosts.slice(start, start + ASSIGN_SLICE), pathOf, activate, state);
-    }
+    for await (const slice of slices(hosts, ASSIGN_SLICE)) await this.assignSlice(live, slice, pathOf, activate, state);
   }
 
   private async assignSlice(

@@ -1,5 +1,6 @@
+import { slices } from "@ferry/core";
 import type { AuditEntry, AuditStore } from "./access-records.js";
-import { slices, type Db } from "./sql-schema.js";
+import type { Db } from "./sql-schema.js";
 
 export class SqlAuditStore implements AuditStore {
   constructor(private readonly db: Db) {}

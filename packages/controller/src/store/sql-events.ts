@@ -1,6 +1,7 @@
+import { slices } from "@ferry/core";
 import { sql } from "kysely";
 import type { HostEvent } from "./state-store.js";
-import { slices, type Db } from "./sql-schema.js";
+import { NAMES_PER_STATEMENT, type Db } from "./sql-schema.js";
 
 function toEvent(row: { at_ms: number; host_name: string; kind: string; data: string }): HostEvent {
   return { atMs: row.at_ms, hostName: row.host_name, kind: row.kind, data: JSON.parse(row.data) as Record<string, unknown> };
@@ -21,7 +22,7 @@ export class SqlEventLog {
         .values(part.map((event) => ({ at_ms: event.atMs, host_name: event.hostName, kind: event.kind, data: JSON.stringify(event.data) })))
         .execute();
     }
-    for await (const part of slices([...new Set(events.map((event) => event.hostName))])) {
+    for await (const part of slices([...new Set(events.map((event) => event.hostName))], NAMES_PER_STATEMENT)) {
       await sql`DELETE FROM events WHERE id IN (
           SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY host_name ORDER BY id DESC) AS newer FROM events WHERE host_name IN (${sql.join(part)})) AS ranked
           WHERE newer > ${this.eventsPerHost})`.execute(trx);

@@ -1,5 +1,5 @@
 import type { Selectable } from "kysely";
-import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, slices } from "@ferry/core";
 import type { ActivationMode } from "@ferry/protocol";
 import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import type {
@@ -11,7 +11,7 @@ import type {
   RolloutRecord,
   RolloutStore,
 } from "./rollout-records.js";
-import { slices, type Db, type RolloutHostsTable, type RolloutsTable } from "./sql-schema.js";
+import { NAMES_PER_STATEMENT, type Db, type RolloutHostsTable, type RolloutsTable } from "./sql-schema.js";
 
 function rolloutColumns(patch: RolloutPatch): Partial<RolloutsTable> {
   const columns: Partial<RolloutsTable> = {};
@@ -55,7 +55,10 @@ export class SqlRolloutStore implements RolloutStore {
 
   private async withHosts(rows: readonly Selectable<RolloutsTable>[]): Promise<RolloutRecord[]> {
     const hosts = new Map<string, RolloutHostRecord[]>();
-    for await (const part of slices(rows.map((row) => row.id))) {
+    for await (const part of slices(
+      rows.map((row) => row.id),
+      NAMES_PER_STATEMENT,
+    )) {
       const hostRows = await this.db.selectFrom("rollout_hosts").selectAll().where("rollout_id", "in", part).orderBy("wave").orderBy("name").execute();
       for (const row of hostRows) hosts.set(row.rollout_id, [...(hosts.get(row.rollout_id) ?? []), toHost(row)]);
     }
@@ -177,7 +180,7 @@ export class SqlRolloutStore implements RolloutStore {
     // One transaction for a whole step of the engine: a wave of a thousand hosts is one sync, not a thousand.
     await this.db.transaction().execute(async (trx) => {
       for (const { columns, names } of groups.values()) {
-        for await (const part of slices(names)) {
+        for await (const part of slices(names, NAMES_PER_STATEMENT)) {
           await trx
             .updateTable("rollout_hosts")
             .set({ ...columns, updated_at_ms: nowMs })

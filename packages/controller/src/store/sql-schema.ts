@@ -170,15 +170,3 @@ export type Db = Kysely<Schema>;
  * (SQLite 32766, PostgreSQL 65535) and keep each statement short.
  */
 export const NAMES_PER_STATEMENT = 1000;
-
-/**
- * The parts of a long statement list, with a turn of the event loop between
- * them: SQLite runs on the controller's thread, and a 10,000-host write in
- * one go held up every heartbeat and frame until it ended.
- */
-export async function* slices<T>(items: readonly T[], size = NAMES_PER_STATEMENT): AsyncGenerator<T[]> {
-  for (let start = 0; start < items.length; start += size) {
-    if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-    yield items.slice(start, start + size);
-  }
-}

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { FerryError, assertHostName, assertStorePath } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, slices } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
 import { encodeStoredIntent } from "./stored-intent.js";
 import { reportColumns, toRecord, type HostRow, type ReportColumns } from "./sql-host-rows.js";
@@ -15,7 +15,7 @@ import {
   type StateStore,
 } from "./state-store.js";
 import { DESIRED_ASSIGNED, assignedEventData } from "./history-events.js";
-import { slices, type Db, type HostsTable, type SqlDialect } from "./sql-schema.js";
+import { NAMES_PER_STATEMENT, type Db, type HostsTable, type SqlDialect } from "./sql-schema.js";
 import { SqlRolloutStore } from "./sql-rollouts.js";
 import { SqlTokenStore } from "./sql-tokens.js";
 import { SqlAuditStore } from "./sql-audit.js";
@@ -142,7 +142,7 @@ export class SqlStateStore implements StateStore {
 
   async findHosts(names: readonly string[]): Promise<HostRecord[]> {
     const found: HostRecord[] = [];
-    for await (const part of slices([...new Set(names.map(assertHostName))])) {
+    for await (const part of slices([...new Set(names.map(assertHostName))], NAMES_PER_STATEMENT)) {
       for (const row of await this.db.selectFrom("hosts").selectAll().where("name", "in", part).execute()) found.push(toRecord(row));
     }
     return found;
@@ -164,7 +164,10 @@ export class SqlStateStore implements StateStore {
       if (write.bundle) await this.bundles.recordIn(trx, write.bundle);
       for (const group of groups.values()) {
         const first = group[0] as (typeof targets)[number];
-        for await (const part of slices(group.map((target) => target.hostName))) {
+        for await (const part of slices(
+          group.map((target) => target.hostName),
+          NAMES_PER_STATEMENT,
+        )) {
           // Every field of the desired system is set here: nothing is inherited from an earlier deployment.
           const rows = await trx
             .updateTable("hosts")
@@ -193,7 +196,10 @@ export class SqlStateStore implements StateStore {
       if (missing) throw new FerryError("E_UNKNOWN_HOST", `unknown host ${missing.hostName}`);
       if (write.rollout) {
         const { state } = write.rollout;
-        for await (const part of slices(targets.map((target) => target.hostName))) {
+        for await (const part of slices(
+          targets.map((target) => target.hostName),
+          NAMES_PER_STATEMENT,
+        )) {
           await trx
             .updateTable("rollout_hosts")
             .set((eb) => ({
@@ -304,7 +310,7 @@ export class SqlStateStore implements StateStore {
           for (const row of rows.rows) existing.add(row.name);
         }
         for (const { columns, names } of groups.values()) {
-          for await (const part of slices(names)) {
+          for await (const part of slices(names, NAMES_PER_STATEMENT)) {
             const rows = await trx
               .updateTable("hosts")
               .set((eb) => ({
