@@ -16,6 +16,7 @@ export * from "./bundle/index.js";
 export * from "./write-fully.js";
 export * from "./turns.js";
 export * from "./slices.js";
+export * from "./group-by.js";
 export * from "./system-errors.js";
 export * from "./transport.js";
 export * from "./netrc.js";

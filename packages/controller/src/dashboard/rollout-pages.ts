@@ -1,3 +1,4 @@
+import { groupBy } from "@ferry/core";
 import { phaseDeadlineAtMs } from "../rollouts/deadline.js";
 import { rolloutOutcome } from "../rollouts/outcome.js";
 import type { Quantity, RolloutHostRecord, RolloutRecord } from "../store/rollout-records.js";
@@ -84,8 +85,7 @@ function wave(number: number, hosts: readonly RolloutHostRecord[], current: numb
 export function rolloutPage(rollout: RolloutRecord, nowMs: number): SafeHtml {
   const policy = rollout.policy;
   const deadline = phaseDeadlineAtMs(rollout);
-  const waves = new Map<number, RolloutHostRecord[]>();
-  for (const host of rollout.hosts) waves.set(host.wave, [...(waves.get(host.wave) ?? []), host]);
+  const waves = groupBy(rollout.hosts, (host) => host.wave);
   const outcome = rolloutOutcome(rollout);
   return html`<section id="live">
     <h1>Rollout ${rollout.id}</h1>

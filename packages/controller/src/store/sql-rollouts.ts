@@ -1,5 +1,5 @@
 import type { Selectable } from "kysely";
-import { FerryError, assertHostName, assertStorePath, slices } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, groupBy, slices } from "@ferry/core";
 import type { ActivationMode } from "@ferry/protocol";
 import { decodeStoredIntent, encodeStoredIntent } from "./stored-intent.js";
 import type {
@@ -54,14 +54,14 @@ export class SqlRolloutStore implements RolloutStore {
   constructor(private readonly db: Db) {}
 
   private async withHosts(rows: readonly Selectable<RolloutsTable>[]): Promise<RolloutRecord[]> {
-    const hosts = new Map<string, RolloutHostRecord[]>();
+    const hostRows: Selectable<RolloutHostsTable>[] = [];
     for await (const part of slices(
       rows.map((row) => row.id),
       NAMES_PER_STATEMENT,
     )) {
-      const hostRows = await this.db.selectFrom("rollout_hosts").selectAll().where("rollout_id", "in", part).orderBy("wave").orderBy("name").execute();
-      for (const row of hostRows) hosts.set(row.rollout_id, [...(hosts.get(row.rollout_id) ?? []), toHost(row)]);
+      hostRows.push(...(await this.db.selectFrom("rollout_hosts").selectAll().where("rollout_id", "in", part).orderBy("wave").orderBy("name").execute()));
     }
+    const hosts = groupBy(hostRows, (row) => row.rollout_id);
     return rows.map((row) => ({
       id: row.id,
       state: row.state as RolloutRecord["state"],
@@ -78,7 +78,7 @@ export class SqlRolloutStore implements RolloutStore {
       updatedAtMs: row.updated_at_ms,
       phaseStartedAtMs: row.phase_started_at_ms,
       resumeAtMs: row.resume_at_ms,
-      hosts: hosts.get(row.id) ?? [],
+      hosts: (hosts.get(row.id) ?? []).map(toHost),
     }));
   }
 
@@ -168,19 +168,19 @@ export class SqlRolloutStore implements RolloutStore {
       const checked = assertHostName(name);
       merged.set(checked, { ...merged.get(checked), ...hostColumns(patch) });
     }
-    const groups = new Map<string, { columns: Partial<RolloutHostsTable>; names: string[] }>();
-    for (const [name, columns] of merged) {
-      if (Object.keys(columns).length === 0) continue;
-      const key = JSON.stringify(columns);
-      const group = groups.get(key) ?? { columns, names: [] };
-      group.names.push(name);
-      groups.set(key, group);
-    }
+    const groups = groupBy(
+      [...merged].filter(([, columns]) => Object.keys(columns).length > 0),
+      ([, columns]) => JSON.stringify(columns),
+    );
     if (groups.size === 0) return;
     // One transaction for a whole step of the engine: a wave of a thousand hosts is one sync, not a thousand.
     await this.db.transaction().execute(async (trx) => {
-      for (const { columns, names } of groups.values()) {
-        for await (const part of slices(names, NAMES_PER_STATEMENT)) {
+      for (const group of groups.values()) {
+        const [, columns] = group[0] as (typeof group)[number];
+        for await (const part of slices(
+          group.map(([name]) => name),
+          NAMES_PER_STATEMENT,
+        )) {
           await trx
             .updateTable("rollout_hosts")
             .set({ ...columns, updated_at_ms: nowMs })

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { FerryError, assertHostName, assertStorePath, slices } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, groupBy, slices } from "@ferry/core";
 import { ActivationMode, HostPhase } from "@ferry/protocol";
 import { encodeStoredIntent } from "./stored-intent.js";
 import { reportColumns, toRecord, type HostRow, type ReportColumns } from "./sql-host-rows.js";
@@ -152,11 +152,7 @@ export class SqlStateStore implements StateStore {
     const targets = write.targets.map((target) => ({ ...target, hostName: assertHostName(target.hostName), storePath: assertStorePath(target.storePath) }));
     const rolloutId = write.rollout?.id ?? "";
     // Hosts given the same system the same way are written by one statement per 1000 names.
-    const groups = new Map<string, typeof targets>();
-    for (const target of targets) {
-      const key = JSON.stringify([target.storePath, target.activate, target.heldForWindow, encodeStoredIntent(target.intent)]);
-      groups.set(key, [...(groups.get(key) ?? []), target]);
-    }
+    const groups = groupBy(targets, (target) => JSON.stringify([target.storePath, target.activate, target.heldForWindow, encodeStoredIntent(target.intent)]));
     // The records as this transaction wrote them: read afterwards, a concurrent deploy's serial could show instead.
     const assigned = new Map<string, HostRecord>();
     await this.db.transaction().execute(async (trx) => {
@@ -289,28 +285,26 @@ export class SqlStateStore implements StateStore {
       const existing = new Set<string>();
       for (const round of rounds) {
         // Reports setting the same values (a wave's phase changes) are one statement.
-        const groups = new Map<string, { columns: ReportColumns; names: string[] }>();
+        const writes = round.map(({ name, report }) => ({ name, columns: reportColumns(report) }));
         // Heartbeats written in a batch differ only in their times: one statement per 500 hosts, values joined in.
-        const seenOnly: { name: string; ms: number }[] = [];
-        for (const { name, report } of round) {
-          const columns = reportColumns(report);
-          if (Object.keys(columns).length === 1 && columns.last_seen_ms !== undefined) {
-            seenOnly.push({ name, ms: columns.last_seen_ms });
-            continue;
-          }
-          const key = JSON.stringify(columns);
-          const group = groups.get(key) ?? { columns, names: [] };
-          group.names.push(name);
-          groups.set(key, group);
-        }
+        const isSeenOnly = (columns: ReportColumns): boolean => Object.keys(columns).length === 1 && columns.last_seen_ms !== undefined;
+        const seenOnly = writes.filter(({ columns }) => isSeenOnly(columns)).map(({ name, columns }) => ({ name, ms: columns.last_seen_ms as number }));
+        const groups = groupBy(
+          writes.filter(({ columns }) => !isSeenOnly(columns)),
+          ({ columns }) => JSON.stringify(columns),
+        );
         for await (const part of slices(seenOnly, 500)) {
           const rows = await sql<{ name: string }>`UPDATE hosts SET last_seen_ms = CAST(seen.column2 AS BIGINT), change_seq = ${seq}
               FROM (VALUES ${sql.join(part.map((entry) => sql`(${entry.name}, ${entry.ms})`))}) AS seen
               WHERE hosts.name = seen.column1 RETURNING hosts.name`.execute(trx);
           for (const row of rows.rows) existing.add(row.name);
         }
-        for (const { columns, names } of groups.values()) {
-          for await (const part of slices(names, NAMES_PER_STATEMENT)) {
+        for (const group of groups.values()) {
+          const { columns } = group[0] as (typeof group)[number];
+          for await (const part of slices(
+            group.map(({ name }) => name),
+            NAMES_PER_STATEMENT,
+          )) {
             const rows = await trx
               .updateTable("hosts")
               .set((eb) => ({
