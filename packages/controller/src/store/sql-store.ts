@@ -46,7 +46,6 @@ export class SqlStateStore implements StateStore {
     private readonly db: Db,
     readonly dialect: SqlDialect,
     retention: Pick<HistoryRetention, "eventsPerHost"> = DEFAULT_HISTORY_RETENTION,
-    private readonly onClose: () => Promise<void> = async () => undefined,
   ) {
     this.events = new SqlEventLog(db, retention.eventsPerHost);
     this.rollouts = new SqlRolloutStore(db);
@@ -370,6 +369,5 @@ export class SqlStateStore implements StateStore {
 
   async close(): Promise<void> {
     await this.db.destroy();
-    await this.onClose();
   }
 }
