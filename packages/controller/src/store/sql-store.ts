@@ -238,7 +238,7 @@ export class SqlStateStore implements StateStore {
     // A new serial: the agent already finished the fetch-only one and ignores anything not newer.
     const released = await this.db.transaction().execute(async (trx) => {
       const seq = await this.tick(trx);
-      const { numUpdatedRows } = await trx
+      return trx
         .updateTable("hosts")
         .set((eb) => ({
           desired_serial: eb("desired_serial", "+", 1),
@@ -253,10 +253,10 @@ export class SqlStateStore implements StateStore {
         .where("name", "=", name)
         .where("held_for_window", "=", 1)
         .where("deployment_id", "=", deploymentId)
+        .returningAll()
         .executeTakeFirst();
-      return numUpdatedRows > 0n;
     });
-    return released ? this.mustGet(name) : undefined;
+    return released && toRecord(released);
   }
 
   async recordReport(given: string, report: HostReport): Promise<HostRecord> {
