@@ -7,13 +7,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import WebSocket from "ws";
 import { hashToken, toNixBase32 } from "@ferry/core";
-import { HostPhase, RolloutPolicy, decodeControllerFrame, encodeAgentFrame, type AgentBody } from "@ferry/protocol";
+import { RolloutPolicy } from "@ferry/protocol";
 import { startTestController, type TestController } from "./controller-fixture.js";
 import { createToken, mustCall } from "./operator-calls.js";
 import { sampleKey, scrape, type Samples } from "./metrics-scrape.js";
+import { fakeAgent as connectFakeAgent, until } from "./fake-fleet.js";
 
 const TOKENS = { web1: "web1-token-0123456789abcdef0123456789abcdef", web2: "web2-token-0123456789abcdef0123456789abcdef" } as const;
-const WAIT_MS = 15_000;
 
 let t: TestController;
 let address: string;
@@ -30,16 +30,6 @@ after(async () => {
   for (const socket of sockets) socket.terminate();
   await t.stop();
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const basic = (): string => `Basic ${Buffer.from(`ferry:${t.adminToken}`).toString("base64")}`;
 
@@ -70,39 +60,11 @@ async function cached(name: string): Promise<{ path: string; nar: string; narinf
   return { path, nar, narinfo };
 }
 
-/** An agent that answers every desired system with success at once: activated, or fetched when only a prefetch was asked. */
+/** An agent that answers every desired system with success at once (fake-fleet.ts), closed after the tests. */
 async function fakeAgent(hostName: string, token: string): Promise<WebSocket> {
-  const ws = new WebSocket(`ws://127.0.0.1:${t.controller.httpPort}/agent`, { perMessageDeflate: false });
-  sockets.push(ws);
-  ws.on("error", () => undefined);
-  let current = "";
-  const send = (body: AgentBody): void => ws.send(encodeAgentFrame(body), { binary: true });
-  ws.on("message", (data) => {
-    const body = decodeControllerFrame(Buffer.from(data as Buffer)).body;
-    if (body.$case !== "desired") return;
-    const { serial, storePath, activate } = body.value;
-    if (activate) current = storePath;
-    send({
-      $case: "result",
-      value: {
-        hostName,
-        serial,
-        storePath,
-        success: true,
-        phase: activate ? HostPhase.HOST_PHASE_ACTIVE : HostPhase.HOST_PHASE_FETCHED,
-        errorCode: "",
-        errorMessage: "",
-        output: "",
-        currentSystem: current,
-        finishedAtMs: Date.now(),
-        checksFailingBeforeAndAfter: [],
-        checksRun: 1,
-      },
-    });
-  });
-  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
-  send({ $case: "hello", value: { hostName, token, currentSystem: "", agentVersion: "test", appliedSerial: 0, phase: HostPhase.HOST_PHASE_IDLE } });
-  return ws;
+  const { socket } = await connectFakeAgent(t.controller.httpPort, hostName, token);
+  sockets.push(socket);
+  return socket;
 }
 
 const delta = (after: Samples, before: Samples, name: string, labels?: Record<string, string>): number =>
