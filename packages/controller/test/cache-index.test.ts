@@ -10,23 +10,13 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { BinaryCache } from "@ferry/controller";
+import { helloNarInfo as narinfo } from "./narinfo-fixture.js";
 
 const HASH = "pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5";
 const OTHER = "1zy01hjzwvvia6h9dq5xar88v77fgh9x";
 const THIRD = "2ab01hjzwvvia6h9dq5xar88v77fgh9x";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar";
 const BIG = "nar/0ab1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p.nar.zst";
-const narinfo = (hash: string, url: string, sig?: string): string =>
-  [
-    `StorePath: /nix/store/${hash}-hello`,
-    `URL: ${url}`,
-    "Compression: none",
-    "NarHash: sha256:0dkpq4ayyk5lq5w4nqyyyzcsjy9fwz3b9d8y8pr3nvb0jkrk5yk7",
-    "NarSize: 5",
-    "References: ",
-    ...(sig ? [`Sig: ${sig}`] : []),
-    "",
-  ].join("\n");
 
 interface Served {
   cache: BinaryCache;

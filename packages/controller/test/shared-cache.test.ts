@@ -11,23 +11,12 @@ import { silentLogger } from "@ferry/core";
 import { BinaryCache } from "../src/cache/binary-cache.js";
 import { collectCacheGarbage } from "../src/cache/cache-gc.js";
 import { GC_LOCK_FILE, withGcLock } from "../src/cache/gc-lock.js";
+import { helloNarInfo as narinfo, helloPathOf as pathOf } from "./narinfo-fixture.js";
 
 const HASH = "pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5";
 const OTHER = "1zy01hjzwvvia6h9dq5xar88v77fgh9x";
 const NAR = "nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar";
 const OTHER_NAR = "nar/0ab1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p.nar";
-const pathOf = (hash: string): string => `/nix/store/${hash}-hello`;
-const narinfo = (hash: string, url: string, sig?: string): string =>
-  [
-    `StorePath: ${pathOf(hash)}`,
-    `URL: ${url}`,
-    "Compression: none",
-    "NarHash: sha256:0dkpq4ayyk5lq5w4nqyyyzcsjy9fwz3b9d8y8pr3nvb0jkrk5yk7",
-    "NarSize: 5",
-    "References: ",
-    ...(sig ? [`Sig: ${sig}`] : []),
-    "",
-  ].join("\n");
 
 /** Writes a path into the cache through `cache`, as a bundle publish does (files staged, then renamed in). */
 async function publish(cache: BinaryCache, hash: string, url: string, sig?: string): Promise<void> {
