@@ -85,10 +85,22 @@ export class Reconciler {
     this.link.send({ $case: "result", value: result });
   }
 
+  private again = false;
+
   private kick(): void {
-    if (this.running || this.stopped) return;
+    if (this.stopped) return;
+    if (this.running) {
+      // Looked at again once this round ends: a desired system that arrives while the round
+      // waits on its last step (the settle after an activation) would otherwise wait for the next one.
+      this.again = true;
+      return;
+    }
     this.running = this.drain().finally(() => {
       this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
     });
   }
 
