@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
-import { FerryError, assertHostName, assertStorePath, formatPhase, hashToken, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
+import { FerryError, assertHostName, assertStorePath, formatPhase, isStorePath, hashToken, tokenMatchesHash, type ErrorCode, type Logger } from "@ferry/core";
 import {
   FrameError,
   HostPhase,
@@ -10,6 +10,7 @@ import {
   type AgentBody,
   type ControllerBody,
   type DryActivateOutcome,
+  type Heartbeat,
   type Hello,
   type Progress,
 } from "@ferry/protocol";
@@ -75,7 +76,8 @@ export interface SessionHooks {
 
 /**
  * One agent connection. Frames are handled strictly in order, one at a time,
- * so that a result can never overtake the progress report sent before it.
+ * so that a result can never overtake the progress report sent before it;
+ * only a heartbeat's answer goes out as soon as the frame arrives.
  */
 export class AgentSession {
   hostName: string | undefined;
@@ -121,7 +123,20 @@ export class AgentSession {
         return;
       }
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      this.queue = this.queue.then(() => this.onFrame(bytes, isBinary)).catch((error: unknown) => this.fail(error));
+      let body: AgentBody | undefined;
+      let malformed: unknown;
+      try {
+        body = this.decode(bytes, isBinary);
+      } catch (error) {
+        malformed = error;
+      }
+      // Answered on arrival: the agent's confirmation after a switch waits on this answer, and
+      // behind the durable writes of the progress reports queued before it, it came hundreds
+      // of milliseconds late under a rollout wave. Its write, if any, still goes in order.
+      const answered = body?.$case === "heartbeat" && this.welcomed && !this.closed && this.acknowledge(body.value);
+      this.queue = this.queue
+        .then(() => (body === undefined ? Promise.reject(malformed) : this.onFrame(body, answered)))
+        .catch((error: unknown) => this.fail(error));
     });
     socket.on("close", () => this.onClose());
     socket.on("error", (error) => hooks.log.warn({ host: this.hostName, remote, err: error.message }, "agent socket error"));
@@ -177,16 +192,28 @@ export class AgentSession {
     this.refuse("E_INTERNAL", "internal error", false);
   }
 
-  private async onFrame(bytes: Buffer, isBinary: boolean): Promise<void> {
-    if (this.closed) return;
+  private decode(bytes: Buffer, isBinary: boolean): AgentBody {
     if (!isBinary) throw new FrameError("E_MALFORMED_FRAME", "text frames are not part of the protocol");
     const { body } = decodeAgentFrame(bytes);
     this.hooks.metrics?.frameIn(body.$case);
+    return body;
+  }
+
+  /** Returns whether the heartbeat was answered; one naming a bad store path is refused in order by the queue. */
+  private acknowledge(heartbeat: Heartbeat): boolean {
+    if (heartbeat.currentSystem !== "" && !isStorePath(heartbeat.currentSystem)) return false;
+    this.send({ $case: "heartbeatAck", value: { sequence: heartbeat.sequence, serverTimeMs: this.hooks.now() } });
+    return true;
+  }
+
+  /** `answered`: a heartbeat already acknowledged on arrival. */
+  private async onFrame(body: AgentBody, answered: boolean): Promise<void> {
+    if (this.closed) return;
     if (this.hostName === undefined) {
       if (body.$case !== "hello") throw new FerryError("E_AUTH", `expected hello, got ${body.$case}`);
       return this.onHello(body.value);
     }
-    await this.onAuthenticatedFrame(this.hostName, body);
+    await this.onAuthenticatedFrame(this.hostName, body, answered);
   }
 
   private async onHello(hello: Hello): Promise<void> {
@@ -236,14 +263,14 @@ export class AgentSession {
     this.hooks.onHostChanged(name);
   }
 
-  private async onAuthenticatedFrame(hostName: string, body: AgentBody): Promise<void> {
+  private async onAuthenticatedFrame(hostName: string, body: AgentBody, answered: boolean): Promise<void> {
     switch (body.$case) {
       case "hello":
         throw new FrameError("E_MALFORMED_FRAME", "hello sent twice");
       case "heartbeat": {
         if (body.value.currentSystem !== "") assertStorePath(body.value.currentSystem);
         const now = this.hooks.now();
-        this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: now } });
+        if (!answered) this.send({ $case: "heartbeatAck", value: { sequence: body.value.sequence, serverTimeMs: now } });
         const { currentSystem } = body.value;
         if (currentSystem !== "" && currentSystem !== this.knownSystem) {
           // Switched outside Ferry (or by a result this controller missed): that is worth a write.
