@@ -1,4 +1,4 @@
-import type { LedgerEntry, Logger } from "@ferry/core";
+import { slices, type LedgerEntry, type Logger } from "@ferry/core";
 import type { ActivationMode } from "@ferry/protocol";
 import type { ClosureSource } from "../cache/closure-source.js";
 import type { AgentHub } from "../hub/agent-hub.js";
@@ -31,6 +31,9 @@ export interface Assignment {
   /** A bundle import that deploys: its ledger line, written in the same transaction. */
   bundle?: LedgerEntry | undefined;
 }
+
+/** Desired frames written per turn of the event loop. */
+const PUSHES_PER_TURN = 250;
 
 export interface DesiredStateDeps {
   store: StateStore;
@@ -77,7 +80,8 @@ export class DesiredState {
             );
             return write();
           });
-    for (const record of records) hub.pushDesired(record);
+    // Thousands of frames written in one turn held every heartbeat's answer behind them.
+    for await (const part of slices(records, PUSHES_PER_TURN)) for (const record of part) hub.pushDesired(record);
     const rolloutId = assignment.rollout?.id;
     for (const record of records) {
       log.debug(

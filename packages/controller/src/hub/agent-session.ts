@@ -154,6 +154,8 @@ export class AgentSession {
   }
 
   sendDesired(host: HostRecord): void {
+    // Assignments push in slices, so an older one can arrive after a newer one; the agent keeps the newest.
+    if (host.desiredSerial < this.desired.serial) return;
     this.desired = { serial: host.desiredSerial, deploymentId: host.deploymentId };
     if (!this.welcomed) {
       // Pushed while the hello is still being answered: sent right after the welcome.
