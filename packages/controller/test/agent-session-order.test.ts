@@ -162,3 +162,15 @@ test("a heartbeat naming a bad store path is not answered early; the queue refus
   assert.ok(refusal?.$case === "refusal" && refusal.value.code === "E_BAD_STORE_PATH");
   socket.emit("close");
 });
+
+test("a desired system older than the one already sent (an earlier assignment's late slice) is not sent", async () => {
+  const { socket, session } = await welcomedSession();
+  const sentBefore = socket.sent.length;
+  session.sendDesired({ ...host, desiredSerial: 2, deploymentId: "d-2" });
+  assert.equal(socket.sent.length, sentBefore);
+  assert.equal(session.desiredSerial, 3);
+  session.sendDesired({ ...host, desiredSerial: 4, deploymentId: "d-4" });
+  const last = socket.sent.at(-1);
+  assert.ok(last?.$case === "desired" && last.value.serial === 4);
+  socket.emit("close");
+});
