@@ -22,7 +22,7 @@ import { NO_LINK, toHostStatus } from "./host-status.js";
 import { loadPageOfHosts, pageOfHosts } from "./host-pages.js";
 import { recordDeploy } from "./deploy.js";
 import { requireClosuresInCache } from "../desired/closures.js";
-import { validateTargets } from "../desired/targets.js";
+import { canonicalTargets, validateTargets } from "../desired/targets.js";
 import { toServiceError } from "./grpc-errors.js";
 import { admitRpc, unaryHandler } from "./unary.js";
 import { authorize } from "../auth/authorize.js";
@@ -83,13 +83,13 @@ export function createOperatorService(deps: OperatorServiceDeps): Omit<OperatorS
     }),
 
     deploy: unary("Deploy", async (request: DeployRequest, caller): Promise<DeployResponse> => {
-      await validateTargets(deps.store, request.targets);
+      // Unknown hosts are refused by the assignment; authorized here, they carry no tags, so a tag-limited token stops first.
       authorize(
         caller,
         "deploy",
         await deployTarget(
           deps.store,
-          request.targets.map((target) => target.hostName),
+          canonicalTargets(request.targets).map((target) => target.hostName),
         ),
       );
       const { deploymentId, records, held, windowsIgnored } = await recordDeploy(

@@ -32,8 +32,8 @@ export interface Assignment {
   bundle?: LedgerEntry | undefined;
 }
 
-/** Desired frames written per turn of the event loop. */
-const PUSHES_PER_TURN = 250;
+/** A rollout step's desired frames written per turn of the event loop. */
+const ROLLOUT_PUSHES_PER_TURN = 250;
 
 export interface DesiredStateDeps {
   store: StateStore;
@@ -80,8 +80,11 @@ export class DesiredState {
             );
             return write();
           });
-    // Thousands of frames written in one turn held every heartbeat's answer behind them.
-    for await (const part of slices(records, PUSHES_PER_TURN)) for (const record of part) hub.pushDesired(record);
+    // A rollout's wave is paced so that heartbeats are answered between its frames. A deploy is
+    // not: agents answer their frames at once, and every pause let those answers run first,
+    // spreading a 10,000-host deploy's frames over 1.6 s instead of 0.3 s.
+    const perTurn = assignment.rollout ? ROLLOUT_PUSHES_PER_TURN : records.length;
+    for await (const part of slices(records, perTurn)) for (const record of part) hub.pushDesired(record);
     const rolloutId = assignment.rollout?.id;
     for (const record of records) {
       log.debug(

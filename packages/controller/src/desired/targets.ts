@@ -7,17 +7,22 @@ export function newId(prefix: string, nowMs: number): string {
   return `${prefix}-${nowMs.toString(36)}-${randomBytes(3).toString("hex")}`;
 }
 
-/** Validates targets: good names and paths, each host once, every host known. Returns them with canonical host names. */
-export async function validateTargets<T extends Pick<DeploymentTarget, "hostName" | "storePath">>(store: StateStore, given: readonly T[]): Promise<T[]> {
+/** Good names and paths, each host once; returns the targets with canonical host names. Whether the hosts exist is validateTargets'. */
+export function canonicalTargets<T extends Pick<DeploymentTarget, "hostName" | "storePath">>(given: readonly T[]): T[] {
   if (given.length === 0) throw new FerryError("E_BAD_ARGUMENT", "name at least one HOST=STOREPATH");
   const seen = new Set<string>();
-  const targets = given.map((target) => {
+  return given.map((target) => {
     const hostName = assertHostName(target.hostName);
     if (seen.has(hostName)) throw new FerryError("E_BAD_ARGUMENT", `host ${hostName} named twice`);
     seen.add(hostName);
     return { ...target, hostName, storePath: assertStorePath(target.storePath) };
   });
-  await store.listHosts([...seen]);
+}
+
+/** canonicalTargets, and every host known. */
+export async function validateTargets<T extends Pick<DeploymentTarget, "hostName" | "storePath">>(store: StateStore, given: readonly T[]): Promise<T[]> {
+  const targets = canonicalTargets(given);
+  await store.listHosts(targets.map((target) => target.hostName));
   return targets;
 }
 
