@@ -321,8 +321,6 @@ function report(f: Figures, startedAt: Date): void {
 - One real agent: \`ferry agent\` (built CLI) against this controller, given nothing to do, measured after ${REAL_AGENT_IDLE_SECONDS} s while the phases above ran; baseline: test/bench/agents/minimal-client.mjs (ws + the protobuf frames only).
 - CPU is user+system time from /proc/PID/stat over the phase (100 % = one core); RSS the highest VmRSS sampled each second; heartbeat RTT from the simulated agents (including answers later than the real agent's own timeout).
 
-These are the **before** figures: the current rollout engine, heartbeat writes and desired-state path; the lead re-runs this bench after the rewrite (issue 13, sections 2 and 3).
-
 ${figures}
 
 ${waves}
