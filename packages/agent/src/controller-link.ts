@@ -1,6 +1,11 @@
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
-import WebSocket from "ws";
+import { createRequire } from "node:module";
+import type WebSocketType from "ws";
+
+// Loaded with require, not import: through ws's ESM wrapper the idle agent's peak memory was 7 MiB higher (56 against 49 MiB for ws alone).
+const WebSocket = createRequire(import.meta.url)("ws") as typeof WebSocketType;
+type WebSocket = WebSocketType;
 import type { IncomingMessage } from "node:http";
 import { classifyTlsFailure, fileError, isErrorCode, readTlsFiles, toFerryError, type Logger, type TlsMaterial } from "@ferry/core";
 import {
