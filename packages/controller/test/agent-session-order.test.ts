@@ -90,7 +90,7 @@ async function welcomedSession() {
   const socket = new FakeSocket();
   const reports = new ReportWriter(store);
   const session = new AgentSession(socket as unknown as WebSocket, "127.0.0.1", {
-    store: { getHost: (name) => Promise.resolve(name === host.name ? host : undefined), raiseSerialFloor: () => Promise.resolve() },
+    store: { getHost: (name) => Promise.resolve(name === host.name ? host : undefined), raiseSerialFloor: () => Promise.resolve(host) },
     reports,
     links: new LinkLog(log, () => 1),
     log,
