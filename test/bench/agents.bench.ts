@@ -81,8 +81,12 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     logLevel: "info",
     listenHost: "127.0.0.1",
     raiseFileLimit: true,
-    // BENCH_CPU_PROF=DIR: the controller writes a V8 CPU profile there when it exits.
-    ...(process.env["BENCH_CPU_PROF"] ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env["BENCH_CPU_PROF"]}`] } : {}),
+    nodeArgs: [
+      // BENCH_CPU_PROF=DIR: the controller writes a V8 CPU profile there when it exits.
+      ...(process.env["BENCH_CPU_PROF"] ? ["--cpu-prof", `--cpu-prof-dir=${process.env["BENCH_CPU_PROF"]}`] : []),
+      // BENCH_CONTROLLER_NODE_ARGS="--max-old-space-size=512": V8 flags for the controller, e.g. to tell live memory from garbage.
+      ...(process.env["BENCH_CONTROLLER_NODE_ARGS"]?.split(" ").filter(Boolean) ?? []),
+    ],
   });
   stops.push(() => controller.stop("SIGKILL"));
   await controller.start();
