@@ -153,7 +153,7 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
   const rolloutEvents = new EventEmitter();
   rolloutEvents.setMaxListeners(0);
   // Fleet gauges are read at scrape time, from the store and from which agents the hub holds.
-  const metrics = new ControllerMetrics({ fleet: { listHosts: () => store.listHosts(), isOnline: (name): boolean => hub.isOnline(name) } });
+  const metrics = new ControllerMetrics({ fleet: { listHosts: () => store.listHostPhases(), isOnline: (name): boolean => hub.isOnline(name) } });
   // Forwarded agent log lines, in memory only (ferry logs).
   const hostLogs = new HostLogs(options.hostLogLimits);
   const hub = new AgentHub({

@@ -118,6 +118,20 @@ export function storeContract(backend: ContractBackend): void {
       );
       await rejectsCode(store.listHosts(["a", "zz"]), "E_UNKNOWN_HOST");
     });
+
+    test("listHostPhases: every host's name and last reported phase, as listHosts has them", async () => {
+      const { store } = await open();
+      for (const name of ["c", "a", "b"]) await store.addHost(name, hashToken(name), [], 1);
+      await store.recordReport("b", { phase: HostPhase.HOST_PHASE_FAILED, lastSeenMs: 2 });
+      const byName = (hosts: { name: string; phase: HostPhase }[]) => [...hosts].sort((x, y) => x.name.localeCompare(y.name)).map((h) => [h.name, h.phase]);
+      assert.deepEqual(byName(await store.listHostPhases()), byName(await store.listHosts()));
+      const fresh = (await store.getHost("a"))?.phase;
+      assert.deepEqual(byName(await store.listHostPhases()), [
+        ["a", fresh],
+        ["b", HostPhase.HOST_PHASE_FAILED],
+        ["c", fresh],
+      ]);
+    });
   });
 
   describe(`${backend.name}: deployments and reports`, () => {

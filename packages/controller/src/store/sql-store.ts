@@ -135,6 +135,10 @@ export class SqlStateStore implements StateStore {
     });
   }
 
+  async listHostPhases(): Promise<Pick<HostRecord, "name" | "phase">[]> {
+    return this.db.selectFrom("hosts").select(["name", "phase"]).execute();
+  }
+
   async listHostsAfter(name: string, limit: number): Promise<HostRecord[]> {
     return (await this.db.selectFrom("hosts").selectAll().where("name", ">", name).orderBy("name").limit(limit).execute()).map(toRecord);
   }
