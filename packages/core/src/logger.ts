@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import type * as Pino from "pino";
 import type { Level, Logger } from "pino";
 
-// Loaded with require, not import: importing this CommonJS package from ES modules raised an idle agent's peak memory by about 5 MiB.
+// Loaded with require, not import, as ws is in the agent: pino alone peaks at 48 MiB imported against 43 MiB required, and the idle agent at 79.1 against 77.8 MiB.
 const { pino, destination, multistream, stdTimeFunctions } = createRequire(import.meta.url)("pino") as typeof Pino;
 
 export type { Logger } from "pino";
