@@ -40,6 +40,18 @@ test("every path is uploaded once, never before its references, with up to `jobs
   assert.deepEqual(r.batches.at(-1), [root.path]);
 });
 
+test("the batches started together carry about equal bytes, not the largest paths in one of them", async () => {
+  // Sizes falling from 400 to 1: cut into runs of that order, the first batch of four held 7 times the bytes of the last.
+  const items = Array.from({ length: 400 }, (_, i) => item(`leaf${i}`, [], 400 - i));
+  const r = recorder(new Set(), items);
+  await uploadInParallel(items, 4, r.upload);
+  const bytes = new Map(items.map((i) => [i.path, i.narSize]));
+  const sums = r.batches.map((batch) => batch.reduce((sum, path) => sum + (bytes.get(path) ?? 0), 0));
+  assert.equal(r.batches.length, 4);
+  assert.equal(new Set(r.batches.flat()).size, items.length);
+  assert.ok(Math.max(...sums) - Math.min(...sums) <= 400, `batch bytes ${sums.join(", ")}`);
+});
+
 test("one job uploads in dependency order; a failed upload stops the rest and is what is thrown", async () => {
   const items = [item("b", ["a"]), item("a"), item("c", ["b"])];
   const r = recorder(new Set(), items);
