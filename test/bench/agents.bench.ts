@@ -21,7 +21,7 @@ import { exec, mustExec } from "../harness/exec.js";
 import { FERRY_BIN } from "../harness/paths.js";
 import { firstDesired, firstResults, latencies, latest, recovery, waveFigures } from "./agents/analysis.js";
 import { timedCli } from "./agents/cli-timing.js";
-import { ProcessSampler, fsyncMs, spread } from "./agents/measure.js";
+import { ProcessSampler, fsyncMs, sleep, spread, until } from "./agents/measure.js";
 import { startIdleAgents, type IdleAgents } from "./agents/real-agent.js";
 import { seconds, spreadText, table, waveTable, type Figures } from "./agents/report.js";
 import { buildClosure, hostNames, pushUnsigned, registerHosts } from "./agents/setup.js";
@@ -57,16 +57,6 @@ const RESTART_DEADLINE_S = Math.round(120 + N / 1000);
 const OVERALL_DEADLINE_MS = (20 * 60 + N / 20) * 1000;
 
 const note = (text: string): void => void process.stderr.write(`agents bench: ${text}\n`);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls `done` until it holds (true) or the absolute deadline passes (false). */
-async function until(done: () => boolean, deadlineMs: number, intervalMs = 250): Promise<boolean> {
-  for (;;) {
-    if (done()) return true;
-    if (Date.now() >= deadlineMs) return false;
-    await sleep(intervalMs);
-  }
-}
 
 async function hardFileLimit(): Promise<number> {
   return Number((await mustExec(["sh", "-c", "ulimit -Hn"])).trim());

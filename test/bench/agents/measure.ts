@@ -118,3 +118,14 @@ export function fsyncMs(dir: string, rounds = 50): number {
   }
   return spread(times).p50;
 }
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `done` until it holds (true) or the absolute deadline passes (false). */
+export async function until(done: () => boolean, deadlineMs: number, intervalMs = 250): Promise<boolean> {
+  for (;;) {
+    if (done()) return true;
+    if (Date.now() >= deadlineMs) return false;
+    await sleep(intervalMs);
+  }
+}

@@ -16,7 +16,7 @@ import { childrenOf } from "../../harness/postgres-procs.js";
 import { startPostgres, type PostgresCluster } from "../../harness/postgres.js";
 import { firstDesired, firstResults, latest, waveFigures } from "./analysis.js";
 import { timedCli } from "./cli-timing.js";
-import { ProcessSampler, readCpuSeconds, spread, type Spread } from "./measure.js";
+import { ProcessSampler, readCpuSeconds, sleep, spread, until, type Spread } from "./measure.js";
 import type { Load } from "./report.js";
 import { buildClosure, hostNames, pushUnsigned, registerHosts } from "./setup.js";
 import { SimFleet } from "./sim-fleet.js";
@@ -64,15 +64,6 @@ export interface ScenarioFigures {
 
 const SETTLE_MS = 5000;
 const note = (text: string): void => void process.stderr.write(`agents bench (replicas): ${text}\n`);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(done: () => boolean, deadlineMs: number, intervalMs = 250): Promise<boolean> {
-  for (;;) {
-    if (done()) return true;
-    if (Date.now() >= deadlineMs) return false;
-    await sleep(intervalMs);
-  }
-}
 
 /**
  * CPU seconds of the postmaster, the backends it already reaped (cutime and
