@@ -1,7 +1,6 @@
 // The replicas run's tables: one column per controller (SQLite, PostgreSQL,
 // then each replica's agents), and the ratios the run is for: PostgreSQL
 // against SQLite, and agents on another replica against those on A.
-import type { Spread } from "./measure.js";
 import type { ReplicaFigures, ScenarioFigures } from "./replicas.js";
 import { seconds, spreadText } from "./report.js";
 
@@ -99,31 +98,23 @@ function ratio(a: number | undefined, b: number | undefined): string {
 
 export function ratioTable(all: ScenarioFigures[]): string {
   const [sqlite, pgOne, pgReplicas] = all;
-  const p99 = (s: Spread | undefined): number | undefined => s?.p99;
-  const p50 = (s: Spread | undefined): number | undefined => s?.p50;
   const a = pgReplicas?.replicas[0];
   const b = pgReplicas?.replicas[1];
+  /** "p50 ratio / p99 ratio" of one latency spread between two replicas' figures. */
+  const spreads = (key: "deployDesired" | "prefetchDesired" | "waveDesired", x: ReplicaFigures | undefined, y: ReplicaFigures | undefined): string =>
+    `${ratio(x?.[key]?.p50, y?.[key]?.p50)} / ${ratio(x?.[key]?.p99, y?.[key]?.p99)}`;
+  const spreadRow = (label: string, key: "deployDesired" | "prefetchDesired" | "waveDesired"): [string, string, string, string] => [
+    label,
+    spreads(key, pgOne?.replicas[0], sqlite?.replicas[0]),
+    spreads(key, a, pgOne?.replicas[0]),
+    spreads(key, b, a),
+  ];
   const rows: [string, string, string, string][] = [
     ["Deploy RPC", ratio(pgOne?.deploy?.rpcMs, sqlite?.deploy?.rpcMs), ratio(pgReplicas?.deploy?.rpcMs, pgOne?.deploy?.rpcMs), ""],
-    [
-      "deploy desired frame p50 / p99",
-      `${ratio(p50(pgOne?.replicas[0]?.deployDesired), p50(sqlite?.replicas[0]?.deployDesired))} / ${ratio(p99(pgOne?.replicas[0]?.deployDesired), p99(sqlite?.replicas[0]?.deployDesired))}`,
-      `${ratio(p50(a?.deployDesired), p50(pgOne?.replicas[0]?.deployDesired))} / ${ratio(p99(a?.deployDesired), p99(pgOne?.replicas[0]?.deployDesired))}`,
-      `${ratio(p50(b?.deployDesired), p50(a?.deployDesired))} / ${ratio(p99(b?.deployDesired), p99(a?.deployDesired))}`,
-    ],
+    spreadRow("deploy desired frame p50 / p99", "deployDesired"),
     ["StartRollout RPC", ratio(pgOne?.rollout?.rpcMs, sqlite?.rollout?.rpcMs), ratio(pgReplicas?.rollout?.rpcMs, pgOne?.rollout?.rpcMs), ""],
-    [
-      "prefetch desired frame p50 / p99",
-      `${ratio(p50(pgOne?.replicas[0]?.prefetchDesired), p50(sqlite?.replicas[0]?.prefetchDesired))} / ${ratio(p99(pgOne?.replicas[0]?.prefetchDesired), p99(sqlite?.replicas[0]?.prefetchDesired))}`,
-      `${ratio(p50(a?.prefetchDesired), p50(pgOne?.replicas[0]?.prefetchDesired))} / ${ratio(p99(a?.prefetchDesired), p99(pgOne?.replicas[0]?.prefetchDesired))}`,
-      `${ratio(p50(b?.prefetchDesired), p50(a?.prefetchDesired))} / ${ratio(p99(b?.prefetchDesired), p99(a?.prefetchDesired))}`,
-    ],
-    [
-      "wave desired frame p50 / p99 (all waves)",
-      `${ratio(p50(pgOne?.replicas[0]?.waveDesired), p50(sqlite?.replicas[0]?.waveDesired))} / ${ratio(p99(pgOne?.replicas[0]?.waveDesired), p99(sqlite?.replicas[0]?.waveDesired))}`,
-      `${ratio(p50(a?.waveDesired), p50(pgOne?.replicas[0]?.waveDesired))} / ${ratio(p99(a?.waveDesired), p99(pgOne?.replicas[0]?.waveDesired))}`,
-      `${ratio(p50(b?.waveDesired), p50(a?.waveDesired))} / ${ratio(p99(b?.waveDesired), p99(a?.waveDesired))}`,
-    ],
+    spreadRow("prefetch desired frame p50 / p99", "prefetchDesired"),
+    spreadRow("wave desired frame p50 / p99 (all waves)", "waveDesired"),
     ["rollout start → last ACTIVE", ratio(pgOne?.rollout?.doneMs, sqlite?.rollout?.doneMs), ratio(pgReplicas?.rollout?.doneMs, pgOne?.rollout?.doneMs), ""],
     [
       "controller CPU during the rollout",
