@@ -44,9 +44,15 @@ export function isStorePath(value: unknown): value is string {
   }
 }
 
+const STORE_HASH = new RegExp(`^[${NIX_BASE32}]{32}$`);
+
+export function isStoreHash(value: string): boolean {
+  return STORE_HASH.test(value);
+}
+
 /** A 32-character hash part, as used in narinfo file names. */
 export function assertStoreHash(value: string): string {
-  if (!new RegExp(`^[${NIX_BASE32}]{32}$`).test(value)) {
+  if (!isStoreHash(value)) {
     throw new FerryError("E_BAD_STORE_PATH", `not a store path hash: ${JSON.stringify(value.slice(0, 100))}`);
   }
   return value;

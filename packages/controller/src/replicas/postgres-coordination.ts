@@ -1,5 +1,5 @@
 import pg from "pg";
-import { assertHostName, type Logger } from "@ferry/core";
+import { assertHostName, isStoreHash, type Logger } from "@ferry/core";
 import { HOST_CHANGES_CHANNEL, HOST_REMOVED_CHANNEL } from "../store/sql-store.js";
 import type { CollectionGuard, Coordination, RolloutNews } from "./coordination.js";
 
@@ -7,7 +7,6 @@ const ROLLOUTS_CHANNEL = "ferry_rollouts";
 const CACHE_CHANNEL = "ferry_cache";
 /** Narinfo hashes (32 characters) per notification: well under PostgreSQL's 8000-byte payload. */
 const HASHES_PER_NOTIFY = 200;
-const STORE_HASH = /^[0-9a-df-np-sv-z]{32}$/;
 /** Any fixed number, the same in every replica: whoever holds this session lock drives rollouts. */
 const LEADER_LOCK = 0x666572_02;
 /** Taken shared by deploys, exclusive by cache collections, on every replica. */
@@ -237,7 +236,7 @@ export class PostgresCoordination implements Coordination {
       }
       for (const listener of this.removalListeners) listener(name);
     } else if (channel === CACHE_CHANNEL) {
-      const hashes = payload.split(",").filter((hash) => STORE_HASH.test(hash));
+      const hashes = payload.split(",").filter(isStoreHash);
       if (hashes.length > 0) for (const listener of this.cacheListeners) listener(hashes);
     } else if (channel === ROLLOUTS_CHANNEL) {
       try {
