@@ -370,10 +370,10 @@ async function startParts(options: ControllerOptions, dataDir: DataDir, undo: ((
     const deleted = await store.pruneEvents(Date.now() - history.maxAgeMs);
     if (deleted > 0) log.info({ deleted, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old deployment history");
     // The audit trail is history too, kept as long.
-    // A forwarded command is answered within about a minute; a day of them is plenty to look back on.
-    await store.commands.prune(Date.now() - 86_400_000);
     const audited = await store.audit.prune(Date.now() - history.maxAgeMs);
     if (audited > 0) log.info({ deleted: audited, maxAgeDays: history.maxAgeMs / 86_400_000 }, "pruned old audit entries");
+    // A forwarded command is answered within about a minute; a day of them is plenty to look back on.
+    await store.commands.prune(Date.now() - 86_400_000);
   };
   await pruneHistory();
   const pruneTimer = setInterval(
