@@ -11,6 +11,7 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { BinaryCache } from "@ferry/controller";
 import { helloNarInfo as narinfo } from "./narinfo-fixture.js";
+import { until } from "./fake-fleet.js";
 
 const HASH = "pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5";
 const OTHER = "1zy01hjzwvvia6h9dq5xar88v77fgh9x";
@@ -56,13 +57,8 @@ const signal = (): AbortSignal => AbortSignal.timeout(10_000);
 const get = (s: Served, path: string, method = "GET"): Promise<Response> => fetch(`${s.url}/${path}`, { method, signal: signal() });
 const put = (s: Served, path: string, body: string | Uint8Array): Promise<Response> => fetch(`${s.url}/${path}`, { method: "PUT", body, signal: signal() });
 
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+/** Polls `check` for up to 5 s (fake-fleet's until). */
+const eventually = (what: string, check: () => Promise<boolean>): Promise<true> => until(what, async () => (await check()) || undefined, 5000);
 
 let dir: string;
 let s: Served;

@@ -12,6 +12,7 @@ import { BinaryCache } from "../src/cache/binary-cache.js";
 import { collectCacheGarbage } from "../src/cache/cache-gc.js";
 import { GC_LOCK_FILE, withGcLock } from "../src/cache/gc-lock.js";
 import { helloNarInfo as narinfo, helloPathOf as pathOf } from "./narinfo-fixture.js";
+import { until } from "./fake-fleet.js";
 
 const HASH = "pz5wv3mkbf4bwihvsz8yqydfwb9bfhy5";
 const OTHER = "1zy01hjzwvvia6h9dq5xar88v77fgh9x";
@@ -28,13 +29,8 @@ async function publish(cache: BinaryCache, hash: string, url: string, sig?: stri
   rmSync(staging, { recursive: true, force: true });
 }
 
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** Polls `check` for up to 5 s (fake-fleet's until). */
+const eventually = (what: string, check: () => Promise<boolean>): Promise<true> => until(what, async () => (await check()) || undefined, 5000);
 
 describe("two controllers on one cache directory", () => {
   let dir: string;
