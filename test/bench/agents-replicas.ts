@@ -6,29 +6,23 @@ import { mkdirSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { fsyncMs } from "./agents/measure.js";
+import { envWhole, fsyncMs } from "./agents/measure.js";
 import { ratioTable, replicaTable } from "./agents/replicas-report.js";
 import { runReplicaScenarios, type ReplicaBenchConfig, type ScenarioFigures } from "./agents/replicas.js";
 import { writeResultsSection } from "./results.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive whole number`);
-  return value;
-}
-
 export async function runReplicasBench(): Promise<void> {
-  const agents = envNumber("BENCH_AGENTS", 2000);
-  const replicas = envNumber("BENCH_REPLICAS", 2);
+  const agents = envWhole("BENCH_AGENTS", 2000);
+  const replicas = envWhole("BENCH_REPLICAS", 2);
   if (replicas < 2 || replicas > 8) throw new Error("BENCH_REPLICAS must be between 2 and 8");
   const config: ReplicaBenchConfig = {
     agents,
     replicas,
-    heartbeatSeconds: envNumber("BENCH_HEARTBEAT_SECONDS", 10),
-    batch: envNumber("BENCH_BATCH", Math.ceil(agents / 4)),
-    workers: envNumber("BENCH_WORKERS", agents > 2000 ? 2 : 1),
+    heartbeatSeconds: envWhole("BENCH_HEARTBEAT_SECONDS", 10),
+    batch: envWhole("BENCH_BATCH", Math.ceil(agents / 4)),
+    workers: envWhole("BENCH_WORKERS", agents > 2000 ? 2 : 1),
     workParent: process.env["BENCH_WORK_DIR"] ?? tmpdir(),
   };
   mkdirSync(config.workParent, { recursive: true });

@@ -21,7 +21,7 @@ import { exec, mustExec } from "../harness/exec.js";
 import { FERRY_BIN } from "../harness/paths.js";
 import { firstDesired, firstResults, latencies, latest, recovery, waveFigures } from "./agents/analysis.js";
 import { timedCli } from "./agents/cli-timing.js";
-import { ProcessSampler, fsyncMs, sleep, spread, until } from "./agents/measure.js";
+import { ProcessSampler, envNumber, fsyncMs, sleep, spread, until } from "./agents/measure.js";
 import { startIdleAgents, type IdleAgents } from "./agents/real-agent.js";
 import { seconds, spreadText, table, waveTable, type Figures } from "./agents/report.js";
 import { buildClosure, hostNames, pushUnsigned, registerHosts } from "./agents/setup.js";
@@ -33,12 +33,6 @@ const HERE = fileURLToPath(new URL(".", import.meta.url));
 /** Where the controller's state lives: the default temporary directory, or BENCH_WORK_DIR (e.g. /dev/shm, to take fsync out of the figures). */
 const WORK_PARENT = process.env["BENCH_WORK_DIR"] ?? tmpdir();
 const READING_HEADING = "### Reading these figures";
-
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
-  return value;
-}
 
 const N = Math.round(envNumber("BENCH_AGENTS", 10_000));
 const HEARTBEAT_SECONDS = envNumber("BENCH_HEARTBEAT_SECONDS", 10);

@@ -129,3 +129,17 @@ export async function until(done: () => boolean, deadlineMs: number, intervalMs 
     await sleep(intervalMs);
   }
 }
+
+/** A positive number from the environment, else `fallback`. */
+export function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+/** As envNumber, a whole number. */
+export function envWhole(name: string, fallback: number): number {
+  const value = envNumber(name, fallback);
+  if (!Number.isInteger(value)) throw new Error(`${name} must be a positive whole number`);
+  return value;
+}
