@@ -3,9 +3,9 @@
 // when the test says so or, at the latest, when the test process exits.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { exec, mustExec } from "./exec.js";
+import { freePort } from "./ports.js";
 import { childrenOf, reapAbandoned, running, signal } from "./postgres-procs.js";
 import { asServer, copyTemplate, findPostgres, initdb, serverEnv, serverTempDir, serverUser, templateDir, type ServerUser } from "./postgres-install.js";
 
@@ -110,6 +110,7 @@ class Cluster implements PostgresCluster {
 
   async startOnFreePort(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      // The server may still lose this port to another process; a start then tries again.
       this.port = await freePort();
       if ((await this.launch()) === "started") return;
       if (attempt === 5) throw new Error(`PostgreSQL found no free port in 5 attempts\n${this.logTail()}`);
@@ -299,18 +300,6 @@ class Cluster implements PostgresCluster {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A port nothing listens on now; the server may still lose it to another process, and then a start tries again. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
 }
 
 let exitCleanupInstalled = false;
