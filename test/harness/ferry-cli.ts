@@ -19,3 +19,16 @@ export async function ferry(args: readonly string[], env: Record<string, string>
     },
   };
 }
+
+/** As ferry, but a non-zero exit throws with the output; `where` names the controller in the message. */
+export async function mustFerry(args: readonly string[], env: Record<string, string> = {}, timeoutMs?: number, where = ""): Promise<CliResult> {
+  const result = await ferry(args, env, timeoutMs);
+  if (result.code !== 0) throw new Error(`ferry ${args.join(" ")}${where} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
+  return result;
+}
+
+/** A Nix signing key pair made by `ferry keys generate` in `keyDir`. */
+export async function generateSigningKey(keyDir: string, name: string): Promise<{ name: string; secretFile: string; publicKey: string }> {
+  const out = (await ferry(["keys", "generate", "--name", name, "--out", keyDir, "--json"])).json<{ secretFile: string; publicKey: string }>();
+  return { name, secretFile: out.secretFile, publicKey: out.publicKey };
+}

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControllerProcess, type ControllerSettings } from "./controller-proc.js";
-import { ferry, type CliResult } from "./ferry-cli.js";
+import { ferry, generateSigningKey, mustFerry, type CliResult } from "./ferry-cli.js";
 import { SimHost } from "./sim-host.js";
 
 export interface FleetOptions {
@@ -61,17 +61,14 @@ export class Fleet {
     return ferry(args, this.env, timeoutMs);
   }
 
-  async mustCli(args: readonly string[], timeoutMs?: number): Promise<CliResult> {
-    const result = await this.cli(args, timeoutMs);
-    if (result.code !== 0) throw new Error(`ferry ${args.join(" ")} exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
-    return result;
+  mustCli(args: readonly string[], timeoutMs?: number): Promise<CliResult> {
+    return mustFerry(args, this.env, timeoutMs);
   }
 
   async generateKey(name: string): Promise<SigningKey> {
     const keyDir = join(this.dir, "keys");
     mkdirSync(keyDir, { recursive: true });
-    const out = (await ferry(["keys", "generate", "--name", name, "--out", keyDir, "--json"])).json<{ secretFile: string; publicKey: string }>();
-    return { name, secretFile: out.secretFile, publicKey: out.publicKey };
+    return generateSigningKey(keyDir, name);
   }
 
   /** Registers a host with the controller, creates its namespace and starts its agent. */

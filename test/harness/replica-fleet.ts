@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { freePort } from "./ports.js";
 import { ControllerProcess } from "./controller-proc.js";
 import { waitFor } from "./exec.js";
-import { ferry, type CliResult } from "./ferry-cli.js";
+import { ferry, generateSigningKey, mustFerry, type CliResult } from "./ferry-cli.js";
 import type { SigningKey } from "./fleet.js";
 import { startPostgres, type PostgresCluster } from "./postgres.js";
 import { SimHost } from "./sim-host.js";
@@ -48,8 +48,7 @@ export class ReplicaFleet {
       }
       const keyDir = join(dir, "keys");
       mkdirSync(keyDir);
-      const out = (await ferry(["keys", "generate", "--name", "ferry-test-1", "--out", keyDir, "--json"])).json<{ secretFile: string; publicKey: string }>();
-      fleet.key = { name: "ferry-test-1", secretFile: out.secretFile, publicKey: out.publicKey };
+      fleet.key = await generateSigningKey(keyDir, "ferry-test-1");
     } catch (error) {
       if (fleet) await fleet.close();
       else await cluster.stop();
@@ -108,10 +107,8 @@ export class ReplicaFleet {
     return ferry(args, this.env(replica), timeoutMs);
   }
 
-  async mustCli(replica: ControllerProcess, args: readonly string[], timeoutMs?: number): Promise<CliResult> {
-    const result = await this.cli(replica, args, timeoutMs);
-    if (result.code !== 0) throw new Error(`ferry ${args.join(" ")} (on ${replica.address}) exited ${result.code}:\n${result.stdout}\n${result.stderr}`);
-    return result;
+  mustCli(replica: ControllerProcess, args: readonly string[], timeoutMs?: number): Promise<CliResult> {
+    return mustFerry(args, this.env(replica), timeoutMs, ` (on ${replica.address})`);
   }
 
   /** Signs and pushes the closures through one running replica into the shared cache. */
