@@ -39,12 +39,7 @@ let
   nginxGroup = config.services.nginx.group or "nginx";
   cacheDir = if cfg.cacheDir != null then cfg.cacheDir else "${dataDir}/cache";
   cacheDirWellFormed =
-    cfg.cacheDir == null
-    || (
-      builtins.match "(/[A-Za-z0-9._@+-]+)+" cfg.cacheDir != null
-      && lib.all (c: c != "." && c != "..") (lib.tail (lib.splitString "/" cfg.cacheDir))
-      && !lib.hasPrefix "${builtins.storeDir}/" cfg.cacheDir
-    );
+    cfg.cacheDir == null || (wellFormedPath cfg.cacheDir && !lib.hasPrefix "${builtins.storeDir}/" cfg.cacheDir);
   # "0.0.0.0:7080" -> "0.0.0.0", "[::]:7080" -> "[::]".
   hostOf =
     address:
@@ -59,9 +54,11 @@ let
   # Path components of letters, digits and ._@+- only: the path is written
   # unquoted into StateDirectory=, ReadWritePaths= and tmpfiles.d, where
   # a space would split it and a "%" would be a systemd specifier.
-  dataDirWellFormed =
-    builtins.match "(/[A-Za-z0-9._@+-]+)+" dataDir != null
-    && lib.all (c: c != "." && c != "..") (lib.tail (lib.splitString "/" dataDir));
+  wellFormedPath =
+    path:
+    builtins.match "(/[A-Za-z0-9._@+-]+)+" path != null
+    && lib.all (c: c != "." && c != "..") (lib.tail (lib.splitString "/" path));
+  dataDirWellFormed = wellFormedPath dataDir;
   under = prefix: dataDir == prefix || lib.hasPrefix "${prefix}/" dataDir;
   # Places the unit's own sandbox hides or empties: PrivateTmp gives it a
   # private /tmp and /var/tmp, ProtectHome hides the home directories, and
