@@ -17,10 +17,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HostPhase } from "@ferry/protocol";
 import { ControllerProcess } from "../harness/controller-proc.js";
-import { exec, mustExec } from "../harness/exec.js";
-import { FERRY_BIN } from "../harness/paths.js";
+import { mustExec } from "../harness/exec.js";
 import { firstDesired, firstResults, latencies, latest, recovery, waveFigures } from "./agents/analysis.js";
-import { timedCli } from "./agents/cli-timing.js";
+import { engineState, timedCli } from "./agents/cli-timing.js";
 import { ProcessSampler, envNumber, fsyncMs, sleep, spread, until } from "./agents/measure.js";
 import { startIdleAgents, type IdleAgents } from "./agents/real-agent.js";
 import { seconds, spreadText, table, waveTable, type Figures } from "./agents/report.js";
@@ -193,16 +192,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   const fetched = firstResults(fleet.results, prefetches, HostPhase.HOST_PHASE_FETCHED);
   const prefetchDoneAt = fetched.size === N ? latest(fetched.values()) : NaN;
   const rolloutActiveAt = rolloutActive();
-  let engineState = "";
-  if (rolloutId) {
-    const status = await exec([process.execPath, FERRY_BIN, "rollout", "status", rolloutId, "--json"], { env: { ...process.env, ...env }, timeoutMs: 60_000 });
-    try {
-      const { rollout } = JSON.parse(status.stdout) as { rollout: { state: string; currentWave: number; waveCount: number } };
-      engineState = `${rollout.state}, wave ${rollout.currentWave} of ${rollout.waveCount}`;
-    } catch {
-      engineState = `ferry rollout status failed: ${(status.stderr + status.stdout).replace(/\s+/g, " ").trim().slice(0, 160)}`;
-    }
-  }
+  const engine = rolloutId ? await engineState(rolloutId, env) : "";
   f.rollout = {
     id: rolloutId,
     startedAtMs: rolloutFrom,
@@ -215,10 +205,10 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     doneMs: rolloutActiveAt.size === N ? latest(rolloutActiveAt.values()) - rolloutFrom : NaN,
     load: sampler.window(rolloutFrom, rolloutTo),
     rtt: rttIn(rolloutFrom, rolloutTo),
-    engineState,
+    engineState: engine,
   };
   f.rttThroughout = rttIn(connectedAtMs, rolloutTo);
-  note(`rollout: StartRollout ${seconds(f.rollout.rpcMs)}, ${f.rollout.active} active; engine: ${engineState}`);
+  note(`rollout: StartRollout ${seconds(f.rollout.rpcMs)}, ${f.rollout.active} active; engine: ${engine}`);
 
   f.hwmMiB = sampler.mark().hwmMiB;
   sampler.stop();

@@ -36,3 +36,14 @@ export async function timedCli(
   const rpcMs = calls.reduce((sum, call) => (call.method.endsWith("/GetInfo") ? sum : sum + call.ms), 0);
   return { ...result, cliMs, rpcMs: calls.length > 0 ? rpcMs : NaN };
 }
+
+/** Where the engine says a rollout stands ("completed, wave 4 of 4"), or why `ferry rollout status` could not say. */
+export async function engineState(rolloutId: string, env: Record<string, string>): Promise<string> {
+  const status = await exec([process.execPath, FERRY_BIN, "rollout", "status", rolloutId, "--json"], { env: { ...process.env, ...env }, timeoutMs: 60_000 });
+  try {
+    const { rollout } = JSON.parse(status.stdout) as { rollout: { state: string; currentWave: number; waveCount: number } };
+    return `${rollout.state}, wave ${rollout.currentWave} of ${rollout.waveCount}`;
+  } catch {
+    return `ferry rollout status failed: ${(status.stderr + status.stdout).replace(/\s+/g, " ").trim().slice(0, 160)}`;
+  }
+}

@@ -10,12 +10,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { join } from "node:path";
 import { HostPhase } from "@ferry/protocol";
 import { ControllerProcess } from "../../harness/controller-proc.js";
-import { exec } from "../../harness/exec.js";
-import { FERRY_BIN } from "../../harness/paths.js";
 import { childrenOf } from "../../harness/postgres-procs.js";
 import { startPostgres, type PostgresCluster } from "../../harness/postgres.js";
 import { firstDesired, firstResults, latest, waveFigures } from "./analysis.js";
-import { timedCli } from "./cli-timing.js";
+import { engineState, timedCli } from "./cli-timing.js";
 import { ProcessSampler, readCpuSeconds, sleep, spread, until, type Spread } from "./measure.js";
 import type { Load } from "./report.js";
 import { buildClosure, hostNames, pushUnsigned, registerHosts } from "./setup.js";
@@ -227,22 +225,13 @@ async function runScenario(config: ReplicaBenchConfig, f: ScenarioFigures, input
   const activeAt = rolloutActive();
   const arrivals = activations();
   const waves = waveFigures({ total: n, batch, prefetchDoneAtMs: fetched.size === n ? latest(fetched.values()) : NaN, activations: arrivals, activeAt });
-  let engineState = "";
-  if (rolloutId) {
-    const status = await exec([process.execPath, FERRY_BIN, "rollout", "status", rolloutId, "--json"], { env: { ...process.env, ...env }, timeoutMs: 60_000 });
-    try {
-      const { rollout } = JSON.parse(status.stdout) as { rollout: { state: string; currentWave: number; waveCount: number } };
-      engineState = `${rollout.state}, wave ${rollout.currentWave} of ${rollout.waveCount}`;
-    } catch {
-      engineState = `status failed: ${(status.stderr + status.stdout).replace(/\s+/g, " ").trim().slice(0, 120)}`;
-    }
-  }
+  const engine = rolloutId ? await engineState(rolloutId, env) : "";
   f.rollout = {
     cliMs: started.cliMs,
     rpcMs: started.rpcMs,
     active: activeAt.size,
     doneMs: activeAt.size === n ? latest(activeAt.values()) - rolloutFrom : NaN,
-    engineState,
+    engineState: engine,
   };
 
   const waveOf = (index: number): number => Math.floor(index / batch);
@@ -268,5 +257,5 @@ async function runScenario(config: ReplicaBenchConfig, f: ScenarioFigures, input
       hwmMiB: sampler.mark().hwmMiB,
     });
   }
-  note(`${f.scenario.label}: deploy RPC ${(f.deploy.rpcMs / 1000).toFixed(2)} s, StartRollout ${(f.rollout.rpcMs / 1000).toFixed(2)} s, engine ${engineState}`);
+  note(`${f.scenario.label}: deploy RPC ${(f.deploy.rpcMs / 1000).toFixed(2)} s, StartRollout ${(f.rollout.rpcMs / 1000).toFixed(2)} s, engine ${engine}`);
 }
