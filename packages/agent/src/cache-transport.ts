@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FerryError, classifyTlsFailure, formatNetrc, parseStorePath, readPemFile, writeFileAtomic, type CacheTransport } from "@ferry/core";
+import { requestHttp } from "./http-request.js";
 
 /** What fetching from the host's caches needs to know. */
 interface TransportSettings {
@@ -73,34 +74,27 @@ export function cacheTransport(config: TransportSettings): CacheTransport {
 export async function diagnoseSubstituters(config: TransportSettings, storePath: string): Promise<FerryError | undefined> {
   const { hash } = parseStorePath(storePath);
   const credentialed = new Set(credentialedSubstituters(config).map((url) => url.href));
-  // undici is loaded when a fetch failed, not by every idle agent.
-  const { Agent, request } = await import("undici");
-  const dispatcher = new Agent({ connect: config.caFile ? { ca: readPemFile(config.caFile, "caFile") } : {} });
-  try {
-    for (const substituter of config.substituters ?? []) {
-      const base = new URL(substituter.endsWith("/") ? substituter : `${substituter}/`);
-      if (base.protocol !== "https:" && base.protocol !== "http:") continue;
-      const url = new URL(`${hash}.narinfo`, base);
-      const signsIn = credentialed.has(new URL(substituter).href);
-      const headers: Record<string, string> = signsIn
-        ? { authorization: `Basic ${Buffer.from(`${config.hostName}:${readToken(config)}`).toString("base64")}` }
-        : {};
-      try {
-        const response = await request(url, { method: "HEAD", headers, dispatcher, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-        await response.body.dump();
-        if (response.statusCode === 401) {
-          const why = signsIn
-            ? `refused the credentials of ${config.hostName} (HTTP 401)`
-            : `wants credentials (HTTP 401), and this host signs in only to substituters on its controllers' hosts${describeHosts(controllerHosts(config))}`;
-          return new FerryError("E_CACHE_AUTH", `${substituter} ${why}`);
-        }
-      } catch (error) {
-        const code = classifyTlsFailure(error) ?? classifyTlsFailure((error as { cause?: unknown }).cause);
-        if (code) return new FerryError(code, `TLS with ${base.origin} failed: ${(error as Error).message}`, { cause: error });
+  const ca = config.caFile ? readPemFile(config.caFile, "caFile") : undefined;
+  for (const substituter of config.substituters ?? []) {
+    const base = new URL(substituter.endsWith("/") ? substituter : `${substituter}/`);
+    if (base.protocol !== "https:" && base.protocol !== "http:") continue;
+    const url = new URL(`${hash}.narinfo`, base);
+    const signsIn = credentialed.has(new URL(substituter).href);
+    const headers: Record<string, string> = signsIn
+      ? { authorization: `Basic ${Buffer.from(`${config.hostName}:${readToken(config)}`).toString("base64")}` }
+      : {};
+    try {
+      const response = await requestHttp(url, { method: "HEAD", headers, ca, timeoutMs: PROBE_TIMEOUT_MS, maxBodyBytes: 0 });
+      if (response.statusCode === 401) {
+        const why = signsIn
+          ? `refused the credentials of ${config.hostName} (HTTP 401)`
+          : `wants credentials (HTTP 401), and this host signs in only to substituters on its controllers' hosts${describeHosts(controllerHosts(config))}`;
+        return new FerryError("E_CACHE_AUTH", `${substituter} ${why}`);
       }
+    } catch (error) {
+      const code = classifyTlsFailure(error) ?? classifyTlsFailure((error as { cause?: unknown }).cause);
+      if (code) return new FerryError(code, `TLS with ${base.origin} failed: ${(error as Error).message}`, { cause: error });
     }
-    return undefined;
-  } finally {
-    await dispatcher.close();
   }
+  return undefined;
 }

@@ -1,5 +1,9 @@
 import { outputTail, type CommandRunner } from "@ferry/core";
 import type { HealthCheck } from "./config.js";
+import { requestHttp } from "./http-request.js";
+
+/** How much of an HTTP check's body bodyContains searches: a health page, not a download. */
+export const HTTP_CHECK_BODY_BYTES = 1024 * 1024;
 
 export interface CheckOutcome {
   /** Stable name for comparing runs, e.g. "systemd:nginx.service". */
@@ -28,14 +32,13 @@ async function runOne(check: HealthCheck, runner: CommandRunner): Promise<CheckO
         return { name, passed: result.exitCode === 0, detail: outputTail(result, 2000) };
       }
       case "http": {
-        const timeoutMs = check.timeout * 1000;
-        // Loaded when an HTTP check runs, not by every idle agent.
-        const { request } = await import("undici");
-        const response = await request(check.url, { method: "GET", headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
-        const body = await response.body.text();
+        const response = await requestHttp(new URL(check.url), { method: "GET", timeoutMs: check.timeout * 1000, maxBodyBytes: HTTP_CHECK_BODY_BYTES });
         const statusOk = response.statusCode === check.expectStatus;
-        const bodyOk = !check.bodyContains || body.includes(check.bodyContains);
-        return { name, passed: statusOk && bodyOk, detail: `HTTP ${response.statusCode}${bodyOk ? "" : `, body lacks ${JSON.stringify(check.bodyContains)}`}` };
+        const bodyOk = !check.bodyContains || response.body.includes(check.bodyContains);
+        const lacks = bodyOk
+          ? ""
+          : `, ${response.truncated ? `first ${HTTP_CHECK_BODY_BYTES} bytes of the body lack` : "body lacks"} ${JSON.stringify(check.bodyContains)}`;
+        return { name, passed: statusOk && bodyOk, detail: `HTTP ${response.statusCode}${lacks}` };
       }
       case "command": {
         const result = await runner.run({ argv: check.argv, timeoutMs: check.timeout * 1000, purpose: "health-check" });
