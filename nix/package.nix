@@ -116,6 +116,13 @@ buildNpmPackage {
     test -f "$dest/packages/cli/dist/main.js"
     makeWrapper ${lib.getExe nodejs_20} "$out/bin/ferry" \
       --add-flags "$dest/packages/cli/dist/main.js"
+    # The resident agent (`ferry agent` with the lean entry point): V8's
+    # lite mode drops the optimising compilers, about 10 MiB of an idle
+    # agent's memory. It also turns WebAssembly off, which the agent does not
+    # use; saying so (--no-expose-wasm) keeps V8 from warning at every start.
+    test -f "$dest/packages/cli/dist/agent-main.js"
+    makeWrapper ${lib.getExe nodejs_20} "$out/bin/ferry-agent" \
+      --add-flags "--lite-mode --no-expose-wasm $dest/packages/cli/dist/agent-main.js"
 
     runHook postInstall
   '';

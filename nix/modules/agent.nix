@@ -163,7 +163,7 @@ in
       type = types.package;
       default = pkgs.ferry or (pkgs.callPackage ../package.nix { });
       defaultText = lib.literalExpression "pkgs.ferry or (pkgs.callPackage ./nix/package.nix { })";
-      description = "The Ferry package whose `ferry agent` command runs the agent.";
+      description = "The Ferry package whose `ferry-agent` program runs the agent (`ferry agent` started with Node settings for a resident process).";
     };
 
     controllerUrl = mkOption {
@@ -679,7 +679,8 @@ in
 
       # Runs as root and without sandboxing: it has to switch the whole system.
       serviceConfig = {
-        ExecStart = "${lib.getExe cfg.package} agent --config ${configFile}";
+        # ferry-agent: `ferry agent` under Node settings for a resident, mostly idle process.
+        ExecStart = "${lib.getExe' cfg.package "ferry-agent"} --config ${configFile}";
         Restart = "always";
         # The agent's "restart me into the new build" status (self-restart.ts).
         RestartForceExitStatus = 75;

@@ -79,7 +79,12 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
   const names = hostNames(N);
   note(`registering ${N} hosts…`);
   const registering = performance.now();
-  const tokens = await registerHosts(controller.address, controller.tokenFile, [...names, "bench-real-agent", "bench-minimal-client"]);
+  const tokens = await registerHosts(controller.address, controller.tokenFile, [
+    ...names,
+    "bench-real-agent",
+    "bench-minimal-client",
+    "bench-minimal-client-flagged",
+  ]);
   f.registrationMs = performance.now() - registering;
   note(`registered in ${seconds(f.registrationMs)}`);
   const agentUrl = `ws://127.0.0.1:${controller.httpPort}/agent`;
@@ -90,6 +95,7 @@ async function runPhases(f: Figures, work: string, stops: (() => Promise<unknown
     agentUrl,
     agent: { name: "bench-real-agent", token: tokens[N] as string },
     baseline: { name: "bench-minimal-client", token: tokens[N + 1] as string },
+    flaggedBaseline: { name: "bench-minimal-client-flagged", token: tokens[N + 2] as string },
     heartbeatSeconds: HEARTBEAT_SECONDS,
     idleSeconds: REAL_AGENT_IDLE_SECONDS,
   });
@@ -296,7 +302,7 @@ function report(f: Figures, startedAt: Date): void {
 - Deploy: \`ferry deploy HOST=PATH… --allow-unsigned\` for all hosts; latency from the CLI's start to each agent's desired frame. RPC times are the CLI's own gRPC call (request sent → response decoded), recorded by test/bench/agents/rpc-timing.mjs loaded into the CLI.
 - Rollout: \`ferry rollout start --manifest M --batch ${f.batch} --max-unavailable ${f.batch} --allow-unsigned\`: prefetch on all hosts, then waves of ${f.batch} by name. A wave is timed from when it became eligible: the last prefetch result (wave 1) or the previous wave's last ACTIVE result. Once the CLI returned, ${STORM} agents (spread over the fleet) dropped their sockets and reconnected with the back-off.
 - Restart: SIGTERM (killed after 30 s if still running), then the same command on the same ports; all agents reconnect with the back-off. Real agents never give up reconnecting; "refused for good" counts fatal refusals.
-- One real agent: \`ferry agent\` (built CLI) against this controller, given nothing to do, measured after ${REAL_AGENT_IDLE_SECONDS} s while the phases above ran; baseline: test/bench/agents/minimal-client.mjs (ws + the protobuf frames only).
+- One real agent: \`ferry-agent\` (packages/cli/bin/ferry-agent.js, the flags the Nix package's wrapper passes) against this controller, given nothing to do, measured after ${REAL_AGENT_IDLE_SECONDS} s while the phases above ran; baseline: test/bench/agents/minimal-client.mjs (ws + the protobuf frames only), as plain Node and under ferry-agent's Node flags.
 - CPU is user+system time from /proc/PID/stat over the phase (100 % = one core); RSS the highest VmRSS sampled each second; heartbeat RTT from the simulated agents (including answers later than the real agent's own timeout).
 
 ${figures}

@@ -29,7 +29,7 @@ describe(
     /** The agent package a fixture system's unit starts, read from the machine's store. */
     function agentBuildOf(system: string): string {
       const unit = readFileSync(join(system, "etc/systemd/system/ferry-agent.service"), "utf8");
-      return (/^ExecStart=(\S+)\/bin\/ferry /m.exec(unit) ?? [])[1] ?? "";
+      return (/^ExecStart=(\S+)\/bin\/ferry-agent /m.exec(unit) ?? [])[1] ?? "";
     }
     const versionOf = (system: string): string => `${baseVersion}+${basename(agentBuildOf(system)).slice(0, 12)}`;
     const count = (msg: string): number =>

@@ -3,7 +3,7 @@ import { mkdirSync, openSync, readFileSync, readlinkSync, rmSync, symlinkSync, w
 import { join } from "node:path";
 import { exec, mustExec, waitFor, type ExecResult } from "./exec.js";
 import { SLOTS, releaseSlot, takeSlot } from "./net-slots.js";
-import { FERRY_BIN } from "./paths.js";
+import { FERRY_AGENT_BIN } from "./paths.js";
 
 /**
  * Every address a simulated host can reach the controller at: a controller
@@ -130,7 +130,7 @@ export class SimHost {
   }
 
   /**
-   * Starts the real `ferry agent` inside the host; its log is appended to
+   * Starts the real `ferry-agent` inside the host; its log is appended to
    * agent.log. Like systemd with the NixOS module's unit, it runs the
    * ExecStart of the running system's ferry-agent.service when that system
    * has one (fixture systems built with an agent unit), and starts the agent
@@ -153,7 +153,7 @@ export class SimHost {
     this.agent = child;
   }
 
-  /** The agent's command line: the running system's unit's ExecStart, or the checkout's ferry. */
+  /** The agent's command line: the running system's unit's ExecStart, or the checkout's ferry-agent. */
   agentCommand(): string[] {
     const system = this.currentSystem();
     if (system) {
@@ -165,7 +165,7 @@ export class SimHost {
         // No agent unit in this system.
       }
     }
-    return [process.execPath, FERRY_BIN, "agent", "--config", join(this.dir, "agent.json")];
+    return [FERRY_AGENT_BIN, "--config", join(this.dir, "agent.json")];
   }
 
   async stopAgent(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {

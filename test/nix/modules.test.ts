@@ -207,7 +207,7 @@ function service(s: Scenario, name: string): ServiceDef & { serviceConfig: Recor
   return unit as ServiceDef & { serviceConfig: Record<string, unknown> };
 }
 
-const AGENT_EXEC = /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
+const AGENT_EXEC = /^\/nix\/store\/[^ ]+-ferry-[^/ ]+\/bin\/ferry-agent --config (\/nix\/store\/[^ ]+-ferry-agent\.json)$/;
 
 function agentConfigFile(s: Scenario): Record<string, unknown> {
   const exec = service(s, "ferry-agent").serviceConfig.ExecStart;

@@ -108,7 +108,7 @@ describe("HTTP health checks", () => {
       process.stdout.write(JSON.stringify(outcome));
     `;
     // Asynchronously: the server the check asks runs in this process.
-    const child = await promisify(execFile)(process.execPath, ["--lite-mode", "--input-type=module", "-e", script], { timeout: 25_000 });
+    const child = await promisify(execFile)(process.execPath, ["--lite-mode", "--no-expose-wasm", "--input-type=module", "-e", script], { timeout: 25_000 });
     assert.deepEqual(JSON.parse(child.stdout), { name: `http:${base}/ok`, passed: true, detail: "HTTP 200" });
   });
 });

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compileAgentConfig, loadAgentConfig } from "@ferry/agent";
-import { controllerUrlOverrides } from "../src/commands/agent.js";
+import { controllerUrlOverrides } from "../src/commands/agent-run.js";
 
 const A = "wss://ctl-a.example/agent";
 const B = "wss://ctl-b.example/agent";

@@ -149,15 +149,20 @@ function rows(f: Figures): Row[] {
     out.push(["restart: agents refused for good (fatal refusal)", num(restart.fatalRefusals), `none${verdict(restart.fatalRefusals === 0)}`]);
   }
   if (realAgent) {
-    const { agent, baseline } = realAgent;
+    const { agent, baseline, flaggedBaseline } = realAgent;
     out.push([
-      `one real \`ferry agent\`, ${Math.round(realAgent.idleSeconds)} s idle: VmHWM / VmRSS / CPU`,
+      `one real \`ferry-agent\`, ${Math.round(realAgent.idleSeconds)} s idle: VmHWM / VmRSS / CPU`,
       `${num(agent.hwmMiB, 1)} / ${num(agent.rssMiB, 1)} MiB / ${num(agent.cpuPercent, 2)} %${agent.alive ? "" : " (exited!)"}`,
       `VmHWM ≤ 60 MB (${num(60e6 / 2 ** 20, 1)} MiB)${verdict(agent.hwmMiB <= 60e6 / 2 ** 20)}`,
     ]);
     out.push([
       "baseline: minimal ws+protobuf client: VmHWM / VmRSS",
       `${num(baseline.hwmMiB, 1)} / ${num(baseline.rssMiB, 1)} MiB (agent ÷ baseline VmHWM ${num(agent.hwmMiB / baseline.hwmMiB, 2)}×)`,
+      "",
+    ]);
+    out.push([
+      `baseline under ferry-agent's flags (${flaggedBaseline.flags.join(" ")}): VmHWM / VmRSS`,
+      `${num(flaggedBaseline.hwmMiB, 1)} / ${num(flaggedBaseline.rssMiB, 1)} MiB (agent ÷ this baseline VmHWM ${num(agent.hwmMiB / flaggedBaseline.hwmMiB, 2)}×)`,
       "",
     ]);
   }

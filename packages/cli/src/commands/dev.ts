@@ -5,7 +5,7 @@ import { FerryError, ProcessRunner, describeExit } from "@ferry/core";
 import { loadAgentConfig } from "@ferry/agent";
 import { parseVerb } from "../args.js";
 import { VERBS } from "../spec/index.js";
-import { runAgentUntilSignal } from "./agent.js";
+import { runAgentUntilSignal } from "./agent-run.js";
 
 const INSIDE_FLAG = "--inside-namespace";
 
