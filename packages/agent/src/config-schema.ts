@@ -54,7 +54,7 @@ export interface AgentConfig {
   activationTimeout: number;
   fetchTimeout: number;
   keepGenerations: number;
-  /** node-cron expression for generation clean-up and GC; "" disables it. */
+  /** Cron expression (local time) for generation clean-up and GC; "" disables it. */
   gcSchedule: string;
   /** Lock file switch-to-configuration takes; found held, the agent refuses to switch. */
   switchLockFile: string;
@@ -168,7 +168,8 @@ export const AGENT_CONFIG_SCHEMA: JSONSchemaType<AgentConfig> = {
     gcSchedule: {
       type: "string",
       default: "30 3 * * *",
-      description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it.",
+      description:
+        "When to delete old generations and collect garbage, in local time: a cron expression (minute hour day month weekday, an optional seconds field first; node-cron's extensions are accepted too); empty disables it.",
     },
     diskReserveMiB: { type: "number", minimum: 0, default: 1024, description: "MiB of free space on /nix a fetch must leave." },
     switchLockFile: {

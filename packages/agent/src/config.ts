@@ -1,6 +1,8 @@
+import { createRequire } from "node:module";
 import type { ErrorObject } from "ajv";
 import { FerryError, assertHostName, assertTransportAllowed, parsePublicKeys, readTextFile } from "@ferry/core";
 import { describeCheckProblems, staticCheckProblems } from "./check-validation.js";
+import { parseCronSchedule } from "./cron-schedule.js";
 import { CONTROLLER_KEYS, type AgentConfig, type ConnectedAgentConfig } from "./config-schema.js";
 import { validate as validateGenerated } from "./gen/config-validator.js";
 
@@ -83,7 +85,20 @@ export function parseAgentConfig(raw: unknown): AgentConfig {
   if (copy.requireSignedIntents && copy.intentPublicKeys.length === 0) {
     throw new FerryError("E_BAD_CONFIG", "invalid agent configuration: requireSignedIntents needs at least one key in intentPublicKeys");
   }
+  if (copy.gcSchedule && !isCronExpression(copy.gcSchedule)) {
+    throw new FerryError(
+      "E_BAD_CONFIG",
+      `invalid agent configuration: gcSchedule ${JSON.stringify(copy.gcSchedule)} is not a cron expression (e.g. "30 3 * * *")`,
+    );
+  }
   return copy;
+}
+
+/** An expression the agent reads itself, or one node-cron accepts (loaded only for those). */
+function isCronExpression(expression: string): boolean {
+  if (parseCronSchedule(expression)) return true;
+  const cron = createRequire(import.meta.url)("node-cron") as { validate(expression: string): boolean };
+  return cron.validate(expression);
 }
 
 export function loadAgentConfig(file: string, overrides: Partial<AgentConfig> = {}): AgentConfig {

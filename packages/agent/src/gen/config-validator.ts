@@ -73,7 +73,8 @@ const schema11 = {
     gcSchedule: {
       type: "string",
       default: "30 3 * * *",
-      description: "When to delete old generations and collect garbage (node-cron syntax); empty disables it.",
+      description:
+        "When to delete old generations and collect garbage, in local time: a cron expression (minute hour day month weekday, an optional seconds field first; node-cron's extensions are accepted too); empty disables it.",
     },
     diskReserveMiB: { type: "number", minimum: 0, default: 1024, description: "MiB of free space on /nix a fetch must leave." },
     switchLockFile: {
