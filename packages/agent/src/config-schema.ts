@@ -2,8 +2,9 @@ import type { JSONSchemaType } from "ajv";
 import { DEFAULT_MODE, MODES, MODE_SUMMARY, type Mode } from "@ferry/core";
 
 // The shape of the agent's configuration: its types and the one JSON schema.
-// The validator the agent runs is generated from this schema at build time
-// (gen-config-validator.ts), so that no schema compiler loads at start-up.
+// The validator the agent runs is generated from this schema by `npm run gen`
+// (../gen-config-validator.mjs) and committed, so that no schema compiler
+// loads at start-up.
 
 /**
  * A host's own default mode, used when a deployment names none. `test` is left
