@@ -16,7 +16,9 @@ const argv = process.argv.slice(2);
 async function run(): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     const [{ verbHelp }, { AGENT }] = await Promise.all([import("./help.js"), import("./spec/local.js")]);
-    process.stdout.write(`ferry-agent is \`ferry agent\` with Node settings for a long-running, mostly idle process.\n\n${verbHelp(AGENT)}`);
+    process.stdout.write(
+      `ferry-agent is \`ferry agent\` with Node settings for a long-running, mostly idle process: it takes the flags below; the verbs listed run as \`ferry agent VERB\`.\n\n${verbHelp(AGENT)}`,
+    );
     return 0;
   }
   return runAgent(argv);
