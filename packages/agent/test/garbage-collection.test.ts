@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Nix, silentLogger, type CommandResult, type CommandRunner, type CommandSpec } from "@ferry/core";
 import { scheduleGarbageCollection } from "../src/garbage-collection.js";
+import { waitFor } from "../../../test/harness/exec.js";
 
 class RecordingRunner implements CommandRunner {
   readonly calls: string[] = [];
@@ -15,11 +16,6 @@ class RecordingRunner implements CommandRunner {
 }
 
 const config = (gcSchedule: string) => ({ profile: "/nix/var/nix/profiles/system", keepGenerations: 3, gcSchedule });
-
-async function until(condition: () => boolean, ms: number): Promise<boolean> {
-  for (const deadline = Date.now() + ms; Date.now() < deadline; await sleep(50)) if (condition()) return true;
-  return condition();
-}
 
 for (const [reader, everySecond] of [
   ["the agent's own reader", "* * * * * *"],
@@ -35,7 +31,7 @@ for (const [reader, everySecond] of [
       await sleep(2_500);
       assert.deepEqual(runner.calls, [], "an activation is in progress: nothing runs");
       busy = false;
-      assert.ok(await until(() => runner.calls.length >= 2, 5_000), `ran: ${JSON.stringify(runner.calls)}`);
+      await waitFor("the first collection's two commands", () => runner.calls.length >= 2, 5_000, 50);
       assert.deepEqual(runner.calls.slice(0, 2), ["nix-env -p /nix/var/nix/profiles/system --delete-generations +3", "nix-store --gc"]);
     } finally {
       gc.stop();
